@@ -1,0 +1,393 @@
+//! The audit log's hash chain and signed checkpoints.
+//!
+//! Each event's hash is SHA-256 over its canonical form, which includes its sequence number and
+//! the previous event's hash; so editing, deleting or reordering any event breaks the chain at
+//! that point. Checkpoints sign `(seq, hash)` with an Ed25519 key that lives outside the
+//! database, so whoever can write the database cannot rewrite the whole chain consistently.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// The previous hash of the first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An event before it is placed in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: Outcome,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Denied => "denied",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "success" => Some(Self::Success),
+            "failure" => Some(Self::Failure),
+            "denied" => Some(Self::Denied),
+            _ => None,
+        }
+    }
+}
+
+impl NewEvent {
+    pub fn new(actor: impl Into<String>, action: impl Into<String>, target: impl Into<String>, outcome: Outcome, details: serde_json::Value) -> Self {
+        Self { actor: actor.into(), action: action.into(), target: target.into(), outcome, details }
+    }
+}
+
+/// An event in the chain, exactly as stored and exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub seq: i64,
+    /// Milliseconds since the Unix epoch.
+    pub ts: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub details: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The fields that are hashed, in a fixed order. `details` serializes with sorted keys
+/// (serde_json's default map), so the same content always gives the same bytes.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    v: u8,
+    seq: i64,
+    ts: i64,
+    actor: &'a str,
+    action: &'a str,
+    target: &'a str,
+    outcome: &'a str,
+    details: &'a serde_json::Value,
+    prev_hash: &'a str,
+}
+
+pub fn event_hash(seq: i64, ts: i64, actor: &str, action: &str, target: &str, outcome: &str, details: &serde_json::Value, prev_hash: &str) -> String {
+    let canonical = Canonical { v: 1, seq, ts, actor, action, target, outcome, details, prev_hash };
+    let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The end of the chain: what the next event links to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl ChainHead {
+    pub fn genesis() -> Self {
+        Self { seq: 0, hash: GENESIS_HASH.to_owned() }
+    }
+
+    /// Places `event` after this head at time `ts_ms` and moves the head on.
+    pub fn append(&mut self, event: NewEvent, ts_ms: i64) -> AuditEvent {
+        let seq = self.seq + 1;
+        let outcome = event.outcome.as_str();
+        let hash = event_hash(seq, ts_ms, &event.actor, &event.action, &event.target, outcome, &event.details, &self.hash);
+        let out = AuditEvent {
+            seq,
+            ts: ts_ms,
+            actor: event.actor,
+            action: event.action,
+            target: event.target,
+            outcome: outcome.to_owned(),
+            details: event.details,
+            prev_hash: std::mem::replace(&mut self.hash, hash.clone()),
+            hash,
+        };
+        self.seq = seq;
+        out
+    }
+}
+
+/// A signed statement that the chain had `hash` at `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub ts: i64,
+    pub key_id: String,
+    pub signature: String,
+}
+
+fn checkpoint_message(seq: i64, hash: &str, ts: i64) -> Vec<u8> {
+    let mut m = b"jitgate-audit-checkpoint-v1\0".to_vec();
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(hash.as_bytes());
+    m.extend_from_slice(&ts.to_be_bytes());
+    m
+}
+
+pub fn key_id(key: &VerifyingKey) -> String {
+    hex::encode(&Sha256::digest(key.as_bytes())[..8])
+}
+
+pub fn sign_checkpoint(key: &SigningKey, head: &ChainHead, ts: i64) -> Checkpoint {
+    let sig = key.sign(&checkpoint_message(head.seq, &head.hash, ts));
+    Checkpoint { seq: head.seq, hash: head.hash.clone(), ts, key_id: key_id(&key.verifying_key()), signature: hex::encode(sig.to_bytes()) }
+}
+
+pub fn checkpoint_signature_ok(key: &VerifyingKey, cp: &Checkpoint) -> bool {
+    let Ok(bytes) = hex::decode(&cp.signature) else { return false };
+    let Ok(sig) = Signature::from_slice(&bytes) else { return false };
+    key.verify(&checkpoint_message(cp.seq, &cp.hash, cp.ts), &sig).is_ok()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum VerifyError {
+    #[error("event {seq}: its content does not match its hash (edited)")]
+    HashMismatch { seq: i64 },
+    #[error("event {seq}: does not link to the event before it (that one or this one was edited, deleted, inserted or moved)")]
+    BrokenLink { seq: i64 },
+    #[error("event {expected} is missing (found {found} next)")]
+    Gap { expected: i64, found: i64 },
+    #[error("checkpoint at event {seq}: bad signature")]
+    BadSignature { seq: i64 },
+    #[error("checkpoint at event {seq}: signed by an unknown key {key_id}")]
+    UnknownKey { seq: i64, key_id: String },
+    #[error("event {seq}: differs from the signed checkpoint")]
+    CheckpointMismatch { seq: i64 },
+    #[error("event {seq} is missing: a signed checkpoint covers events up to {checkpoint}")]
+    Truncated { seq: i64, checkpoint: i64 },
+    #[error("event {seq}: the chain ends at {seq} but the store's head says {head}")]
+    HeadMismatch { seq: i64, head: i64 },
+}
+
+impl VerifyError {
+    /// The first sequence number at which the log is bad.
+    pub fn seq(&self) -> i64 {
+        match self {
+            Self::HashMismatch { seq }
+            | Self::BrokenLink { seq }
+            | Self::BadSignature { seq }
+            | Self::UnknownKey { seq, .. }
+            | Self::CheckpointMismatch { seq }
+            | Self::Truncated { seq, .. } => *seq,
+            Self::Gap { expected, .. } => *expected,
+            Self::HeadMismatch { seq, head } => (*seq + 1).min(*head),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub events: i64,
+    pub last_seq: i64,
+    pub last_hash: String,
+    pub checkpoints: usize,
+    pub last_checkpoint: Option<i64>,
+}
+
+/// Walks a chain in sequence order. Checkpoints are given up front (sorted by seq) and checked as
+/// the walk reaches them; a checkpoint beyond the last event means events were cut off the end.
+pub struct ChainVerifier {
+    key: Option<VerifyingKey>,
+    checkpoints: Vec<Checkpoint>,
+    next_checkpoint: usize,
+    head: ChainHead,
+    first_seq: Option<i64>,
+    events: i64,
+}
+
+impl ChainVerifier {
+    /// `start` lets a verifier begin in the middle of a chain (seq and hash of the event before).
+    pub fn new(key: Option<VerifyingKey>, mut checkpoints: Vec<Checkpoint>) -> Self {
+        checkpoints.sort_by_key(|c| c.seq);
+        Self { key, checkpoints, next_checkpoint: 0, head: ChainHead::genesis(), first_seq: None, events: 0 }
+    }
+
+    pub fn push(&mut self, e: &AuditEvent) -> Result<(), VerifyError> {
+        let expected = self.head.seq + 1;
+        if e.seq != expected {
+            return Err(if e.seq > expected {
+                VerifyError::Gap { expected, found: e.seq }
+            } else {
+                VerifyError::BrokenLink { seq: e.seq }
+            });
+        }
+        let hash = event_hash(e.seq, e.ts, &e.actor, &e.action, &e.target, &e.outcome, &e.details, &e.prev_hash);
+        if e.prev_hash != self.head.hash {
+            // An event whose own hash is still right but whose link is wrong was moved; one
+            // whose hash is wrong was edited. Both are reported at this seq.
+            return Err(if hash == e.hash { VerifyError::BrokenLink { seq: e.seq } } else { VerifyError::HashMismatch { seq: e.seq } });
+        }
+        if hash != e.hash {
+            return Err(VerifyError::HashMismatch { seq: e.seq });
+        }
+        self.first_seq.get_or_insert(e.seq);
+        self.head = ChainHead { seq: e.seq, hash };
+        self.events += 1;
+        while let Some(cp) = self.checkpoints.get(self.next_checkpoint) {
+            if cp.seq > e.seq {
+                break;
+            }
+            self.check_checkpoint(cp, e)?;
+            self.next_checkpoint += 1;
+        }
+        Ok(())
+    }
+
+    fn check_checkpoint(&self, cp: &Checkpoint, at: &AuditEvent) -> Result<(), VerifyError> {
+        if let Some(key) = &self.key {
+            if cp.key_id != key_id(key) {
+                return Err(VerifyError::UnknownKey { seq: cp.seq, key_id: cp.key_id.clone() });
+            }
+            if !checkpoint_signature_ok(key, cp) {
+                return Err(VerifyError::BadSignature { seq: cp.seq });
+            }
+        }
+        if cp.seq != at.seq || cp.hash != at.hash {
+            return Err(VerifyError::CheckpointMismatch { seq: cp.seq });
+        }
+        Ok(())
+    }
+
+    /// Ends the walk. `store_head` is the head the store recorded, when verifying a live store.
+    pub fn finish(self, store_head: Option<&ChainHead>) -> Result<VerifyReport, VerifyError> {
+        if let Some(cp) = self.checkpoints.get(self.next_checkpoint) {
+            return Err(VerifyError::Truncated { seq: self.head.seq + 1, checkpoint: cp.seq });
+        }
+        if let Some(h) = store_head {
+            if h.seq != self.head.seq || h.hash != self.head.hash {
+                return Err(VerifyError::HeadMismatch { seq: self.head.seq, head: h.seq });
+            }
+        }
+        Ok(VerifyReport {
+            events: self.events,
+            last_seq: self.head.seq,
+            last_hash: self.head.hash,
+            checkpoints: self.next_checkpoint,
+            last_checkpoint: self.checkpoints.last().map(|c| c.seq),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn chain(n: i64) -> Vec<AuditEvent> {
+        let mut head = ChainHead::genesis();
+        (0..n)
+            .map(|i| head.append(NewEvent::new("alice", "request.create", format!("req_{i}"), Outcome::Success, json!({"i": i, "b": "x"})), 1000 + i))
+            .collect()
+    }
+
+    fn verify(events: &[AuditEvent], cps: Vec<Checkpoint>, key: Option<VerifyingKey>) -> Result<VerifyReport, VerifyError> {
+        let mut v = ChainVerifier::new(key, cps);
+        for e in events {
+            v.push(e)?;
+        }
+        v.finish(None)
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let events = chain(50);
+        let cp = sign_checkpoint(&key(), &ChainHead { seq: 40, hash: events[39].hash.clone() }, 5);
+        let r = verify(&events, vec![cp], Some(key().verifying_key())).unwrap();
+        assert_eq!(r.events, 50);
+        assert_eq!(r.checkpoints, 1);
+    }
+
+    #[test]
+    fn the_hash_does_not_depend_on_key_order_in_details() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":2}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
+        assert_eq!(event_hash(1, 1, "x", "y", "z", "success", &a, GENESIS_HASH), event_hash(1, 1, "x", "y", "z", "success", &b, GENESIS_HASH));
+    }
+
+    #[test]
+    fn an_edit_is_found_at_its_seq() {
+        let mut events = chain(10);
+        events[4].actor = "mallory".into();
+        assert_eq!(verify(&events, vec![], None).unwrap_err().seq(), 5);
+        let mut events = chain(10);
+        events[6].details = json!({"i": 6, "b": "y"});
+        assert_eq!(verify(&events, vec![], None).unwrap_err(), VerifyError::HashMismatch { seq: 7 });
+    }
+
+    #[test]
+    fn an_edit_with_a_recomputed_hash_breaks_the_next_link() {
+        let mut events = chain(10);
+        let e = &mut events[4];
+        e.actor = "mallory".into();
+        e.hash = event_hash(e.seq, e.ts, &e.actor, &e.action, &e.target, &e.outcome, &e.details, &e.prev_hash);
+        assert_eq!(verify(&events, vec![], None).unwrap_err(), VerifyError::BrokenLink { seq: 6 });
+    }
+
+    #[test]
+    fn deletion_and_reordering_are_found() {
+        let mut events = chain(10);
+        events.remove(3);
+        assert_eq!(verify(&events, vec![], None).unwrap_err(), VerifyError::Gap { expected: 4, found: 5 });
+        let mut events = chain(10);
+        events.swap(2, 3);
+        assert_eq!(verify(&events, vec![], None).unwrap_err().seq(), 3);
+        // Swapping the seq numbers too: the content still links wrong.
+        let mut events = chain(10);
+        events.swap(2, 3);
+        events[2].seq = 3;
+        events[3].seq = 4;
+        assert_eq!(verify(&events, vec![], None).unwrap_err().seq(), 3);
+    }
+
+    #[test]
+    fn cutting_the_tail_is_found_by_a_checkpoint() {
+        let events = chain(10);
+        let cp = sign_checkpoint(&key(), &ChainHead { seq: 10, hash: events[9].hash.clone() }, 5);
+        let err = verify(&events[..8], vec![cp], Some(key().verifying_key())).unwrap_err();
+        assert_eq!(err, VerifyError::Truncated { seq: 9, checkpoint: 10 });
+    }
+
+    #[test]
+    fn a_forged_or_foreign_checkpoint_is_refused() {
+        let events = chain(5);
+        let mut cp = sign_checkpoint(&key(), &ChainHead { seq: 5, hash: events[4].hash.clone() }, 5);
+        cp.ts += 1;
+        assert_eq!(verify(&events, vec![cp], Some(key().verifying_key())).unwrap_err(), VerifyError::BadSignature { seq: 5 });
+        let other = SigningKey::from_bytes(&[9u8; 32]);
+        let cp = sign_checkpoint(&other, &ChainHead { seq: 5, hash: events[4].hash.clone() }, 5);
+        assert!(matches!(verify(&events, vec![cp], Some(key().verifying_key())).unwrap_err(), VerifyError::UnknownKey { seq: 5, .. }));
+    }
+
+    #[test]
+    fn a_store_head_beyond_the_chain_means_a_cut_tail() {
+        let events = chain(5);
+        let mut v = ChainVerifier::new(None, vec![]);
+        for e in &events[..3] {
+            v.push(e).unwrap();
+        }
+        let head = ChainHead { seq: 5, hash: events[4].hash.clone() };
+        assert_eq!(v.finish(Some(&head)).unwrap_err().seq(), 4);
+    }
+}

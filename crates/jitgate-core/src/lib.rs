@@ -1,0 +1,13 @@
+//! The jitgate domain. Every function here is a pure function of its inputs and of `now`:
+//! no clock reads, no storage, no network. The store, the server and the CLI build on it.
+
+pub mod audit;
+pub mod error;
+pub mod grant;
+pub mod names;
+pub mod policy;
+pub mod request;
+pub mod time;
+
+pub use error::DomainError;
+pub use time::Timestamp;

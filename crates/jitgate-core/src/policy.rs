@@ -1,0 +1,297 @@
+//! Resources, their roles and each role's access policy, and the checks a new request must pass.
+//! The policy decision is a seam: Cedar policies (eligibility, automatic approval, forbid rules)
+//! plug in beside [`RolePolicy::check_request`] without changing its callers.
+
+use crate::error::DomainError;
+use crate::names::{GroupName, ResourceName, RoleName, Username};
+use crate::time::{duration_text, format_duration, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    pub name: ResourceName,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    #[serde(default)]
+    pub description: String,
+    pub roles: BTreeMap<RoleName, RolePolicy>,
+}
+
+fn default_kind() -> String {
+    "postgres".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolePolicy {
+    /// Groups whose members may request this role.
+    pub requesters: BTreeSet<GroupName>,
+    /// Approval stages, AND-ed: each needs its own distinct approvers.
+    pub stages: Vec<Stage>,
+    #[serde(with = "duration_text", default = "default_max")]
+    pub max_duration: Duration,
+    #[serde(with = "duration_text", default = "default_duration")]
+    pub default_duration: Duration,
+    /// How long a request may wait for its approvals before it expires.
+    #[serde(with = "duration_text", default = "default_pending_ttl")]
+    pub pending_ttl: Duration,
+    #[serde(default)]
+    pub reason: ReasonRules,
+}
+
+fn default_max() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_duration() -> Duration {
+    Duration::from_secs(1800)
+}
+fn default_pending_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    #[serde(default)]
+    pub name: String,
+    pub groups: BTreeSet<GroupName>,
+    #[serde(default = "one")]
+    pub min_approvals: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRules {
+    #[serde(default = "yes")]
+    pub required: bool,
+    #[serde(default)]
+    pub min_length: usize,
+    /// A regular expression the ticket must match; when set, a ticket is required.
+    #[serde(default)]
+    pub ticket_pattern: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ReasonRules {
+    fn default() -> Self {
+        Self { required: true, min_length: 0, ticket_pattern: None }
+    }
+}
+
+/// What a person asks for, before any check.
+#[derive(Debug, Clone)]
+pub struct RequestDraft<'a> {
+    pub requester: &'a Username,
+    pub requester_groups: &'a BTreeSet<GroupName>,
+    pub duration: Option<Duration>,
+    pub reason: &'a str,
+    pub ticket: Option<&'a str>,
+    pub start_at: Option<Timestamp>,
+}
+
+/// A request that passed every rule of its role's policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedRequest {
+    pub duration: Duration,
+    pub reason: String,
+    pub ticket: Option<String>,
+    pub start_at: Option<Timestamp>,
+    pub expires_at: Timestamp,
+}
+
+impl Resource {
+    pub fn role(&self, role: &RoleName) -> Result<&RolePolicy, DomainError> {
+        self.roles.get(role).ok_or_else(|| DomainError::UnknownRole {
+            resource: self.name.to_string(),
+            role: role.to_string(),
+        })
+    }
+
+    /// Problems that make this resource unusable, for configuration errors.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.roles.is_empty() {
+            out.push(format!("resource '{}' has no roles", self.name));
+        }
+        for (name, role) in &self.roles {
+            for p in role.problems() {
+                out.push(format!("resource '{}', role '{}': {p}", self.name, name));
+            }
+        }
+        out
+    }
+
+    /// Whether `groups` makes someone an approver of any role of this resource.
+    pub fn is_approver(&self, groups: &BTreeSet<GroupName>) -> bool {
+        self.roles.values().any(|r| r.is_approver(groups))
+    }
+}
+
+impl RolePolicy {
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.requesters.is_empty() {
+            out.push("'requesters' names no group, so nobody could request it".to_owned());
+        }
+        if self.stages.is_empty() {
+            out.push("'stages' is empty: every role needs at least one approval stage".to_owned());
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            if s.groups.is_empty() {
+                out.push(format!("stage {} names no approver group", i + 1));
+            }
+            if s.min_approvals == 0 {
+                out.push(format!("stage {} needs min_approvals of at least 1", i + 1));
+            }
+        }
+        if self.max_duration < Duration::from_secs(60) {
+            out.push("max_duration must be at least 1m".to_owned());
+        }
+        if self.default_duration > self.max_duration {
+            out.push("default_duration is longer than max_duration".to_owned());
+        }
+        if self.pending_ttl < Duration::from_secs(60) {
+            out.push("pending_ttl must be at least 1m".to_owned());
+        }
+        if let Some(p) = &self.reason.ticket_pattern {
+            if let Err(e) = regex::Regex::new(p) {
+                out.push(format!("ticket_pattern is not a valid regular expression: {e}"));
+            }
+        }
+        out
+    }
+
+    pub fn is_approver(&self, groups: &BTreeSet<GroupName>) -> bool {
+        self.stages.iter().any(|s| !s.groups.is_disjoint(groups))
+    }
+
+    /// Checks a draft against this policy. `now` decides the pending deadline.
+    pub fn check_request(
+        &self,
+        resource: &ResourceName,
+        role: &RoleName,
+        draft: &RequestDraft<'_>,
+        now: Timestamp,
+    ) -> Result<CheckedRequest, DomainError> {
+        if self.requesters.is_disjoint(draft.requester_groups) {
+            return Err(DomainError::NotEligible {
+                resource: resource.to_string(),
+                role: role.to_string(),
+            });
+        }
+        let duration = draft.duration.unwrap_or(self.default_duration);
+        if duration < Duration::from_secs(60) {
+            return Err(DomainError::DurationTooShort);
+        }
+        if duration > self.max_duration {
+            return Err(DomainError::DurationTooLong {
+                requested: format_duration(duration),
+                max: format_duration(self.max_duration),
+            });
+        }
+        let reason = draft.reason.trim();
+        if self.reason.required && reason.is_empty() {
+            return Err(DomainError::ReasonRequired);
+        }
+        if reason.chars().count() < self.reason.min_length {
+            return Err(DomainError::ReasonTooShort { min: self.reason.min_length });
+        }
+        let ticket = draft.ticket.map(str::trim).filter(|t| !t.is_empty());
+        if let Some(pattern) = &self.reason.ticket_pattern {
+            let Some(t) = ticket else {
+                return Err(DomainError::TicketRequired { pattern: pattern.clone() });
+            };
+            // Anchored so that a pattern like `INC-[0-9]+` cannot be satisfied by a substring.
+            let anchored = format!("^(?:{pattern})$");
+            let ok = regex::Regex::new(&anchored).map(|re| re.is_match(t)).unwrap_or(false);
+            if !ok {
+                return Err(DomainError::TicketInvalid { ticket: t.to_owned(), pattern: pattern.clone() });
+            }
+        }
+        if let Some(start) = draft.start_at {
+            if start < now {
+                return Err(DomainError::StartInPast);
+            }
+        }
+        Ok(CheckedRequest {
+            duration,
+            reason: reason.to_owned(),
+            ticket: ticket.map(str::to_owned),
+            start_at: draft.start_at,
+            expires_at: now.saturating_add(self.pending_ttl),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(names: &[&str]) -> BTreeSet<GroupName> {
+        names.iter().map(|n| GroupName::parse(n).unwrap()).collect()
+    }
+
+    fn policy() -> RolePolicy {
+        RolePolicy {
+            requesters: g(&["engineers"]),
+            stages: vec![Stage { name: "owner".into(), groups: g(&["db-owners"]), min_approvals: 1 }],
+            max_duration: Duration::from_secs(3600),
+            default_duration: Duration::from_secs(1800),
+            pending_ttl: Duration::from_secs(600),
+            reason: ReasonRules { required: true, min_length: 5, ticket_pattern: Some("INC-[0-9]+".into()) },
+        }
+    }
+
+    fn check(p: &RolePolicy, groups: &BTreeSet<GroupName>, dur: u64, reason: &str, ticket: Option<&str>) -> Result<CheckedRequest, DomainError> {
+        let alice = Username::parse("alice").unwrap();
+        let draft = RequestDraft {
+            requester: &alice,
+            requester_groups: groups,
+            duration: Some(Duration::from_secs(dur)),
+            reason,
+            ticket,
+            start_at: None,
+        };
+        p.check_request(&ResourceName::parse("db").unwrap(), &RoleName::parse("read").unwrap(), &draft, Timestamp::from_millis(1000))
+    }
+
+    #[test]
+    fn a_good_request_passes_and_gets_a_pending_deadline() {
+        let c = check(&policy(), &g(&["engineers"]), 1800, "debug INC", Some("INC-231")).unwrap();
+        assert_eq!(c.duration, Duration::from_secs(1800));
+        assert_eq!(c.expires_at, Timestamp::from_millis(601_000));
+    }
+
+    #[test]
+    fn each_rule_refuses_with_its_own_code() {
+        let p = policy();
+        let eng = g(&["engineers"]);
+        assert_eq!(check(&p, &g(&["sales"]), 1800, "debug INC", Some("INC-1")).unwrap_err().code(), "not_eligible");
+        assert_eq!(check(&p, &eng, 7200, "debug INC", Some("INC-1")).unwrap_err().code(), "duration_too_long");
+        assert_eq!(check(&p, &eng, 10, "debug INC", Some("INC-1")).unwrap_err().code(), "duration_too_short");
+        assert_eq!(check(&p, &eng, 1800, "  ", Some("INC-1")).unwrap_err().code(), "reason_required");
+        assert_eq!(check(&p, &eng, 1800, "dbg", Some("INC-1")).unwrap_err().code(), "reason_too_short");
+        assert_eq!(check(&p, &eng, 1800, "debug INC", None).unwrap_err().code(), "ticket_required");
+        assert_eq!(check(&p, &eng, 1800, "debug INC", Some("xINC-1")).unwrap_err().code(), "ticket_invalid");
+    }
+
+    #[test]
+    fn configuration_problems_are_named() {
+        let mut p = policy();
+        p.stages.clear();
+        p.default_duration = Duration::from_secs(7200);
+        p.reason.ticket_pattern = Some("(".into());
+        let problems = p.problems();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+}
