@@ -1,1 +1,192 @@
+//! Storage for jitgate. One [`Store`] trait, two implementations: SQLite (the embedded default)
+//! and PostgreSQL (several instances sharing one database). Both run the same SQL text, written
+//! once in [`sql`], and pass the same conformance suite (`tests/conformance.rs`).
+//!
+//! Every change happens in a [`WriteTx`], which holds the audit chain's head for its whole
+//! life: writers are serialized, so the audit event that records a change is appended in the
+//! same transaction as the change, and the chain never forks.
 
+use async_trait::async_trait;
+use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent};
+use jitgate_core::grant::{Grant, GrantStatus};
+use jitgate_core::names::{GroupName, ResourceName, Username};
+use jitgate_core::policy::Resource;
+use jitgate_core::request::{AccessRequest, RequestStatus, Review};
+use jitgate_core::Timestamp;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+mod postgres;
+mod sql;
+mod sqlite;
+pub mod testing;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error("the transaction had a failed statement and was rolled back")]
+    Aborted,
+    #[error("cannot open store: {0}")]
+    Open(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: Username,
+    pub display_name: String,
+    /// Argon2id PHC string; `None` for a user who cannot log in with a password.
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 of the opaque token; the token itself is never stored.
+    pub token_hash: String,
+    pub user: Username,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub requester: Option<Username>,
+    pub status: Option<RequestStatus>,
+    pub resource: Option<ResourceName>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GrantFilter {
+    pub user: Option<Username>,
+    pub status: Option<GrantStatus>,
+    pub resource: Option<ResourceName>,
+    pub limit: i64,
+}
+
+/// Where a group membership or resource came from: the config file is re-applied at every start
+/// and replaces what it set before; the API's entries are left alone by that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Config,
+    Api,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Api => "api",
+        }
+    }
+}
+
+/// Reads that need no transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> Result<()>;
+    /// Begins a write transaction. It holds the audit chain's head until commit or drop.
+    async fn write(&self) -> Result<Box<dyn WriteTx>>;
+
+    async fn user(&self, name: &Username) -> Result<Option<UserRecord>>;
+    async fn users(&self) -> Result<Vec<UserRecord>>;
+    async fn user_groups(&self, name: &Username) -> Result<BTreeSet<GroupName>>;
+    async fn groups(&self) -> Result<BTreeMap<GroupName, Vec<Username>>>;
+    async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>>;
+    async fn resource(&self, name: &ResourceName) -> Result<Option<Resource>>;
+    async fn resources(&self) -> Result<Vec<Resource>>;
+    async fn request(&self, id: &str) -> Result<Option<AccessRequest>>;
+    async fn requests(&self, filter: &RequestFilter) -> Result<Vec<AccessRequest>>;
+    async fn reviews(&self, request_id: &str) -> Result<Vec<Review>>;
+    async fn grant(&self, id: &str) -> Result<Option<Grant>>;
+    async fn grant_for_request(&self, request_id: &str) -> Result<Option<Grant>>;
+    async fn grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>>;
+    /// The earliest moment a grant or a pending request changes by itself.
+    async fn next_deadline(&self) -> Result<Option<Timestamp>>;
+    async fn audit_events(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>>;
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>>;
+    async fn audit_head(&self) -> Result<ChainHead>;
+    async fn meta(&self, key: &str) -> Result<Option<String>>;
+}
+
+/// One all-or-nothing change. Dropping it without `commit` rolls everything back.
+#[async_trait]
+pub trait WriteTx: Send {
+    fn head(&self) -> &ChainHead;
+
+    async fn user(&mut self, name: &Username) -> Result<Option<UserRecord>>;
+    async fn user_groups(&mut self, name: &Username) -> Result<BTreeSet<GroupName>>;
+    async fn count_users(&mut self) -> Result<i64>;
+    async fn insert_user(&mut self, user: &UserRecord) -> Result<()>;
+    async fn update_user(&mut self, user: &UserRecord) -> Result<()>;
+    async fn ensure_group(&mut self, group: &GroupName, source: Source) -> Result<()>;
+    async fn set_member(&mut self, group: &GroupName, user: &Username, member: bool, source: Source) -> Result<bool>;
+    /// Removes every group and membership that `source` set; the config is then re-applied.
+    async fn clear_source(&mut self, source: Source) -> Result<()>;
+
+    async fn insert_session(&mut self, session: &SessionRecord) -> Result<()>;
+    async fn touch_session(&mut self, token_hash: &str, now: Timestamp) -> Result<()>;
+    async fn delete_session(&mut self, token_hash: &str) -> Result<bool>;
+    async fn delete_sessions_of(&mut self, user: &Username) -> Result<u64>;
+
+    async fn put_resource(&mut self, resource: &Resource, source: Source, now: Timestamp) -> Result<()>;
+    async fn delete_resource(&mut self, name: &ResourceName) -> Result<bool>;
+    /// Names of the resources `source` set.
+    async fn resources_from(&mut self, source: Source) -> Result<Vec<ResourceName>>;
+
+    async fn request(&mut self, id: &str) -> Result<Option<AccessRequest>>;
+    async fn reviews(&mut self, request_id: &str) -> Result<Vec<Review>>;
+    async fn insert_request(&mut self, request: &AccessRequest) -> Result<()>;
+    async fn set_request_status(&mut self, id: &str, status: RequestStatus, decided_at: Timestamp) -> Result<()>;
+    async fn insert_review(&mut self, review: &Review) -> Result<()>;
+    /// Pending requests whose deadline is at or before `now`, oldest first.
+    async fn due_requests(&mut self, now: Timestamp, limit: i64) -> Result<Vec<AccessRequest>>;
+
+    async fn grant(&mut self, id: &str) -> Result<Option<Grant>>;
+    async fn insert_grant(&mut self, grant: &Grant) -> Result<()>;
+    async fn update_grant(&mut self, grant: &Grant) -> Result<()>;
+    /// Grants with a transition due at or before `now`, earliest first.
+    async fn due_grants(&mut self, now: Timestamp, limit: i64) -> Result<Vec<Grant>>;
+
+    async fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
+    async fn delete_meta(&mut self, key: &str) -> Result<()>;
+
+    /// Appends an event to the chain, in this transaction.
+    async fn append_audit(&mut self, event: NewEvent, now: Timestamp) -> Result<AuditEvent>;
+    async fn insert_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<()>;
+
+    /// Commits and returns the audit events it appended.
+    async fn commit(self: Box<Self>) -> Result<Vec<AuditEvent>>;
+}
+
+/// Opens the store that `url` names: `postgres://…` / `postgresql://…`, `sqlite://PATH`, or a
+/// plain file path for SQLite. Migrations run on open.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
+    }
+}
+
+/// True for a unique-key violation, which the API answers as a conflict, not a failure.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}

@@ -1,0 +1,675 @@
+//! The SQL both backends run, written once. SQLite and PostgreSQL both accept `$N` parameters,
+//! `CAST(… AS TEXT)` and partial indexes, so one text serves both; the macro stamps out an
+//! implementation per backend because sqlx's row and executor types differ per database.
+
+pub(crate) const USER_COLS: &str = "name, display_name, password_hash, is_admin, disabled, created_at";
+pub(crate) const REQUEST_COLS: &str = "id, requester, resource, role, reason, ticket, duration_secs, start_at, status, created_at, expires_at, decided_at, extends_grant";
+pub(crate) const REVIEW_COLS: &str = "request_id, reviewer, decision, comment, stage, mfa_method, created_at";
+pub(crate) const GRANT_COLS: &str = "id, request_id, username, resource, role, starts_at, ends_at, status, created_at, revoked_at, revoked_by, revoke_reason";
+pub(crate) const AUDIT_COLS: &str = "seq, ts, actor, action, target, outcome, details, prev_hash, hash";
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreError {
+    crate::StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+macro_rules! impl_store {
+    ($store:ident, $tx:ident, $db:ty, $backend:literal, $lock:literal) => {
+        use crate::sql::{corrupt, AUDIT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
+        use crate::{GrantFilter, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
+        use async_trait::async_trait;
+        use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent};
+        use jitgate_core::grant::{Grant, GrantStatus};
+        use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
+        use jitgate_core::policy::Resource;
+        use jitgate_core::request::{AccessRequest, Decision, RequestStatus, Review};
+        use jitgate_core::Timestamp;
+        use sqlx::Row;
+        use std::collections::{BTreeMap, BTreeSet};
+
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        fn ts(ms: i64) -> Timestamp {
+            Timestamp::from_millis(ms)
+        }
+        fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
+            ms.map(Timestamp::from_millis)
+        }
+        fn name<T: std::str::FromStr<Err = String>>(s: String, what: &str) -> Result<T, StoreError> {
+            s.parse().map_err(|e: String| corrupt(what, e))
+        }
+
+        fn user_from(row: &DbRow) -> Result<UserRecord, StoreError> {
+            Ok(UserRecord {
+                name: name(row.try_get("name")?, "user name")?,
+                display_name: row.try_get("display_name")?,
+                password_hash: row.try_get("password_hash")?,
+                is_admin: row.try_get("is_admin")?,
+                disabled: row.try_get("disabled")?,
+                created_at: ts(row.try_get("created_at")?),
+            })
+        }
+
+        fn session_from(row: &DbRow) -> Result<SessionRecord, StoreError> {
+            Ok(SessionRecord {
+                token_hash: row.try_get("token_hash")?,
+                user: name(row.try_get("username")?, "session user")?,
+                created_at: ts(row.try_get("created_at")?),
+                last_seen_at: ts(row.try_get("last_seen_at")?),
+                expires_at: ts(row.try_get("expires_at")?),
+            })
+        }
+
+        fn request_from(row: &DbRow) -> Result<AccessRequest, StoreError> {
+            let status: String = row.try_get("status")?;
+            Ok(AccessRequest {
+                id: row.try_get("id")?,
+                requester: name(row.try_get("requester")?, "requester")?,
+                resource: name::<ResourceName>(row.try_get("resource")?, "resource")?,
+                role: name::<RoleName>(row.try_get("role")?, "role")?,
+                reason: row.try_get("reason")?,
+                ticket: row.try_get("ticket")?,
+                duration_secs: row.try_get("duration_secs")?,
+                start_at: opt_ts(row.try_get("start_at")?),
+                status: RequestStatus::parse(&status).ok_or_else(|| corrupt("request status", &status))?,
+                created_at: ts(row.try_get("created_at")?),
+                expires_at: ts(row.try_get("expires_at")?),
+                decided_at: opt_ts(row.try_get("decided_at")?),
+                extends_grant: row.try_get("extends_grant")?,
+            })
+        }
+
+        fn review_from(row: &DbRow) -> Result<Review, StoreError> {
+            let decision: String = row.try_get("decision")?;
+            let stage: Option<i64> = row.try_get("stage")?;
+            Ok(Review {
+                request_id: row.try_get("request_id")?,
+                reviewer: name(row.try_get("reviewer")?, "reviewer")?,
+                decision: Decision::parse(&decision).ok_or_else(|| corrupt("decision", &decision))?,
+                comment: row.try_get("comment")?,
+                stage: stage.and_then(|s| u32::try_from(s).ok()),
+                mfa_method: row.try_get("mfa_method")?,
+                created_at: ts(row.try_get("created_at")?),
+            })
+        }
+
+        fn grant_from(row: &DbRow) -> Result<Grant, StoreError> {
+            let status: String = row.try_get("status")?;
+            let revoked_by: Option<String> = row.try_get("revoked_by")?;
+            Ok(Grant {
+                id: row.try_get("id")?,
+                request_id: row.try_get("request_id")?,
+                user: name(row.try_get("username")?, "grant user")?,
+                resource: name::<ResourceName>(row.try_get("resource")?, "resource")?,
+                role: name::<RoleName>(row.try_get("role")?, "role")?,
+                starts_at: ts(row.try_get("starts_at")?),
+                ends_at: ts(row.try_get("ends_at")?),
+                status: GrantStatus::parse(&status).ok_or_else(|| corrupt("grant status", &status))?,
+                created_at: ts(row.try_get("created_at")?),
+                revoked_at: opt_ts(row.try_get("revoked_at")?),
+                revoked_by: revoked_by.map(|s| name(s, "revoked_by")).transpose()?,
+                revoke_reason: row.try_get("revoke_reason")?,
+            })
+        }
+
+        fn audit_from(row: &DbRow) -> Result<AuditEvent, StoreError> {
+            let details: String = row.try_get("details")?;
+            Ok(AuditEvent {
+                seq: row.try_get("seq")?,
+                ts: row.try_get("ts")?,
+                actor: row.try_get("actor")?,
+                action: row.try_get("action")?,
+                target: row.try_get("target")?,
+                outcome: row.try_get("outcome")?,
+                // A row whose details are not JSON was edited by hand; keep the raw text so that
+                // verification reports a hash mismatch at this seq instead of failing to read.
+                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+                prev_hash: row.try_get("prev_hash")?,
+                hash: row.try_get("hash")?,
+            })
+        }
+
+        fn resource_from(row: &DbRow) -> Result<Resource, StoreError> {
+            let spec: String = row.try_get("spec")?;
+            serde_json::from_str(&spec).map_err(|e| corrupt("resource", e))
+        }
+
+        fn all<T>(rows: Vec<DbRow>, f: fn(&DbRow) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+            rows.iter().map(f).collect()
+        }
+
+        async fn q_user<'e, E: sqlx::Executor<'e, Database = $db>>(ex: E, user: &Username) -> Result<Option<UserRecord>, StoreError> {
+            let sql = format!("SELECT {USER_COLS} FROM users WHERE name = $1");
+            sqlx::query(&sql).bind(user.as_str()).fetch_optional(ex).await?.as_ref().map(user_from).transpose()
+        }
+
+        async fn q_user_groups<'e, E: sqlx::Executor<'e, Database = $db>>(ex: E, user: &Username) -> Result<BTreeSet<GroupName>, StoreError> {
+            let rows = sqlx::query("SELECT group_name FROM group_members WHERE username = $1")
+                .bind(user.as_str())
+                .fetch_all(ex)
+                .await?;
+            rows.iter().map(|r| name(r.try_get("group_name")?, "group")).collect()
+        }
+
+        async fn q_request<'e, E: sqlx::Executor<'e, Database = $db>>(ex: E, id: &str) -> Result<Option<AccessRequest>, StoreError> {
+            let sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE id = $1");
+            sqlx::query(&sql).bind(id).fetch_optional(ex).await?.as_ref().map(request_from).transpose()
+        }
+
+        async fn q_reviews<'e, E: sqlx::Executor<'e, Database = $db>>(ex: E, id: &str) -> Result<Vec<Review>, StoreError> {
+            let sql = format!("SELECT {REVIEW_COLS} FROM reviews WHERE request_id = $1 ORDER BY created_at, reviewer");
+            all(sqlx::query(&sql).bind(id).fetch_all(ex).await?, review_from)
+        }
+
+        async fn q_grant<'e, E: sqlx::Executor<'e, Database = $db>>(ex: E, column: &str, id: &str) -> Result<Option<Grant>, StoreError> {
+            let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE {column} = $1");
+            sqlx::query(&sql).bind(id).fetch_optional(ex).await?.as_ref().map(grant_from).transpose()
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
+                Ok(())
+            }
+
+            async fn write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+                let mut tx = self.write.begin().await?;
+                let row = sqlx::query(concat!("SELECT seq, hash FROM audit_head WHERE id = 1", $lock))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let head = ChainHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? };
+                Ok(Box::new($tx { start_seq: head.seq, head, tx, appended: Vec::new(), poisoned: false }))
+            }
+
+            async fn user(&self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
+                q_user(&self.read, user).await
+            }
+
+            async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+                let sql = format!("SELECT {USER_COLS} FROM users ORDER BY name");
+                all(sqlx::query(&sql).fetch_all(&self.read).await?, user_from)
+            }
+
+            async fn user_groups(&self, user: &Username) -> Result<BTreeSet<GroupName>, StoreError> {
+                q_user_groups(&self.read, user).await
+            }
+
+            async fn groups(&self) -> Result<BTreeMap<GroupName, Vec<Username>>, StoreError> {
+                let mut out = BTreeMap::new();
+                for r in sqlx::query("SELECT name FROM groups ORDER BY name").fetch_all(&self.read).await? {
+                    out.insert(name(r.try_get("name")?, "group")?, Vec::new());
+                }
+                let rows = sqlx::query("SELECT group_name, username FROM group_members ORDER BY group_name, username")
+                    .fetch_all(&self.read)
+                    .await?;
+                for r in rows {
+                    let g: GroupName = name(r.try_get("group_name")?, "group")?;
+                    out.entry(g).or_default().push(name(r.try_get("username")?, "member")?);
+                }
+                Ok(out)
+            }
+
+            async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+                sqlx::query("SELECT token_hash, username, created_at, last_seen_at, expires_at FROM sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .fetch_optional(&self.read)
+                    .await?
+                    .as_ref()
+                    .map(session_from)
+                    .transpose()
+            }
+
+            async fn resource(&self, res: &ResourceName) -> Result<Option<Resource>, StoreError> {
+                sqlx::query("SELECT spec FROM resources WHERE name = $1")
+                    .bind(res.as_str())
+                    .fetch_optional(&self.read)
+                    .await?
+                    .as_ref()
+                    .map(resource_from)
+                    .transpose()
+            }
+
+            async fn resources(&self) -> Result<Vec<Resource>, StoreError> {
+                all(sqlx::query("SELECT spec FROM resources ORDER BY name").fetch_all(&self.read).await?, resource_from)
+            }
+
+            async fn request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
+                q_request(&self.read, id).await
+            }
+
+            async fn requests(&self, f: &RequestFilter) -> Result<Vec<AccessRequest>, StoreError> {
+                let sql = format!(
+                    "SELECT {REQUEST_COLS} FROM requests \
+                     WHERE (CAST($1 AS TEXT) IS NULL OR requester = $1) \
+                       AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
+                       AND (CAST($3 AS TEXT) IS NULL OR resource = $3) \
+                     ORDER BY created_at DESC, id DESC LIMIT $4"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(f.requester.as_ref().map(|u| u.as_str().to_owned()))
+                    .bind(f.status.map(|s| s.as_str().to_owned()))
+                    .bind(f.resource.as_ref().map(|r| r.as_str().to_owned()))
+                    .bind(if f.limit > 0 { f.limit } else { 100 })
+                    .fetch_all(&self.read)
+                    .await?;
+                all(rows, request_from)
+            }
+
+            async fn reviews(&self, id: &str) -> Result<Vec<Review>, StoreError> {
+                q_reviews(&self.read, id).await
+            }
+
+            async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+                q_grant(&self.read, "id", id).await
+            }
+
+            async fn grant_for_request(&self, request_id: &str) -> Result<Option<Grant>, StoreError> {
+                q_grant(&self.read, "request_id", request_id).await
+            }
+
+            async fn grants(&self, f: &GrantFilter) -> Result<Vec<Grant>, StoreError> {
+                let sql = format!(
+                    "SELECT {GRANT_COLS} FROM grants \
+                     WHERE (CAST($1 AS TEXT) IS NULL OR username = $1) \
+                       AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
+                       AND (CAST($3 AS TEXT) IS NULL OR resource = $3) \
+                     ORDER BY created_at DESC, id DESC LIMIT $4"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(f.user.as_ref().map(|u| u.as_str().to_owned()))
+                    .bind(f.status.map(|s| s.as_str().to_owned()))
+                    .bind(f.resource.as_ref().map(|r| r.as_str().to_owned()))
+                    .bind(if f.limit > 0 { f.limit } else { 100 })
+                    .fetch_all(&self.read)
+                    .await?;
+                all(rows, grant_from)
+            }
+
+            async fn next_deadline(&self) -> Result<Option<Timestamp>, StoreError> {
+                let g: Option<i64> = sqlx::query_scalar("SELECT MIN(next_deadline) FROM grants WHERE next_deadline IS NOT NULL")
+                    .fetch_one(&self.read)
+                    .await?;
+                let r: Option<i64> = sqlx::query_scalar("SELECT MIN(expires_at) FROM requests WHERE status = 'pending'")
+                    .fetch_one(&self.read)
+                    .await?;
+                Ok(match (g, r) {
+                    (Some(a), Some(b)) => Some(ts(a.min(b))),
+                    (a, b) => a.or(b).map(ts),
+                })
+            }
+
+            async fn audit_events(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
+                let sql = format!("SELECT {AUDIT_COLS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
+                all(sqlx::query(&sql).bind(after_seq).bind(limit).fetch_all(&self.read).await?, audit_from)
+            }
+
+            async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+                let rows = sqlx::query("SELECT seq, hash, ts, key_id, signature FROM audit_checkpoints ORDER BY seq")
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(Checkpoint {
+                            seq: r.try_get("seq")?,
+                            hash: r.try_get("hash")?,
+                            ts: r.try_get("ts")?,
+                            key_id: r.try_get("key_id")?,
+                            signature: r.try_get("signature")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn audit_head(&self) -> Result<ChainHead, StoreError> {
+                let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.read).await?;
+                Ok(ChainHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? })
+            }
+
+            async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+                Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(&self.read).await?)
+            }
+        }
+
+        pub struct $tx {
+            tx: sqlx::Transaction<'static, $db>,
+            head: ChainHead,
+            start_seq: i64,
+            appended: Vec<AuditEvent>,
+            poisoned: bool,
+        }
+
+        impl $tx {
+            /// PostgreSQL aborts a transaction at its first failed statement (SQLite does not);
+            /// marking the transaction poisoned makes `commit` refuse on both, the same way.
+            fn conflict(&mut self, e: sqlx::Error, what: String) -> StoreError {
+                self.poisoned = true;
+                if crate::is_unique_violation(&e) {
+                    StoreError::Conflict(what)
+                } else {
+                    StoreError::Database(e)
+                }
+            }
+        }
+
+        #[async_trait]
+        impl WriteTx for $tx {
+            fn head(&self) -> &ChainHead {
+                &self.head
+            }
+
+            async fn user(&mut self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
+                q_user(&mut *self.tx, user).await
+            }
+
+            async fn user_groups(&mut self, user: &Username) -> Result<BTreeSet<GroupName>, StoreError> {
+                q_user_groups(&mut *self.tx, user).await
+            }
+
+            async fn count_users(&mut self) -> Result<i64, StoreError> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut *self.tx).await?)
+            }
+
+            async fn insert_user(&mut self, u: &UserRecord) -> Result<(), StoreError> {
+                let sql = format!("INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6)");
+                sqlx::query(&sql)
+                    .bind(u.name.as_str())
+                    .bind(&u.display_name)
+                    .bind(&u.password_hash)
+                    .bind(u.is_admin)
+                    .bind(u.disabled)
+                    .bind(u.created_at.as_millis())
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.conflict(e, format!("user '{}'", u.name)))?;
+                Ok(())
+            }
+
+            async fn update_user(&mut self, u: &UserRecord) -> Result<(), StoreError> {
+                sqlx::query("UPDATE users SET display_name = $2, password_hash = $3, is_admin = $4, disabled = $5 WHERE name = $1")
+                    .bind(u.name.as_str())
+                    .bind(&u.display_name)
+                    .bind(&u.password_hash)
+                    .bind(u.is_admin)
+                    .bind(u.disabled)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn ensure_group(&mut self, g: &GroupName, source: Source) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO groups (name, source) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                    .bind(g.as_str())
+                    .bind(source.as_str())
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn set_member(&mut self, g: &GroupName, u: &Username, member: bool, source: Source) -> Result<bool, StoreError> {
+                let done = if member {
+                    self.ensure_group(g, source).await?;
+                    sqlx::query("INSERT INTO group_members (group_name, username, source) VALUES ($1, $2, $3) ON CONFLICT (group_name, username) DO NOTHING")
+                        .bind(g.as_str())
+                        .bind(u.as_str())
+                        .bind(source.as_str())
+                        .execute(&mut *self.tx)
+                        .await?
+                } else {
+                    sqlx::query("DELETE FROM group_members WHERE group_name = $1 AND username = $2")
+                        .bind(g.as_str())
+                        .bind(u.as_str())
+                        .execute(&mut *self.tx)
+                        .await?
+                };
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn clear_source(&mut self, source: Source) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM group_members WHERE source = $1").bind(source.as_str()).execute(&mut *self.tx).await?;
+                sqlx::query("DELETE FROM groups WHERE source = $1 AND name NOT IN (SELECT group_name FROM group_members)")
+                    .bind(source.as_str())
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_session(&mut self, s: &SessionRecord) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO sessions (token_hash, username, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&s.token_hash)
+                    .bind(s.user.as_str())
+                    .bind(s.created_at.as_millis())
+                    .bind(s.last_seen_at.as_millis())
+                    .bind(s.expires_at.as_millis())
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn touch_session(&mut self, token_hash: &str, now: Timestamp) -> Result<(), StoreError> {
+                sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .bind(now.as_millis())
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_session(&mut self, token_hash: &str) -> Result<bool, StoreError> {
+                let r = sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&mut *self.tx).await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn delete_sessions_of(&mut self, user: &Username) -> Result<u64, StoreError> {
+                let r = sqlx::query("DELETE FROM sessions WHERE username = $1").bind(user.as_str()).execute(&mut *self.tx).await?;
+                Ok(r.rows_affected())
+            }
+
+            async fn put_resource(&mut self, r: &Resource, source: Source, now: Timestamp) -> Result<(), StoreError> {
+                let spec = serde_json::to_string(r).map_err(|e| corrupt("resource", e))?;
+                sqlx::query(
+                    "INSERT INTO resources (name, spec, source, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, source = excluded.source, updated_at = excluded.updated_at",
+                )
+                .bind(r.name.as_str())
+                .bind(spec)
+                .bind(source.as_str())
+                .bind(now.as_millis())
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn delete_resource(&mut self, res: &ResourceName) -> Result<bool, StoreError> {
+                let r = sqlx::query("DELETE FROM resources WHERE name = $1").bind(res.as_str()).execute(&mut *self.tx).await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn resources_from(&mut self, source: Source) -> Result<Vec<ResourceName>, StoreError> {
+                let rows = sqlx::query("SELECT name FROM resources WHERE source = $1 ORDER BY name")
+                    .bind(source.as_str())
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+                rows.iter().map(|r| name(r.try_get("name")?, "resource")).collect()
+            }
+
+            async fn request(&mut self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
+                q_request(&mut *self.tx, id).await
+            }
+
+            async fn reviews(&mut self, id: &str) -> Result<Vec<Review>, StoreError> {
+                q_reviews(&mut *self.tx, id).await
+            }
+
+            async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
+                let sql = format!("INSERT INTO requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
+                sqlx::query(&sql)
+                    .bind(&r.id)
+                    .bind(r.requester.as_str())
+                    .bind(r.resource.as_str())
+                    .bind(r.role.as_str())
+                    .bind(&r.reason)
+                    .bind(&r.ticket)
+                    .bind(r.duration_secs)
+                    .bind(r.start_at.map(Timestamp::as_millis))
+                    .bind(r.status.as_str())
+                    .bind(r.created_at.as_millis())
+                    .bind(r.expires_at.as_millis())
+                    .bind(r.decided_at.map(Timestamp::as_millis))
+                    .bind(&r.extends_grant)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.conflict(e, format!("request {}", r.id)))?;
+                Ok(())
+            }
+
+            async fn set_request_status(&mut self, id: &str, status: RequestStatus, at: Timestamp) -> Result<(), StoreError> {
+                sqlx::query("UPDATE requests SET status = $2, decided_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(status.as_str())
+                    .bind(at.as_millis())
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_review(&mut self, r: &Review) -> Result<(), StoreError> {
+                let sql = format!("INSERT INTO reviews ({REVIEW_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+                sqlx::query(&sql)
+                    .bind(&r.request_id)
+                    .bind(r.reviewer.as_str())
+                    .bind(r.decision.as_str())
+                    .bind(&r.comment)
+                    .bind(r.stage.map(i64::from))
+                    .bind(&r.mfa_method)
+                    .bind(r.created_at.as_millis())
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.conflict(e, format!("review of {} by {}", r.request_id, r.reviewer)))?;
+                Ok(())
+            }
+
+            async fn due_requests(&mut self, now: Timestamp, limit: i64) -> Result<Vec<AccessRequest>, StoreError> {
+                let sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2");
+                all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(&mut *self.tx).await?, request_from)
+            }
+
+            async fn grant(&mut self, id: &str) -> Result<Option<Grant>, StoreError> {
+                q_grant(&mut *self.tx, "id", id).await
+            }
+
+            async fn insert_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
+                let sql = format!("INSERT INTO grants ({GRANT_COLS}, next_deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
+                sqlx::query(&sql)
+                    .bind(&g.id)
+                    .bind(&g.request_id)
+                    .bind(g.user.as_str())
+                    .bind(g.resource.as_str())
+                    .bind(g.role.as_str())
+                    .bind(g.starts_at.as_millis())
+                    .bind(g.ends_at.as_millis())
+                    .bind(g.status.as_str())
+                    .bind(g.created_at.as_millis())
+                    .bind(g.revoked_at.map(Timestamp::as_millis))
+                    .bind(g.revoked_by.as_ref().map(|u| u.as_str().to_owned()))
+                    .bind(&g.revoke_reason)
+                    .bind(g.next_deadline().map(Timestamp::as_millis))
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.conflict(e, format!("grant {}", g.id)))?;
+                Ok(())
+            }
+
+            async fn update_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE grants SET status = $2, starts_at = $3, ends_at = $4, revoked_at = $5, revoked_by = $6, \
+                     revoke_reason = $7, next_deadline = $8 WHERE id = $1",
+                )
+                .bind(&g.id)
+                .bind(g.status.as_str())
+                .bind(g.starts_at.as_millis())
+                .bind(g.ends_at.as_millis())
+                .bind(g.revoked_at.map(Timestamp::as_millis))
+                .bind(g.revoked_by.as_ref().map(|u| u.as_str().to_owned()))
+                .bind(&g.revoke_reason)
+                .bind(g.next_deadline().map(Timestamp::as_millis))
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn due_grants(&mut self, now: Timestamp, limit: i64) -> Result<Vec<Grant>, StoreError> {
+                let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE next_deadline IS NOT NULL AND next_deadline <= $1 ORDER BY next_deadline LIMIT $2");
+                all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(&mut *self.tx).await?, grant_from)
+            }
+
+            async fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM meta WHERE key = $1").bind(key).execute(&mut *self.tx).await?;
+                Ok(())
+            }
+
+            async fn append_audit(&mut self, event: NewEvent, now: Timestamp) -> Result<AuditEvent, StoreError> {
+                let e = self.head.append(event, now.as_millis());
+                let details = serde_json::to_string(&e.details).map_err(|err| corrupt("audit details", err))?;
+                let sql = format!("INSERT INTO audit_events ({AUDIT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+                sqlx::query(&sql)
+                    .bind(e.seq)
+                    .bind(e.ts)
+                    .bind(&e.actor)
+                    .bind(&e.action)
+                    .bind(&e.target)
+                    .bind(&e.outcome)
+                    .bind(details)
+                    .bind(&e.prev_hash)
+                    .bind(&e.hash)
+                    .execute(&mut *self.tx)
+                    .await?;
+                self.appended.push(e.clone());
+                Ok(e)
+            }
+
+            async fn insert_checkpoint(&mut self, c: &Checkpoint) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO audit_checkpoints (seq, hash, ts, key_id, signature) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(c.seq)
+                    .bind(&c.hash)
+                    .bind(c.ts)
+                    .bind(&c.key_id)
+                    .bind(&c.signature)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.conflict(e, format!("checkpoint {}", c.seq)))?;
+                Ok(())
+            }
+
+            async fn commit(mut self: Box<Self>) -> Result<Vec<AuditEvent>, StoreError> {
+                if self.poisoned {
+                    return Err(StoreError::Aborted);
+                }
+                if self.head.seq != self.start_seq {
+                    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                        .bind(self.head.seq)
+                        .bind(&self.head.hash)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                let this = *self;
+                this.tx.commit().await?;
+                Ok(this.appended)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

@@ -1,0 +1,293 @@
+//! One behaviour, two backends: every check here runs against SQLite and against a fresh
+//! PostgreSQL database.
+
+use jitgate_core::audit::{sign_checkpoint, ChainVerifier, NewEvent, Outcome};
+use jitgate_core::grant::{Grant, GrantStatus};
+use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
+use jitgate_core::policy::Resource;
+use jitgate_core::request::{AccessRequest, Decision, RequestStatus, Review};
+use jitgate_core::Timestamp;
+use jitgate_store::{testing, GrantFilter, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord};
+use serde_json::json;
+
+fn u(n: &str) -> Username {
+    Username::parse(n).unwrap()
+}
+fn g(n: &str) -> GroupName {
+    GroupName::parse(n).unwrap()
+}
+fn t(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn user(n: &str) -> UserRecord {
+    UserRecord { name: u(n), display_name: n.to_uppercase(), password_hash: Some("$argon2id$x".into()), is_admin: false, disabled: false, created_at: t(1) }
+}
+
+fn resource() -> Resource {
+    toml::from_str(
+        r#"
+        name = "prod-db"
+        [roles.read]
+        requesters = ["engineers"]
+        max_duration = "1h"
+        stages = [{ groups = ["db-owners"], min_approvals = 1 }]
+        "#,
+    )
+    .unwrap()
+}
+
+fn request(id: &str, requester: &str, created: i64, expires: i64) -> AccessRequest {
+    AccessRequest {
+        id: id.into(),
+        requester: u(requester),
+        resource: ResourceName::parse("prod-db").unwrap(),
+        role: RoleName::parse("read").unwrap(),
+        reason: "INC-1".into(),
+        ticket: Some("INC-1".into()),
+        duration_secs: 1800,
+        start_at: None,
+        status: RequestStatus::Pending,
+        created_at: t(created),
+        expires_at: t(expires),
+        decided_at: None,
+        extends_grant: None,
+    }
+}
+
+fn ev(action: &str) -> NewEvent {
+    NewEvent::new("tester", action, "x", Outcome::Success, json!({"k": action}))
+}
+
+async fn users_groups_and_sessions(store: &dyn Store) {
+    let mut tx = store.write().await.unwrap();
+    tx.insert_user(&user("alice")).await.unwrap();
+    tx.insert_user(&user("bob")).await.unwrap();
+    assert!(matches!(tx.insert_user(&user("bob")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(tx.commit().await, Err(StoreError::Aborted)));
+    assert!(store.user(&u("alice")).await.unwrap().is_none(), "nothing of the aborted transaction is kept");
+    let mut tx = store.write().await.unwrap();
+    tx.insert_user(&user("alice")).await.unwrap();
+    tx.insert_user(&user("bob")).await.unwrap();
+    assert!(tx.set_member(&g("db-owners"), &u("bob"), true, Source::Config).await.unwrap());
+    assert!(!tx.set_member(&g("db-owners"), &u("bob"), true, Source::Config).await.unwrap(), "second add is a no-op");
+    tx.set_member(&g("engineers"), &u("alice"), true, Source::Api).await.unwrap();
+    tx.ensure_group(&g("security"), Source::Api).await.unwrap();
+    assert_eq!(tx.count_users().await.unwrap(), 2);
+    tx.insert_session(&SessionRecord { token_hash: "h1".into(), user: u("alice"), created_at: t(1), last_seen_at: t(1), expires_at: t(100) }).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(store.user(&u("alice")).await.unwrap().unwrap(), user("alice"));
+    assert!(store.user(&u("carol")).await.unwrap().is_none());
+    assert_eq!(store.users().await.unwrap().len(), 2);
+    assert_eq!(store.user_groups(&u("bob")).await.unwrap().into_iter().collect::<Vec<_>>(), vec![g("db-owners")]);
+    let groups = store.groups().await.unwrap();
+    assert_eq!(groups.len(), 3);
+    assert!(groups[&g("security")].is_empty());
+
+    let mut tx = store.write().await.unwrap();
+    tx.clear_source(Source::Config).await.unwrap();
+    let mut alice = user("alice");
+    alice.disabled = true;
+    tx.update_user(&alice).await.unwrap();
+    tx.touch_session("h1", t(50)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.user_groups(&u("bob")).await.unwrap().is_empty(), "config memberships cleared");
+    assert!(store.groups().await.unwrap().contains_key(&g("engineers")), "API membership kept");
+    assert!(store.user(&u("alice")).await.unwrap().unwrap().disabled);
+    assert_eq!(store.session("h1").await.unwrap().unwrap().last_seen_at, t(50));
+
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.delete_sessions_of(&u("alice")).await.unwrap(), 1);
+    assert!(!tx.delete_session("h1").await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(store.session("h1").await.unwrap().is_none());
+}
+
+async fn resources(store: &dyn Store) {
+    let mut tx = store.write().await.unwrap();
+    tx.put_resource(&resource(), Source::Config, t(1)).await.unwrap();
+    tx.put_resource(&resource(), Source::Config, t(2)).await.unwrap();
+    tx.commit().await.unwrap();
+    let name = ResourceName::parse("prod-db").unwrap();
+    assert_eq!(store.resource(&name).await.unwrap().unwrap(), resource());
+    assert_eq!(store.resources().await.unwrap().len(), 1);
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.resources_from(Source::Config).await.unwrap(), vec![name.clone()]);
+    assert!(tx.resources_from(Source::Api).await.unwrap().is_empty());
+    assert!(tx.delete_resource(&name).await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(store.resource(&name).await.unwrap().is_none());
+}
+
+async fn requests_reviews_and_grants(store: &dyn Store) {
+    let mut tx = store.write().await.unwrap();
+    tx.insert_request(&request("r1", "alice", 10, 1000)).await.unwrap();
+    tx.insert_request(&request("r2", "carol", 20, 500)).await.unwrap();
+    tx.insert_request(&request("r3", "alice", 30, 2000)).await.unwrap();
+    let review = Review { request_id: "r1".into(), reviewer: u("bob"), decision: Decision::Approve, comment: "ok".into(), stage: Some(0), mfa_method: None, created_at: t(40) };
+    tx.insert_review(&review).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    assert!(matches!(tx.insert_review(&review).await, Err(StoreError::Conflict(_))), "one review per person");
+    assert!(matches!(tx.commit().await, Err(StoreError::Aborted)), "a failed statement aborts the transaction on both backends");
+
+    let mut tx = store.write().await.unwrap();
+    tx.set_request_status("r1", RequestStatus::Approved, t(40)).await.unwrap();
+    let r1 = tx.request("r1").await.unwrap().unwrap();
+    let grant = Grant::from_request("g1".into(), &r1, None, t(40));
+    tx.insert_grant(&grant).await.unwrap();
+    let mut scheduled = Grant::from_request("g2".into(), &request("r3", "alice", 30, 2000), None, t(40));
+    scheduled.starts_at = t(100);
+    scheduled.ends_at = t(200);
+    scheduled.status = GrantStatus::Scheduled;
+    tx.insert_grant(&scheduled).await.unwrap();
+    assert_eq!(tx.reviews("r1").await.unwrap(), vec![review.clone()]);
+    tx.commit().await.unwrap();
+
+    let r1 = store.request("r1").await.unwrap().unwrap();
+    assert_eq!(r1.status, RequestStatus::Approved);
+    assert_eq!(r1.decided_at, Some(t(40)));
+    assert_eq!(store.reviews("r1").await.unwrap(), vec![review]);
+    let mine = store.requests(&RequestFilter { requester: Some(u("alice")), ..Default::default() }).await.unwrap();
+    assert_eq!(mine.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["r3", "r1"], "newest first");
+    let pending = store.requests(&RequestFilter { status: Some(RequestStatus::Pending), ..Default::default() }).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    assert_eq!(store.requests(&RequestFilter { limit: 1, ..Default::default() }).await.unwrap().len(), 1);
+    assert_eq!(store.grant("g1").await.unwrap().unwrap(), grant);
+    assert_eq!(store.grant_for_request("r1").await.unwrap().unwrap().id, "g1");
+    let live = store.grants(&GrantFilter { user: Some(u("alice")), status: Some(GrantStatus::Active), ..Default::default() }).await.unwrap();
+    assert_eq!(live.len(), 1);
+
+    // Deadlines: r2 expires at 500, g2 starts at 100, r1's grant ends at 40 + 30 min.
+    assert_eq!(store.next_deadline().await.unwrap(), Some(t(100)));
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.due_grants(t(99), 10).await.unwrap().is_empty());
+    let due = tx.due_grants(t(100), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let mut g2 = due[0].clone();
+    g2.status = GrantStatus::Active;
+    tx.update_grant(&g2).await.unwrap();
+    assert!(tx.due_grants(t(100), 10).await.unwrap().is_empty(), "the deadline moved to its end");
+    assert_eq!(tx.due_grants(t(200), 10).await.unwrap().len(), 1);
+    assert_eq!(tx.due_requests(t(500), 10).await.unwrap().iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec!["r2"]);
+    g2.status = GrantStatus::Expired;
+    tx.update_grant(&g2).await.unwrap();
+    tx.set_request_status("r2", RequestStatus::Expired, t(500)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.next_deadline().await.unwrap(), Some(t(2000)));
+}
+
+async fn audit_chain(store: &dyn Store) {
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.head().seq, 0);
+    tx.append_audit(ev("one"), t(1)).await.unwrap();
+    tx.append_audit(ev("two"), t(2)).await.unwrap();
+    let committed = tx.commit().await.unwrap();
+    assert_eq!(committed.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+
+    // A rolled-back transaction leaves no event and does not move the head.
+    let mut tx = store.write().await.unwrap();
+    tx.append_audit(ev("lost"), t(3)).await.unwrap();
+    drop(tx);
+    assert_eq!(store.audit_head().await.unwrap().seq, 2);
+
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+    let mut tx = store.write().await.unwrap();
+    let e3 = tx.append_audit(ev("three"), t(4)).await.unwrap();
+    assert_eq!(e3.seq, 3);
+    assert_eq!(e3.prev_hash, committed[1].hash);
+    let cp = sign_checkpoint(&key, tx.head(), 5);
+    tx.insert_checkpoint(&cp).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let events = store.audit_events(0, 100).await.unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(store.audit_events(2, 100).await.unwrap().len(), 1);
+    let mut v = ChainVerifier::new(Some(key.verifying_key()), store.audit_checkpoints().await.unwrap());
+    for e in &events {
+        v.push(e).unwrap();
+    }
+    let report = v.finish(Some(&store.audit_head().await.unwrap())).unwrap();
+    assert_eq!(report.last_seq, 3);
+    assert_eq!(report.checkpoints, 1);
+}
+
+async fn writers_are_serialized(store: std::sync::Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for j in 0..10 {
+                let mut tx = s.write().await.unwrap();
+                tx.append_audit(ev(&format!("w{i}-{j}")), t(10)).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events = store.audit_events(0, 1000).await.unwrap();
+    assert_eq!(events.len(), 80);
+    let mut v = ChainVerifier::new(None, vec![]);
+    for e in &events {
+        v.push(e).unwrap();
+    }
+    v.finish(Some(&store.audit_head().await.unwrap())).unwrap();
+}
+
+async fn meta(store: &dyn Store) {
+    let mut tx = store.write().await.unwrap();
+    tx.set_meta("k", "v1").await.unwrap();
+    tx.set_meta("k", "v2").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.meta("k").await.unwrap().as_deref(), Some("v2"));
+    let mut tx = store.write().await.unwrap();
+    tx.delete_meta("k").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.meta("k").await.unwrap(), None);
+    store.ping().await.unwrap();
+}
+
+macro_rules! conformance {
+    ($($case:ident),*) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(testing::fresh_sqlite(dir.path()).await.unwrap());
+                    assert_eq!(store.backend(), "sqlite");
+                    run(stringify!($case), store).await;
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(testing::fresh_pg().await.unwrap());
+                    assert_eq!(store.backend(), "postgres");
+                    run(stringify!($case), store).await;
+                }
+            )*
+        }
+    };
+}
+
+async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
+    match case {
+        "users_groups_and_sessions" => users_groups_and_sessions(&*store).await,
+        "resources" => resources(&*store).await,
+        "requests_reviews_and_grants" => requests_reviews_and_grants(&*store).await,
+        "audit_chain" => audit_chain(&*store).await,
+        "writers_are_serialized" => writers_are_serialized(store).await,
+        "meta" => meta(&*store).await,
+        other => panic!("unknown case {other}"),
+    }
+}
+
+conformance!(users_groups_and_sessions, resources, requests_reviews_and_grants, audit_chain, writers_are_serialized, meta);
