@@ -120,6 +120,8 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest moment a grant or a pending request changes by itself.
     async fn next_deadline(&self) -> Result<Option<Timestamp>>;
     async fn audit_events(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>>;
+    /// Events about one of `targets` (a request and its grant, say), in order.
+    async fn audit_events_for(&self, targets: &[String]) -> Result<Vec<AuditEvent>>;
     async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>>;
     async fn audit_head(&self) -> Result<ChainHead>;
     async fn meta(&self, key: &str) -> Result<Option<String>>;

@@ -307,6 +307,16 @@ macro_rules! impl_store {
                 all(sqlx::query(&sql).bind(after_seq).bind(limit).fetch_all(&self.read).await?, audit_from)
             }
 
+            async fn audit_events_for(&self, targets: &[String]) -> Result<Vec<AuditEvent>, StoreError> {
+                let mut out = Vec::new();
+                for target in targets {
+                    let sql = format!("SELECT {AUDIT_COLS} FROM audit_events WHERE target = $1 ORDER BY seq");
+                    out.extend(all(sqlx::query(&sql).bind(target).fetch_all(&self.read).await?, audit_from)?);
+                }
+                out.sort_by_key(|e| e.seq);
+                Ok(out)
+            }
+
             async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
                 let rows = sqlx::query("SELECT seq, hash, ts, key_id, signature FROM audit_checkpoints ORDER BY seq")
                     .fetch_all(&self.read)

@@ -204,6 +204,8 @@ async fn audit_chain(store: &dyn Store) {
     let events = store.audit_events(0, 100).await.unwrap();
     assert_eq!(events.len(), 3);
     assert_eq!(store.audit_events(2, 100).await.unwrap().len(), 1);
+    assert_eq!(store.audit_events_for(&["x".to_owned(), "nothing".to_owned()]).await.unwrap().len(), 3);
+    assert!(store.audit_events_for(&["nothing".to_owned()]).await.unwrap().is_empty());
     let mut v = ChainVerifier::new(Some(key.verifying_key()), store.audit_checkpoints().await.unwrap());
     for e in &events {
         v.push(e).unwrap();
