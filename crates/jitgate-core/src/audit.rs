@@ -193,7 +193,7 @@ impl VerifyError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyReport {
     pub events: i64,
     pub last_seq: i64,

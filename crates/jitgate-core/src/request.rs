@@ -110,14 +110,14 @@ pub struct Approver {
     pub groups: BTreeSet<GroupName>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageProgress {
     pub name: String,
     pub needed: u32,
     pub approved_by: Vec<Username>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     pub stages: Vec<StageProgress>,
     pub satisfied: bool,

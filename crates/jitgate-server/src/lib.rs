@@ -1,1 +1,16 @@
+//! jitgate's server: the HTTP API, the expiry engine, and the wiring of store, auth and core.
 
+pub mod app;
+pub mod audit_log;
+pub mod clock;
+pub mod config;
+pub mod core;
+pub mod engine;
+pub mod error;
+pub mod identity;
+pub mod openapi;
+pub mod routes;
+pub mod workflow;
+
+pub use app::{Application, StopHandle};
+pub use config::Settings;

@@ -1,0 +1,188 @@
+//! Request and response bodies of the HTTP API under `/api/v1`. Domain records (requests,
+//! reviews, grants, audit events) travel as the domain types themselves.
+
+use jitgate_core::audit::{AuditEvent, Checkpoint, VerifyReport};
+use jitgate_core::grant::Grant;
+use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
+use jitgate_core::policy::Resource;
+use jitgate_core::request::{AccessRequest, Progress, Review};
+use jitgate_core::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Every error answer: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapBody {
+    pub setup_token: String,
+    pub username: Username,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionToken {
+    pub token: String,
+    pub username: Username,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub username: Username,
+    pub display_name: String,
+    pub is_admin: bool,
+    pub groups: Vec<GroupName>,
+    pub session_expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequestBody {
+    pub resource: String,
+    pub role: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub ticket: Option<String>,
+    /// Like `30m` or `1h`; the role's default when absent.
+    #[serde(default)]
+    pub duration: Option<String>,
+    /// RFC 3339; now when absent.
+    #[serde(default)]
+    pub start_at: Option<Timestamp>,
+    /// The grant this request extends.
+    #[serde(default)]
+    pub extends: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    pub reason: String,
+}
+
+/// A request as the API shows it: the stored record with its status as of now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestView {
+    #[serde(flatten)]
+    pub request: AccessRequest,
+    pub grant_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestDetail {
+    pub request: AccessRequest,
+    pub reviews: Vec<Review>,
+    pub progress: Progress,
+    pub grant: Option<Grant>,
+    pub history: Vec<AuditEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateUserBody {
+    pub username: Username,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserView {
+    pub username: Username,
+    pub display_name: String,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub has_password: bool,
+    pub groups: Vec<GroupName>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupView {
+    pub name: GroupName,
+    pub members: Vec<Username>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceView {
+    #[serde(flatten)]
+    pub resource: Resource,
+    pub managed_by: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleRef {
+    pub resource: ResourceName,
+    pub role: RoleName,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    pub head_seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditKey {
+    pub key_id: String,
+    /// Hex of the Ed25519 public key that signs checkpoints.
+    pub public_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointList {
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyOutcome {
+    pub ok: bool,
+    pub report: Option<VerifyReport>,
+    /// The first sequence number at which the log is bad.
+    pub first_bad_seq: Option<i64>,
+    pub problem: Option<String>,
+}
+
+/// One line of an exported audit file (JSON Lines).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExportLine {
+    Header { format: String, key_id: String, public_key: String, exported_at: Timestamp },
+    Event(AuditEvent),
+    Checkpoint(Checkpoint),
+}
+
+pub const EXPORT_FORMAT: &str = "jitgate-audit-v1";

@@ -1,0 +1,109 @@
+//! Building and running the server: `Application::build` binds its listener (port 0 in tests),
+//! so tests start the real thing.
+
+use crate::audit_log::load_or_create_signing_key;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::core::{AppState, Core};
+use secrecy::SecretString;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    core: AppState,
+    setup_token: Option<SecretString>,
+    stop_tx: watch::Sender<bool>,
+}
+
+/// Stops a running [`Application`] from elsewhere (tests, signal handlers).
+#[derive(Clone)]
+pub struct StopHandle(watch::Sender<bool>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] jitgate_store::StoreError),
+    #[error("audit signing key: {0}")]
+    Key(String),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl Application {
+    pub async fn build(settings: Settings, clock: Option<SharedClock>, config_file: Option<&str>) -> Result<Self, StartError> {
+        let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+        if settings.store_url.is_none() {
+            create_private_dir(&settings.data_dir).map_err(|e| StartError::DataDir(settings.data_dir.display().to_string(), e))?;
+        }
+        let store = jitgate_store::open(&settings.store_url()).await?;
+        let key = load_or_create_signing_key(&settings.signing_key_path()).map_err(StartError::Key)?;
+        let listener = TcpListener::bind(settings.http).await.map_err(|e| StartError::Listen(settings.http, e))?;
+        let addr = listener.local_addr().map_err(|e| StartError::Listen(settings.http, e))?;
+        let core = Arc::new(Core::new(store, clock, settings, key));
+        let setup = |e: crate::error::ApiError| StartError::Setup(e.message);
+        core.apply_config(config_file).await.map_err(setup)?;
+        // Cover whatever the last run appended after its last checkpoint (a crash, say).
+        core.checkpoint_now().await.map_err(setup)?;
+        let setup_token = core.prepare_bootstrap().await.map_err(setup)?;
+        jitgate_auth::warm_up();
+        Ok(Self { listener, addr, core, setup_token, stop_tx: watch::channel(false).0 })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn core(&self) -> AppState {
+        self.core.clone()
+    }
+
+    /// The one-time token that `jitgate admin bootstrap` exchanges for the first admin; only
+    /// on a store without users.
+    pub fn setup_token(&self) -> Option<&SecretString> {
+        self.setup_token.as_ref()
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop_tx.clone())
+    }
+
+    /// Serves until stopped, then writes a final checkpoint.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let engine = tokio::spawn(self.core.clone().run_engine(self.stop_tx.subscribe()));
+        let mut stop = self.stop_tx.subscribe();
+        let app = crate::routes::router(self.core.clone());
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        self.stop_tx.send_replace(true);
+        let _ = engine.await;
+        if let Err(e) = self.core.checkpoint_now().await {
+            tracing::warn!(error = %e.message, "could not write the closing checkpoint");
+        }
+        served
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}

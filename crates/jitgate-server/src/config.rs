@@ -1,0 +1,246 @@
+//! The configuration file (TOML): server, store, sessions, audit, groups and resources.
+//! A bad file stops the start with its path, line, column and the reason.
+
+use jitgate_core::names::{GroupName, Username};
+use jitgate_core::policy::Resource;
+use jitgate_core::time::duration_text;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None`: SQLite at `data_dir/jitgate.db`.
+    pub store_url: Option<String>,
+    pub session_idle: Duration,
+    pub session_max: Duration,
+    /// `None`: `data_dir/audit-signing.key`.
+    pub signing_key_file: Option<PathBuf>,
+    /// A signed checkpoint every this many events.
+    pub checkpoint_every: i64,
+    /// Groups whose members may read the audit log (admins always may).
+    pub audit_reader_groups: BTreeSet<GroupName>,
+    pub groups: BTreeMap<GroupName, BTreeSet<Username>>,
+    pub resources: Vec<Resource>,
+    /// Whether `serve` may print the bootstrap token; tests read it from the application instead.
+    pub print_setup_token: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("jitgate-data"),
+            store_url: None,
+            session_idle: Duration::from_secs(3600),
+            session_max: Duration::from_secs(12 * 3600),
+            signing_key_file: None,
+            checkpoint_every: 1000,
+            audit_reader_groups: BTreeSet::new(),
+            groups: BTreeMap::new(),
+            resources: Vec::new(),
+            print_setup_token: true,
+        }
+    }
+}
+
+impl Settings {
+    pub fn store_url(&self) -> String {
+        self.store_url.clone().unwrap_or_else(|| self.data_dir.join("jitgate.db").display().to_string())
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key_file.clone().unwrap_or_else(|| self.data_dir.join("audit-signing.key"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    store: StoreSection,
+    #[serde(default)]
+    auth: AuthSection,
+    #[serde(default)]
+    audit: AuditSection,
+    #[serde(default)]
+    groups: BTreeMap<GroupName, BTreeSet<Username>>,
+    #[serde(default)]
+    resources: Vec<toml::Spanned<Resource>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    http: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    #[serde(default, with = "opt_duration")]
+    session_idle: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    session_max: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    signing_key_file: Option<PathBuf>,
+    checkpoint_every: Option<i64>,
+    #[serde(default)]
+    reader_groups: BTreeSet<GroupName>,
+}
+
+mod opt_duration {
+    use super::*;
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct W(#[serde(with = "duration_text")] Duration);
+        Option::<W>::deserialize(d).map(|o| o.map(|w| w.0))
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, column)
+}
+
+impl Settings {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { file: file.clone(), line: 0, column: 0, reason: format!("cannot read: {e}") })?;
+        Self::from_toml(&file, &text)
+    }
+
+    pub fn from_toml(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let err_at = |offset: usize, reason: String| {
+            let (line, column) = line_col(text, offset);
+            ConfigError { file: file.to_owned(), line, column, reason }
+        };
+        let parsed: FileConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            err_at(offset, e.message().to_owned())
+        })?;
+        let mut settings = Settings::default();
+        if let Some(http) = parsed.server.http {
+            settings.http = http;
+        }
+        if let Some(dir) = parsed.server.data_dir {
+            settings.data_dir = dir;
+        }
+        settings.store_url = parsed.store.url;
+        settings.session_idle = parsed.auth.session_idle.unwrap_or(settings.session_idle);
+        settings.session_max = parsed.auth.session_max.unwrap_or(settings.session_max);
+        if settings.session_idle > settings.session_max {
+            return Err(err_at(text.find("session_idle").unwrap_or(0), "auth.session_idle is longer than auth.session_max".into()));
+        }
+        settings.signing_key_file = parsed.audit.signing_key_file;
+        if let Some(n) = parsed.audit.checkpoint_every {
+            if n < 1 {
+                return Err(err_at(text.find("checkpoint_every").unwrap_or(0), "audit.checkpoint_every must be at least 1".into()));
+            }
+            settings.checkpoint_every = n;
+        }
+        settings.audit_reader_groups = parsed.audit.reader_groups;
+        settings.groups = parsed.groups;
+        let mut seen = BTreeSet::new();
+        for spanned in parsed.resources {
+            let start = spanned.span().start;
+            let resource = spanned.into_inner();
+            if let Some(problem) = resource.problems().into_iter().next() {
+                return Err(err_at(start, problem));
+            }
+            if !seen.insert(resource.name.clone()) {
+                return Err(err_at(start, format!("resource '{}' is declared twice", resource.name)));
+            }
+            settings.resources.push(resource);
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+http = "127.0.0.1:9999"
+
+[groups]
+engineers = ["alice"]
+db-owners = ["bob"]
+
+[[resources]]
+name = "prod-db"
+[resources.roles.read]
+requesters = ["engineers"]
+max_duration = "1h"
+stages = [{ groups = ["db-owners"], min_approvals = 1 }]
+"#;
+
+    #[test]
+    fn a_good_file_loads() {
+        let s = Settings::from_toml("x.toml", GOOD).unwrap();
+        assert_eq!(s.http.port(), 9999);
+        assert_eq!(s.resources.len(), 1);
+        assert_eq!(s.groups.len(), 2);
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line() {
+        let err = Settings::from_toml("x.toml", "[server]\nhttp = \n").unwrap_err();
+        assert_eq!((err.file.as_str(), err.line), ("x.toml", 2), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_line() {
+        let text = GOOD.replace("max_duration", "max_durration");
+        let err = Settings::from_toml("x.toml", &text).unwrap_err();
+        assert!(err.reason.contains("max_durration"), "{err}");
+        assert!(err.line >= 10, "{err}");
+    }
+
+    #[test]
+    fn a_policy_problem_names_the_resource_line() {
+        let text = GOOD.replace("stages = [{ groups = [\"db-owners\"], min_approvals = 1 }]", "stages = []");
+        let err = Settings::from_toml("x.toml", &text).unwrap_err();
+        assert!(err.reason.contains("at least one approval stage"), "{err}");
+        assert!(err.line >= 9, "{err}");
+    }
+
+    #[test]
+    fn a_bad_duration_or_name_is_refused() {
+        let err = Settings::from_toml("x.toml", &GOOD.replace("\"1h\"", "\"one hour\"")).unwrap_err();
+        assert!(err.reason.contains("not a duration"), "{err}");
+        let err = Settings::from_toml("x.toml", &GOOD.replace("alice", "Alice")).unwrap_err();
+        assert!(err.reason.contains("not a valid user name"), "{err}");
+    }
+}

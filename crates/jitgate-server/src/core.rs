@@ -1,0 +1,162 @@
+//! The shared state every handler and the expiry engine work on, and the helpers that make
+//! each change all-or-nothing with its audit event.
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::error::ApiError;
+use ed25519_dalek::SigningKey;
+use jitgate_core::audit::{sign_checkpoint, AuditEvent, NewEvent, Outcome};
+use jitgate_core::grant::Grant;
+use jitgate_core::names::GroupName;
+use jitgate_core::{DomainError, Timestamp};
+use jitgate_store::{SessionRecord, Store, UserRecord, WriteTx};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{broadcast, Notify};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantEventKind {
+    Created,
+    Activated,
+    Expired,
+    Revoked,
+}
+
+/// What the gateway and the notifiers subscribe to: a grant changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantEvent {
+    pub kind: GrantEventKind,
+    pub grant: Grant,
+    pub at: Timestamp,
+}
+
+/// How the expiry engine learns of a deadline earlier than the one it sleeps towards.
+#[derive(Debug)]
+pub struct EngineWake {
+    pub(crate) notify: Notify,
+    /// The deadline the engine sleeps until, in ms; `i64::MAX` when none.
+    pub(crate) sleeping_until: AtomicI64,
+}
+
+impl EngineWake {
+    fn new() -> Self {
+        Self { notify: Notify::new(), sleeping_until: AtomicI64::new(i64::MIN) }
+    }
+
+    pub fn deadline_added(&self, deadline: Timestamp) {
+        if deadline.as_millis() < self.sleeping_until.load(Ordering::Acquire) {
+            self.notify.notify_one();
+        }
+    }
+}
+
+pub struct Core {
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub settings: Settings,
+    pub signing_key: SigningKey,
+    pub grant_events: broadcast::Sender<GrantEvent>,
+    pub engine: EngineWake,
+}
+
+pub type AppState = Arc<Core>;
+
+/// A logged-in person, as every authenticated handler sees them.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserRecord,
+    pub groups: BTreeSet<GroupName>,
+    pub session: SessionRecord,
+}
+
+impl Caller {
+    pub fn name(&self) -> &str {
+        self.user.name.as_str()
+    }
+}
+
+impl Core {
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings, signing_key: SigningKey) -> Self {
+        Self { store, clock, settings, signing_key, grant_events: broadcast::channel(4096).0, engine: EngineWake::new() }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Begins a change. The second value is the audit head it started at.
+    pub async fn begin(&self) -> Result<(Box<dyn WriteTx>, i64), ApiError> {
+        let tx = self.store.write().await?;
+        let start = tx.head().seq;
+        Ok((tx, start))
+    }
+
+    /// Commits a change, adding a signed checkpoint when the chain crossed a multiple of
+    /// `checkpoint_every`, so a checkpoint is part of the same transaction as its events.
+    pub async fn commit(&self, mut tx: Box<dyn WriteTx>, start_seq: i64) -> Result<Vec<AuditEvent>, ApiError> {
+        let every = self.settings.checkpoint_every;
+        let head = tx.head().clone();
+        if head.seq / every > start_seq / every {
+            let cp = sign_checkpoint(&self.signing_key, &head, self.now().as_millis());
+            tx.insert_checkpoint(&cp).await?;
+        }
+        Ok(tx.commit().await?)
+    }
+
+    /// Writes a signed checkpoint at the current head if it has none yet.
+    pub async fn checkpoint_now(&self) -> Result<(), ApiError> {
+        let (mut tx, start) = self.begin().await?;
+        let head = tx.head().clone();
+        let last = self.store.audit_checkpoints().await?.last().map_or(0, |c| c.seq);
+        if head.seq > last {
+            let cp = sign_checkpoint(&self.signing_key, &head, self.now().as_millis());
+            tx.insert_checkpoint(&cp).await?;
+            self.commit(tx, start).await?;
+        }
+        Ok(())
+    }
+
+    /// Records one event in a change of its own: refusals and failed logins, whose main change
+    /// was not made.
+    pub async fn audit_alone(&self, event: NewEvent) {
+        let result = async {
+            let (mut tx, start) = self.begin().await?;
+            tx.append_audit(event, self.now()).await?;
+            self.commit(tx, start).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e.message, "could not record an audit event");
+        }
+    }
+
+    /// Records a domain refusal about who is asking, then passes the error on.
+    pub async fn refused(&self, caller: &Caller, action: &str, target: &str, err: DomainError) -> ApiError {
+        if err.is_authorization() {
+            let details = serde_json::json!({"code": err.code(), "message": err.to_string()});
+            self.audit_alone(NewEvent::new(caller.name(), action, target, Outcome::Denied, details)).await;
+        }
+        err.into()
+    }
+
+    pub fn publish(&self, kind: GrantEventKind, grant: &Grant) {
+        // No subscriber is fine: the event is also in the audit log.
+        let _ = self.grant_events.send(GrantEvent { kind, grant: grant.clone(), at: self.now() });
+    }
+
+    pub fn is_audit_reader(&self, caller: &Caller) -> bool {
+        caller.user.is_admin || !self.settings.audit_reader_groups.is_disjoint(&caller.groups)
+    }
+}
+
+/// Short random ids with a prefix that says what they name: `req_…`, `grt_…`.
+pub fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let mut rng = rand::thread_rng();
+    let body: String = (0..16).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    format!("{prefix}_{body}")
+}

@@ -1,0 +1,123 @@
+//! The expiry engine: sleeps until the next deadline (a grant's start or end, a pending
+//! request's expiry), makes every transition due by then exactly once, each with its audit
+//! event in the same transaction, and publishes grant events after the commit.
+//!
+//! Exactly once: transitions are made inside a write transaction, which holds the audit head,
+//! so two engines (two instances on PostgreSQL) never both see the same grant as due.
+
+use crate::core::{Core, GrantEventKind};
+use crate::error::ApiError;
+use jitgate_core::audit::{NewEvent, Outcome};
+use jitgate_core::grant::{GrantStatus, Transition};
+use jitgate_core::request::RequestStatus;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Transitions per transaction: large enough that 10,000 grants ending in the same second
+/// take a handful of commits, small enough that one commit stays short.
+const BATCH: i64 = 1000;
+
+/// When the store is shared by several instances, another instance may add a deadline this one
+/// never hears of; it re-reads the next deadline at least this often then.
+const SHARED_STORE_RECHECK: Duration = Duration::from_secs(5);
+
+impl Core {
+    /// Makes every transition due at `now`. Returns how many it made.
+    pub async fn sweep(&self) -> Result<usize, ApiError> {
+        let mut total = 0;
+        loop {
+            let now = self.now();
+            let (mut tx, start) = self.begin().await?;
+            let grants = tx.due_grants(now, BATCH).await?;
+            let requests = tx.due_requests(now, BATCH).await?;
+            if grants.is_empty() && requests.is_empty() {
+                return Ok(total);
+            }
+            let full = grants.len() as i64 == BATCH || requests.len() as i64 == BATCH;
+            let mut events = Vec::with_capacity(grants.len());
+            for mut g in grants {
+                let Some(t) = g.due_transition(now) else { continue };
+                let (kind, action) = match t {
+                    Transition::Activate => {
+                        g.status = GrantStatus::Active;
+                        (GrantEventKind::Activated, "grant.activate")
+                    }
+                    Transition::Expire => {
+                        g.status = GrantStatus::Expired;
+                        (GrantEventKind::Expired, "grant.expire")
+                    }
+                };
+                tx.update_grant(&g).await?;
+                let details = json!({"user": g.user, "resource": g.resource, "role": g.role, "deadline": g.ends_at.as_millis()});
+                tx.append_audit(NewEvent::new("system", action, g.id.as_str(), Outcome::Success, details), now).await?;
+                events.push((kind, g));
+            }
+            for r in &requests {
+                tx.set_request_status(&r.id, RequestStatus::Expired, now).await?;
+                tx.append_audit(NewEvent::new("system", "request.expire", r.id.as_str(), Outcome::Success, json!({"requester": r.requester})), now).await?;
+            }
+            total += events.len() + requests.len();
+            self.commit(tx, start).await?;
+            for (kind, g) in &events {
+                self.publish(*kind, g);
+            }
+            if !full {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs until `stop` turns true. Overdue transitions (from while the server was down) are
+    /// made at once on start.
+    pub async fn run_engine(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let shared_store = self.store.backend() != "sqlite";
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Err(e) = self.sweep().await {
+                tracing::error!(error = %e.message, "expiry sweep failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+            // Announce the sleep before reading the next deadline, so a deadline added in
+            // between either is read here or wakes the sleep below (Notify keeps a permit).
+            self.engine.sleeping_until.store(i64::MIN, Ordering::Release);
+            let next = match self.store.next_deadline().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the next deadline; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            self.engine.sleeping_until.store(next.map_or(i64::MAX, |t| t.as_millis()), Ordering::Release);
+            let clock = self.clock.clone();
+            let until_deadline = async move {
+                match next {
+                    Some(t) => clock.sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let recheck = async {
+                if shared_store {
+                    tokio::time::sleep(SHARED_STORE_RECHECK).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = until_deadline => {}
+                _ = self.engine.notify.notified() => {}
+                _ = recheck => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! People: bootstrap, password login, sessions, users and groups, and applying the config.
+
+use crate::core::{Caller, Core, GrantEventKind};
+use crate::error::ApiError;
+use axum::http::StatusCode;
+use jitgate_api::{BootstrapBody, CreateUserBody, GroupView, SessionToken, UserView, WhoAmI};
+use jitgate_auth::{check_password_rules, hash_password, new_token, secrets_equal, token_hash, verify_password};
+use jitgate_core::audit::{NewEvent, Outcome};
+use jitgate_core::grant::GrantStatus;
+use jitgate_core::names::{GroupName, Username};
+use jitgate_store::{GrantFilter, SessionRecord, Source, UserRecord, WriteTx};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use std::time::Duration;
+
+const SETUP_TOKEN_KEY: &str = "setup_token_hash";
+/// A session is touched in the store at most this often, so that reads stay reads.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "user name or password is wrong")
+}
+
+fn password_error(e: jitgate_auth::AuthError) -> ApiError {
+    ApiError::bad_request("weak_password", e.to_string())
+}
+
+impl Core {
+    /// On a store with no users, makes a new one-time setup token and returns it; the old one,
+    /// if any, stops working.
+    pub async fn prepare_bootstrap(&self) -> Result<Option<SecretString>, ApiError> {
+        let (mut tx, start) = self.begin().await?;
+        if tx.count_users().await? > 0 {
+            return Ok(None);
+        }
+        let token = new_token("jgsetup");
+        tx.set_meta(SETUP_TOKEN_KEY, &token_hash(token.expose_secret())).await?;
+        tx.append_audit(NewEvent::new("system", "auth.setup_token", "bootstrap", Outcome::Success, json!({})), self.now()).await?;
+        self.commit(tx, start).await?;
+        Ok(Some(token))
+    }
+
+    pub async fn bootstrap(&self, body: BootstrapBody) -> Result<SessionToken, ApiError> {
+        let password = SecretString::from(body.password);
+        check_password_rules(&password).map_err(password_error)?;
+        let stored = self.store.meta(SETUP_TOKEN_KEY).await?;
+        let offered = token_hash(&body.setup_token);
+        let valid = stored.as_deref().is_some_and(|s| secrets_equal(s.as_bytes(), offered.as_bytes()));
+        if !valid {
+            self.audit_alone(NewEvent::new(body.username.as_str(), "auth.bootstrap", "bootstrap", Outcome::Failure, json!({"reason": "bad setup token"}))).await;
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_setup_token", "the setup token is wrong or was already used"));
+        }
+        let hash = hash_password(&password).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        let now = self.now();
+        let (mut tx, start) = self.begin().await?;
+        if tx.count_users().await? > 0 {
+            return Err(ApiError::conflict("already_bootstrapped", "the first administrator exists already"));
+        }
+        let user = UserRecord { name: body.username.clone(), display_name: String::new(), password_hash: Some(hash), is_admin: true, disabled: false, created_at: now };
+        tx.insert_user(&user).await?;
+        tx.delete_meta(SETUP_TOKEN_KEY).await?;
+        tx.append_audit(NewEvent::new(user.name.as_str(), "auth.bootstrap", user.name.as_str(), Outcome::Success, json!({"admin": true})), now).await?;
+        let token = self.open_session(&mut *tx, &user.name).await?;
+        self.commit(tx, start).await?;
+        Ok(token)
+    }
+
+    async fn open_session(&self, tx: &mut dyn WriteTx, user: &Username) -> Result<SessionToken, ApiError> {
+        let now = self.now();
+        let token = new_token("jgs");
+        let expires_at = now.saturating_add(self.settings.session_max);
+        tx.insert_session(&SessionRecord { token_hash: token_hash(token.expose_secret()), user: user.clone(), created_at: now, last_seen_at: now, expires_at })
+            .await?;
+        tx.append_audit(NewEvent::new(user.as_str(), "auth.login", user.as_str(), Outcome::Success, json!({"method": "password"})), now).await?;
+        Ok(SessionToken { token: token.expose_secret().to_owned(), username: user.clone(), expires_at })
+    }
+
+    pub async fn login(&self, username: &str, password: SecretString) -> Result<SessionToken, ApiError> {
+        let name = Username::parse(username).ok();
+        let user = match &name {
+            Some(n) => self.store.user(n).await?,
+            None => None,
+        };
+        // Always one Argon2 verification, against a dummy hash when there is no usable user,
+        // so neither timing nor message tells whether the name exists.
+        let stored = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password_hash.clone());
+        // Argon2 takes tens of milliseconds of CPU: off the async workers.
+        let password_ok = tokio::task::spawn_blocking(move || verify_password(stored.as_deref(), &password))
+            .await
+            .unwrap_or(false);
+        let actor = name.as_ref().map_or("(invalid name)", Username::as_str).to_owned();
+        let Some(user) = user.filter(|u| password_ok && !u.disabled) else {
+            self.audit_alone(NewEvent::new(actor.clone(), "auth.login", actor, Outcome::Failure, json!({"method": "password"}))).await;
+            return Err(invalid_credentials());
+        };
+        let (mut tx, start) = self.begin().await?;
+        let token = self.open_session(&mut *tx, &user.name).await?;
+        self.commit(tx, start).await?;
+        Ok(token)
+    }
+
+    /// Turns a bearer token into the person behind it, or refuses.
+    pub async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
+        let hash = token_hash(token);
+        let Some(session) = self.store.session(&hash).await? else {
+            return Err(ApiError::unauthenticated());
+        };
+        let now = self.now();
+        let idle_deadline = session.last_seen_at.saturating_add(self.settings.session_idle);
+        if now >= session.expires_at || now >= idle_deadline {
+            return Err(ApiError::unauthenticated());
+        }
+        let Some(user) = self.store.user(&session.user).await?.filter(|u| !u.disabled) else {
+            return Err(ApiError::unauthenticated());
+        };
+        if session.last_seen_at.until(now) >= TOUCH_EVERY {
+            let (mut tx, start) = self.begin().await?;
+            tx.touch_session(&hash, now).await?;
+            self.commit(tx, start).await?;
+        }
+        let groups = self.store.user_groups(&user.name).await?;
+        Ok(Caller { user, groups, session })
+    }
+
+    pub async fn logout(&self, caller: &Caller) -> Result<(), ApiError> {
+        let (mut tx, start) = self.begin().await?;
+        tx.delete_session(&caller.session.token_hash).await?;
+        tx.append_audit(NewEvent::new(caller.name(), "auth.logout", caller.name(), Outcome::Success, json!({})), self.now()).await?;
+        self.commit(tx, start).await?;
+        Ok(())
+    }
+
+    pub fn whoami(&self, caller: &Caller) -> WhoAmI {
+        let idle_deadline = self.now().saturating_add(self.settings.session_idle);
+        WhoAmI {
+            username: caller.user.name.clone(),
+            display_name: caller.user.display_name.clone(),
+            is_admin: caller.user.is_admin,
+            groups: caller.groups.iter().cloned().collect(),
+            session_expires_at: idle_deadline.min(caller.session.expires_at),
+        }
+    }
+
+    pub fn require_admin(&self, caller: &Caller) -> Result<(), ApiError> {
+        if caller.user.is_admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this needs an administrator"))
+        }
+    }
+
+    pub async fn create_user(&self, caller: &Caller, body: CreateUserBody) -> Result<UserView, ApiError> {
+        self.require_admin(caller)?;
+        let hash = match body.password {
+            Some(p) => {
+                let p = SecretString::from(p);
+                check_password_rules(&p).map_err(password_error)?;
+                Some(hash_password(&p).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?)
+            }
+            None => None,
+        };
+        let now = self.now();
+        let user = UserRecord { name: body.username, display_name: body.display_name, password_hash: hash, is_admin: body.admin, disabled: false, created_at: now };
+        let (mut tx, start) = self.begin().await?;
+        tx.insert_user(&user).await?;
+        tx.append_audit(NewEvent::new(caller.name(), "user.create", user.name.as_str(), Outcome::Success, json!({"admin": user.is_admin})), now).await?;
+        self.commit(tx, start).await?;
+        self.user_view(user).await
+    }
+
+    async fn user_view(&self, u: UserRecord) -> Result<UserView, ApiError> {
+        let groups = self.store.user_groups(&u.name).await?.into_iter().collect();
+        Ok(UserView { has_password: u.password_hash.is_some(), username: u.name, display_name: u.display_name, is_admin: u.is_admin, disabled: u.disabled, groups, created_at: u.created_at })
+    }
+
+    pub async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ApiError> {
+        self.require_admin(caller)?;
+        let mut out = Vec::new();
+        for u in self.store.users().await? {
+            out.push(self.user_view(u).await?);
+        }
+        Ok(out)
+    }
+
+    /// Disabling a person ends their sessions and revokes their live grants at once.
+    pub async fn set_user_disabled(&self, caller: &Caller, name: &Username, disabled: bool) -> Result<UserView, ApiError> {
+        self.require_admin(caller)?;
+        if disabled && name == &caller.user.name {
+            return Err(ApiError::bad_request("cannot_disable_self", "you cannot disable your own account"));
+        }
+        let now = self.now();
+        let (mut tx, start) = self.begin().await?;
+        let mut user = tx.user(name).await?.ok_or_else(|| ApiError::not_found("user"))?;
+        user.disabled = disabled;
+        tx.update_user(&user).await?;
+        let action = if disabled { "user.disable" } else { "user.enable" };
+        tx.append_audit(NewEvent::new(caller.name(), action, name.as_str(), Outcome::Success, json!({})), now).await?;
+        let mut revoked = Vec::new();
+        if disabled {
+            tx.delete_sessions_of(name).await?;
+            let live = self.store.grants(&GrantFilter { user: Some(name.clone()), limit: 10_000, ..Default::default() }).await?;
+            for g in live.into_iter().filter(|g| g.status.is_live()) {
+                let Some(mut g) = tx.grant(&g.id).await? else { continue };
+                if !g.status.is_live() {
+                    continue;
+                }
+                g.status = GrantStatus::Revoked;
+                g.revoked_at = Some(now);
+                g.revoked_by = Some(caller.user.name.clone());
+                g.revoke_reason = Some("user disabled".into());
+                tx.update_grant(&g).await?;
+                tx.append_audit(NewEvent::new(caller.name(), "grant.revoke", g.id.as_str(), Outcome::Success, json!({"reason": "user disabled", "user": name})), now).await?;
+                revoked.push(g);
+            }
+        }
+        self.commit(tx, start).await?;
+        for g in &revoked {
+            self.publish(GrantEventKind::Revoked, g);
+        }
+        self.user_view(user).await
+    }
+
+    pub async fn set_password(&self, caller: &Caller, name: &Username, password: String) -> Result<(), ApiError> {
+        if !caller.user.is_admin && name != &caller.user.name {
+            return Err(ApiError::forbidden("only an administrator may set another person's password"));
+        }
+        let password = SecretString::from(password);
+        check_password_rules(&password).map_err(password_error)?;
+        let hash = hash_password(&password).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        let (mut tx, start) = self.begin().await?;
+        let mut user = tx.user(name).await?.ok_or_else(|| ApiError::not_found("user"))?;
+        user.password_hash = Some(hash);
+        tx.update_user(&user).await?;
+        // A new password ends the person's other sessions.
+        tx.delete_sessions_of(name).await?;
+        tx.append_audit(NewEvent::new(caller.name(), "user.password", name.as_str(), Outcome::Success, json!({})), self.now()).await?;
+        self.commit(tx, start).await?;
+        Ok(())
+    }
+
+    pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, ApiError> {
+        self.require_admin(caller)?;
+        Ok(self.store.groups().await?.into_iter().map(|(name, members)| GroupView { name, members }).collect())
+    }
+
+    pub async fn set_membership(&self, caller: &Caller, group: &GroupName, user: &Username, member: bool) -> Result<GroupView, ApiError> {
+        self.require_admin(caller)?;
+        let (mut tx, start) = self.begin().await?;
+        if member && tx.user(user).await?.is_none() {
+            return Err(ApiError::not_found("user"));
+        }
+        let changed = tx.set_member(group, user, member, Source::Api).await?;
+        if !member && !changed {
+            return Err(ApiError::not_found("membership"));
+        }
+        let action = if member { "group.member.add" } else { "group.member.remove" };
+        tx.append_audit(NewEvent::new(caller.name(), action, group.as_str(), Outcome::Success, json!({"user": user})), self.now()).await?;
+        self.commit(tx, start).await?;
+        let members = self.store.groups().await?.remove(group).unwrap_or_default();
+        Ok(GroupView { name: group.clone(), members })
+    }
+
+    /// Makes the store match the config file's groups and resources; what the API added stays.
+    pub async fn apply_config(&self, file: Option<&str>) -> Result<(), ApiError> {
+        let now = self.now();
+        let (mut tx, start) = self.begin().await?;
+        tx.clear_source(Source::Config).await?;
+        for (group, members) in &self.settings.groups {
+            tx.ensure_group(group, Source::Config).await?;
+            for m in members {
+                tx.set_member(group, m, true, Source::Config).await?;
+            }
+        }
+        let wanted: Vec<_> = self.settings.resources.iter().map(|r| r.name.clone()).collect();
+        for old in tx.resources_from(Source::Config).await? {
+            if !wanted.contains(&old) {
+                tx.delete_resource(&old).await?;
+            }
+        }
+        for r in &self.settings.resources {
+            tx.put_resource(r, Source::Config, now).await?;
+        }
+        let details = json!({"file": file, "groups": self.settings.groups.len(), "resources": wanted});
+        tx.append_audit(NewEvent::new("system", "config.apply", file.unwrap_or("(defaults)"), Outcome::Success, details), now).await?;
+        self.commit(tx, start).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,271 @@
+//! The HTTP API: thin handlers that turn requests into calls on [`Core`].
+
+use crate::core::{AppState, Caller};
+use crate::error::ApiError;
+use crate::workflow::Scope;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use jitgate_api::{BootstrapBody, CreateRequestBody, CreateUserBody, LoginBody, PasswordBody, ReviewBody, RevokeBody};
+use jitgate_core::grant::GrantStatus;
+use jitgate_core::names::{GroupName, ResourceName, Username};
+use jitgate_core::policy::Resource;
+use jitgate_core::request::{Decision, RequestStatus};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+
+/// Bodies larger than this are refused with 413 before they are parsed.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// JSON in and out, with our error shape for bodies that do not parse.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Q<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct P<T>(pub T);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty());
+        match token {
+            Some(t) => state.authenticate(t).await,
+            None => Err(ApiError::unauthenticated()),
+        }
+    }
+}
+
+type R<T> = Result<Json<T>, ApiError>;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/bootstrap", post(bootstrap))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/whoami", get(whoami))
+        .route("/resources", get(list_resources))
+        .route("/requests", get(list_requests).post(create_request))
+        .route("/requests/{id}", get(show_request))
+        .route("/requests/{id}/approve", post(approve))
+        .route("/requests/{id}/deny", post(deny))
+        .route("/requests/{id}/cancel", post(cancel))
+        .route("/grants", get(list_grants))
+        .route("/grants/{id}", get(show_grant))
+        .route("/grants/{id}/revoke", post(revoke))
+        .route("/audit/events", get(audit_events))
+        .route("/audit/checkpoints", get(audit_checkpoints))
+        .route("/audit/verify", get(audit_verify))
+        .route("/audit/public-key", get(audit_key))
+        .route("/admin/users", get(list_users).post(create_user))
+        .route("/admin/users/{name}/disable", post(disable_user))
+        .route("/admin/users/{name}/enable", post(enable_user))
+        .route("/admin/users/{name}/password", post(set_password))
+        .route("/admin/groups", get(list_groups))
+        .route("/admin/groups/{group}/members/{user}", put(add_member).delete(remove_member))
+        .route("/admin/resources/{name}", put(put_resource).delete(delete_resource))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found);
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_such_endpoint", "there is no such endpoint; see /api/v1/openapi.json")
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match s.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
+    }
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+async fn bootstrap(State(s): State<AppState>, Json(body): Json<BootstrapBody>) -> Result<(StatusCode, Json<jitgate_api::SessionToken>), ApiError> {
+    Ok((StatusCode::CREATED, Json(s.bootstrap(body).await?)))
+}
+
+async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> R<jitgate_api::SessionToken> {
+    Ok(Json(s.login(&body.username, SecretString::from(body.password)).await?))
+}
+
+async fn logout(State(s): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+    s.logout(&caller).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn whoami(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::WhoAmI> {
+    Ok(Json(s.whoami(&caller)))
+}
+
+async fn list_resources(State(s): State<AppState>, _caller: Caller) -> R<Vec<jitgate_api::ResourceView>> {
+    Ok(Json(s.list_resources().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    scope: Option<Scope>,
+    status: Option<String>,
+    resource: Option<String>,
+    limit: Option<i64>,
+}
+
+impl ListQuery {
+    fn resource(&self) -> Result<Option<ResourceName>, ApiError> {
+        self.resource.as_deref().map(|r| ResourceName::parse(r).map_err(|e| ApiError::bad_request("invalid_query", e))).transpose()
+    }
+}
+
+async fn create_request(State(s): State<AppState>, caller: Caller, Json(body): Json<CreateRequestBody>) -> Result<(StatusCode, Json<jitgate_core::request::AccessRequest>), ApiError> {
+    Ok((StatusCode::CREATED, Json(s.create_request(&caller, body).await?)))
+}
+
+async fn list_requests(State(s): State<AppState>, caller: Caller, Q(q): Q<ListQuery>) -> R<Vec<jitgate_api::RequestView>> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|v| RequestStatus::parse(v).ok_or_else(|| ApiError::bad_request("invalid_query", format!("unknown status '{v}': use pending, approved, denied, cancelled or expired"))))
+        .transpose()?;
+    Ok(Json(s.list_requests(&caller, q.scope.unwrap_or(Scope::Mine), status, q.resource()?, q.limit.unwrap_or(100)).await?))
+}
+
+async fn show_request(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> R<jitgate_api::RequestDetail> {
+    Ok(Json(s.request_detail(&caller, &id).await?))
+}
+
+async fn approve(State(s): State<AppState>, caller: Caller, P(id): P<String>, Json(body): Json<ReviewBody>) -> R<jitgate_api::RequestDetail> {
+    Ok(Json(s.review(&caller, &id, Decision::Approve, &body.comment).await?))
+}
+
+async fn deny(State(s): State<AppState>, caller: Caller, P(id): P<String>, Json(body): Json<ReviewBody>) -> R<jitgate_api::RequestDetail> {
+    Ok(Json(s.review(&caller, &id, Decision::Deny, &body.comment).await?))
+}
+
+async fn cancel(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> R<jitgate_core::request::AccessRequest> {
+    Ok(Json(s.cancel(&caller, &id).await?))
+}
+
+async fn list_grants(State(s): State<AppState>, caller: Caller, Q(q): Q<ListQuery>) -> R<Vec<jitgate_core::grant::Grant>> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|v| GrantStatus::parse(v).ok_or_else(|| ApiError::bad_request("invalid_query", format!("unknown status '{v}': use scheduled, active, expired or revoked"))))
+        .transpose()?;
+    Ok(Json(s.list_grants(&caller, q.scope.unwrap_or(Scope::Mine), status, q.resource()?, q.limit.unwrap_or(100)).await?))
+}
+
+async fn show_grant(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> R<jitgate_core::grant::Grant> {
+    Ok(Json(s.grant_detail(&caller, &id).await?))
+}
+
+async fn revoke(State(s): State<AppState>, caller: Caller, P(id): P<String>, Json(body): Json<RevokeBody>) -> R<jitgate_core::grant::Grant> {
+    Ok(Json(s.revoke(&caller, &id, &body.reason).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn audit_events(State(s): State<AppState>, caller: Caller, Q(q): Q<AuditQuery>) -> R<jitgate_api::AuditPage> {
+    Ok(Json(s.audit_page(&caller, q.after.unwrap_or(0), q.limit.unwrap_or(1000)).await?))
+}
+
+async fn audit_checkpoints(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::CheckpointList> {
+    Ok(Json(s.audit_checkpoints(&caller).await?))
+}
+
+async fn audit_verify(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::VerifyOutcome> {
+    Ok(Json(s.audit_verify(&caller).await?))
+}
+
+async fn audit_key(State(s): State<AppState>, _caller: Caller) -> R<jitgate_api::AuditKey> {
+    Ok(Json(s.audit_key()))
+}
+
+async fn list_users(State(s): State<AppState>, caller: Caller) -> R<Vec<jitgate_api::UserView>> {
+    Ok(Json(s.list_users(&caller).await?))
+}
+
+async fn create_user(State(s): State<AppState>, caller: Caller, Json(body): Json<CreateUserBody>) -> Result<(StatusCode, Json<jitgate_api::UserView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(s.create_user(&caller, body).await?)))
+}
+
+fn username(name: &str) -> Result<Username, ApiError> {
+    Username::parse(name).map_err(|_| ApiError::not_found("user"))
+}
+
+async fn disable_user(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> R<jitgate_api::UserView> {
+    Ok(Json(s.set_user_disabled(&caller, &username(&name)?, true).await?))
+}
+
+async fn enable_user(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> R<jitgate_api::UserView> {
+    Ok(Json(s.set_user_disabled(&caller, &username(&name)?, false).await?))
+}
+
+async fn set_password(State(s): State<AppState>, caller: Caller, P(name): P<String>, Json(body): Json<PasswordBody>) -> Result<StatusCode, ApiError> {
+    s.set_password(&caller, &username(&name)?, body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_groups(State(s): State<AppState>, caller: Caller) -> R<Vec<jitgate_api::GroupView>> {
+    Ok(Json(s.list_groups(&caller).await?))
+}
+
+fn group_and_user(group: &str, user: &str) -> Result<(GroupName, Username), ApiError> {
+    let g = GroupName::parse(group).map_err(|e| ApiError::bad_request("invalid_group", e))?;
+    Ok((g, username(user)?))
+}
+
+async fn add_member(State(s): State<AppState>, caller: Caller, P((group, user)): P<(String, String)>) -> R<jitgate_api::GroupView> {
+    let (g, u) = group_and_user(&group, &user)?;
+    Ok(Json(s.set_membership(&caller, &g, &u, true).await?))
+}
+
+async fn remove_member(State(s): State<AppState>, caller: Caller, P((group, user)): P<(String, String)>) -> R<jitgate_api::GroupView> {
+    let (g, u) = group_and_user(&group, &user)?;
+    Ok(Json(s.set_membership(&caller, &g, &u, false).await?))
+}
+
+async fn put_resource(State(s): State<AppState>, caller: Caller, P(name): P<String>, Json(resource): Json<Resource>) -> R<jitgate_api::ResourceView> {
+    if resource.name.as_str() != name {
+        return Err(ApiError::bad_request("name_mismatch", format!("the body names '{}' but the path names '{name}'", resource.name)));
+    }
+    Ok(Json(s.put_resource(&caller, resource).await?))
+}
+
+async fn delete_resource(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> Result<StatusCode, ApiError> {
+    let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
+    s.delete_resource(&caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+

@@ -1,0 +1,758 @@
+//! Command-line interface. Every verb has `--json`; secrets come from prompts, stdin or the
+//! environment, never from argv.
+
+use crate::client::{Client, ClientError, ListParams};
+use crate::credentials::{self, Credentials};
+use crate::output;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use jitgate_api::{BootstrapBody, CreateRequestBody, CreateUserBody, ExportLine, VerifyOutcome, EXPORT_FORMAT};
+use jitgate_core::audit::{AuditEvent, ChainVerifier, Checkpoint};
+use jitgate_core::names::Username;
+use jitgate_core::policy::Resource;
+use jitgate_core::Timestamp;
+use jitgate_server::audit_log::{parse_public_key, public_key_of_signing_file, verify_store, VerifyingKey};
+use serde::Serialize;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+#[derive(Parser, Debug)]
+#[command(name = "jitgate", version, about = "Just-in-time privileged access: request, approve, use, expire, audit.")]
+pub struct Cli {
+    /// The jitgate server (default: the one you logged in to, else http://127.0.0.1:8080).
+    #[arg(long, global = true, env = "JITGATE_SERVER")]
+    server: Option<String>,
+    /// Print JSON for scripts instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (API and expiry engine).
+    Serve(ServeArgs),
+    /// Log in and keep the session token in your config directory.
+    Login {
+        /// User name (asked for when absent).
+        username: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// End the session and forget the token.
+    Logout,
+    /// Who you are logged in as.
+    Whoami,
+    /// Resources and the roles you can request.
+    Resources,
+    /// Ask for a role on a resource for a bounded time.
+    Request {
+        resource: String,
+        #[arg(long)]
+        role: String,
+        /// How long, like 30m or 2h (the role's default when absent).
+        #[arg(long = "for")]
+        duration: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Start later, at this RFC 3339 time.
+        #[arg(long)]
+        start_at: Option<String>,
+        /// Extend this grant: the new grant starts where it ends.
+        #[arg(long)]
+        extends: Option<String>,
+    },
+    /// List requests: yours, those waiting for your review, or all.
+    Requests {
+        #[arg(long, conflicts_with = "all")]
+        review: bool,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        resource: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// One request with its reviews, approval progress, grant and history.
+    Show { id: String },
+    /// Approve someone else's request.
+    Approve {
+        id: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Deny a request.
+    Deny {
+        id: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Cancel your own pending request.
+    Cancel { id: String },
+    /// List grants: yours, or all.
+    Grants {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        resource: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// End a grant early.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The audit log: verify, export, tail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Administration: bootstrap, users, groups, resources.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Configuration file (TOML).
+    #[arg(long, env = "JITGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the embedded database and keys live (default ./jitgate-data).
+    #[arg(long, env = "JITGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address for the API (default 127.0.0.1:8080).
+    #[arg(long, env = "JITGATE_HTTP")]
+    http: Option<std::net::SocketAddr>,
+    /// Store URL: postgres://… or a SQLite path (default: SQLite in the data directory).
+    #[arg(long, env = "JITGATE_STORE_URL", hide_env_values = true)]
+    store: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain and the signed checkpoints. Exits 1 naming the first bad event.
+    Verify {
+        /// Verify an exported JSONL file instead of the server's log.
+        #[arg(long, conflicts_with_all = ["data_dir", "store"])]
+        file: Option<PathBuf>,
+        /// Verify the store in this data directory directly (no server needed).
+        #[arg(long, conflicts_with = "store")]
+        data_dir: Option<PathBuf>,
+        /// Verify this store directly (postgres://… or a SQLite path).
+        #[arg(long, env = "JITGATE_VERIFY_STORE_URL", hide_env_values = true)]
+        store: Option<String>,
+        /// The trusted checkpoint key: hex, or a file holding it.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Write the whole log with its checkpoints as JSON Lines.
+    Export {
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Show the latest events; --follow keeps printing new ones.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: i64,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Print the public key that signs checkpoints, to keep outside jitgate.
+    PublicKey,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Create the first administrator with the one-time setup token `serve` printed.
+    Bootstrap {
+        #[arg(long, default_value = "admin")]
+        username: String,
+        /// Read the password from the first line of standard input (the setup token then
+        /// comes from JITGATE_SETUP_TOKEN).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    #[command(subcommand)]
+    User(UserCommand),
+    #[command(subcommand)]
+    Group(GroupCommand),
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    List,
+    /// Create a user; the password is asked for (or read with --password-stdin).
+    Create {
+        username: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Create the user without a password (they cannot log in until one is set).
+        #[arg(long, conflicts_with = "password_stdin")]
+        no_password: bool,
+    },
+    /// Disable a user: ends their sessions and revokes their live grants.
+    Disable { username: String },
+    Enable { username: String },
+    SetPassword {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCommand {
+    List,
+    Add { group: String, username: String },
+    Remove { group: String, username: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum ResourceCommand {
+    List,
+    /// Create or replace a resource from a TOML or JSON file.
+    Apply { file: PathBuf },
+    Delete { name: String },
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("jitgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Ctx {
+    json: bool,
+    server: String,
+    creds: Option<Credentials>,
+}
+
+impl Ctx {
+    fn anonymous(&self) -> Client {
+        Client::new(&self.server, None)
+    }
+
+    fn client(&self) -> Result<Client> {
+        match &self.creds {
+            Some(c) if c.server.trim_end_matches('/') == self.server.trim_end_matches('/') => Ok(Client::new(&self.server, Some(c.token.clone()))),
+            _ => bail!("not logged in to {}: run `jitgate login`", self.server),
+        }
+    }
+
+    fn print<T: Serialize>(&self, value: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        } else {
+            println!("{}", text(value));
+        }
+        Ok(())
+    }
+}
+
+fn read_stdin_line(what: &str) -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).with_context(|| format!("cannot read the {what} from standard input"))?;
+    let line = line.trim_end_matches(['\n', '\r']).to_owned();
+    if line.is_empty() {
+        bail!("no {what} on standard input");
+    }
+    Ok(line)
+}
+
+fn prompt_secret(prompt: &str) -> Result<String> {
+    rpassword::prompt_password(prompt).context("cannot read from the terminal: use --password-stdin")
+}
+
+fn password(from_stdin: bool, confirm: bool) -> Result<String> {
+    if from_stdin {
+        return read_stdin_line("password");
+    }
+    let p = prompt_secret("Password: ")?;
+    if confirm && prompt_secret("Password again: ")? != p {
+        bail!("the passwords differ");
+    }
+    Ok(p)
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    if let Command::Serve(args) = cli.command {
+        return serve(args).await;
+    }
+    let creds = credentials::load()?;
+    let server = cli.server.clone().or_else(|| creds.as_ref().map(|c| c.server.clone())).unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    let ctx = Ctx { json: cli.json, server, creds };
+    let result = command(&ctx, cli.command).await;
+    match result {
+        Err(e) => match e.downcast_ref::<ClientError>() {
+            Some(ClientError::Api { code, message, .. }) if code == "unauthenticated" => {
+                bail!("{message} (run `jitgate login`)")
+            }
+            Some(ClientError::Api { code, message, .. }) if ctx.json => {
+                eprintln!("{}", serde_json::json!({"error": {"code": code, "message": message}}));
+                Ok(ExitCode::FAILURE)
+            }
+            _ => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
+    let ok = Ok(ExitCode::SUCCESS);
+    match command {
+        Command::Serve(_) => unreachable!("handled before"),
+        Command::Login { username, password_stdin } => {
+            let username = match username {
+                Some(u) => u,
+                None => {
+                    eprint!("User name: ");
+                    std::io::stderr().flush()?;
+                    read_stdin_line("user name")?
+                }
+            };
+            let pw = password(password_stdin, false)?;
+            let session = ctx.anonymous().login(&username, &pw).await?;
+            let path = credentials::save(&Credentials { server: ctx.server.clone(), username: session.username.to_string(), token: session.token.clone() })?;
+            #[derive(Serialize)]
+            struct Out<'a> {
+                username: &'a str,
+                server: &'a str,
+                expires_at: Timestamp,
+                credentials: String,
+            }
+            let out = Out { username: session.username.as_str(), server: &ctx.server, expires_at: session.expires_at, credentials: path.display().to_string() };
+            ctx.print(&out, |o| format!("logged in to {} as {} (session ends by {})", o.server, o.username, o.expires_at))?;
+            ok
+        }
+        Command::Logout => {
+            if let Ok(c) = ctx.client() {
+                // The token is forgotten even if the server cannot be told.
+                if let Err(e) = c.logout().await {
+                    eprintln!("jitgate: the server did not confirm the logout: {e}");
+                }
+            }
+            credentials::remove()?;
+            ctx.print(&serde_json::json!({"logged_out": true}), |_| "logged out".into())?;
+            ok
+        }
+        Command::Whoami => {
+            let me = ctx.client()?.whoami().await?;
+            ctx.print(&me, |m| {
+                let groups = m.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(", ");
+                format!("{}{}\ngroups: {}\nsession ends by {}", m.username, if m.is_admin { " (admin)" } else { "" }, if groups.is_empty() { "-".into() } else { groups }, m.session_expires_at)
+            })?;
+            ok
+        }
+        Command::Resources => {
+            let list = ctx.client()?.resources().await?;
+            ctx.print(&list, |l| {
+                if l.is_empty() {
+                    return "no resources".into();
+                }
+                let rows = l
+                    .iter()
+                    .flat_map(|v| {
+                        v.resource.roles.iter().map(move |(name, p)| {
+                            let stages = p.stages.iter().map(|s| format!("{}×{}", s.min_approvals, s.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join("|"))).collect::<Vec<_>>().join(" AND ");
+                            vec![v.resource.name.to_string(), name.to_string(), jitgate_core::time::format_duration(p.max_duration), stages]
+                        })
+                    })
+                    .collect();
+                output::table(&["RESOURCE", "ROLE", "MAX", "APPROVALS"], rows)
+            })?;
+            ok
+        }
+        Command::Request { resource, role, duration, reason, ticket, start_at, extends } => {
+            let start_at = start_at.map(|s| Timestamp::parse_rfc3339(&s).map_err(|e| anyhow!(e))).transpose()?;
+            let body = CreateRequestBody { resource, role, reason, ticket, duration, start_at, extends };
+            let r = ctx.client()?.create_request(&body).await?;
+            ctx.print(&r, |r| {
+                format!(
+                    "{}: {} on {} for {} is pending approval (expires {} unless approved)\nshow it with: jitgate show {}",
+                    r.id,
+                    r.role,
+                    r.resource,
+                    jitgate_core::time::format_duration(std::time::Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0))),
+                    r.expires_at,
+                    r.id
+                )
+            })?;
+            ok
+        }
+        Command::Requests { review, all, status, resource, limit } => {
+            let scope = if review { "review" } else if all { "all" } else { "mine" };
+            let params = ListParams { scope: Some(scope.into()), status, resource, limit: Some(limit) };
+            let list = ctx.client()?.requests(&params).await?;
+            ctx.print(&list, |l| output::requests(l))?;
+            ok
+        }
+        Command::Show { id } => {
+            let d = ctx.client()?.request(&id).await?;
+            ctx.print(&d, output::detail)?;
+            ok
+        }
+        Command::Approve { id, comment } => {
+            let d = ctx.client()?.approve(&id, &comment).await?;
+            ctx.print(&d, |d| review_summary("approved", d))?;
+            ok
+        }
+        Command::Deny { id, comment } => {
+            let d = ctx.client()?.deny(&id, &comment).await?;
+            ctx.print(&d, |d| review_summary("denied", d))?;
+            ok
+        }
+        Command::Cancel { id } => {
+            let r = ctx.client()?.cancel(&id).await?;
+            ctx.print(&r, |r| format!("{} cancelled", r.id))?;
+            ok
+        }
+        Command::Grants { all, status, resource, limit } => {
+            let params = ListParams { scope: Some(if all { "all" } else { "mine" }.into()), status, resource, limit: Some(limit) };
+            let list = ctx.client()?.grants(&params).await?;
+            ctx.print(&list, |l| output::grants(l))?;
+            ok
+        }
+        Command::Revoke { id, reason } => {
+            let g = ctx.client()?.revoke(&id, &reason).await?;
+            ctx.print(&g, output::grant)?;
+            ok
+        }
+        Command::Audit(a) => audit(ctx, a).await,
+        Command::Admin(a) => admin(ctx, a).await,
+    }
+}
+
+fn review_summary(verb: &str, d: &jitgate_api::RequestDetail) -> String {
+    let mut s = format!("you {verb} {}; the request is {}", d.request.id, d.request.status);
+    if let Some(g) = &d.grant {
+        s.push_str(&format!("\n{}", output::grant(g)));
+    } else if d.request.status == jitgate_core::request::RequestStatus::Pending {
+        let waiting: Vec<String> = d.progress.stages.iter().filter(|s| (s.approved_by.len() as u32) < s.needed).map(|s| format!("{} ({}/{})", s.name, s.approved_by.len(), s.needed)).collect();
+        s.push_str(&format!("\nstill waiting for: {}", waiting.join(", ")));
+    }
+    s
+}
+
+async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("JITGATE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let config_name = args.config.as_ref().map(|p| p.display().to_string());
+    let mut settings = match &args.config {
+        Some(p) => jitgate_server::Settings::from_file(p).map_err(|e| anyhow!("invalid configuration: {e}"))?,
+        None => jitgate_server::Settings::default(),
+    };
+    if let Some(d) = args.data_dir {
+        settings.data_dir = d;
+    }
+    if let Some(h) = args.http {
+        settings.http = h;
+    }
+    if let Some(s) = args.store {
+        settings.store_url = Some(s);
+    }
+    let backend = if settings.store_url.is_some() { "the configured store".to_owned() } else { format!("SQLite in {}", settings.data_dir.display()) };
+    let app = jitgate_server::Application::build(settings, None, config_name.as_deref()).await?;
+    eprintln!("jitgate {} listening on http://{} ({backend})", env!("CARGO_PKG_VERSION"), app.addr());
+    if let Some(token) = app.setup_token() {
+        use secrecy::ExposeSecret;
+        eprintln!("\nThis store has no users yet. Create the first administrator with\n    jitgate admin bootstrap --username admin\nand give it this one-time setup token:\n    {}\n", token.expose_secret());
+    }
+    let stop = app.stop_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("jitgate: stopping");
+        stop.stop();
+    });
+    app.run_until_stopped().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn print_verify(ctx: &Ctx, outcome: &VerifyOutcome, note: Option<&str>) -> Result<ExitCode> {
+    ctx.print(outcome, |o| match (&o.report, o.first_bad_seq) {
+        (Some(r), _) => {
+            let mut s = format!("audit log OK: {} events, last #{} ({}), {} signed checkpoints verified", r.events, r.last_seq, &r.last_hash[..16.min(r.last_hash.len())], r.checkpoints);
+            if let Some(n) = note {
+                s.push_str(&format!("\nnote: {n}"));
+            }
+            s
+        }
+        (None, seq) => format!("audit log FAILED verification at event {}: {}", seq.unwrap_or(0), o.problem.clone().unwrap_or_default()),
+    })?;
+    Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn verify_file(path: &PathBuf, key: Option<VerifyingKey>) -> Result<(VerifyOutcome, Option<String>)> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut header_key = None;
+    let mut events: Vec<AuditEvent> = Vec::new();
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: ExportLine = serde_json::from_str(&line).with_context(|| format!("{}:{}: not an audit export line", path.display(), i + 1))?;
+        match parsed {
+            ExportLine::Header { format, public_key, .. } => {
+                if format != EXPORT_FORMAT {
+                    bail!("{}: unknown export format {format}", path.display());
+                }
+                header_key = Some(public_key);
+            }
+            ExportLine::Event(e) => events.push(e),
+            ExportLine::Checkpoint(c) => checkpoints.push(c),
+        }
+    }
+    let mut note = None;
+    let key = match key {
+        Some(k) => Some(k),
+        None => {
+            note = Some("checkpoints were checked with the key named in the file itself; pass --public-key with the key you kept to rule out a re-signed file".to_owned());
+            header_key.map(|k| parse_public_key(&k).map_err(|e| anyhow!(e))).transpose()?
+        }
+    };
+    let mut v = ChainVerifier::new(key, checkpoints);
+    for e in &events {
+        if let Err(err) = v.push(e) {
+            return Ok((VerifyOutcome { ok: false, report: None, first_bad_seq: Some(err.seq()), problem: Some(err.to_string()) }, note));
+        }
+    }
+    Ok((
+        match v.finish(None) {
+            Ok(r) => VerifyOutcome { ok: true, report: Some(r), first_bad_seq: None, problem: None },
+            Err(err) => VerifyOutcome { ok: false, report: None, first_bad_seq: Some(err.seq()), problem: Some(err.to_string()) },
+        },
+        note,
+    ))
+}
+
+async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify { file, data_dir, store, public_key } => {
+            let key = public_key.as_deref().map(parse_public_key).transpose().map_err(|e| anyhow!("--public-key: {e}"))?;
+            if let Some(path) = file {
+                let (outcome, note) = verify_file(&path, key)?;
+                return print_verify(ctx, &outcome, note.as_deref());
+            }
+            if data_dir.is_some() || store.is_some() {
+                let (url, key) = match (&data_dir, store) {
+                    (Some(dir), _) => {
+                        let db = dir.join("jitgate.db");
+                        if !db.exists() {
+                            bail!("{} does not exist", db.display());
+                        }
+                        let key = match key {
+                            Some(k) => Some(k),
+                            None => Some(public_key_of_signing_file(&dir.join("audit-signing.key")).map_err(|e| anyhow!(e))?),
+                        };
+                        (db.display().to_string(), key)
+                    }
+                    (None, Some(url)) => (url, key),
+                    (None, None) => unreachable!(),
+                };
+                let store = jitgate_store::open(&url).await?;
+                let outcome = verify_store(&*store, key).await?;
+                let note = if outcome.ok && store.audit_checkpoints().await?.is_empty() { Some("the store has no signed checkpoints yet") } else { None };
+                return print_verify(ctx, &outcome, note);
+            }
+            let outcome = ctx.client()?.audit_verify().await?;
+            print_verify(ctx, &outcome, None)
+        }
+        AuditCommand::Export { output } => {
+            let c = ctx.client()?;
+            let key = c.audit_key().await?;
+            let events = c.all_audit_events(0).await?;
+            let checkpoints = c.audit_checkpoints().await?.checkpoints;
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let header = ExportLine::Header { format: EXPORT_FORMAT.into(), key_id: key.key_id.clone(), public_key: key.public_key.clone(), exported_at: Timestamp::from_millis(events.last().map_or(0, |e| e.ts)) };
+            writeln!(out, "{}", serde_json::to_string(&header)?)?;
+            let n = events.len();
+            for e in events {
+                writeln!(out, "{}", serde_json::to_string(&ExportLine::Event(e))?)?;
+            }
+            for cp in &checkpoints {
+                writeln!(out, "{}", serde_json::to_string(&ExportLine::Checkpoint(cp.clone()))?)?;
+            }
+            out.flush()?;
+            if let Some(p) = output {
+                let summary = serde_json::json!({"file": p.display().to_string(), "events": n, "checkpoints": checkpoints.len(), "key_id": key.key_id});
+                ctx.print(&summary, |_| format!("exported {n} events and {} checkpoints to {} (checkpoint key {})", checkpoints.len(), p.display(), key.key_id))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Tail { lines, follow } => {
+            let c = ctx.client()?;
+            let head = c.audit_events(0, 1).await?.head_seq;
+            let mut after = (head - lines.max(0)).max(0);
+            loop {
+                let page = c.audit_events(after, 1000).await?;
+                if let Some(last) = page.events.last() {
+                    after = last.seq;
+                    if ctx.json {
+                        for e in &page.events {
+                            println!("{}", serde_json::to_string(e)?);
+                        }
+                    } else {
+                        println!("{}", output::events(&page.events));
+                    }
+                }
+                if !follow {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if page.events.len() < 1000 {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+        AuditCommand::PublicKey => {
+            let k = ctx.client()?.audit_key().await?;
+            ctx.print(&k, |k| format!("{}  (key id {})", k.public_key, k.key_id))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
+    match cmd {
+        AdminCommand::Bootstrap { username, password_stdin } => {
+            let setup_token = match std::env::var("JITGATE_SETUP_TOKEN") {
+                Ok(t) if !t.is_empty() => t,
+                _ if password_stdin => bail!("with --password-stdin, give the setup token in JITGATE_SETUP_TOKEN"),
+                _ => prompt_secret("Setup token (printed by `jitgate serve`): ")?,
+            };
+            let username = Username::parse(&username).map_err(|e| anyhow!(e))?;
+            let pw = password(password_stdin, !password_stdin)?;
+            let session = ctx.anonymous().bootstrap(&BootstrapBody { setup_token, username, password: pw }).await?;
+            credentials::save(&Credentials { server: ctx.server.clone(), username: session.username.to_string(), token: session.token.clone() })?;
+            let out = serde_json::json!({"username": session.username, "admin": true, "expires_at": session.expires_at});
+            ctx.print(&out, |_| format!("created administrator {} and logged in", session.username))?;
+        }
+        AdminCommand::User(u) => {
+            let c = ctx.client()?;
+            match u {
+                UserCommand::List => {
+                    let users = c.users().await?;
+                    ctx.print(&users, |l| {
+                        let rows = l
+                            .iter()
+                            .map(|u| {
+                                let state = if u.disabled { "disabled" } else if !u.has_password { "no password" } else { "active" };
+                                vec![u.username.to_string(), if u.is_admin { "yes".into() } else { "no".into() }, state.into(), u.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",")]
+                            })
+                            .collect();
+                        output::table(&["USER", "ADMIN", "STATE", "GROUPS"], rows)
+                    })?;
+                }
+                UserCommand::Create { username, admin, display_name, password_stdin, no_password } => {
+                    let username = Username::parse(&username).map_err(|e| anyhow!(e))?;
+                    let password = if no_password { None } else { Some(password(password_stdin, !password_stdin)?) };
+                    let u = c.create_user(&CreateUserBody { username, display_name, password, admin }).await?;
+                    ctx.print(&u, |u| format!("created user {}{}", u.username, if u.is_admin { " (admin)" } else { "" }))?;
+                }
+                UserCommand::Disable { username } => {
+                    let u = c.set_user_disabled(&username, true).await?;
+                    ctx.print(&u, |u| format!("disabled {}: sessions ended, live grants revoked", u.username))?;
+                }
+                UserCommand::Enable { username } => {
+                    let u = c.set_user_disabled(&username, false).await?;
+                    ctx.print(&u, |u| format!("enabled {}", u.username))?;
+                }
+                UserCommand::SetPassword { username, password_stdin } => {
+                    let pw = password(password_stdin, !password_stdin)?;
+                    c.set_password(&username, &pw).await?;
+                    ctx.print(&serde_json::json!({"username": username, "password_set": true}), |_| format!("password set for {username}; their other sessions ended"))?;
+                }
+            }
+        }
+        AdminCommand::Group(g) => {
+            let c = ctx.client()?;
+            match g {
+                GroupCommand::List => {
+                    let groups = c.groups().await?;
+                    ctx.print(&groups, |l| {
+                        let rows = l.iter().map(|g| vec![g.name.to_string(), g.members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")]).collect();
+                        output::table(&["GROUP", "MEMBERS"], rows)
+                    })?;
+                }
+                GroupCommand::Add { group, username } => {
+                    let g = c.set_member(&group, &username, true).await?;
+                    ctx.print(&g, |g| format!("{username} is now in {}", g.name))?;
+                }
+                GroupCommand::Remove { group, username } => {
+                    let g = c.set_member(&group, &username, false).await?;
+                    ctx.print(&g, |g| format!("{username} is no longer in {}", g.name))?;
+                }
+            }
+        }
+        AdminCommand::Resource(r) => {
+            let c = ctx.client()?;
+            match r {
+                ResourceCommand::List => {
+                    let list = c.resources().await?;
+                    ctx.print(&list, |l| {
+                        let rows = l.iter().map(|v| vec![v.resource.name.to_string(), v.resource.kind.clone(), v.resource.roles.keys().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")]).collect();
+                        output::table(&["RESOURCE", "KIND", "ROLES"], rows)
+                    })?;
+                }
+                ResourceCommand::Apply { file } => {
+                    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                    let resource: Resource = if file.extension().is_some_and(|e| e == "json") {
+                        serde_json::from_str(&text).with_context(|| format!("{} is not a valid resource", file.display()))?
+                    } else {
+                        toml::from_str(&text).with_context(|| format!("{} is not a valid resource", file.display()))?
+                    };
+                    let v = c.put_resource(&resource).await?;
+                    ctx.print(&v, |v| format!("resource {} saved", v.resource.name))?;
+                }
+                ResourceCommand::Delete { name } => {
+                    c.delete_resource(&name).await?;
+                    ctx.print(&serde_json::json!({"deleted": name}), |_| format!("resource {name} deleted"))?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

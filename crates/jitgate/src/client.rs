@@ -1,0 +1,251 @@
+//! A typed client for the HTTP API. The CLI uses it, and so do the integration tests.
+
+use jitgate_api::*;
+use jitgate_core::audit::AuditEvent;
+use jitgate_core::grant::Grant;
+use jitgate_core::policy::Resource;
+use jitgate_core::request::AccessRequest;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server refused, with its code and message.
+    #[error("{message}")]
+    Api { status: u16, code: String, message: String },
+    #[error("cannot reach the jitgate server at {url}: {source}")]
+    Transport { url: String, source: reqwest::Error },
+    #[error("unexpected answer from the server ({status}): {body}")]
+    Unexpected { status: u16, body: String },
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } | Self::Unexpected { status, .. } => Some(*status),
+            Self::Transport { .. } => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ListParams {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        let http = reqwest::Client::builder().user_agent(concat!("jitgate/", env!("CARGO_PKG_VERSION"))).build().unwrap_or_default();
+        Self { base: base.trim_end_matches('/').to_owned(), token, http }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self { token: Some(token.to_owned()), ..self.clone() }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, query: Option<&dyn erased::Query>, body: Option<serde_json::Value>) -> Result<T> {
+        let url = format!("{}/api/v1{}", self.base, path);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(q) = query {
+            req = req.query(&q.pairs());
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Transport { url: self.base.clone(), source })?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|source| ClientError::Transport { url: self.base.clone(), source })?;
+        if status.is_success() {
+            let text = if status == StatusCode::NO_CONTENT || text.is_empty() { "null" } else { &text };
+            return serde_json::from_str(text).map_err(|_| ClientError::Unexpected { status: status.as_u16(), body: text.chars().take(500).collect() });
+        }
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(e) => Err(ClientError::Api { status: status.as_u16(), code: e.error.code, message: e.error.message }),
+            Err(_) => Err(ClientError::Unexpected { status: status.as_u16(), body: text.chars().take(500).collect() }),
+        }
+    }
+
+    fn json<T: Serialize>(v: &T) -> Option<serde_json::Value> {
+        serde_json::to_value(v).ok()
+    }
+
+    pub async fn bootstrap(&self, body: &BootstrapBody) -> Result<SessionToken> {
+        self.call(Method::POST, "/bootstrap", None, Self::json(body)).await
+    }
+    pub async fn login(&self, username: &str, password: &str) -> Result<SessionToken> {
+        let body = LoginBody { username: username.to_owned(), password: password.to_owned() };
+        self.call(Method::POST, "/login", None, Self::json(&body)).await
+    }
+    pub async fn logout(&self) -> Result<()> {
+        self.call(Method::POST, "/logout", None, None).await
+    }
+    pub async fn whoami(&self) -> Result<WhoAmI> {
+        self.call(Method::GET, "/whoami", None, None).await
+    }
+    pub async fn resources(&self) -> Result<Vec<ResourceView>> {
+        self.call(Method::GET, "/resources", None, None).await
+    }
+    pub async fn create_request(&self, body: &CreateRequestBody) -> Result<AccessRequest> {
+        self.call(Method::POST, "/requests", None, Self::json(body)).await
+    }
+    pub async fn requests(&self, params: &ListParams) -> Result<Vec<RequestView>> {
+        self.call(Method::GET, "/requests", Some(params), None).await
+    }
+    pub async fn request(&self, id: &str) -> Result<RequestDetail> {
+        self.call(Method::GET, &format!("/requests/{}", seg(id)), None, None).await
+    }
+    pub async fn approve(&self, id: &str, comment: &str) -> Result<RequestDetail> {
+        self.call(Method::POST, &format!("/requests/{}/approve", seg(id)), None, Self::json(&ReviewBody { comment: comment.to_owned() })).await
+    }
+    pub async fn deny(&self, id: &str, comment: &str) -> Result<RequestDetail> {
+        self.call(Method::POST, &format!("/requests/{}/deny", seg(id)), None, Self::json(&ReviewBody { comment: comment.to_owned() })).await
+    }
+    pub async fn cancel(&self, id: &str) -> Result<AccessRequest> {
+        self.call(Method::POST, &format!("/requests/{}/cancel", seg(id)), None, None).await
+    }
+    pub async fn grants(&self, params: &ListParams) -> Result<Vec<Grant>> {
+        self.call(Method::GET, "/grants", Some(params), None).await
+    }
+    pub async fn grant(&self, id: &str) -> Result<Grant> {
+        self.call(Method::GET, &format!("/grants/{}", seg(id)), None, None).await
+    }
+    pub async fn revoke(&self, id: &str, reason: &str) -> Result<Grant> {
+        self.call(Method::POST, &format!("/grants/{}/revoke", seg(id)), None, Self::json(&RevokeBody { reason: reason.to_owned() })).await
+    }
+    pub async fn audit_events(&self, after: i64, limit: i64) -> Result<AuditPage> {
+        let q = [("after", after), ("limit", limit)];
+        self.call(Method::GET, "/audit/events", Some(&q), None).await
+    }
+    pub async fn audit_checkpoints(&self) -> Result<CheckpointList> {
+        self.call(Method::GET, "/audit/checkpoints", None, None).await
+    }
+    pub async fn audit_verify(&self) -> Result<VerifyOutcome> {
+        self.call(Method::GET, "/audit/verify", None, None).await
+    }
+    pub async fn audit_key(&self) -> Result<AuditKey> {
+        self.call(Method::GET, "/audit/public-key", None, None).await
+    }
+    /// Every event after `after`, page by page.
+    pub async fn all_audit_events(&self, mut after: i64) -> Result<Vec<AuditEvent>> {
+        let mut out = Vec::new();
+        loop {
+            let page = self.audit_events(after, 5000).await?;
+            let Some(last) = page.events.last() else { return Ok(out) };
+            after = last.seq;
+            out.extend(page.events);
+        }
+    }
+    pub async fn users(&self) -> Result<Vec<UserView>> {
+        self.call(Method::GET, "/admin/users", None, None).await
+    }
+    pub async fn create_user(&self, body: &CreateUserBody) -> Result<UserView> {
+        self.call(Method::POST, "/admin/users", None, Self::json(body)).await
+    }
+    pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<UserView> {
+        let verb = if disabled { "disable" } else { "enable" };
+        self.call(Method::POST, &format!("/admin/users/{}/{verb}", seg(name)), None, None).await
+    }
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<()> {
+        self.call(Method::POST, &format!("/admin/users/{}/password", seg(name)), None, Self::json(&PasswordBody { password: password.to_owned() })).await
+    }
+    pub async fn groups(&self) -> Result<Vec<GroupView>> {
+        self.call(Method::GET, "/admin/groups", None, None).await
+    }
+    pub async fn set_member(&self, group: &str, user: &str, member: bool) -> Result<GroupView> {
+        let method = if member { Method::PUT } else { Method::DELETE };
+        self.call(method, &format!("/admin/groups/{}/members/{}", seg(group), seg(user)), None, None).await
+    }
+    pub async fn put_resource(&self, resource: &Resource) -> Result<ResourceView> {
+        self.call(Method::PUT, &format!("/admin/resources/{}", seg(resource.name.as_str())), None, Self::json(resource)).await
+    }
+    pub async fn delete_resource(&self, name: &str) -> Result<()> {
+        self.call(Method::DELETE, &format!("/admin/resources/{}", seg(name)), None, None).await
+    }
+
+    /// A raw call for tests of malformed input: returns the status and the body text.
+    pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> Result<(u16, String)> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url).header("content-type", content_type).body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Transport { url: self.base.clone(), source })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|source| ClientError::Transport { url: self.base.clone(), source })?;
+        Ok((status, text))
+    }
+}
+
+/// Percent-encodes one path segment, so an id with `/` or `?` cannot reach another endpoint.
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+mod erased {
+    /// Query parameters as pairs, so `call` can take any of our query shapes.
+    pub trait Query: Sync {
+        fn pairs(&self) -> Vec<(String, String)>;
+    }
+
+    impl Query for super::ListParams {
+        fn pairs(&self) -> Vec<(String, String)> {
+            let mut v = Vec::new();
+            let mut push = |k: &str, val: &Option<String>| {
+                if let Some(x) = val {
+                    v.push((k.to_owned(), x.clone()));
+                }
+            };
+            push("scope", &self.scope);
+            push("status", &self.status);
+            push("resource", &self.resource);
+            if let Some(l) = self.limit {
+                v.push(("limit".into(), l.to_string()));
+            }
+            v
+        }
+    }
+
+    impl<const N: usize> Query for [(&str, i64); N] {
+        fn pairs(&self) -> Vec<(String, String)> {
+            self.iter().map(|(k, v)| ((*k).to_owned(), v.to_string())).collect()
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Human-readable output. `--json` bypasses all of this.
+
+use jitgate_api::{RequestDetail, RequestView};
+use jitgate_core::audit::AuditEvent;
+use jitgate_core::grant::Grant;
+use jitgate_core::time::format_duration;
+use jitgate_core::Timestamp;
+use std::time::Duration;
+
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| if i == last { c } else { format!("{c:<w$}", w = widths[i]) })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut out = vec![line(headers.iter().map(|h| (*h).to_owned()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+fn short_time(t: Timestamp) -> String {
+    let s = t.to_rfc3339();
+    s.get(..19).map(|p| format!("{}Z", p.replace('T', " "))).unwrap_or(s)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+pub fn requests(list: &[RequestView]) -> String {
+    if list.is_empty() {
+        return "no requests".into();
+    }
+    let rows = list
+        .iter()
+        .map(|v| {
+            let r = &v.request;
+            vec![
+                r.id.clone(),
+                r.status.to_string(),
+                format!("{}/{}", r.resource, r.role),
+                r.requester.to_string(),
+                format_duration(Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0))),
+                short_time(r.created_at),
+                truncate(&r.reason, 40),
+            ]
+        })
+        .collect();
+    table(&["ID", "STATUS", "ACCESS", "REQUESTER", "FOR", "CREATED", "REASON"], rows)
+}
+
+pub fn grants(list: &[Grant]) -> String {
+    if list.is_empty() {
+        return "no grants".into();
+    }
+    let rows = list
+        .iter()
+        .map(|g| vec![g.id.clone(), g.status.to_string(), format!("{}/{}", g.resource, g.role), g.user.to_string(), short_time(g.starts_at), short_time(g.ends_at)])
+        .collect();
+    table(&["ID", "STATUS", "ACCESS", "USER", "STARTS", "ENDS"], rows)
+}
+
+pub fn grant(g: &Grant) -> String {
+    let mut s = format!("grant {} ({}) for {} on {}/{}: {} → {}", g.id, g.status, g.user, g.resource, g.role, short_time(g.starts_at), short_time(g.ends_at));
+    if let (Some(by), Some(reason)) = (&g.revoked_by, &g.revoke_reason) {
+        s.push_str(&format!("\nrevoked by {by}: {reason}"));
+    }
+    s
+}
+
+pub fn events(list: &[AuditEvent]) -> String {
+    let rows = list
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                short_time(Timestamp::from_millis(e.ts)),
+                e.actor.clone(),
+                e.action.clone(),
+                e.target.clone(),
+                e.outcome.clone(),
+            ]
+        })
+        .collect();
+    table(&["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "OUTCOME"], rows)
+}
+
+pub fn detail(d: &RequestDetail) -> String {
+    let r = &d.request;
+    let mut out = vec![
+        format!("request   {}", r.id),
+        format!("status    {}", r.status),
+        format!("access    {} on {}", r.role, r.resource),
+        format!("requester {}", r.requester),
+        format!("for       {}", format_duration(Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0)))),
+        format!("reason    {}", r.reason),
+    ];
+    if let Some(t) = &r.ticket {
+        out.push(format!("ticket    {t}"));
+    }
+    if let Some(s) = r.start_at {
+        out.push(format!("starts    {}", short_time(s)));
+    }
+    out.push(format!("created   {}", short_time(r.created_at)));
+    if r.status == jitgate_core::request::RequestStatus::Pending {
+        out.push(format!("expires   {} unless approved", short_time(r.expires_at)));
+    }
+    out.push("approvals".into());
+    for s in &d.progress.stages {
+        let who = if s.approved_by.is_empty() { "-".to_owned() } else { s.approved_by.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", ") };
+        out.push(format!("  {}: {}/{} ({who})", s.name, s.approved_by.len(), s.needed));
+    }
+    if !d.reviews.is_empty() {
+        out.push("reviews".into());
+        for v in &d.reviews {
+            let comment = if v.comment.is_empty() { String::new() } else { format!(": {}", v.comment) };
+            out.push(format!("  {} {} {}{comment}", short_time(v.created_at), v.reviewer, v.decision.as_str()));
+        }
+    }
+    if let Some(g) = &d.grant {
+        out.push(grant(g));
+    }
+    if !d.history.is_empty() {
+        out.push("history".into());
+        for e in &d.history {
+            out.push(format!("  #{} {} {} {} ({})", e.seq, short_time(Timestamp::from_millis(e.ts)), e.actor, e.action, e.outcome));
+        }
+    }
+    out.join("\n")
+}
