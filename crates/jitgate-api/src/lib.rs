@@ -180,7 +180,12 @@ pub struct VerifyOutcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExportLine {
-    Header { format: String, key_id: String, public_key: String, exported_at: Timestamp },
+    Header {
+        format: String,
+        key_id: String,
+        public_key: String,
+        exported_at: Timestamp,
+    },
     Event(AuditEvent),
     Checkpoint(Checkpoint),
 }

@@ -50,8 +50,20 @@ impl Outcome {
 }
 
 impl NewEvent {
-    pub fn new(actor: impl Into<String>, action: impl Into<String>, target: impl Into<String>, outcome: Outcome, details: serde_json::Value) -> Self {
-        Self { actor: actor.into(), action: action.into(), target: target.into(), outcome, details }
+    pub fn new(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        target: impl Into<String>,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            outcome,
+            details,
+        }
     }
 }
 
@@ -85,8 +97,27 @@ struct Canonical<'a> {
     prev_hash: &'a str,
 }
 
-pub fn event_hash(seq: i64, ts: i64, actor: &str, action: &str, target: &str, outcome: &str, details: &serde_json::Value, prev_hash: &str) -> String {
-    let canonical = Canonical { v: 1, seq, ts, actor, action, target, outcome, details, prev_hash };
+pub fn event_hash(
+    seq: i64,
+    ts: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    details: &serde_json::Value,
+    prev_hash: &str,
+) -> String {
+    let canonical = Canonical {
+        v: 1,
+        seq,
+        ts,
+        actor,
+        action,
+        target,
+        outcome,
+        details,
+        prev_hash,
+    };
     let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
     hex::encode(Sha256::digest(bytes))
 }
@@ -100,14 +131,26 @@ pub struct ChainHead {
 
 impl ChainHead {
     pub fn genesis() -> Self {
-        Self { seq: 0, hash: GENESIS_HASH.to_owned() }
+        Self {
+            seq: 0,
+            hash: GENESIS_HASH.to_owned(),
+        }
     }
 
     /// Places `event` after this head at time `ts_ms` and moves the head on.
     pub fn append(&mut self, event: NewEvent, ts_ms: i64) -> AuditEvent {
         let seq = self.seq + 1;
         let outcome = event.outcome.as_str();
-        let hash = event_hash(seq, ts_ms, &event.actor, &event.action, &event.target, outcome, &event.details, &self.hash);
+        let hash = event_hash(
+            seq,
+            ts_ms,
+            &event.actor,
+            &event.action,
+            &event.target,
+            outcome,
+            &event.details,
+            &self.hash,
+        );
         let out = AuditEvent {
             seq,
             ts: ts_ms,
@@ -148,7 +191,13 @@ pub fn key_id(key: &VerifyingKey) -> String {
 
 pub fn sign_checkpoint(key: &SigningKey, head: &ChainHead, ts: i64) -> Checkpoint {
     let sig = key.sign(&checkpoint_message(head.seq, &head.hash, ts));
-    Checkpoint { seq: head.seq, hash: head.hash.clone(), ts, key_id: key_id(&key.verifying_key()), signature: hex::encode(sig.to_bytes()) }
+    Checkpoint {
+        seq: head.seq,
+        hash: head.hash.clone(),
+        ts,
+        key_id: key_id(&key.verifying_key()),
+        signature: hex::encode(sig.to_bytes()),
+    }
 }
 
 pub fn checkpoint_signature_ok(key: &VerifyingKey, cp: &Checkpoint) -> bool {
@@ -217,7 +266,14 @@ impl ChainVerifier {
     /// `start` lets a verifier begin in the middle of a chain (seq and hash of the event before).
     pub fn new(key: Option<VerifyingKey>, mut checkpoints: Vec<Checkpoint>) -> Self {
         checkpoints.sort_by_key(|c| c.seq);
-        Self { key, checkpoints, next_checkpoint: 0, head: ChainHead::genesis(), first_seq: None, events: 0 }
+        Self {
+            key,
+            checkpoints,
+            next_checkpoint: 0,
+            head: ChainHead::genesis(),
+            first_seq: None,
+            events: 0,
+        }
     }
 
     pub fn push(&mut self, e: &AuditEvent) -> Result<(), VerifyError> {
@@ -233,7 +289,11 @@ impl ChainVerifier {
         if e.prev_hash != self.head.hash {
             // An event whose own hash is still right but whose link is wrong was moved; one
             // whose hash is wrong was edited. Both are reported at this seq.
-            return Err(if hash == e.hash { VerifyError::BrokenLink { seq: e.seq } } else { VerifyError::HashMismatch { seq: e.seq } });
+            return Err(if hash == e.hash {
+                VerifyError::BrokenLink { seq: e.seq }
+            } else {
+                VerifyError::HashMismatch { seq: e.seq }
+            });
         }
         if hash != e.hash {
             return Err(VerifyError::HashMismatch { seq: e.seq });
@@ -254,7 +314,10 @@ impl ChainVerifier {
     fn check_checkpoint(&self, cp: &Checkpoint, at: &AuditEvent) -> Result<(), VerifyError> {
         if let Some(key) = &self.key {
             if cp.key_id != key_id(key) {
-                return Err(VerifyError::UnknownKey { seq: cp.seq, key_id: cp.key_id.clone() });
+                return Err(VerifyError::UnknownKey {
+                    seq: cp.seq,
+                    key_id: cp.key_id.clone(),
+                });
             }
             if !checkpoint_signature_ok(key, cp) {
                 return Err(VerifyError::BadSignature { seq: cp.seq });
@@ -269,11 +332,17 @@ impl ChainVerifier {
     /// Ends the walk. `store_head` is the head the store recorded, when verifying a live store.
     pub fn finish(self, store_head: Option<&ChainHead>) -> Result<VerifyReport, VerifyError> {
         if let Some(cp) = self.checkpoints.get(self.next_checkpoint) {
-            return Err(VerifyError::Truncated { seq: self.head.seq + 1, checkpoint: cp.seq });
+            return Err(VerifyError::Truncated {
+                seq: self.head.seq + 1,
+                checkpoint: cp.seq,
+            });
         }
         if let Some(h) = store_head {
             if h.seq != self.head.seq || h.hash != self.head.hash {
-                return Err(VerifyError::HeadMismatch { seq: self.head.seq, head: h.seq });
+                return Err(VerifyError::HeadMismatch {
+                    seq: self.head.seq,
+                    head: h.seq,
+                });
             }
         }
         Ok(VerifyReport {
@@ -294,7 +363,18 @@ mod tests {
     fn chain(n: i64) -> Vec<AuditEvent> {
         let mut head = ChainHead::genesis();
         (0..n)
-            .map(|i| head.append(NewEvent::new("alice", "request.create", format!("req_{i}"), Outcome::Success, json!({"i": i, "b": "x"})), 1000 + i))
+            .map(|i| {
+                head.append(
+                    NewEvent::new(
+                        "alice",
+                        "request.create",
+                        format!("req_{i}"),
+                        Outcome::Success,
+                        json!({"i": i, "b": "x"}),
+                    ),
+                    1000 + i,
+                )
+            })
             .collect()
     }
 
@@ -313,7 +393,14 @@ mod tests {
     #[test]
     fn an_untouched_chain_verifies() {
         let events = chain(50);
-        let cp = sign_checkpoint(&key(), &ChainHead { seq: 40, hash: events[39].hash.clone() }, 5);
+        let cp = sign_checkpoint(
+            &key(),
+            &ChainHead {
+                seq: 40,
+                hash: events[39].hash.clone(),
+            },
+            5,
+        );
         let r = verify(&events, vec![cp], Some(key().verifying_key())).unwrap();
         assert_eq!(r.events, 50);
         assert_eq!(r.checkpoints, 1);
@@ -323,7 +410,10 @@ mod tests {
     fn the_hash_does_not_depend_on_key_order_in_details() {
         let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":2}"#).unwrap();
         let b: serde_json::Value = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
-        assert_eq!(event_hash(1, 1, "x", "y", "z", "success", &a, GENESIS_HASH), event_hash(1, 1, "x", "y", "z", "success", &b, GENESIS_HASH));
+        assert_eq!(
+            event_hash(1, 1, "x", "y", "z", "success", &a, GENESIS_HASH),
+            event_hash(1, 1, "x", "y", "z", "success", &b, GENESIS_HASH)
+        );
     }
 
     #[test]
@@ -349,7 +439,10 @@ mod tests {
     fn deletion_and_reordering_are_found() {
         let mut events = chain(10);
         events.remove(3);
-        assert_eq!(verify(&events, vec![], None).unwrap_err(), VerifyError::Gap { expected: 4, found: 5 });
+        assert_eq!(
+            verify(&events, vec![], None).unwrap_err(),
+            VerifyError::Gap { expected: 4, found: 5 }
+        );
         let mut events = chain(10);
         events.swap(2, 3);
         assert_eq!(verify(&events, vec![], None).unwrap_err().seq(), 3);
@@ -364,7 +457,14 @@ mod tests {
     #[test]
     fn cutting_the_tail_is_found_by_a_checkpoint() {
         let events = chain(10);
-        let cp = sign_checkpoint(&key(), &ChainHead { seq: 10, hash: events[9].hash.clone() }, 5);
+        let cp = sign_checkpoint(
+            &key(),
+            &ChainHead {
+                seq: 10,
+                hash: events[9].hash.clone(),
+            },
+            5,
+        );
         let err = verify(&events[..8], vec![cp], Some(key().verifying_key())).unwrap_err();
         assert_eq!(err, VerifyError::Truncated { seq: 9, checkpoint: 10 });
     }
@@ -372,12 +472,32 @@ mod tests {
     #[test]
     fn a_forged_or_foreign_checkpoint_is_refused() {
         let events = chain(5);
-        let mut cp = sign_checkpoint(&key(), &ChainHead { seq: 5, hash: events[4].hash.clone() }, 5);
+        let mut cp = sign_checkpoint(
+            &key(),
+            &ChainHead {
+                seq: 5,
+                hash: events[4].hash.clone(),
+            },
+            5,
+        );
         cp.ts += 1;
-        assert_eq!(verify(&events, vec![cp], Some(key().verifying_key())).unwrap_err(), VerifyError::BadSignature { seq: 5 });
+        assert_eq!(
+            verify(&events, vec![cp], Some(key().verifying_key())).unwrap_err(),
+            VerifyError::BadSignature { seq: 5 }
+        );
         let other = SigningKey::from_bytes(&[9u8; 32]);
-        let cp = sign_checkpoint(&other, &ChainHead { seq: 5, hash: events[4].hash.clone() }, 5);
-        assert!(matches!(verify(&events, vec![cp], Some(key().verifying_key())).unwrap_err(), VerifyError::UnknownKey { seq: 5, .. }));
+        let cp = sign_checkpoint(
+            &other,
+            &ChainHead {
+                seq: 5,
+                hash: events[4].hash.clone(),
+            },
+            5,
+        );
+        assert!(matches!(
+            verify(&events, vec![cp], Some(key().verifying_key())).unwrap_err(),
+            VerifyError::UnknownKey { seq: 5, .. }
+        ));
     }
 
     #[test]
@@ -387,7 +507,10 @@ mod tests {
         for e in &events[..3] {
             v.push(e).unwrap();
         }
-        let head = ChainHead { seq: 5, hash: events[4].hash.clone() };
+        let head = ChainHead {
+            seq: 5,
+            hash: events[4].hash.clone(),
+        };
         assert_eq!(v.finish(Some(&head)).unwrap_err().seq(), 4);
     }
 }

@@ -72,11 +72,7 @@ impl DomainError {
     pub fn is_authorization(&self) -> bool {
         matches!(
             self,
-            Self::NotEligible { .. }
-                | Self::SelfApprovalForbidden
-                | Self::NotAnApprover
-                | Self::NotRequester
-                | Self::NotAllowedToRevoke
+            Self::NotEligible { .. } | Self::SelfApprovalForbidden | Self::NotAnApprover | Self::NotRequester | Self::NotAllowedToRevoke
         )
     }
 

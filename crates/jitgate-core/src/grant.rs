@@ -79,7 +79,11 @@ impl Grant {
         }
         let secs = u64::try_from(req.duration_secs).unwrap_or(0);
         let ends_at = starts_at.saturating_add(Duration::from_secs(secs));
-        let status = if starts_at > now { GrantStatus::Scheduled } else { GrantStatus::Active };
+        let status = if starts_at > now {
+            GrantStatus::Scheduled
+        } else {
+            GrantStatus::Active
+        };
         Grant {
             id,
             request_id: req.id.clone(),
@@ -130,7 +134,9 @@ impl Grant {
         }
         let status = self.effective_status(now);
         if !status.is_live() {
-            return Err(DomainError::GrantNotLive { status: status.to_string() });
+            return Err(DomainError::GrantNotLive {
+                status: status.to_string(),
+            });
         }
         if reason.trim().is_empty() {
             return Err(DomainError::RevokeReasonRequired);
@@ -193,7 +199,10 @@ mod tests {
         let g = Grant::from_request("g1".into(), &req(None), None, now);
         assert_eq!(g.check_revoke("x", now, false).unwrap_err().code(), "not_allowed_to_revoke");
         assert_eq!(g.check_revoke(" ", now, true).unwrap_err().code(), "revoke_reason_required");
-        assert_eq!(g.check_revoke("x", Timestamp::from_millis(61_000), true).unwrap_err().code(), "grant_not_live");
+        assert_eq!(
+            g.check_revoke("x", Timestamp::from_millis(61_000), true).unwrap_err().code(),
+            "grant_not_live"
+        );
         assert!(g.check_revoke("x", now, true).is_ok());
     }
 }

@@ -84,7 +84,11 @@ fn yes() -> bool {
 
 impl Default for ReasonRules {
     fn default() -> Self {
-        Self { required: true, min_length: 0, ticket_pattern: None }
+        Self {
+            required: true,
+            min_length: 0,
+            ticket_pattern: None,
+        }
     }
 }
 
@@ -204,7 +208,9 @@ impl RolePolicy {
             return Err(DomainError::ReasonRequired);
         }
         if reason.chars().count() < self.reason.min_length {
-            return Err(DomainError::ReasonTooShort { min: self.reason.min_length });
+            return Err(DomainError::ReasonTooShort {
+                min: self.reason.min_length,
+            });
         }
         let ticket = draft.ticket.map(str::trim).filter(|t| !t.is_empty());
         if let Some(pattern) = &self.reason.ticket_pattern {
@@ -215,7 +221,10 @@ impl RolePolicy {
             let anchored = format!("^(?:{pattern})$");
             let ok = regex::Regex::new(&anchored).map(|re| re.is_match(t)).unwrap_or(false);
             if !ok {
-                return Err(DomainError::TicketInvalid { ticket: t.to_owned(), pattern: pattern.clone() });
+                return Err(DomainError::TicketInvalid {
+                    ticket: t.to_owned(),
+                    pattern: pattern.clone(),
+                });
             }
         }
         if let Some(start) = draft.start_at {
@@ -244,15 +253,29 @@ mod tests {
     fn policy() -> RolePolicy {
         RolePolicy {
             requesters: g(&["engineers"]),
-            stages: vec![Stage { name: "owner".into(), groups: g(&["db-owners"]), min_approvals: 1 }],
+            stages: vec![Stage {
+                name: "owner".into(),
+                groups: g(&["db-owners"]),
+                min_approvals: 1,
+            }],
             max_duration: Duration::from_secs(3600),
             default_duration: Duration::from_secs(1800),
             pending_ttl: Duration::from_secs(600),
-            reason: ReasonRules { required: true, min_length: 5, ticket_pattern: Some("INC-[0-9]+".into()) },
+            reason: ReasonRules {
+                required: true,
+                min_length: 5,
+                ticket_pattern: Some("INC-[0-9]+".into()),
+            },
         }
     }
 
-    fn check(p: &RolePolicy, groups: &BTreeSet<GroupName>, dur: u64, reason: &str, ticket: Option<&str>) -> Result<CheckedRequest, DomainError> {
+    fn check(
+        p: &RolePolicy,
+        groups: &BTreeSet<GroupName>,
+        dur: u64,
+        reason: &str,
+        ticket: Option<&str>,
+    ) -> Result<CheckedRequest, DomainError> {
         let alice = Username::parse("alice").unwrap();
         let draft = RequestDraft {
             requester: &alice,
@@ -262,7 +285,12 @@ mod tests {
             ticket,
             start_at: None,
         };
-        p.check_request(&ResourceName::parse("db").unwrap(), &RoleName::parse("read").unwrap(), &draft, Timestamp::from_millis(1000))
+        p.check_request(
+            &ResourceName::parse("db").unwrap(),
+            &RoleName::parse("read").unwrap(),
+            &draft,
+            Timestamp::from_millis(1000),
+        )
     }
 
     #[test]
@@ -276,13 +304,25 @@ mod tests {
     fn each_rule_refuses_with_its_own_code() {
         let p = policy();
         let eng = g(&["engineers"]);
-        assert_eq!(check(&p, &g(&["sales"]), 1800, "debug INC", Some("INC-1")).unwrap_err().code(), "not_eligible");
-        assert_eq!(check(&p, &eng, 7200, "debug INC", Some("INC-1")).unwrap_err().code(), "duration_too_long");
-        assert_eq!(check(&p, &eng, 10, "debug INC", Some("INC-1")).unwrap_err().code(), "duration_too_short");
+        assert_eq!(
+            check(&p, &g(&["sales"]), 1800, "debug INC", Some("INC-1")).unwrap_err().code(),
+            "not_eligible"
+        );
+        assert_eq!(
+            check(&p, &eng, 7200, "debug INC", Some("INC-1")).unwrap_err().code(),
+            "duration_too_long"
+        );
+        assert_eq!(
+            check(&p, &eng, 10, "debug INC", Some("INC-1")).unwrap_err().code(),
+            "duration_too_short"
+        );
         assert_eq!(check(&p, &eng, 1800, "  ", Some("INC-1")).unwrap_err().code(), "reason_required");
         assert_eq!(check(&p, &eng, 1800, "dbg", Some("INC-1")).unwrap_err().code(), "reason_too_short");
         assert_eq!(check(&p, &eng, 1800, "debug INC", None).unwrap_err().code(), "ticket_required");
-        assert_eq!(check(&p, &eng, 1800, "debug INC", Some("xINC-1")).unwrap_err().code(), "ticket_invalid");
+        assert_eq!(
+            check(&p, &eng, 1800, "debug INC", Some("xINC-1")).unwrap_err().code(),
+            "ticket_invalid"
+        );
     }
 
     #[test]

@@ -164,7 +164,11 @@ pub fn count_approvals(stages: &[Stage], requester: &Username, approvers: &[Appr
         .iter()
         .enumerate()
         .map(|(i, s)| StageProgress {
-            name: if s.name.is_empty() { format!("stage {}", i + 1) } else { s.name.clone() },
+            name: if s.name.is_empty() {
+                format!("stage {}", i + 1)
+            } else {
+                s.name.clone()
+            },
             needed: s.min_approvals,
             approved_by: Vec::new(),
         })
@@ -175,7 +179,10 @@ pub fn count_approvals(stages: &[Stage], requester: &Username, approvers: &[Appr
         }
     }
     let satisfied = seat_holder.iter().all(Option::is_some);
-    Progress { stages: progress, satisfied }
+    Progress {
+        stages: progress,
+        satisfied,
+    }
 }
 
 fn augment(person: usize, eligible: &[Vec<usize>], holder: &mut [Option<usize>], visited: &mut [bool]) -> bool {
@@ -215,7 +222,9 @@ impl AccessRequest {
         if self.is_pending_at(now) {
             Ok(())
         } else {
-            Err(DomainError::RequestNotPending { status: self.effective_status(now).to_string() })
+            Err(DomainError::RequestNotPending {
+                status: self.effective_status(now).to_string(),
+            })
         }
     }
 
@@ -256,7 +265,11 @@ impl AccessRequest {
                     .iter()
                     .position(|s| s.approved_by.contains(&reviewer.user))
                     .and_then(|i| u32::try_from(i).ok());
-                let status = if progress.satisfied { RequestStatus::Approved } else { RequestStatus::Pending };
+                let status = if progress.satisfied {
+                    RequestStatus::Approved
+                } else {
+                    RequestStatus::Pending
+                };
                 (status, stage, progress)
             }
         };
@@ -296,10 +309,17 @@ mod tests {
         names.iter().map(|n| GroupName::parse(n).unwrap()).collect()
     }
     fn approver(n: &str, gs: &[&str]) -> Approver {
-        Approver { user: u(n), groups: groups(gs) }
+        Approver {
+            user: u(n),
+            groups: groups(gs),
+        }
     }
     fn stage(gs: &[&str], min: u32) -> Stage {
-        Stage { name: String::new(), groups: groups(gs), min_approvals: min }
+        Stage {
+            name: String::new(),
+            groups: groups(gs),
+            min_approvals: min,
+        }
     }
 
     fn two_stage_policy() -> RolePolicy {
@@ -367,7 +387,15 @@ mod tests {
     fn self_review_is_refused_even_for_an_approver() {
         let r = request();
         let err = r
-            .review(&two_stage_policy(), &approver("alice", &["db-owners"]), &[], &[], Decision::Approve, "", Timestamp::from_millis(1))
+            .review(
+                &two_stage_policy(),
+                &approver("alice", &["db-owners"]),
+                &[],
+                &[],
+                Decision::Approve,
+                "",
+                Timestamp::from_millis(1),
+            )
             .unwrap_err();
         assert_eq!(err, DomainError::SelfApprovalForbidden);
     }
@@ -394,9 +422,13 @@ mod tests {
         let r = request();
         let p = two_stage_policy();
         let now = Timestamp::from_millis(1);
-        let err = r.review(&p, &approver("eve", &["sales"]), &[], &[], Decision::Deny, "", now).unwrap_err();
+        let err = r
+            .review(&p, &approver("eve", &["sales"]), &[], &[], Decision::Deny, "", now)
+            .unwrap_err();
         assert_eq!(err, DomainError::NotAnApprover);
-        let out = r.review(&p, &approver("sam", &["security"]), &[], &[], Decision::Deny, "no", now).unwrap();
+        let out = r
+            .review(&p, &approver("sam", &["security"]), &[], &[], Decision::Deny, "no", now)
+            .unwrap();
         assert_eq!(out.new_status, RequestStatus::Denied);
     }
 
@@ -404,17 +436,41 @@ mod tests {
     fn reviews_after_the_deadline_or_decision_are_refused() {
         let mut r = request();
         let p = two_stage_policy();
-        let late = r.review(&p, &approver("bob", &["db-owners"]), &[], &[], Decision::Approve, "", Timestamp::from_millis(600_000));
+        let late = r.review(
+            &p,
+            &approver("bob", &["db-owners"]),
+            &[],
+            &[],
+            Decision::Approve,
+            "",
+            Timestamp::from_millis(600_000),
+        );
         assert_eq!(late.unwrap_err().code(), "request_not_pending");
         r.status = RequestStatus::Cancelled;
-        let done = r.review(&p, &approver("bob", &["db-owners"]), &[], &[], Decision::Approve, "", Timestamp::from_millis(1));
-        assert_eq!(done.unwrap_err(), DomainError::RequestNotPending { status: "cancelled".into() });
+        let done = r.review(
+            &p,
+            &approver("bob", &["db-owners"]),
+            &[],
+            &[],
+            Decision::Approve,
+            "",
+            Timestamp::from_millis(1),
+        );
+        assert_eq!(
+            done.unwrap_err(),
+            DomainError::RequestNotPending {
+                status: "cancelled".into()
+            }
+        );
     }
 
     #[test]
     fn only_the_requester_cancels() {
         let r = request();
-        assert_eq!(r.cancel(&u("bob"), Timestamp::from_millis(1)).unwrap_err(), DomainError::NotRequester);
+        assert_eq!(
+            r.cancel(&u("bob"), Timestamp::from_millis(1)).unwrap_err(),
+            DomainError::NotRequester
+        );
         assert!(r.cancel(&u("alice"), Timestamp::from_millis(1)).is_ok());
     }
 }

@@ -38,12 +38,9 @@ impl Timestamp {
     }
 
     pub fn parse_rfc3339(s: &str) -> Result<Self, String> {
-        let t = OffsetDateTime::parse(s, &Rfc3339)
-            .map_err(|e| format!("'{s}' is not an RFC 3339 time: {e}"))?;
+        let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("'{s}' is not an RFC 3339 time: {e}"))?;
         let ms = t.unix_timestamp_nanos() / 1_000_000;
-        i64::try_from(ms)
-            .map(Self)
-            .map_err(|_| format!("'{s}' is out of range"))
+        i64::try_from(ms).map(Self).map_err(|_| format!("'{s}' is out of range"))
     }
 }
 

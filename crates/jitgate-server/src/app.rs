@@ -51,7 +51,9 @@ impl Application {
         }
         let store = jitgate_store::open(&settings.store_url()).await?;
         let key = load_or_create_signing_key(&settings.signing_key_path()).map_err(StartError::Key)?;
-        let listener = TcpListener::bind(settings.http).await.map_err(|e| StartError::Listen(settings.http, e))?;
+        let listener = TcpListener::bind(settings.http)
+            .await
+            .map_err(|e| StartError::Listen(settings.http, e))?;
         let addr = listener.local_addr().map_err(|e| StartError::Listen(settings.http, e))?;
         let core = Arc::new(Core::new(store, clock, settings, key));
         let setup = |e: crate::error::ApiError| StartError::Setup(e.message);
@@ -60,7 +62,13 @@ impl Application {
         core.checkpoint_now().await.map_err(setup)?;
         let setup_token = core.prepare_bootstrap().await.map_err(setup)?;
         jitgate_auth::warm_up();
-        Ok(Self { listener, addr, core, setup_token, stop_tx: watch::channel(false).0 })
+        Ok(Self {
+            listener,
+            addr,
+            core,
+            setup_token,
+            stop_tx: watch::channel(false).0,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {

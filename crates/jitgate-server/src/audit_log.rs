@@ -14,7 +14,9 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let bytes = hex::decode(text.trim()).map_err(|e| format!("{}: not a hex key: {e}", path.display()))?;
-            let seed: [u8; 32] = bytes.try_into().map_err(|_| format!("{}: the key must be 32 bytes of hex", path.display()))?;
+            let seed: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| format!("{}: the key must be 32 bytes of hex", path.display()))?;
             Ok(SigningKey::from_bytes(&seed))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -54,7 +56,9 @@ pub fn parse_public_key(text_or_path: &str) -> Result<VerifyingKey, String> {
 pub fn public_key_of_signing_file(path: &Path) -> Result<VerifyingKey, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let bytes = hex::decode(text.trim()).map_err(|e| format!("{}: not a hex key: {e}", path.display()))?;
-    let seed: [u8; 32] = bytes.try_into().map_err(|_| format!("{}: the key must be 32 bytes of hex", path.display()))?;
+    let seed: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| format!("{}: the key must be 32 bytes of hex", path.display()))?;
     Ok(SigningKey::from_bytes(&seed).verifying_key())
 }
 
@@ -70,13 +74,28 @@ pub async fn verify_store(store: &dyn Store, key: Option<VerifyingKey>) -> Resul
         after = last.seq;
         for e in &page {
             if let Err(err) = verifier.push(e) {
-                return Ok(VerifyOutcome { ok: false, report: None, first_bad_seq: Some(err.seq()), problem: Some(err.to_string()) });
+                return Ok(VerifyOutcome {
+                    ok: false,
+                    report: None,
+                    first_bad_seq: Some(err.seq()),
+                    problem: Some(err.to_string()),
+                });
             }
         }
     }
     Ok(match verifier.finish(Some(&head)) {
-        Ok(report) => VerifyOutcome { ok: true, report: Some(report), first_bad_seq: None, problem: None },
-        Err(err) => VerifyOutcome { ok: false, report: None, first_bad_seq: Some(err.seq()), problem: Some(err.to_string()) },
+        Ok(report) => VerifyOutcome {
+            ok: true,
+            report: Some(report),
+            first_bad_seq: None,
+            problem: None,
+        },
+        Err(err) => VerifyOutcome {
+            ok: false,
+            report: None,
+            first_bad_seq: Some(err.seq()),
+            problem: Some(err.to_string()),
+        },
     })
 }
 
@@ -85,7 +104,9 @@ impl Core {
         if self.is_audit_reader(caller) {
             Ok(())
         } else {
-            Err(ApiError::forbidden("reading the audit log needs an administrator or an audit reader"))
+            Err(ApiError::forbidden(
+                "reading the audit log needs an administrator or an audit reader",
+            ))
         }
     }
 
@@ -98,12 +119,17 @@ impl Core {
 
     pub async fn audit_checkpoints(&self, caller: &Caller) -> Result<jitgate_api::CheckpointList, ApiError> {
         self.require_audit_reader(caller)?;
-        Ok(jitgate_api::CheckpointList { checkpoints: self.store.audit_checkpoints().await? })
+        Ok(jitgate_api::CheckpointList {
+            checkpoints: self.store.audit_checkpoints().await?,
+        })
     }
 
     pub fn audit_key(&self) -> AuditKey {
         let public = self.signing_key.verifying_key();
-        AuditKey { key_id: key_id(&public), public_key: hex::encode(public.as_bytes()) }
+        AuditKey {
+            key_id: key_id(&public),
+            public_key: hex::encode(public.as_bytes()),
+        }
     }
 
     pub async fn audit_verify(&self, caller: &Caller) -> Result<VerifyOutcome, ApiError> {

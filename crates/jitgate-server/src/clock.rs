@@ -49,7 +49,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> Self {
-        Self { now: Arc::new(watch::channel(start).0) }
+        Self {
+            now: Arc::new(watch::channel(start).0),
+        }
     }
 
     pub fn set(&self, t: Timestamp) {

@@ -50,11 +50,15 @@ impl Default for Settings {
 
 impl Settings {
     pub fn store_url(&self) -> String {
-        self.store_url.clone().unwrap_or_else(|| self.data_dir.join("jitgate.db").display().to_string())
+        self.store_url
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("jitgate.db").display().to_string())
     }
 
     pub fn signing_key_path(&self) -> PathBuf {
-        self.signing_key_file.clone().unwrap_or_else(|| self.data_dir.join("audit-signing.key"))
+        self.signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-signing.key"))
     }
 }
 
@@ -134,15 +138,24 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 impl Settings {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { file: file.clone(), line: 0, column: 0, reason: format!("cannot read: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            reason: format!("cannot read: {e}"),
+        })?;
         Self::from_toml(&file, &text)
     }
 
     pub fn from_toml(file: &str, text: &str) -> Result<Self, ConfigError> {
         let err_at = |offset: usize, reason: String| {
             let (line, column) = line_col(text, offset);
-            ConfigError { file: file.to_owned(), line, column, reason }
+            ConfigError {
+                file: file.to_owned(),
+                line,
+                column,
+                reason,
+            }
         };
         let parsed: FileConfig = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
@@ -159,12 +172,18 @@ impl Settings {
         settings.session_idle = parsed.auth.session_idle.unwrap_or(settings.session_idle);
         settings.session_max = parsed.auth.session_max.unwrap_or(settings.session_max);
         if settings.session_idle > settings.session_max {
-            return Err(err_at(text.find("session_idle").unwrap_or(0), "auth.session_idle is longer than auth.session_max".into()));
+            return Err(err_at(
+                text.find("session_idle").unwrap_or(0),
+                "auth.session_idle is longer than auth.session_max".into(),
+            ));
         }
         settings.signing_key_file = parsed.audit.signing_key_file;
         if let Some(n) = parsed.audit.checkpoint_every {
             if n < 1 {
-                return Err(err_at(text.find("checkpoint_every").unwrap_or(0), "audit.checkpoint_every must be at least 1".into()));
+                return Err(err_at(
+                    text.find("checkpoint_every").unwrap_or(0),
+                    "audit.checkpoint_every must be at least 1".into(),
+                ));
             }
             settings.checkpoint_every = n;
         }

@@ -43,7 +43,10 @@ pub struct EngineWake {
 
 impl EngineWake {
     fn new() -> Self {
-        Self { notify: Notify::new(), sleeping_until: AtomicI64::new(i64::MIN) }
+        Self {
+            notify: Notify::new(),
+            sleeping_until: AtomicI64::new(i64::MIN),
+        }
     }
 
     pub fn deadline_added(&self, deadline: Timestamp) {
@@ -80,7 +83,14 @@ impl Caller {
 
 impl Core {
     pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings, signing_key: SigningKey) -> Self {
-        Self { store, clock, settings, signing_key, grant_events: broadcast::channel(4096).0, engine: EngineWake::new() }
+        Self {
+            store,
+            clock,
+            settings,
+            signing_key,
+            grant_events: broadcast::channel(4096).0,
+            engine: EngineWake::new(),
+        }
     }
 
     pub fn now(&self) -> Timestamp {
@@ -137,14 +147,19 @@ impl Core {
     pub async fn refused(&self, caller: &Caller, action: &str, target: &str, err: DomainError) -> ApiError {
         if err.is_authorization() {
             let details = serde_json::json!({"code": err.code(), "message": err.to_string()});
-            self.audit_alone(NewEvent::new(caller.name(), action, target, Outcome::Denied, details)).await;
+            self.audit_alone(NewEvent::new(caller.name(), action, target, Outcome::Denied, details))
+                .await;
         }
         err.into()
     }
 
     pub fn publish(&self, kind: GrantEventKind, grant: &Grant) {
         // No subscriber is fine: the event is also in the audit log.
-        let _ = self.grant_events.send(GrantEvent { kind, grant: grant.clone(), at: self.now() });
+        let _ = self.grant_events.send(GrantEvent {
+            kind,
+            grant: grant.clone(),
+            at: self.now(),
+        });
     }
 
     pub fn is_audit_reader(&self, caller: &Caller) -> bool {

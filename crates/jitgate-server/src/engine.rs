@@ -52,12 +52,23 @@ impl Core {
                 };
                 tx.update_grant(&g).await?;
                 let details = json!({"user": g.user, "resource": g.resource, "role": g.role, "deadline": g.ends_at.as_millis()});
-                tx.append_audit(NewEvent::new("system", action, g.id.as_str(), Outcome::Success, details), now).await?;
+                tx.append_audit(NewEvent::new("system", action, g.id.as_str(), Outcome::Success, details), now)
+                    .await?;
                 events.push((kind, g));
             }
             for r in &requests {
                 tx.set_request_status(&r.id, RequestStatus::Expired, now).await?;
-                tx.append_audit(NewEvent::new("system", "request.expire", r.id.as_str(), Outcome::Success, json!({"requester": r.requester})), now).await?;
+                tx.append_audit(
+                    NewEvent::new(
+                        "system",
+                        "request.expire",
+                        r.id.as_str(),
+                        Outcome::Success,
+                        json!({"requester": r.requester}),
+                    ),
+                    now,
+                )
+                .await?;
             }
             total += events.len() + requests.len();
             self.commit(tx, start).await?;
@@ -97,7 +108,9 @@ impl Core {
                     continue;
                 }
             };
-            self.engine.sleeping_until.store(next.map_or(i64::MAX, |t| t.as_millis()), Ordering::Release);
+            self.engine
+                .sleeping_until
+                .store(next.map_or(i64::MAX, |t| t.as_millis()), Ordering::Release);
             let clock = self.clock.clone();
             let until_deadline = async move {
                 match next {

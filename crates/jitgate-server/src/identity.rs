@@ -35,7 +35,11 @@ impl Core {
         }
         let token = new_token("jgsetup");
         tx.set_meta(SETUP_TOKEN_KEY, &token_hash(token.expose_secret())).await?;
-        tx.append_audit(NewEvent::new("system", "auth.setup_token", "bootstrap", Outcome::Success, json!({})), self.now()).await?;
+        tx.append_audit(
+            NewEvent::new("system", "auth.setup_token", "bootstrap", Outcome::Success, json!({})),
+            self.now(),
+        )
+        .await?;
         self.commit(tx, start).await?;
         Ok(Some(token))
     }
@@ -47,8 +51,19 @@ impl Core {
         let offered = token_hash(&body.setup_token);
         let valid = stored.as_deref().is_some_and(|s| secrets_equal(s.as_bytes(), offered.as_bytes()));
         if !valid {
-            self.audit_alone(NewEvent::new(body.username.as_str(), "auth.bootstrap", "bootstrap", Outcome::Failure, json!({"reason": "bad setup token"}))).await;
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_setup_token", "the setup token is wrong or was already used"));
+            self.audit_alone(NewEvent::new(
+                body.username.as_str(),
+                "auth.bootstrap",
+                "bootstrap",
+                Outcome::Failure,
+                json!({"reason": "bad setup token"}),
+            ))
+            .await;
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_setup_token",
+                "the setup token is wrong or was already used",
+            ));
         }
         let hash = hash_password(&password).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
         let now = self.now();
@@ -56,10 +71,27 @@ impl Core {
         if tx.count_users().await? > 0 {
             return Err(ApiError::conflict("already_bootstrapped", "the first administrator exists already"));
         }
-        let user = UserRecord { name: body.username.clone(), display_name: String::new(), password_hash: Some(hash), is_admin: true, disabled: false, created_at: now };
+        let user = UserRecord {
+            name: body.username.clone(),
+            display_name: String::new(),
+            password_hash: Some(hash),
+            is_admin: true,
+            disabled: false,
+            created_at: now,
+        };
         tx.insert_user(&user).await?;
         tx.delete_meta(SETUP_TOKEN_KEY).await?;
-        tx.append_audit(NewEvent::new(user.name.as_str(), "auth.bootstrap", user.name.as_str(), Outcome::Success, json!({"admin": true})), now).await?;
+        tx.append_audit(
+            NewEvent::new(
+                user.name.as_str(),
+                "auth.bootstrap",
+                user.name.as_str(),
+                Outcome::Success,
+                json!({"admin": true}),
+            ),
+            now,
+        )
+        .await?;
         let token = self.open_session(&mut *tx, &user.name).await?;
         self.commit(tx, start).await?;
         Ok(token)
@@ -69,10 +101,30 @@ impl Core {
         let now = self.now();
         let token = new_token("jgs");
         let expires_at = now.saturating_add(self.settings.session_max);
-        tx.insert_session(&SessionRecord { token_hash: token_hash(token.expose_secret()), user: user.clone(), created_at: now, last_seen_at: now, expires_at })
-            .await?;
-        tx.append_audit(NewEvent::new(user.as_str(), "auth.login", user.as_str(), Outcome::Success, json!({"method": "password"})), now).await?;
-        Ok(SessionToken { token: token.expose_secret().to_owned(), username: user.clone(), expires_at })
+        tx.insert_session(&SessionRecord {
+            token_hash: token_hash(token.expose_secret()),
+            user: user.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+        })
+        .await?;
+        tx.append_audit(
+            NewEvent::new(
+                user.as_str(),
+                "auth.login",
+                user.as_str(),
+                Outcome::Success,
+                json!({"method": "password"}),
+            ),
+            now,
+        )
+        .await?;
+        Ok(SessionToken {
+            token: token.expose_secret().to_owned(),
+            username: user.clone(),
+            expires_at,
+        })
     }
 
     pub async fn login(&self, username: &str, password: SecretString) -> Result<SessionToken, ApiError> {
@@ -90,7 +142,14 @@ impl Core {
             .unwrap_or(false);
         let actor = name.as_ref().map_or("(invalid name)", Username::as_str).to_owned();
         let Some(user) = user.filter(|u| password_ok && !u.disabled) else {
-            self.audit_alone(NewEvent::new(actor.clone(), "auth.login", actor, Outcome::Failure, json!({"method": "password"}))).await;
+            self.audit_alone(NewEvent::new(
+                actor.clone(),
+                "auth.login",
+                actor,
+                Outcome::Failure,
+                json!({"method": "password"}),
+            ))
+            .await;
             return Err(invalid_credentials());
         };
         let (mut tx, start) = self.begin().await?;
@@ -125,7 +184,11 @@ impl Core {
     pub async fn logout(&self, caller: &Caller) -> Result<(), ApiError> {
         let (mut tx, start) = self.begin().await?;
         tx.delete_session(&caller.session.token_hash).await?;
-        tx.append_audit(NewEvent::new(caller.name(), "auth.logout", caller.name(), Outcome::Success, json!({})), self.now()).await?;
+        tx.append_audit(
+            NewEvent::new(caller.name(), "auth.logout", caller.name(), Outcome::Success, json!({})),
+            self.now(),
+        )
+        .await?;
         self.commit(tx, start).await?;
         Ok(())
     }
@@ -160,17 +223,42 @@ impl Core {
             None => None,
         };
         let now = self.now();
-        let user = UserRecord { name: body.username, display_name: body.display_name, password_hash: hash, is_admin: body.admin, disabled: false, created_at: now };
+        let user = UserRecord {
+            name: body.username,
+            display_name: body.display_name,
+            password_hash: hash,
+            is_admin: body.admin,
+            disabled: false,
+            created_at: now,
+        };
         let (mut tx, start) = self.begin().await?;
         tx.insert_user(&user).await?;
-        tx.append_audit(NewEvent::new(caller.name(), "user.create", user.name.as_str(), Outcome::Success, json!({"admin": user.is_admin})), now).await?;
+        tx.append_audit(
+            NewEvent::new(
+                caller.name(),
+                "user.create",
+                user.name.as_str(),
+                Outcome::Success,
+                json!({"admin": user.is_admin}),
+            ),
+            now,
+        )
+        .await?;
         self.commit(tx, start).await?;
         self.user_view(user).await
     }
 
     async fn user_view(&self, u: UserRecord) -> Result<UserView, ApiError> {
         let groups = self.store.user_groups(&u.name).await?.into_iter().collect();
-        Ok(UserView { has_password: u.password_hash.is_some(), username: u.name, display_name: u.display_name, is_admin: u.is_admin, disabled: u.disabled, groups, created_at: u.created_at })
+        Ok(UserView {
+            has_password: u.password_hash.is_some(),
+            username: u.name,
+            display_name: u.display_name,
+            is_admin: u.is_admin,
+            disabled: u.disabled,
+            groups,
+            created_at: u.created_at,
+        })
     }
 
     pub async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ApiError> {
@@ -194,11 +282,22 @@ impl Core {
         user.disabled = disabled;
         tx.update_user(&user).await?;
         let action = if disabled { "user.disable" } else { "user.enable" };
-        tx.append_audit(NewEvent::new(caller.name(), action, name.as_str(), Outcome::Success, json!({})), now).await?;
+        tx.append_audit(
+            NewEvent::new(caller.name(), action, name.as_str(), Outcome::Success, json!({})),
+            now,
+        )
+        .await?;
         let mut revoked = Vec::new();
         if disabled {
             tx.delete_sessions_of(name).await?;
-            let live = self.store.grants(&GrantFilter { user: Some(name.clone()), limit: 10_000, ..Default::default() }).await?;
+            let live = self
+                .store
+                .grants(&GrantFilter {
+                    user: Some(name.clone()),
+                    limit: 10_000,
+                    ..Default::default()
+                })
+                .await?;
             for g in live.into_iter().filter(|g| g.status.is_live()) {
                 let Some(mut g) = tx.grant(&g.id).await? else { continue };
                 if !g.status.is_live() {
@@ -209,7 +308,17 @@ impl Core {
                 g.revoked_by = Some(caller.user.name.clone());
                 g.revoke_reason = Some("user disabled".into());
                 tx.update_grant(&g).await?;
-                tx.append_audit(NewEvent::new(caller.name(), "grant.revoke", g.id.as_str(), Outcome::Success, json!({"reason": "user disabled", "user": name})), now).await?;
+                tx.append_audit(
+                    NewEvent::new(
+                        caller.name(),
+                        "grant.revoke",
+                        g.id.as_str(),
+                        Outcome::Success,
+                        json!({"reason": "user disabled", "user": name}),
+                    ),
+                    now,
+                )
+                .await?;
                 revoked.push(g);
             }
         }
@@ -233,14 +342,24 @@ impl Core {
         tx.update_user(&user).await?;
         // A new password ends the person's other sessions.
         tx.delete_sessions_of(name).await?;
-        tx.append_audit(NewEvent::new(caller.name(), "user.password", name.as_str(), Outcome::Success, json!({})), self.now()).await?;
+        tx.append_audit(
+            NewEvent::new(caller.name(), "user.password", name.as_str(), Outcome::Success, json!({})),
+            self.now(),
+        )
+        .await?;
         self.commit(tx, start).await?;
         Ok(())
     }
 
     pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, ApiError> {
         self.require_admin(caller)?;
-        Ok(self.store.groups().await?.into_iter().map(|(name, members)| GroupView { name, members }).collect())
+        Ok(self
+            .store
+            .groups()
+            .await?
+            .into_iter()
+            .map(|(name, members)| GroupView { name, members })
+            .collect())
     }
 
     pub async fn set_membership(&self, caller: &Caller, group: &GroupName, user: &Username, member: bool) -> Result<GroupView, ApiError> {
@@ -254,10 +373,17 @@ impl Core {
             return Err(ApiError::not_found("membership"));
         }
         let action = if member { "group.member.add" } else { "group.member.remove" };
-        tx.append_audit(NewEvent::new(caller.name(), action, group.as_str(), Outcome::Success, json!({"user": user})), self.now()).await?;
+        tx.append_audit(
+            NewEvent::new(caller.name(), action, group.as_str(), Outcome::Success, json!({"user": user})),
+            self.now(),
+        )
+        .await?;
         self.commit(tx, start).await?;
         let members = self.store.groups().await?.remove(group).unwrap_or_default();
-        Ok(GroupView { name: group.clone(), members })
+        Ok(GroupView {
+            name: group.clone(),
+            members,
+        })
     }
 
     /// Makes the store match the config file's groups and resources; what the API added stays.
@@ -281,7 +407,11 @@ impl Core {
             tx.put_resource(r, Source::Config, now).await?;
         }
         let details = json!({"file": file, "groups": self.settings.groups.len(), "resources": wanted});
-        tx.append_audit(NewEvent::new("system", "config.apply", file.unwrap_or("(defaults)"), Outcome::Success, details), now).await?;
+        tx.append_audit(
+            NewEvent::new("system", "config.apply", file.unwrap_or("(defaults)"), Outcome::Success, details),
+            now,
+        )
+        .await?;
         self.commit(tx, start).await?;
         Ok(())
     }

@@ -17,7 +17,6 @@ use jitgate_core::request::{Decision, RequestStatus};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-
 /// Bodies larger than this are refused with 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -45,7 +44,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty());
+        let token = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
         match token {
             Some(t) => state.authenticate(t).await,
             None => Err(ApiError::unauthenticated()),
@@ -93,7 +95,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no_such_endpoint", "there is no such endpoint; see /api/v1/openapi.json")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_endpoint",
+        "there is no such endpoint; see /api/v1/openapi.json",
+    )
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
@@ -107,7 +113,10 @@ async fn openapi() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
 }
 
-async fn bootstrap(State(s): State<AppState>, Json(body): Json<BootstrapBody>) -> Result<(StatusCode, Json<jitgate_api::SessionToken>), ApiError> {
+async fn bootstrap(
+    State(s): State<AppState>,
+    Json(body): Json<BootstrapBody>,
+) -> Result<(StatusCode, Json<jitgate_api::SessionToken>), ApiError> {
     Ok((StatusCode::CREATED, Json(s.bootstrap(body).await?)))
 }
 
@@ -139,11 +148,18 @@ struct ListQuery {
 
 impl ListQuery {
     fn resource(&self) -> Result<Option<ResourceName>, ApiError> {
-        self.resource.as_deref().map(|r| ResourceName::parse(r).map_err(|e| ApiError::bad_request("invalid_query", e))).transpose()
+        self.resource
+            .as_deref()
+            .map(|r| ResourceName::parse(r).map_err(|e| ApiError::bad_request("invalid_query", e)))
+            .transpose()
     }
 }
 
-async fn create_request(State(s): State<AppState>, caller: Caller, Json(body): Json<CreateRequestBody>) -> Result<(StatusCode, Json<jitgate_core::request::AccessRequest>), ApiError> {
+async fn create_request(
+    State(s): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateRequestBody>,
+) -> Result<(StatusCode, Json<jitgate_core::request::AccessRequest>), ApiError> {
     Ok((StatusCode::CREATED, Json(s.create_request(&caller, body).await?)))
 }
 
@@ -151,16 +167,37 @@ async fn list_requests(State(s): State<AppState>, caller: Caller, Q(q): Q<ListQu
     let status = q
         .status
         .as_deref()
-        .map(|v| RequestStatus::parse(v).ok_or_else(|| ApiError::bad_request("invalid_query", format!("unknown status '{v}': use pending, approved, denied, cancelled or expired"))))
+        .map(|v| {
+            RequestStatus::parse(v).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("unknown status '{v}': use pending, approved, denied, cancelled or expired"),
+                )
+            })
+        })
         .transpose()?;
-    Ok(Json(s.list_requests(&caller, q.scope.unwrap_or(Scope::Mine), status, q.resource()?, q.limit.unwrap_or(100)).await?))
+    Ok(Json(
+        s.list_requests(
+            &caller,
+            q.scope.unwrap_or(Scope::Mine),
+            status,
+            q.resource()?,
+            q.limit.unwrap_or(100),
+        )
+        .await?,
+    ))
 }
 
 async fn show_request(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> R<jitgate_api::RequestDetail> {
     Ok(Json(s.request_detail(&caller, &id).await?))
 }
 
-async fn approve(State(s): State<AppState>, caller: Caller, P(id): P<String>, Json(body): Json<ReviewBody>) -> R<jitgate_api::RequestDetail> {
+async fn approve(
+    State(s): State<AppState>,
+    caller: Caller,
+    P(id): P<String>,
+    Json(body): Json<ReviewBody>,
+) -> R<jitgate_api::RequestDetail> {
     Ok(Json(s.review(&caller, &id, Decision::Approve, &body.comment).await?))
 }
 
@@ -176,16 +213,37 @@ async fn list_grants(State(s): State<AppState>, caller: Caller, Q(q): Q<ListQuer
     let status = q
         .status
         .as_deref()
-        .map(|v| GrantStatus::parse(v).ok_or_else(|| ApiError::bad_request("invalid_query", format!("unknown status '{v}': use scheduled, active, expired or revoked"))))
+        .map(|v| {
+            GrantStatus::parse(v).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("unknown status '{v}': use scheduled, active, expired or revoked"),
+                )
+            })
+        })
         .transpose()?;
-    Ok(Json(s.list_grants(&caller, q.scope.unwrap_or(Scope::Mine), status, q.resource()?, q.limit.unwrap_or(100)).await?))
+    Ok(Json(
+        s.list_grants(
+            &caller,
+            q.scope.unwrap_or(Scope::Mine),
+            status,
+            q.resource()?,
+            q.limit.unwrap_or(100),
+        )
+        .await?,
+    ))
 }
 
 async fn show_grant(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> R<jitgate_core::grant::Grant> {
     Ok(Json(s.grant_detail(&caller, &id).await?))
 }
 
-async fn revoke(State(s): State<AppState>, caller: Caller, P(id): P<String>, Json(body): Json<RevokeBody>) -> R<jitgate_core::grant::Grant> {
+async fn revoke(
+    State(s): State<AppState>,
+    caller: Caller,
+    P(id): P<String>,
+    Json(body): Json<RevokeBody>,
+) -> R<jitgate_core::grant::Grant> {
     Ok(Json(s.revoke(&caller, &id, &body.reason).await?))
 }
 
@@ -216,7 +274,11 @@ async fn list_users(State(s): State<AppState>, caller: Caller) -> R<Vec<jitgate_
     Ok(Json(s.list_users(&caller).await?))
 }
 
-async fn create_user(State(s): State<AppState>, caller: Caller, Json(body): Json<CreateUserBody>) -> Result<(StatusCode, Json<jitgate_api::UserView>), ApiError> {
+async fn create_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateUserBody>,
+) -> Result<(StatusCode, Json<jitgate_api::UserView>), ApiError> {
     Ok((StatusCode::CREATED, Json(s.create_user(&caller, body).await?)))
 }
 
@@ -232,7 +294,12 @@ async fn enable_user(State(s): State<AppState>, caller: Caller, P(name): P<Strin
     Ok(Json(s.set_user_disabled(&caller, &username(&name)?, false).await?))
 }
 
-async fn set_password(State(s): State<AppState>, caller: Caller, P(name): P<String>, Json(body): Json<PasswordBody>) -> Result<StatusCode, ApiError> {
+async fn set_password(
+    State(s): State<AppState>,
+    caller: Caller,
+    P(name): P<String>,
+    Json(body): Json<PasswordBody>,
+) -> Result<StatusCode, ApiError> {
     s.set_password(&caller, &username(&name)?, body.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -256,9 +323,17 @@ async fn remove_member(State(s): State<AppState>, caller: Caller, P((group, user
     Ok(Json(s.set_membership(&caller, &g, &u, false).await?))
 }
 
-async fn put_resource(State(s): State<AppState>, caller: Caller, P(name): P<String>, Json(resource): Json<Resource>) -> R<jitgate_api::ResourceView> {
+async fn put_resource(
+    State(s): State<AppState>,
+    caller: Caller,
+    P(name): P<String>,
+    Json(resource): Json<Resource>,
+) -> R<jitgate_api::ResourceView> {
     if resource.name.as_str() != name {
-        return Err(ApiError::bad_request("name_mismatch", format!("the body names '{}' but the path names '{name}'", resource.name)));
+        return Err(ApiError::bad_request(
+            "name_mismatch",
+            format!("the body names '{}' but the path names '{name}'", resource.name),
+        ));
     }
     Ok(Json(s.put_resource(&caller, resource).await?))
 }
@@ -268,4 +343,3 @@ async fn delete_resource(State(s): State<AppState>, caller: Caller, P(name): P<S
     s.delete_resource(&caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-

@@ -30,7 +30,13 @@ impl Core {
 
     pub async fn list_resources(&self) -> Result<Vec<ResourceView>, ApiError> {
         let resources = self.store.resources().await?;
-        Ok(resources.into_iter().map(|resource| ResourceView { resource, managed_by: "store".into() }).collect())
+        Ok(resources
+            .into_iter()
+            .map(|resource| ResourceView {
+                resource,
+                managed_by: "store".into(),
+            })
+            .collect())
     }
 
     pub async fn put_resource(&self, caller: &Caller, resource: Resource) -> Result<ResourceView, ApiError> {
@@ -40,25 +46,42 @@ impl Core {
         }
         let (mut tx, start) = self.begin().await?;
         if tx.resources_from(Source::Config).await?.contains(&resource.name) {
-            return Err(ApiError::conflict("managed_by_config", format!("resource '{}' is declared in the config file; change it there", resource.name)));
+            return Err(ApiError::conflict(
+                "managed_by_config",
+                format!("resource '{}' is declared in the config file; change it there", resource.name),
+            ));
         }
         tx.put_resource(&resource, Source::Api, self.now()).await?;
         let details = serde_json::to_value(&resource).unwrap_or_default();
-        tx.append_audit(NewEvent::new(caller.name(), "resource.put", resource.name.as_str(), Outcome::Success, details), self.now()).await?;
+        tx.append_audit(
+            NewEvent::new(caller.name(), "resource.put", resource.name.as_str(), Outcome::Success, details),
+            self.now(),
+        )
+        .await?;
         self.commit(tx, start).await?;
-        Ok(ResourceView { resource, managed_by: "api".into() })
+        Ok(ResourceView {
+            resource,
+            managed_by: "api".into(),
+        })
     }
 
     pub async fn delete_resource(&self, caller: &Caller, name: &ResourceName) -> Result<(), ApiError> {
         self.require_admin(caller)?;
         let (mut tx, start) = self.begin().await?;
         if tx.resources_from(Source::Config).await?.contains(name) {
-            return Err(ApiError::conflict("managed_by_config", format!("resource '{name}' is declared in the config file; remove it there")));
+            return Err(ApiError::conflict(
+                "managed_by_config",
+                format!("resource '{name}' is declared in the config file; remove it there"),
+            ));
         }
         if !tx.delete_resource(name).await? {
             return Err(ApiError::not_found("resource"));
         }
-        tx.append_audit(NewEvent::new(caller.name(), "resource.delete", name.as_str(), Outcome::Success, json!({})), self.now()).await?;
+        tx.append_audit(
+            NewEvent::new(caller.name(), "resource.delete", name.as_str(), Outcome::Success, json!({})),
+            self.now(),
+        )
+        .await?;
         self.commit(tx, start).await?;
         Ok(())
     }
@@ -66,7 +89,10 @@ impl Core {
     pub async fn create_request(&self, caller: &Caller, body: CreateRequestBody) -> Result<AccessRequest, ApiError> {
         let now = self.now();
         let resource = self.resource_named(&body.resource).await?;
-        let role_name = RoleName::parse(&body.role).map_err(|_| DomainError::UnknownRole { resource: resource.name.to_string(), role: body.role.clone() })?;
+        let role_name = RoleName::parse(&body.role).map_err(|_| DomainError::UnknownRole {
+            resource: resource.name.to_string(),
+            role: body.role.clone(),
+        })?;
         let policy = resource.role(&role_name)?;
         let duration = match body.duration.as_deref() {
             Some(d) => Some(parse_duration(d).map_err(|e| ApiError::bad_request("invalid_duration", e))?),
@@ -93,7 +119,10 @@ impl Core {
             }
             let status = grant.effective_status(now);
             if !status.is_live() {
-                return Err(DomainError::GrantNotLive { status: status.to_string() }.into());
+                return Err(DomainError::GrantNotLive {
+                    status: status.to_string(),
+                }
+                .into());
             }
         }
         let request = AccessRequest {
@@ -117,7 +146,11 @@ impl Core {
             "duration_secs": request.duration_secs, "start_at": request.start_at.map(|t| t.as_millis()),
             "extends": request.extends_grant, "expires_at": request.expires_at.as_millis(),
         });
-        tx.append_audit(NewEvent::new(caller.name(), "request.create", request.id.as_str(), Outcome::Success, details), now).await?;
+        tx.append_audit(
+            NewEvent::new(caller.name(), "request.create", request.id.as_str(), Outcome::Success, details),
+            now,
+        )
+        .await?;
         self.commit(tx, start).await?;
         self.engine.deadline_added(request.expires_at);
         Ok(request)
@@ -127,13 +160,29 @@ impl Core {
         if r.requester == caller.user.name || self.is_audit_reader(caller) {
             return Ok(true);
         }
-        Ok(self.store.resource(&r.resource).await?.is_some_and(|res| res.roles.get(&r.role).is_some_and(|p| p.is_approver(&caller.groups))))
+        Ok(self
+            .store
+            .resource(&r.resource)
+            .await?
+            .is_some_and(|res| res.roles.get(&r.role).is_some_and(|p| p.is_approver(&caller.groups))))
     }
 
-    pub async fn list_requests(&self, caller: &Caller, scope: Scope, status: Option<RequestStatus>, resource: Option<ResourceName>, limit: i64) -> Result<Vec<RequestView>, ApiError> {
+    pub async fn list_requests(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        status: Option<RequestStatus>,
+        resource: Option<ResourceName>,
+        limit: i64,
+    ) -> Result<Vec<RequestView>, ApiError> {
         let now = self.now();
         let limit = limit.clamp(1, 1000);
-        let mut filter = RequestFilter { status, resource, limit, requester: None };
+        let mut filter = RequestFilter {
+            status,
+            resource,
+            limit,
+            requester: None,
+        };
         let mut requests = match scope {
             Scope::Mine => {
                 filter.requester = Some(caller.user.name.clone());
@@ -141,7 +190,9 @@ impl Core {
             }
             Scope::All => {
                 if !self.is_audit_reader(caller) {
-                    return Err(ApiError::forbidden("listing every request needs an administrator or an audit reader"));
+                    return Err(ApiError::forbidden(
+                        "listing every request needs an administrator or an audit reader",
+                    ));
                 }
                 self.store.requests(&filter).await?
             }
@@ -151,7 +202,11 @@ impl Core {
                 let resources = self.store.resources().await?;
                 let mut out = Vec::new();
                 for r in self.store.requests(&filter).await? {
-                    let approver = resources.iter().find(|res| res.name == r.resource).and_then(|res| res.roles.get(&r.role)).is_some_and(|p| p.is_approver(&caller.groups));
+                    let approver = resources
+                        .iter()
+                        .find(|res| res.name == r.resource)
+                        .and_then(|res| res.roles.get(&r.role))
+                        .is_some_and(|p| p.is_approver(&caller.groups));
                     let reviewed = approver && self.store.reviews(&r.id).await?.iter().any(|v| v.reviewer == caller.user.name);
                     if approver && r.requester != caller.user.name && !reviewed && r.is_pending_at(now) {
                         out.push(r);
@@ -167,8 +222,15 @@ impl Core {
             if status.is_some_and(|s| s != r.status) {
                 continue;
             }
-            let grant_id = if r.status == RequestStatus::Approved { self.store.grant_for_request(&r.id).await?.map(|g| g.id) } else { None };
-            views.push(RequestView { request: r.clone(), grant_id });
+            let grant_id = if r.status == RequestStatus::Approved {
+                self.store.grant_for_request(&r.id).await?.map(|g| g.id)
+            } else {
+                None
+            };
+            views.push(RequestView {
+                request: r.clone(),
+                grant_id,
+            });
         }
         Ok(views)
     }
@@ -183,9 +245,17 @@ impl Core {
         let reviews = self.store.reviews(id).await?;
         let mut approvers = Vec::new();
         for r in reviews.iter().filter(|r| r.decision == Decision::Approve) {
-            approvers.push(Approver { user: r.reviewer.clone(), groups: self.store.user_groups(&r.reviewer).await? });
+            approvers.push(Approver {
+                user: r.reviewer.clone(),
+                groups: self.store.user_groups(&r.reviewer).await?,
+            });
         }
-        let stages = self.store.resource(&request.resource).await?.and_then(|res| res.roles.get(&request.role).map(|p| p.stages.clone())).unwrap_or_default();
+        let stages = self
+            .store
+            .resource(&request.resource)
+            .await?
+            .and_then(|res| res.roles.get(&request.role).map(|p| p.stages.clone()))
+            .unwrap_or_default();
         let progress = count_approvals(&stages, &request.requester, &approvers);
         let mut grant = self.store.grant_for_request(id).await?;
         if let Some(g) = grant.as_mut() {
@@ -194,7 +264,13 @@ impl Core {
         let mut targets = vec![id.to_owned()];
         targets.extend(grant.as_ref().map(|g| g.id.clone()));
         let history = self.store.audit_events_for(&targets).await?;
-        Ok(RequestDetail { request, reviews, progress, grant, history })
+        Ok(RequestDetail {
+            request,
+            reviews,
+            progress,
+            grant,
+            history,
+        })
     }
 
     pub async fn review(&self, caller: &Caller, id: &str, decision: Decision, comment: &str) -> Result<RequestDetail, ApiError> {
@@ -202,14 +278,24 @@ impl Core {
         let action = format!("review.{}", decision.as_str());
         let (mut tx, start) = self.begin().await?;
         let request = tx.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
-        let resource = self.store.resource(&request.resource).await?.ok_or_else(|| DomainError::UnknownResource(request.resource.to_string()))?;
+        let resource = self
+            .store
+            .resource(&request.resource)
+            .await?
+            .ok_or_else(|| DomainError::UnknownResource(request.resource.to_string()))?;
         let policy = resource.role(&request.role)?;
         let earlier = tx.reviews(id).await?;
         let mut earlier_approvers = Vec::new();
         for r in earlier.iter().filter(|r| r.decision == Decision::Approve) {
-            earlier_approvers.push(Approver { user: r.reviewer.clone(), groups: tx.user_groups(&r.reviewer).await? });
+            earlier_approvers.push(Approver {
+                user: r.reviewer.clone(),
+                groups: tx.user_groups(&r.reviewer).await?,
+            });
         }
-        let me = Approver { user: caller.user.name.clone(), groups: caller.groups.clone() };
+        let me = Approver {
+            user: caller.user.name.clone(),
+            groups: caller.groups.clone(),
+        };
         let outcome = match request.review(policy, &me, &earlier, &earlier_approvers, decision, comment, now) {
             Ok(o) => o,
             Err(e) => {
@@ -219,12 +305,23 @@ impl Core {
         };
         tx.insert_review(&outcome.review).await?;
         let details = json!({"comment": outcome.review.comment, "stage": outcome.review.stage, "mfa": outcome.review.mfa_method});
-        tx.append_audit(NewEvent::new(caller.name(), action.as_str(), id, Outcome::Success, details), now).await?;
+        tx.append_audit(NewEvent::new(caller.name(), action.as_str(), id, Outcome::Success, details), now)
+            .await?;
         let mut created = None;
         if outcome.new_status != request.status {
             tx.set_request_status(id, outcome.new_status, now).await?;
             let progress = serde_json::to_value(&outcome.progress).unwrap_or_default();
-            tx.append_audit(NewEvent::new(caller.name(), format!("request.{}", outcome.new_status), id, Outcome::Success, json!({"progress": progress})), now).await?;
+            tx.append_audit(
+                NewEvent::new(
+                    caller.name(),
+                    format!("request.{}", outcome.new_status),
+                    id,
+                    Outcome::Success,
+                    json!({"progress": progress}),
+                ),
+                now,
+            )
+            .await?;
             if outcome.new_status == RequestStatus::Approved {
                 let extends = match &request.extends_grant {
                     Some(g) => tx.grant(g).await?,
@@ -236,7 +333,11 @@ impl Core {
                     "request": id, "user": grant.user, "resource": grant.resource, "role": grant.role,
                     "starts_at": grant.starts_at.as_millis(), "ends_at": grant.ends_at.as_millis(), "status": grant.status,
                 });
-                tx.append_audit(NewEvent::new(caller.name(), "grant.create", grant.id.as_str(), Outcome::Success, details), now).await?;
+                tx.append_audit(
+                    NewEvent::new(caller.name(), "grant.create", grant.id.as_str(), Outcome::Success, details),
+                    now,
+                )
+                .await?;
                 created = Some(grant);
             }
         }
@@ -262,7 +363,8 @@ impl Core {
             return Err(self.refused(caller, "request.cancel", id, e).await);
         }
         tx.set_request_status(id, RequestStatus::Cancelled, now).await?;
-        tx.append_audit(NewEvent::new(caller.name(), "request.cancel", id, Outcome::Success, json!({})), now).await?;
+        tx.append_audit(NewEvent::new(caller.name(), "request.cancel", id, Outcome::Success, json!({})), now)
+            .await?;
         self.commit(tx, start).await?;
         request.status = RequestStatus::Cancelled;
         request.decided_at = Some(now);
@@ -273,12 +375,28 @@ impl Core {
         if g.user == caller.user.name || caller.user.is_admin {
             return Ok(true);
         }
-        Ok(self.store.resource(&g.resource).await?.is_some_and(|r| r.is_approver(&caller.groups)))
+        Ok(self
+            .store
+            .resource(&g.resource)
+            .await?
+            .is_some_and(|r| r.is_approver(&caller.groups)))
     }
 
-    pub async fn list_grants(&self, caller: &Caller, scope: Scope, status: Option<GrantStatus>, resource: Option<ResourceName>, limit: i64) -> Result<Vec<Grant>, ApiError> {
+    pub async fn list_grants(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        status: Option<GrantStatus>,
+        resource: Option<ResourceName>,
+        limit: i64,
+    ) -> Result<Vec<Grant>, ApiError> {
         let now = self.now();
-        let mut filter = GrantFilter { user: None, status: None, resource, limit: limit.clamp(1, 1000) };
+        let mut filter = GrantFilter {
+            user: None,
+            status: None,
+            resource,
+            limit: limit.clamp(1, 1000),
+        };
         match scope {
             Scope::Mine => filter.user = Some(caller.user.name.clone()),
             Scope::All | Scope::Review => {
@@ -318,7 +436,17 @@ impl Core {
         grant.revoked_by = Some(caller.user.name.clone());
         grant.revoke_reason = Some(reason.trim().to_owned());
         tx.update_grant(&grant).await?;
-        tx.append_audit(NewEvent::new(caller.name(), "grant.revoke", id, Outcome::Success, json!({"reason": grant.revoke_reason, "user": grant.user})), now).await?;
+        tx.append_audit(
+            NewEvent::new(
+                caller.name(),
+                "grant.revoke",
+                id,
+                Outcome::Success,
+                json!({"reason": grant.revoke_reason, "user": grant.user}),
+            ),
+            now,
+        )
+        .await?;
         self.commit(tx, start).await?;
         self.publish(GrantEventKind::Revoked, &grant);
         Ok(grant)

@@ -3,9 +3,11 @@
 //! implementation per backend because sqlx's row and executor types differ per database.
 
 pub(crate) const USER_COLS: &str = "name, display_name, password_hash, is_admin, disabled, created_at";
-pub(crate) const REQUEST_COLS: &str = "id, requester, resource, role, reason, ticket, duration_secs, start_at, status, created_at, expires_at, decided_at, extends_grant";
+pub(crate) const REQUEST_COLS: &str =
+    "id, requester, resource, role, reason, ticket, duration_secs, start_at, status, created_at, expires_at, decided_at, extends_grant";
 pub(crate) const REVIEW_COLS: &str = "request_id, reviewer, decision, comment, stage, mfa_method, created_at";
-pub(crate) const GRANT_COLS: &str = "id, request_id, username, resource, role, starts_at, ends_at, status, created_at, revoked_at, revoked_by, revoke_reason";
+pub(crate) const GRANT_COLS: &str =
+    "id, request_id, username, resource, role, starts_at, ends_at, status, created_at, revoked_at, revoked_by, revoke_reason";
 pub(crate) const AUDIT_COLS: &str = "seq, ts, actor, action, target, outcome, details, prev_hash, hash";
 
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreError {

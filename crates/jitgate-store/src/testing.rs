@@ -15,7 +15,9 @@ pub async fn fresh_pg_database() -> Result<String, StoreError> {
     let admin = pg_admin_url();
     let name = format!("jitgate_test_{:016x}", rand::thread_rng().gen::<u64>());
     let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(|e| {
-        StoreError::Open(format!("tests need PostgreSQL at {admin} (set JITGATE_TEST_PG_URL, or run scripts/test.sh): {e}"))
+        StoreError::Open(format!(
+            "tests need PostgreSQL at {admin} (set JITGATE_TEST_PG_URL, or run scripts/test.sh): {e}"
+        ))
     })?;
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
     let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);

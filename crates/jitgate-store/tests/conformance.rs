@@ -21,7 +21,14 @@ fn t(ms: i64) -> Timestamp {
 }
 
 fn user(n: &str) -> UserRecord {
-    UserRecord { name: u(n), display_name: n.to_uppercase(), password_hash: Some("$argon2id$x".into()), is_admin: false, disabled: false, created_at: t(1) }
+    UserRecord {
+        name: u(n),
+        display_name: n.to_uppercase(),
+        password_hash: Some("$argon2id$x".into()),
+        is_admin: false,
+        disabled: false,
+        created_at: t(1),
+    }
 }
 
 fn resource() -> Resource {
@@ -65,22 +72,39 @@ async fn users_groups_and_sessions(store: &dyn Store) {
     tx.insert_user(&user("bob")).await.unwrap();
     assert!(matches!(tx.insert_user(&user("bob")).await, Err(StoreError::Conflict(_))));
     assert!(matches!(tx.commit().await, Err(StoreError::Aborted)));
-    assert!(store.user(&u("alice")).await.unwrap().is_none(), "nothing of the aborted transaction is kept");
+    assert!(
+        store.user(&u("alice")).await.unwrap().is_none(),
+        "nothing of the aborted transaction is kept"
+    );
     let mut tx = store.write().await.unwrap();
     tx.insert_user(&user("alice")).await.unwrap();
     tx.insert_user(&user("bob")).await.unwrap();
     assert!(tx.set_member(&g("db-owners"), &u("bob"), true, Source::Config).await.unwrap());
-    assert!(!tx.set_member(&g("db-owners"), &u("bob"), true, Source::Config).await.unwrap(), "second add is a no-op");
+    assert!(
+        !tx.set_member(&g("db-owners"), &u("bob"), true, Source::Config).await.unwrap(),
+        "second add is a no-op"
+    );
     tx.set_member(&g("engineers"), &u("alice"), true, Source::Api).await.unwrap();
     tx.ensure_group(&g("security"), Source::Api).await.unwrap();
     assert_eq!(tx.count_users().await.unwrap(), 2);
-    tx.insert_session(&SessionRecord { token_hash: "h1".into(), user: u("alice"), created_at: t(1), last_seen_at: t(1), expires_at: t(100) }).await.unwrap();
+    tx.insert_session(&SessionRecord {
+        token_hash: "h1".into(),
+        user: u("alice"),
+        created_at: t(1),
+        last_seen_at: t(1),
+        expires_at: t(100),
+    })
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     assert_eq!(store.user(&u("alice")).await.unwrap().unwrap(), user("alice"));
     assert!(store.user(&u("carol")).await.unwrap().is_none());
     assert_eq!(store.users().await.unwrap().len(), 2);
-    assert_eq!(store.user_groups(&u("bob")).await.unwrap().into_iter().collect::<Vec<_>>(), vec![g("db-owners")]);
+    assert_eq!(
+        store.user_groups(&u("bob")).await.unwrap().into_iter().collect::<Vec<_>>(),
+        vec![g("db-owners")]
+    );
     let groups = store.groups().await.unwrap();
     assert_eq!(groups.len(), 3);
     assert!(groups[&g("security")].is_empty());
@@ -125,12 +149,26 @@ async fn requests_reviews_and_grants(store: &dyn Store) {
     tx.insert_request(&request("r1", "alice", 10, 1000)).await.unwrap();
     tx.insert_request(&request("r2", "carol", 20, 500)).await.unwrap();
     tx.insert_request(&request("r3", "alice", 30, 2000)).await.unwrap();
-    let review = Review { request_id: "r1".into(), reviewer: u("bob"), decision: Decision::Approve, comment: "ok".into(), stage: Some(0), mfa_method: None, created_at: t(40) };
+    let review = Review {
+        request_id: "r1".into(),
+        reviewer: u("bob"),
+        decision: Decision::Approve,
+        comment: "ok".into(),
+        stage: Some(0),
+        mfa_method: None,
+        created_at: t(40),
+    };
     tx.insert_review(&review).await.unwrap();
     tx.commit().await.unwrap();
     let mut tx = store.write().await.unwrap();
-    assert!(matches!(tx.insert_review(&review).await, Err(StoreError::Conflict(_))), "one review per person");
-    assert!(matches!(tx.commit().await, Err(StoreError::Aborted)), "a failed statement aborts the transaction on both backends");
+    assert!(
+        matches!(tx.insert_review(&review).await, Err(StoreError::Conflict(_))),
+        "one review per person"
+    );
+    assert!(
+        matches!(tx.commit().await, Err(StoreError::Aborted)),
+        "a failed statement aborts the transaction on both backends"
+    );
 
     let mut tx = store.write().await.unwrap();
     tx.set_request_status("r1", RequestStatus::Approved, t(40)).await.unwrap();
@@ -149,14 +187,47 @@ async fn requests_reviews_and_grants(store: &dyn Store) {
     assert_eq!(r1.status, RequestStatus::Approved);
     assert_eq!(r1.decided_at, Some(t(40)));
     assert_eq!(store.reviews("r1").await.unwrap(), vec![review]);
-    let mine = store.requests(&RequestFilter { requester: Some(u("alice")), ..Default::default() }).await.unwrap();
-    assert_eq!(mine.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["r3", "r1"], "newest first");
-    let pending = store.requests(&RequestFilter { status: Some(RequestStatus::Pending), ..Default::default() }).await.unwrap();
+    let mine = store
+        .requests(&RequestFilter {
+            requester: Some(u("alice")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["r3", "r1"],
+        "newest first"
+    );
+    let pending = store
+        .requests(&RequestFilter {
+            status: Some(RequestStatus::Pending),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(pending.len(), 2);
-    assert_eq!(store.requests(&RequestFilter { limit: 1, ..Default::default() }).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .requests(&RequestFilter {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(store.grant("g1").await.unwrap().unwrap(), grant);
     assert_eq!(store.grant_for_request("r1").await.unwrap().unwrap().id, "g1");
-    let live = store.grants(&GrantFilter { user: Some(u("alice")), status: Some(GrantStatus::Active), ..Default::default() }).await.unwrap();
+    let live = store
+        .grants(&GrantFilter {
+            user: Some(u("alice")),
+            status: Some(GrantStatus::Active),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(live.len(), 1);
 
     // Deadlines: r2 expires at 500, g2 starts at 100, r1's grant ends at 40 + 30 min.
@@ -170,7 +241,15 @@ async fn requests_reviews_and_grants(store: &dyn Store) {
     tx.update_grant(&g2).await.unwrap();
     assert!(tx.due_grants(t(100), 10).await.unwrap().is_empty(), "the deadline moved to its end");
     assert_eq!(tx.due_grants(t(200), 10).await.unwrap().len(), 1);
-    assert_eq!(tx.due_requests(t(500), 10).await.unwrap().iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec!["r2"]);
+    assert_eq!(
+        tx.due_requests(t(500), 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<Vec<_>>(),
+        vec!["r2"]
+    );
     g2.status = GrantStatus::Expired;
     tx.update_grant(&g2).await.unwrap();
     tx.set_request_status("r2", RequestStatus::Expired, t(500)).await.unwrap();
@@ -204,7 +283,10 @@ async fn audit_chain(store: &dyn Store) {
     let events = store.audit_events(0, 100).await.unwrap();
     assert_eq!(events.len(), 3);
     assert_eq!(store.audit_events(2, 100).await.unwrap().len(), 1);
-    assert_eq!(store.audit_events_for(&["x".to_owned(), "nothing".to_owned()]).await.unwrap().len(), 3);
+    assert_eq!(
+        store.audit_events_for(&["x".to_owned(), "nothing".to_owned()]).await.unwrap().len(),
+        3
+    );
     assert!(store.audit_events_for(&["nothing".to_owned()]).await.unwrap().is_empty());
     let mut v = ChainVerifier::new(Some(key.verifying_key()), store.audit_checkpoints().await.unwrap());
     for e in &events {
@@ -292,4 +374,11 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
     }
 }
 
-conformance!(users_groups_and_sessions, resources, requests_reviews_and_grants, audit_chain, writers_are_serialized, meta);
+conformance!(
+    users_groups_and_sessions,
+    resources,
+    requests_reviews_and_grants,
+    audit_chain,
+    writers_are_serialized,
+    meta
+);

@@ -20,7 +20,11 @@ use std::process::ExitCode;
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 #[derive(Parser, Debug)]
-#[command(name = "jitgate", version, about = "Just-in-time privileged access: request, approve, use, expire, audit.")]
+#[command(
+    name = "jitgate",
+    version,
+    about = "Just-in-time privileged access: request, approve, use, expire, audit."
+)]
 pub struct Cli {
     /// The jitgate server (default: the one you logged in to, else http://127.0.0.1:8080).
     #[arg(long, global = true, env = "JITGATE_SERVER")]
@@ -209,8 +213,12 @@ enum UserCommand {
         no_password: bool,
     },
     /// Disable a user: ends their sessions and revokes their live grants.
-    Disable { username: String },
-    Enable { username: String },
+    Disable {
+        username: String,
+    },
+    Enable {
+        username: String,
+    },
     SetPassword {
         username: String,
         #[arg(long)]
@@ -229,8 +237,12 @@ enum GroupCommand {
 enum ResourceCommand {
     List,
     /// Create or replace a resource from a TOML or JSON file.
-    Apply { file: PathBuf },
-    Delete { name: String },
+    Apply {
+        file: PathBuf,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -256,7 +268,9 @@ impl Ctx {
 
     fn client(&self) -> Result<Client> {
         match &self.creds {
-            Some(c) if c.server.trim_end_matches('/') == self.server.trim_end_matches('/') => Ok(Client::new(&self.server, Some(c.token.clone()))),
+            Some(c) if c.server.trim_end_matches('/') == self.server.trim_end_matches('/') => {
+                Ok(Client::new(&self.server, Some(c.token.clone())))
+            }
             _ => bail!("not logged in to {}: run `jitgate login`", self.server),
         }
     }
@@ -273,7 +287,10 @@ impl Ctx {
 
 fn read_stdin_line(what: &str) -> Result<String> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).with_context(|| format!("cannot read the {what} from standard input"))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .with_context(|| format!("cannot read the {what} from standard input"))?;
     let line = line.trim_end_matches(['\n', '\r']).to_owned();
     if line.is_empty() {
         bail!("no {what} on standard input");
@@ -301,8 +318,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         return serve(args).await;
     }
     let creds = credentials::load()?;
-    let server = cli.server.clone().or_else(|| creds.as_ref().map(|c| c.server.clone())).unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-    let ctx = Ctx { json: cli.json, server, creds };
+    let server = cli
+        .server
+        .clone()
+        .or_else(|| creds.as_ref().map(|c| c.server.clone()))
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    let ctx = Ctx {
+        json: cli.json,
+        server,
+        creds,
+    };
     let result = command(&ctx, cli.command).await;
     match result {
         Err(e) => match e.downcast_ref::<ClientError>() {
@@ -334,7 +359,11 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             };
             let pw = password(password_stdin, false)?;
             let session = ctx.anonymous().login(&username, &pw).await?;
-            let path = credentials::save(&Credentials { server: ctx.server.clone(), username: session.username.to_string(), token: session.token.clone() })?;
+            let path = credentials::save(&Credentials {
+                server: ctx.server.clone(),
+                username: session.username.to_string(),
+                token: session.token.clone(),
+            })?;
             #[derive(Serialize)]
             struct Out<'a> {
                 username: &'a str,
@@ -342,8 +371,15 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                 expires_at: Timestamp,
                 credentials: String,
             }
-            let out = Out { username: session.username.as_str(), server: &ctx.server, expires_at: session.expires_at, credentials: path.display().to_string() };
-            ctx.print(&out, |o| format!("logged in to {} as {} (session ends by {})", o.server, o.username, o.expires_at))?;
+            let out = Out {
+                username: session.username.as_str(),
+                server: &ctx.server,
+                expires_at: session.expires_at,
+                credentials: path.display().to_string(),
+            };
+            ctx.print(&out, |o| {
+                format!("logged in to {} as {} (session ends by {})", o.server, o.username, o.expires_at)
+            })?;
             ok
         }
         Command::Logout => {
@@ -361,7 +397,13 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             let me = ctx.client()?.whoami().await?;
             ctx.print(&me, |m| {
                 let groups = m.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(", ");
-                format!("{}{}\ngroups: {}\nsession ends by {}", m.username, if m.is_admin { " (admin)" } else { "" }, if groups.is_empty() { "-".into() } else { groups }, m.session_expires_at)
+                format!(
+                    "{}{}\ngroups: {}\nsession ends by {}",
+                    m.username,
+                    if m.is_admin { " (admin)" } else { "" },
+                    if groups.is_empty() { "-".into() } else { groups },
+                    m.session_expires_at
+                )
             })?;
             ok
         }
@@ -375,8 +417,24 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                     .iter()
                     .flat_map(|v| {
                         v.resource.roles.iter().map(move |(name, p)| {
-                            let stages = p.stages.iter().map(|s| format!("{}×{}", s.min_approvals, s.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join("|"))).collect::<Vec<_>>().join(" AND ");
-                            vec![v.resource.name.to_string(), name.to_string(), jitgate_core::time::format_duration(p.max_duration), stages]
+                            let stages = p
+                                .stages
+                                .iter()
+                                .map(|s| {
+                                    format!(
+                                        "{}×{}",
+                                        s.min_approvals,
+                                        s.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join("|")
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join(" AND ");
+                            vec![
+                                v.resource.name.to_string(),
+                                name.to_string(),
+                                jitgate_core::time::format_duration(p.max_duration),
+                                stages,
+                            ]
                         })
                     })
                     .collect();
@@ -384,9 +442,25 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             })?;
             ok
         }
-        Command::Request { resource, role, duration, reason, ticket, start_at, extends } => {
+        Command::Request {
+            resource,
+            role,
+            duration,
+            reason,
+            ticket,
+            start_at,
+            extends,
+        } => {
             let start_at = start_at.map(|s| Timestamp::parse_rfc3339(&s).map_err(|e| anyhow!(e))).transpose()?;
-            let body = CreateRequestBody { resource, role, reason, ticket, duration, start_at, extends };
+            let body = CreateRequestBody {
+                resource,
+                role,
+                reason,
+                ticket,
+                duration,
+                start_at,
+                extends,
+            };
             let r = ctx.client()?.create_request(&body).await?;
             ctx.print(&r, |r| {
                 format!(
@@ -401,9 +475,26 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             })?;
             ok
         }
-        Command::Requests { review, all, status, resource, limit } => {
-            let scope = if review { "review" } else if all { "all" } else { "mine" };
-            let params = ListParams { scope: Some(scope.into()), status, resource, limit: Some(limit) };
+        Command::Requests {
+            review,
+            all,
+            status,
+            resource,
+            limit,
+        } => {
+            let scope = if review {
+                "review"
+            } else if all {
+                "all"
+            } else {
+                "mine"
+            };
+            let params = ListParams {
+                scope: Some(scope.into()),
+                status,
+                resource,
+                limit: Some(limit),
+            };
             let list = ctx.client()?.requests(&params).await?;
             ctx.print(&list, |l| output::requests(l))?;
             ok
@@ -428,8 +519,18 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             ctx.print(&r, |r| format!("{} cancelled", r.id))?;
             ok
         }
-        Command::Grants { all, status, resource, limit } => {
-            let params = ListParams { scope: Some(if all { "all" } else { "mine" }.into()), status, resource, limit: Some(limit) };
+        Command::Grants {
+            all,
+            status,
+            resource,
+            limit,
+        } => {
+            let params = ListParams {
+                scope: Some(if all { "all" } else { "mine" }.into()),
+                status,
+                resource,
+                limit: Some(limit),
+            };
             let list = ctx.client()?.grants(&params).await?;
             ctx.print(&list, |l| output::grants(l))?;
             ok
@@ -449,7 +550,13 @@ fn review_summary(verb: &str, d: &jitgate_api::RequestDetail) -> String {
     if let Some(g) = &d.grant {
         s.push_str(&format!("\n{}", output::grant(g)));
     } else if d.request.status == jitgate_core::request::RequestStatus::Pending {
-        let waiting: Vec<String> = d.progress.stages.iter().filter(|s| (s.approved_by.len() as u32) < s.needed).map(|s| format!("{} ({}/{})", s.name, s.approved_by.len(), s.needed)).collect();
+        let waiting: Vec<String> = d
+            .progress
+            .stages
+            .iter()
+            .filter(|s| (s.approved_by.len() as u32) < s.needed)
+            .map(|s| format!("{} ({}/{})", s.name, s.approved_by.len(), s.needed))
+            .collect();
         s.push_str(&format!("\nstill waiting for: {}", waiting.join(", ")));
     }
     s
@@ -474,9 +581,17 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(s) = args.store {
         settings.store_url = Some(s);
     }
-    let backend = if settings.store_url.is_some() { "the configured store".to_owned() } else { format!("SQLite in {}", settings.data_dir.display()) };
+    let backend = if settings.store_url.is_some() {
+        "the configured store".to_owned()
+    } else {
+        format!("SQLite in {}", settings.data_dir.display())
+    };
     let app = jitgate_server::Application::build(settings, None, config_name.as_deref()).await?;
-    eprintln!("jitgate {} listening on http://{} ({backend})", env!("CARGO_PKG_VERSION"), app.addr());
+    eprintln!(
+        "jitgate {} listening on http://{} ({backend})",
+        env!("CARGO_PKG_VERSION"),
+        app.addr()
+    );
     if let Some(token) = app.setup_token() {
         use secrecy::ExposeSecret;
         eprintln!("\nThis store has no users yet. Create the first administrator with\n    jitgate admin bootstrap --username admin\nand give it this one-time setup token:\n    {}\n", token.expose_secret());
@@ -510,13 +625,23 @@ async fn shutdown_signal() {
 fn print_verify(ctx: &Ctx, outcome: &VerifyOutcome, note: Option<&str>) -> Result<ExitCode> {
     ctx.print(outcome, |o| match (&o.report, o.first_bad_seq) {
         (Some(r), _) => {
-            let mut s = format!("audit log OK: {} events, last #{} ({}), {} signed checkpoints verified", r.events, r.last_seq, &r.last_hash[..16.min(r.last_hash.len())], r.checkpoints);
+            let mut s = format!(
+                "audit log OK: {} events, last #{} ({}), {} signed checkpoints verified",
+                r.events,
+                r.last_seq,
+                &r.last_hash[..16.min(r.last_hash.len())],
+                r.checkpoints
+            );
             if let Some(n) = note {
                 s.push_str(&format!("\nnote: {n}"));
             }
             s
         }
-        (None, seq) => format!("audit log FAILED verification at event {}: {}", seq.unwrap_or(0), o.problem.clone().unwrap_or_default()),
+        (None, seq) => format!(
+            "audit log FAILED verification at event {}: {}",
+            seq.unwrap_or(0),
+            o.problem.clone().unwrap_or_default()
+        ),
     })?;
     Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -531,7 +656,8 @@ fn verify_file(path: &PathBuf, key: Option<VerifyingKey>) -> Result<(VerifyOutco
         if line.trim().is_empty() {
             continue;
         }
-        let parsed: ExportLine = serde_json::from_str(&line).with_context(|| format!("{}:{}: not an audit export line", path.display(), i + 1))?;
+        let parsed: ExportLine =
+            serde_json::from_str(&line).with_context(|| format!("{}:{}: not an audit export line", path.display(), i + 1))?;
         match parsed {
             ExportLine::Header { format, public_key, .. } => {
                 if format != EXPORT_FORMAT {
@@ -554,13 +680,31 @@ fn verify_file(path: &PathBuf, key: Option<VerifyingKey>) -> Result<(VerifyOutco
     let mut v = ChainVerifier::new(key, checkpoints);
     for e in &events {
         if let Err(err) = v.push(e) {
-            return Ok((VerifyOutcome { ok: false, report: None, first_bad_seq: Some(err.seq()), problem: Some(err.to_string()) }, note));
+            return Ok((
+                VerifyOutcome {
+                    ok: false,
+                    report: None,
+                    first_bad_seq: Some(err.seq()),
+                    problem: Some(err.to_string()),
+                },
+                note,
+            ));
         }
     }
     Ok((
         match v.finish(None) {
-            Ok(r) => VerifyOutcome { ok: true, report: Some(r), first_bad_seq: None, problem: None },
-            Err(err) => VerifyOutcome { ok: false, report: None, first_bad_seq: Some(err.seq()), problem: Some(err.to_string()) },
+            Ok(r) => VerifyOutcome {
+                ok: true,
+                report: Some(r),
+                first_bad_seq: None,
+                problem: None,
+            },
+            Err(err) => VerifyOutcome {
+                ok: false,
+                report: None,
+                first_bad_seq: Some(err.seq()),
+                problem: Some(err.to_string()),
+            },
         },
         note,
     ))
@@ -568,8 +712,17 @@ fn verify_file(path: &PathBuf, key: Option<VerifyingKey>) -> Result<(VerifyOutco
 
 async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { file, data_dir, store, public_key } => {
-            let key = public_key.as_deref().map(parse_public_key).transpose().map_err(|e| anyhow!("--public-key: {e}"))?;
+        AuditCommand::Verify {
+            file,
+            data_dir,
+            store,
+            public_key,
+        } => {
+            let key = public_key
+                .as_deref()
+                .map(parse_public_key)
+                .transpose()
+                .map_err(|e| anyhow!("--public-key: {e}"))?;
             if let Some(path) = file {
                 let (outcome, note) = verify_file(&path, key)?;
                 return print_verify(ctx, &outcome, note.as_deref());
@@ -592,7 +745,11 @@ async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
                 };
                 let store = jitgate_store::open(&url).await?;
                 let outcome = verify_store(&*store, key).await?;
-                let note = if outcome.ok && store.audit_checkpoints().await?.is_empty() { Some("the store has no signed checkpoints yet") } else { None };
+                let note = if outcome.ok && store.audit_checkpoints().await?.is_empty() {
+                    Some("the store has no signed checkpoints yet")
+                } else {
+                    None
+                };
                 return print_verify(ctx, &outcome, note);
             }
             let outcome = ctx.client()?.audit_verify().await?;
@@ -604,10 +761,17 @@ async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
             let events = c.all_audit_events(0).await?;
             let checkpoints = c.audit_checkpoints().await?.checkpoints;
             let mut out: Box<dyn Write> = match &output {
-                Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+                )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let header = ExportLine::Header { format: EXPORT_FORMAT.into(), key_id: key.key_id.clone(), public_key: key.public_key.clone(), exported_at: Timestamp::from_millis(events.last().map_or(0, |e| e.ts)) };
+            let header = ExportLine::Header {
+                format: EXPORT_FORMAT.into(),
+                key_id: key.key_id.clone(),
+                public_key: key.public_key.clone(),
+                exported_at: Timestamp::from_millis(events.last().map_or(0, |e| e.ts)),
+            };
             writeln!(out, "{}", serde_json::to_string(&header)?)?;
             let n = events.len();
             for e in events {
@@ -619,7 +783,14 @@ async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
             out.flush()?;
             if let Some(p) = output {
                 let summary = serde_json::json!({"file": p.display().to_string(), "events": n, "checkpoints": checkpoints.len(), "key_id": key.key_id});
-                ctx.print(&summary, |_| format!("exported {n} events and {} checkpoints to {} (checkpoint key {})", checkpoints.len(), p.display(), key.key_id))?;
+                ctx.print(&summary, |_| {
+                    format!(
+                        "exported {n} events and {} checkpoints to {} (checkpoint key {})",
+                        checkpoints.len(),
+                        p.display(),
+                        key.key_id
+                    )
+                })?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -665,8 +836,19 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
             };
             let username = Username::parse(&username).map_err(|e| anyhow!(e))?;
             let pw = password(password_stdin, !password_stdin)?;
-            let session = ctx.anonymous().bootstrap(&BootstrapBody { setup_token, username, password: pw }).await?;
-            credentials::save(&Credentials { server: ctx.server.clone(), username: session.username.to_string(), token: session.token.clone() })?;
+            let session = ctx
+                .anonymous()
+                .bootstrap(&BootstrapBody {
+                    setup_token,
+                    username,
+                    password: pw,
+                })
+                .await?;
+            credentials::save(&Credentials {
+                server: ctx.server.clone(),
+                username: session.username.to_string(),
+                token: session.token.clone(),
+            })?;
             let out = serde_json::json!({"username": session.username, "admin": true, "expires_at": session.expires_at});
             ctx.print(&out, |_| format!("created administrator {} and logged in", session.username))?;
         }
@@ -679,18 +861,48 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                         let rows = l
                             .iter()
                             .map(|u| {
-                                let state = if u.disabled { "disabled" } else if !u.has_password { "no password" } else { "active" };
-                                vec![u.username.to_string(), if u.is_admin { "yes".into() } else { "no".into() }, state.into(), u.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",")]
+                                let state = if u.disabled {
+                                    "disabled"
+                                } else if !u.has_password {
+                                    "no password"
+                                } else {
+                                    "active"
+                                };
+                                vec![
+                                    u.username.to_string(),
+                                    if u.is_admin { "yes".into() } else { "no".into() },
+                                    state.into(),
+                                    u.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","),
+                                ]
                             })
                             .collect();
                         output::table(&["USER", "ADMIN", "STATE", "GROUPS"], rows)
                     })?;
                 }
-                UserCommand::Create { username, admin, display_name, password_stdin, no_password } => {
+                UserCommand::Create {
+                    username,
+                    admin,
+                    display_name,
+                    password_stdin,
+                    no_password,
+                } => {
                     let username = Username::parse(&username).map_err(|e| anyhow!(e))?;
-                    let password = if no_password { None } else { Some(password(password_stdin, !password_stdin)?) };
-                    let u = c.create_user(&CreateUserBody { username, display_name, password, admin }).await?;
-                    ctx.print(&u, |u| format!("created user {}{}", u.username, if u.is_admin { " (admin)" } else { "" }))?;
+                    let password = if no_password {
+                        None
+                    } else {
+                        Some(password(password_stdin, !password_stdin)?)
+                    };
+                    let u = c
+                        .create_user(&CreateUserBody {
+                            username,
+                            display_name,
+                            password,
+                            admin,
+                        })
+                        .await?;
+                    ctx.print(&u, |u| {
+                        format!("created user {}{}", u.username, if u.is_admin { " (admin)" } else { "" })
+                    })?;
                 }
                 UserCommand::Disable { username } => {
                     let u = c.set_user_disabled(&username, true).await?;
@@ -703,7 +915,9 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                 UserCommand::SetPassword { username, password_stdin } => {
                     let pw = password(password_stdin, !password_stdin)?;
                     c.set_password(&username, &pw).await?;
-                    ctx.print(&serde_json::json!({"username": username, "password_set": true}), |_| format!("password set for {username}; their other sessions ended"))?;
+                    ctx.print(&serde_json::json!({"username": username, "password_set": true}), |_| {
+                        format!("password set for {username}; their other sessions ended")
+                    })?;
                 }
             }
         }
@@ -713,7 +927,15 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                 GroupCommand::List => {
                     let groups = c.groups().await?;
                     ctx.print(&groups, |l| {
-                        let rows = l.iter().map(|g| vec![g.name.to_string(), g.members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")]).collect();
+                        let rows = l
+                            .iter()
+                            .map(|g| {
+                                vec![
+                                    g.name.to_string(),
+                                    g.members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "),
+                                ]
+                            })
+                            .collect();
                         output::table(&["GROUP", "MEMBERS"], rows)
                     })?;
                 }
@@ -733,7 +955,16 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                 ResourceCommand::List => {
                     let list = c.resources().await?;
                     ctx.print(&list, |l| {
-                        let rows = l.iter().map(|v| vec![v.resource.name.to_string(), v.resource.kind.clone(), v.resource.roles.keys().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")]).collect();
+                        let rows = l
+                            .iter()
+                            .map(|v| {
+                                vec![
+                                    v.resource.name.to_string(),
+                                    v.resource.kind.clone(),
+                                    v.resource.roles.keys().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
+                                ]
+                            })
+                            .collect();
                         output::table(&["RESOURCE", "KIND", "ROLES"], rows)
                     })?;
                 }

@@ -58,8 +58,15 @@ pub struct ListParams {
 
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Self {
-        let http = reqwest::Client::builder().user_agent(concat!("jitgate/", env!("CARGO_PKG_VERSION"))).build().unwrap_or_default();
-        Self { base: base.trim_end_matches('/').to_owned(), token, http }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("jitgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -67,10 +74,19 @@ impl Client {
     }
 
     pub fn with_token(&self, token: &str) -> Self {
-        Self { token: Some(token.to_owned()), ..self.clone() }
+        Self {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, query: Option<&dyn erased::Query>, body: Option<serde_json::Value>) -> Result<T> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&dyn erased::Query>,
+        body: Option<serde_json::Value>,
+    ) -> Result<T> {
         let url = format!("{}/api/v1{}", self.base, path);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
@@ -82,16 +98,36 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|source| ClientError::Transport { url: self.base.clone(), source })?;
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: self.base.clone(),
+            source,
+        })?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|source| ClientError::Transport { url: self.base.clone(), source })?;
+        let text = resp.text().await.map_err(|source| ClientError::Transport {
+            url: self.base.clone(),
+            source,
+        })?;
         if status.is_success() {
-            let text = if status == StatusCode::NO_CONTENT || text.is_empty() { "null" } else { &text };
-            return serde_json::from_str(text).map_err(|_| ClientError::Unexpected { status: status.as_u16(), body: text.chars().take(500).collect() });
+            let text = if status == StatusCode::NO_CONTENT || text.is_empty() {
+                "null"
+            } else {
+                &text
+            };
+            return serde_json::from_str(text).map_err(|_| ClientError::Unexpected {
+                status: status.as_u16(),
+                body: text.chars().take(500).collect(),
+            });
         }
         match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(e) => Err(ClientError::Api { status: status.as_u16(), code: e.error.code, message: e.error.message }),
-            Err(_) => Err(ClientError::Unexpected { status: status.as_u16(), body: text.chars().take(500).collect() }),
+            Ok(e) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: e.error.code,
+                message: e.error.message,
+            }),
+            Err(_) => Err(ClientError::Unexpected {
+                status: status.as_u16(),
+                body: text.chars().take(500).collect(),
+            }),
         }
     }
 
@@ -103,7 +139,10 @@ impl Client {
         self.call(Method::POST, "/bootstrap", None, Self::json(body)).await
     }
     pub async fn login(&self, username: &str, password: &str) -> Result<SessionToken> {
-        let body = LoginBody { username: username.to_owned(), password: password.to_owned() };
+        let body = LoginBody {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        };
         self.call(Method::POST, "/login", None, Self::json(&body)).await
     }
     pub async fn logout(&self) -> Result<()> {
@@ -125,10 +164,26 @@ impl Client {
         self.call(Method::GET, &format!("/requests/{}", seg(id)), None, None).await
     }
     pub async fn approve(&self, id: &str, comment: &str) -> Result<RequestDetail> {
-        self.call(Method::POST, &format!("/requests/{}/approve", seg(id)), None, Self::json(&ReviewBody { comment: comment.to_owned() })).await
+        self.call(
+            Method::POST,
+            &format!("/requests/{}/approve", seg(id)),
+            None,
+            Self::json(&ReviewBody {
+                comment: comment.to_owned(),
+            }),
+        )
+        .await
     }
     pub async fn deny(&self, id: &str, comment: &str) -> Result<RequestDetail> {
-        self.call(Method::POST, &format!("/requests/{}/deny", seg(id)), None, Self::json(&ReviewBody { comment: comment.to_owned() })).await
+        self.call(
+            Method::POST,
+            &format!("/requests/{}/deny", seg(id)),
+            None,
+            Self::json(&ReviewBody {
+                comment: comment.to_owned(),
+            }),
+        )
+        .await
     }
     pub async fn cancel(&self, id: &str) -> Result<AccessRequest> {
         self.call(Method::POST, &format!("/requests/{}/cancel", seg(id)), None, None).await
@@ -140,7 +195,13 @@ impl Client {
         self.call(Method::GET, &format!("/grants/{}", seg(id)), None, None).await
     }
     pub async fn revoke(&self, id: &str, reason: &str) -> Result<Grant> {
-        self.call(Method::POST, &format!("/grants/{}/revoke", seg(id)), None, Self::json(&RevokeBody { reason: reason.to_owned() })).await
+        self.call(
+            Method::POST,
+            &format!("/grants/{}/revoke", seg(id)),
+            None,
+            Self::json(&RevokeBody { reason: reason.to_owned() }),
+        )
+        .await
     }
     pub async fn audit_events(&self, after: i64, limit: i64) -> Result<AuditPage> {
         let q = [("after", after), ("limit", limit)];
@@ -173,23 +234,40 @@ impl Client {
     }
     pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<UserView> {
         let verb = if disabled { "disable" } else { "enable" };
-        self.call(Method::POST, &format!("/admin/users/{}/{verb}", seg(name)), None, None).await
+        self.call(Method::POST, &format!("/admin/users/{}/{verb}", seg(name)), None, None)
+            .await
     }
     pub async fn set_password(&self, name: &str, password: &str) -> Result<()> {
-        self.call(Method::POST, &format!("/admin/users/{}/password", seg(name)), None, Self::json(&PasswordBody { password: password.to_owned() })).await
+        self.call(
+            Method::POST,
+            &format!("/admin/users/{}/password", seg(name)),
+            None,
+            Self::json(&PasswordBody {
+                password: password.to_owned(),
+            }),
+        )
+        .await
     }
     pub async fn groups(&self) -> Result<Vec<GroupView>> {
         self.call(Method::GET, "/admin/groups", None, None).await
     }
     pub async fn set_member(&self, group: &str, user: &str, member: bool) -> Result<GroupView> {
         let method = if member { Method::PUT } else { Method::DELETE };
-        self.call(method, &format!("/admin/groups/{}/members/{}", seg(group), seg(user)), None, None).await
+        self.call(method, &format!("/admin/groups/{}/members/{}", seg(group), seg(user)), None, None)
+            .await
     }
     pub async fn put_resource(&self, resource: &Resource) -> Result<ResourceView> {
-        self.call(Method::PUT, &format!("/admin/resources/{}", seg(resource.name.as_str())), None, Self::json(resource)).await
+        self.call(
+            Method::PUT,
+            &format!("/admin/resources/{}", seg(resource.name.as_str())),
+            None,
+            Self::json(resource),
+        )
+        .await
     }
     pub async fn delete_resource(&self, name: &str) -> Result<()> {
-        self.call(Method::DELETE, &format!("/admin/resources/{}", seg(name)), None, None).await
+        self.call(Method::DELETE, &format!("/admin/resources/{}", seg(name)), None, None)
+            .await
     }
 
     /// A raw call for tests of malformed input: returns the status and the body text.
@@ -199,9 +277,15 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|source| ClientError::Transport { url: self.base.clone(), source })?;
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: self.base.clone(),
+            source,
+        })?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|source| ClientError::Transport { url: self.base.clone(), source })?;
+        let text = resp.text().await.map_err(|source| ClientError::Transport {
+            url: self.base.clone(),
+            source,
+        })?;
         Ok((status, text))
     }
 }

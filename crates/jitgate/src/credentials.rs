@@ -18,7 +18,9 @@ pub fn dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("JITGATE_CONFIG_DIR") {
         return Ok(PathBuf::from(d));
     }
-    dirs::config_dir().map(|d| d.join("jitgate")).context("cannot find a config directory: set JITGATE_CONFIG_DIR")
+    dirs::config_dir()
+        .map(|d| d.join("jitgate"))
+        .context("cannot find a config directory: set JITGATE_CONFIG_DIR")
 }
 
 fn path() -> Result<PathBuf> {
@@ -28,7 +30,11 @@ fn path() -> Result<PathBuf> {
 pub fn load() -> Result<Option<Credentials>> {
     let p = path()?;
     match std::fs::read_to_string(&p) {
-        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is not valid; run `jitgate login` again", p.display()))?)),
+        Ok(text) => {
+            Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!("{} is not valid; run `jitgate login` again", p.display())
+            })?))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
     }

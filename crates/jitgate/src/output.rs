@@ -69,13 +69,31 @@ pub fn grants(list: &[Grant]) -> String {
     }
     let rows = list
         .iter()
-        .map(|g| vec![g.id.clone(), g.status.to_string(), format!("{}/{}", g.resource, g.role), g.user.to_string(), short_time(g.starts_at), short_time(g.ends_at)])
+        .map(|g| {
+            vec![
+                g.id.clone(),
+                g.status.to_string(),
+                format!("{}/{}", g.resource, g.role),
+                g.user.to_string(),
+                short_time(g.starts_at),
+                short_time(g.ends_at),
+            ]
+        })
         .collect();
     table(&["ID", "STATUS", "ACCESS", "USER", "STARTS", "ENDS"], rows)
 }
 
 pub fn grant(g: &Grant) -> String {
-    let mut s = format!("grant {} ({}) for {} on {}/{}: {} → {}", g.id, g.status, g.user, g.resource, g.role, short_time(g.starts_at), short_time(g.ends_at));
+    let mut s = format!(
+        "grant {} ({}) for {} on {}/{}: {} → {}",
+        g.id,
+        g.status,
+        g.user,
+        g.resource,
+        g.role,
+        short_time(g.starts_at),
+        short_time(g.ends_at)
+    );
     if let (Some(by), Some(reason)) = (&g.revoked_by, &g.revoke_reason) {
         s.push_str(&format!("\nrevoked by {by}: {reason}"));
     }
@@ -106,7 +124,10 @@ pub fn detail(d: &RequestDetail) -> String {
         format!("status    {}", r.status),
         format!("access    {} on {}", r.role, r.resource),
         format!("requester {}", r.requester),
-        format!("for       {}", format_duration(Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0)))),
+        format!(
+            "for       {}",
+            format_duration(Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0)))
+        ),
         format!("reason    {}", r.reason),
     ];
     if let Some(t) = &r.ticket {
@@ -121,14 +142,27 @@ pub fn detail(d: &RequestDetail) -> String {
     }
     out.push("approvals".into());
     for s in &d.progress.stages {
-        let who = if s.approved_by.is_empty() { "-".to_owned() } else { s.approved_by.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", ") };
+        let who = if s.approved_by.is_empty() {
+            "-".to_owned()
+        } else {
+            s.approved_by.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", ")
+        };
         out.push(format!("  {}: {}/{} ({who})", s.name, s.approved_by.len(), s.needed));
     }
     if !d.reviews.is_empty() {
         out.push("reviews".into());
         for v in &d.reviews {
-            let comment = if v.comment.is_empty() { String::new() } else { format!(": {}", v.comment) };
-            out.push(format!("  {} {} {}{comment}", short_time(v.created_at), v.reviewer, v.decision.as_str()));
+            let comment = if v.comment.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", v.comment)
+            };
+            out.push(format!(
+                "  {} {} {}{comment}",
+                short_time(v.created_at),
+                v.reviewer,
+                v.decision.as_str()
+            ));
         }
     }
     if let Some(g) = &d.grant {
@@ -137,7 +171,14 @@ pub fn detail(d: &RequestDetail) -> String {
     if !d.history.is_empty() {
         out.push("history".into());
         for e in &d.history {
-            out.push(format!("  #{} {} {} {} ({})", e.seq, short_time(Timestamp::from_millis(e.ts)), e.actor, e.action, e.outcome));
+            out.push(format!(
+                "  #{} {} {} {} ({})",
+                e.seq,
+                short_time(Timestamp::from_millis(e.ts)),
+                e.actor,
+                e.action,
+                e.outcome
+            ));
         }
     }
     out.join("\n")

@@ -1,0 +1,167 @@
+use crate::support::*;
+use std::path::Path;
+
+/// A server with some history, stopped, so the SQLite file can be edited underneath.
+async fn stopped_server_with_history() -> (std::sync::Arc<tempfile::TempDir>, std::path::PathBuf, i64) {
+    let s = TestServer::spawn(false).await;
+    let alice = s.login("alice").await;
+    for i in 0..3 {
+        let r = alice
+            .create_request(&request_body("prod-db", "read", None, &format!("INC-{i} work")))
+            .await
+            .unwrap();
+        s.login("bob").await.approve(&r.id, "").await.unwrap();
+    }
+    let head = s.audit_head().await;
+    let data = s.data_dir();
+    let (_, _, dir) = s.stop().await;
+    (dir, data, head)
+}
+
+fn sql(db: &Path, statements: &str) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(statements).unwrap();
+}
+
+async fn verify_data_dir(dir: &Path) -> (i32, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(dir)
+        .env("JITGATE_CONFIG_DIR", dir.join("no-cli-config"))
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn copy_data(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in ["jitgate.db", "audit-signing.key"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    for f in ["jitgate.db-wal", "jitgate.db-shm"] {
+        if from.join(f).exists() {
+            std::fs::copy(from.join(f), to.join(f)).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_deleting_or_reordering_audit_rows_is_found_at_that_sequence_number() {
+    let (_keep, data, head) = stopped_server_with_history().await;
+    let (code, out) = verify_data_dir(&data).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("audit log OK"), "{out}");
+
+    let cases: Vec<(&str, String, i64)> = vec![
+        ("edit an actor", "UPDATE audit_events SET actor = 'mallory' WHERE seq = 9".into(), 9),
+        ("edit details", "UPDATE audit_events SET details = '{\"comment\":\"nothing to see\"}' WHERE seq = 12".into(), 12),
+        ("delete a row", "DELETE FROM audit_events WHERE seq = 7".into(), 7),
+        (
+            "swap two rows' content",
+            "UPDATE audit_events SET seq = -1 WHERE seq = 10; UPDATE audit_events SET seq = 10 WHERE seq = 11; UPDATE audit_events SET seq = 11 WHERE seq = -1".into(),
+            10,
+        ),
+        ("delete the newest row", format!("DELETE FROM audit_events WHERE seq = {head}"), head),
+        (
+            "cut the tail and move the head back",
+            format!(
+                "DELETE FROM audit_events WHERE seq >= {cut}; UPDATE audit_head SET seq = {prev}, hash = (SELECT hash FROM audit_events WHERE seq = {prev})",
+                cut = head - 2,
+                prev = head - 3
+            ),
+            head - 2,
+        ),
+    ];
+    for (what, statement, bad_seq) in cases {
+        let copy = data.parent().unwrap().join(format!("tampered-{}", what.replace(' ', "-")));
+        copy_data(&data, &copy);
+        sql(&copy.join("jitgate.db"), &statement);
+        let (code, out) = verify_data_dir(&copy).await;
+        assert_eq!(code, 1, "{what}: {out}");
+        assert!(
+            out.contains(&format!("FAILED verification at event {bad_seq}:")),
+            "{what}: expected seq {bad_seq}: {out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_verifies_and_an_edited_export_does_not() {
+    let s = TestServer::spawn(false).await;
+    let alice = s.login("alice").await;
+    let r = alice
+        .create_request(&request_body("prod-db", "read", None, "INC-3 export"))
+        .await
+        .unwrap();
+    s.login("bob").await.approve(&r.id, "").await.unwrap();
+    s.core.checkpoint_now().await.unwrap();
+    s.cli_login("admin").await;
+    let file = s.dir.path().join("audit.jsonl");
+    let out = s
+        .cli("admin", &["--json", "audit", "export", "--output", file.to_str().unwrap()], None)
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let key = s.admin.audit_key().await.unwrap();
+    let ok = s
+        .cli(
+            "admin",
+            &["audit", "verify", "--file", file.to_str().unwrap(), "--public-key", &key.public_key],
+            None,
+        )
+        .await;
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let live = s.cli("admin", &["--json", "audit", "verify"], None).await;
+    assert_eq!(live.json()["ok"], true);
+
+    // Edit event 4's actor in the file.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["type"] == "event" && v["seq"] == 4 {
+                v["actor"] = "mallory".into();
+            }
+            v.to_string()
+        })
+        .collect();
+    let bad = s.dir.path().join("edited.jsonl");
+    std::fs::write(&bad, edited.join("\n")).unwrap();
+    let out = s
+        .cli(
+            "admin",
+            &["audit", "verify", "--file", bad.to_str().unwrap(), "--public-key", &key.public_key],
+            None,
+        )
+        .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stdout.contains("at event 4:"), "{out:?}");
+
+    // The untouched file checked against a key that did not sign it fails too.
+    let other = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    let out = s
+        .cli(
+            "admin",
+            &["audit", "verify", "--file", file.to_str().unwrap(), "--public-key", other],
+            None,
+        )
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("unknown key"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_tail_shows_the_newest_events() {
+    let s = TestServer::spawn(false).await;
+    s.cli_login("admin").await;
+    let out = s.cli("admin", &["--json", "audit", "tail", "-n", "3"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<serde_json::Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["action"], "auth.login");
+    assert_eq!(lines[2]["seq"], s.audit_head().await);
+}

@@ -1,0 +1,189 @@
+use crate::support::*;
+use jitgate::client::{Client, ListParams};
+use reqwest::Method;
+
+async fn snapshot(s: &TestServer) -> (i64, usize, usize) {
+    let all = ListParams {
+        scope: Some("all".into()),
+        limit: Some(1000),
+        ..Default::default()
+    };
+    (
+        s.audit_head().await,
+        s.admin.requests(&all).await.unwrap().len(),
+        s.admin.grants(&all).await.unwrap().len(),
+    )
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_clear_code_and_change_nothing() {
+    let s = TestServer::spawn(false).await;
+    let alice = s.login("alice").await;
+    let before = snapshot(&s).await;
+    let cases: Vec<(jitgate_api::CreateRequestBody, u16, &str)> = vec![
+        (request_body("no-such-db", "read", None, "valid reason"), 404, "unknown_resource"),
+        (request_body("Bad Name", "read", None, "valid reason"), 404, "unknown_resource"),
+        (request_body("prod-db", "admin", None, "valid reason"), 404, "unknown_role"),
+        (
+            request_body("prod-db", "read", Some("2h"), "valid reason"),
+            400,
+            "duration_too_long",
+        ),
+        (
+            request_body("prod-db", "read", Some("10s"), "valid reason"),
+            400,
+            "duration_too_short",
+        ),
+        (
+            request_body("prod-db", "read", Some("forever"), "valid reason"),
+            400,
+            "invalid_duration",
+        ),
+        (request_body("prod-db", "read", None, ""), 400, "reason_required"),
+        (request_body("prod-db", "read", None, "   "), 400, "reason_required"),
+        (request_body("prod-db", "read", None, "abc"), 400, "reason_too_short"),
+        (request_body("prod-db", "write", None, "valid reason"), 400, "ticket_required"),
+    ];
+    for (body, status, code) in cases {
+        let err = alice.create_request(&body).await.unwrap_err();
+        assert_eq!((err.status(), err.code()), (Some(status), Some(code)), "{body:?}");
+        assert!(!err.to_string().is_empty());
+    }
+    let mut bad_ticket = request_body("prod-db", "write", None, "valid reason");
+    bad_ticket.ticket = Some("JIRA-1".into());
+    assert_eq!(alice.create_request(&bad_ticket).await.unwrap_err().code(), Some("ticket_invalid"));
+    let mut past = request_body("prod-db", "read", None, "valid reason");
+    past.start_at = Some(jitgate_core::Timestamp::from_millis(0));
+    assert_eq!(alice.create_request(&past).await.unwrap_err().code(), Some("start_in_past"));
+    assert_eq!(snapshot(&s).await, before, "no refused request left a trace");
+}
+
+#[tokio::test]
+async fn an_ineligible_requester_is_refused_and_the_refusal_is_audited() {
+    let s = TestServer::spawn(false).await;
+    let bob = s.login("bob").await; // bob is a db-owner, not an engineer
+    let (head, reqs, grants) = snapshot(&s).await;
+    let err = bob
+        .create_request(&request_body("prod-db", "read", None, "valid reason"))
+        .await
+        .unwrap_err();
+    assert_eq!((err.status(), err.code()), (Some(403), Some("not_eligible")));
+    let (head2, reqs2, grants2) = snapshot(&s).await;
+    assert_eq!((reqs2, grants2), (reqs, grants));
+    assert_eq!(head2, head + 1, "one denied-authorization event");
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_unknown_input_is_refused_cleanly() {
+    let s = TestServer::spawn(false).await;
+    let alice = s.login("alice").await;
+    let before = snapshot(&s).await;
+    let post = |body: &[u8], ct: &'static str| alice.raw(Method::POST, "/api/v1/requests", ct, body.to_vec());
+    let (status, text) = post(b"{\"resource\": \"prod-db\", ", "application/json").await.unwrap();
+    assert_eq!(status, 400);
+    assert!(text.contains("\"invalid_json\""), "{text}");
+    let (status, text) = post(
+        b"{\"resource\": \"prod-db\", \"role\": \"read\", \"reason\": \"valid\", \"surprise\": 1}",
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "unknown fields are refused: {text}");
+    let (status, text) = post(b"[1,2,3]", "application/json").await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = post(b"{}", "text/plain").await.unwrap();
+    assert_eq!(status, 415, "{text}");
+    assert!(text.contains("unsupported_media_type"));
+    let huge = format!(
+        "{{\"resource\": \"prod-db\", \"role\": \"read\", \"reason\": \"{}\"}}",
+        "x".repeat(100 * 1024)
+    );
+    let (status, text) = post(huge.as_bytes(), "application/json").await.unwrap();
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("payload_too_large"), "{text}");
+
+    for (what, err) in [
+        ("request", alice.request("req_doesnotexist").await.unwrap_err()),
+        ("approve", alice.approve("req_doesnotexist", "").await.unwrap_err()),
+        ("cancel", alice.cancel("req_doesnotexist").await.unwrap_err()),
+        ("grant", alice.grant("grt_doesnotexist").await.unwrap_err()),
+        ("revoke", alice.revoke("grt_doesnotexist", "why").await.unwrap_err()),
+        ("path", alice.request("../../admin/users").await.unwrap_err()),
+    ] {
+        assert_eq!((err.status(), err.code()), (Some(404), Some("not_found")), "{what}: {err:?}");
+    }
+    let (status, text) = alice
+        .raw(Method::GET, "/api/v1/requests?status=sideways", "application/json", vec![])
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    assert!(text.contains("invalid_query"), "{text}");
+    let (status, text) = alice
+        .raw(Method::GET, "/api/v1/nothing-here", "application/json", vec![])
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+    assert!(text.contains("no_such_endpoint"), "{text}");
+    let (status, _) = Client::new(&s.url, Some("jgs_forged".into()))
+        .raw(Method::GET, "/api/v1/whoami", "application/json", vec![])
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(snapshot(&s).await, before);
+}
+
+#[tokio::test]
+async fn every_documented_endpoint_exists_and_health_answers() {
+    let s = TestServer::spawn(false).await;
+    let anon = Client::new(&s.url, None);
+    let (status, doc) = anon
+        .raw(Method::GET, "/api/v1/openapi.json", "application/json", vec![])
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(
+        paths.values().map(|p| p.as_object().unwrap().len()).sum::<usize>(),
+        jitgate_server::openapi::ENDPOINTS.len()
+    );
+    for (method, path, _, _) in jitgate_server::openapi::ENDPOINTS {
+        let concrete = path
+            .replace("{id}", "x")
+            .replace("{name}", "x")
+            .replace("{group}", "x")
+            .replace("{user}", "x");
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let (_, text) = anon
+            .raw(m, &format!("/api/v1{concrete}"), "application/json", b"{}".to_vec())
+            .await
+            .unwrap();
+        assert!(!text.contains("no_such_endpoint"), "{method} {path} is documented but not routed");
+    }
+    assert_eq!(anon.raw(Method::GET, "/healthz", "text/plain", vec![]).await.unwrap().0, 200);
+    assert_eq!(anon.raw(Method::GET, "/readyz", "text/plain", vec![]).await.unwrap().0, 200);
+}
+
+#[tokio::test]
+async fn an_invalid_config_stops_the_start_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nhttp = \"127.0.0.1:0\"\n\n[[resources]]\nname = \"db\"\n[resources.roles.read]\nrequesters = [\"eng\"]\nstages = []\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:4:1"), "{err}");
+    assert!(err.contains("at least one approval stage"), "{err}");
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on port 0, the real CLI binary, real SQLite and
+//! PostgreSQL. One test binary (as kanidm and zero2prod do), modules by topic.
+
+mod support;
+
+mod audit;
+mod bad_input;
+mod identity;
+mod workflow;
