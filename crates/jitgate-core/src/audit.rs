@@ -97,26 +97,18 @@ struct Canonical<'a> {
     prev_hash: &'a str,
 }
 
-pub fn event_hash(
-    seq: i64,
-    ts: i64,
-    actor: &str,
-    action: &str,
-    target: &str,
-    outcome: &str,
-    details: &serde_json::Value,
-    prev_hash: &str,
-) -> String {
+/// The hash an event must carry: SHA-256 over its canonical form (everything but `hash`).
+pub fn compute_hash(e: &AuditEvent) -> String {
     let canonical = Canonical {
         v: 1,
-        seq,
-        ts,
-        actor,
-        action,
-        target,
-        outcome,
-        details,
-        prev_hash,
+        seq: e.seq,
+        ts: e.ts,
+        actor: &e.actor,
+        action: &e.action,
+        target: &e.target,
+        outcome: &e.outcome,
+        details: &e.details,
+        prev_hash: &e.prev_hash,
     };
     let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
     hex::encode(Sha256::digest(bytes))
@@ -139,30 +131,20 @@ impl ChainHead {
 
     /// Places `event` after this head at time `ts_ms` and moves the head on.
     pub fn append(&mut self, event: NewEvent, ts_ms: i64) -> AuditEvent {
-        let seq = self.seq + 1;
-        let outcome = event.outcome.as_str();
-        let hash = event_hash(
-            seq,
-            ts_ms,
-            &event.actor,
-            &event.action,
-            &event.target,
-            outcome,
-            &event.details,
-            &self.hash,
-        );
-        let out = AuditEvent {
-            seq,
+        let mut out = AuditEvent {
+            seq: self.seq + 1,
             ts: ts_ms,
             actor: event.actor,
             action: event.action,
             target: event.target,
-            outcome: outcome.to_owned(),
+            outcome: event.outcome.as_str().to_owned(),
             details: event.details,
-            prev_hash: std::mem::replace(&mut self.hash, hash.clone()),
-            hash,
+            prev_hash: self.hash.clone(),
+            hash: String::new(),
         };
-        self.seq = seq;
+        out.hash = compute_hash(&out);
+        self.seq = out.seq;
+        self.hash = out.hash.clone();
         out
     }
 }
@@ -285,7 +267,7 @@ impl ChainVerifier {
                 VerifyError::BrokenLink { seq: e.seq }
             });
         }
-        let hash = event_hash(e.seq, e.ts, &e.actor, &e.action, &e.target, &e.outcome, &e.details, &e.prev_hash);
+        let hash = compute_hash(e);
         if e.prev_hash != self.head.hash {
             // An event whose own hash is still right but whose link is wrong was moved; one
             // whose hash is wrong was edited. Both are reported at this seq.
@@ -410,10 +392,10 @@ mod tests {
     fn the_hash_does_not_depend_on_key_order_in_details() {
         let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":2}"#).unwrap();
         let b: serde_json::Value = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
-        assert_eq!(
-            event_hash(1, 1, "x", "y", "z", "success", &a, GENESIS_HASH),
-            event_hash(1, 1, "x", "y", "z", "success", &b, GENESIS_HASH)
-        );
+        let mut head = ChainHead::genesis();
+        let ea = head.clone().append(NewEvent::new("x", "y", "z", Outcome::Success, a), 1);
+        let eb = head.append(NewEvent::new("x", "y", "z", Outcome::Success, b), 1);
+        assert_eq!(ea.hash, eb.hash);
     }
 
     #[test]
@@ -431,7 +413,7 @@ mod tests {
         let mut events = chain(10);
         let e = &mut events[4];
         e.actor = "mallory".into();
-        e.hash = event_hash(e.seq, e.ts, &e.actor, &e.action, &e.target, &e.outcome, &e.details, &e.prev_hash);
+        e.hash = compute_hash(e);
         assert_eq!(verify(&events, vec![], None).unwrap_err(), VerifyError::BrokenLink { seq: 6 });
     }
 

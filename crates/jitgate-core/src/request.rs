@@ -123,6 +123,14 @@ pub struct Progress {
     pub satisfied: bool,
 }
 
+/// One person's decision on a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewInput<'a> {
+    pub reviewer: &'a Approver,
+    pub decision: Decision,
+    pub comment: &'a str,
+}
+
 /// What a review does to its request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReviewOutcome {
@@ -228,17 +236,21 @@ impl AccessRequest {
         }
     }
 
-    /// Applies one person's review. `earlier` are the approvals already recorded, in order.
+    /// Applies one person's review. `earlier` are the reviews already recorded, in order, and
+    /// `earlier_approvers` the people behind their approvals with their groups now.
     pub fn review(
         &self,
         policy: &RolePolicy,
-        reviewer: &Approver,
         earlier: &[Review],
         earlier_approvers: &[Approver],
-        decision: Decision,
-        comment: &str,
+        input: ReviewInput<'_>,
         now: Timestamp,
     ) -> Result<ReviewOutcome, DomainError> {
+        let ReviewInput {
+            reviewer,
+            decision,
+            comment,
+        } = input;
         // The self-review refusal comes first, so that a requester who is also in an approver
         // group learns the real reason.
         if reviewer.user == self.requester {
@@ -298,6 +310,7 @@ impl AccessRequest {
 
 #[cfg(test)]
 mod tests {
+    use super::ReviewInput;
     use super::*;
     use crate::policy::ReasonRules;
     use std::time::Duration;
@@ -389,11 +402,13 @@ mod tests {
         let err = r
             .review(
                 &two_stage_policy(),
-                &approver("alice", &["db-owners"]),
                 &[],
                 &[],
-                Decision::Approve,
-                "",
+                ReviewInput {
+                    reviewer: &approver("alice", &["db-owners"]),
+                    decision: Decision::Approve,
+                    comment: "",
+                },
                 Timestamp::from_millis(1),
             )
             .unwrap_err();
@@ -406,13 +421,47 @@ mod tests {
         let p = two_stage_policy();
         let now = Timestamp::from_millis(1);
         let bob = approver("bob", &["db-owners"]);
-        let first = r.review(&p, &bob, &[], &[], Decision::Approve, "ok", now).unwrap();
+        let first = r
+            .review(
+                &p,
+                &[],
+                &[],
+                ReviewInput {
+                    reviewer: &bob,
+                    decision: Decision::Approve,
+                    comment: "ok",
+                },
+                now,
+            )
+            .unwrap();
         assert_eq!(first.new_status, RequestStatus::Pending);
         assert_eq!(first.review.stage, Some(0));
-        let again = r.review(&p, &bob, &[first.review.clone()], &[bob.clone()], Decision::Approve, "", now);
+        let again = r.review(
+            &p,
+            std::slice::from_ref(&first.review),
+            std::slice::from_ref(&bob),
+            ReviewInput {
+                reviewer: &bob,
+                decision: Decision::Approve,
+                comment: "",
+            },
+            now,
+        );
         assert_eq!(again.unwrap_err(), DomainError::AlreadyReviewed);
         let sec = approver("sam", &["security"]);
-        let second = r.review(&p, &sec, &[first.review], &[bob], Decision::Approve, "", now).unwrap();
+        let second = r
+            .review(
+                &p,
+                &[first.review],
+                &[bob],
+                ReviewInput {
+                    reviewer: &sec,
+                    decision: Decision::Approve,
+                    comment: "",
+                },
+                now,
+            )
+            .unwrap();
         assert_eq!(second.new_status, RequestStatus::Approved);
         assert_eq!(second.review.stage, Some(1));
     }
@@ -423,11 +472,31 @@ mod tests {
         let p = two_stage_policy();
         let now = Timestamp::from_millis(1);
         let err = r
-            .review(&p, &approver("eve", &["sales"]), &[], &[], Decision::Deny, "", now)
+            .review(
+                &p,
+                &[],
+                &[],
+                ReviewInput {
+                    reviewer: &approver("eve", &["sales"]),
+                    decision: Decision::Deny,
+                    comment: "",
+                },
+                now,
+            )
             .unwrap_err();
         assert_eq!(err, DomainError::NotAnApprover);
         let out = r
-            .review(&p, &approver("sam", &["security"]), &[], &[], Decision::Deny, "no", now)
+            .review(
+                &p,
+                &[],
+                &[],
+                ReviewInput {
+                    reviewer: &approver("sam", &["security"]),
+                    decision: Decision::Deny,
+                    comment: "no",
+                },
+                now,
+            )
             .unwrap();
         assert_eq!(out.new_status, RequestStatus::Denied);
     }
@@ -438,22 +507,26 @@ mod tests {
         let p = two_stage_policy();
         let late = r.review(
             &p,
-            &approver("bob", &["db-owners"]),
             &[],
             &[],
-            Decision::Approve,
-            "",
+            ReviewInput {
+                reviewer: &approver("bob", &["db-owners"]),
+                decision: Decision::Approve,
+                comment: "",
+            },
             Timestamp::from_millis(600_000),
         );
         assert_eq!(late.unwrap_err().code(), "request_not_pending");
         r.status = RequestStatus::Cancelled;
         let done = r.review(
             &p,
-            &approver("bob", &["db-owners"]),
             &[],
             &[],
-            Decision::Approve,
-            "",
+            ReviewInput {
+                reviewer: &approver("bob", &["db-owners"]),
+                decision: Decision::Approve,
+                comment: "",
+            },
             Timestamp::from_millis(1),
         );
         assert_eq!(

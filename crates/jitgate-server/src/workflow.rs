@@ -7,7 +7,7 @@ use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::{Grant, GrantStatus};
 use jitgate_core::names::{ResourceName, RoleName};
 use jitgate_core::policy::{RequestDraft, Resource};
-use jitgate_core::request::{count_approvals, AccessRequest, Approver, Decision, RequestStatus};
+use jitgate_core::request::{count_approvals, AccessRequest, Approver, Decision, RequestStatus, ReviewInput};
 use jitgate_core::time::parse_duration;
 use jitgate_core::DomainError;
 use jitgate_store::{GrantFilter, RequestFilter, Source};
@@ -296,7 +296,17 @@ impl Core {
             user: caller.user.name.clone(),
             groups: caller.groups.clone(),
         };
-        let outcome = match request.review(policy, &me, &earlier, &earlier_approvers, decision, comment, now) {
+        let outcome = match request.review(
+            policy,
+            &earlier,
+            &earlier_approvers,
+            ReviewInput {
+                reviewer: &me,
+                decision,
+                comment,
+            },
+            now,
+        ) {
             Ok(o) => o,
             Err(e) => {
                 drop(tx);

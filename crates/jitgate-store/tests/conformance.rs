@@ -1,5 +1,6 @@
 //! One behaviour, two backends: every check here runs against SQLite and against a fresh
 //! PostgreSQL database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use jitgate_core::audit::{sign_checkpoint, ChainVerifier, NewEvent, Outcome};
 use jitgate_core::grant::{Grant, GrantStatus};

@@ -1,5 +1,6 @@
 //! Integration tests: the real server on port 0, the real CLI binary, real SQLite and
 //! PostgreSQL. One test binary (as kanidm and zero2prod do), modules by topic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
