@@ -99,6 +99,8 @@ pub struct RequestDetail {
     pub reviews: Vec<Review>,
     pub progress: Progress,
     pub grant: Option<Grant>,
+    /// From `show`: every event about the request and its grant. From approve or deny: the
+    /// events that review recorded.
     pub history: Vec<AuditEvent>,
 }
 

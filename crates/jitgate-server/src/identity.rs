@@ -161,17 +161,14 @@ impl Core {
     /// Turns a bearer token into the person behind it, or refuses.
     pub async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
         let hash = token_hash(token);
-        let Some(session) = self.store.session(&hash).await? else {
+        let Some((session, user)) = self.store.session_user(&hash).await? else {
             return Err(ApiError::unauthenticated());
         };
         let now = self.now();
         let idle_deadline = session.last_seen_at.saturating_add(self.settings.session_idle);
-        if now >= session.expires_at || now >= idle_deadline {
+        if now >= session.expires_at || now >= idle_deadline || user.disabled {
             return Err(ApiError::unauthenticated());
         }
-        let Some(user) = self.store.user(&session.user).await?.filter(|u| !u.disabled) else {
-            return Err(ApiError::unauthenticated());
-        };
         if session.last_seen_at.until(now) >= TOUCH_EVERY {
             let (mut tx, start) = self.begin().await?;
             tx.touch_session(&hash, now).await?;

@@ -318,8 +318,11 @@ impl Core {
         tx.append_audit(NewEvent::new(caller.name(), action.as_str(), id, Outcome::Success, details), now)
             .await?;
         let mut created = None;
+        let mut request = request;
         if outcome.new_status != request.status {
             tx.set_request_status(id, outcome.new_status, now).await?;
+            request.status = outcome.new_status;
+            request.decided_at = Some(now);
             let progress = serde_json::to_value(&outcome.progress).unwrap_or_default();
             tx.append_audit(
                 NewEvent::new(
@@ -351,14 +354,24 @@ impl Core {
                 created = Some(grant);
             }
         }
-        self.commit(tx, start).await?;
+        let recorded = self.commit(tx, start).await?;
         if let Some(g) = &created {
             self.publish(GrantEventKind::Created, g);
             if let Some(d) = g.next_deadline() {
                 self.engine.deadline_added(d);
             }
         }
-        self.request_detail(caller, id).await
+        // Answered from what this change saw and wrote, without reading it all back: `history`
+        // holds the events this review recorded (`show` gives the whole history).
+        let mut reviews = earlier;
+        reviews.push(outcome.review);
+        Ok(RequestDetail {
+            request,
+            reviews,
+            progress: outcome.progress,
+            grant: created,
+            history: recorded,
+        })
     }
 
     pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<AccessRequest, ApiError> {

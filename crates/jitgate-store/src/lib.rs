@@ -109,6 +109,8 @@ pub trait Store: Send + Sync + 'static {
     async fn user_groups(&self, name: &Username) -> Result<BTreeSet<GroupName>>;
     async fn groups(&self) -> Result<BTreeMap<GroupName, Vec<Username>>>;
     async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>>;
+    /// A session with its user, in one read: every authenticated call starts here.
+    async fn session_user(&self, token_hash: &str) -> Result<Option<(SessionRecord, UserRecord)>>;
     async fn resource(&self, name: &ResourceName) -> Result<Option<Resource>>;
     async fn resources(&self) -> Result<Vec<Resource>>;
     async fn request(&self, id: &str) -> Result<Option<AccessRequest>>;

@@ -121,6 +121,12 @@ async fn users_groups_and_sessions(store: &dyn Store) {
     assert!(store.groups().await.unwrap().contains_key(&g("engineers")), "API membership kept");
     assert!(store.user(&u("alice")).await.unwrap().unwrap().disabled);
     assert_eq!(store.session("h1").await.unwrap().unwrap().last_seen_at, t(50));
+    let (session, owner) = store.session_user("h1").await.unwrap().unwrap();
+    assert_eq!(
+        (session.user.as_str(), owner.name.as_str(), owner.disabled),
+        ("alice", "alice", true)
+    );
+    assert!(store.session_user("nope").await.unwrap().is_none());
 
     let mut tx = store.write().await.unwrap();
     assert_eq!(tx.delete_sessions_of(&u("alice")).await.unwrap(), 1);

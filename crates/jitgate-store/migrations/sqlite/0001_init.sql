@@ -92,6 +92,12 @@ CREATE TABLE audit_head (
     hash TEXT NOT NULL
 );
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+-- The head follows every insert, so it cannot lag the events; deleting events does not move it
+-- back, which is how verification notices a cut tail.
+CREATE TRIGGER audit_head_follows AFTER INSERT ON audit_events
+BEGIN
+    UPDATE audit_head SET seq = NEW.seq, hash = NEW.hash WHERE id = 1 AND NEW.seq > seq;
+END;
 CREATE TABLE audit_checkpoints (
     seq INTEGER PRIMARY KEY,
     hash TEXT NOT NULL,

@@ -1,0 +1,313 @@
+//! `jitgate-bench`: measures what issue #2 sets targets for, against the real server code.
+//!
+//! - `flows`: request → approve → grant over the HTTP API, concurrent clients; flows/s and
+//!   latency percentiles, on SQLite and on PostgreSQL in one run.
+//! - `verify`: `audit verify` of N events in a real store.
+//! - `expiry`: N grants ending within one second; lag from each deadline to its expiry event.
+//!
+//! Run with `scripts/bench.sh`, which builds in release mode and prints the table for
+//! docs/benchmarks.md.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use jitgate::client::Client;
+use jitgate_api::{BootstrapBody, CreateRequestBody, CreateUserBody};
+use jitgate_core::audit::{NewEvent, Outcome};
+use jitgate_core::grant::{Grant, GrantStatus};
+use jitgate_core::request::{AccessRequest, RequestStatus};
+use jitgate_core::Timestamp;
+use jitgate_server::clock::{Clock, SystemClock};
+use jitgate_server::core::GrantEventKind;
+use jitgate_server::{Application, Settings};
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Flows {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 5000)]
+        flows: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    Verify {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: i64,
+    },
+    Expiry {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 10_000)]
+        grants: usize,
+        /// The deadlines are spread evenly over this window.
+        #[arg(long, default_value_t = 1000)]
+        window_ms: i64,
+    },
+}
+
+const POLICY: &str = r#"
+[groups]
+engineers = ["alice"]
+db-owners = ["bob"]
+
+[[resources]]
+name = "prod-db"
+[resources.roles.read]
+requesters = ["engineers"]
+max_duration = "1h"
+pending_ttl = "1h"
+reason = { required = true, min_length = 5 }
+stages = [{ groups = ["db-owners"], min_approvals = 1 }]
+"#;
+
+const PASSWORD: &str = "benchmark password";
+
+async fn settings(backend: &str, dir: &std::path::Path) -> Result<Settings> {
+    let mut s = Settings::from_toml("bench.toml", POLICY)?;
+    s.http = "127.0.0.1:0".parse()?;
+    s.data_dir = dir.join("data");
+    s.print_setup_token = false;
+    if backend == "postgres" {
+        s.store_url = Some(jitgate_store::testing::fresh_pg_database().await?);
+        s.signing_key_file = Some(dir.join("pg.key"));
+    } else if backend != "sqlite" {
+        anyhow::bail!("backend is sqlite or postgres");
+    }
+    Ok(s)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn flows(backend: &str, total: usize, concurrency: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = Application::build(settings(backend, dir.path()).await?, None, None).await?;
+    let url = format!("http://{}", app.addr());
+    let token = app.setup_token().context("fresh store")?.expose_secret().to_owned();
+    let stop = app.stop_handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    let anon = Client::new(&url, None);
+    let admin = anon.with_token(
+        &anon
+            .bootstrap(&BootstrapBody {
+                setup_token: token,
+                username: "admin".parse().map_err(anyhow::Error::msg)?,
+                password: PASSWORD.into(),
+            })
+            .await?
+            .token,
+    );
+    for u in ["alice", "bob"] {
+        admin
+            .create_user(&CreateUserBody {
+                username: u.parse().map_err(anyhow::Error::msg)?,
+                display_name: String::new(),
+                password: Some(PASSWORD.into()),
+                admin: false,
+            })
+            .await?;
+    }
+    let alice = anon.with_token(&anon.login("alice", PASSWORD).await?.token);
+    let bob = anon.with_token(&anon.login("bob", PASSWORD).await?.token);
+    let body = CreateRequestBody {
+        resource: "prod-db".into(),
+        role: "read".into(),
+        reason: "benchmark flow".into(),
+        ticket: None,
+        duration: Some("30m".into()),
+        start_at: None,
+        extends: None,
+    };
+
+    // Warm up connections and caches.
+    for _ in 0..50 {
+        let r = alice.create_request(&body).await?;
+        bob.approve(&r.id, "").await?;
+    }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (alice, bob, body, next) = (alice.clone(), bob.clone(), body.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let t = Instant::now();
+                let r = alice.create_request(&body).await?;
+                let d = bob.approve(&r.id, "").await?;
+                anyhow::ensure!(
+                    d.grant.is_some_and(|g| g.status == GrantStatus::Active),
+                    "flow without an active grant"
+                );
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let verify = admin.audit_verify().await?;
+    println!(
+        "flows backend={backend} flows={} concurrency={concurrency} seconds={secs:.2} flows_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} audit_events={} audit_ok={}",
+        lat.len(),
+        lat.len() as f64 / secs,
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        lat.last().copied().unwrap_or(f64::NAN),
+        verify.report.as_ref().map_or(0, |r| r.events),
+        verify.ok
+    );
+    stop.stop();
+    server.await??;
+    Ok(())
+}
+
+async fn verify(backend: &str, events: i64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = settings(backend, dir.path()).await?;
+    std::fs::create_dir_all(&s.data_dir)?;
+    let store = jitgate_store::open(&s.store_url()).await?;
+    let key = jitgate_server::audit_log::load_or_create_signing_key(&s.signing_key_path()).map_err(anyhow::Error::msg)?;
+    let t = Instant::now();
+    let batch = 20_000;
+    let mut written = 0;
+    while written < events {
+        let mut tx = store.write().await?;
+        for i in 0..batch.min(events - written) {
+            let details =
+                serde_json::json!({"request": format!("req_{:016}", written + i), "reason": "benchmark event", "duration_secs": 1800});
+            tx.append_audit(
+                NewEvent::new(
+                    "alice",
+                    "request.create",
+                    format!("req_{:016}", written + i),
+                    Outcome::Success,
+                    details,
+                ),
+                Timestamp::from_millis(1_790_000_000_000 + written + i),
+            )
+            .await?;
+        }
+        written += batch.min(events - written);
+        if written % 100_000 == 0 || written == events {
+            let cp = jitgate_core::audit::sign_checkpoint(&key, tx.head(), 1_790_000_000_000);
+            tx.insert_checkpoint(&cp).await?;
+        }
+        tx.commit().await?;
+    }
+    let fill = t.elapsed();
+    let t = Instant::now();
+    let outcome = jitgate_server::audit_log::verify_store(&*store, Some(key.verifying_key())).await?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "verify backend={backend} events={events} fill_s={:.1} verify_s={secs:.2} events_per_s={:.0} ok={} checkpoints={}",
+        fill.as_secs_f64(),
+        events as f64 / secs,
+        outcome.ok,
+        outcome.report.map_or(0, |r| r.checkpoints)
+    );
+    Ok(())
+}
+
+async fn expiry(backend: &str, n: usize, window_ms: i64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = settings(backend, dir.path()).await?;
+    let app = Application::build(s, None, None).await?;
+    let core = app.core();
+    let clock = SystemClock;
+    // Grants end between `start` and `start + window`; inserting them takes a few seconds.
+    let start = clock.now().saturating_add(Duration::from_secs(8));
+    let mut inserted = 0;
+    while inserted < n {
+        let mut tx = core.store.write().await?;
+        for i in inserted..(inserted + 2000).min(n) {
+            let ends = Timestamp::from_millis(start.as_millis() + (i as i64 * window_ms) / n as i64);
+            let req = AccessRequest {
+                id: format!("req_{i:016}"),
+                requester: "alice".parse().map_err(anyhow::Error::msg)?,
+                resource: "prod-db".parse().map_err(anyhow::Error::msg)?,
+                role: "read".parse().map_err(anyhow::Error::msg)?,
+                reason: "benchmark".into(),
+                ticket: None,
+                duration_secs: 60,
+                start_at: None,
+                status: RequestStatus::Approved,
+                created_at: clock.now(),
+                expires_at: clock.now(),
+                decided_at: Some(clock.now()),
+                extends_grant: None,
+            };
+            tx.insert_request(&req).await?;
+            let mut g = Grant::from_request(format!("grt_{i:016}"), &req, None, clock.now());
+            g.ends_at = ends;
+            tx.insert_grant(&g).await?;
+        }
+        tx.commit().await?;
+        inserted = (inserted + 2000).min(n);
+    }
+    let mut events = core.grant_events.subscribe();
+    let stop = app.stop_handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    anyhow::ensure!(clock.now() < start, "inserting took longer than the lead time; lower --grants");
+    let mut lags = Vec::with_capacity(n);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lags.len() < n && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
+            Ok(Ok(ev)) if ev.kind == GrantEventKind::Expired => {
+                let lag = clock.now().as_millis() - ev.grant.ends_at.as_millis();
+                lags.push(lag as f64);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => anyhow::bail!("event stream: {e}"),
+            Err(_) => break,
+        }
+    }
+    lags.sort_by(f64::total_cmp);
+    println!(
+        "expiry backend={backend} grants={n} window_ms={window_ms} received={} p50_ms={:.0} p99_ms={:.0} max_ms={:.0}",
+        lags.len(),
+        percentile(&lags, 50.0),
+        percentile(&lags, 99.0),
+        lags.last().copied().unwrap_or(f64::NAN)
+    );
+    stop.stop();
+    server.await??;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Flows {
+            backend,
+            flows: n,
+            concurrency,
+        } => flows(&backend, n, concurrency).await,
+        Cmd::Verify { backend, events } => verify(&backend, events).await,
+        Cmd::Expiry {
+            backend,
+            grants,
+            window_ms,
+        } => expiry(&backend, grants, window_ms).await,
+    }
+}
