@@ -217,7 +217,7 @@ async fn verify(backend: &str, events: i64) -> Result<()> {
     }
     let fill = t.elapsed();
     let t = Instant::now();
-    let outcome = jitgate_server::audit_log::verify_store(&*store, Some(key.verifying_key())).await?;
+    let outcome = jitgate_server::audit_log::verify_store(store.clone(), Some(key.verifying_key())).await?;
     let secs = t.elapsed().as_secs_f64();
     println!(
         "verify backend={backend} events={events} fill_s={:.1} verify_s={secs:.2} events_per_s={:.0} ok={} checkpoints={}",

@@ -82,36 +82,91 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
-/// The fields that are hashed, in a fixed order. `details` serializes with sorted keys
-/// (serde_json's default map), so the same content always gives the same bytes.
-#[derive(Serialize)]
-struct Canonical<'a> {
-    v: u8,
-    seq: i64,
-    ts: i64,
-    actor: &'a str,
-    action: &'a str,
-    target: &'a str,
-    outcome: &'a str,
-    details: &'a serde_json::Value,
-    prev_hash: &'a str,
+/// An event as the store keeps it: `details` as canonical JSON text (compact, keys sorted, as
+/// serde_json writes a `Value`). Verification hashes this text as it is, without parsing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub ts: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub details_json: String,
+    pub prev_hash: String,
+    pub hash: String,
 }
 
-/// The hash an event must carry: SHA-256 over its canonical form (everything but `hash`).
+impl StoredEvent {
+    pub fn from_event(e: &AuditEvent) -> Self {
+        Self {
+            seq: e.seq,
+            ts: e.ts,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            outcome: e.outcome.clone(),
+            details_json: canonical_json(&e.details),
+            prev_hash: e.prev_hash.clone(),
+            hash: e.hash.clone(),
+        }
+    }
+
+    /// Back to an event. Details that are not JSON (an edit by hand) become a JSON string, so
+    /// that the event can still be shown and its hash still fails.
+    pub fn into_event(self) -> AuditEvent {
+        let details = serde_json::from_str(&self.details_json).unwrap_or(serde_json::Value::String(self.details_json));
+        AuditEvent {
+            seq: self.seq,
+            ts: self.ts,
+            actor: self.actor,
+            action: self.action,
+            target: self.target,
+            outcome: self.outcome,
+            details,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        }
+    }
+
+    /// SHA-256 over the canonical form: the JSON object
+    /// `{"v":1,"seq":…,"ts":…,"actor":…,"action":…,"target":…,"outcome":…,"details":…,"prev_hash":…}`
+    /// written compactly in that order.
+    pub fn compute_hash(&self) -> String {
+        let mut buf = Vec::with_capacity(160 + self.details_json.len() + self.actor.len() + self.target.len());
+        buf.extend_from_slice(b"{\"v\":1,\"seq\":");
+        buf.extend_from_slice(self.seq.to_string().as_bytes());
+        buf.extend_from_slice(b",\"ts\":");
+        buf.extend_from_slice(self.ts.to_string().as_bytes());
+        for (key, value) in [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("target", &self.target),
+            ("outcome", &self.outcome),
+        ] {
+            buf.extend_from_slice(b",\"");
+            buf.extend_from_slice(key.as_bytes());
+            buf.extend_from_slice(b"\":");
+            // Writing a &str to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut buf, value);
+        }
+        buf.extend_from_slice(b",\"details\":");
+        buf.extend_from_slice(self.details_json.as_bytes());
+        buf.extend_from_slice(b",\"prev_hash\":");
+        let _ = serde_json::to_writer(&mut buf, &self.prev_hash);
+        buf.push(b'}');
+        hex::encode(Sha256::digest(&buf))
+    }
+}
+
+/// The one text a JSON value is hashed and stored as.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The hash an event must carry.
 pub fn compute_hash(e: &AuditEvent) -> String {
-    let canonical = Canonical {
-        v: 1,
-        seq: e.seq,
-        ts: e.ts,
-        actor: &e.actor,
-        action: &e.action,
-        target: &e.target,
-        outcome: &e.outcome,
-        details: &e.details,
-        prev_hash: &e.prev_hash,
-    };
-    let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
-    hex::encode(Sha256::digest(bytes))
+    StoredEvent::from_event(e).compute_hash()
 }
 
 /// The end of the chain: what the next event links to.
@@ -259,6 +314,10 @@ impl ChainVerifier {
     }
 
     pub fn push(&mut self, e: &AuditEvent) -> Result<(), VerifyError> {
+        self.push_stored(&StoredEvent::from_event(e))
+    }
+
+    pub fn push_stored(&mut self, e: &StoredEvent) -> Result<(), VerifyError> {
         let expected = self.head.seq + 1;
         if e.seq != expected {
             return Err(if e.seq > expected {
@@ -267,7 +326,7 @@ impl ChainVerifier {
                 VerifyError::BrokenLink { seq: e.seq }
             });
         }
-        let hash = compute_hash(e);
+        let hash = e.compute_hash();
         if e.prev_hash != self.head.hash {
             // An event whose own hash is still right but whose link is wrong was moved; one
             // whose hash is wrong was edited. Both are reported at this seq.
@@ -293,7 +352,7 @@ impl ChainVerifier {
         Ok(())
     }
 
-    fn check_checkpoint(&self, cp: &Checkpoint, at: &AuditEvent) -> Result<(), VerifyError> {
+    fn check_checkpoint(&self, cp: &Checkpoint, at: &StoredEvent) -> Result<(), VerifyError> {
         if let Some(key) = &self.key {
             if cp.key_id != key_id(key) {
                 return Err(VerifyError::UnknownKey {
@@ -386,6 +445,37 @@ mod tests {
         let r = verify(&events, vec![cp], Some(key().verifying_key())).unwrap();
         assert_eq!(r.events, 50);
         assert_eq!(r.checkpoints, 1);
+    }
+
+    #[test]
+    fn the_hand_written_canonical_form_is_serde_jsons_own() {
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            v: u8,
+            seq: i64,
+            ts: i64,
+            actor: &'a str,
+            action: &'a str,
+            target: &'a str,
+            outcome: &'a str,
+            details: &'a serde_json::Value,
+            prev_hash: &'a str,
+        }
+        let details = json!({"z": 1, "a": ["x\"y", null], "m": {"k": "é\n"}});
+        let e = ChainHead::genesis().append(NewEvent::new("al\"ice", "a.b", "t/1", Outcome::Denied, details.clone()), 42);
+        let c = Canonical {
+            v: 1,
+            seq: 1,
+            ts: 42,
+            actor: "al\"ice",
+            action: "a.b",
+            target: "t/1",
+            outcome: "denied",
+            details: &details,
+            prev_hash: GENESIS_HASH,
+        };
+        let expected = hex::encode(Sha256::digest(serde_json::to_vec(&c).unwrap()));
+        assert_eq!(e.hash, expected);
     }
 
     #[test]

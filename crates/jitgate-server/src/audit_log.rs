@@ -8,6 +8,7 @@ use jitgate_core::audit::{key_id, ChainVerifier};
 use jitgate_store::Store;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Reads the signing key, or makes one (mode 0600) when the file does not exist yet.
 pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, String> {
@@ -62,25 +63,48 @@ pub fn public_key_of_signing_file(path: &Path) -> Result<VerifyingKey, String> {
     Ok(SigningKey::from_bytes(&seed).verifying_key())
 }
 
-/// Walks the whole chain in the store and its checkpoints.
-pub async fn verify_store(store: &dyn Store, key: Option<VerifyingKey>) -> Result<VerifyOutcome, jitgate_store::StoreError> {
+/// Walks the whole chain in the store and its checkpoints. The next page is read while this
+/// one is checked, so reading and hashing use both cores.
+pub async fn verify_store(store: Arc<dyn Store>, key: Option<VerifyingKey>) -> Result<VerifyOutcome, jitgate_store::StoreError> {
+    const PAGE: i64 = 20_000;
     let checkpoints = store.audit_checkpoints().await?;
     let head = store.audit_head().await?;
     let mut verifier = ChainVerifier::new(key, checkpoints);
-    let mut after = 0;
-    loop {
-        let page = store.audit_events(after, 10_000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in &page {
-            if let Err(err) = verifier.push(e) {
-                return Ok(VerifyOutcome {
-                    ok: false,
-                    report: None,
-                    first_bad_seq: Some(err.seq()),
-                    problem: Some(err.to_string()),
-                });
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let reader = tokio::spawn(async move {
+        let mut after = 0;
+        loop {
+            let page = store.audit_rows(after, PAGE).await;
+            let last = page.as_ref().ok().and_then(|p| p.last().map(|e| e.seq));
+            let done = last.is_none();
+            if tx.send(page).await.is_err() || done {
+                return;
             }
+            after = last.unwrap_or(after);
+        }
+    });
+    let failed = |err: jitgate_core::audit::VerifyError| VerifyOutcome {
+        ok: false,
+        report: None,
+        first_bad_seq: Some(err.seq()),
+        problem: Some(err.to_string()),
+    };
+    while let Some(page) = rx.recv().await {
+        let page = page?;
+        if page.is_empty() {
+            break;
+        }
+        // Hashing a page takes a while: off the async workers.
+        let (back, checked) = tokio::task::spawn_blocking(move || {
+            let checked = page.iter().try_for_each(|e| verifier.push_stored(e));
+            (verifier, checked)
+        })
+        .await
+        .map_err(|e| jitgate_store::StoreError::Open(format!("verification task: {e}")))?;
+        verifier = back;
+        if let Err(err) = checked {
+            reader.abort();
+            return Ok(failed(err));
         }
     }
     Ok(match verifier.finish(Some(&head)) {
@@ -90,12 +114,7 @@ pub async fn verify_store(store: &dyn Store, key: Option<VerifyingKey>) -> Resul
             first_bad_seq: None,
             problem: None,
         },
-        Err(err) => VerifyOutcome {
-            ok: false,
-            report: None,
-            first_bad_seq: Some(err.seq()),
-            problem: Some(err.to_string()),
-        },
+        Err(err) => failed(err),
     })
 }
 
@@ -134,6 +153,6 @@ impl Core {
 
     pub async fn audit_verify(&self, caller: &Caller) -> Result<VerifyOutcome, ApiError> {
         self.require_audit_reader(caller)?;
-        Ok(verify_store(&*self.store, Some(self.signing_key.verifying_key())).await?)
+        Ok(verify_store(self.store.clone(), Some(self.signing_key.verifying_key())).await?)
     }
 }

@@ -7,7 +7,7 @@
 //! same transaction as the change, and the chain never forks.
 
 use async_trait::async_trait;
-use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent};
+use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
 use jitgate_core::grant::{Grant, GrantStatus};
 use jitgate_core::names::{GroupName, ResourceName, Username};
 use jitgate_core::policy::Resource;
@@ -122,6 +122,8 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest moment a grant or a pending request changes by itself.
     async fn next_deadline(&self) -> Result<Option<Timestamp>>;
     async fn audit_events(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>>;
+    /// The same events as stored, details unparsed: what verification reads.
+    async fn audit_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>>;
     /// Events about one of `targets` (a request and its grant, say), in order.
     async fn audit_events_for(&self, targets: &[String]) -> Result<Vec<AuditEvent>>;
     async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>>;

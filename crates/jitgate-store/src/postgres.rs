@@ -26,4 +26,10 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    async fn read_audit_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<jitgate_core::audit::StoredEvent>> {
+        sqlx_audit_rows(&self.read, after_seq, limit).await
+    }
+}
+
 crate::sql::impl_store!(PgStore, PgWriteTx, Postgres, "postgres", " FOR UPDATE");

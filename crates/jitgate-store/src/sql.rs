@@ -19,7 +19,7 @@ macro_rules! impl_store {
         use crate::sql::{corrupt, AUDIT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
         use crate::{GrantFilter, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
         use async_trait::async_trait;
-        use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent};
+        use jitgate_core::audit::{canonical_json, AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
         use jitgate_core::grant::{Grant, GrantStatus};
         use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
         use jitgate_core::policy::Resource;
@@ -113,21 +113,28 @@ macro_rules! impl_store {
             })
         }
 
-        fn audit_from(row: &DbRow) -> Result<AuditEvent, StoreError> {
-            let details: String = row.try_get("details")?;
-            Ok(AuditEvent {
+        fn stored_from(row: &DbRow) -> Result<StoredEvent, StoreError> {
+            Ok(StoredEvent {
                 seq: row.try_get("seq")?,
                 ts: row.try_get("ts")?,
                 actor: row.try_get("actor")?,
                 action: row.try_get("action")?,
                 target: row.try_get("target")?,
                 outcome: row.try_get("outcome")?,
-                // A row whose details are not JSON was edited by hand; keep the raw text so that
-                // verification reports a hash mismatch at this seq instead of failing to read.
-                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+                details_json: row.try_get("details")?,
                 prev_hash: row.try_get("prev_hash")?,
                 hash: row.try_get("hash")?,
             })
+        }
+
+        #[allow(dead_code)]
+        async fn sqlx_audit_rows(pool: &sqlx::Pool<$db>, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+            let sql = format!("SELECT {AUDIT_COLS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
+            all(sqlx::query(&sql).bind(after_seq).bind(limit).fetch_all(pool).await?, stored_from)
+        }
+
+        fn audit_from(row: &DbRow) -> Result<AuditEvent, StoreError> {
+            stored_from(row).map(StoredEvent::into_event)
         }
 
         fn resource_from(row: &DbRow) -> Result<Resource, StoreError> {
@@ -329,6 +336,10 @@ macro_rules! impl_store {
             async fn audit_events(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
                 let sql = format!("SELECT {AUDIT_COLS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
                 all(sqlx::query(&sql).bind(after_seq).bind(limit).fetch_all(&self.read).await?, audit_from)
+            }
+
+            async fn audit_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+                self.read_audit_rows(after_seq, limit).await
             }
 
             async fn audit_events_for(&self, targets: &[String]) -> Result<Vec<AuditEvent>, StoreError> {
@@ -683,7 +694,7 @@ macro_rules! impl_store {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO audit_events ({AUDIT_COLS}) "));
                     let mut details = Vec::with_capacity(chunk.len());
                     for e in chunk {
-                        details.push(serde_json::to_string(&e.details).map_err(|err| corrupt("audit details", err))?);
+                        details.push(canonical_json(&e.details));
                     }
                     insert.push_values(chunk.iter().zip(details), |mut row, (e, d)| {
                         row.push_bind(e.seq)

@@ -289,6 +289,13 @@ async fn audit_chain(store: &dyn Store) {
 
     let events = store.audit_events(0, 100).await.unwrap();
     assert_eq!(events.len(), 3);
+    let rows = store.audit_rows(0, 100).await.unwrap();
+    assert_eq!(
+        rows,
+        events.iter().map(jitgate_core::audit::StoredEvent::from_event).collect::<Vec<_>>(),
+        "details stored as canonical text"
+    );
+    assert_eq!(store.audit_rows(1, 1).await.unwrap()[0].seq, 2);
     assert_eq!(store.audit_events(2, 100).await.unwrap().len(), 1);
     assert_eq!(
         store.audit_events_for(&["x".to_owned(), "nothing".to_owned()]).await.unwrap().len(),

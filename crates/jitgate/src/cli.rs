@@ -744,7 +744,7 @@ async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
                     (None, None) => unreachable!(),
                 };
                 let store = jitgate_store::open(&url).await?;
-                let outcome = verify_store(&*store, key).await?;
+                let outcome = verify_store(store.clone(), key).await?;
                 let note = if outcome.ok && store.audit_checkpoints().await?.is_empty() {
                     Some("the store has no signed checkpoints yet")
                 } else {
