@@ -9,7 +9,6 @@ use crate::core::{Core, GrantEventKind};
 use crate::error::ApiError;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::{GrantStatus, Transition};
-use jitgate_core::request::RequestStatus;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -38,26 +37,31 @@ impl Core {
             }
             let full = grants.len() as i64 == BATCH || requests.len() as i64 == BATCH;
             let mut events = Vec::with_capacity(grants.len());
+            let (mut activated, mut expired) = (Vec::new(), Vec::new());
             for mut g in grants {
                 let Some(t) = g.due_transition(now) else { continue };
                 let (kind, action) = match t {
                     Transition::Activate => {
                         g.status = GrantStatus::Active;
+                        activated.push(g.id.clone());
                         (GrantEventKind::Activated, "grant.activate")
                     }
                     Transition::Expire => {
                         g.status = GrantStatus::Expired;
+                        expired.push(g.id.clone());
                         (GrantEventKind::Expired, "grant.expire")
                     }
                 };
-                tx.update_grant(&g).await?;
                 let details = json!({"user": g.user, "resource": g.resource, "role": g.role, "deadline": g.ends_at.as_millis()});
                 tx.append_audit(NewEvent::new("system", action, g.id.as_str(), Outcome::Success, details), now)
                     .await?;
                 events.push((kind, g));
             }
+            tx.set_grants_status(&activated, GrantStatus::Active).await?;
+            tx.set_grants_status(&expired, GrantStatus::Expired).await?;
+            let request_ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
+            tx.expire_requests(&request_ids, now).await?;
             for r in &requests {
-                tx.set_request_status(&r.id, RequestStatus::Expired, now).await?;
                 tx.append_audit(
                     NewEvent::new(
                         "system",

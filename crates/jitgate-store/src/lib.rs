@@ -16,6 +16,7 @@ use jitgate_core::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+mod cache;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -167,6 +168,11 @@ pub trait WriteTx: Send {
     async fn grant(&mut self, id: &str) -> Result<Option<Grant>>;
     async fn insert_grant(&mut self, grant: &Grant) -> Result<()>;
     async fn update_grant(&mut self, grant: &Grant) -> Result<()>;
+    /// Moves many grants to `status` in one statement (the expiry engine's batches); their next
+    /// deadline follows from the status.
+    async fn set_grants_status(&mut self, ids: &[String], status: GrantStatus) -> Result<()>;
+    /// Marks many pending requests expired in one statement.
+    async fn expire_requests(&mut self, ids: &[String], at: Timestamp) -> Result<()>;
     /// Grants with a transition due at or before `now`, earliest first.
     async fn due_grants(&mut self, now: Timestamp, limit: i64) -> Result<Vec<Grant>>;
 
@@ -189,6 +195,17 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     } else {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
         Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
+    }
+}
+
+/// Opens a store only to read it (`audit verify` beside a running server): SQLite without its
+/// lock and migrations; PostgreSQL as usual.
+pub async fn open_read_only(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        Ok(Arc::new(SqliteStore::open_read_only(std::path::Path::new(path)).await?))
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 pub struct PgStore {
     read: PgPool,
     write: PgPool,
+    cache: std::sync::Arc<crate::cache::Cache>,
 }
 
 impl PgStore {
@@ -22,6 +23,7 @@ impl PgStore {
         Ok(Self {
             read: pool.clone(),
             write: pool,
+            cache: crate::cache::Cache::disabled(),
         })
     }
 }

@@ -187,11 +187,16 @@ macro_rules! impl_store {
 
             async fn write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
                 let mut tx = self.write.begin().await?;
-                let row = sqlx::query(concat!("SELECT seq, hash FROM audit_head WHERE id = 1", $lock))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let head = ChainHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? };
-                Ok(Box::new($tx { head, tx, appended: Vec::new(), poisoned: false }))
+                let head = match self.cache.head() {
+                    Some(head) => head,
+                    None => {
+                        let row = sqlx::query(concat!("SELECT seq, hash FROM audit_head WHERE id = 1", $lock))
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        ChainHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? }
+                    }
+                };
+                Ok(Box::new($tx { head, tx, appended: Vec::new(), poisoned: false, cache: self.cache.clone(), resources_changed: false }))
             }
 
             async fn user(&self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
@@ -255,6 +260,18 @@ macro_rules! impl_store {
             }
 
             async fn resource(&self, res: &ResourceName) -> Result<Option<Resource>, StoreError> {
+                if self.cache.is_enabled() {
+                    let map = match self.cache.resources() {
+                        Some(map) => map,
+                        None => {
+                            let all = self.resources().await?;
+                            let map = std::sync::Arc::new(all.into_iter().map(|r| (r.name.clone(), r)).collect::<BTreeMap<_, _>>());
+                            self.cache.keep_resources(map.clone());
+                            map
+                        }
+                    };
+                    return Ok(map.get(res).cloned());
+                }
                 sqlx::query("SELECT spec FROM resources WHERE name = $1")
                     .bind(res.as_str())
                     .fetch_optional(&self.read)
@@ -384,6 +401,8 @@ macro_rules! impl_store {
             head: ChainHead,
             appended: Vec<AuditEvent>,
             poisoned: bool,
+            cache: std::sync::Arc<crate::cache::Cache>,
+            resources_changed: bool,
         }
 
         impl $tx {
@@ -513,6 +532,7 @@ macro_rules! impl_store {
             }
 
             async fn put_resource(&mut self, r: &Resource, source: Source, now: Timestamp) -> Result<(), StoreError> {
+                self.resources_changed = true;
                 let spec = serde_json::to_string(r).map_err(|e| corrupt("resource", e))?;
                 sqlx::query(
                     "INSERT INTO resources (name, spec, source, updated_at) VALUES ($1, $2, $3, $4) \
@@ -528,6 +548,7 @@ macro_rules! impl_store {
             }
 
             async fn delete_resource(&mut self, res: &ResourceName) -> Result<bool, StoreError> {
+                self.resources_changed = true;
                 let r = sqlx::query("DELETE FROM resources WHERE name = $1").bind(res.as_str()).execute(&mut *self.tx).await?;
                 Ok(r.rows_affected() > 0)
             }
@@ -645,6 +666,39 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn set_grants_status(&mut self, ids: &[String], status: GrantStatus) -> Result<(), StoreError> {
+                let deadline = match status {
+                    GrantStatus::Scheduled => "starts_at",
+                    GrantStatus::Active => "ends_at",
+                    GrantStatus::Expired | GrantStatus::Revoked => "NULL",
+                };
+                for chunk in ids.chunks(1000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE grants SET status = ");
+                    q.push_bind(status.as_str()).push(format!(", next_deadline = {deadline} WHERE id IN ("));
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.clone());
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *self.tx).await?;
+                }
+                Ok(())
+            }
+
+            async fn expire_requests(&mut self, ids: &[String], at: Timestamp) -> Result<(), StoreError> {
+                for chunk in ids.chunks(1000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE requests SET status = 'expired', decided_at = ");
+                    q.push_bind(at.as_millis()).push(" WHERE status = 'pending' AND id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.clone());
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *self.tx).await?;
+                }
+                Ok(())
+            }
+
             async fn due_grants(&mut self, now: Timestamp, limit: i64) -> Result<Vec<Grant>, StoreError> {
                 let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE next_deadline IS NOT NULL AND next_deadline <= $1 ORDER BY next_deadline LIMIT $2");
                 all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(&mut *self.tx).await?, grant_from)
@@ -711,6 +765,7 @@ macro_rules! impl_store {
                 }
                 let this = *self;
                 this.tx.commit().await?;
+                this.cache.committed(&this.head, this.resources_changed);
                 Ok(this.appended)
             }
         }

@@ -7,18 +7,32 @@ use std::time::Duration;
 
 /// SQLite in WAL mode. Writes go through a pool of one connection, so writers queue in the
 /// process instead of failing with SQLITE_BUSY; reads use their own pool and never wait for a
-/// writer.
+/// writer. Being the only writer, it remembers the audit head and the resources between
+/// transactions; a second process must not write the same file (the server holds a lock file).
 #[derive(Clone)]
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
     path: PathBuf,
+    cache: std::sync::Arc<crate::cache::Cache>,
+    /// Held while the store is open for writing: the cache is only right for the sole writer.
+    _lock: Option<std::sync::Arc<std::fs::File>>,
 }
 
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+        }
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", lock_path.display())))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Open(format!("{} is in use by another jitgate process", path.display())));
         }
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
@@ -45,6 +59,31 @@ impl SqliteStore {
             read,
             write,
             path: path.to_owned(),
+            cache: crate::cache::Cache::sole_writer(),
+            _lock: Some(std::sync::Arc::new(lock)),
+        })
+    }
+
+    /// Opens an existing database to read only (verification while a server may be running):
+    /// no lock, no migrations, no cache; writes fail.
+    pub async fn open_read_only(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(StoreError::Open(format!("{} does not exist", path.display())));
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let read = SqlitePoolOptions::new()
+            .max_connections(2)
+            .test_before_acquire(false)
+            .connect_with(opts)
+            .await?;
+        Ok(Self {
+            write: read.clone(),
+            read,
+            path: path.to_owned(),
+            cache: crate::cache::Cache::disabled(),
+            _lock: None,
         })
     }
 }

@@ -257,10 +257,17 @@ async fn requests_reviews_and_grants(store: &dyn Store) {
             .collect::<Vec<_>>(),
         vec!["r2"]
     );
-    g2.status = GrantStatus::Expired;
-    tx.update_grant(&g2).await.unwrap();
-    tx.set_request_status("r2", RequestStatus::Expired, t(500)).await.unwrap();
+    tx.set_grants_status(&["g2".to_owned()], GrantStatus::Expired).await.unwrap();
+    tx.expire_requests(&["r2".to_owned(), "r1".to_owned()], t(500)).await.unwrap();
+    tx.set_grants_status(&[], GrantStatus::Active).await.unwrap();
     tx.commit().await.unwrap();
+    assert_eq!(store.grant("g2").await.unwrap().unwrap().status, GrantStatus::Expired);
+    assert_eq!(store.request("r2").await.unwrap().unwrap().status, RequestStatus::Expired);
+    assert_eq!(
+        store.request("r1").await.unwrap().unwrap().status,
+        RequestStatus::Approved,
+        "only pending requests expire"
+    );
     assert_eq!(store.next_deadline().await.unwrap(), Some(t(2000)));
 }
 

@@ -743,7 +743,7 @@ async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
                     (None, Some(url)) => (url, key),
                     (None, None) => unreachable!(),
                 };
-                let store = jitgate_store::open(&url).await?;
+                let store = jitgate_store::open_read_only(&url).await?;
                 let outcome = verify_store(store.clone(), key).await?;
                 let note = if outcome.ok && store.audit_checkpoints().await?.is_empty() {
                     Some("the store has no signed checkpoints yet")

@@ -187,3 +187,18 @@ async fn an_invalid_config_stops_the_start_with_file_and_line() {
     assert!(err.contains("at least one approval stage"), "{err}");
     assert!(!dir.path().join("data").exists(), "nothing was created");
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_file_is_refused() {
+    let s = TestServer::spawn(false).await;
+    let mut settings = jitgate_server::Settings::from_toml("test.toml", CONFIG).unwrap();
+    settings.http = "127.0.0.1:0".parse().unwrap();
+    settings.data_dir = s.data_dir();
+    let err = jitgate_server::Application::build(settings, None, None)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("in use by another jitgate process"), "{err}");
+    // The first server is unharmed.
+    s.admin.whoami().await.unwrap();
+}

@@ -94,14 +94,18 @@ CREATE TABLE audit_head (
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
 -- The head follows every insert, so it cannot lag the events; deleting events does not move it
 -- back, which is how verification notices a cut tail.
+-- One update per statement (a transaction inserts its events in one statement), not per row.
 CREATE FUNCTION audit_head_follow() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE audit_head SET seq = NEW.seq, hash = NEW.hash WHERE id = 1 AND NEW.seq > seq;
+    UPDATE audit_head h SET seq = n.seq, hash = n.hash
+    FROM (SELECT seq, hash FROM new_rows ORDER BY seq DESC LIMIT 1) n
+    WHERE h.id = 1 AND n.seq > h.seq;
     RETURN NULL;
 END;
 $$;
 CREATE TRIGGER audit_head_follows AFTER INSERT ON audit_events
-    FOR EACH ROW EXECUTE FUNCTION audit_head_follow();
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_head_follow();
 CREATE TABLE audit_checkpoints (
     seq BIGINT PRIMARY KEY,
     hash TEXT NOT NULL,
