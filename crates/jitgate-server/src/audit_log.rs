@@ -119,25 +119,25 @@ pub async fn verify_store(store: Arc<dyn Store>, key: Option<VerifyingKey>) -> R
 }
 
 impl Core {
-    fn require_audit_reader(&self, caller: &Caller) -> Result<(), ApiError> {
+    async fn require_audit_reader(&self, caller: &Caller, operation: &str) -> Result<(), ApiError> {
         if self.is_audit_reader(caller) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(
-                "reading the audit log needs an administrator or an audit reader",
-            ))
+            Err(self
+                .forbid(caller, operation, "reading the audit log needs an administrator or an audit reader")
+                .await)
         }
     }
 
     pub async fn audit_page(&self, caller: &Caller, after: i64, limit: i64) -> Result<AuditPage, ApiError> {
-        self.require_audit_reader(caller)?;
+        self.require_audit_reader(caller, "audit_page").await?;
         let events = self.store.audit_events(after.max(0), limit.clamp(1, 10_000)).await?;
         let head_seq = self.store.audit_head().await?.seq;
         Ok(AuditPage { events, head_seq })
     }
 
     pub async fn audit_checkpoints(&self, caller: &Caller) -> Result<jitgate_api::CheckpointList, ApiError> {
-        self.require_audit_reader(caller)?;
+        self.require_audit_reader(caller, "audit_checkpoints").await?;
         Ok(jitgate_api::CheckpointList {
             checkpoints: self.store.audit_checkpoints().await?,
         })
@@ -152,7 +152,7 @@ impl Core {
     }
 
     pub async fn audit_verify(&self, caller: &Caller) -> Result<VerifyOutcome, ApiError> {
-        self.require_audit_reader(caller)?;
+        self.require_audit_reader(caller, "audit_verify").await?;
         Ok(verify_store(self.store.clone(), Some(self.signing_key.verifying_key())).await?)
     }
 }

@@ -153,6 +153,20 @@ impl Core {
         err.into()
     }
 
+    /// A 403 for `operation`, recorded as a denied authorization.
+    pub async fn forbid(&self, caller: &Caller, operation: &str, message: &str) -> ApiError {
+        let details = serde_json::json!({"code": "forbidden", "message": message});
+        self.audit_alone(NewEvent::new(
+            caller.name(),
+            format!("api.{operation}"),
+            operation,
+            Outcome::Denied,
+            details,
+        ))
+        .await;
+        ApiError::forbidden(message)
+    }
+
     pub fn publish(&self, kind: GrantEventKind, grant: &Grant) {
         // No subscriber is fine: the event is also in the audit log.
         let _ = self.grant_events.send(GrantEvent {

@@ -201,16 +201,17 @@ impl Core {
         }
     }
 
-    pub fn require_admin(&self, caller: &Caller) -> Result<(), ApiError> {
+    /// Refuses (and audits the refusal of) `operation` for anyone but an administrator.
+    pub async fn require_admin(&self, caller: &Caller, operation: &str) -> Result<(), ApiError> {
         if caller.user.is_admin {
             Ok(())
         } else {
-            Err(ApiError::forbidden("this needs an administrator"))
+            Err(self.forbid(caller, operation, "this needs an administrator").await)
         }
     }
 
     pub async fn create_user(&self, caller: &Caller, body: CreateUserBody) -> Result<UserView, ApiError> {
-        self.require_admin(caller)?;
+        self.require_admin(caller, "create_user").await?;
         let hash = match body.password {
             Some(p) => {
                 let p = SecretString::from(p);
@@ -259,7 +260,7 @@ impl Core {
     }
 
     pub async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ApiError> {
-        self.require_admin(caller)?;
+        self.require_admin(caller, "list_users").await?;
         let mut out = Vec::new();
         for u in self.store.users().await? {
             out.push(self.user_view(u).await?);
@@ -269,7 +270,7 @@ impl Core {
 
     /// Disabling a person ends their sessions and revokes their live grants at once.
     pub async fn set_user_disabled(&self, caller: &Caller, name: &Username, disabled: bool) -> Result<UserView, ApiError> {
-        self.require_admin(caller)?;
+        self.require_admin(caller, "set_user_disabled").await?;
         if disabled && name == &caller.user.name {
             return Err(ApiError::bad_request("cannot_disable_self", "you cannot disable your own account"));
         }
@@ -328,7 +329,9 @@ impl Core {
 
     pub async fn set_password(&self, caller: &Caller, name: &Username, password: String) -> Result<(), ApiError> {
         if !caller.user.is_admin && name != &caller.user.name {
-            return Err(ApiError::forbidden("only an administrator may set another person's password"));
+            return Err(self
+                .forbid(caller, "set_password", "only an administrator may set another person's password")
+                .await);
         }
         let password = SecretString::from(password);
         check_password_rules(&password).map_err(password_error)?;
@@ -349,7 +352,7 @@ impl Core {
     }
 
     pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, ApiError> {
-        self.require_admin(caller)?;
+        self.require_admin(caller, "list_groups").await?;
         Ok(self
             .store
             .groups()
@@ -360,7 +363,7 @@ impl Core {
     }
 
     pub async fn set_membership(&self, caller: &Caller, group: &GroupName, user: &Username, member: bool) -> Result<GroupView, ApiError> {
-        self.require_admin(caller)?;
+        self.require_admin(caller, "set_membership").await?;
         let (mut tx, start) = self.begin().await?;
         if member && tx.user(user).await?.is_none() {
             return Err(ApiError::not_found("user"));

@@ -40,7 +40,7 @@ impl Core {
     }
 
     pub async fn put_resource(&self, caller: &Caller, resource: Resource) -> Result<ResourceView, ApiError> {
-        self.require_admin(caller)?;
+        self.require_admin(caller, "put_resource").await?;
         if let Some(problem) = resource.problems().into_iter().next() {
             return Err(ApiError::bad_request("invalid_resource", problem));
         }
@@ -66,7 +66,7 @@ impl Core {
     }
 
     pub async fn delete_resource(&self, caller: &Caller, name: &ResourceName) -> Result<(), ApiError> {
-        self.require_admin(caller)?;
+        self.require_admin(caller, "delete_resource").await?;
         let (mut tx, start) = self.begin().await?;
         if tx.resources_from(Source::Config).await?.contains(name) {
             return Err(ApiError::conflict(
@@ -190,9 +190,13 @@ impl Core {
             }
             Scope::All => {
                 if !self.is_audit_reader(caller) {
-                    return Err(ApiError::forbidden(
-                        "listing every request needs an administrator or an audit reader",
-                    ));
+                    return Err(self
+                        .forbid(
+                            caller,
+                            "list_requests",
+                            "listing every request needs an administrator or an audit reader",
+                        )
+                        .await);
                 }
                 self.store.requests(&filter).await?
             }
@@ -424,7 +428,13 @@ impl Core {
             Scope::Mine => filter.user = Some(caller.user.name.clone()),
             Scope::All | Scope::Review => {
                 if !self.is_audit_reader(caller) {
-                    return Err(ApiError::forbidden("listing every grant needs an administrator or an audit reader"));
+                    return Err(self
+                        .forbid(
+                            caller,
+                            "list_grants",
+                            "listing every grant needs an administrator or an audit reader",
+                        )
+                        .await);
                 }
             }
         }
