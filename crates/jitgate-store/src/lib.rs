@@ -179,6 +179,12 @@ pub trait WriteTx: Send {
     async fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     async fn delete_meta(&mut self, key: &str) -> Result<()>;
 
+    /// Lets this transaction commit without waiting for its log flush (PostgreSQL's
+    /// `synchronous_commit = off`). Only for changes that are redone by themselves if a crash
+    /// loses them: the expiry engine's transitions are, since a lost one is overdue at the next
+    /// start and made again.
+    async fn relax_durability(&mut self) -> Result<()>;
+
     /// Appends an event to the chain, in this transaction.
     async fn append_audit(&mut self, event: NewEvent, now: Timestamp) -> Result<AuditEvent>;
     async fn insert_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<()>;

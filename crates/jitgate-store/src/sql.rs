@@ -718,6 +718,13 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn relax_durability(&mut self) -> Result<(), StoreError> {
+                if $backend == "postgres" {
+                    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *self.tx).await?;
+                }
+                Ok(())
+            }
+
             async fn append_audit(&mut self, event: NewEvent, now: Timestamp) -> Result<AuditEvent, StoreError> {
                 // Written at commit, all in one statement: a change's events cost one round
                 // trip to the database, not one each.
