@@ -11,13 +11,19 @@ export JITGATE_TEST_PG_URL="${JITGATE_TEST_PG_URL:-postgres://postgres@127.0.0.1
 cargo build --release -q -p jitgate-bench
 b=target/release/jitgate-bench
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
+for run in 1 2 3; do
+  for backend in sqlite postgres; do
+    $b flows --backend "$backend" --flows "${FLOWS:-5000}" --concurrency 8
+  done
+done
 for backend in sqlite postgres; do
-  $b flows --backend "$backend" --flows "${FLOWS:-5000}" --concurrency 8
   $b flows --backend "$backend" --flows "${FLOWS_C1:-1000}" --concurrency 1
 done
 for backend in sqlite postgres; do
   $b verify --backend "$backend" --events "${EVENTS:-1000000}"
 done
-for backend in sqlite postgres; do
-  $b expiry --backend "$backend" --grants "${GRANTS:-10000}" --window-ms 1000
+for run in 1 2 3; do
+  for backend in sqlite postgres; do
+    $b expiry --backend "$backend" --grants "${GRANTS:-10000}" --window-ms 1000
+  done
 done

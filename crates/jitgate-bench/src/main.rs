@@ -53,6 +53,9 @@ enum Cmd {
         /// The deadlines are spread evenly over this window.
         #[arg(long, default_value_t = 1000)]
         window_ms: i64,
+        /// Seconds between the start of the run and the first deadline (inserting must fit).
+        #[arg(long, default_value_t = 20)]
+        lead_s: u64,
     },
 }
 
@@ -229,14 +232,14 @@ async fn verify(backend: &str, events: i64) -> Result<()> {
     Ok(())
 }
 
-async fn expiry(backend: &str, n: usize, window_ms: i64) -> Result<()> {
+async fn expiry(backend: &str, n: usize, window_ms: i64, lead_s: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let s = settings(backend, dir.path()).await?;
     let app = Application::build(s, None, None).await?;
     let core = app.core();
     let clock = SystemClock;
     // Grants end between `start` and `start + window`; inserting them takes a few seconds.
-    let start = clock.now().saturating_add(Duration::from_secs(8));
+    let start = clock.now().saturating_add(Duration::from_secs(lead_s));
     let mut inserted = 0;
     while inserted < n {
         let mut tx = core.store.write().await?;
@@ -268,7 +271,7 @@ async fn expiry(backend: &str, n: usize, window_ms: i64) -> Result<()> {
     let mut events = core.grant_events.subscribe();
     let stop = app.stop_handle();
     let server = tokio::spawn(app.run_until_stopped());
-    anyhow::ensure!(clock.now() < start, "inserting took longer than the lead time; lower --grants");
+    anyhow::ensure!(clock.now() < start, "inserting took longer than the lead time; raise --lead-s");
     let mut lags = Vec::with_capacity(n);
     let deadline = Instant::now() + Duration::from_secs(60);
     while lags.len() < n && Instant::now() < deadline {
@@ -297,6 +300,10 @@ async fn expiry(backend: &str, n: usize, window_ms: i64) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("JITGATE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().cmd {
         Cmd::Flows {
             backend,
@@ -308,6 +315,7 @@ async fn main() -> Result<()> {
             backend,
             grants,
             window_ms,
-        } => expiry(&backend, grants, window_ms).await,
+            lead_s,
+        } => expiry(&backend, grants, window_ms, lead_s).await,
     }
 }

@@ -186,8 +186,9 @@ macro_rules! impl_store {
             }
 
             async fn write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+                let slot = self.cache.hold_head().await;
                 let mut tx = self.write.begin().await?;
-                let head = match self.cache.head() {
+                let head = match slot.known() {
                     Some(head) => head,
                     None => {
                         let row = sqlx::query(concat!("SELECT seq, hash FROM audit_head WHERE id = 1", $lock))
@@ -196,7 +197,7 @@ macro_rules! impl_store {
                         ChainHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? }
                     }
                 };
-                Ok(Box::new($tx { head, tx, appended: Vec::new(), poisoned: false, cache: self.cache.clone(), resources_changed: false }))
+                Ok(Box::new($tx { head, tx, appended: Vec::new(), poisoned: false, slot, resources_changed: false }))
             }
 
             async fn user(&self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
@@ -401,7 +402,7 @@ macro_rules! impl_store {
             head: ChainHead,
             appended: Vec<AuditEvent>,
             poisoned: bool,
-            cache: std::sync::Arc<crate::cache::Cache>,
+            slot: crate::cache::HeadSlot,
             resources_changed: bool,
         }
 
@@ -772,7 +773,7 @@ macro_rules! impl_store {
                 }
                 let this = *self;
                 this.tx.commit().await?;
-                this.cache.committed(&this.head, this.resources_changed);
+                this.slot.committed(&this.head, this.resources_changed);
                 Ok(this.appended)
             }
         }
