@@ -1,7 +1,7 @@
 //! Request and response bodies of the HTTP API under `/api/v1`. Domain records (requests,
 //! reviews, grants, audit events) travel as the domain types themselves.
 
-use jitgate_core::audit::{AuditEvent, Checkpoint, VerifyReport};
+use jitgate_core::audit::{AuditEvent, Checkpoint, VerifyError, VerifyReport};
 use jitgate_core::grant::Grant;
 use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
 use jitgate_core::policy::Resource;
@@ -176,6 +176,25 @@ pub struct VerifyOutcome {
     /// The first sequence number at which the log is bad.
     pub first_bad_seq: Option<i64>,
     pub problem: Option<String>,
+}
+
+impl From<Result<VerifyReport, VerifyError>> for VerifyOutcome {
+    fn from(r: Result<VerifyReport, VerifyError>) -> Self {
+        match r {
+            Ok(report) => Self {
+                ok: true,
+                report: Some(report),
+                first_bad_seq: None,
+                problem: None,
+            },
+            Err(err) => Self {
+                ok: false,
+                report: None,
+                first_bad_seq: Some(err.seq()),
+                problem: Some(err.to_string()),
+            },
+        }
+    }
 }
 
 /// One line of an exported audit file (JSON Lines).

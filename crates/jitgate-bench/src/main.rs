@@ -80,7 +80,6 @@ async fn settings(backend: &str, dir: &std::path::Path) -> Result<Settings> {
     let mut s = Settings::from_toml("bench.toml", POLICY)?;
     s.http = "127.0.0.1:0".parse()?;
     s.data_dir = dir.join("data");
-    s.print_setup_token = false;
     if backend == "postgres" {
         s.store_url = Some(jitgate_store::testing::fresh_pg_database().await?);
         s.signing_key_file = Some(dir.join("pg.key"));

@@ -83,12 +83,6 @@ pub async fn verify_store(store: Arc<dyn Store>, key: Option<VerifyingKey>) -> R
             after = last.unwrap_or(after);
         }
     });
-    let failed = |err: jitgate_core::audit::VerifyError| VerifyOutcome {
-        ok: false,
-        report: None,
-        first_bad_seq: Some(err.seq()),
-        problem: Some(err.to_string()),
-    };
     while let Some(page) = rx.recv().await {
         let page = page?;
         if page.is_empty() {
@@ -104,18 +98,10 @@ pub async fn verify_store(store: Arc<dyn Store>, key: Option<VerifyingKey>) -> R
         verifier = back;
         if let Err(err) = checked {
             reader.abort();
-            return Ok(failed(err));
+            return Ok(VerifyOutcome::from(Err(err)));
         }
     }
-    Ok(match verifier.finish(Some(&head)) {
-        Ok(report) => VerifyOutcome {
-            ok: true,
-            report: Some(report),
-            first_bad_seq: None,
-            problem: None,
-        },
-        Err(err) => failed(err),
-    })
+    Ok(verifier.finish(Some(&head)).into())
 }
 
 impl Core {

@@ -26,8 +26,6 @@ pub struct Settings {
     pub audit_reader_groups: BTreeSet<GroupName>,
     pub groups: BTreeMap<GroupName, BTreeSet<Username>>,
     pub resources: Vec<Resource>,
-    /// Whether `serve` may print the bootstrap token; tests read it from the application instead.
-    pub print_setup_token: bool,
 }
 
 impl Default for Settings {
@@ -43,7 +41,6 @@ impl Default for Settings {
             audit_reader_groups: BTreeSet::new(),
             groups: BTreeMap::new(),
             resources: Vec::new(),
-            print_setup_token: true,
         }
     }
 }

@@ -678,36 +678,12 @@ fn verify_file(path: &PathBuf, key: Option<VerifyingKey>) -> Result<(VerifyOutco
         }
     };
     let mut v = ChainVerifier::new(key, checkpoints);
-    for e in &events {
-        if let Err(err) = v.push(e) {
-            return Ok((
-                VerifyOutcome {
-                    ok: false,
-                    report: None,
-                    first_bad_seq: Some(err.seq()),
-                    problem: Some(err.to_string()),
-                },
-                note,
-            ));
-        }
-    }
-    Ok((
-        match v.finish(None) {
-            Ok(r) => VerifyOutcome {
-                ok: true,
-                report: Some(r),
-                first_bad_seq: None,
-                problem: None,
-            },
-            Err(err) => VerifyOutcome {
-                ok: false,
-                report: None,
-                first_bad_seq: Some(err.seq()),
-                problem: Some(err.to_string()),
-            },
-        },
-        note,
-    ))
+    let walked = events.iter().try_for_each(|e| v.push(e));
+    let outcome = match walked {
+        Err(err) => Err(err).into(),
+        Ok(()) => v.finish(None).into(),
+    };
+    Ok((outcome, note))
 }
 
 async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {

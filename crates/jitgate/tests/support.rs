@@ -67,7 +67,6 @@ fn settings(dir: &Path, backend: &Backend) -> Settings {
     let mut s = Settings::from_toml("test.toml", CONFIG).unwrap();
     s.http = "127.0.0.1:0".parse().unwrap();
     s.data_dir = dir.join("data");
-    s.print_setup_token = false;
     if let Backend::Postgres(url) = backend {
         s.store_url = Some(url.clone());
         s.signing_key_file = Some(dir.join("pg-signing.key"));
