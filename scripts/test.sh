@@ -67,8 +67,16 @@ log "PostgreSQL for tests: $JITGATE_TEST_PG_URL"
 psql "$JITGATE_TEST_PG_URL" -qtAc "select datname from pg_database where datname like 'jitgate_test_%'" 2>/dev/null |
   while read -r db; do [ -n "$db" ] && psql "$JITGATE_TEST_PG_URL" -qc "drop database if exists \"$db\"" >/dev/null 2>&1 || true; done
 
+out=$(mktemp)
+cleanup+=("rm -f '$out'")
+status=0
 if [ $# -gt 0 ]; then
-  cargo test --locked "$@"
+  cargo test --locked "$@" 2>&1 | tee "$out" || status=$?
 else
-  cargo test --workspace --locked
+  cargo test --workspace --locked 2>&1 | tee "$out" || status=$?
 fi
+# One closing line for the whole run (cargo prints one per test binary, the last often a
+# doc-test binary with nothing in it).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$out"
+exit "$status"

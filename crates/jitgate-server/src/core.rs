@@ -37,7 +37,9 @@ pub struct GrantEvent {
 #[derive(Debug)]
 pub struct EngineWake {
     pub(crate) notify: Notify,
-    /// The deadline the engine sleeps until, in ms; `i64::MAX` when none.
+    /// The deadline the engine sleeps until, in ms: any earlier deadline wakes it. `i64::MAX`
+    /// while it looks for its next deadline or has none; `i64::MIN` before it first runs (its
+    /// first sweep sees everything).
     pub(crate) sleeping_until: AtomicI64,
 }
 

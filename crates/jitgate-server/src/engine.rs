@@ -104,9 +104,9 @@ impl Core {
                 }
                 continue;
             }
-            // Announce the sleep before reading the next deadline, so a deadline added in
-            // between either is read here or wakes the sleep below (Notify keeps a permit).
-            self.engine.sleeping_until.store(i64::MIN, Ordering::Release);
+            // From here until the sleep starts, every new deadline wakes the engine: one added
+            // after the read below leaves a permit in the Notify, and the sleep ends at once.
+            self.engine.sleeping_until.store(i64::MAX, Ordering::Release);
             let next = match self.store.next_deadline().await {
                 Ok(n) => n,
                 Err(e) => {
