@@ -3,7 +3,7 @@
 
 use jitgate_core::audit::{AuditEvent, Checkpoint, VerifyError, VerifyReport};
 use jitgate_core::grant::Grant;
-use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
+use jitgate_core::names::{GroupName, Username};
 use jitgate_core::policy::Resource;
 use jitgate_core::request::{AccessRequest, Progress, Review};
 use jitgate_core::Timestamp;
@@ -143,12 +143,6 @@ pub struct ResourceView {
     #[serde(flatten)]
     pub resource: Resource,
     pub managed_by: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RoleRef {
-    pub resource: ResourceName,
-    pub role: RoleName,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,102 +1,516 @@
-//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`. It lists every endpoint with
-//! its method, purpose and error shape; a test calls each listed endpoint, so the list cannot
-//! name a route the server does not have.
+//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`: every endpoint with its method,
+//! purpose, request and response schema and error shape. The integration tests call each listed
+//! endpoint (so the list cannot name a route the server does not have) and check real answers
+//! against these schemas (so the schemas cannot drift from the types).
 
 use serde_json::{json, Map, Value};
 
-/// (method, path under /api/v1, summary, needs a session)
-pub const ENDPOINTS: &[(&str, &str, &str, bool)] = &[
-    (
+/// One endpoint: method, path under /api/v1, summary, needs a session, request body schema,
+/// response schema (`[X]` an array of X, empty for none).
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub auth: bool,
+    pub body: Option<&'static str>,
+    pub response: &'static str,
+}
+
+const fn ep(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    auth: bool,
+    body: Option<&'static str>,
+    response: &'static str,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        summary,
+        auth,
+        body,
+        response,
+    }
+}
+
+pub const ENDPOINTS: &[Endpoint] = &[
+    ep(
         "post",
         "/bootstrap",
         "Exchange the one-time setup token for the first administrator and a session",
         false,
+        Some("BootstrapBody"),
+        "SessionToken",
     ),
-    (
+    ep(
         "post",
         "/login",
         "Log in with user name and password; returns a session token",
         false,
+        Some("LoginBody"),
+        "SessionToken",
     ),
-    ("post", "/logout", "End this session", true),
-    ("get", "/whoami", "The logged-in person, their groups and session expiry", true),
-    ("get", "/resources", "Resources and their roles and policies", true),
-    (
+    ep("post", "/logout", "End this session", true, None, ""),
+    ep(
+        "get",
+        "/whoami",
+        "The logged-in person, their groups and session expiry",
+        true,
+        None,
+        "WhoAmI",
+    ),
+    ep(
+        "get",
+        "/resources",
+        "Resources and their roles and policies",
+        true,
+        None,
+        "[ResourceView]",
+    ),
+    ep(
         "get",
         "/requests",
         "List requests: scope=mine|review|all, status, resource, limit",
         true,
+        None,
+        "[RequestView]",
     ),
-    ("post", "/requests", "Ask for a role on a resource for a time, with a reason", true),
-    (
+    ep(
+        "post",
+        "/requests",
+        "Ask for a role on a resource for a time, with a reason",
+        true,
+        Some("CreateRequestBody"),
+        "AccessRequest",
+    ),
+    ep(
         "get",
         "/requests/{id}",
         "A request with its reviews, approval progress, grant and history",
         true,
+        None,
+        "RequestDetail",
     ),
-    ("post", "/requests/{id}/approve", "Approve a request (not your own)", true),
-    (
+    ep(
+        "post",
+        "/requests/{id}/approve",
+        "Approve a request (not your own)",
+        true,
+        Some("ReviewBody"),
+        "RequestDetail",
+    ),
+    ep(
         "post",
         "/requests/{id}/deny",
         "Deny a request; an eligible approver's deny ends it",
         true,
+        Some("ReviewBody"),
+        "RequestDetail",
     ),
-    ("post", "/requests/{id}/cancel", "Cancel your own pending request", true),
-    ("get", "/grants", "List grants: scope=mine|all, status, resource, limit", true),
-    ("get", "/grants/{id}", "One grant", true),
-    ("post", "/grants/{id}/revoke", "Revoke a grant early, with a reason", true),
-    ("get", "/audit/events", "Audit events after a sequence number (after, limit)", true),
-    ("get", "/audit/checkpoints", "Signed checkpoints of the audit chain", true),
-    ("get", "/audit/verify", "Verify the live audit chain and its checkpoints", true),
-    ("get", "/audit/public-key", "The Ed25519 key that signs audit checkpoints", true),
-    ("get", "/admin/users", "List users", true),
-    ("post", "/admin/users", "Create a user", true),
-    (
+    ep(
+        "post",
+        "/requests/{id}/cancel",
+        "Cancel your own pending request",
+        true,
+        None,
+        "AccessRequest",
+    ),
+    ep(
+        "get",
+        "/grants",
+        "List grants: scope=mine|all, status, resource, limit",
+        true,
+        None,
+        "[Grant]",
+    ),
+    ep("get", "/grants/{id}", "One grant", true, None, "Grant"),
+    ep(
+        "post",
+        "/grants/{id}/revoke",
+        "Revoke a grant early, with a reason",
+        true,
+        Some("RevokeBody"),
+        "Grant",
+    ),
+    ep(
+        "get",
+        "/audit/events",
+        "Audit events after a sequence number (after, limit)",
+        true,
+        None,
+        "AuditPage",
+    ),
+    ep(
+        "get",
+        "/audit/checkpoints",
+        "Signed checkpoints of the audit chain",
+        true,
+        None,
+        "CheckpointList",
+    ),
+    ep(
+        "get",
+        "/audit/verify",
+        "Verify the live audit chain and its checkpoints",
+        true,
+        None,
+        "VerifyOutcome",
+    ),
+    ep(
+        "get",
+        "/audit/public-key",
+        "The Ed25519 key that signs audit checkpoints",
+        true,
+        None,
+        "AuditKey",
+    ),
+    ep("get", "/admin/users", "List users", true, None, "[UserView]"),
+    ep("post", "/admin/users", "Create a user", true, Some("CreateUserBody"), "UserView"),
+    ep(
         "post",
         "/admin/users/{name}/disable",
         "Disable a user: ends their sessions and revokes their grants",
         true,
+        None,
+        "UserView",
     ),
-    ("post", "/admin/users/{name}/enable", "Enable a user", true),
-    (
+    ep("post", "/admin/users/{name}/enable", "Enable a user", true, None, "UserView"),
+    ep(
         "post",
         "/admin/users/{name}/password",
         "Set a password (admins, or a person for themselves)",
         true,
+        Some("PasswordBody"),
+        "",
     ),
-    ("get", "/admin/groups", "Groups and members", true),
-    ("put", "/admin/groups/{group}/members/{user}", "Add a member", true),
-    ("delete", "/admin/groups/{group}/members/{user}", "Remove a member", true),
-    (
+    ep("get", "/admin/groups", "Groups and members", true, None, "[GroupView]"),
+    ep(
+        "put",
+        "/admin/groups/{group}/members/{user}",
+        "Add a member",
+        true,
+        None,
+        "GroupView",
+    ),
+    ep(
+        "delete",
+        "/admin/groups/{group}/members/{user}",
+        "Remove a member",
+        true,
+        None,
+        "GroupView",
+    ),
+    ep(
         "put",
         "/admin/resources/{name}",
         "Create or replace a resource (not one from the config file)",
         true,
+        Some("Resource"),
+        "ResourceView",
     ),
-    (
+    ep(
         "delete",
         "/admin/resources/{name}",
         "Delete a resource (not one from the config file)",
         true,
+        None,
+        "",
     ),
-    ("get", "/openapi.json", "This document", false),
+    ep("get", "/openapi.json", "This document", false, None, ""),
 ];
 
+/// Object schemas as (field, type) lists. Types: `string`, `integer`, `boolean`, `time`
+/// (RFC 3339), `any`, `#Name` (another schema), `[T]` (array), `{T}` (map of T). A type ending
+/// in `?` may be null and may be absent; a field starting with `-` may be absent.
+const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
+    ("Error", &[("error", "#ErrorDetail")]),
+    ("ErrorDetail", &[("code", "string"), ("message", "string")]),
+    ("LoginBody", &[("username", "string"), ("password", "string")]),
+    (
+        "BootstrapBody",
+        &[("setup_token", "string"), ("username", "string"), ("password", "string")],
+    ),
+    (
+        "SessionToken",
+        &[("token", "string"), ("username", "string"), ("expires_at", "time")],
+    ),
+    (
+        "WhoAmI",
+        &[
+            ("username", "string"),
+            ("display_name", "string"),
+            ("is_admin", "boolean"),
+            ("groups", "[string]"),
+            ("session_expires_at", "time"),
+        ],
+    ),
+    (
+        "CreateRequestBody",
+        &[
+            ("resource", "string"),
+            ("role", "string"),
+            ("-reason", "string"),
+            ("ticket", "string?"),
+            ("duration", "string?"),
+            ("start_at", "time?"),
+            ("extends", "string?"),
+        ],
+    ),
+    (
+        "AccessRequest",
+        &[
+            ("id", "string"),
+            ("requester", "string"),
+            ("resource", "string"),
+            ("role", "string"),
+            ("reason", "string"),
+            ("ticket", "string?"),
+            ("duration_secs", "integer"),
+            ("start_at", "time?"),
+            ("status", "string"),
+            ("created_at", "time"),
+            ("expires_at", "time"),
+            ("decided_at", "time?"),
+            ("extends_grant", "string?"),
+        ],
+    ),
+    (
+        "RequestView",
+        &[
+            ("id", "string"),
+            ("requester", "string"),
+            ("resource", "string"),
+            ("role", "string"),
+            ("reason", "string"),
+            ("ticket", "string?"),
+            ("duration_secs", "integer"),
+            ("start_at", "time?"),
+            ("status", "string"),
+            ("created_at", "time"),
+            ("expires_at", "time"),
+            ("decided_at", "time?"),
+            ("extends_grant", "string?"),
+            ("grant_id", "string?"),
+        ],
+    ),
+    (
+        "Review",
+        &[
+            ("request_id", "string"),
+            ("reviewer", "string"),
+            ("decision", "string"),
+            ("comment", "string"),
+            ("stage", "integer?"),
+            ("mfa_method", "string?"),
+            ("created_at", "time"),
+        ],
+    ),
+    (
+        "StageProgress",
+        &[("name", "string"), ("needed", "integer"), ("approved_by", "[string]")],
+    ),
+    ("Progress", &[("stages", "[#StageProgress]"), ("satisfied", "boolean")]),
+    (
+        "Grant",
+        &[
+            ("id", "string"),
+            ("request_id", "string"),
+            ("user", "string"),
+            ("resource", "string"),
+            ("role", "string"),
+            ("starts_at", "time"),
+            ("ends_at", "time"),
+            ("status", "string"),
+            ("created_at", "time"),
+            ("revoked_at", "time?"),
+            ("revoked_by", "string?"),
+            ("revoke_reason", "string?"),
+        ],
+    ),
+    (
+        "RequestDetail",
+        &[
+            ("request", "#AccessRequest"),
+            ("reviews", "[#Review]"),
+            ("progress", "#Progress"),
+            ("grant", "#Grant?"),
+            ("history", "[#AuditEvent]"),
+        ],
+    ),
+    ("ReviewBody", &[("-comment", "string")]),
+    ("RevokeBody", &[("reason", "string")]),
+    (
+        "AuditEvent",
+        &[
+            ("seq", "integer"),
+            ("ts", "integer"),
+            ("actor", "string"),
+            ("action", "string"),
+            ("target", "string"),
+            ("outcome", "string"),
+            ("details", "any"),
+            ("prev_hash", "string"),
+            ("hash", "string"),
+        ],
+    ),
+    ("AuditPage", &[("events", "[#AuditEvent]"), ("head_seq", "integer")]),
+    (
+        "Checkpoint",
+        &[
+            ("seq", "integer"),
+            ("hash", "string"),
+            ("ts", "integer"),
+            ("key_id", "string"),
+            ("signature", "string"),
+        ],
+    ),
+    ("CheckpointList", &[("checkpoints", "[#Checkpoint]")]),
+    (
+        "VerifyReport",
+        &[
+            ("events", "integer"),
+            ("last_seq", "integer"),
+            ("last_hash", "string"),
+            ("checkpoints", "integer"),
+            ("last_checkpoint", "integer?"),
+        ],
+    ),
+    (
+        "VerifyOutcome",
+        &[
+            ("ok", "boolean"),
+            ("report", "#VerifyReport?"),
+            ("first_bad_seq", "integer?"),
+            ("problem", "string?"),
+        ],
+    ),
+    ("AuditKey", &[("key_id", "string"), ("public_key", "string")]),
+    (
+        "CreateUserBody",
+        &[
+            ("username", "string"),
+            ("-display_name", "string"),
+            ("password", "string?"),
+            ("-admin", "boolean"),
+        ],
+    ),
+    ("PasswordBody", &[("password", "string")]),
+    (
+        "UserView",
+        &[
+            ("username", "string"),
+            ("display_name", "string"),
+            ("is_admin", "boolean"),
+            ("disabled", "boolean"),
+            ("has_password", "boolean"),
+            ("groups", "[string]"),
+            ("created_at", "time"),
+        ],
+    ),
+    ("GroupView", &[("name", "string"), ("members", "[string]")]),
+    (
+        "ReasonRules",
+        &[("-required", "boolean"), ("-min_length", "integer"), ("ticket_pattern", "string?")],
+    ),
+    (
+        "Stage",
+        &[("-name", "string"), ("groups", "[string]"), ("-min_approvals", "integer")],
+    ),
+    (
+        "RolePolicy",
+        &[
+            ("requesters", "[string]"),
+            ("stages", "[#Stage]"),
+            ("-max_duration", "string"),
+            ("-default_duration", "string"),
+            ("-pending_ttl", "string"),
+            ("-reason", "#ReasonRules"),
+        ],
+    ),
+    (
+        "Resource",
+        &[
+            ("name", "string"),
+            ("-kind", "string"),
+            ("-description", "string"),
+            ("roles", "{#RolePolicy}"),
+        ],
+    ),
+    (
+        "ResourceView",
+        &[
+            ("name", "string"),
+            ("kind", "string"),
+            ("description", "string"),
+            ("roles", "{#RolePolicy}"),
+            ("managed_by", "string"),
+        ],
+    ),
+];
+
+fn type_schema(t: &str) -> Value {
+    if let Some(inner) = t.strip_suffix('?') {
+        return json!({"anyOf": [type_schema(inner), {"type": "null"}]});
+    }
+    if let Some(inner) = t.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+        return json!({"type": "array", "items": type_schema(inner)});
+    }
+    if let Some(inner) = t.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
+        return json!({"type": "object", "additionalProperties": type_schema(inner)});
+    }
+    if let Some(name) = t.strip_prefix('#') {
+        return json!({"$ref": format!("#/components/schemas/{name}")});
+    }
+    match t {
+        "time" => json!({"type": "string", "format": "date-time"}),
+        "any" => json!({}),
+        other => json!({"type": other}),
+    }
+}
+
+fn object_schema(fields: &[(&str, &str)]) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for (field, t) in fields {
+        let (name, optional) = match field.strip_prefix('-') {
+            Some(n) => (n, true),
+            None => (*field, t.ends_with('?')),
+        };
+        properties.insert(name.to_owned(), type_schema(t));
+        if !optional {
+            required.push(Value::from(name));
+        }
+    }
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+/// `X` → a reference to schema X; `[X]` → an array of them.
+fn reference(schema: &str) -> Value {
+    match schema.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+        Some(inner) => type_schema(&format!("[#{inner}]")),
+        None => type_schema(&format!("#{schema}")),
+    }
+}
+
 pub fn document() -> Value {
+    let error = json!({"description": "Refused; nothing changed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let mut paths = Map::new();
-    for (method, path, summary, auth) in ENDPOINTS {
-        let mut op = json!({
-            "summary": summary,
-            "responses": {
-                "2XX": {"description": "Success (JSON)"},
-                "4XX": {"description": "Refused", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "503": {"description": "Store unavailable; nothing changed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-        if *auth {
+    for e in ENDPOINTS {
+        let ok = if e.response.is_empty() {
+            json!({"description": "Success"})
+        } else {
+            json!({"description": "Success", "content": {"application/json": {"schema": reference(e.response)}}})
+        };
+        let mut op = json!({"summary": e.summary, "responses": {"2XX": ok, "4XX": error, "503": error}});
+        if e.auth {
             op["security"] = json!([{"bearer": []}]);
         }
-        let params: Vec<Value> = path
+        if let Some(body) = e.body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": reference(body)}}});
+        }
+        let params: Vec<Value> = e
+            .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
@@ -104,22 +518,17 @@ pub fn document() -> Value {
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
-        let entry = paths.entry(format!("/api/v1{path}")).or_insert_with(|| json!({}));
-        entry[*method] = op;
+        let entry = paths.entry(format!("/api/v1{}", e.path)).or_insert_with(|| json!({}));
+        entry[e.method] = op;
     }
+    let schemas: Map<String, Value> = SCHEMAS
+        .iter()
+        .map(|(name, fields)| ((*name).to_owned(), object_schema(fields)))
+        .collect();
     json!({
         "openapi": "3.1.0",
         "info": {"title": "jitgate", "version": env!("CARGO_PKG_VERSION"), "description": "Just-in-time privileged access: requests, approvals, grants, audit."},
         "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}
-                }
-            }
-        }
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas}
     })
 }

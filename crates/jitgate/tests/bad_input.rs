@@ -147,7 +147,8 @@ async fn every_documented_endpoint_exists_and_health_answers() {
         paths.values().map(|p| p.as_object().unwrap().len()).sum::<usize>(),
         jitgate_server::openapi::ENDPOINTS.len()
     );
-    for (method, path, _, _) in jitgate_server::openapi::ENDPOINTS {
+    for e in jitgate_server::openapi::ENDPOINTS {
+        let (method, path) = (e.method, e.path);
         let concrete = path
             .replace("{id}", "x")
             .replace("{name}", "x")
@@ -161,6 +162,59 @@ async fn every_documented_endpoint_exists_and_health_answers() {
         assert!(!text.contains("no_such_endpoint"), "{method} {path} is documented but not routed");
     }
     assert_eq!(anon.raw(Method::GET, "/healthz", "text/plain", vec![]).await.unwrap().0, 200);
+
+    // Real answers, checked against the documented schemas.
+    let schemas = doc["components"]["schemas"].clone();
+    let alice = s.login("alice").await;
+    let mut body = request_body("prod-db", "read", Some("30m"), "schema check");
+    body.start_at = Some(jitgate_core::Timestamp::from_millis(4_102_444_800_000));
+    let created = alice.create_request(&body).await.unwrap();
+    let detail = s.login("bob").await.approve(&created.id, "ok").await.unwrap();
+    let grant = detail.grant.clone().unwrap();
+    let revoked = alice.revoke(&grant.id, "done").await.unwrap();
+    let samples: Vec<(&str, serde_json::Value)> = vec![
+        ("AccessRequest", serde_json::to_value(&created).unwrap()),
+        ("RequestDetail", serde_json::to_value(&detail).unwrap()),
+        (
+            "RequestDetail",
+            serde_json::to_value(alice.request(&created.id).await.unwrap()).unwrap(),
+        ),
+        (
+            "RequestView",
+            serde_json::to_value(&alice.requests(&ListParams::default()).await.unwrap()[0]).unwrap(),
+        ),
+        ("Grant", serde_json::to_value(&revoked).unwrap()),
+        ("WhoAmI", serde_json::to_value(alice.whoami().await.unwrap()).unwrap()),
+        ("ResourceView", serde_json::to_value(&alice.resources().await.unwrap()[0]).unwrap()),
+        (
+            "AuditPage",
+            serde_json::to_value(s.admin.audit_events(0, 5).await.unwrap()).unwrap(),
+        ),
+        (
+            "CheckpointList",
+            serde_json::to_value(s.admin.audit_checkpoints().await.unwrap()).unwrap(),
+        ),
+        (
+            "VerifyOutcome",
+            serde_json::to_value(s.admin.audit_verify().await.unwrap()).unwrap(),
+        ),
+        ("AuditKey", serde_json::to_value(s.admin.audit_key().await.unwrap()).unwrap()),
+        ("UserView", serde_json::to_value(&s.admin.users().await.unwrap()[0]).unwrap()),
+        ("GroupView", serde_json::to_value(&s.admin.groups().await.unwrap()[0]).unwrap()),
+        (
+            "Error",
+            serde_json::from_str(&anon.raw(Method::GET, "/api/v1/whoami", "application/json", vec![]).await.unwrap().1).unwrap(),
+        ),
+        ("CreateRequestBody", serde_json::to_value(&body).unwrap()),
+    ];
+    for (name, value) in samples {
+        conforms(
+            &value,
+            &serde_json::json!({"$ref": format!("#/components/schemas/{name}")}),
+            &schemas,
+            name,
+        );
+    }
     assert_eq!(anon.raw(Method::GET, "/readyz", "text/plain", vec![]).await.unwrap().0, 200);
 }
 
@@ -201,4 +255,51 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     assert!(err.to_string().contains("in use by another jitgate process"), "{err}");
     // The first server is unharmed.
     s.admin.whoami().await.unwrap();
+}
+
+/// A small checker for the subset of JSON Schema the document uses.
+fn conforms(v: &serde_json::Value, schema: &serde_json::Value, all: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        assert!(all[name].is_object(), "{at}: no schema {name}");
+        return conforms(v, &all[name], all, at);
+    }
+    if let Some(options) = schema["anyOf"].as_array() {
+        if v.is_null() {
+            assert!(options.iter().any(|o| o["type"] == "null"), "{at}: null where not allowed");
+            return;
+        }
+        return conforms(v, &options[0], all, at);
+    }
+    match schema["type"].as_str() {
+        None => {}
+        Some("object") => {
+            let obj = v.as_object().unwrap_or_else(|| panic!("{at}: expected an object, got {v}"));
+            if let Some(props) = schema["properties"].as_object() {
+                for key in obj.keys() {
+                    assert!(props.contains_key(key), "{at}: field {key} is not in the schema");
+                }
+                for req in schema["required"].as_array().into_iter().flatten() {
+                    assert!(obj.contains_key(req.as_str().unwrap()), "{at}: required field {req} missing");
+                }
+                for (key, val) in obj {
+                    conforms(val, &props[key], all, &format!("{at}.{key}"));
+                }
+            } else if let Some(items) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for (key, val) in obj {
+                    conforms(val, items, all, &format!("{at}.{key}"));
+                }
+            }
+        }
+        Some("array") => {
+            for (i, item) in v.as_array().unwrap_or_else(|| panic!("{at}: expected an array")).iter().enumerate() {
+                conforms(item, &schema["items"], all, &format!("{at}[{i}]"));
+            }
+        }
+        Some("string") => assert!(v.is_string(), "{at}: expected a string, got {v}"),
+        Some("integer") => assert!(v.is_i64() || v.is_u64(), "{at}: expected an integer, got {v}"),
+        Some("boolean") => assert!(matches!(v, Value::Bool(_)), "{at}: expected a boolean, got {v}"),
+        Some(other) => panic!("{at}: unknown schema type {other}"),
+    }
 }
