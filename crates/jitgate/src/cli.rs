@@ -626,7 +626,7 @@ fn print_verify(ctx: &Ctx, outcome: &VerifyOutcome, note: Option<&str>) -> Resul
     ctx.print(outcome, |o| match (&o.report, o.first_bad_seq) {
         (Some(r), _) => {
             let mut s = format!(
-                "audit log OK: {} events, last #{} ({}), {} signed checkpoints verified",
+                "audit log OK: {} events, last #{} ({}); signed checkpoints verified: {}",
                 r.events,
                 r.last_seq,
                 &r.last_hash[..16.min(r.last_hash.len())],

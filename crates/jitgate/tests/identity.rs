@@ -152,3 +152,61 @@ async fn only_admins_administer() {
     let done = s.login("dave").await.approve(&req.id, "").await.unwrap();
     assert_eq!(done.request.status, jitgate_core::request::RequestStatus::Approved);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_from_the_api_can_be_managed_but_config_ones_cannot() {
+    let s = TestServer::spawn(false).await;
+    s.cli_login("admin").await;
+    let file = s.dir.path().join("staging.toml");
+    std::fs::write(
+        &file,
+        "name = \"staging-db\"\n[roles.read]\nrequesters = [\"engineers\"]\nstages = [{ groups = [\"db-owners\"] }]\n",
+    )
+    .unwrap();
+    let out = s
+        .cli("admin", &["--json", "admin", "resource", "apply", file.to_str().unwrap()], None)
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["managed_by"], "api");
+    let alice = s.login("alice").await;
+    let r = alice
+        .create_request(&request_body("staging-db", "read", None, "try staging"))
+        .await
+        .unwrap();
+    assert_eq!(r.resource.as_str(), "staging-db");
+
+    // A resource declared in the config file is refused through the API.
+    let mut prod = alice
+        .resources()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.resource.name.as_str() == "prod-db")
+        .unwrap()
+        .resource;
+    prod.description = "changed".into();
+    assert_eq!(s.admin.put_resource(&prod).await.unwrap_err().code(), Some("managed_by_config"));
+    assert_eq!(
+        s.admin.delete_resource("prod-db").await.unwrap_err().code(),
+        Some("managed_by_config")
+    );
+    // An invalid one is refused and nothing changes.
+    let mut broken = prod.clone();
+    broken.name = "broken-db".parse().unwrap();
+    broken.roles.values_mut().for_each(|p| p.stages.clear());
+    assert_eq!(s.admin.put_resource(&broken).await.unwrap_err().code(), Some("invalid_resource"));
+    assert_eq!(alice.resources().await.unwrap().len(), 2);
+    // Only admins manage resources.
+    assert_eq!(alice.delete_resource("staging-db").await.unwrap_err().status(), Some(403));
+    let out = s.cli("admin", &["admin", "resource", "delete", "staging-db"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(alice.resources().await.unwrap().len(), 1);
+    assert_eq!(
+        alice
+            .create_request(&request_body("staging-db", "read", None, "try staging"))
+            .await
+            .unwrap_err()
+            .code(),
+        Some("unknown_resource")
+    );
+}

@@ -382,3 +382,42 @@ async fn the_workflow_runs_on_postgresql_too() {
     assert_eq!((ev.kind, ev.grant.id), (GrantEventKind::Expired, grant.id));
     assert!(s.admin.audit_verify().await.unwrap().ok);
 }
+
+#[tokio::test]
+async fn without_its_store_the_server_fails_closed() {
+    let url = jitgate_store::testing::fresh_pg_database().await.unwrap();
+    let s = TestServer::spawn_on(Backend::Postgres(url.clone()), false).await;
+    let alice = s.login("alice").await;
+    let bob = s.login("bob").await;
+    let req = alice
+        .create_request(&request_body("prod-db", "read", None, "before the outage"))
+        .await
+        .unwrap();
+
+    // The database goes away under the running server.
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&jitgate_store::testing::pg_admin_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let err = bob.approve(&req.id, "").await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(503), Some("store_unavailable")),
+        "no approval, no grant"
+    );
+    let err = alice
+        .create_request(&request_body("prod-db", "read", None, "during the outage"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    let (status, _) = jitgate::client::Client::new(&s.url, None)
+        .raw(reqwest::Method::GET, "/readyz", "text/plain", vec![])
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "not ready without a store");
+}
