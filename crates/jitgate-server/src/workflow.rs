@@ -30,11 +30,12 @@ impl Core {
 
     pub async fn list_resources(&self) -> Result<Vec<ResourceView>, ApiError> {
         let resources = self.store.resources().await?;
+        let from_config = |r: &Resource| self.settings.resources.iter().any(|c| c.name == r.name);
         Ok(resources
             .into_iter()
             .map(|resource| ResourceView {
+                managed_by: if from_config(&resource) { "config" } else { "api" }.into(),
                 resource,
-                managed_by: "store".into(),
             })
             .collect())
     }
