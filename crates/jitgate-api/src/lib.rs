@@ -9,6 +9,42 @@ use jitgate_core::request::{AccessRequest, Progress, Review};
 use jitgate_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// A secret inside a body (password, token): serialized as it is, never shown by `Debug`, so
+/// a body that ends up in a log line or a panic message does not carry it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(pub String);
+
+impl SecretText {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl AsRef<str> for SecretText {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SecretText {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl From<String> for SecretText {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
 /// Every error answer: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -25,20 +61,20 @@ pub struct ErrorDetail {
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     pub username: String,
-    pub password: String,
+    pub password: SecretText,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapBody {
-    pub setup_token: String,
+    pub setup_token: SecretText,
     pub username: Username,
-    pub password: String,
+    pub password: SecretText,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionToken {
-    pub token: String,
+    pub token: SecretText,
     pub username: Username,
     pub expires_at: Timestamp,
 }
@@ -110,7 +146,7 @@ pub struct CreateUserBody {
     #[serde(default)]
     pub display_name: String,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<SecretText>,
     #[serde(default)]
     pub admin: bool,
 }
@@ -118,7 +154,7 @@ pub struct CreateUserBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
-    pub password: String,
+    pub password: SecretText,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,3 +242,20 @@ pub enum ExportLine {
 }
 
 pub const EXPORT_FORMAT: &str = "jitgate-audit-v1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_bodies_never_show_in_debug_but_travel_in_json() {
+        let body = LoginBody {
+            username: "alice".into(),
+            password: "hunter2 hunter2".into(),
+        };
+        assert!(!format!("{body:?}").contains("hunter2"));
+        assert_eq!(serde_json::to_value(&body).unwrap()["password"], "hunter2 hunter2");
+        let back: LoginBody = serde_json::from_str(r#"{"username":"a","password":"p"}"#).unwrap();
+        assert_eq!(back.password.expose(), "p");
+    }
+}

@@ -108,7 +108,7 @@ async fn flows(backend: &str, total: usize, concurrency: usize) -> Result<()> {
     let admin = anon.with_token(
         &anon
             .bootstrap(&BootstrapBody {
-                setup_token: token,
+                setup_token: token.into(),
                 username: "admin".parse().map_err(anyhow::Error::msg)?,
                 password: PASSWORD.into(),
             })

@@ -45,10 +45,10 @@ impl Core {
     }
 
     pub async fn bootstrap(&self, body: BootstrapBody) -> Result<SessionToken, ApiError> {
-        let password = SecretString::from(body.password);
+        let password = SecretString::from(body.password.0);
         check_password_rules(&password).map_err(password_error)?;
         let stored = self.store.meta(SETUP_TOKEN_KEY).await?;
-        let offered = token_hash(&body.setup_token);
+        let offered = token_hash(body.setup_token.expose());
         let valid = stored.as_deref().is_some_and(|s| secrets_equal(s.as_bytes(), offered.as_bytes()));
         if !valid {
             self.audit_alone(NewEvent::new(
@@ -121,7 +121,7 @@ impl Core {
         )
         .await?;
         Ok(SessionToken {
-            token: token.expose_secret().to_owned(),
+            token: token.expose_secret().into(),
             username: user.clone(),
             expires_at,
         })
@@ -214,7 +214,7 @@ impl Core {
         self.require_admin(caller, "create_user").await?;
         let hash = match body.password {
             Some(p) => {
-                let p = SecretString::from(p);
+                let p = SecretString::from(p.0);
                 check_password_rules(&p).map_err(password_error)?;
                 Some(hash_password(&p).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?)
             }

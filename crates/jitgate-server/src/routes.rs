@@ -121,7 +121,7 @@ async fn bootstrap(
 }
 
 async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> R<jitgate_api::SessionToken> {
-    Ok(Json(s.login(&body.username, SecretString::from(body.password)).await?))
+    Ok(Json(s.login(&body.username, SecretString::from(body.password.0)).await?))
 }
 
 async fn logout(State(s): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
@@ -300,7 +300,7 @@ async fn set_password(
     P(name): P<String>,
     Json(body): Json<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
-    s.set_password(&caller, &username(&name)?, body.password).await?;
+    s.set_password(&caller, &username(&name)?, body.password.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -362,7 +362,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             let path = credentials::save(&Credentials {
                 server: ctx.server.clone(),
                 username: session.username.to_string(),
-                token: session.token.clone(),
+                token: session.token.expose().to_owned(),
             })?;
             #[derive(Serialize)]
             struct Out<'a> {
@@ -815,15 +815,15 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
             let session = ctx
                 .anonymous()
                 .bootstrap(&BootstrapBody {
-                    setup_token,
+                    setup_token: setup_token.into(),
                     username,
-                    password: pw,
+                    password: pw.into(),
                 })
                 .await?;
             credentials::save(&Credentials {
                 server: ctx.server.clone(),
                 username: session.username.to_string(),
-                token: session.token.clone(),
+                token: session.token.expose().to_owned(),
             })?;
             let out = serde_json::json!({"username": session.username, "admin": true, "expires_at": session.expires_at});
             ctx.print(&out, |_| format!("created administrator {} and logged in", session.username))?;
@@ -872,7 +872,7 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                         .create_user(&CreateUserBody {
                             username,
                             display_name,
-                            password,
+                            password: password.map(Into::into),
                             admin,
                         })
                         .await?;

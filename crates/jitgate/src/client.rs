@@ -73,9 +73,9 @@ impl Client {
         &self.base
     }
 
-    pub fn with_token(&self, token: &str) -> Self {
+    pub fn with_token(&self, token: impl AsRef<str>) -> Self {
         Self {
-            token: Some(token.to_owned()),
+            token: Some(token.as_ref().to_owned()),
             ..self.clone()
         }
     }
@@ -141,7 +141,7 @@ impl Client {
     pub async fn login(&self, username: &str, password: &str) -> Result<SessionToken> {
         let body = LoginBody {
             username: username.to_owned(),
-            password: password.to_owned(),
+            password: password.into(),
         };
         self.call(Method::POST, "/login", None, Self::json(&body)).await
     }
@@ -242,9 +242,7 @@ impl Client {
             Method::POST,
             &format!("/admin/users/{}/password", seg(name)),
             None,
-            Self::json(&PasswordBody {
-                password: password.to_owned(),
-            }),
+            Self::json(&PasswordBody { password: password.into() }),
         )
         .await
     }

@@ -107,7 +107,7 @@ impl TestServer {
         let anon = Client::new(&url, None);
         let session = anon
             .bootstrap(&BootstrapBody {
-                setup_token: token,
+                setup_token: token.into(),
                 username: Username::parse("admin").unwrap(),
                 password: PASSWORD.into(),
             })
