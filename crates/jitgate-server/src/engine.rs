@@ -19,9 +19,13 @@ use tokio::sync::watch;
 /// take a handful of commits, small enough that one commit stays short.
 const BATCH: i64 = 1000;
 
-/// When the store is shared by several instances, another instance may add a deadline this one
-/// never hears of; it re-reads the next deadline at least this often then.
-const SHARED_STORE_RECHECK: Duration = Duration::from_secs(5);
+/// When the store is shared by several instances, each hears of the others' deadlines through
+/// the store's notifications; should one be missed (a lost connection), the engine still
+/// re-reads its next deadline this often.
+const SHARED_STORE_RECHECK: Duration = Duration::from_secs(60);
+
+/// Pause before retrying after the store failed.
+const RETRY: Duration = Duration::from_millis(500);
 
 impl Core {
     /// Makes every transition due at `now`. Returns how many it made.
@@ -91,18 +95,10 @@ impl Core {
     /// Runs until `stop` turns true. Overdue transitions (from while the server was down) are
     /// made at once on start.
     pub async fn run_engine(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let shared_store = self.store.backend() != "sqlite";
+        let shared = self.store.deadline_signal();
         loop {
             if *stop.borrow() {
                 return;
-            }
-            if let Err(e) = self.sweep().await {
-                tracing::error!(error = %e.message, "expiry sweep failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = stop.changed() => return,
-                }
-                continue;
             }
             // From here until the sleep starts, every new deadline wakes the engine: one added
             // after the read below leaves a permit in the Notify, and the sleep ends at once.
@@ -111,10 +107,22 @@ impl Core {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the next deadline; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY) => continue,
+                        _ = stop.changed() => return,
+                    }
                 }
             };
+            if next.is_some_and(|t| t <= self.now()) {
+                if let Err(e) = self.sweep().await {
+                    tracing::error!(error = %e.message, "expiry sweep failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+                continue;
+            }
             self.engine
                 .sleeping_until
                 .store(next.map_or(i64::MAX, |t| t.as_millis()), Ordering::Release);
@@ -125,8 +133,14 @@ impl Core {
                     None => std::future::pending().await,
                 }
             };
+            let other_instance = async {
+                match &shared {
+                    Some(signal) => signal.notified().await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
             let recheck = async {
-                if shared_store {
+                if shared.is_some() {
                     tokio::time::sleep(SHARED_STORE_RECHECK).await;
                 } else {
                     std::future::pending::<()>().await;
@@ -135,6 +149,7 @@ impl Core {
             tokio::select! {
                 _ = until_deadline => {}
                 _ = self.engine.notify.notified() => {}
+                _ = other_instance => {}
                 _ = recheck => {}
                 _ = stop.changed() => return,
             }

@@ -41,6 +41,9 @@ pub enum StoreError {
     Open(String),
 }
 
+/// The PostgreSQL notification channel for new deadlines.
+pub const DEADLINE_CHANNEL: &str = "jitgate_deadline";
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +104,9 @@ impl Source {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
+    /// For a store shared by several instances: fires when any instance added a deadline (a
+    /// request or a grant), so each expiry engine re-reads its next deadline.
+    fn deadline_signal(&self) -> Option<Arc<tokio::sync::Notify>>;
     async fn ping(&self) -> Result<()>;
     /// Begins a write transaction. It holds the audit chain's head until commit or drop.
     async fn write(&self) -> Result<Box<dyn WriteTx>>;

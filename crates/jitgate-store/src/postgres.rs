@@ -10,6 +10,17 @@ pub struct PgStore {
     read: PgPool,
     write: PgPool,
     cache: std::sync::Arc<crate::cache::Cache>,
+    deadline_signal: Option<std::sync::Arc<tokio::sync::Notify>>,
+    _listener: std::sync::Arc<ListenerTask>,
+}
+
+/// Stops the LISTEN task when the last clone of the store goes.
+struct ListenerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl PgStore {
@@ -20,10 +31,29 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let signal = std::sync::Arc::new(tokio::sync::Notify::new());
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        listener.listen(crate::DEADLINE_CHANNEL).await?;
+        let wake = signal.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                // `recv` reconnects by itself after a lost connection; a notification missed
+                // meanwhile is covered by the engine's slow periodic re-read.
+                match listener.recv().await {
+                    Ok(_) => wake.notify_one(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "deadline notifications interrupted; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
         Ok(Self {
             read: pool.clone(),
             write: pool,
             cache: crate::cache::Cache::disabled(),
+            deadline_signal: Some(signal),
+            _listener: std::sync::Arc::new(ListenerTask(task)),
         })
     }
 }

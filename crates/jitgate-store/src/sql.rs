@@ -180,6 +180,10 @@ macro_rules! impl_store {
                 $backend
             }
 
+            fn deadline_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+                self.deadline_signal.clone()
+            }
+
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("SELECT 1").execute(&self.read).await?;
                 Ok(())
@@ -197,7 +201,7 @@ macro_rules! impl_store {
                         ChainHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? }
                     }
                 };
-                Ok(Box::new($tx { head, tx, appended: Vec::new(), poisoned: false, slot, resources_changed: false }))
+                Ok(Box::new($tx { head, tx, appended: Vec::new(), poisoned: false, slot, resources_changed: false, deadlines_changed: false }))
             }
 
             async fn user(&self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
@@ -404,6 +408,7 @@ macro_rules! impl_store {
             poisoned: bool,
             slot: crate::cache::HeadSlot,
             resources_changed: bool,
+            deadlines_changed: bool,
         }
 
         impl $tx {
@@ -571,6 +576,7 @@ macro_rules! impl_store {
             }
 
             async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
+                self.deadlines_changed = true;
                 let sql = format!("INSERT INTO requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
                 sqlx::query(&sql)
                     .bind(&r.id)
@@ -628,6 +634,7 @@ macro_rules! impl_store {
             }
 
             async fn insert_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
+                self.deadlines_changed = true;
                 let sql = format!("INSERT INTO grants ({GRANT_COLS}, next_deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
                 sqlx::query(&sql)
                     .bind(&g.id)
@@ -752,6 +759,10 @@ macro_rules! impl_store {
                     return Err(StoreError::Aborted);
                 }
                 // The audit_head row follows by trigger (see the migration).
+                if $backend == "postgres" && self.deadlines_changed {
+                    // Delivered at commit to every instance's expiry engine (see PgStore).
+                    sqlx::query("SELECT pg_notify($1, '')").bind(crate::DEADLINE_CHANNEL).execute(&mut *self.tx).await?;
+                }
                 for chunk in self.appended.chunks(1000) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO audit_events ({AUDIT_COLS}) "));
                     let mut details = Vec::with_capacity(chunk.len());

@@ -17,6 +17,8 @@ pub struct SqliteStore {
     cache: std::sync::Arc<crate::cache::Cache>,
     /// Held while the store is open for writing: the cache is only right for the sole writer.
     _lock: Option<std::sync::Arc<std::fs::File>>,
+    /// One process writes a SQLite file, so nobody else adds deadlines.
+    deadline_signal: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 impl SqliteStore {
@@ -61,6 +63,7 @@ impl SqliteStore {
             path: path.to_owned(),
             cache: crate::cache::Cache::sole_writer(),
             _lock: Some(std::sync::Arc::new(lock)),
+            deadline_signal: None,
         })
     }
 
@@ -84,6 +87,7 @@ impl SqliteStore {
             path: path.to_owned(),
             cache: crate::cache::Cache::disabled(),
             _lock: None,
+            deadline_signal: None,
         })
     }
 }

@@ -147,6 +147,11 @@ impl TestServer {
         self.clock.as_ref().expect("this test server runs on a manual clock")
     }
 
+    /// Settings for a second server on the same store and key (PostgreSQL only).
+    pub fn settings_for_another_instance(&self) -> Settings {
+        self.settings.clone()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.settings.data_dir.clone()
     }

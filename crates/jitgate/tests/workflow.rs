@@ -421,3 +421,51 @@ async fn without_its_store_the_server_fails_closed() {
         .unwrap();
     assert_eq!(status, 503, "not ready without a store");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgresql_share_deadlines_and_expire_each_grant_once() {
+    let a = TestServer::spawn_pg(true).await;
+    // A second instance on the same database and the same (manual) clock.
+    let (settings_b, clock) = (a.settings_for_another_instance(), a.clock().clone());
+    let b = jitgate_server::Application::build(settings_b, Some(std::sync::Arc::new(clock.clone())), None)
+        .await
+        .unwrap();
+    let b_core = b.core();
+    let b_stop = b.stop_handle();
+    let b_task = tokio::spawn(b.run_until_stopped());
+    let mut b_events = b_core.grant_events.subscribe();
+
+    // The grant is made through A; B hears of its deadline only through the store.
+    let alice = a.login("alice").await;
+    let req = alice
+        .create_request(&request_body("prod-db", "read", Some("20m"), "two instances"))
+        .await
+        .unwrap();
+    let grant = a.login("bob").await.approve(&req.id, "").await.unwrap().grant.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, _, _) = a.stop().await;
+
+    clock.advance(Duration::from_secs(20 * 60));
+    let ev = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            let ev = b_events.recv().await.unwrap();
+            if ev.kind == GrantEventKind::Expired {
+                return ev;
+            }
+        }
+    })
+    .await
+    .expect("B expires the grant A made, well before its 60 s safety re-read");
+    assert_eq!(ev.grant.id, grant.id);
+    let expiries = b_core
+        .store
+        .audit_events(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "grant.expire")
+        .count();
+    assert_eq!(expiries, 1);
+    b_stop.stop();
+    b_task.await.unwrap().unwrap();
+}
