@@ -275,6 +275,15 @@ impl Ctx {
         }
     }
 
+    /// Saves a new session as this user's login to this server.
+    fn keep_session(&self, session: &jitgate_api::SessionToken) -> Result<PathBuf> {
+        credentials::save(&Credentials {
+            server: self.server.clone(),
+            username: session.username.to_string(),
+            token: session.token.expose().to_owned(),
+        })
+    }
+
     fn print<T: Serialize>(&self, value: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(value)?);
@@ -359,11 +368,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             };
             let pw = password(password_stdin, false)?;
             let session = ctx.anonymous().login(&username, &pw).await?;
-            let path = credentials::save(&Credentials {
-                server: ctx.server.clone(),
-                username: session.username.to_string(),
-                token: session.token.expose().to_owned(),
-            })?;
+            let path = ctx.keep_session(&session)?;
             #[derive(Serialize)]
             struct Out<'a> {
                 username: &'a str,
@@ -820,11 +825,7 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                     password: pw.into(),
                 })
                 .await?;
-            credentials::save(&Credentials {
-                server: ctx.server.clone(),
-                username: session.username.to_string(),
-                token: session.token.expose().to_owned(),
-            })?;
+            ctx.keep_session(&session)?;
             let out = serde_json::json!({"username": session.username, "admin": true, "expires_at": session.expires_at});
             ctx.print(&out, |_| format!("created administrator {} and logged in", session.username))?;
         }
