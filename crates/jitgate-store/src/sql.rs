@@ -174,6 +174,34 @@ macro_rules! impl_store {
             sqlx::query(&sql).bind(id).fetch_optional(ex).await?.as_ref().map(grant_from).transpose()
         }
 
+        /// Newest-first listing of requests or grants, each filter applied when given.
+        #[allow(clippy::too_many_arguments)]
+        async fn q_listing(
+            pool: &sqlx::Pool<$db>,
+            table: &str,
+            cols: &str,
+            who_col: &str,
+            who: Option<&str>,
+            status: Option<&str>,
+            resource: Option<&ResourceName>,
+            limit: i64,
+        ) -> Result<Vec<DbRow>, StoreError> {
+            let sql = format!(
+                "SELECT {cols} FROM {table} \
+                 WHERE (CAST($1 AS TEXT) IS NULL OR {who_col} = $1) \
+                   AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
+                   AND (CAST($3 AS TEXT) IS NULL OR resource = $3) \
+                 ORDER BY created_at DESC, id DESC LIMIT $4"
+            );
+            Ok(sqlx::query(&sql)
+                .bind(who.map(str::to_owned))
+                .bind(status.map(str::to_owned))
+                .bind(resource.map(|r| r.as_str().to_owned()))
+                .bind(if limit > 0 { limit } else { 100 })
+                .fetch_all(pool)
+                .await?)
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -295,20 +323,9 @@ macro_rules! impl_store {
             }
 
             async fn requests(&self, f: &RequestFilter) -> Result<Vec<AccessRequest>, StoreError> {
-                let sql = format!(
-                    "SELECT {REQUEST_COLS} FROM requests \
-                     WHERE (CAST($1 AS TEXT) IS NULL OR requester = $1) \
-                       AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
-                       AND (CAST($3 AS TEXT) IS NULL OR resource = $3) \
-                     ORDER BY created_at DESC, id DESC LIMIT $4"
-                );
-                let rows = sqlx::query(&sql)
-                    .bind(f.requester.as_ref().map(|u| u.as_str().to_owned()))
-                    .bind(f.status.map(|s| s.as_str().to_owned()))
-                    .bind(f.resource.as_ref().map(|r| r.as_str().to_owned()))
-                    .bind(if f.limit > 0 { f.limit } else { 100 })
-                    .fetch_all(&self.read)
-                    .await?;
+                let who = f.requester.as_ref().map(|u| u.as_str());
+                let status = f.status.map(|s| s.as_str());
+                let rows = q_listing(&self.read, "requests", REQUEST_COLS, "requester", who, status, f.resource.as_ref(), f.limit).await?;
                 all(rows, request_from)
             }
 
@@ -325,20 +342,9 @@ macro_rules! impl_store {
             }
 
             async fn grants(&self, f: &GrantFilter) -> Result<Vec<Grant>, StoreError> {
-                let sql = format!(
-                    "SELECT {GRANT_COLS} FROM grants \
-                     WHERE (CAST($1 AS TEXT) IS NULL OR username = $1) \
-                       AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
-                       AND (CAST($3 AS TEXT) IS NULL OR resource = $3) \
-                     ORDER BY created_at DESC, id DESC LIMIT $4"
-                );
-                let rows = sqlx::query(&sql)
-                    .bind(f.user.as_ref().map(|u| u.as_str().to_owned()))
-                    .bind(f.status.map(|s| s.as_str().to_owned()))
-                    .bind(f.resource.as_ref().map(|r| r.as_str().to_owned()))
-                    .bind(if f.limit > 0 { f.limit } else { 100 })
-                    .fetch_all(&self.read)
-                    .await?;
+                let who = f.user.as_ref().map(|u| u.as_str());
+                let status = f.status.map(|s| s.as_str());
+                let rows = q_listing(&self.read, "grants", GRANT_COLS, "username", who, status, f.resource.as_ref(), f.limit).await?;
                 all(rows, grant_from)
             }
 

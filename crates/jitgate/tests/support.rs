@@ -101,9 +101,7 @@ impl TestServer {
         let clock = manual.then(|| ManualClock::new(t0()));
         let (app, url) = start(settings.clone(), clock.clone()).await;
         let token = app.setup_token().expect("a new store offers bootstrap").expose_secret().to_owned();
-        let core = app.core();
-        let stop = app.stop_handle();
-        let task = tokio::spawn(app.run_until_stopped());
+        let app_parts = Running::serve(app, url.clone(), clock, dir, settings);
         let anon = Client::new(&url, None);
         let session = anon
             .bootstrap(&BootstrapBody {
@@ -125,16 +123,7 @@ impl TestServer {
                 .await
                 .unwrap();
         }
-        Self {
-            url,
-            core,
-            clock,
-            dir,
-            admin,
-            stop,
-            task,
-            settings,
-        }
+        Self::running(app_parts, admin)
     }
 
     pub async fn login(&self, user: &str) -> Client {
@@ -167,21 +156,22 @@ impl TestServer {
     pub async fn restart(settings: Settings, clock: Option<ManualClock>, dir: Arc<tempfile::TempDir>) -> Self {
         let (app, url) = start(settings.clone(), clock.clone()).await;
         assert!(app.setup_token().is_none(), "a store with users offers no bootstrap");
-        let core = app.core();
-        let stop = app.stop_handle();
-        let task = tokio::spawn(app.run_until_stopped());
-        let anon = Client::new(&url, None);
-        let s = anon.login("admin", PASSWORD).await.unwrap();
-        let admin = anon.with_token(&s.token);
+        let parts = Running::serve(app, url, clock, dir, settings);
+        let anon = Client::new(&parts.url, None);
+        let admin = anon.with_token(&anon.login("admin", PASSWORD).await.unwrap().token);
+        Self::running(parts, admin)
+    }
+
+    fn running(p: Running, admin: Client) -> Self {
         Self {
-            url,
-            core,
-            clock,
-            dir,
+            url: p.url,
+            core: p.core,
+            clock: p.clock,
+            dir: p.dir,
             admin,
-            stop,
-            task,
-            settings,
+            stop: p.stop,
+            task: p.task,
+            settings: p.settings,
         }
     }
 
@@ -221,6 +211,34 @@ impl TestServer {
 
     pub async fn audit_head(&self) -> i64 {
         self.core.store.audit_head().await.unwrap().seq
+    }
+}
+
+/// A started server before its admin client exists.
+struct Running {
+    url: String,
+    core: AppState,
+    clock: Option<ManualClock>,
+    dir: Arc<tempfile::TempDir>,
+    stop: StopHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    settings: Settings,
+}
+
+impl Running {
+    fn serve(app: Application, url: String, clock: Option<ManualClock>, dir: Arc<tempfile::TempDir>, settings: Settings) -> Self {
+        let core = app.core();
+        let stop = app.stop_handle();
+        let task = tokio::spawn(app.run_until_stopped());
+        Self {
+            url,
+            core,
+            clock,
+            dir,
+            stop,
+            task,
+            settings,
+        }
     }
 }
 
