@@ -1,5 +1,12 @@
-//! Credentials: Argon2id password hashes and opaque 256-bit tokens stored only as hashes.
-//! (TOTP, WebAuthn and recovery codes join here with the MFA work.)
+//! Credentials: Argon2id password hashes, opaque 256-bit tokens stored only as hashes, TOTP,
+//! WebAuthn passkeys, recovery codes, the key ring that encrypts secrets at rest, and the
+//! attempt-limit rules. Nothing here does I/O or reads the clock: time is a parameter.
+
+pub mod attempts;
+pub mod passkeys;
+pub mod recovery;
+pub mod secret_box;
+pub mod totp;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
