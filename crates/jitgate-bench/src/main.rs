@@ -258,6 +258,7 @@ async fn expiry(backend: &str, n: usize, window_ms: i64, lead_s: u64) -> Result<
                 expires_at: clock.now(),
                 decided_at: Some(clock.now()),
                 extends_grant: None,
+                mfa_method: None,
             };
             tx.insert_request(&req).await?;
             let mut g = Grant::from_request(format!("grt_{i:016}"), &req, None, clock.now());

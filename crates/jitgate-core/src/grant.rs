@@ -165,6 +165,7 @@ mod tests {
             expires_at: Timestamp::from_millis(1),
             decided_at: None,
             extends_grant: None,
+            mfa_method: None,
         }
     }
 

@@ -88,6 +88,10 @@ pub struct AccessRequest {
     pub decided_at: Option<Timestamp>,
     /// The grant this request extends, if it is an extension.
     pub extends_grant: Option<String>,
+    /// The second factor the requester proved for this request (`totp`, `webauthn`,
+    /// `recovery_code`), when one was asked for or given.
+    #[serde(default)]
+    pub mfa_method: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -361,6 +365,7 @@ mod tests {
             expires_at: Timestamp::from_millis(600_000),
             decided_at: None,
             extends_grant: None,
+            mfa_method: None,
         }
     }
 

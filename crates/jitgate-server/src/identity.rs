@@ -107,6 +107,8 @@ impl Core {
             created_at: now,
             last_seen_at: now,
             expires_at,
+            mfa_at: None,
+            mfa_method: None,
         })
         .await?;
         tx.append_audit(

@@ -140,6 +140,7 @@ impl Core {
             expires_at: checked.expires_at,
             decided_at: None,
             extends_grant: body.extends,
+            mfa_method: None,
         };
         tx.insert_request(&request).await?;
         let details = json!({

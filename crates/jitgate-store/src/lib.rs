@@ -19,6 +19,7 @@ use std::sync::Arc;
 mod cache;
 mod postgres;
 mod sql;
+mod sql_mfa;
 mod sqlite;
 pub mod testing;
 
@@ -65,6 +66,56 @@ pub struct SessionRecord {
     pub created_at: Timestamp,
     pub last_seen_at: Timestamp,
     pub expires_at: Timestamp,
+    /// When this session last proved a second factor (at login or a step-up), and how.
+    pub mfa_at: Option<Timestamp>,
+    pub mfa_method: Option<String>,
+}
+
+/// A user's TOTP factor. The seed is sealed; see `jitgate_auth::secret_box`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpRecord {
+    pub user: Username,
+    pub key_version: u32,
+    pub sealed_seed: String,
+    pub algorithm: String,
+    pub digits: u32,
+    pub period_secs: u32,
+    /// `None` while the enrolment waits for its first valid code.
+    pub confirmed_at: Option<Timestamp>,
+    pub last_step: Option<i64>,
+    pub created_at: Timestamp,
+}
+
+/// A registered WebAuthn credential (passkey or security key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    /// base64url; unique across all users.
+    pub credential_id: String,
+    pub user: Username,
+    pub name: String,
+    /// The relying party library's credential record (public key, counter) as JSON.
+    pub passkey_json: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A pending ceremony: a login waiting for its second factor, a WebAuthn challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeRecord {
+    pub id: String,
+    pub user: Username,
+    pub purpose: String,
+    pub state: String,
+    pub expires_at: Timestamp,
+}
+
+/// Consecutive failures for one account name (which need not exist).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub username: String,
+    pub failures: u32,
+    pub last_failure_at: Timestamp,
+    pub locked_until: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -136,6 +187,12 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>>;
     async fn audit_head(&self) -> Result<ChainHead>;
     async fn meta(&self, key: &str) -> Result<Option<String>>;
+
+    async fn totp(&self, user: &Username) -> Result<Option<TotpRecord>>;
+    async fn passkeys(&self, user: &Username) -> Result<Vec<PasskeyRecord>>;
+    async fn recovery_codes_left(&self, user: &Username) -> Result<i64>;
+    async fn challenge(&self, id: &str) -> Result<Option<ChallengeRecord>>;
+    async fn attempts(&self, username: &str) -> Result<Option<AttemptRecord>>;
 }
 
 /// One all-or-nothing change. Dropping it without `commit` rolls everything back.
@@ -181,6 +238,33 @@ pub trait WriteTx: Send {
     async fn expire_requests(&mut self, ids: &[String], at: Timestamp) -> Result<()>;
     /// Grants with a transition due at or before `now`, earliest first.
     async fn due_grants(&mut self, now: Timestamp, limit: i64) -> Result<Vec<Grant>>;
+
+    async fn set_session_mfa(&mut self, token_hash: &str, at: Timestamp, method: &str) -> Result<()>;
+
+    /// Adds or replaces a user's TOTP factor.
+    async fn put_totp(&mut self, totp: &TotpRecord) -> Result<()>;
+    async fn totp(&mut self, user: &Username) -> Result<Option<TotpRecord>>;
+    /// Records `step` as used if it is later than the last used one; false means it was not
+    /// (a replay, possibly racing another instance).
+    async fn use_totp_step(&mut self, user: &Username, step: i64, confirm_at: Option<Timestamp>) -> Result<bool>;
+    async fn delete_totp(&mut self, user: &Username) -> Result<bool>;
+    /// Fails with `Conflict` when the credential id is registered already (to anyone).
+    async fn insert_passkey(&mut self, passkey: &PasskeyRecord) -> Result<()>;
+    async fn passkeys(&mut self, user: &Username) -> Result<Vec<PasskeyRecord>>;
+    async fn update_passkey(&mut self, credential_id: &str, passkey_json: Option<&str>, used_at: Timestamp) -> Result<()>;
+    async fn delete_passkey(&mut self, user: &Username, credential_id: &str) -> Result<bool>;
+    /// Voids every earlier code of the user and stores these hashes.
+    async fn replace_recovery_codes(&mut self, user: &Username, hashes: &[String], now: Timestamp) -> Result<()>;
+    /// Marks an unused code used; false when there is no such unused code.
+    async fn use_recovery_code(&mut self, user: &Username, hash: &str, now: Timestamp) -> Result<bool>;
+    async fn recovery_codes_left(&mut self, user: &Username) -> Result<i64>;
+    /// Stores a pending ceremony, dropping the ones that ran out before `now`.
+    async fn insert_challenge(&mut self, challenge: &ChallengeRecord, now: Timestamp) -> Result<()>;
+    /// Removes and returns a pending ceremony: each is used once.
+    async fn take_challenge(&mut self, id: &str) -> Result<Option<ChallengeRecord>>;
+    async fn attempts(&mut self, username: &str) -> Result<Option<AttemptRecord>>;
+    async fn put_attempts(&mut self, attempts: &AttemptRecord) -> Result<()>;
+    async fn clear_attempts(&mut self, username: &str) -> Result<bool>;
 
     async fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     async fn delete_meta(&mut self, key: &str) -> Result<()>;

@@ -4,7 +4,7 @@
 
 pub(crate) const USER_COLS: &str = "name, display_name, password_hash, is_admin, disabled, created_at";
 pub(crate) const REQUEST_COLS: &str =
-    "id, requester, resource, role, reason, ticket, duration_secs, start_at, status, created_at, expires_at, decided_at, extends_grant";
+    "id, requester, resource, role, reason, ticket, duration_secs, start_at, status, created_at, expires_at, decided_at, extends_grant, mfa_method";
 pub(crate) const REVIEW_COLS: &str = "request_id, reviewer, decision, comment, stage, mfa_method, created_at";
 pub(crate) const GRANT_COLS: &str =
     "id, request_id, username, resource, role, starts_at, ends_at, status, created_at, revoked_at, revoked_by, revoke_reason";
@@ -29,6 +29,8 @@ macro_rules! impl_store {
         use std::collections::{BTreeMap, BTreeSet};
 
         type DbRow = <$db as sqlx::Database>::Row;
+
+        crate::sql_mfa::mfa_queries!($db, $lock);
 
         fn ts(ms: i64) -> Timestamp {
             Timestamp::from_millis(ms)
@@ -58,6 +60,8 @@ macro_rules! impl_store {
                 created_at: ts(row.try_get("created_at")?),
                 last_seen_at: ts(row.try_get("last_seen_at")?),
                 expires_at: ts(row.try_get("expires_at")?),
+                mfa_at: opt_ts(row.try_get("mfa_at")?),
+                mfa_method: row.try_get("mfa_method")?,
             })
         }
 
@@ -77,6 +81,7 @@ macro_rules! impl_store {
                 expires_at: ts(row.try_get("expires_at")?),
                 decided_at: opt_ts(row.try_get("decided_at")?),
                 extends_grant: row.try_get("extends_grant")?,
+                mfa_method: row.try_get("mfa_method")?,
             })
         }
 
@@ -261,7 +266,7 @@ macro_rules! impl_store {
             }
 
             async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-                sqlx::query("SELECT token_hash, username, created_at, last_seen_at, expires_at FROM sessions WHERE token_hash = $1")
+                sqlx::query("SELECT token_hash, username, created_at, last_seen_at, expires_at, mfa_at, mfa_method FROM sessions WHERE token_hash = $1")
                     .bind(token_hash)
                     .fetch_optional(&self.read)
                     .await?
@@ -272,7 +277,7 @@ macro_rules! impl_store {
 
             async fn session_user(&self, token_hash: &str) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
                 let row = sqlx::query(
-                    "SELECT s.token_hash, s.username, s.created_at, s.last_seen_at, s.expires_at, \
+                    "SELECT s.token_hash, s.username, s.created_at, s.last_seen_at, s.expires_at, s.mfa_at, s.mfa_method, \
                      u.name, u.display_name, u.password_hash, u.is_admin, u.disabled, u.created_at AS user_created_at \
                      FROM sessions s JOIN users u ON u.name = s.username WHERE s.token_hash = $1",
                 )
@@ -405,6 +410,26 @@ macro_rules! impl_store {
             async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
                 Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(&self.read).await?)
             }
+
+            async fn totp(&self, user: &Username) -> Result<Option<TotpRecord>, StoreError> {
+                q_totp(&self.read, user).await
+            }
+
+            async fn passkeys(&self, user: &Username) -> Result<Vec<PasskeyRecord>, StoreError> {
+                q_passkeys(&self.read, user).await
+            }
+
+            async fn recovery_codes_left(&self, user: &Username) -> Result<i64, StoreError> {
+                q_recovery_left(&self.read, user).await
+            }
+
+            async fn challenge(&self, id: &str) -> Result<Option<ChallengeRecord>, StoreError> {
+                q_challenge(&self.read, id).await
+            }
+
+            async fn attempts(&self, username: &str) -> Result<Option<AttemptRecord>, StoreError> {
+                q_attempts(&self.read, username, false).await
+            }
         }
 
         pub struct $tx {
@@ -513,12 +538,17 @@ macro_rules! impl_store {
             }
 
             async fn insert_session(&mut self, s: &SessionRecord) -> Result<(), StoreError> {
-                sqlx::query("INSERT INTO sessions (token_hash, username, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, username, created_at, last_seen_at, expires_at, mfa_at, mfa_method) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
                     .bind(&s.token_hash)
                     .bind(s.user.as_str())
                     .bind(s.created_at.as_millis())
                     .bind(s.last_seen_at.as_millis())
                     .bind(s.expires_at.as_millis())
+                    .bind(s.mfa_at.map(Timestamp::as_millis))
+                    .bind(&s.mfa_method)
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(())
@@ -583,7 +613,7 @@ macro_rules! impl_store {
 
             async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
                 self.deadlines_changed = true;
-                let sql = format!("INSERT INTO requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
+                let sql = format!("INSERT INTO requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
                 sqlx::query(&sql)
                     .bind(&r.id)
                     .bind(r.requester.as_str())
@@ -598,6 +628,7 @@ macro_rules! impl_store {
                     .bind(r.expires_at.as_millis())
                     .bind(r.decided_at.map(Timestamp::as_millis))
                     .bind(&r.extends_grant)
+                    .bind(&r.mfa_method)
                     .execute(&mut *self.tx)
                     .await
                     .map_err(|e| self.conflict(e, format!("request {}", r.id)))?;
@@ -716,6 +747,125 @@ macro_rules! impl_store {
             async fn due_grants(&mut self, now: Timestamp, limit: i64) -> Result<Vec<Grant>, StoreError> {
                 let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE next_deadline IS NOT NULL AND next_deadline <= $1 ORDER BY next_deadline LIMIT $2");
                 all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(&mut *self.tx).await?, grant_from)
+            }
+
+            async fn set_session_mfa(&mut self, token_hash: &str, at: Timestamp, method: &str) -> Result<(), StoreError> {
+                sqlx::query("UPDATE sessions SET mfa_at = $2, mfa_method = $3 WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .bind(at.as_millis())
+                    .bind(method)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn put_totp(&mut self, totp: &TotpRecord) -> Result<(), StoreError> {
+                q_put_totp(&mut *self.tx, totp).await
+            }
+
+            async fn totp(&mut self, user: &Username) -> Result<Option<TotpRecord>, StoreError> {
+                q_totp(&mut *self.tx, user).await
+            }
+
+            async fn use_totp_step(&mut self, user: &Username, step: i64, confirm_at: Option<Timestamp>) -> Result<bool, StoreError> {
+                q_use_totp_step(&mut *self.tx, user, step, confirm_at).await
+            }
+
+            async fn delete_totp(&mut self, user: &Username) -> Result<bool, StoreError> {
+                let r = sqlx::query("DELETE FROM mfa_totp WHERE username = $1").bind(user.as_str()).execute(&mut *self.tx).await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn insert_passkey(&mut self, passkey: &PasskeyRecord) -> Result<(), StoreError> {
+                let taken: Option<String> = sqlx::query_scalar("SELECT username FROM mfa_passkeys WHERE credential_id = $1")
+                    .bind(&passkey.credential_id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                if taken.is_some() {
+                    return Err(StoreError::Conflict(format!("credential {}", passkey.credential_id)));
+                }
+                let result = q_insert_passkey(&mut *self.tx, passkey).await;
+                result.map_err(|e| self.conflict(e, format!("credential {}", passkey.credential_id)))
+            }
+
+            async fn passkeys(&mut self, user: &Username) -> Result<Vec<PasskeyRecord>, StoreError> {
+                q_passkeys(&mut *self.tx, user).await
+            }
+
+            async fn update_passkey(&mut self, credential_id: &str, passkey_json: Option<&str>, used_at: Timestamp) -> Result<(), StoreError> {
+                q_update_passkey(&mut *self.tx, credential_id, passkey_json, used_at).await
+            }
+
+            async fn delete_passkey(&mut self, user: &Username, credential_id: &str) -> Result<bool, StoreError> {
+                let r = sqlx::query("DELETE FROM mfa_passkeys WHERE username = $1 AND credential_id = $2")
+                    .bind(user.as_str())
+                    .bind(credential_id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn replace_recovery_codes(&mut self, user: &Username, hashes: &[String], now: Timestamp) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM mfa_recovery_codes WHERE username = $1")
+                    .bind(user.as_str())
+                    .execute(&mut *self.tx)
+                    .await?;
+                for hash in hashes {
+                    sqlx::query("INSERT INTO mfa_recovery_codes (username, code_hash, used_at, created_at) VALUES ($1, $2, NULL, $3)")
+                        .bind(user.as_str())
+                        .bind(hash)
+                        .bind(now.as_millis())
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn use_recovery_code(&mut self, user: &Username, hash: &str, now: Timestamp) -> Result<bool, StoreError> {
+                q_use_recovery_code(&mut *self.tx, user, hash, now).await
+            }
+
+            async fn recovery_codes_left(&mut self, user: &Username) -> Result<i64, StoreError> {
+                q_recovery_left(&mut *self.tx, user).await
+            }
+
+            async fn insert_challenge(&mut self, c: &ChallengeRecord, now: Timestamp) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM mfa_challenges WHERE expires_at <= $1")
+                    .bind(now.as_millis())
+                    .execute(&mut *self.tx)
+                    .await?;
+                sqlx::query("INSERT INTO mfa_challenges (id, username, purpose, state, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&c.id)
+                    .bind(c.user.as_str())
+                    .bind(&c.purpose)
+                    .bind(&c.state)
+                    .bind(c.expires_at.as_millis())
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn take_challenge(&mut self, id: &str) -> Result<Option<ChallengeRecord>, StoreError> {
+                sqlx::query("DELETE FROM mfa_challenges WHERE id = $1 RETURNING id, username, purpose, state, expires_at")
+                    .bind(id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?
+                    .as_ref()
+                    .map(challenge_from)
+                    .transpose()
+            }
+
+            async fn attempts(&mut self, username: &str) -> Result<Option<AttemptRecord>, StoreError> {
+                q_attempts(&mut *self.tx, username, true).await
+            }
+
+            async fn put_attempts(&mut self, attempts: &AttemptRecord) -> Result<(), StoreError> {
+                q_put_attempts(&mut *self.tx, attempts).await
+            }
+
+            async fn clear_attempts(&mut self, username: &str) -> Result<bool, StoreError> {
+                let r = sqlx::query("DELETE FROM auth_attempts WHERE username = $1").bind(username).execute(&mut *self.tx).await?;
+                Ok(r.rows_affected() > 0)
             }
 
             async fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {

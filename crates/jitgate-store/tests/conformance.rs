@@ -8,7 +8,10 @@ use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
 use jitgate_core::policy::Resource;
 use jitgate_core::request::{AccessRequest, Decision, RequestStatus, Review};
 use jitgate_core::Timestamp;
-use jitgate_store::{testing, GrantFilter, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord};
+use jitgate_store::{
+    testing, AttemptRecord, ChallengeRecord, GrantFilter, PasskeyRecord, RequestFilter, SessionRecord, Source, Store, StoreError, TotpRecord,
+    UserRecord,
+};
 use serde_json::json;
 
 fn u(n: &str) -> Username {
@@ -60,6 +63,7 @@ fn request(id: &str, requester: &str, created: i64, expires: i64) -> AccessReque
         expires_at: t(expires),
         decided_at: None,
         extends_grant: None,
+        mfa_method: None,
     }
 }
 
@@ -94,6 +98,8 @@ async fn users_groups_and_sessions(store: &dyn Store) {
         created_at: t(1),
         last_seen_at: t(1),
         expires_at: t(100),
+        mfa_at: None,
+        mfa_method: None,
     })
     .await
     .unwrap();
@@ -380,6 +386,117 @@ async fn meta(store: &dyn Store) {
     store.ping().await.unwrap();
 }
 
+async fn second_factors(store: &dyn Store) {
+    let alice = u("alice");
+    let mut tx = store.write().await.unwrap();
+    tx.insert_user(&user("alice")).await.unwrap();
+    tx.insert_user(&user("bob")).await.unwrap();
+    tx.insert_session(&SessionRecord {
+        token_hash: "s1".into(),
+        user: alice.clone(),
+        created_at: t(1),
+        last_seen_at: t(1),
+        expires_at: t(100),
+        mfa_at: None,
+        mfa_method: None,
+    })
+    .await
+    .unwrap();
+    tx.set_session_mfa("s1", t(5), "totp").await.unwrap();
+    let totp = TotpRecord {
+        user: alice.clone(),
+        key_version: 1,
+        sealed_seed: "sealed".into(),
+        algorithm: "SHA1".into(),
+        digits: 6,
+        period_secs: 30,
+        confirmed_at: None,
+        last_step: None,
+        created_at: t(1),
+    };
+    tx.put_totp(&totp).await.unwrap();
+    assert!(tx.use_totp_step(&alice, 10, Some(t(2))).await.unwrap(), "first use of a step");
+    assert!(!tx.use_totp_step(&alice, 10, None).await.unwrap(), "the same step again");
+    assert!(!tx.use_totp_step(&alice, 9, None).await.unwrap(), "an older step");
+    assert!(tx.use_totp_step(&alice, 11, Some(t(3))).await.unwrap());
+    let key = PasskeyRecord {
+        credential_id: "cred-1".into(),
+        user: alice.clone(),
+        name: "laptop".into(),
+        passkey_json: "{}".into(),
+        created_at: t(1),
+        last_used_at: None,
+    };
+    tx.insert_passkey(&key).await.unwrap();
+    tx.update_passkey("cred-1", Some("{\"c\":1}"), t(4)).await.unwrap();
+    tx.replace_recovery_codes(&alice, &["h1".into(), "h2".into()], t(1)).await.unwrap();
+    assert!(tx.use_recovery_code(&alice, "h1", t(2)).await.unwrap());
+    assert!(!tx.use_recovery_code(&alice, "h1", t(3)).await.unwrap(), "a code works once");
+    assert!(!tx.use_recovery_code(&u("bob"), "h2", t(3)).await.unwrap(), "not someone else's code");
+    let challenge = ChallengeRecord {
+        id: "ch1".into(),
+        user: alice.clone(),
+        purpose: "login".into(),
+        state: "{}".into(),
+        expires_at: t(50),
+    };
+    tx.insert_challenge(&challenge, t(1)).await.unwrap();
+    tx.put_attempts(&AttemptRecord {
+        username: "nobody".into(),
+        failures: 3,
+        last_failure_at: t(7),
+        locked_until: Some(t(70)),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let session = store.session("s1").await.unwrap().unwrap();
+    assert_eq!((session.mfa_at, session.mfa_method.as_deref()), (Some(t(5)), Some("totp")));
+    let stored = store.totp(&alice).await.unwrap().unwrap();
+    assert_eq!((stored.last_step, stored.confirmed_at), (Some(11), Some(t(2))), "confirmation kept from the first use");
+    let keys = store.passkeys(&alice).await.unwrap();
+    assert_eq!((keys.len(), keys[0].passkey_json.as_str(), keys[0].last_used_at), (1, "{\"c\":1}", Some(t(4))));
+    assert_eq!(store.recovery_codes_left(&alice).await.unwrap(), 1);
+    assert_eq!(store.challenge("ch1").await.unwrap(), Some(challenge.clone()));
+    let a = store.attempts("nobody").await.unwrap().unwrap();
+    assert_eq!((a.failures, a.locked_until), (3, Some(t(70))));
+
+    // A credential id belongs to one user: registering it for bob is a conflict.
+    let mut tx = store.write().await.unwrap();
+    let err = tx
+        .insert_passkey(&PasskeyRecord {
+            user: u("bob"),
+            ..key.clone()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    drop(tx);
+
+    // A challenge is taken once; expired ones are swept when new ones arrive.
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.take_challenge("ch1").await.unwrap(), Some(challenge.clone()));
+    assert_eq!(tx.take_challenge("ch1").await.unwrap(), None);
+    tx.insert_challenge(&ChallengeRecord { id: "old".into(), expires_at: t(10), ..challenge.clone() }, t(1))
+        .await
+        .unwrap();
+    tx.insert_challenge(&ChallengeRecord { id: "new".into(), expires_at: t(90), ..challenge.clone() }, t(20))
+        .await
+        .unwrap();
+    assert!(tx.clear_attempts("nobody").await.unwrap());
+    assert!(tx.delete_totp(&alice).await.unwrap());
+    assert!(tx.delete_passkey(&alice, "cred-1").await.unwrap());
+    tx.replace_recovery_codes(&alice, &["h3".into()], t(30)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.challenge("old").await.unwrap(), None);
+    assert!(store.challenge("new").await.unwrap().is_some());
+    assert_eq!(store.attempts("nobody").await.unwrap(), None);
+    assert_eq!(store.totp(&alice).await.unwrap(), None);
+    assert!(store.passkeys(&alice).await.unwrap().is_empty());
+    assert_eq!(store.recovery_codes_left(&alice).await.unwrap(), 1, "a new set voids the old one");
+}
+
 macro_rules! conformance {
     ($($case:ident),*) => {
         mod sqlite {
@@ -416,6 +533,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "audit_chain" => audit_chain(&*store).await,
         "writers_are_serialized" => writers_are_serialized(store).await,
         "meta" => meta(&*store).await,
+        "second_factors" => second_factors(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -426,5 +544,6 @@ conformance!(
     requests_reviews_and_grants,
     audit_chain,
     writers_are_serialized,
-    meta
+    meta,
+    second_factors
 );
