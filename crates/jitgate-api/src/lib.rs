@@ -62,6 +62,171 @@ pub struct ErrorDetail {
 pub struct LoginBody {
     pub username: String,
     pub password: SecretText,
+    /// The second factor, for a login in one call (`jitgate login --otp`). Without it, a user
+    /// with a factor gets a ticket to finish the login with.
+    #[serde(default)]
+    pub mfa: Option<MfaProof>,
+}
+
+/// A second factor, given with an action or to a step-up: exactly one of the three.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaProof {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otp: Option<SecretText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_code: Option<SecretText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webauthn: Option<WebauthnAssertion>,
+}
+
+impl MfaProof {
+    pub fn otp(code: &str) -> Self {
+        Self {
+            otp: Some(code.into()),
+            ..Self::default()
+        }
+    }
+
+    pub fn recovery_code(code: &str) -> Self {
+        Self {
+            recovery_code: Some(code.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// A WebAuthn assertion answering the challenge `challenge_id`. `credential` is the browser's
+/// `PublicKeyCredential` as JSON (what `navigator.credentials.get` returns, serialized).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebauthnAssertion {
+    pub challenge_id: String,
+    pub credential: serde_json::Value,
+}
+
+/// What `POST /auth/login` answers: a session, or a ticket to finish the login with a second
+/// factor (`POST /auth/login/mfa`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum LoginOutcome {
+    Authenticated {
+        token: SecretText,
+        username: Username,
+        expires_at: Timestamp,
+    },
+    MfaRequired {
+        ticket: SecretText,
+        /// What the user has: any of `totp`, `webauthn`, `recovery_code`.
+        methods: Vec<String>,
+        expires_at: Timestamp,
+    },
+}
+
+impl From<SessionToken> for LoginOutcome {
+    fn from(s: SessionToken) -> Self {
+        Self::Authenticated {
+            token: s.token,
+            username: s.username,
+            expires_at: s.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginMfaBody {
+    pub ticket: SecretText,
+    pub mfa: MfaProof,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketBody {
+    pub ticket: SecretText,
+}
+
+/// A WebAuthn ceremony to complete: `options` goes to `navigator.credentials.create/get` (or a
+/// software authenticator); the answer comes back with `challenge_id`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebauthnChallenge {
+    pub challenge_id: String,
+    pub options: serde_json::Value,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PasskeyView {
+    pub id: String,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MfaStatus {
+    /// A confirmed TOTP factor.
+    pub totp: bool,
+    /// An enrolment waiting for its first code.
+    pub totp_pending: bool,
+    pub passkeys: Vec<PasskeyView>,
+    pub recovery_codes_left: i64,
+    /// Until when this session's last second factor counts as fresh for step-up.
+    pub fresh_until: Option<Timestamp>,
+    /// `[mfa] required`: a factor is needed before any request or review.
+    pub required: bool,
+}
+
+/// A started TOTP enrolment. `secret` and `otpauth_uri` carry the seed: show them once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TotpEnrolment {
+    pub secret: SecretText,
+    pub otpauth_uri: SecretText,
+    pub qr_svg: String,
+    pub algorithm: String,
+    pub digits: u32,
+    pub period_secs: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    pub code: SecretText,
+}
+
+/// A factor was added. `recovery_codes` is set when this was the user's first factor: the only
+/// time they are shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FactorAdded {
+    pub method: String,
+    pub recovery_codes: Option<Vec<SecretText>>,
+    pub passkey: Option<PasskeyView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryCodes {
+    pub codes: Vec<SecretText>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyStartBody {
+    /// A label for the credential, like `laptop` or `yubikey`.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyFinishBody {
+    pub challenge_id: String,
+    pub credential: serde_json::Value,
+}
+
+/// A step-up was accepted: the session's factor is fresh until `fresh_until`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SteppedUp {
+    pub method: String,
+    pub fresh_until: Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +271,9 @@ pub struct CreateRequestBody {
     /// The grant this request extends.
     #[serde(default)]
     pub extends: Option<String>,
+    /// A second factor for roles that ask for one at request time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<MfaProof>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -113,6 +281,9 @@ pub struct CreateRequestBody {
 pub struct ReviewBody {
     #[serde(default)]
     pub comment: String,
+    /// A second factor for roles that ask for one at approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<MfaProof>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

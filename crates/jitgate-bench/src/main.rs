@@ -72,6 +72,8 @@ max_duration = "1h"
 pending_ttl = "1h"
 reason = { required = true, min_length = 5 }
 stages = [{ groups = ["db-owners"], min_approvals = 1 }]
+# The core flow without second factors; `jitgate-bench mfa` measures what they cost.
+mfa = []
 "#;
 
 const PASSWORD: &str = "benchmark password";
@@ -135,6 +137,7 @@ async fn flows(backend: &str, total: usize, concurrency: usize) -> Result<()> {
         duration: Some("30m".into()),
         start_at: None,
         extends: None,
+        mfa: None,
     };
 
     // Warm up connections and caches.

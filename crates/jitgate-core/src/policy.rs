@@ -40,6 +40,46 @@ pub struct RolePolicy {
     pub pending_ttl: Duration,
     #[serde(default)]
     pub reason: ReasonRules,
+    /// The actions on this role that need a fresh second factor. All of them unless the role
+    /// says otherwise: least privilege by default.
+    #[serde(default = "MfaAction::all")]
+    pub mfa: BTreeSet<MfaAction>,
+}
+
+/// The privileged actions a role can ask a fresh second factor for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaAction {
+    Request,
+    Approve,
+    BreakGlass,
+    Connect,
+}
+
+impl MfaAction {
+    pub fn all() -> BTreeSet<Self> {
+        [Self::Request, Self::Approve, Self::BreakGlass, Self::Connect].into()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Approve => "approve",
+            Self::BreakGlass => "break_glass",
+            Self::Connect => "connect",
+        }
+    }
+}
+
+impl RolePolicy {
+    pub fn needs_mfa(&self, action: MfaAction) -> bool {
+        self.mfa.contains(&action)
+    }
+}
+
+/// Whether a second factor proved at `proved_at` still counts at `now` for a step-up.
+pub fn mfa_is_fresh(proved_at: Option<Timestamp>, now: Timestamp, freshness: Duration) -> bool {
+    proved_at.is_some_and(|at| at <= now && now < at.saturating_add(freshness))
 }
 
 fn default_max() -> Duration {

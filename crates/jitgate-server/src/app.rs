@@ -1,10 +1,12 @@
 //! Building and running the server: `Application::build` binds its listener (port 0 in tests),
 //! so tests start the real thing.
 
-use crate::audit_log::load_or_create_signing_key;
+use crate::audit_log::{load_or_create_signing_key, read_or_create_private_file};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
-use crate::core::{AppState, Core};
+use crate::core::{AppState, Core, Keys};
+use jitgate_auth::passkeys::RelyingParty;
+use jitgate_auth::secret_box::KeyRing;
 use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +39,10 @@ pub enum StartError {
     Store(#[from] jitgate_store::StoreError),
     #[error("audit signing key: {0}")]
     Key(String),
+    #[error("secrets key ring: {0}")]
+    Secrets(String),
+    #[error("WebAuthn: {0}")]
+    Webauthn(String),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
     #[error("{0}")]
@@ -55,7 +61,19 @@ impl Application {
             .await
             .map_err(|e| StartError::Listen(settings.http, e))?;
         let addr = listener.local_addr().map_err(|e| StartError::Listen(settings.http, e))?;
-        let core = Arc::new(Core::new(store, clock, settings, key));
+        let secrets = load_secrets(&settings)?;
+        let rp_id = settings.webauthn_rp_id.clone().unwrap_or_else(|| "localhost".into());
+        let origin = settings
+            .webauthn_origin
+            .clone()
+            .unwrap_or_else(|| format!("http://localhost:{}", addr.port()));
+        let relying_party = RelyingParty::new(&rp_id, &origin).map_err(|e| StartError::Webauthn(e.to_string()))?;
+        let keys = Keys {
+            signing: key,
+            secrets,
+            relying_party,
+        };
+        let core = Arc::new(Core::new(store, clock, settings, keys));
         let setup = |e: crate::error::ApiError| StartError::Setup(e.message);
         core.apply_config(config_file).await.map_err(setup)?;
         // Cover whatever the last run appended after its last checkpoint (a crash, say).
@@ -106,6 +124,17 @@ impl Application {
         }
         served
     }
+}
+
+/// `JITGATE_SECRETS_KEY` when set (production: from a secret manager), else the key file,
+/// made on first start for the embedded default.
+fn load_secrets(settings: &Settings) -> Result<KeyRing, StartError> {
+    if let Ok(text) = std::env::var("JITGATE_SECRETS_KEY") {
+        return KeyRing::parse(&text).map_err(|e| StartError::Secrets(format!("JITGATE_SECRETS_KEY: {e}")));
+    }
+    let path = settings.secrets_key_path();
+    let text = read_or_create_private_file(&path, KeyRing::generate_text).map_err(StartError::Secrets)?;
+    KeyRing::parse(&text).map_err(|e| StartError::Secrets(format!("{}: {e}", path.display())))
 }
 
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {

@@ -12,16 +12,25 @@ use std::sync::Arc;
 
 /// Reads the signing key, or makes one (mode 0600) when the file does not exist yet.
 pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, String> {
+    let text = read_or_create_private_file(path, || {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        tracing::info!(path = %path.display(), "generated a new audit signing key");
+        zeroize::Zeroizing::new(format!("{}\n", hex::encode(key.to_bytes())))
+    })?;
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("{}: not a hex key: {e}", path.display()))?;
+    let seed: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| format!("{}: the key must be 32 bytes of hex", path.display()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Reads a key file, or creates it (mode 0600, never overwriting) with `make`'s text when it
+/// does not exist: the embedded default makes its own keys on first start.
+pub fn read_or_create_private_file(path: &Path, make: impl FnOnce() -> zeroize::Zeroizing<String>) -> Result<zeroize::Zeroizing<String>, String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let bytes = hex::decode(text.trim()).map_err(|e| format!("{}: not a hex key: {e}", path.display()))?;
-            let seed: [u8; 32] = bytes
-                .try_into()
-                .map_err(|_| format!("{}: the key must be 32 bytes of hex", path.display()))?;
-            Ok(SigningKey::from_bytes(&seed))
-        }
+        Ok(text) => Ok(zeroize::Zeroizing::new(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = SigningKey::generate(&mut rand::rngs::OsRng);
+            let text = make();
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             }
@@ -30,9 +39,8 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, String> {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
             let mut f = opts.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            writeln!(f, "{}", hex::encode(key.to_bytes())).map_err(|e| format!("{}: {e}", path.display()))?;
-            tracing::info!(path = %path.display(), "generated a new audit signing key");
-            Ok(key)
+            f.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(text)
         }
         Err(e) => Err(format!("{}: {e}", path.display())),
     }

@@ -1,6 +1,7 @@
 //! The configuration file (TOML): server, store, sessions, audit, groups and resources.
 //! A bad file stops the start with its path, line, column and the reason.
 
+use jitgate_auth::attempts::{AttemptPolicy, MAX_FAILURES_CAP};
 use jitgate_core::names::{GroupName, Username};
 use jitgate_core::policy::Resource;
 use jitgate_core::time::duration_text;
@@ -26,6 +27,20 @@ pub struct Settings {
     pub audit_reader_groups: BTreeSet<GroupName>,
     pub groups: BTreeMap<GroupName, BTreeSet<Username>>,
     pub resources: Vec<Resource>,
+    /// A second factor is needed before any request or review.
+    pub mfa_required: bool,
+    /// How long a proved second factor counts for a step-up.
+    pub mfa_freshness: Duration,
+    /// The name authenticator apps show beside the account.
+    pub mfa_issuer: String,
+    /// WebAuthn relying party id; `None`: `localhost`.
+    pub webauthn_rp_id: Option<String>,
+    /// The origin pages are served from; `None`: `http://localhost:PORT` of the API.
+    pub webauthn_origin: Option<String>,
+    /// The key ring that seals secrets at rest; `None`: `data_dir/secrets.key`. The
+    /// `JITGATE_SECRETS_KEY` variable, when set, wins over both.
+    pub secrets_key_file: Option<PathBuf>,
+    pub attempts: AttemptPolicy,
 }
 
 impl Default for Settings {
@@ -41,6 +56,13 @@ impl Default for Settings {
             audit_reader_groups: BTreeSet::new(),
             groups: BTreeMap::new(),
             resources: Vec::new(),
+            mfa_required: false,
+            mfa_freshness: Duration::from_secs(300),
+            mfa_issuer: "jitgate".into(),
+            webauthn_rp_id: None,
+            webauthn_origin: None,
+            secrets_key_file: None,
+            attempts: AttemptPolicy::default(),
         }
     }
 }
@@ -50,6 +72,10 @@ impl Settings {
         self.store_url
             .clone()
             .unwrap_or_else(|| self.data_dir.join("jitgate.db").display().to_string())
+    }
+
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets_key_file.clone().unwrap_or_else(|| self.data_dir.join("secrets.key"))
     }
 
     pub fn signing_key_path(&self) -> PathBuf {
@@ -80,6 +106,10 @@ struct FileConfig {
     #[serde(default)]
     audit: AuditSection,
     #[serde(default)]
+    mfa: MfaSection,
+    #[serde(default)]
+    secrets: SecretsSection,
+    #[serde(default)]
     groups: BTreeMap<GroupName, BTreeSet<Username>>,
     #[serde(default)]
     resources: Vec<toml::Spanned<Resource>>,
@@ -105,6 +135,27 @@ struct AuthSection {
     session_idle: Option<Duration>,
     #[serde(default, with = "opt_duration")]
     session_max: Option<Duration>,
+    max_failures: Option<u32>,
+    #[serde(default, with = "opt_duration")]
+    lockout: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MfaSection {
+    #[serde(default)]
+    required: bool,
+    #[serde(default, with = "opt_duration")]
+    freshness: Option<Duration>,
+    issuer: Option<String>,
+    webauthn_rp_id: Option<String>,
+    webauthn_origin: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SecretsSection {
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -174,6 +225,30 @@ impl Settings {
                 "auth.session_idle is longer than auth.session_max".into(),
             ));
         }
+        if let Some(n) = parsed.auth.max_failures {
+            if !(1..=MAX_FAILURES_CAP).contains(&n) {
+                return Err(err_at(
+                    text.find("max_failures").unwrap_or(0),
+                    format!("auth.max_failures must be between 1 and {MAX_FAILURES_CAP}"),
+                ));
+            }
+            settings.attempts.max_failures = n;
+        }
+        settings.attempts.lock_for = parsed.auth.lockout.unwrap_or(settings.attempts.lock_for);
+        settings.mfa_required = parsed.mfa.required;
+        settings.mfa_freshness = parsed.mfa.freshness.unwrap_or(settings.mfa_freshness);
+        if let Some(issuer) = parsed.mfa.issuer {
+            if issuer.is_empty() || issuer.contains(':') {
+                return Err(err_at(
+                    text.find("issuer").unwrap_or(0),
+                    "mfa.issuer must be non-empty and without ':'".into(),
+                ));
+            }
+            settings.mfa_issuer = issuer;
+        }
+        settings.webauthn_rp_id = parsed.mfa.webauthn_rp_id;
+        settings.webauthn_origin = parsed.mfa.webauthn_origin;
+        settings.secrets_key_file = parsed.secrets.key_file;
         settings.signing_key_file = parsed.audit.signing_key_file;
         if let Some(n) = parsed.audit.checkpoint_every {
             if n < 1 {

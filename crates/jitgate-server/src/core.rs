@@ -5,6 +5,8 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::error::ApiError;
 use ed25519_dalek::SigningKey;
+use jitgate_auth::passkeys::RelyingParty;
+use jitgate_auth::secret_box::KeyRing;
 use jitgate_core::audit::{sign_checkpoint, AuditEvent, NewEvent, Outcome};
 use jitgate_core::grant::Grant;
 use jitgate_core::names::GroupName;
@@ -63,11 +65,21 @@ pub struct Core {
     pub clock: SharedClock,
     pub settings: Settings,
     pub signing_key: SigningKey,
+    /// Seals secrets at rest (TOTP seeds).
+    pub secrets: KeyRing,
+    pub relying_party: RelyingParty,
     pub grant_events: broadcast::Sender<GrantEvent>,
     pub engine: EngineWake,
 }
 
 pub type AppState = Arc<Core>;
+
+/// The keys a server holds outside its store.
+pub struct Keys {
+    pub signing: SigningKey,
+    pub secrets: KeyRing,
+    pub relying_party: RelyingParty,
+}
 
 /// A logged-in person, as every authenticated handler sees them.
 #[derive(Debug, Clone)]
@@ -84,12 +96,14 @@ impl Caller {
 }
 
 impl Core {
-    pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings, signing_key: SigningKey) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings, keys: Keys) -> Self {
         Self {
             store,
             clock,
             settings,
-            signing_key,
+            signing_key: keys.signing,
+            secrets: keys.secrets,
+            relying_party: keys.relying_party,
             grant_events: broadcast::channel(4096).0,
             engine: EngineWake::new(),
         }

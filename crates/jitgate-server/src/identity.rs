@@ -3,12 +3,15 @@
 use crate::core::{Caller, Core, GrantEventKind};
 use crate::error::ApiError;
 use axum::http::StatusCode;
-use jitgate_api::{BootstrapBody, CreateUserBody, GroupView, SessionToken, UserView, WhoAmI};
+use crate::mfa::{Factor, CEREMONY_TTL, PURPOSE_LOGIN};
+use jitgate_api::{
+    BootstrapBody, CreateUserBody, GroupView, LoginBody, LoginMfaBody, LoginOutcome, SecretText, SessionToken, UserView, WebauthnChallenge, WhoAmI,
+};
 use jitgate_auth::{check_password_rules, hash_password, new_token, secrets_equal, token_hash, verify_password};
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::GrantStatus;
 use jitgate_core::names::{GroupName, Username};
-use jitgate_store::{GrantFilter, SessionRecord, Source, UserRecord, WriteTx};
+use jitgate_store::{ChallengeRecord, GrantFilter, SessionRecord, Source, UserRecord, WriteTx};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use std::time::Duration;
@@ -92,12 +95,12 @@ impl Core {
             now,
         )
         .await?;
-        let token = self.open_session(&mut *tx, &user.name).await?;
+        let token = self.open_session(&mut *tx, &user.name, None).await?;
         self.commit(tx, start).await?;
         Ok(token)
     }
 
-    async fn open_session(&self, tx: &mut dyn WriteTx, user: &Username) -> Result<SessionToken, ApiError> {
+    async fn open_session(&self, tx: &mut dyn WriteTx, user: &Username, mfa: Option<Factor>) -> Result<SessionToken, ApiError> {
         let now = self.now();
         let token = new_token("jgs");
         let expires_at = now.saturating_add(self.settings.session_max);
@@ -107,17 +110,18 @@ impl Core {
             created_at: now,
             last_seen_at: now,
             expires_at,
-            mfa_at: None,
-            mfa_method: None,
+            mfa_at: mfa.map(|_| now),
+            mfa_method: mfa.map(|f| f.as_str().to_owned()),
         })
         .await?;
+        tx.clear_attempts(user.as_str()).await?;
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),
                 "auth.login",
                 user.as_str(),
                 Outcome::Success,
-                json!({"method": "password"}),
+                json!({"method": "password", "mfa": mfa.map(Factor::as_str)}),
             ),
             now,
         )
@@ -129,8 +133,14 @@ impl Core {
         })
     }
 
-    pub async fn login(&self, username: &str, password: SecretString) -> Result<SessionToken, ApiError> {
-        let name = Username::parse(username).ok();
+    /// Password first; then, for a user with a second factor, either the factor given in the
+    /// same call or a ticket to finish with. Failures count towards the account's attempt
+    /// limit whether or not the account exists.
+    pub async fn login(&self, body: LoginBody) -> Result<LoginOutcome, ApiError> {
+        let name = Username::parse(&body.username).ok();
+        if let Some(n) = &name {
+            self.attempt_gate(n.as_str(), "auth.login").await?;
+        }
         let user = match &name {
             Some(n) => self.store.user(n).await?,
             None => None,
@@ -138,26 +148,117 @@ impl Core {
         // Always one Argon2 verification, against a dummy hash when there is no usable user,
         // so neither timing nor message tells whether the name exists.
         let stored = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password_hash.clone());
+        let password = SecretString::from(body.password.0);
         // Argon2 takes tens of milliseconds of CPU: off the async workers.
         let password_ok = tokio::task::spawn_blocking(move || verify_password(stored.as_deref(), &password))
             .await
             .unwrap_or(false);
         let actor = name.as_ref().map_or("(invalid name)", Username::as_str).to_owned();
         let Some(user) = user.filter(|u| password_ok && !u.disabled) else {
-            self.audit_alone(NewEvent::new(
+            let event = NewEvent::new(
                 actor.clone(),
                 "auth.login",
-                actor,
+                actor.clone(),
                 Outcome::Failure,
                 json!({"method": "password"}),
-            ))
-            .await;
+            );
+            match &name {
+                Some(n) => self.record_failure(n.as_str(), event).await,
+                None => self.audit_alone(event).await,
+            }
             return Err(invalid_credentials());
         };
+        let methods = self.factors_of(&user.name).await?;
+        let mfa = match (&body.mfa, methods.is_empty()) {
+            (_, true) => None,
+            (Some(proof), false) => Some(self.verify_factor(&user.name, proof, "login", None).await?),
+            (None, false) => return self.login_ticket(&user.name, methods).await,
+        };
         let (mut tx, start) = self.begin().await?;
-        let token = self.open_session(&mut *tx, &user.name).await?;
+        let token = self.open_session(&mut *tx, &user.name, mfa).await?;
+        self.commit(tx, start).await?;
+        Ok(token.into())
+    }
+
+    /// The password was right and a second factor is due: a short-lived ticket stands for
+    /// the first half of the login.
+    async fn login_ticket(&self, user: &Username, methods: Vec<&'static str>) -> Result<LoginOutcome, ApiError> {
+        let now = self.now();
+        let ticket = new_token("jgt");
+        let expires_at = now.saturating_add(CEREMONY_TTL);
+        let (mut tx, start) = self.begin().await?;
+        tx.insert_challenge(
+            &ChallengeRecord {
+                id: token_hash(ticket.expose_secret()),
+                user: user.clone(),
+                purpose: PURPOSE_LOGIN.into(),
+                state: "{}".into(),
+                expires_at,
+            },
+            now,
+        )
+        .await?;
+        tx.append_audit(
+            NewEvent::new(
+                user.as_str(),
+                "auth.login",
+                user.as_str(),
+                Outcome::Success,
+                json!({"method": "password", "next": "mfa"}),
+            ),
+            now,
+        )
+        .await?;
+        self.commit(tx, start).await?;
+        Ok(LoginOutcome::MfaRequired {
+            ticket: ticket.expose_secret().into(),
+            methods: methods.into_iter().map(str::to_owned).collect(),
+            expires_at,
+        })
+    }
+
+    async fn ticket_user(&self, ticket: &SecretText) -> Result<(String, UserRecord), ApiError> {
+        let id = token_hash(ticket.expose());
+        let now = self.now();
+        let challenge = self
+            .store
+            .challenge(&id)
+            .await?
+            .filter(|c| c.purpose == PURPOSE_LOGIN && c.expires_at > now);
+        let user = match challenge {
+            Some(c) => self.store.user(&c.user).await?.filter(|u| !u.disabled),
+            None => None,
+        };
+        user.map(|u| (id, u)).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_ticket",
+                "the login ticket is unknown, used or expired: log in again",
+            )
+        })
+    }
+
+    /// Finishes a login with its second factor.
+    pub async fn login_mfa(&self, body: LoginMfaBody) -> Result<SessionToken, ApiError> {
+        let (ticket_id, user) = self.ticket_user(&body.ticket).await?;
+        let factor = self.verify_factor(&user.name, &body.mfa, "login", None).await?;
+        let (mut tx, start) = self.begin().await?;
+        if tx.take_challenge(&ticket_id).await?.is_none() {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_ticket",
+                "the login ticket was used already: log in again",
+            ));
+        }
+        let token = self.open_session(&mut *tx, &user.name, Some(factor)).await?;
         self.commit(tx, start).await?;
         Ok(token)
+    }
+
+    /// A WebAuthn challenge for the user behind a login ticket.
+    pub async fn login_webauthn_challenge(&self, ticket: &SecretText) -> Result<WebauthnChallenge, ApiError> {
+        let (_, user) = self.ticket_user(ticket).await?;
+        self.webauthn_challenge(&user.name).await
     }
 
     /// Turns a bearer token into the person behind it, or refuses.

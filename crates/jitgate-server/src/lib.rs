@@ -8,6 +8,7 @@ pub mod core;
 pub mod engine;
 pub mod error;
 pub mod identity;
+pub mod mfa;
 pub mod openapi;
 pub mod routes;
 pub mod workflow;

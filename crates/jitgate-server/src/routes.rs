@@ -7,14 +7,16 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
-use jitgate_api::{BootstrapBody, CreateRequestBody, CreateUserBody, LoginBody, PasswordBody, ReviewBody, RevokeBody};
+use jitgate_api::{
+    BootstrapBody, CodeBody, CreateRequestBody, CreateUserBody, LoginBody, LoginMfaBody, MfaProof, PasskeyFinishBody, PasskeyStartBody, PasswordBody,
+    ReviewBody, RevokeBody, TicketBody,
+};
 use jitgate_core::grant::GrantStatus;
 use jitgate_core::names::{GroupName, ResourceName, Username};
 use jitgate_core::policy::Resource;
 use jitgate_core::request::{Decision, RequestStatus};
-use secrecy::SecretString;
 use serde::Deserialize;
 
 /// Bodies larger than this are refused with 413 before they are parsed.
@@ -61,6 +63,17 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/bootstrap", post(bootstrap))
         .route("/login", post(login))
+        .route("/login/mfa", post(login_mfa))
+        .route("/login/webauthn", post(login_webauthn))
+        .route("/mfa", get(mfa_status))
+        .route("/mfa/verify", post(mfa_verify))
+        .route("/mfa/totp", post(totp_enrol).delete(totp_remove))
+        .route("/mfa/totp/confirm", post(totp_confirm))
+        .route("/mfa/recovery-codes", post(recovery_codes))
+        .route("/mfa/webauthn/challenge", post(webauthn_challenge))
+        .route("/mfa/webauthn/register", post(passkey_start))
+        .route("/mfa/webauthn/register/finish", post(passkey_finish))
+        .route("/mfa/webauthn/{id}", delete(passkey_remove))
         .route("/logout", post(logout))
         .route("/whoami", get(whoami))
         .route("/resources", get(list_resources))
@@ -80,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/{name}/disable", post(disable_user))
         .route("/admin/users/{name}/enable", post(enable_user))
         .route("/admin/users/{name}/password", post(set_password))
+        .route("/admin/users/{name}/unlock", post(unlock_user))
         .route("/admin/groups", get(list_groups))
         .route("/admin/groups/{group}/members/{user}", put(add_member).delete(remove_member))
         .route("/admin/resources/{name}", put(put_resource).delete(delete_resource))
@@ -120,8 +134,68 @@ async fn bootstrap(
     Ok((StatusCode::CREATED, Json(s.bootstrap(body).await?)))
 }
 
-async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> R<jitgate_api::SessionToken> {
-    Ok(Json(s.login(&body.username, SecretString::from(body.password.0)).await?))
+async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> R<jitgate_api::LoginOutcome> {
+    Ok(Json(s.login(body).await?))
+}
+
+async fn login_mfa(State(s): State<AppState>, Json(body): Json<LoginMfaBody>) -> R<jitgate_api::SessionToken> {
+    Ok(Json(s.login_mfa(body).await?))
+}
+
+async fn login_webauthn(State(s): State<AppState>, Json(body): Json<TicketBody>) -> R<jitgate_api::WebauthnChallenge> {
+    Ok(Json(s.login_webauthn_challenge(&body.ticket).await?))
+}
+
+async fn mfa_status(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::MfaStatus> {
+    Ok(Json(s.mfa_status(&caller).await?))
+}
+
+async fn mfa_verify(State(s): State<AppState>, caller: Caller, Json(body): Json<MfaProof>) -> R<jitgate_api::SteppedUp> {
+    Ok(Json(s.step_up_now(&caller, &body).await?))
+}
+
+async fn totp_enrol(State(s): State<AppState>, caller: Caller) -> Result<(StatusCode, Json<jitgate_api::TotpEnrolment>), ApiError> {
+    Ok((StatusCode::CREATED, Json(s.totp_enrol_start(&caller).await?)))
+}
+
+async fn totp_confirm(State(s): State<AppState>, caller: Caller, Json(body): Json<CodeBody>) -> R<jitgate_api::FactorAdded> {
+    Ok(Json(s.totp_enrol_confirm(&caller, &body.code).await?))
+}
+
+async fn totp_remove(State(s): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+    s.totp_remove(&caller).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn recovery_codes(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::RecoveryCodes> {
+    Ok(Json(s.new_recovery_codes(&caller).await?))
+}
+
+async fn webauthn_challenge(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::WebauthnChallenge> {
+    Ok(Json(s.webauthn_challenge(&caller.user.name).await?))
+}
+
+async fn passkey_start(State(s): State<AppState>, caller: Caller, Json(body): Json<PasskeyStartBody>) -> R<jitgate_api::WebauthnChallenge> {
+    Ok(Json(s.passkey_register_start(&caller, &body.name).await?))
+}
+
+async fn passkey_finish(
+    State(s): State<AppState>,
+    caller: Caller,
+    Json(body): Json<PasskeyFinishBody>,
+) -> Result<(StatusCode, Json<jitgate_api::FactorAdded>), ApiError> {
+    Ok((StatusCode::CREATED, Json(s.passkey_register_finish(&caller, &body).await?)))
+}
+
+async fn passkey_remove(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> Result<StatusCode, ApiError> {
+    s.passkey_remove(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unlock_user(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> Result<StatusCode, ApiError> {
+    let name = Username::parse(&name).map_err(|_| ApiError::not_found("user"))?;
+    s.unlock_user(&caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn logout(State(s): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
@@ -198,11 +272,11 @@ async fn approve(
     P(id): P<String>,
     Json(body): Json<ReviewBody>,
 ) -> R<jitgate_api::RequestDetail> {
-    Ok(Json(s.review(&caller, &id, Decision::Approve, &body.comment).await?))
+    Ok(Json(s.review(&caller, &id, Decision::Approve, &body).await?))
 }
 
 async fn deny(State(s): State<AppState>, caller: Caller, P(id): P<String>, Json(body): Json<ReviewBody>) -> R<jitgate_api::RequestDetail> {
-    Ok(Json(s.review(&caller, &id, Decision::Deny, &body.comment).await?))
+    Ok(Json(s.review(&caller, &id, Decision::Deny, &body).await?))
 }
 
 async fn cancel(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> R<jitgate_core::request::AccessRequest> {

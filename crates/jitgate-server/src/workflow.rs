@@ -2,11 +2,11 @@
 
 use crate::core::{new_id, Caller, Core, GrantEventKind};
 use crate::error::ApiError;
-use jitgate_api::{CreateRequestBody, RequestDetail, RequestView, ResourceView};
+use jitgate_api::{CreateRequestBody, RequestDetail, RequestView, ResourceView, ReviewBody};
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::{Grant, GrantStatus};
 use jitgate_core::names::{ResourceName, RoleName};
-use jitgate_core::policy::{RequestDraft, Resource};
+use jitgate_core::policy::{MfaAction, RequestDraft, Resource};
 use jitgate_core::request::{count_approvals, AccessRequest, Approver, Decision, RequestStatus, ReviewInput};
 use jitgate_core::time::parse_duration;
 use jitgate_core::DomainError;
@@ -112,6 +112,10 @@ impl Core {
             Ok(c) => c,
             Err(e) => return Err(self.refused(caller, "request.create", &target, e).await),
         };
+        let mfa_method = self
+            .step_up(caller, policy.needs_mfa(MfaAction::Request), body.mfa.as_ref(), "request.create", &target)
+            .await?;
+        let now = self.now();
         let (mut tx, start) = self.begin().await?;
         if let Some(grant_id) = &body.extends {
             let grant = tx.grant(grant_id).await?.ok_or_else(|| ApiError::not_found("grant to extend"))?;
@@ -140,13 +144,13 @@ impl Core {
             expires_at: checked.expires_at,
             decided_at: None,
             extends_grant: body.extends,
-            mfa_method: None,
+            mfa_method,
         };
         tx.insert_request(&request).await?;
         let details = json!({
             "resource": request.resource, "role": request.role, "reason": request.reason, "ticket": request.ticket,
             "duration_secs": request.duration_secs, "start_at": request.start_at.map(|t| t.as_millis()),
-            "extends": request.extends_grant, "expires_at": request.expires_at.as_millis(),
+            "extends": request.extends_grant, "expires_at": request.expires_at.as_millis(), "mfa": request.mfa_method,
         });
         tx.append_audit(
             NewEvent::new(caller.name(), "request.create", request.id.as_str(), Outcome::Success, details),
@@ -279,9 +283,24 @@ impl Core {
         })
     }
 
-    pub async fn review(&self, caller: &Caller, id: &str, decision: Decision, comment: &str) -> Result<RequestDetail, ApiError> {
-        let now = self.now();
+    pub async fn review(&self, caller: &Caller, id: &str, decision: Decision, body: &ReviewBody) -> Result<RequestDetail, ApiError> {
+        let comment = body.comment.as_str();
         let action = format!("review.{}", decision.as_str());
+        // The second factor comes first, outside the review's transaction: checking it is a
+        // change of its own (the code is used up, the attempt counted) whatever the review does.
+        let pending = self.store.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
+        let needed = match self.store.resource(&pending.resource).await? {
+            Some(r) => r.role(&pending.role).is_ok_and(|p| p.needs_mfa(MfaAction::Approve)) && decision == Decision::Approve,
+            None => true,
+        };
+        // A self-review is refused below whatever the factor; asking for one first would only
+        // use up a code.
+        let mfa_method = if pending.requester == caller.user.name {
+            None
+        } else {
+            self.step_up(caller, needed, body.mfa.as_ref(), &action, id).await?
+        };
+        let now = self.now();
         let (mut tx, start) = self.begin().await?;
         let request = tx.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
         let resource = self
@@ -302,7 +321,7 @@ impl Core {
             user: caller.user.name.clone(),
             groups: caller.groups.clone(),
         };
-        let outcome = match request.review(
+        let mut outcome = match request.review(
             policy,
             &earlier,
             &earlier_approvers,
@@ -319,6 +338,7 @@ impl Core {
                 return Err(self.refused(caller, &action, id, e).await);
             }
         };
+        outcome.review.mfa_method = mfa_method;
         tx.insert_review(&outcome.review).await?;
         let details = json!({"comment": outcome.review.comment, "stage": outcome.review.stage, "mfa": outcome.review.mfa_method});
         tx.append_audit(NewEvent::new(caller.name(), action.as_str(), id, Outcome::Success, details), now)

@@ -3,6 +3,7 @@
 
 use crate::client::{Client, ClientError, ListParams};
 use crate::credentials::{self, Credentials};
+use crate::cli_mfa::{login, with_second_factor, MfaArgs, MfaCommand};
 use crate::output;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -47,6 +48,8 @@ enum Command {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        #[command(flatten)]
+        mfa: MfaArgs,
     },
     /// End the session and forget the token.
     Logout,
@@ -72,6 +75,8 @@ enum Command {
         /// Extend this grant: the new grant starts where it ends.
         #[arg(long)]
         extends: Option<String>,
+        #[command(flatten)]
+        mfa: MfaArgs,
     },
     /// List requests: yours, those waiting for your review, or all.
     Requests {
@@ -93,12 +98,16 @@ enum Command {
         id: String,
         #[arg(long, default_value = "")]
         comment: String,
+        #[command(flatten)]
+        mfa: MfaArgs,
     },
     /// Deny a request.
     Deny {
         id: String,
         #[arg(long, default_value = "")]
         comment: String,
+        #[command(flatten)]
+        mfa: MfaArgs,
     },
     /// Cancel your own pending request.
     Cancel { id: String },
@@ -119,6 +128,9 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Second factors: status, TOTP, recovery codes, passkeys, step-up.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
     /// The audit log: verify, export, tail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -224,6 +236,10 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Lift the attempt limit or lock on an account after failed logins or codes.
+    Unlock {
+        username: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,18 +271,18 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-struct Ctx {
-    json: bool,
+pub(crate) struct Ctx {
+    pub(crate) json: bool,
     server: String,
     creds: Option<Credentials>,
 }
 
 impl Ctx {
-    fn anonymous(&self) -> Client {
+    pub(crate) fn anonymous(&self) -> Client {
         Client::new(&self.server, None)
     }
 
-    fn client(&self) -> Result<Client> {
+    pub(crate) fn client(&self) -> Result<Client> {
         match &self.creds {
             Some(c) if c.server.trim_end_matches('/') == self.server.trim_end_matches('/') => {
                 Ok(Client::new(&self.server, Some(c.token.clone())))
@@ -276,7 +292,7 @@ impl Ctx {
     }
 
     /// Saves a new session as this user's login to this server.
-    fn keep_session(&self, session: &jitgate_api::SessionToken) -> Result<PathBuf> {
+    pub(crate) fn keep_session(&self, session: &jitgate_api::SessionToken) -> Result<PathBuf> {
         credentials::save(&Credentials {
             server: self.server.clone(),
             username: session.username.to_string(),
@@ -284,7 +300,7 @@ impl Ctx {
         })
     }
 
-    fn print<T: Serialize>(&self, value: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
+    pub(crate) fn print<T: Serialize>(&self, value: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(value)?);
         } else {
@@ -294,7 +310,7 @@ impl Ctx {
     }
 }
 
-fn read_stdin_line(what: &str) -> Result<String> {
+pub(crate) fn read_stdin_line(what: &str) -> Result<String> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -307,7 +323,7 @@ fn read_stdin_line(what: &str) -> Result<String> {
     Ok(line)
 }
 
-fn prompt_secret(prompt: &str) -> Result<String> {
+pub(crate) fn prompt_secret(prompt: &str) -> Result<String> {
     rpassword::prompt_password(prompt).context("cannot read from the terminal: use --password-stdin")
 }
 
@@ -357,7 +373,11 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
     let ok = Ok(ExitCode::SUCCESS);
     match command {
         Command::Serve(_) => unreachable!("handled before"),
-        Command::Login { username, password_stdin } => {
+        Command::Login {
+            username,
+            password_stdin,
+            mfa,
+        } => {
             let username = match username {
                 Some(u) => u,
                 None => {
@@ -367,7 +387,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                 }
             };
             let pw = password(password_stdin, false)?;
-            let session = ctx.anonymous().login(&username, &pw).await?;
+            let session = login(ctx, &username, &pw, &mfa).await?;
             let path = ctx.keep_session(&session)?;
             #[derive(Serialize)]
             struct Out<'a> {
@@ -455,9 +475,10 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             ticket,
             start_at,
             extends,
+            mfa,
         } => {
             let start_at = start_at.map(|s| Timestamp::parse_rfc3339(&s).map_err(|e| anyhow!(e))).transpose()?;
-            let body = CreateRequestBody {
+            let mut body = CreateRequestBody {
                 resource,
                 role,
                 reason,
@@ -465,8 +486,15 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                 duration,
                 start_at,
                 extends,
+                mfa: None,
             };
-            let r = ctx.client()?.create_request(&body).await?;
+            let c = ctx.client()?;
+            let r = with_second_factor(&mfa, |proof| {
+                body.mfa = proof;
+                let (c, body) = (c.clone(), body.clone());
+                async move { c.create_request(&body).await }
+            })
+            .await?;
             ctx.print(&r, |r| {
                 format!(
                     "{}: {} on {} for {} is pending approval (expires {} unless approved)\nshow it with: jitgate show {}",
@@ -509,13 +537,15 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             ctx.print(&d, output::detail)?;
             ok
         }
-        Command::Approve { id, comment } => {
-            let d = ctx.client()?.approve(&id, &comment).await?;
+        Command::Approve { id, comment, mfa } => {
+            let c = ctx.client()?;
+            let d = with_second_factor(&mfa, |proof| c.review(&id, true, &comment, proof)).await?;
             ctx.print(&d, |d| review_summary("approved", d))?;
             ok
         }
-        Command::Deny { id, comment } => {
-            let d = ctx.client()?.deny(&id, &comment).await?;
+        Command::Deny { id, comment, mfa } => {
+            let c = ctx.client()?;
+            let d = with_second_factor(&mfa, |proof| c.review(&id, false, &comment, proof)).await?;
             ctx.print(&d, |d| review_summary("denied", d))?;
             ok
         }
@@ -545,6 +575,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             ctx.print(&g, output::grant)?;
             ok
         }
+        Command::Mfa(m) => crate::cli_mfa::run(ctx, m).await,
         Command::Audit(a) => audit(ctx, a).await,
         Command::Admin(a) => admin(ctx, a).await,
     }
@@ -888,6 +919,12 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                 UserCommand::Enable { username } => {
                     let u = c.set_user_disabled(&username, false).await?;
                     ctx.print(&u, |u| format!("enabled {}", u.username))?;
+                }
+                UserCommand::Unlock { username } => {
+                    c.unlock_user(&username).await?;
+                    ctx.print(&serde_json::json!({"username": username, "unlocked": true}), |_| {
+                        format!("{username} is unlocked; their failed attempts are forgotten")
+                    })?;
                 }
                 UserCommand::SetPassword { username, password_stdin } => {
                     let pw = password(password_stdin, !password_stdin)?;

@@ -37,6 +37,25 @@ impl ClientError {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
+fn session_of(outcome: LoginOutcome) -> Result<SessionToken> {
+    match outcome {
+        LoginOutcome::Authenticated {
+            token,
+            username,
+            expires_at,
+        } => Ok(SessionToken {
+            token,
+            username,
+            expires_at,
+        }),
+        LoginOutcome::MfaRequired { methods, .. } => Err(ClientError::Api {
+            status: 401,
+            code: "mfa_required".into(),
+            message: format!("this account needs a second factor ({})", methods.join(", ")),
+        }),
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -138,12 +157,72 @@ impl Client {
     pub async fn bootstrap(&self, body: &BootstrapBody) -> Result<SessionToken> {
         self.call(Method::POST, "/bootstrap", None, Self::json(body)).await
     }
-    pub async fn login(&self, username: &str, password: &str) -> Result<SessionToken> {
+    /// Logs in; a user with a second factor gets `MfaRequired` and a ticket, unless `mfa`
+    /// carries the factor already.
+    pub async fn login_outcome(&self, username: &str, password: &str, mfa: Option<MfaProof>) -> Result<LoginOutcome> {
         let body = LoginBody {
             username: username.to_owned(),
             password: password.into(),
+            mfa,
         };
         self.call(Method::POST, "/login", None, Self::json(&body)).await
+    }
+    /// A password-only login; a second factor being due is an `mfa_required` error.
+    pub async fn login(&self, username: &str, password: &str) -> Result<SessionToken> {
+        session_of(self.login_outcome(username, password, None).await?)
+    }
+    pub async fn login_with(&self, username: &str, password: &str, mfa: MfaProof) -> Result<SessionToken> {
+        session_of(self.login_outcome(username, password, Some(mfa)).await?)
+    }
+    pub async fn login_mfa(&self, ticket: &str, mfa: MfaProof) -> Result<SessionToken> {
+        let body = LoginMfaBody {
+            ticket: ticket.into(),
+            mfa,
+        };
+        self.call(Method::POST, "/login/mfa", None, Self::json(&body)).await
+    }
+    pub async fn login_webauthn(&self, ticket: &str) -> Result<WebauthnChallenge> {
+        let body = TicketBody { ticket: ticket.into() };
+        self.call(Method::POST, "/login/webauthn", None, Self::json(&body)).await
+    }
+    pub async fn mfa_status(&self) -> Result<MfaStatus> {
+        self.call(Method::GET, "/mfa", None, None).await
+    }
+    pub async fn mfa_verify(&self, proof: &MfaProof) -> Result<SteppedUp> {
+        self.call(Method::POST, "/mfa/verify", None, Self::json(proof)).await
+    }
+    pub async fn totp_enrol(&self) -> Result<TotpEnrolment> {
+        self.call(Method::POST, "/mfa/totp", None, None).await
+    }
+    pub async fn totp_confirm(&self, code: &str) -> Result<FactorAdded> {
+        let body = CodeBody { code: code.into() };
+        self.call(Method::POST, "/mfa/totp/confirm", None, Self::json(&body)).await
+    }
+    pub async fn totp_remove(&self) -> Result<()> {
+        self.call(Method::DELETE, "/mfa/totp", None, None).await
+    }
+    pub async fn new_recovery_codes(&self) -> Result<RecoveryCodes> {
+        self.call(Method::POST, "/mfa/recovery-codes", None, None).await
+    }
+    pub async fn webauthn_challenge(&self) -> Result<WebauthnChallenge> {
+        self.call(Method::POST, "/mfa/webauthn/challenge", None, None).await
+    }
+    pub async fn passkey_start(&self, name: &str) -> Result<WebauthnChallenge> {
+        let body = PasskeyStartBody { name: name.to_owned() };
+        self.call(Method::POST, "/mfa/webauthn/register", None, Self::json(&body)).await
+    }
+    pub async fn passkey_finish(&self, challenge_id: &str, credential: serde_json::Value) -> Result<FactorAdded> {
+        let body = PasskeyFinishBody {
+            challenge_id: challenge_id.to_owned(),
+            credential,
+        };
+        self.call(Method::POST, "/mfa/webauthn/register/finish", None, Self::json(&body)).await
+    }
+    pub async fn passkey_remove(&self, id: &str) -> Result<()> {
+        self.call(Method::DELETE, &format!("/mfa/webauthn/{}", seg(id)), None, None).await
+    }
+    pub async fn unlock_user(&self, name: &str) -> Result<()> {
+        self.call(Method::POST, &format!("/admin/users/{}/unlock", seg(name)), None, None).await
     }
     pub async fn logout(&self) -> Result<()> {
         self.call(Method::POST, "/logout", None, None).await
@@ -164,26 +243,20 @@ impl Client {
         self.call(Method::GET, &format!("/requests/{}", seg(id)), None, None).await
     }
     pub async fn approve(&self, id: &str, comment: &str) -> Result<RequestDetail> {
-        self.call(
-            Method::POST,
-            &format!("/requests/{}/approve", seg(id)),
-            None,
-            Self::json(&ReviewBody {
-                comment: comment.to_owned(),
-            }),
-        )
-        .await
+        self.review(id, true, comment, None).await
     }
     pub async fn deny(&self, id: &str, comment: &str) -> Result<RequestDetail> {
-        self.call(
-            Method::POST,
-            &format!("/requests/{}/deny", seg(id)),
-            None,
-            Self::json(&ReviewBody {
-                comment: comment.to_owned(),
-            }),
-        )
-        .await
+        self.review(id, false, comment, None).await
+    }
+    /// Approves (`approve`) or denies, with a second factor when one is given.
+    pub async fn review(&self, id: &str, approve: bool, comment: &str, mfa: Option<MfaProof>) -> Result<RequestDetail> {
+        let verb = if approve { "approve" } else { "deny" };
+        let body = ReviewBody {
+            comment: comment.to_owned(),
+            mfa,
+        };
+        self.call(Method::POST, &format!("/requests/{}/{verb}", seg(id)), None, Self::json(&body))
+            .await
     }
     pub async fn cancel(&self, id: &str) -> Result<AccessRequest> {
         self.call(Method::POST, &format!("/requests/{}/cancel", seg(id)), None, None).await

@@ -12,7 +12,8 @@ use std::sync::Arc;
 pub const PASSWORD: &str = "a long test password";
 
 /// The policy most tests use: `read` needs one db-owner; `write` needs a db-owner AND a
-/// security approver; `ops` (short TTL) for pending-expiry tests.
+/// security approver; neither asks for a second factor. `admin` needs a db-owner and a fresh
+/// second factor for every action.
 pub const CONFIG: &str = r#"
 [groups]
 engineers = ["alice", "carol", "dave"]
@@ -30,6 +31,7 @@ default_duration = "30m"
 pending_ttl = "10m"
 reason = { required = true, min_length = 5 }
 stages = [{ name = "owner", groups = ["db-owners"], min_approvals = 1 }]
+mfa = []
 
 [resources.roles.write]
 requesters = ["engineers"]
@@ -40,6 +42,14 @@ stages = [
   { name = "owner", groups = ["db-owners"], min_approvals = 1 },
   { name = "security", groups = ["security"], min_approvals = 1 },
 ]
+mfa = []
+
+# Every action needs a fresh second factor (the default when a role says nothing).
+[resources.roles.admin]
+requesters = ["engineers"]
+max_duration = "1h"
+reason = { required = true, min_length = 5 }
+stages = [{ name = "owner", groups = ["db-owners"], min_approvals = 1 }]
 "#;
 
 pub enum Backend {
@@ -268,6 +278,7 @@ pub fn request_body(resource: &str, role: &str, duration: Option<&str>, reason: 
         duration: duration.map(str::to_owned),
         start_at: None,
         extends: None,
+        mfa: None,
     }
 }
 

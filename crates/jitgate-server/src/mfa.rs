@@ -1,0 +1,777 @@
+//! Second factors: enrolment (TOTP, passkeys, recovery codes), verification, step-up bound to
+//! an action, and the attempt limits that guard passwords and factors alike.
+//!
+//! Every check that consumes something (a TOTP step, a recovery code, a WebAuthn challenge)
+//! does so in the same transaction as its audit event and the attempt count, so a code is
+//! accepted once even when several instances share the store.
+
+use crate::core::{new_id, Caller, Core};
+use crate::error::ApiError;
+use axum::http::StatusCode;
+use jitgate_api::{
+    FactorAdded, MfaProof, MfaStatus, PasskeyFinishBody, PasskeyView, RecoveryCodes, SecretText, SteppedUp, TotpEnrolment, WebauthnChallenge,
+};
+use jitgate_auth::attempts::{AttemptState, Gate};
+use jitgate_auth::passkeys::StoredPasskey;
+use jitgate_auth::recovery::{new_recovery_codes, recovery_code_hash};
+use jitgate_auth::secret_box::Sealed;
+use jitgate_auth::totp::{self, TotpAlgorithm, TotpCheck, TotpParams};
+use jitgate_core::audit::{NewEvent, Outcome};
+use jitgate_core::names::Username;
+use jitgate_core::policy::mfa_is_fresh;
+use jitgate_core::Timestamp;
+use jitgate_store::{AttemptRecord, ChallengeRecord, PasskeyRecord, TotpRecord, WriteTx};
+use serde_json::json;
+use std::time::Duration;
+
+/// How long a login ticket or a WebAuthn challenge may wait for its answer.
+pub const CEREMONY_TTL: Duration = Duration::from_secs(300);
+const PURPOSE_WEBAUTHN: &str = "webauthn";
+const PURPOSE_REGISTER: &str = "webauthn_register";
+pub(crate) const PURPOSE_LOGIN: &str = "login";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Factor {
+    Totp,
+    Webauthn,
+    RecoveryCode,
+}
+
+impl Factor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+            Self::Webauthn => "webauthn",
+            Self::RecoveryCode => "recovery_code",
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+pub(crate) fn mfa_required(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "mfa_required",
+        format!("{what} needs a fresh second factor: give a code (--otp) or a passkey assertion, or step up with `jitgate mfa verify`"),
+    )
+}
+
+fn enrolment_required(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "mfa_enrollment_required",
+        format!("{what} needs a second factor and you have none: enrol one with `jitgate mfa totp enroll`"),
+    )
+}
+
+/// Why a proof was refused, before it becomes an answer.
+struct Refusal {
+    code: &'static str,
+    message: String,
+    replay: bool,
+}
+
+impl Refusal {
+    fn wrong(message: impl Into<String>) -> Self {
+        Self {
+            code: "invalid_mfa",
+            message: message.into(),
+            replay: false,
+        }
+    }
+}
+
+fn attempt_state(r: &AttemptRecord) -> AttemptState {
+    AttemptState {
+        failures: r.failures,
+        last_failure_at: r.last_failure_at,
+        locked_until: r.locked_until,
+    }
+}
+
+fn passkey_view(p: &PasskeyRecord) -> PasskeyView {
+    PasskeyView {
+        id: p.credential_id.clone(),
+        name: p.name.clone(),
+        created_at: p.created_at,
+        last_used_at: p.last_used_at,
+    }
+}
+
+fn stored(p: &PasskeyRecord) -> StoredPasskey {
+    StoredPasskey {
+        credential_id: p.credential_id.clone(),
+        passkey_json: p.passkey_json.clone(),
+    }
+}
+
+fn unix_secs(t: Timestamp) -> u64 {
+    u64::try_from(t.as_millis().div_euclid(1000)).unwrap_or(0)
+}
+
+fn totp_params(r: &TotpRecord) -> Result<TotpParams, ApiError> {
+    Ok(TotpParams {
+        algorithm: TotpAlgorithm::parse(&r.algorithm).ok_or_else(|| internal(format!("stored TOTP algorithm '{}'", r.algorithm)))?,
+        digits: u8::try_from(r.digits).map_err(internal)?,
+        period_secs: u64::from(r.period_secs),
+    })
+}
+
+impl Core {
+    // ---- attempt limits ----
+
+    /// Refuses an attempt for `username` while it must wait or is locked. Names that do not
+    /// exist are limited like names that do.
+    pub(crate) async fn attempt_gate(&self, username: &str, action: &str) -> Result<(), ApiError> {
+        let now = self.now();
+        let state = self.store.attempts(username).await?.map(|r| attempt_state(&r));
+        let (code, message, until) = match self.settings.attempts.gate(state.as_ref(), now) {
+            Gate::Open => return Ok(()),
+            Gate::Wait { until } => (
+                "too_many_attempts",
+                format!(
+                    "too many failed attempts: try again in {} s",
+                    now.until(until).as_secs().max(1)
+                ),
+                until,
+            ),
+            Gate::Locked { until } => (
+                "account_locked",
+                format!(
+                    "locked after repeated failed attempts until {}; an administrator can unlock it sooner",
+                    until.to_rfc3339()
+                ),
+                until,
+            ),
+        };
+        self.audit_alone(NewEvent::new(
+            username,
+            action,
+            username,
+            Outcome::Denied,
+            json!({"code": code, "until": until.as_millis()}),
+        ))
+        .await;
+        Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message))
+    }
+
+    /// Counts one failure for `username` in `tx` and records the lock it may bring.
+    pub(crate) async fn count_failure(&self, tx: &mut dyn WriteTx, username: &str) -> Result<(), ApiError> {
+        let now = self.now();
+        let previous = tx.attempts(username).await?.map(|r| attempt_state(&r));
+        let next = self.settings.attempts.after_failure(previous.as_ref(), now);
+        tx.put_attempts(&AttemptRecord {
+            username: username.to_owned(),
+            failures: next.failures,
+            last_failure_at: now,
+            locked_until: next.locked_until,
+        })
+        .await?;
+        if let Some(until) = next.locked_until {
+            tx.append_audit(
+                NewEvent::new(
+                    "system",
+                    "auth.locked",
+                    username,
+                    Outcome::Success,
+                    json!({"failures": next.failures, "until": until.as_millis()}),
+                ),
+                now,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt with its audit event, in a change of its own.
+    pub(crate) async fn record_failure(&self, username: &str, event: NewEvent) {
+        let result = async {
+            let (mut tx, start) = self.begin().await?;
+            tx.append_audit(event, self.now()).await?;
+            self.count_failure(&mut *tx, username).await?;
+            self.commit(tx, start).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e.message, "could not record a failed attempt");
+        }
+    }
+
+    pub async fn unlock_user(&self, caller: &Caller, name: &Username) -> Result<(), ApiError> {
+        self.require_admin(caller, "unlock_user").await?;
+        let (mut tx, start) = self.begin().await?;
+        let was_limited = tx.clear_attempts(name.as_str()).await?;
+        tx.append_audit(
+            NewEvent::new(
+                caller.name(),
+                "auth.unlock",
+                name.as_str(),
+                Outcome::Success,
+                json!({"was_limited": was_limited}),
+            ),
+            self.now(),
+        )
+        .await?;
+        self.commit(tx, start).await?;
+        Ok(())
+    }
+
+    // ---- what a user has ----
+
+    /// The factors `user` can prove with, as method names.
+    pub async fn factors_of(&self, user: &Username) -> Result<Vec<&'static str>, ApiError> {
+        let mut methods = Vec::new();
+        if self.store.totp(user).await?.is_some_and(|t| t.confirmed_at.is_some()) {
+            methods.push(Factor::Totp.as_str());
+        }
+        if !self.store.passkeys(user).await?.is_empty() {
+            methods.push(Factor::Webauthn.as_str());
+        }
+        if !methods.is_empty() && self.store.recovery_codes_left(user).await? > 0 {
+            methods.push(Factor::RecoveryCode.as_str());
+        }
+        Ok(methods)
+    }
+
+    fn is_fresh(&self, caller: &Caller) -> bool {
+        mfa_is_fresh(caller.session.mfa_at, self.now(), self.settings.mfa_freshness)
+    }
+
+    pub async fn mfa_status(&self, caller: &Caller) -> Result<MfaStatus, ApiError> {
+        let user = &caller.user.name;
+        let totp = self.store.totp(user).await?;
+        let passkeys = self.store.passkeys(user).await?;
+        Ok(MfaStatus {
+            totp: totp.as_ref().is_some_and(|t| t.confirmed_at.is_some()),
+            totp_pending: totp.as_ref().is_some_and(|t| t.confirmed_at.is_none()),
+            passkeys: passkeys.iter().map(passkey_view).collect(),
+            recovery_codes_left: self.store.recovery_codes_left(user).await?,
+            fresh_until: self
+                .is_fresh(caller)
+                .then(|| caller.session.mfa_at.map(|at| at.saturating_add(self.settings.mfa_freshness)))
+                .flatten(),
+            required: self.settings.mfa_required,
+        })
+    }
+
+    /// For changes to a user's factors: a user who has a factor must have proved one lately,
+    /// so a stolen session alone cannot swap the factors.
+    async fn require_fresh_if_enrolled(&self, caller: &Caller, what: &str) -> Result<(), ApiError> {
+        if self.is_fresh(caller) || self.factors_of(&caller.user.name).await?.is_empty() {
+            return Ok(());
+        }
+        let err = mfa_required(what);
+        self.audit_step_up_refusal(caller, what, "-", err.code).await;
+        Err(err)
+    }
+
+    async fn audit_step_up_refusal(&self, caller: &Caller, action: &str, target: &str, code: &str) {
+        self.audit_alone(NewEvent::new(
+            caller.name(),
+            "mfa.step_up",
+            target,
+            Outcome::Denied,
+            json!({"action": action, "code": code}),
+        ))
+        .await;
+    }
+
+    // ---- verification ----
+
+    /// Checks one proof for `user`. Whatever it consumes (TOTP step, recovery code, WebAuthn
+    /// challenge) is consumed in the same change as the outcome's audit event and attempt
+    /// count; on success the attempt count is reset and, when `session` is given, that session
+    /// becomes fresh.
+    pub async fn verify_factor(&self, user: &Username, proof: &MfaProof, purpose: &str, session: Option<&str>) -> Result<Factor, ApiError> {
+        let given = usize::from(proof.otp.is_some()) + usize::from(proof.recovery_code.is_some()) + usize::from(proof.webauthn.is_some());
+        if given != 1 {
+            return Err(ApiError::bad_request(
+                "invalid_mfa_proof",
+                "give exactly one of otp, recovery_code or webauthn",
+            ));
+        }
+        self.attempt_gate(user.as_str(), "mfa.verify").await?;
+        let now = self.now();
+        let (mut tx, start) = self.begin().await?;
+        let (method, outcome) = if let Some(code) = &proof.otp {
+            (Factor::Totp, self.check_totp(&mut *tx, user, code.expose(), now).await?)
+        } else if let Some(code) = &proof.recovery_code {
+            let ok = tx.use_recovery_code(user, &recovery_code_hash(code.expose()), now).await?;
+            let outcome = if ok {
+                Ok(())
+            } else {
+                Err(Refusal::wrong("that recovery code is not valid or was used already"))
+            };
+            (Factor::RecoveryCode, outcome)
+        } else if let Some(assertion) = &proof.webauthn {
+            (
+                Factor::Webauthn,
+                self.check_assertion(&mut *tx, user, &assertion.challenge_id, &assertion.credential, now)
+                    .await?,
+            )
+        } else {
+            unreachable!("exactly one proof was counted above")
+        };
+        match outcome {
+            Ok(()) => {
+                tx.clear_attempts(user.as_str()).await?;
+                if let Some(token_hash) = session {
+                    tx.set_session_mfa(token_hash, now, method.as_str()).await?;
+                }
+                let mut details = json!({"method": method.as_str(), "purpose": purpose});
+                if method == Factor::RecoveryCode {
+                    details["codes_left"] = json!(tx.recovery_codes_left(user).await?);
+                }
+                tx.append_audit(NewEvent::new(user.as_str(), "mfa.verify", user.as_str(), Outcome::Success, details), now)
+                    .await?;
+                self.commit(tx, start).await?;
+                Ok(method)
+            }
+            Err(refusal) => {
+                tx.append_audit(
+                    NewEvent::new(
+                        user.as_str(),
+                        "mfa.verify",
+                        user.as_str(),
+                        Outcome::Failure,
+                        json!({"method": method.as_str(), "purpose": purpose, "reason": refusal.message}),
+                    ),
+                    now,
+                )
+                .await?;
+                if refusal.replay {
+                    tx.append_audit(
+                        NewEvent::new(
+                            user.as_str(),
+                            "mfa.replay",
+                            user.as_str(),
+                            Outcome::Denied,
+                            json!({"method": method.as_str(), "purpose": purpose}),
+                        ),
+                        now,
+                    )
+                    .await?;
+                }
+                self.count_failure(&mut *tx, user.as_str()).await?;
+                self.commit(tx, start).await?;
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, refusal.code, refusal.message))
+            }
+        }
+    }
+
+    async fn check_totp(&self, tx: &mut dyn WriteTx, user: &Username, code: &str, now: Timestamp) -> Result<Result<(), Refusal>, ApiError> {
+        let Some(record) = tx.totp(user).await?.filter(|t| t.confirmed_at.is_some()) else {
+            return Ok(Err(Refusal::wrong("no TOTP factor is enrolled for this account")));
+        };
+        let seed = self.open_seed(&record)?;
+        let last = record.last_step.and_then(|s| u64::try_from(s).ok());
+        let checked = totp::check(&seed, totp_params(&record)?, code, unix_secs(now), last).map_err(internal)?;
+        Ok(match checked {
+            TotpCheck::Accepted { step } => {
+                let step = i64::try_from(step).map_err(internal)?;
+                if tx.use_totp_step(user, step, None).await? {
+                    Ok(())
+                } else {
+                    Err(replayed())
+                }
+            }
+            TotpCheck::Replayed { .. } => Err(replayed()),
+            TotpCheck::Wrong => Err(Refusal::wrong("the code is wrong or too old; check the device's clock")),
+        })
+    }
+
+    fn open_seed(&self, record: &TotpRecord) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+        let sealed = Sealed {
+            key_version: record.key_version,
+            data: record.sealed_seed.clone(),
+        };
+        self.secrets
+            .open(&sealed, record.user.as_str())
+            .map_err(|e| internal(format!("cannot open the TOTP seed: {e}")))
+    }
+
+    async fn check_assertion(
+        &self,
+        tx: &mut dyn WriteTx,
+        user: &Username,
+        challenge_id: &str,
+        credential: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<Result<(), Refusal>, ApiError> {
+        let challenge = tx.take_challenge(challenge_id).await?;
+        let Some(challenge) = challenge.filter(|c| c.purpose == PURPOSE_WEBAUTHN && &c.user == user && c.expires_at > now) else {
+            return Ok(Err(Refusal::wrong(
+                "the WebAuthn challenge is unknown, used or expired; ask for a new one",
+            )));
+        };
+        let keys: Vec<StoredPasskey> = tx.passkeys(user).await?.iter().map(stored).collect();
+        Ok(match self.relying_party.finish_authentication(credential, &challenge.state, &keys) {
+            Ok(asserted) => {
+                tx.update_passkey(&asserted.credential_id, asserted.updated_passkey_json.as_deref(), now)
+                    .await?;
+                Ok(())
+            }
+            Err(e) => Err(Refusal::wrong(e.to_string())),
+        })
+    }
+
+    /// Starts a WebAuthn authentication for `user`'s passkeys.
+    pub async fn webauthn_challenge(&self, user: &Username) -> Result<WebauthnChallenge, ApiError> {
+        let keys: Vec<StoredPasskey> = self.store.passkeys(user).await?.iter().map(stored).collect();
+        if keys.is_empty() {
+            return Err(ApiError::conflict("no_passkey", "no passkey or security key is registered"));
+        }
+        let (options, state) = self
+            .relying_party
+            .start_authentication(&keys)
+            .map_err(|e| ApiError::bad_request("webauthn", e.to_string()))?;
+        self.keep_challenge(user, PURPOSE_WEBAUTHN, state, options).await
+    }
+
+    async fn keep_challenge(&self, user: &Username, purpose: &str, state: String, options: serde_json::Value) -> Result<WebauthnChallenge, ApiError> {
+        let now = self.now();
+        let expires_at = now.saturating_add(CEREMONY_TTL);
+        let challenge_id = new_id("wac");
+        let (mut tx, start) = self.begin().await?;
+        tx.insert_challenge(
+            &ChallengeRecord {
+                id: challenge_id.clone(),
+                user: user.clone(),
+                purpose: purpose.to_owned(),
+                state,
+                expires_at,
+            },
+            now,
+        )
+        .await?;
+        self.commit(tx, start).await?;
+        Ok(WebauthnChallenge {
+            challenge_id,
+            options,
+            expires_at,
+        })
+    }
+
+    // ---- step-up bound to an action ----
+
+    /// The second factor an action needs. `needed`: the role asks for one for this action.
+    /// A proof given with the action is checked (and makes the session fresh); otherwise a
+    /// fresh session serves. Returns the method to record with the action, if any.
+    pub async fn step_up(&self, caller: &Caller, needed: bool, proof: Option<&MfaProof>, action: &str, target: &str) -> Result<Option<String>, ApiError> {
+        if let Some(proof) = proof {
+            let factor = self
+                .verify_factor(&caller.user.name, proof, action, Some(&caller.session.token_hash))
+                .await?;
+            return Ok(Some(factor.as_str().to_owned()));
+        }
+        let enrolled = !self.factors_of(&caller.user.name).await?.is_empty();
+        if self.settings.mfa_required && !enrolled {
+            let err = enrolment_required(action);
+            self.audit_step_up_refusal(caller, action, target, err.code).await;
+            return Err(err);
+        }
+        if !needed {
+            return Ok(None);
+        }
+        if self.is_fresh(caller) {
+            return Ok(caller.session.mfa_method.clone());
+        }
+        let err = if enrolled { mfa_required(action) } else { enrolment_required(action) };
+        self.audit_step_up_refusal(caller, action, target, err.code).await;
+        Err(err)
+    }
+
+    pub async fn step_up_now(&self, caller: &Caller, proof: &MfaProof) -> Result<SteppedUp, ApiError> {
+        let factor = self
+            .verify_factor(&caller.user.name, proof, "step_up", Some(&caller.session.token_hash))
+            .await?;
+        Ok(SteppedUp {
+            method: factor.as_str().to_owned(),
+            fresh_until: self.now().saturating_add(self.settings.mfa_freshness),
+        })
+    }
+
+    // ---- enrolment ----
+
+    pub async fn totp_enrol_start(&self, caller: &Caller) -> Result<TotpEnrolment, ApiError> {
+        let user = &caller.user.name;
+        if self.store.totp(user).await?.is_some_and(|t| t.confirmed_at.is_some()) {
+            return Err(ApiError::conflict(
+                "totp_already_enrolled",
+                "a TOTP factor is enrolled already; remove it first",
+            ));
+        }
+        self.require_fresh_if_enrolled(caller, "enrolling a TOTP factor").await?;
+        let params = TotpParams::default();
+        let seed = totp::new_seed();
+        let material = totp::enrolment(&seed, params, &self.settings.mfa_issuer, user.as_str()).map_err(internal)?;
+        let sealed = self.secrets.seal(&seed, user.as_str());
+        let now = self.now();
+        let (mut tx, start) = self.begin().await?;
+        tx.put_totp(&TotpRecord {
+            user: user.clone(),
+            key_version: sealed.key_version,
+            sealed_seed: sealed.data,
+            algorithm: params.algorithm.as_str().to_owned(),
+            digits: u32::from(params.digits),
+            period_secs: u32::try_from(params.period_secs).map_err(internal)?,
+            confirmed_at: None,
+            last_step: None,
+            created_at: now,
+        })
+        .await?;
+        tx.append_audit(
+            NewEvent::new(user.as_str(), "mfa.totp.enrol_start", user.as_str(), Outcome::Success, json!({})),
+            now,
+        )
+        .await?;
+        self.commit(tx, start).await?;
+        Ok(TotpEnrolment {
+            secret: material.secret_base32.into(),
+            otpauth_uri: material.otpauth_uri.into(),
+            qr_svg: material.qr_svg,
+            algorithm: params.algorithm.as_str().to_owned(),
+            digits: u32::from(params.digits),
+            period_secs: u32::try_from(params.period_secs).map_err(internal)?,
+        })
+    }
+
+    /// Activates a waiting TOTP enrolment with its first valid code.
+    pub async fn totp_enrol_confirm(&self, caller: &Caller, code: &SecretText) -> Result<FactorAdded, ApiError> {
+        let user = &caller.user.name;
+        self.attempt_gate(user.as_str(), "mfa.totp.enrol").await?;
+        let now = self.now();
+        let (mut tx, start) = self.begin().await?;
+        let Some(record) = tx.totp(user).await?.filter(|t| t.confirmed_at.is_none()) else {
+            return Err(ApiError::conflict(
+                "no_pending_enrolment",
+                "no TOTP enrolment is waiting for a code: start one with `jitgate mfa totp enroll`",
+            ));
+        };
+        let seed = self.open_seed(&record)?;
+        let checked = totp::check(&seed, totp_params(&record)?, code.expose(), unix_secs(now), None).map_err(internal)?;
+        let TotpCheck::Accepted { step } = checked else {
+            tx.append_audit(
+                NewEvent::new(
+                    user.as_str(),
+                    "mfa.totp.enrol",
+                    user.as_str(),
+                    Outcome::Failure,
+                    json!({"reason": "wrong code"}),
+                ),
+                now,
+            )
+            .await?;
+            self.count_failure(&mut *tx, user.as_str()).await?;
+            self.commit(tx, start).await?;
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_mfa",
+                "the code does not match; check the device's clock and enter the current code",
+            ));
+        };
+        tx.use_totp_step(user, i64::try_from(step).map_err(internal)?, Some(now)).await?;
+        let recovery_codes = self.first_recovery_codes(&mut *tx, user, now).await?;
+        tx.set_session_mfa(&caller.session.token_hash, now, Factor::Totp.as_str()).await?;
+        tx.clear_attempts(user.as_str()).await?;
+        tx.append_audit(
+            NewEvent::new(
+                user.as_str(),
+                "mfa.totp.enrol",
+                user.as_str(),
+                Outcome::Success,
+                json!({"algorithm": record.algorithm, "digits": record.digits, "period_secs": record.period_secs}),
+            ),
+            now,
+        )
+        .await?;
+        self.commit(tx, start).await?;
+        Ok(FactorAdded {
+            method: Factor::Totp.as_str().into(),
+            recovery_codes,
+            passkey: None,
+        })
+    }
+
+    /// Recovery codes come with the first factor; later factors leave the set alone.
+    async fn first_recovery_codes(&self, tx: &mut dyn WriteTx, user: &Username, now: Timestamp) -> Result<Option<Vec<SecretText>>, ApiError> {
+        if tx.recovery_codes_left(user).await? > 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.replace_recovery_codes(tx, user, now).await?))
+    }
+
+    async fn replace_recovery_codes(&self, tx: &mut dyn WriteTx, user: &Username, now: Timestamp) -> Result<Vec<SecretText>, ApiError> {
+        let codes = new_recovery_codes();
+        let hashes: Vec<String> = codes.iter().map(|c| recovery_code_hash(c)).collect();
+        tx.replace_recovery_codes(user, &hashes, now).await?;
+        tx.append_audit(
+            NewEvent::new(
+                user.as_str(),
+                "mfa.recovery.generate",
+                user.as_str(),
+                Outcome::Success,
+                json!({"count": hashes.len()}),
+            ),
+            now,
+        )
+        .await?;
+        Ok(codes.iter().map(|c| SecretText(c.to_string())).collect())
+    }
+
+    pub async fn totp_remove(&self, caller: &Caller) -> Result<(), ApiError> {
+        self.require_fresh_if_enrolled(caller, "removing the TOTP factor").await?;
+        let user = &caller.user.name;
+        let (mut tx, start) = self.begin().await?;
+        if !tx.delete_totp(user).await? {
+            return Err(ApiError::not_found("TOTP factor"));
+        }
+        tx.append_audit(
+            NewEvent::new(user.as_str(), "mfa.totp.remove", user.as_str(), Outcome::Success, json!({})),
+            self.now(),
+        )
+        .await?;
+        self.commit(tx, start).await?;
+        Ok(())
+    }
+
+    pub async fn new_recovery_codes(&self, caller: &Caller) -> Result<RecoveryCodes, ApiError> {
+        let user = &caller.user.name;
+        if self.factors_of(user).await?.is_empty() {
+            return Err(ApiError::conflict(
+                "no_factor",
+                "recovery codes back up a second factor: enrol one first",
+            ));
+        }
+        self.require_fresh_if_enrolled(caller, "making new recovery codes").await?;
+        let (mut tx, start) = self.begin().await?;
+        let codes = self.replace_recovery_codes(&mut *tx, user, self.now()).await?;
+        self.commit(tx, start).await?;
+        Ok(RecoveryCodes { codes })
+    }
+
+    pub async fn passkey_register_start(&self, caller: &Caller, name: &str) -> Result<WebauthnChallenge, ApiError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err(ApiError::bad_request(
+                "invalid_name",
+                "a passkey name needs 1 to 64 characters",
+            ));
+        }
+        self.require_fresh_if_enrolled(caller, "registering a passkey").await?;
+        let user = &caller.user.name;
+        let existing: Vec<StoredPasskey> = self.store.passkeys(user).await?.iter().map(stored).collect();
+        let (options, state) = self
+            .relying_party
+            .start_registration(user.as_str(), &caller.user.display_name, &existing)
+            .map_err(|e| ApiError::bad_request("webauthn", e.to_string()))?;
+        let state = json!({"name": name, "state": state}).to_string();
+        self.keep_challenge(user, PURPOSE_REGISTER, state, options).await
+    }
+
+    pub async fn passkey_register_finish(&self, caller: &Caller, body: &PasskeyFinishBody) -> Result<FactorAdded, ApiError> {
+        let user = &caller.user.name;
+        let now = self.now();
+        let (mut tx, start) = self.begin().await?;
+        let challenge = tx
+            .take_challenge(&body.challenge_id)
+            .await?
+            .filter(|c| c.purpose == PURPOSE_REGISTER && &c.user == user && c.expires_at > now);
+        let Some(challenge) = challenge else {
+            return Err(ApiError::bad_request(
+                "invalid_challenge",
+                "the registration challenge is unknown, used or expired; start again",
+            ));
+        };
+        let kept: serde_json::Value = serde_json::from_str(&challenge.state).map_err(internal)?;
+        let name = kept["name"].as_str().unwrap_or("passkey").to_owned();
+        let state = kept["state"].as_str().unwrap_or_default();
+        let registered = match self.relying_party.finish_registration(&body.credential, state) {
+            Ok(r) => r,
+            Err(e) => {
+                tx.append_audit(
+                    NewEvent::new(
+                        user.as_str(),
+                        "mfa.webauthn.register",
+                        user.as_str(),
+                        Outcome::Failure,
+                        json!({"reason": e.to_string()}),
+                    ),
+                    now,
+                )
+                .await?;
+                self.commit(tx, start).await?;
+                return Err(ApiError::bad_request("webauthn_refused", e.to_string()));
+            }
+        };
+        let record = PasskeyRecord {
+            credential_id: registered.credential_id,
+            user: user.clone(),
+            name,
+            passkey_json: registered.passkey_json,
+            created_at: now,
+            last_used_at: None,
+        };
+        match tx.insert_passkey(&record).await {
+            Err(jitgate_store::StoreError::Conflict(_)) => {
+                return Err(ApiError::conflict(
+                    "credential_in_use",
+                    "this authenticator's credential is registered already",
+                ));
+            }
+            other => other?,
+        }
+        let recovery_codes = self.first_recovery_codes(&mut *tx, user, now).await?;
+        tx.set_session_mfa(&caller.session.token_hash, now, Factor::Webauthn.as_str()).await?;
+        tx.append_audit(
+            NewEvent::new(
+                user.as_str(),
+                "mfa.webauthn.register",
+                user.as_str(),
+                Outcome::Success,
+                json!({"credential": record.credential_id, "name": record.name}),
+            ),
+            now,
+        )
+        .await?;
+        self.commit(tx, start).await?;
+        Ok(FactorAdded {
+            method: Factor::Webauthn.as_str().into(),
+            recovery_codes,
+            passkey: Some(passkey_view(&record)),
+        })
+    }
+
+    pub async fn passkey_remove(&self, caller: &Caller, credential_id: &str) -> Result<(), ApiError> {
+        self.require_fresh_if_enrolled(caller, "removing a passkey").await?;
+        let user = &caller.user.name;
+        let (mut tx, start) = self.begin().await?;
+        if !tx.delete_passkey(user, credential_id).await? {
+            return Err(ApiError::not_found("passkey"));
+        }
+        tx.append_audit(
+            NewEvent::new(
+                user.as_str(),
+                "mfa.webauthn.remove",
+                user.as_str(),
+                Outcome::Success,
+                json!({"credential": credential_id}),
+            ),
+            self.now(),
+        )
+        .await?;
+        self.commit(tx, start).await?;
+        Ok(())
+    }
+}
+
+fn replayed() -> Refusal {
+    Refusal {
+        code: "mfa_replayed",
+        message: "this code was used already: wait for the next one".into(),
+        replay: true,
+    }
+}

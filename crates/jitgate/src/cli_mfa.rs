@@ -1,0 +1,324 @@
+//! `jitgate mfa …`, and the second-factor handling every privileged verb shares: a code from
+//! `--otp` (single use, so it may sit in argv or `JITGATE_OTP`), a recovery code from a prompt,
+//! or a prompt when the server says a fresh factor is due.
+
+use crate::cli::{prompt_secret, read_stdin_line, Ctx};
+use crate::client::{ClientError, Result as ClientResult};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use jitgate_api::{LoginOutcome, MfaProof, SessionToken};
+use std::future::Future;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct MfaArgs {
+    /// A code from your authenticator app, for roles and logins that need a second factor
+    /// (asked for when needed and absent).
+    #[arg(long, env = "JITGATE_OTP", hide_env_values = true)]
+    otp: Option<String>,
+    /// Use a recovery code instead (asked for; read from standard input with --json).
+    #[arg(long, conflicts_with = "otp")]
+    recovery_code: bool,
+}
+
+impl MfaArgs {
+    fn proof(&self) -> Result<Option<MfaProof>> {
+        if let Some(code) = &self.otp {
+            return Ok(Some(MfaProof::otp(code)));
+        }
+        if self.recovery_code {
+            let code = if std::io::stdin().is_terminal() {
+                prompt_secret("Recovery code: ")?
+            } else {
+                read_stdin_line("recovery code")?
+            };
+            return Ok(Some(MfaProof::recovery_code(&code)));
+        }
+        Ok(None)
+    }
+}
+
+fn is_mfa_required(e: &ClientError) -> bool {
+    e.code() == Some("mfa_required")
+}
+
+/// Asks at the terminal for a code: a TOTP code, or a recovery code when that is what was typed.
+fn prompt_for_factor() -> Result<MfaProof> {
+    let code = prompt_secret("Second factor (authenticator code or recovery code): ")?;
+    let code = code.trim();
+    if jitgate_auth::recovery::looks_like_recovery_code(code) {
+        Ok(MfaProof::recovery_code(code))
+    } else {
+        Ok(MfaProof::otp(code))
+    }
+}
+
+/// Runs `call` with the factor the flags give; when the server answers that a fresh factor is
+/// due and nobody gave one, asks at the terminal and tries once more.
+pub async fn with_second_factor<T, F, Fut>(args: &MfaArgs, mut call: F) -> Result<T>
+where
+    F: FnMut(Option<MfaProof>) -> Fut,
+    Fut: Future<Output = ClientResult<T>>,
+{
+    let given = args.proof()?;
+    let asked_before = given.is_some();
+    match call(given).await {
+        Err(e) if is_mfa_required(&e) && !asked_before && std::io::stdin().is_terminal() => {
+            eprintln!("{e}");
+            Ok(call(Some(prompt_for_factor()?)).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Password, then the second factor when the account has one.
+pub async fn login(ctx: &Ctx, username: &str, password: &str, args: &MfaArgs) -> Result<SessionToken> {
+    let anon = ctx.anonymous();
+    match anon.login_outcome(username, password, args.proof()?).await? {
+        LoginOutcome::Authenticated {
+            token,
+            username,
+            expires_at,
+        } => Ok(SessionToken {
+            token,
+            username,
+            expires_at,
+        }),
+        LoginOutcome::MfaRequired { ticket, methods, .. } => {
+            if !std::io::stdin().is_terminal() {
+                bail!(
+                    "this account needs a second factor ({}): pass --otp CODE or --recovery-code",
+                    methods.join(", ")
+                );
+            }
+            Ok(anon.login_mfa(ticket.expose(), prompt_for_factor()?).await?)
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MfaCommand {
+    /// Your factors, recovery codes left, and how long your last proof stays fresh.
+    Status,
+    /// Step up: prove a factor now, so the next privileged actions need no code for a while.
+    Verify {
+        #[command(flatten)]
+        mfa: MfaArgs,
+    },
+    /// Authenticator-app codes (TOTP).
+    #[command(subcommand)]
+    Totp(TotpCommand),
+    /// Ten new one-time recovery codes; the old ones stop working.
+    RecoveryCodes {
+        #[command(flatten)]
+        mfa: MfaArgs,
+    },
+    /// Passkeys and security keys (registered from a browser; listed and removed here).
+    #[command(subcommand)]
+    Webauthn(WebauthnCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TotpCommand {
+    /// Show a QR code to scan, then ask for the first code to switch it on. With --json, prints
+    /// the secret and URI and leaves the first code to `jitgate mfa totp confirm`.
+    Enroll {
+        #[command(flatten)]
+        mfa: MfaArgs,
+    },
+    /// Switch on a started enrolment with the app's current code.
+    Confirm { code: String },
+    /// Remove the TOTP factor.
+    Remove {
+        #[command(flatten)]
+        mfa: MfaArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebauthnCommand {
+    List,
+    Remove {
+        id: String,
+        #[command(flatten)]
+        mfa: MfaArgs,
+    },
+}
+
+/// Changing factors needs a fresh proof when you have one: step up first with what was given.
+async fn step_up_if_given(ctx: &Ctx, args: &MfaArgs) -> Result<()> {
+    if let Some(proof) = args.proof()? {
+        ctx.client()?.mfa_verify(&proof).await?;
+    }
+    Ok(())
+}
+
+fn terminal_qr(uri: &str) -> Result<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(uri.as_bytes()).context("cannot draw the QR code")?;
+    Ok(code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
+}
+
+fn codes_text(codes: &[jitgate_api::SecretText]) -> String {
+    let mut s = String::from(
+        "recovery codes (each works once; keep them somewhere safe, they are not shown again):\n",
+    );
+    for c in codes {
+        s.push_str(&format!("    {}\n", c.expose()));
+    }
+    s
+}
+
+pub async fn run(ctx: &Ctx, cmd: MfaCommand) -> Result<ExitCode> {
+    let c = ctx.client()?;
+    match cmd {
+        MfaCommand::Status => {
+            let st = c.mfa_status().await?;
+            ctx.print(&st, |s| {
+                let mut out = format!(
+                    "totp: {}\npasskeys: {}\nrecovery codes left: {}",
+                    if s.totp {
+                        "on"
+                    } else if s.totp_pending {
+                        "waiting for its first code (jitgate mfa totp confirm CODE)"
+                    } else {
+                        "off"
+                    },
+                    if s.passkeys.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        s.passkeys.iter().map(|p| p.name.clone()).collect::<Vec<_>>().join(", ")
+                    },
+                    s.recovery_codes_left
+                );
+                match s.fresh_until {
+                    Some(t) => out.push_str(&format!("\nstep-up fresh until {t}")),
+                    None => out.push_str("\nno fresh step-up"),
+                }
+                if s.required {
+                    out.push_str("\nthis server requires a second factor before requests and reviews");
+                }
+                out
+            })?;
+        }
+        MfaCommand::Verify { mfa } => {
+            let proof = match mfa.proof()? {
+                Some(p) => p,
+                None if std::io::stdin().is_terminal() => prompt_for_factor()?,
+                None => bail!("give the code with --otp CODE or --recovery-code"),
+            };
+            let up = c.mfa_verify(&proof).await?;
+            ctx.print(&up, |u| format!("second factor ({}) accepted; fresh until {}", u.method, u.fresh_until))?;
+        }
+        MfaCommand::Totp(TotpCommand::Enroll { mfa }) => {
+            step_up_if_given(ctx, &mfa).await?;
+            let e = with_second_factor(&MfaArgs::default(), |proof| {
+                let c = c.clone();
+                async move {
+                    if let Some(p) = proof {
+                        c.mfa_verify(&p).await?;
+                    }
+                    c.totp_enrol().await
+                }
+            })
+            .await?;
+            if ctx.json || !std::io::stdin().is_terminal() {
+                ctx.print(&e, |e| {
+                    format!(
+                        "secret: {}\nuri: {}\nthen: jitgate mfa totp confirm CODE",
+                        e.secret.expose(),
+                        e.otpauth_uri.expose()
+                    )
+                })?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{}", terminal_qr(e.otpauth_uri.expose())?);
+            println!("Scan this with your authenticator app, or type the secret: {}", e.secret.expose());
+            eprint!("Code from the app: ");
+            std::io::Write::flush(&mut std::io::stderr())?;
+            let code = read_stdin_line("code")?;
+            let added = c.totp_confirm(code.trim()).await?;
+            println!("TOTP is on.");
+            if let Some(codes) = &added.recovery_codes {
+                print!("{}", codes_text(codes));
+            }
+        }
+        MfaCommand::Totp(TotpCommand::Confirm { code }) => {
+            let added = c.totp_confirm(code.trim()).await?;
+            ctx.print(&added, |a| {
+                let mut s = "TOTP is on.".to_owned();
+                if let Some(codes) = &a.recovery_codes {
+                    s.push('\n');
+                    s.push_str(&codes_text(codes));
+                }
+                s
+            })?;
+        }
+        MfaCommand::Totp(TotpCommand::Remove { mfa }) => {
+            with_second_factor(&mfa, |proof| {
+                let c = c.clone();
+                async move {
+                    if let Some(p) = proof {
+                        c.mfa_verify(&p).await?;
+                    }
+                    c.totp_remove().await
+                }
+            })
+            .await?;
+            ctx.print(&serde_json::json!({"totp": false}), |_| "TOTP factor removed".into())?;
+        }
+        MfaCommand::RecoveryCodes { mfa } => {
+            let codes = with_second_factor(&mfa, |proof| {
+                let c = c.clone();
+                async move {
+                    if let Some(p) = proof {
+                        c.mfa_verify(&p).await?;
+                    }
+                    c.new_recovery_codes().await
+                }
+            })
+            .await?;
+            ctx.print(&codes, |r| codes_text(&r.codes))?;
+        }
+        MfaCommand::Webauthn(WebauthnCommand::List) => {
+            let st = c.mfa_status().await?;
+            ctx.print(&st.passkeys, |list| {
+                if list.is_empty() {
+                    return "no passkeys or security keys".into();
+                }
+                let rows = list
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.id.clone(),
+                            p.name.clone(),
+                            p.created_at.to_string(),
+                            p.last_used_at.map_or("-".into(), |t| t.to_string()),
+                        ]
+                    })
+                    .collect();
+                crate::output::table(&["ID", "NAME", "ADDED", "LAST USED"], rows)
+            })?;
+        }
+        MfaCommand::Webauthn(WebauthnCommand::Remove { id, mfa }) => {
+            with_second_factor(&mfa, |proof| {
+                let (c, id) = (c.clone(), id.clone());
+                async move {
+                    if let Some(p) = proof {
+                        c.mfa_verify(&p).await?;
+                    }
+                    c.passkey_remove(&id).await
+                }
+            })
+            .await?;
+            ctx.print(&serde_json::json!({"removed": id}), |_| format!("passkey {id} removed"))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
