@@ -423,8 +423,10 @@ mod tests {
         let body = LoginBody {
             username: "alice".into(),
             password: "hunter2 hunter2".into(),
+            mfa: Some(MfaProof::otp("314159")),
         };
         assert!(!format!("{body:?}").contains("hunter2"));
+        assert!(!format!("{body:?}").contains("314159"));
         assert_eq!(serde_json::to_value(&body).unwrap()["password"], "hunter2 hunter2");
         let back: LoginBody = serde_json::from_str(r#"{"username":"a","password":"p"}"#).unwrap();
         assert_eq!(back.password.expose(), "p");

@@ -306,7 +306,31 @@ mod tests {
                 min_length: 5,
                 ticket_pattern: Some("INC-[0-9]+".into()),
             },
+            mfa: MfaAction::all(),
         }
+    }
+
+    #[test]
+    fn every_action_needs_a_second_factor_unless_the_role_says_otherwise() {
+        let p: RolePolicy = toml::from_str("requesters = [\"engineers\"]\nstages = [{ groups = [\"db-owners\"] }]").unwrap();
+        assert!(p.needs_mfa(MfaAction::Request) && p.needs_mfa(MfaAction::Approve));
+        assert!(p.needs_mfa(MfaAction::BreakGlass) && p.needs_mfa(MfaAction::Connect));
+        let p: RolePolicy =
+            toml::from_str("requesters = [\"engineers\"]\nstages = [{ groups = [\"db-owners\"] }]\nmfa = [\"approve\"]").unwrap();
+        assert!(p.needs_mfa(MfaAction::Approve) && !p.needs_mfa(MfaAction::Request));
+        let bad = toml::from_str::<RolePolicy>("requesters = []\nstages = []\nmfa = [\"aprove\"]").unwrap_err();
+        assert!(bad.to_string().contains("aprove"), "{bad}");
+    }
+
+    #[test]
+    fn a_proof_is_fresh_for_the_window_only() {
+        let at = Timestamp::from_millis(1_000_000);
+        let window = Duration::from_secs(300);
+        assert!(mfa_is_fresh(Some(at), at, window));
+        assert!(mfa_is_fresh(Some(at), at.saturating_add(Duration::from_secs(299)), window));
+        assert!(!mfa_is_fresh(Some(at), at.saturating_add(window), window));
+        assert!(!mfa_is_fresh(None, at, window));
+        assert!(!mfa_is_fresh(Some(at.saturating_add(window)), at, window), "a proof from the future does not count");
     }
 
     fn check(

@@ -347,6 +347,7 @@ mod tests {
             default_duration: Duration::from_secs(1800),
             pending_ttl: Duration::from_secs(600),
             reason: ReasonRules::default(),
+            mfa: crate::policy::MfaAction::all(),
         }
     }
 

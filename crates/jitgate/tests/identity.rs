@@ -160,7 +160,7 @@ async fn resources_from_the_api_can_be_managed_but_config_ones_cannot() {
     let file = s.dir.path().join("staging.toml");
     std::fs::write(
         &file,
-        "name = \"staging-db\"\n[roles.read]\nrequesters = [\"engineers\"]\nstages = [{ groups = [\"db-owners\"] }]\n",
+        "name = \"staging-db\"\n[roles.read]\nrequesters = [\"engineers\"]\nstages = [{ groups = [\"db-owners\"] }]\nmfa = []\n",
     )
     .unwrap();
     let out = s

@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub const PASSWORD: &str = "a long test password";
 
 /// The policy most tests use: `read` needs one db-owner; `write` needs a db-owner AND a
-/// security approver; neither asks for a second factor. `admin` needs a db-owner and a fresh
+/// security approver; neither asks for a second factor. `dba` needs a db-owner and a fresh
 /// second factor for every action.
 pub const CONFIG: &str = r#"
 [groups]
@@ -45,7 +45,7 @@ stages = [
 mfa = []
 
 # Every action needs a fresh second factor (the default when a role says nothing).
-[resources.roles.admin]
+[resources.roles.dba]
 requesters = ["engineers"]
 max_duration = "1h"
 reason = { required = true, min_length = 5 }
