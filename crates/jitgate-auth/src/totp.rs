@@ -103,6 +103,13 @@ pub fn code_at(seed: &[u8], params: TotpParams, unix_secs: u64) -> Result<String
     Ok(build(seed, params, None, "")?.generate(unix_secs).to_string())
 }
 
+/// The code an authenticator app shows at `unix_secs` for an enrolment's base32 secret, with
+/// the default parameters (what tests and benchmarks play the app with).
+pub fn code_for_secret(secret_base32: &str, unix_secs: u64) -> Result<String, TotpError> {
+    let seed = Secret::try_from_base32(secret_base32).map_err(|e| TotpError(e.to_string()))?;
+    code_at(seed.as_ref(), TotpParams::default(), unix_secs)
+}
+
 /// Checks `code` at `unix_secs` against the last accepted step. Spaces in the code are ignored
 /// (apps show `123 456`). The comparison itself is constant-time (totp-rs's `Token`).
 pub fn check(seed: &[u8], params: TotpParams, code: &str, unix_secs: u64, last_step: Option<u64>) -> Result<TotpCheck, TotpError> {
@@ -222,5 +229,9 @@ mod tests {
         assert!(e.otpauth_uri.contains(&format!("secret={}", e.secret_base32)));
         assert!(e.qr_svg.contains("<svg"));
         assert_eq!(e.secret_base32.len(), 32);
+        assert_eq!(
+            code_for_secret(&e.secret_base32, 1_800_000_000).unwrap(),
+            code_at(&seed, TotpParams::default(), 1_800_000_000).unwrap()
+        );
     }
 }

@@ -106,8 +106,14 @@ impl TestServer {
     }
 
     pub async fn spawn_on(backend: Backend, manual: bool) -> Self {
+        Self::spawn_with(backend, manual, |_| {}).await
+    }
+
+    /// Like [`spawn_on`](Self::spawn_on), with the test settings changed by `tweak` first.
+    pub async fn spawn_with(backend: Backend, manual: bool, tweak: impl FnOnce(&mut Settings)) -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
-        let settings = settings(dir.path(), &backend);
+        let mut settings = settings(dir.path(), &backend);
+        tweak(&mut settings);
         let clock = manual.then(|| ManualClock::new(t0()));
         let (app, url) = start(settings.clone(), clock.clone()).await;
         let token = app.setup_token().expect("a new store offers bootstrap").expose_secret().to_owned();
