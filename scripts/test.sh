@@ -26,9 +26,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install Rust with rustup (https://rustup.rs), then run this again"
   exit 1
 fi
-need_pkg cc gcc
-need_pkg psql postgresql-client
-need_pkg pg_isready postgresql-client
+scripts/deps.sh
 
 pg_ok() { psql "$1" -qtAc 'select 1' >/dev/null 2>&1; }
 

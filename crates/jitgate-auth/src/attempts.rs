@@ -46,8 +46,12 @@ pub struct AttemptState {
 pub enum Gate {
     Open,
     /// Too soon after the last failure: come back at `until`.
-    Wait { until: Timestamp },
-    Locked { until: Timestamp },
+    Wait {
+        until: Timestamp,
+    },
+    Locked {
+        until: Timestamp,
+    },
 }
 
 impl AttemptPolicy {
@@ -114,7 +118,12 @@ mod tests {
                 assert_eq!(delay, Duration::ZERO);
             } else {
                 assert_eq!(delay, Duration::from_secs(1 << (n - 5)));
-                assert_eq!(p.gate(Some(&s), now), Gate::Wait { until: now.saturating_add(delay) });
+                assert_eq!(
+                    p.gate(Some(&s), now),
+                    Gate::Wait {
+                        until: now.saturating_add(delay)
+                    }
+                );
             }
             now = now.saturating_add(delay);
             state = Some(s);

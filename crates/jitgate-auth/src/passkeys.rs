@@ -75,7 +75,12 @@ impl RelyingParty {
 
     /// Starts a registration; the user's existing credentials are excluded so one
     /// authenticator is not registered twice. Returns (options for the client, state to keep).
-    pub fn start_registration(&self, username: &str, display_name: &str, existing: &[StoredPasskey]) -> Result<(Value, String), PasskeyError> {
+    pub fn start_registration(
+        &self,
+        username: &str,
+        display_name: &str,
+        existing: &[StoredPasskey],
+    ) -> Result<(Value, String), PasskeyError> {
         let exclude = existing
             .iter()
             .map(|p| parse_passkey(&p.passkey_json).map(|k| k.cred_id().clone()))
@@ -117,8 +122,14 @@ impl RelyingParty {
     /// Checks an assertion against the kept state (challenge, allowed credentials) and the
     /// stored credentials; the signature counter must move forward where the authenticator has
     /// one.
-    pub fn finish_authentication(&self, assertion: &Value, state_json: &str, credentials: &[StoredPasskey]) -> Result<Asserted, PasskeyError> {
-        let assertion: PublicKeyCredential = serde_json::from_value(assertion.clone()).map_err(|e| PasskeyError::Malformed(e.to_string()))?;
+    pub fn finish_authentication(
+        &self,
+        assertion: &Value,
+        state_json: &str,
+        credentials: &[StoredPasskey],
+    ) -> Result<Asserted, PasskeyError> {
+        let assertion: PublicKeyCredential =
+            serde_json::from_value(assertion.clone()).map_err(|e| PasskeyError::Malformed(e.to_string()))?;
         let state: PasskeyAuthentication = serde_json::from_str(state_json).map_err(|e| PasskeyError::Corrupt(e.to_string()))?;
         let result = self
             .webauthn

@@ -39,7 +39,9 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("versions", &self.keys.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("KeyRing")
+            .field("versions", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -117,7 +119,13 @@ impl KeyRing {
         let (nonce, ciphertext) = raw.split_at(24);
         let aad = associated_data(sealed.key_version, owner);
         cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| SecretBoxError::Damaged)
     }
@@ -151,11 +159,7 @@ mod tests {
     fn rotation_seals_with_the_newest_and_opens_the_old() {
         let old = KeyRing::parse(&KeyRing::generate_text()).unwrap();
         let sealed = old.seal(b"seed", "alice");
-        let text = format!(
-            "{}\n2:{}",
-            KeyRing::generate_text().as_str(),
-            STANDARD.encode([7u8; 32])
-        );
+        let text = format!("{}\n2:{}", KeyRing::generate_text().as_str(), STANDARD.encode([7u8; 32]));
         // Version 1 here is a different key: the old value does not open with it.
         let other = KeyRing::parse(&text).unwrap();
         assert_eq!(other.current_version(), 2);

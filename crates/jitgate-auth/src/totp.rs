@@ -73,9 +73,13 @@ pub struct TotpError(String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TotpCheck {
     /// Valid for `step`, which is later than any step accepted before: record it.
-    Accepted { step: u64 },
+    Accepted {
+        step: u64,
+    },
     /// Valid, but for a step already used: the same code (or an older one) again.
-    Replayed { step: u64 },
+    Replayed {
+        step: u64,
+    },
     Wrong,
 }
 
@@ -174,8 +178,16 @@ mod tests {
         ];
         for (t, c1, c256, c512) in table {
             assert_eq!(code_at(sha1, params(TotpAlgorithm::Sha1, 8, 30), t).unwrap(), c1, "SHA1 at {t}");
-            assert_eq!(code_at(sha256, params(TotpAlgorithm::Sha256, 8, 30), t).unwrap(), c256, "SHA256 at {t}");
-            assert_eq!(code_at(sha512, params(TotpAlgorithm::Sha512, 8, 30), t).unwrap(), c512, "SHA512 at {t}");
+            assert_eq!(
+                code_at(sha256, params(TotpAlgorithm::Sha256, 8, 30), t).unwrap(),
+                c256,
+                "SHA256 at {t}"
+            );
+            assert_eq!(
+                code_at(sha512, params(TotpAlgorithm::Sha512, 8, 30), t).unwrap(),
+                c512,
+                "SHA512 at {t}"
+            );
         }
     }
 

@@ -330,7 +330,10 @@ mod tests {
         assert!(mfa_is_fresh(Some(at), at.saturating_add(Duration::from_secs(299)), window));
         assert!(!mfa_is_fresh(Some(at), at.saturating_add(window), window));
         assert!(!mfa_is_fresh(None, at, window));
-        assert!(!mfa_is_fresh(Some(at.saturating_add(window)), at, window), "a proof from the future does not count");
+        assert!(
+            !mfa_is_fresh(Some(at.saturating_add(window)), at, window),
+            "a proof from the future does not count"
+        );
     }
 
     fn check(

@@ -26,7 +26,10 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, String> {
 
 /// Reads a key file, or creates it (mode 0600, never overwriting) with `make`'s text when it
 /// does not exist: the embedded default makes its own keys on first start.
-pub fn read_or_create_private_file(path: &Path, make: impl FnOnce() -> zeroize::Zeroizing<String>) -> Result<zeroize::Zeroizing<String>, String> {
+pub fn read_or_create_private_file(
+    path: &Path,
+    make: impl FnOnce() -> zeroize::Zeroizing<String>,
+) -> Result<zeroize::Zeroizing<String>, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(zeroize::Zeroizing::new(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -2,10 +2,11 @@
 
 use crate::core::{Caller, Core, GrantEventKind};
 use crate::error::ApiError;
-use axum::http::StatusCode;
 use crate::mfa::{Factor, CEREMONY_TTL, PURPOSE_LOGIN};
+use axum::http::StatusCode;
 use jitgate_api::{
-    BootstrapBody, CreateUserBody, GroupView, LoginBody, LoginMfaBody, LoginOutcome, SecretText, SessionToken, UserView, WebauthnChallenge, WhoAmI,
+    BootstrapBody, CreateUserBody, GroupView, LoginBody, LoginMfaBody, LoginOutcome, SecretText, SessionToken, UserView, WebauthnChallenge,
+    WhoAmI,
 };
 use jitgate_auth::{check_password_rules, hash_password, new_token, secrets_equal, token_hash, verify_password};
 use jitgate_core::audit::{NewEvent, Outcome};

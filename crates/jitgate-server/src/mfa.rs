@@ -9,7 +9,8 @@ use crate::core::{new_id, Caller, Core};
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use jitgate_api::{
-    FactorAdded, MfaProof, MfaStatus, PasskeyFinishBody, PasskeyView, RecoveryCodes, SecretText, SteppedUp, TotpEnrolment, WebauthnChallenge,
+    FactorAdded, MfaProof, MfaStatus, PasskeyFinishBody, PasskeyView, RecoveryCodes, SecretText, SteppedUp, TotpEnrolment,
+    WebauthnChallenge,
 };
 use jitgate_auth::attempts::{AttemptState, Gate};
 use jitgate_auth::passkeys::StoredPasskey;
@@ -132,10 +133,7 @@ impl Core {
             Gate::Open => return Ok(()),
             Gate::Wait { until } => (
                 "too_many_attempts",
-                format!(
-                    "too many failed attempts: try again in {} s",
-                    now.until(until).as_secs().max(1)
-                ),
+                format!("too many failed attempts: try again in {} s", now.until(until).as_secs().max(1)),
                 until,
             ),
             Gate::Locked { until } => (
@@ -325,8 +323,11 @@ impl Core {
                 if method == Factor::RecoveryCode {
                     details["codes_left"] = json!(tx.recovery_codes_left(user).await?);
                 }
-                tx.append_audit(NewEvent::new(user.as_str(), "mfa.verify", user.as_str(), Outcome::Success, details), now)
-                    .await?;
+                tx.append_audit(
+                    NewEvent::new(user.as_str(), "mfa.verify", user.as_str(), Outcome::Success, details),
+                    now,
+                )
+                .await?;
                 self.commit(tx, start).await?;
                 Ok(method)
             }
@@ -408,14 +409,16 @@ impl Core {
             )));
         };
         let keys: Vec<StoredPasskey> = tx.passkeys(user).await?.iter().map(stored).collect();
-        Ok(match self.relying_party.finish_authentication(credential, &challenge.state, &keys) {
-            Ok(asserted) => {
-                tx.update_passkey(&asserted.credential_id, asserted.updated_passkey_json.as_deref(), now)
-                    .await?;
-                Ok(())
-            }
-            Err(e) => Err(Refusal::wrong(e.to_string())),
-        })
+        Ok(
+            match self.relying_party.finish_authentication(credential, &challenge.state, &keys) {
+                Ok(asserted) => {
+                    tx.update_passkey(&asserted.credential_id, asserted.updated_passkey_json.as_deref(), now)
+                        .await?;
+                    Ok(())
+                }
+                Err(e) => Err(Refusal::wrong(e.to_string())),
+            },
+        )
     }
 
     /// Starts a WebAuthn authentication for `user`'s passkeys.
@@ -431,7 +434,13 @@ impl Core {
         self.keep_challenge(user, PURPOSE_WEBAUTHN, state, options).await
     }
 
-    async fn keep_challenge(&self, user: &Username, purpose: &str, state: String, options: serde_json::Value) -> Result<WebauthnChallenge, ApiError> {
+    async fn keep_challenge(
+        &self,
+        user: &Username,
+        purpose: &str,
+        state: String,
+        options: serde_json::Value,
+    ) -> Result<WebauthnChallenge, ApiError> {
         let now = self.now();
         let expires_at = now.saturating_add(CEREMONY_TTL);
         let challenge_id = new_id("wac");
@@ -460,7 +469,14 @@ impl Core {
     /// The second factor an action needs. `needed`: the role asks for one for this action.
     /// A proof given with the action is checked (and makes the session fresh); otherwise a
     /// fresh session serves. Returns the method to record with the action, if any.
-    pub async fn step_up(&self, caller: &Caller, needed: bool, proof: Option<&MfaProof>, action: &str, target: &str) -> Result<Option<String>, ApiError> {
+    pub async fn step_up(
+        &self,
+        caller: &Caller,
+        needed: bool,
+        proof: Option<&MfaProof>,
+        action: &str,
+        target: &str,
+    ) -> Result<Option<String>, ApiError> {
         if let Some(proof) = proof {
             let factor = self
                 .verify_factor(&caller.user.name, proof, action, Some(&caller.session.token_hash))
@@ -479,7 +495,11 @@ impl Core {
         if self.is_fresh(caller) {
             return Ok(caller.session.mfa_method.clone());
         }
-        let err = if enrolled { mfa_required(action) } else { enrolment_required(action) };
+        let err = if enrolled {
+            mfa_required(action)
+        } else {
+            enrolment_required(action)
+        };
         self.audit_step_up_refusal(caller, action, target, err.code).await;
         Err(err)
     }
@@ -597,7 +617,12 @@ impl Core {
     }
 
     /// Recovery codes come with the first factor; later factors leave the set alone.
-    async fn first_recovery_codes(&self, tx: &mut dyn WriteTx, user: &Username, now: Timestamp) -> Result<Option<Vec<SecretText>>, ApiError> {
+    async fn first_recovery_codes(
+        &self,
+        tx: &mut dyn WriteTx,
+        user: &Username,
+        now: Timestamp,
+    ) -> Result<Option<Vec<SecretText>>, ApiError> {
         if tx.recovery_codes_left(user).await? > 0 {
             return Ok(None);
         }
@@ -656,10 +681,7 @@ impl Core {
     pub async fn passkey_register_start(&self, caller: &Caller, name: &str) -> Result<WebauthnChallenge, ApiError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 64 {
-            return Err(ApiError::bad_request(
-                "invalid_name",
-                "a passkey name needs 1 to 64 characters",
-            ));
+            return Err(ApiError::bad_request("invalid_name", "a passkey name needs 1 to 64 characters"));
         }
         self.require_fresh_if_enrolled(caller, "registering a passkey").await?;
         let user = &caller.user.name;
@@ -725,7 +747,8 @@ impl Core {
             other => other?,
         }
         let recovery_codes = self.first_recovery_codes(&mut *tx, user, now).await?;
-        tx.set_session_mfa(&caller.session.token_hash, now, Factor::Webauthn.as_str()).await?;
+        tx.set_session_mfa(&caller.session.token_hash, now, Factor::Webauthn.as_str())
+            .await?;
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),

@@ -451,7 +451,11 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
     ("ReviewBody", &[("-comment", "string"), ("-mfa", "#MfaProof")]),
     (
         "MfaProof",
-        &[("-otp", "string"), ("-recovery_code", "string"), ("-webauthn", "#WebauthnAssertion")],
+        &[
+            ("-otp", "string"),
+            ("-recovery_code", "string"),
+            ("-webauthn", "#WebauthnAssertion"),
+        ],
     ),
     ("WebauthnAssertion", &[("challenge_id", "string"), ("credential", "any")]),
     (
@@ -473,7 +477,12 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "PasskeyView",
-        &[("id", "string"), ("name", "string"), ("created_at", "time"), ("last_used_at", "time?")],
+        &[
+            ("id", "string"),
+            ("name", "string"),
+            ("created_at", "time"),
+            ("last_used_at", "time?"),
+        ],
     ),
     (
         "MfaStatus",

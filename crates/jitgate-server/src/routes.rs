@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use jitgate_api::{
-    BootstrapBody, CodeBody, CreateRequestBody, CreateUserBody, LoginBody, LoginMfaBody, MfaProof, PasskeyFinishBody, PasskeyStartBody, PasswordBody,
-    ReviewBody, RevokeBody, TicketBody,
+    BootstrapBody, CodeBody, CreateRequestBody, CreateUserBody, LoginBody, LoginMfaBody, MfaProof, PasskeyFinishBody, PasskeyStartBody,
+    PasswordBody, ReviewBody, RevokeBody, TicketBody,
 };
 use jitgate_core::grant::GrantStatus;
 use jitgate_core::names::{GroupName, ResourceName, Username};

@@ -113,7 +113,13 @@ impl Core {
             Err(e) => return Err(self.refused(caller, "request.create", &target, e).await),
         };
         let mfa_method = self
-            .step_up(caller, policy.needs_mfa(MfaAction::Request), body.mfa.as_ref(), "request.create", &target)
+            .step_up(
+                caller,
+                policy.needs_mfa(MfaAction::Request),
+                body.mfa.as_ref(),
+                "request.create",
+                &target,
+            )
             .await?;
         let now = self.now();
         let (mut tx, start) = self.begin().await?;

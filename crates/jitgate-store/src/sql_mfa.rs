@@ -59,7 +59,13 @@ macro_rules! mfa_queries {
 
         async fn q_totp<'e, E: sqlx::Executor<'e, Database = $db>>(ex: E, user: &Username) -> Result<Option<TotpRecord>, StoreError> {
             let sql = format!("SELECT {TOTP_COLS} FROM mfa_totp WHERE username = $1");
-            sqlx::query(&sql).bind(user.as_str()).fetch_optional(ex).await?.as_ref().map(totp_from).transpose()
+            sqlx::query(&sql)
+                .bind(user.as_str())
+                .fetch_optional(ex)
+                .await?
+                .as_ref()
+                .map(totp_from)
+                .transpose()
         }
 
         async fn q_passkeys<'e, E: sqlx::Executor<'e, Database = $db>>(ex: E, user: &Username) -> Result<Vec<PasskeyRecord>, StoreError> {
@@ -86,12 +92,22 @@ macro_rules! mfa_queries {
                 .transpose()
         }
 
-        async fn q_attempts<'e, E: sqlx::Executor<'e, Database = $db>>(ex: E, username: &str, lock: bool) -> Result<Option<AttemptRecord>, StoreError> {
+        async fn q_attempts<'e, E: sqlx::Executor<'e, Database = $db>>(
+            ex: E,
+            username: &str,
+            lock: bool,
+        ) -> Result<Option<AttemptRecord>, StoreError> {
             let sql = format!(
                 "SELECT username, failures, last_failure_at, locked_until FROM auth_attempts WHERE username = $1{}",
                 if lock { $lock } else { "" }
             );
-            sqlx::query(&sql).bind(username).fetch_optional(ex).await?.as_ref().map(attempts_from).transpose()
+            sqlx::query(&sql)
+                .bind(username)
+                .fetch_optional(ex)
+                .await?
+                .as_ref()
+                .map(attempts_from)
+                .transpose()
         }
 
         async fn q_put_totp<'e, E: sqlx::Executor<'e, Database = $db>>(ex: E, t: &TotpRecord) -> Result<(), StoreError> {

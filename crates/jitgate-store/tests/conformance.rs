@@ -9,8 +9,8 @@ use jitgate_core::policy::Resource;
 use jitgate_core::request::{AccessRequest, Decision, RequestStatus, Review};
 use jitgate_core::Timestamp;
 use jitgate_store::{
-    testing, AttemptRecord, ChallengeRecord, GrantFilter, PasskeyRecord, RequestFilter, SessionRecord, Source, Store, StoreError, TotpRecord,
-    UserRecord,
+    testing, AttemptRecord, ChallengeRecord, GrantFilter, PasskeyRecord, RequestFilter, SessionRecord, Source, Store, StoreError,
+    TotpRecord, UserRecord,
 };
 use serde_json::json;
 
@@ -432,7 +432,10 @@ async fn second_factors(store: &dyn Store) {
     tx.replace_recovery_codes(&alice, &["h1".into(), "h2".into()], t(1)).await.unwrap();
     assert!(tx.use_recovery_code(&alice, "h1", t(2)).await.unwrap());
     assert!(!tx.use_recovery_code(&alice, "h1", t(3)).await.unwrap(), "a code works once");
-    assert!(!tx.use_recovery_code(&u("bob"), "h2", t(3)).await.unwrap(), "not someone else's code");
+    assert!(
+        !tx.use_recovery_code(&u("bob"), "h2", t(3)).await.unwrap(),
+        "not someone else's code"
+    );
     let challenge = ChallengeRecord {
         id: "ch1".into(),
         user: alice.clone(),
@@ -454,9 +457,16 @@ async fn second_factors(store: &dyn Store) {
     let session = store.session("s1").await.unwrap().unwrap();
     assert_eq!((session.mfa_at, session.mfa_method.as_deref()), (Some(t(5)), Some("totp")));
     let stored = store.totp(&alice).await.unwrap().unwrap();
-    assert_eq!((stored.last_step, stored.confirmed_at), (Some(11), Some(t(2))), "confirmation kept from the first use");
+    assert_eq!(
+        (stored.last_step, stored.confirmed_at),
+        (Some(11), Some(t(2))),
+        "confirmation kept from the first use"
+    );
     let keys = store.passkeys(&alice).await.unwrap();
-    assert_eq!((keys.len(), keys[0].passkey_json.as_str(), keys[0].last_used_at), (1, "{\"c\":1}", Some(t(4))));
+    assert_eq!(
+        (keys.len(), keys[0].passkey_json.as_str(), keys[0].last_used_at),
+        (1, "{\"c\":1}", Some(t(4)))
+    );
     assert_eq!(store.recovery_codes_left(&alice).await.unwrap(), 1);
     assert_eq!(store.challenge("ch1").await.unwrap(), Some(challenge.clone()));
     let a = store.attempts("nobody").await.unwrap().unwrap();
@@ -478,12 +488,26 @@ async fn second_factors(store: &dyn Store) {
     let mut tx = store.write().await.unwrap();
     assert_eq!(tx.take_challenge("ch1").await.unwrap(), Some(challenge.clone()));
     assert_eq!(tx.take_challenge("ch1").await.unwrap(), None);
-    tx.insert_challenge(&ChallengeRecord { id: "old".into(), expires_at: t(10), ..challenge.clone() }, t(1))
-        .await
-        .unwrap();
-    tx.insert_challenge(&ChallengeRecord { id: "new".into(), expires_at: t(90), ..challenge.clone() }, t(20))
-        .await
-        .unwrap();
+    tx.insert_challenge(
+        &ChallengeRecord {
+            id: "old".into(),
+            expires_at: t(10),
+            ..challenge.clone()
+        },
+        t(1),
+    )
+    .await
+    .unwrap();
+    tx.insert_challenge(
+        &ChallengeRecord {
+            id: "new".into(),
+            expires_at: t(90),
+            ..challenge.clone()
+        },
+        t(20),
+    )
+    .await
+    .unwrap();
     assert!(tx.clear_attempts("nobody").await.unwrap());
     assert!(tx.delete_totp(&alice).await.unwrap());
     assert!(tx.delete_passkey(&alice, "cred-1").await.unwrap());

@@ -1,9 +1,9 @@
 //! Command-line interface. Every verb has `--json`; secrets come from prompts, stdin or the
 //! environment, never from argv.
 
+use crate::cli_mfa::{login, with_second_factor, MfaArgs, MfaCommand};
 use crate::client::{Client, ClientError, ListParams};
 use crate::credentials::{self, Credentials};
-use crate::cli_mfa::{login, with_second_factor, MfaArgs, MfaCommand};
 use crate::output;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};

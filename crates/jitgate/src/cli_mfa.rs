@@ -166,9 +166,7 @@ fn terminal_qr(uri: &str) -> Result<String> {
 }
 
 fn codes_text(codes: &[jitgate_api::SecretText]) -> String {
-    let mut s = String::from(
-        "recovery codes (each works once; keep them somewhere safe, they are not shown again):\n",
-    );
+    let mut s = String::from("recovery codes (each works once; keep them somewhere safe, they are not shown again):\n");
     for c in codes {
         s.push_str(&format!("    {}\n", c.expose()));
     }
@@ -214,7 +212,9 @@ pub async fn run(ctx: &Ctx, cmd: MfaCommand) -> Result<ExitCode> {
                 None => bail!("give the code with --otp CODE or --recovery-code"),
             };
             let up = c.mfa_verify(&proof).await?;
-            ctx.print(&up, |u| format!("second factor ({}) accepted; fresh until {}", u.method, u.fresh_until))?;
+            ctx.print(&up, |u| {
+                format!("second factor ({}) accepted; fresh until {}", u.method, u.fresh_until)
+            })?;
         }
         MfaCommand::Totp(TotpCommand::Enroll { mfa }) => {
             step_up_if_given(ctx, &mfa).await?;

@@ -216,13 +216,15 @@ impl Client {
             challenge_id: challenge_id.to_owned(),
             credential,
         };
-        self.call(Method::POST, "/mfa/webauthn/register/finish", None, Self::json(&body)).await
+        self.call(Method::POST, "/mfa/webauthn/register/finish", None, Self::json(&body))
+            .await
     }
     pub async fn passkey_remove(&self, id: &str) -> Result<()> {
         self.call(Method::DELETE, &format!("/mfa/webauthn/{}", seg(id)), None, None).await
     }
     pub async fn unlock_user(&self, name: &str) -> Result<()> {
-        self.call(Method::POST, &format!("/admin/users/{}/unlock", seg(name)), None, None).await
+        self.call(Method::POST, &format!("/admin/users/{}/unlock", seg(name)), None, None)
+            .await
     }
     pub async fn logout(&self) -> Result<()> {
         self.call(Method::POST, "/logout", None, None).await

@@ -105,10 +105,14 @@ async fn repeated_failures_lock_the_account_and_the_lock_survives_a_restart() {
     for n in 1..=10 {
         let err = anon.login_with("alice", PASSWORD, MfaProof::otp("000000")).await.unwrap_err();
         codes.push(err.code().unwrap().to_owned());
-        if n >= 5 && n < 10 {
+        if (5..10).contains(&n) {
             // After the free attempts, the next try must wait: growing delays.
             let waiting = anon.login_with("alice", PASSWORD, MfaProof::otp("000000")).await.unwrap_err();
-            assert_eq!((waiting.status(), waiting.code()), (Some(429), Some("too_many_attempts")), "after failure {n}");
+            assert_eq!(
+                (waiting.status(), waiting.code()),
+                (Some(429), Some("too_many_attempts")),
+                "after failure {n}"
+            );
             s.clock().advance(Duration::from_secs(1 << (n - 5)));
         }
     }
@@ -127,7 +131,10 @@ async fn repeated_failures_lock_the_account_and_the_lock_survives_a_restart() {
         assert_eq!(e.code(), Some("invalid_credentials"));
         s.clock().advance(Duration::from_secs(60));
     }
-    assert_eq!(anon.login("nobody", "wrong password here").await.unwrap_err().code(), Some("account_locked"));
+    assert_eq!(
+        anon.login("nobody", "wrong password here").await.unwrap_err().code(),
+        Some("account_locked")
+    );
 
     // The lock is in the store: a restart keeps it.
     let (settings, clock, dir) = s.stop().await;
@@ -187,7 +194,10 @@ async fn approval_needs_a_fresh_factor_when_the_role_says_so() {
     assert_eq!((err.status(), err.code()), (Some(401), Some("mfa_required")));
     let refusals = actions(&s, "mfa.step_up").await;
     assert_eq!(refusals.last().unwrap().outcome.as_str(), "denied");
-    assert!(s.core.store.reviews(&req.id).await.unwrap().is_empty(), "no review without the factor");
+    assert!(
+        s.core.store.reviews(&req.id).await.unwrap().is_empty(),
+        "no review without the factor"
+    );
     assert!(s.audit_head().await > head);
 
     // A wrong code is refused and changes nothing.
@@ -254,7 +264,17 @@ async fn the_cli_asks_for_codes_through_flags() {
     let out = s
         .cli(
             "alice",
-            &["--json", "request", "prod-db", "--role", "dba", "--for", "30m", "--reason", "rotate keys"],
+            &[
+                "--json",
+                "request",
+                "prod-db",
+                "--role",
+                "dba",
+                "--for",
+                "30m",
+                "--reason",
+                "rotate keys",
+            ],
             None,
         )
         .await;
@@ -280,7 +300,10 @@ async fn a_recovery_code_works_exactly_once_and_a_new_set_voids_the_old() {
     // As typed by a person: upper case, spaces for dashes.
     let typed = codes[0].to_uppercase().replace('-', " ");
     anon.login_with("alice", PASSWORD, MfaProof::recovery_code(&typed)).await.unwrap();
-    let again = anon.login_with("alice", PASSWORD, MfaProof::recovery_code(&codes[0])).await.unwrap_err();
+    let again = anon
+        .login_with("alice", PASSWORD, MfaProof::recovery_code(&codes[0]))
+        .await
+        .unwrap_err();
     assert_eq!(again.code(), Some("invalid_mfa"));
     let used = actions(&s, "mfa.verify").await;
     let success = used.iter().find(|e| e.details["method"] == "recovery_code").unwrap();
@@ -292,7 +315,10 @@ async fn a_recovery_code_works_exactly_once_and_a_new_set_voids_the_old() {
     alice.mfa_verify(&MfaProof::otp(&code(&secret, s.clock().now()))).await.unwrap();
     let fresh = alice.new_recovery_codes().await.unwrap();
     assert_eq!(fresh.codes.len(), 10);
-    let old = anon.login_with("alice", PASSWORD, MfaProof::recovery_code(&codes[1])).await.unwrap_err();
+    let old = anon
+        .login_with("alice", PASSWORD, MfaProof::recovery_code(&codes[1]))
+        .await
+        .unwrap_err();
     assert_eq!(old.code(), Some("invalid_mfa"));
     anon.login_with("alice", PASSWORD, MfaProof::recovery_code(fresh.codes[0].expose()))
         .await
@@ -369,7 +395,10 @@ async fn passkeys_register_log_in_and_refuse_a_replayed_assertion() {
         }),
         ..MfaProof::default()
     };
-    assert_eq!(anon.login_mfa(ticket.expose(), replay2).await.unwrap_err().code(), Some("invalid_mfa"));
+    assert_eq!(
+        anon.login_mfa(ticket.expose(), replay2).await.unwrap_err().code(),
+        Some("invalid_mfa")
+    );
 
     // A passkey serves as step-up for an approval.
     let bob = s.login("bob").await;
@@ -492,13 +521,20 @@ async fn attempt_limits_hold_across_instances_on_postgres() {
         s.clock().advance(Duration::from_secs(60));
     }
     let good = MfaProof::otp(&code(&secret, s.clock().now()));
-    assert_eq!(there.login_with("alice", PASSWORD, good).await.unwrap_err().code(), Some("account_locked"));
+    assert_eq!(
+        there.login_with("alice", PASSWORD, good).await.unwrap_err().code(),
+        Some("account_locked")
+    );
     // A code accepted by one instance is a replay at the other.
     s.admin.unlock_user("alice").await.unwrap();
     let now_code = code(&secret, s.clock().now());
     here.login_with("alice", PASSWORD, MfaProof::otp(&now_code)).await.unwrap();
     assert_eq!(
-        there.login_with("alice", PASSWORD, MfaProof::otp(&now_code)).await.unwrap_err().code(),
+        there
+            .login_with("alice", PASSWORD, MfaProof::otp(&now_code))
+            .await
+            .unwrap_err()
+            .code(),
         Some("mfa_replayed")
     );
     stop.stop();

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# What building and testing jitgate needs from Debian, installed when missing (as root or with
+# sudo). Sourced by scripts/test.sh; .ci/run runs it before the lints, which build too.
+#   gcc, pkg-config, libssl-dev  C parts: SQLite, and OpenSSL for webauthn-rs
+#   postgresql-client            psql and pg_isready for the PostgreSQL tests
+#   oathtool                     an independent TOTP implementation the tests check against
+set -euo pipefail
+
+deps_log() { printf '[deps] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for pkg in gcc pkg-config libssl-dev postgresql-client oathtool; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  deps_log "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
