@@ -334,4 +334,33 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
         let err = Settings::from_toml("x.toml", &GOOD.replace("alice", "Alice")).unwrap_err();
         assert!(err.reason.contains("not a valid user name"), "{err}");
     }
+
+    #[test]
+    fn the_quickstart_example_loads() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart.toml"));
+        let s = Settings::from_file(path).unwrap();
+        assert_eq!(s.mfa_freshness, Duration::from_secs(300));
+        assert!(!s.mfa_required);
+        let read = &s.resources[0].roles[&"read".parse().unwrap()];
+        assert!(read.needs_mfa(jitgate_core::policy::MfaAction::Approve));
+    }
+
+    #[test]
+    fn mfa_and_attempt_settings_are_checked() {
+        let s = Settings::from_toml(
+            "x.toml",
+            "[auth]\nmax_failures = 5\nlockout = \"1h\"\n[mfa]\nrequired = true\nfreshness = \"2m\"\n[secrets]\nkey_file = \"/k\"\n",
+        )
+        .unwrap();
+        assert_eq!((s.attempts.max_failures, s.attempts.lock_for), (5, Duration::from_secs(3600)));
+        assert!(s.mfa_required);
+        assert_eq!(s.mfa_freshness, Duration::from_secs(120));
+        assert_eq!(s.secrets_key_path(), PathBuf::from("/k"));
+        let err = Settings::from_toml("x.toml", "[auth]\nmax_failures = 11\n").unwrap_err();
+        assert!(err.reason.contains("between 1 and 10") && err.line == 2, "{err}");
+        let err = Settings::from_toml("x.toml", "[mfa]\nissuer = \"a:b\"\n").unwrap_err();
+        assert!(err.reason.contains("issuer"), "{err}");
+        let err = Settings::from_toml("x.toml", "[mfa]\nfreshnes = \"5m\"\n").unwrap_err();
+        assert!(err.reason.contains("freshnes"), "{err}");
+    }
 }

@@ -52,19 +52,35 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
 
-pub(crate) fn mfa_required(what: &str) -> ApiError {
+/// An action as people say it, for messages.
+fn described(action: &str) -> &str {
+    match action {
+        "request.create" => "requesting this role",
+        "review.approve" => "approving this request",
+        "review.deny" => "denying this request",
+        other => other,
+    }
+}
+
+pub(crate) fn mfa_required(action: &str) -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "mfa_required",
-        format!("{what} needs a fresh second factor: give a code (--otp) or a passkey assertion, or step up with `jitgate mfa verify`"),
+        format!(
+            "{} needs a fresh second factor: give a code (--otp) or a passkey assertion, or step up with `jitgate mfa verify`",
+            described(action)
+        ),
     )
 }
 
-fn enrolment_required(what: &str) -> ApiError {
+fn enrolment_required(action: &str) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "mfa_enrollment_required",
-        format!("{what} needs a second factor and you have none: enrol one with `jitgate mfa totp enroll`"),
+        format!(
+            "{} needs a second factor and you have none: enrol one with `jitgate mfa totp enroll`",
+            described(action)
+        ),
     )
 }
 

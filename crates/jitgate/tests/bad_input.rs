@@ -258,7 +258,7 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
 }
 
 /// A small checker for the subset of JSON Schema the document uses.
-fn conforms(v: &serde_json::Value, schema: &serde_json::Value, all: &serde_json::Value, at: &str) {
+pub fn conforms(v: &serde_json::Value, schema: &serde_json::Value, all: &serde_json::Value, at: &str) {
     use serde_json::Value;
     if let Some(r) = schema["$ref"].as_str() {
         let name = r.rsplit('/').next().unwrap();

@@ -540,3 +540,96 @@ async fn attempt_limits_hold_across_instances_on_postgres() {
     stop.stop();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn bad_second_factor_input_is_refused_and_changes_nothing() {
+    let s = TestServer::spawn(true).await;
+    let alice = s.login("alice").await;
+    let anon = Client::new(&s.url, None);
+    let head = s.audit_head().await;
+    // Nothing to confirm, no passkey to challenge, a nameless passkey, a made-up ticket.
+    assert_eq!(alice.totp_confirm("123456").await.unwrap_err().code(), Some("no_pending_enrolment"));
+    assert_eq!(alice.webauthn_challenge().await.unwrap_err().code(), Some("no_passkey"));
+    assert_eq!(alice.passkey_start("  ").await.unwrap_err().code(), Some("invalid_name"));
+    assert_eq!(
+        anon.login_mfa("jgt_made_up", MfaProof::otp("123456")).await.unwrap_err().code(),
+        Some("invalid_ticket")
+    );
+    assert_eq!(anon.login_webauthn("jgt_made_up").await.unwrap_err().code(), Some("invalid_ticket"));
+    assert_eq!(alice.totp_remove().await.unwrap_err().status(), Some(404));
+    assert_eq!(alice.passkey_remove("nope").await.unwrap_err().status(), Some(404));
+    assert_eq!(alice.new_recovery_codes().await.unwrap_err().code(), Some("no_factor"));
+    assert_eq!(s.audit_head().await, head, "refused input leaves no trace but the refusal");
+
+    let (secret, _) = enrol_totp(&s, &alice).await;
+    let head = s.audit_head().await;
+    // Two proofs at once, or none, or an unknown field: refused before anything is checked.
+    let both = MfaProof {
+        otp: Some("123456".into()),
+        recovery_code: Some("abcd-efgh-jkmn-pqrs".into()),
+        webauthn: None,
+    };
+    assert_eq!(alice.mfa_verify(&both).await.unwrap_err().code(), Some("invalid_mfa_proof"));
+    assert_eq!(
+        alice.mfa_verify(&MfaProof::default()).await.unwrap_err().code(),
+        Some("invalid_mfa_proof")
+    );
+    let (status, text) = alice
+        .raw(
+            reqwest::Method::POST,
+            "/api/v1/mfa/verify",
+            "application/json",
+            br#"{"otp":"1","pin":"2"}"#.to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{text}");
+    // A second enrolment while one is on is a conflict.
+    assert_eq!(alice.totp_enrol().await.unwrap_err().code(), Some("totp_already_enrolled"));
+    assert_eq!(s.audit_head().await, head);
+    assert!(s.core.store.attempts("alice").await.unwrap().is_none(), "no attempt was counted");
+
+    // The MFA answers match the documented schemas.
+    let doc: serde_json::Value = serde_json::from_str(
+        &anon
+            .raw(reqwest::Method::GET, "/api/v1/openapi.json", "application/json", vec![])
+            .await
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let schemas = doc["components"]["schemas"].clone();
+    let bob = s.login("bob").await;
+    let samples = vec![
+        ("MfaStatus", serde_json::to_value(alice.mfa_status().await.unwrap()).unwrap()),
+        ("TotpEnrolment", serde_json::to_value(bob.totp_enrol().await.unwrap()).unwrap()),
+        (
+            "LoginOutcome",
+            serde_json::to_value(anon.login_outcome("alice", PASSWORD, None).await.unwrap()).unwrap(),
+        ),
+        (
+            "LoginOutcome",
+            serde_json::to_value(anon.login_outcome("carol", PASSWORD, None).await.unwrap()).unwrap(),
+        ),
+        (
+            "SteppedUp",
+            serde_json::to_value(alice.mfa_verify(&MfaProof::otp(&code(&secret, s.clock().now()))).await.unwrap()).unwrap(),
+        ),
+        (
+            "RecoveryCodes",
+            serde_json::to_value(alice.new_recovery_codes().await.unwrap()).unwrap(),
+        ),
+        (
+            "WebauthnChallenge",
+            serde_json::to_value(alice.passkey_start("key").await.unwrap()).unwrap(),
+        ),
+    ];
+    for (name, value) in samples {
+        crate::bad_input::conforms(
+            &value,
+            &serde_json::json!({"$ref": format!("#/components/schemas/{name}")}),
+            &schemas,
+            name,
+        );
+    }
+}
