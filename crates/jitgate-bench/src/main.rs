@@ -101,6 +101,46 @@ async fn settings(backend: &str, dir: &std::path::Path) -> Result<Settings> {
     Ok(s)
 }
 
+/// A server in this process with an admin and the users alice and bob.
+struct Bench {
+    anon: Client,
+    admin: Client,
+    stop: jitgate_server::StopHandle,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Bench {
+    async fn start(backend: &str, dir: &std::path::Path, clock: Option<jitgate_server::clock::SharedClock>) -> Result<Self> {
+        let app = Application::build(settings(backend, dir).await?, clock, None).await?;
+        let url = format!("http://{}", app.addr());
+        let token = app.setup_token().context("fresh store")?.expose_secret().to_owned();
+        let stop = app.stop_handle();
+        let server = tokio::spawn(app.run_until_stopped());
+        let anon = Client::new(&url, None);
+        let admin = anon.with_token(
+            &anon
+                .bootstrap(&BootstrapBody {
+                    setup_token: token.into(),
+                    username: "admin".parse().map_err(anyhow::Error::msg)?,
+                    password: PASSWORD.into(),
+                })
+                .await?
+                .token,
+        );
+        for u in ["alice", "bob"] {
+            admin
+                .create_user(&CreateUserBody {
+                    username: u.parse().map_err(anyhow::Error::msg)?,
+                    display_name: String::new(),
+                    password: Some(PASSWORD.into()),
+                    admin: false,
+                })
+                .await?;
+        }
+        Ok(Self { anon, admin, stop, server })
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -111,32 +151,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 async fn flows(backend: &str, total: usize, concurrency: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let app = Application::build(settings(backend, dir.path()).await?, None, None).await?;
-    let url = format!("http://{}", app.addr());
-    let token = app.setup_token().context("fresh store")?.expose_secret().to_owned();
-    let stop = app.stop_handle();
-    let server = tokio::spawn(app.run_until_stopped());
-    let anon = Client::new(&url, None);
-    let admin = anon.with_token(
-        &anon
-            .bootstrap(&BootstrapBody {
-                setup_token: token.into(),
-                username: "admin".parse().map_err(anyhow::Error::msg)?,
-                password: PASSWORD.into(),
-            })
-            .await?
-            .token,
-    );
-    for u in ["alice", "bob"] {
-        admin
-            .create_user(&CreateUserBody {
-                username: u.parse().map_err(anyhow::Error::msg)?,
-                display_name: String::new(),
-                password: Some(PASSWORD.into()),
-                admin: false,
-            })
-            .await?;
-    }
+    let Bench { anon, admin, stop, server } = Bench::start(backend, dir.path(), None).await?;
     let alice = anon.with_token(&anon.login("alice", PASSWORD).await?.token);
     let bob = anon.with_token(&anon.login("bob", PASSWORD).await?.token);
     let body = CreateRequestBody {
@@ -222,33 +237,7 @@ async fn mfa(backend: &str, logins: usize) -> Result<()> {
     use jitgate_server::clock::ManualClock;
     let dir = tempfile::tempdir()?;
     let clock = ManualClock::new(SystemClock.now());
-    let shared: jitgate_server::clock::SharedClock = Arc::new(clock.clone());
-    let app = Application::build(settings(backend, dir.path()).await?, Some(shared), None).await?;
-    let url = format!("http://{}", app.addr());
-    let token = app.setup_token().context("fresh store")?.expose_secret().to_owned();
-    let stop = app.stop_handle();
-    let server = tokio::spawn(app.run_until_stopped());
-    let anon = Client::new(&url, None);
-    let admin = anon.with_token(
-        &anon
-            .bootstrap(&BootstrapBody {
-                setup_token: token.into(),
-                username: "admin".parse().map_err(anyhow::Error::msg)?,
-                password: PASSWORD.into(),
-            })
-            .await?
-            .token,
-    );
-    for u in ["alice", "bob"] {
-        admin
-            .create_user(&CreateUserBody {
-                username: u.parse().map_err(anyhow::Error::msg)?,
-                display_name: String::new(),
-                password: Some(PASSWORD.into()),
-                admin: false,
-            })
-            .await?;
-    }
+    let Bench { anon, stop, server, .. } = Bench::start(backend, dir.path(), Some(Arc::new(clock.clone()))).await?;
     let secs = |c: &ManualClock| u64::try_from(c.now().as_millis() / 1000).unwrap_or(0);
     let bob = anon.with_token(&anon.login("bob", PASSWORD).await?.token);
     let enrolment = bob.totp_enrol().await?;

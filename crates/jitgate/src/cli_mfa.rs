@@ -3,7 +3,7 @@
 //! or a prompt when the server says a fresh factor is due.
 
 use crate::cli::{prompt_secret, read_stdin_line, Ctx};
-use crate::client::{ClientError, Result as ClientResult};
+use crate::client::{session_of, ClientError, Result as ClientResult};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use jitgate_api::{LoginOutcome, MfaProof, SessionToken};
@@ -76,15 +76,6 @@ where
 pub async fn login(ctx: &Ctx, username: &str, password: &str, args: &MfaArgs) -> Result<SessionToken> {
     let anon = ctx.anonymous();
     match anon.login_outcome(username, password, args.proof()?).await? {
-        LoginOutcome::Authenticated {
-            token,
-            username,
-            expires_at,
-        } => Ok(SessionToken {
-            token,
-            username,
-            expires_at,
-        }),
         LoginOutcome::MfaRequired { ticket, methods, .. } => {
             if !std::io::stdin().is_terminal() {
                 bail!(
@@ -94,6 +85,7 @@ pub async fn login(ctx: &Ctx, username: &str, password: &str, args: &MfaArgs) ->
             }
             Ok(anon.login_mfa(ticket.expose(), prompt_for_factor()?).await?)
         }
+        done => Ok(session_of(done)?),
     }
 }
 

@@ -37,7 +37,9 @@ impl ClientError {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
-fn session_of(outcome: LoginOutcome) -> Result<SessionToken> {
+/// The session of a finished login; a login that waits for its second factor is an
+/// `mfa_required` error.
+pub fn session_of(outcome: LoginOutcome) -> Result<SessionToken> {
     match outcome {
         LoginOutcome::Authenticated {
             token,
