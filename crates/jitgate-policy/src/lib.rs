@@ -1,0 +1,425 @@
+//! Policy decisions with Cedar. The roles of the TOML config become Cedar policies of their own
+//! (who may request, who may approve for which stage), and the operator's `*.cedar` files add
+//! to them: more permits (automatic approval in working hours, on-call break-glass) and forbids,
+//! which override every permit. Everything is validated against the schema jitgate ships
+//! (`schema.cedarschema`); a decision names the policies that made it.
+//!
+//! No I/O and no clock: files come in as text, time as a parameter.
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet,
+    Request, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use jitgate_core::names::{GroupName, RoleName, Username};
+use jitgate_core::policy::Resource;
+use jitgate_core::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The schema policies are checked against.
+pub const SCHEMA: &str = include_str!("schema.cedarschema");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyAction {
+    Request,
+    Approve,
+    AutoApprove,
+    BreakGlass,
+    Connect,
+}
+
+impl PolicyAction {
+    pub const ALL: [Self; 5] = [Self::Request, Self::Approve, Self::AutoApprove, Self::BreakGlass, Self::Connect];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Approve => "approve",
+            Self::AutoApprove => "auto_approve",
+            Self::BreakGlass => "break_glass",
+            Self::Connect => "connect",
+        }
+    }
+}
+
+/// A policy file as read: its name (for messages) and text.
+#[derive(Debug, Clone)]
+pub struct PolicyFile {
+    pub name: String,
+    pub text: String,
+}
+
+/// One thing wrong with the policies, where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyProblem {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for PolicyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+/// What the policies say about one action, and which policies said it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The ids of the policies that decided: the permits that allowed, or the forbids that
+    /// denied (empty when nothing permitted).
+    pub policies: Vec<String>,
+    /// Policies that failed to evaluate (they count as not applying).
+    pub errors: Vec<String>,
+}
+
+/// The person an action is about.
+#[derive(Debug, Clone)]
+pub struct Person<'a> {
+    pub name: &'a Username,
+    pub groups: &'a BTreeSet<GroupName>,
+    pub is_admin: bool,
+}
+
+/// For `approve`: the request under review.
+#[derive(Debug, Clone)]
+pub struct UnderReview<'a> {
+    pub id: &'a str,
+    pub requester: Person<'a>,
+    /// The stage the approval would count for.
+    pub stage: &'a str,
+}
+
+/// Everything a decision may look at.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub principal: Person<'a>,
+    pub resource: &'a Resource,
+    pub role: &'a RoleName,
+    pub duration: Duration,
+    pub reason: &'a str,
+    pub ticket: Option<&'a str>,
+    /// The principal's live grants, as "RESOURCE/ROLE".
+    pub active_grants: &'a BTreeSet<String>,
+    pub on_call: bool,
+    pub now: Timestamp,
+    pub review: Option<UnderReview<'a>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct LoadError(pub Vec<PolicyProblem>);
+
+pub struct PolicyEngine {
+    schema: Schema,
+    policies: PolicySet,
+    time_zone: jiff::tz::TimeZone,
+    time_zone_name: String,
+    /// Ids of the policies from files (not the ones made from the config's roles).
+    file_policy_ids: Vec<String>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("policies", &self.policies.policies().count())
+            .field("time_zone", &self.time_zone_name)
+            .finish()
+    }
+}
+
+fn uid(kind: &str, id: &str) -> EntityUid {
+    // Both parts are ours: the type names are the schema's, the ids any string.
+    let kind = EntityTypeName::from_str(kind).unwrap_or_else(|_| unreachable!("schema type names parse"));
+    EntityUid::from_type_name_and_id(kind, EntityId::new(id))
+}
+
+fn role_id(resource: &str, role: &str) -> String {
+    format!("{resource}/{role}")
+}
+
+fn cedar_set(groups: &BTreeSet<GroupName>) -> String {
+    groups.iter().map(|g| format!("Group::\"{g}\"")).collect::<Vec<_>>().join(", ")
+}
+
+/// The config's roles as Cedar: requesters may `request`; each stage's groups may `approve`
+/// for that stage.
+pub fn config_policies(resources: &[Resource]) -> String {
+    let mut out = String::new();
+    for r in resources {
+        for (role, p) in &r.roles {
+            let rid = role_id(r.name.as_str(), role.as_str());
+            out.push_str(&format!(
+                "@id(\"config:{rid}:request\")\npermit(principal, action == Action::\"request\", resource == Role::\"{rid}\") when {{ principal in [{}] }};\n",
+                cedar_set(&p.requesters)
+            ));
+            for (i, s) in p.stages.iter().enumerate() {
+                let stage = stage_name(&s.name, i);
+                out.push_str(&format!(
+                    "@id(\"config:{rid}:approve:{stage}\")\npermit(principal, action == Action::\"approve\", resource in Role::\"{rid}\") when {{ context.stage == \"{stage}\" && principal in [{}] }};\n",
+                    cedar_set(&s.groups)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A stage's name as policies and progress show it.
+pub fn stage_name(name: &str, index: usize) -> String {
+    if name.is_empty() {
+        format!("stage {}", index + 1)
+    } else {
+        name.to_owned()
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, column)
+}
+
+/// Problems from a Cedar diagnostic, each at the first label's place in `text`.
+fn problems(file: &str, text: &str, d: &dyn miette::Diagnostic) -> PolicyProblem {
+    let offset = d.labels().and_then(|mut l| l.next()).map_or(0, |l| l.offset());
+    let (line, column) = line_col(text, offset);
+    let mut message = d.to_string();
+    if let Some(help) = d.help() {
+        message.push_str(&format!(" ({help})"));
+    }
+    PolicyProblem {
+        file: file.to_owned(),
+        line,
+        column,
+        message,
+    }
+}
+
+impl PolicyEngine {
+    /// Builds the engine from the config's roles and the policy files, validating everything
+    /// against the schema. Every problem is reported, each with its file, line and column.
+    pub fn load(resources: &[Resource], files: &[PolicyFile], time_zone: &str) -> Result<Self, LoadError> {
+        let tz = jiff::tz::TimeZone::get(time_zone).map_err(|e| {
+            LoadError(vec![PolicyProblem {
+                file: "config".into(),
+                line: 0,
+                column: 0,
+                message: format!("policy time zone '{time_zone}': {e}"),
+            }])
+        })?;
+        let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA).map_err(|e| {
+            LoadError(vec![PolicyProblem {
+                file: "schema.cedarschema".into(),
+                line: 0,
+                column: 0,
+                message: e.to_string(),
+            }])
+        })?;
+        let generated = PolicyFile {
+            name: "(roles in the config)".into(),
+            text: config_policies(resources),
+        };
+        let mut all = PolicySet::new();
+        let mut problems_found = Vec::new();
+        let mut file_policy_ids = Vec::new();
+        let mut origin: HashMap<String, usize> = HashMap::new();
+        let sources: Vec<&PolicyFile> = std::iter::once(&generated).chain(files.iter()).collect();
+        for (file_index, file) in sources.iter().enumerate() {
+            let parsed = match PolicySet::from_str(&file.text) {
+                Ok(p) => p,
+                Err(e) => {
+                    problems_found.push(problems(&file.name, &file.text, &e));
+                    continue;
+                }
+            };
+            for (n, policy) in parsed.policies().enumerate() {
+                let id = policy
+                    .annotation("id")
+                    .map_or_else(|| format!("{}#{}", file.name, n + 1), str::to_owned);
+                let renamed = policy.new_id(PolicyId::new(&id));
+                if all.add(renamed).is_err() {
+                    problems_found.push(PolicyProblem {
+                        file: file.name.clone(),
+                        line: 0,
+                        column: 0,
+                        message: format!("policy id '{id}' is used twice"),
+                    });
+                    continue;
+                }
+                origin.insert(id.clone(), file_index);
+                if file_index > 0 {
+                    file_policy_ids.push(id);
+                }
+            }
+        }
+        let validation = Validator::new(schema.clone()).validate(&all, ValidationMode::Strict);
+        for e in validation.validation_errors() {
+            let file = origin.get(e.policy_id().to_string().as_str()).map_or(sources[0], |&i| sources[i]);
+            problems_found.push(problems(&file.name, &file.text, e));
+        }
+        if !problems_found.is_empty() {
+            return Err(LoadError(problems_found));
+        }
+        Ok(Self {
+            schema,
+            policies: all,
+            time_zone: tz,
+            time_zone_name: time_zone.to_owned(),
+            file_policy_ids,
+        })
+    }
+
+    pub fn time_zone(&self) -> &str {
+        &self.time_zone_name
+    }
+
+    pub fn policy_ids(&self) -> &[String] {
+        &self.file_policy_ids
+    }
+
+    pub fn policy_count(&self) -> usize {
+        self.policies.policies().count()
+    }
+
+    fn clock(&self, now: Timestamp, tz: &jiff::tz::TimeZone) -> RestrictedExpression {
+        let ts = jiff::Timestamp::from_millisecond(now.as_millis()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let dt = ts.to_zoned(tz.clone()).datetime();
+        let weekday = dt.weekday();
+        let day = format!("{weekday:?}");
+        record([
+            ("hour", RestrictedExpression::new_long(i64::from(dt.hour()))),
+            ("minute", RestrictedExpression::new_long(i64::from(dt.minute()))),
+            ("weekday", RestrictedExpression::new_long(i64::from(weekday.to_monday_one_offset()))),
+            ("day", RestrictedExpression::new_string(day)),
+            ("date", RestrictedExpression::new_string(dt.date().to_string())),
+        ])
+    }
+
+    fn person(p: &Person<'_>) -> Entity {
+        let attrs = HashMap::from([
+            ("name".to_owned(), RestrictedExpression::new_string(p.name.to_string())),
+            ("is_admin".to_owned(), RestrictedExpression::new_bool(p.is_admin)),
+        ]);
+        let parents: HashSet<EntityUid> = p.groups.iter().map(|g| uid("Group", g.as_str())).collect();
+        Entity::new(uid("User", p.name.as_str()), attrs, parents).unwrap_or_else(|_| Entity::new_no_attrs(uid("User", p.name.as_str()), HashSet::new()))
+    }
+
+    /// What the policies say about `action` on these facts.
+    pub fn decide(&self, action: PolicyAction, facts: &Facts<'_>) -> Decision {
+        match self.try_decide(action, facts) {
+            Ok(d) => d,
+            // Fail closed: a request the schema refuses is a denial, with the reason.
+            Err(e) => Decision {
+                allowed: false,
+                policies: Vec::new(),
+                errors: vec![e],
+            },
+        }
+    }
+
+    fn try_decide(&self, action: PolicyAction, facts: &Facts<'_>) -> Result<Decision, String> {
+        let resource_name = facts.resource.name.as_str();
+        let rid = role_id(resource_name, facts.role.as_str());
+        let max = facts.resource.roles.get(facts.role).map_or(0, |p| p.max_duration.as_secs());
+        let mut entities = vec![
+            Self::person(&facts.principal),
+            Entity::new(
+                uid("Resource", resource_name),
+                HashMap::from([
+                    ("name".to_owned(), RestrictedExpression::new_string(resource_name.to_owned())),
+                    ("kind".to_owned(), RestrictedExpression::new_string(facts.resource.kind.clone())),
+                ]),
+                HashSet::new(),
+            )
+            .map_err(|e| e.to_string())?,
+            Entity::new(
+                uid("Role", &rid),
+                HashMap::from([
+                    ("name".to_owned(), RestrictedExpression::new_string(facts.role.to_string())),
+                    ("resource".to_owned(), RestrictedExpression::new_string(resource_name.to_owned())),
+                    ("max_duration_secs".to_owned(), RestrictedExpression::new_long(secs(max))),
+                ]),
+                HashSet::from([uid("Resource", resource_name)]),
+            )
+            .map_err(|e| e.to_string())?,
+        ];
+        let mut groups: BTreeSet<&GroupName> = facts.principal.groups.iter().collect();
+        let (resource_uid, stage) = match &facts.review {
+            Some(r) => {
+                entities.push(
+                    Entity::new(
+                        uid("Request", r.id),
+                        HashMap::from([
+                            ("requester".to_owned(), RestrictedExpression::new_entity_uid(uid("User", r.requester.name.as_str()))),
+                            ("duration_secs".to_owned(), RestrictedExpression::new_long(secs(facts.duration.as_secs()))),
+                            ("reason".to_owned(), RestrictedExpression::new_string(facts.reason.to_owned())),
+                            ("ticket".to_owned(), RestrictedExpression::new_string(facts.ticket.unwrap_or("").to_owned())),
+                        ]),
+                        HashSet::from([uid("Role", &rid)]),
+                    )
+                    .map_err(|e| e.to_string())?,
+                );
+                if r.requester.name != facts.principal.name {
+                    entities.push(Self::person(&r.requester));
+                    groups.extend(r.requester.groups.iter());
+                }
+                (uid("Request", r.id), r.stage.to_owned())
+            }
+            None => (uid("Role", &rid), String::new()),
+        };
+        entities.extend(groups.into_iter().map(|g| Entity::new_no_attrs(uid("Group", g.as_str()), HashSet::new())));
+        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        let context = Context::from_pairs([
+            ("duration_secs".to_owned(), RestrictedExpression::new_long(secs(facts.duration.as_secs()))),
+            ("reason".to_owned(), RestrictedExpression::new_string(facts.reason.to_owned())),
+            ("ticket".to_owned(), RestrictedExpression::new_string(facts.ticket.unwrap_or("").to_owned())),
+            (
+                "groups".to_owned(),
+                RestrictedExpression::new_set(facts.principal.groups.iter().map(|g| RestrictedExpression::new_string(g.to_string()))),
+            ),
+            (
+                "active_grants".to_owned(),
+                RestrictedExpression::new_set(facts.active_grants.iter().map(|g| RestrictedExpression::new_string(g.clone()))),
+            ),
+            ("on_call".to_owned(), RestrictedExpression::new_bool(facts.on_call)),
+            ("utc".to_owned(), self.clock(facts.now, &jiff::tz::TimeZone::UTC)),
+            ("local".to_owned(), self.clock(facts.now, &self.time_zone)),
+            ("stage".to_owned(), RestrictedExpression::new_string(stage)),
+        ])
+        .map_err(|e| e.to_string())?;
+        let request = Request::new(
+            uid("User", facts.principal.name.as_str()),
+            uid("Action", action.as_str()),
+            resource_uid,
+            context,
+            Some(&self.schema),
+        )
+        .map_err(|e| e.to_string())?;
+        let response = Authorizer::new().is_authorized(&request, &self.policies, &entities);
+        let mut policies: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        policies.sort();
+        Ok(Decision {
+            allowed: response.decision() == CedarDecision::Allow,
+            policies,
+            errors: response.diagnostics().errors().map(ToString::to_string).collect(),
+        })
+    }
+}
+
+fn secs(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX)
+}
+
+fn record<const N: usize>(fields: [(&str, RestrictedExpression); N]) -> RestrictedExpression {
+    RestrictedExpression::new_record(fields.into_iter().map(|(k, v)| (k.to_owned(), v))).unwrap_or_else(|_| unreachable!("distinct keys"))
+}
+
+#[cfg(test)]
+mod tests;
