@@ -42,7 +42,6 @@ fn bench(c: &mut Criterion) {
     }
     let resources = toml::from_str::<F>(RESOURCES).unwrap().resources;
     let loaded = PolicyEngine::load(
-        &resources,
         &[PolicyFile {
             name: "bench.cedar".into(),
             text: hundred_policies(),
@@ -50,8 +49,8 @@ fn bench(c: &mut Criterion) {
         "Europe/Berlin",
     )
     .unwrap();
-    assert_eq!(loaded.policy_count(), 102);
-    let baseline = PolicyEngine::load(&resources, &[], "Europe/Berlin").unwrap();
+    assert_eq!(loaded.policy_count(), 100);
+    let baseline = PolicyEngine::load(&[], "Europe/Berlin").unwrap();
     let user = "alice".parse().unwrap();
     let groups: BTreeSet<_> = ["engineers", "team-4", "oncall-1"].iter().map(|g| g.parse().unwrap()).collect();
     let grants = BTreeSet::new();

@@ -1,6 +1,6 @@
-//! Policy decisions with Cedar. The roles of the TOML config become Cedar policies of their own
-//! (who may request, who may approve for which stage), and the operator's `*.cedar` files add
-//! to them: more permits (automatic approval in working hours, on-call break-glass) and forbids,
+//! Policy decisions with Cedar. Each resource's roles become Cedar policies of their own (who
+//! may request, who may approve for which stage), whether the resource comes from the config
+//! file or the API, and the operator's `*.cedar` files add to them: more permits (automatic approval in working hours, on-call break-glass) and forbids,
 //! which override every permit. Everything is validated against the schema jitgate ships
 //! (`schema.cedarschema`); a decision names the policies that made it.
 //!
@@ -16,12 +16,13 @@ use jitgate_core::Timestamp;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The schema policies are checked against.
 pub const SCHEMA: &str = include_str!("schema.cedarschema");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyAction {
     Request,
@@ -115,13 +116,36 @@ pub struct Facts<'a> {
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct LoadError(pub Vec<PolicyProblem>);
 
+/// Decisions share what they are prepared with when their resource, action and the
+/// principal's groups are the same.
+type PreparedKey = (String, PolicyAction, Vec<GroupName>);
+
+/// Entries kept before the cache starts afresh (a bound on memory, far above the number of
+/// resources × actions × distinct group sets of an ordinary organisation).
+const PREPARED_CAP: usize = 50_000;
+
+/// What every decision about one resource and action shares, built once.
+struct Prepared {
+    spec: Resource,
+    policies: PolicySet,
+    /// The Resource entity and one Role entity per role (attributes evaluated once).
+    resource_entity: Entity,
+    role_entities: HashMap<String, Entity>,
+}
+
 pub struct PolicyEngine {
-    schema: Schema,
+    /// The policies from the files, validated.
     policies: PolicySet,
     time_zone: jiff::tz::TimeZone,
     time_zone_name: String,
-    /// Ids of the policies from files (not the ones made from the config's roles).
     file_policy_ids: Vec<String>,
+    /// Per resource and action: the file policies that can apply to it plus the ones its roles
+    /// make, built when first needed or when the resource changed (resources change through
+    /// the API and on other instances, so the spec is compared at each decision). Cedar
+    /// evaluates every policy of a set; leaving out the ones whose scope cannot match keeps a
+    /// decision's cost to the policies that concern it.
+    per_resource: Mutex<HashMap<PreparedKey, Arc<Prepared>>>,
+    authorizer: Authorizer,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -133,10 +157,24 @@ impl std::fmt::Debug for PolicyEngine {
     }
 }
 
+/// The schema's entity type names, parsed once: Cedar parses a name with its full grammar,
+/// which costs more than the rest of a decision.
+fn type_name(kind: &str) -> EntityTypeName {
+    static NAMES: std::sync::OnceLock<HashMap<&'static str, EntityTypeName>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        ["User", "Group", "Resource", "Role", "Request", "Action"]
+            .into_iter()
+            .filter_map(|k| EntityTypeName::from_str(k).ok().map(|n| (k, n)))
+            .collect()
+    });
+    names
+        .get(kind)
+        .cloned()
+        .unwrap_or_else(|| unreachable!("entity types are the schema's: {kind}"))
+}
+
 fn uid(kind: &str, id: &str) -> EntityUid {
-    // Both parts are ours: the type names are the schema's, the ids any string.
-    let kind = EntityTypeName::from_str(kind).unwrap_or_else(|_| unreachable!("schema type names parse"));
-    EntityUid::from_type_name_and_id(kind, EntityId::new(id))
+    EntityUid::from_type_name_and_id(type_name(kind), EntityId::new(id))
 }
 
 fn role_id(resource: &str, role: &str) -> String {
@@ -147,21 +185,21 @@ fn cedar_set(groups: &BTreeSet<GroupName>) -> String {
     groups.iter().map(|g| format!("Group::\"{g}\"")).collect::<Vec<_>>().join(", ")
 }
 
-/// The config's roles as Cedar: requesters may `request`; each stage's groups may `approve`
-/// for that stage.
-pub fn config_policies(resources: &[Resource]) -> String {
+/// A resource's roles as Cedar: requesters may `request`; each stage's groups may `approve`
+/// for that stage. Ids: `role:RESOURCE/ROLE:request`, `role:RESOURCE/ROLE:approve:STAGE`.
+pub fn role_policies(r: &Resource) -> String {
     let mut out = String::new();
-    for r in resources {
+    {
         for (role, p) in &r.roles {
             let rid = role_id(r.name.as_str(), role.as_str());
             out.push_str(&format!(
-                "@id(\"config:{rid}:request\")\npermit(principal, action == Action::\"request\", resource == Role::\"{rid}\") when {{ principal in [{}] }};\n",
+                "@id(\"role:{rid}:request\")\npermit(principal, action == Action::\"request\", resource == Role::\"{rid}\") when {{ principal in [{}] }};\n",
                 cedar_set(&p.requesters)
             ));
             for (i, s) in p.stages.iter().enumerate() {
                 let stage = stage_name(&s.name, i);
                 out.push_str(&format!(
-                    "@id(\"config:{rid}:approve:{stage}\")\npermit(principal, action == Action::\"approve\", resource in Role::\"{rid}\") when {{ context.stage == \"{stage}\" && principal in [{}] }};\n",
+                    "@id(\"role:{rid}:approve:{stage}\")\npermit(principal, action == Action::\"approve\", resource in Role::\"{rid}\") when {{ context.stage == \"{stage}\" && principal in [{}] }};\n",
                     cedar_set(&s.groups)
                 ));
             }
@@ -203,9 +241,9 @@ fn problems(file: &str, text: &str, d: &dyn miette::Diagnostic) -> PolicyProblem
 }
 
 impl PolicyEngine {
-    /// Builds the engine from the config's roles and the policy files, validating everything
-    /// against the schema. Every problem is reported, each with its file, line and column.
-    pub fn load(resources: &[Resource], files: &[PolicyFile], time_zone: &str) -> Result<Self, LoadError> {
+    /// Builds the engine from the policy files, validating them against the schema. Every
+    /// problem is reported, each with its file, line and column.
+    pub fn load(files: &[PolicyFile], time_zone: &str) -> Result<Self, LoadError> {
         let tz = jiff::tz::TimeZone::get(time_zone).map_err(|e| {
             LoadError(vec![PolicyProblem {
                 file: "config".into(),
@@ -222,16 +260,11 @@ impl PolicyEngine {
                 message: e.to_string(),
             }])
         })?;
-        let generated = PolicyFile {
-            name: "(roles in the config)".into(),
-            text: config_policies(resources),
-        };
         let mut all = PolicySet::new();
         let mut problems_found = Vec::new();
         let mut file_policy_ids = Vec::new();
         let mut origin: HashMap<String, usize> = HashMap::new();
-        let sources: Vec<&PolicyFile> = std::iter::once(&generated).chain(files.iter()).collect();
-        for (file_index, file) in sources.iter().enumerate() {
+        for (file_index, file) in files.iter().enumerate() {
             let parsed = match PolicySet::from_str(&file.text) {
                 Ok(p) => p,
                 Err(e) => {
@@ -243,37 +276,98 @@ impl PolicyEngine {
                 let id = policy
                     .annotation("id")
                     .map_or_else(|| format!("{}#{}", file.name, n + 1), str::to_owned);
-                let renamed = policy.new_id(PolicyId::new(&id));
-                if all.add(renamed).is_err() {
+                if id.starts_with("role:") || all.add(policy.new_id(PolicyId::new(&id))).is_err() {
                     problems_found.push(PolicyProblem {
                         file: file.name.clone(),
                         line: 0,
                         column: 0,
-                        message: format!("policy id '{id}' is used twice"),
+                        message: format!("policy id '{id}' is used twice (or taken: ids starting 'role:' are jitgate's)"),
                     });
                     continue;
                 }
                 origin.insert(id.clone(), file_index);
-                if file_index > 0 {
-                    file_policy_ids.push(id);
-                }
+                file_policy_ids.push(id);
             }
         }
-        let validation = Validator::new(schema.clone()).validate(&all, ValidationMode::Strict);
+        let validation = Validator::new(schema).validate(&all, ValidationMode::Strict);
         for e in validation.validation_errors() {
-            let file = origin.get(e.policy_id().to_string().as_str()).map_or(sources[0], |&i| sources[i]);
-            problems_found.push(problems(&file.name, &file.text, e));
+            if let Some(file) = origin.get(e.policy_id().to_string().as_str()).map(|&i| &files[i]) {
+                problems_found.push(problems(&file.name, &file.text, e));
+            }
         }
         if !problems_found.is_empty() {
             return Err(LoadError(problems_found));
         }
         Ok(Self {
-            schema,
             policies: all,
             time_zone: tz,
             time_zone_name: time_zone.to_owned(),
             file_policy_ids,
+            per_resource: Mutex::new(HashMap::new()),
+            authorizer: Authorizer::new(),
         })
+    }
+
+    /// What decides `action` about `resource`, built on first use or when the resource changed.
+    fn prepared(&self, resource: &Resource, action: PolicyAction, groups: &BTreeSet<GroupName>) -> Result<Arc<Prepared>, String> {
+        let key = (resource.name.to_string(), action, groups.iter().cloned().collect());
+        let mut cache = self.per_resource.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(p) = cache.get(&key) {
+            if &p.spec == resource {
+                return Ok(p.clone());
+            }
+        }
+        let action_uid = uid("Action", action.as_str());
+        let resource_uid = uid("Resource", resource.name.as_str());
+        let mut policies = PolicySet::new();
+        let generated = PolicySet::from_str(&role_policies(resource)).map_err(|e| e.to_string())?;
+        for p in self.policies.policies() {
+            if may_apply(p, &action_uid, &resource_uid, resource) && principal_may_match(p, groups) {
+                policies.add(p.clone()).map_err(|e| e.to_string())?;
+            }
+        }
+        for p in generated.policies() {
+            let id = p.annotation("id").unwrap_or_default().to_owned();
+            if may_apply(p, &action_uid, &resource_uid, resource) {
+                policies.add(p.new_id(PolicyId::new(id))).map_err(|e| e.to_string())?;
+            }
+        }
+        let name = resource.name.as_str();
+        let resource_entity = Entity::new(
+            resource_uid.clone(),
+            HashMap::from([
+                ("name".to_owned(), RestrictedExpression::new_string(name.to_owned())),
+                ("kind".to_owned(), RestrictedExpression::new_string(resource.kind.clone())),
+            ]),
+            HashSet::new(),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut role_entities = HashMap::new();
+        for (role, p) in &resource.roles {
+            let rid = role_id(name, role.as_str());
+            let e = Entity::new(
+                uid("Role", &rid),
+                HashMap::from([
+                    ("name".to_owned(), RestrictedExpression::new_string(role.to_string())),
+                    ("resource".to_owned(), RestrictedExpression::new_string(name.to_owned())),
+                    ("max_duration_secs".to_owned(), RestrictedExpression::new_long(secs(p.max_duration.as_secs()))),
+                ]),
+                HashSet::from([resource_uid.clone()]),
+            )
+            .map_err(|e| e.to_string())?;
+            role_entities.insert(role.to_string(), e);
+        }
+        let prepared = Arc::new(Prepared {
+            spec: resource.clone(),
+            policies,
+            resource_entity,
+            role_entities,
+        });
+        if cache.len() >= PREPARED_CAP {
+            cache.clear();
+        }
+        cache.insert(key, prepared.clone());
+        Ok(prepared)
     }
 
     pub fn time_zone(&self) -> &str {
@@ -284,6 +378,7 @@ impl PolicyEngine {
         &self.file_policy_ids
     }
 
+    /// Policies from files.
     pub fn policy_count(&self) -> usize {
         self.policies.policies().count()
     }
@@ -325,32 +420,15 @@ impl PolicyEngine {
     }
 
     fn try_decide(&self, action: PolicyAction, facts: &Facts<'_>) -> Result<Decision, String> {
-        let resource_name = facts.resource.name.as_str();
-        let rid = role_id(resource_name, facts.role.as_str());
-        let max = facts.resource.roles.get(facts.role).map_or(0, |p| p.max_duration.as_secs());
-        let mut entities = vec![
-            Self::person(&facts.principal),
-            Entity::new(
-                uid("Resource", resource_name),
-                HashMap::from([
-                    ("name".to_owned(), RestrictedExpression::new_string(resource_name.to_owned())),
-                    ("kind".to_owned(), RestrictedExpression::new_string(facts.resource.kind.clone())),
-                ]),
-                HashSet::new(),
-            )
-            .map_err(|e| e.to_string())?,
-            Entity::new(
-                uid("Role", &rid),
-                HashMap::from([
-                    ("name".to_owned(), RestrictedExpression::new_string(facts.role.to_string())),
-                    ("resource".to_owned(), RestrictedExpression::new_string(resource_name.to_owned())),
-                    ("max_duration_secs".to_owned(), RestrictedExpression::new_long(secs(max))),
-                ]),
-                HashSet::from([uid("Resource", resource_name)]),
-            )
-            .map_err(|e| e.to_string())?,
-        ];
-        let mut groups: BTreeSet<&GroupName> = facts.principal.groups.iter().collect();
+        let prepared = self.prepared(facts.resource, action, facts.principal.groups)?;
+        let rid = role_id(facts.resource.name.as_str(), facts.role.as_str());
+        let role_entity = prepared
+            .role_entities
+            .get(facts.role.as_str())
+            .ok_or_else(|| format!("no role {rid}"))?;
+        // Groups need no entities of their own: `principal in Group::"x"` looks at the
+        // principal's parents.
+        let mut entities = vec![Self::person(&facts.principal), prepared.resource_entity.clone(), role_entity.clone()];
         let (resource_uid, stage) = match &facts.review {
             Some(r) => {
                 entities.push(
@@ -368,13 +446,11 @@ impl PolicyEngine {
                 );
                 if r.requester.name != facts.principal.name {
                     entities.push(Self::person(&r.requester));
-                    groups.extend(r.requester.groups.iter());
                 }
                 (uid("Request", r.id), r.stage.to_owned())
             }
             None => (uid("Role", &rid), String::new()),
         };
-        entities.extend(groups.into_iter().map(|g| Entity::new_no_attrs(uid("Group", g.as_str()), HashSet::new())));
         let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
         let context = Context::from_pairs([
             ("duration_secs".to_owned(), RestrictedExpression::new_long(secs(facts.duration.as_secs()))),
@@ -399,10 +475,12 @@ impl PolicyEngine {
             uid("Action", action.as_str()),
             resource_uid,
             context,
-            Some(&self.schema),
+            // The context is built here to the schema's shape, and the policies were
+            // validated against it; checking each request again would double its cost.
+            None,
         )
         .map_err(|e| e.to_string())?;
-        let response = Authorizer::new().is_authorized(&request, &self.policies, &entities);
+        let response = self.authorizer.is_authorized(&request, &prepared.policies, &entities);
         let mut policies: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
         policies.sort();
         Ok(Decision {
@@ -410,6 +488,45 @@ impl PolicyEngine {
             policies,
             errors: response.diagnostics().errors().map(ToString::to_string).collect(),
         })
+    }
+}
+
+/// Whether `policy`'s scope can match `action` on a role of `resource`: false only when its
+/// action or its resource scope names something else. Conservative: anything not certain to
+/// miss stays in.
+fn may_apply(policy: &cedar_policy::Policy, action: &EntityUid, resource_uid: &EntityUid, resource: &Resource) -> bool {
+    use cedar_policy::{ActionConstraint, ResourceConstraint};
+    let action_ok = match policy.action_constraint() {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(a) => &a == action,
+        ActionConstraint::In(list) => list.contains(action),
+    };
+    let target = match policy.resource_constraint() {
+        ResourceConstraint::Eq(x) | ResourceConstraint::In(x) | ResourceConstraint::IsIn(_, x) => Some(x),
+        _ => None,
+    };
+    let resource_ok = match target {
+        Some(x) if x.type_name().to_string() == "Resource" => &x == resource_uid,
+        Some(x) if x.type_name().to_string() == "Role" => {
+            let id: &str = x.id().as_ref();
+            id.split_once('/')
+                .is_some_and(|(res, role)| res == resource.name.as_str() && resource.roles.keys().any(|r| r.as_str() == role))
+        }
+        _ => true,
+    };
+    action_ok && resource_ok
+}
+
+/// Whether `policy`'s principal scope can match someone in `groups`: false only for a scope
+/// `principal in Group::"g"` with `g` not among them.
+fn principal_may_match(policy: &cedar_policy::Policy, groups: &BTreeSet<GroupName>) -> bool {
+    use cedar_policy::PrincipalConstraint;
+    match policy.principal_constraint() {
+        PrincipalConstraint::In(x) | PrincipalConstraint::IsIn(_, x) if x.type_name().to_string() == "Group" => {
+            let id: &str = x.id().as_ref();
+            groups.iter().any(|g| g.as_str() == id)
+        }
+        _ => true,
     }
 }
 

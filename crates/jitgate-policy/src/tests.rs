@@ -45,7 +45,6 @@ fn resources() -> Vec<Resource> {
 
 fn engine(text: &str) -> PolicyEngine {
     PolicyEngine::load(
-        &resources(),
         &[PolicyFile {
             name: "policies/main.cedar".into(),
             text: text.into(),
@@ -131,7 +130,7 @@ fn a_forbid_beats_every_permit() {
     let weekday = alice.facts(at("2026-11-24T09:00:00Z"), true);
     let d = e.decide(PolicyAction::Request, &weekday);
     assert!(d.allowed);
-    assert_eq!(d.policies, vec!["config:prod-db/write:request"]);
+    assert_eq!(d.policies, vec!["role:prod-db/write:request"]);
     // On call (a permit for auto_approve) on a Sunday: the forbid wins, and is named.
     let sunday = alice.facts(at("2026-11-29T09:00:00Z"), true);
     let d = e.decide(PolicyAction::AutoApprove, &sunday);
@@ -165,7 +164,7 @@ fn the_config_roles_decide_who_requests_and_who_approves_which_stage() {
         let d = e.decide(PolicyAction::Approve, &f);
         assert_eq!(d.allowed, allowed, "{stage}: {d:?}");
         if allowed {
-            assert_eq!(d.policies, vec![format!("config:prod-db/write:approve:{stage}")]);
+            assert_eq!(d.policies, vec![format!("role:prod-db/write:approve:{stage}")]);
         }
     }
     // Nothing permits break-glass or automatic approval unless a policy file says so.
@@ -203,7 +202,6 @@ when { principal.is_admin && resource.requester.is_admin };
 fn an_unknown_attribute_is_refused_with_its_line_and_column() {
     let text = "\n\npermit(principal, action == Action::\"auto_approve\", resource)\nwhen { context.weather == \"sunny\" };\n";
     let err = PolicyEngine::load(
-        &resources(),
         &[PolicyFile {
             name: "p.cedar".into(),
             text: text.into(),
@@ -220,7 +218,6 @@ fn an_unknown_attribute_is_refused_with_its_line_and_column() {
 #[test]
 fn syntax_errors_bad_zones_and_duplicate_ids_are_refused() {
     let err = PolicyEngine::load(
-        &resources(),
         &[PolicyFile {
             name: "p.cedar".into(),
             text: "permit(principal, action, resource)\nwhen { context.on_call ".into(),
@@ -229,10 +226,9 @@ fn syntax_errors_bad_zones_and_duplicate_ids_are_refused() {
     )
     .unwrap_err();
     assert_eq!(err.0[0].line, 2, "{err}");
-    assert!(PolicyEngine::load(&resources(), &[], "Mars/Olympus").is_err());
+    assert!(PolicyEngine::load(&[], "Mars/Olympus").is_err());
     let twice = "@id(\"x\") permit(principal, action, resource);\n@id(\"x\") forbid(principal, action, resource);";
     let err = PolicyEngine::load(
-        &resources(),
         &[PolicyFile {
             name: "p.cedar".into(),
             text: twice.into(),
@@ -241,6 +237,17 @@ fn syntax_errors_bad_zones_and_duplicate_ids_are_refused() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("used twice"), "{err}");
+}
+
+#[test]
+fn a_changed_resource_is_decided_on_its_new_roles() {
+    let e = engine("");
+    let mut w = World::new("eve", &["sales"], "read");
+    let now = at("2026-11-24T09:00:00Z");
+    assert!(!e.decide(PolicyAction::Request, &w.facts(now, false)).allowed);
+    let role: RoleName = "read".parse().unwrap();
+    w.resources[0].roles.get_mut(&role).unwrap().requesters.insert("sales".parse().unwrap());
+    assert!(e.decide(PolicyAction::Request, &w.facts(now, false)).allowed);
 }
 
 #[test]
