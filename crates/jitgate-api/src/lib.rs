@@ -274,6 +274,74 @@ pub struct CreateRequestBody {
     /// A second factor for roles that ask for one at request time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa: Option<MfaProof>,
+    /// Break glass: access at once, where a policy allows it, with an alert to the approvers
+    /// and a review after the fact.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub break_glass: bool,
+}
+
+/// `POST /policy/explain`: what the policies say for a person, a role and a duration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainBody {
+    pub user: String,
+    pub resource: String,
+    pub role: String,
+    /// Like `30m`; the role's default when absent.
+    #[serde(default)]
+    pub duration: Option<String>,
+    /// The moment to decide for; now when absent.
+    #[serde(default)]
+    pub at: Option<Timestamp>,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub ticket: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionDecision {
+    pub action: String,
+    /// For `approve`: the stage the approval would count for.
+    pub stage: Option<String>,
+    pub allowed: bool,
+    /// The policies that decided: the permits that allowed, or the forbids that denied.
+    pub policies: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Explanation {
+    pub user: Username,
+    pub resource: String,
+    pub role: String,
+    pub at: Timestamp,
+    pub time_zone: String,
+    pub on_call: bool,
+    pub decisions: Vec<ActionDecision>,
+}
+
+/// The policies in force after a reload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyReport {
+    pub policies: Vec<String>,
+    pub time_zone: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationView {
+    pub id: String,
+    pub kind: String,
+    pub subject: String,
+    pub message: String,
+    pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

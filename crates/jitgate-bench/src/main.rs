@@ -163,6 +163,7 @@ async fn flows(backend: &str, total: usize, concurrency: usize) -> Result<()> {
         start_at: None,
         extends: None,
         mfa: None,
+        break_glass: false,
     };
 
     // Warm up connections and caches.
@@ -368,6 +369,9 @@ async fn expiry(backend: &str, n: usize, window_ms: i64, lead_s: u64) -> Result<
                 decided_at: Some(clock.now()),
                 extends_grant: None,
                 mfa_method: None,
+                break_glass: false,
+                acknowledged_by: None,
+                acknowledged_at: None,
             };
             tx.insert_request(&req).await?;
             let mut g = Grant::from_request(format!("grt_{i:016}"), &req, None, clock.now());

@@ -159,9 +159,23 @@ impl StoredEvent {
     }
 }
 
-/// The one text a JSON value is hashed and stored as.
+/// The one text a JSON value is hashed and stored as: compact, object keys sorted at every
+/// level. The keys are sorted here rather than left to `serde_json::Map`, whose order depends
+/// on a cargo feature (`preserve_order`) that any crate in the build can switch on.
 pub fn canonical_json(v: &serde_json::Value) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+    serde_json::to_string(&sorted(v)).unwrap_or_default()
+}
+
+fn sorted(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 /// The hash an event must carry.
@@ -462,6 +476,10 @@ mod tests {
             prev_hash: &'a str,
         }
         let details = json!({"z": 1, "a": ["x\"y", null], "m": {"k": "é\n"}});
+        // Keys sorted at every level, whatever order they were written in.
+        let sorted_text = r#"{"a":["x\"y",null],"m":{"k":"é\n"},"z":1}"#;
+        assert_eq!(canonical_json(&details), sorted_text);
+        let sorted_details: serde_json::Value = serde_json::from_str(sorted_text).unwrap();
         let e = ChainHead::genesis().append(NewEvent::new("al\"ice", "a.b", "t/1", Outcome::Denied, details.clone()), 42);
         let c = Canonical {
             v: 1,
@@ -471,7 +489,7 @@ mod tests {
             action: "a.b",
             target: "t/1",
             outcome: "denied",
-            details: &details,
+            details: &sorted_details,
             prev_hash: GENESIS_HASH,
         };
         let expected = hex::encode(Sha256::digest(serde_json::to_vec(&c).unwrap()));

@@ -41,6 +41,16 @@ pub enum DomainError {
     ExtensionMismatch,
     #[error("a reason is required to revoke a grant")]
     RevokeReasonRequired,
+    #[error("{action} is forbidden by policy {}", .policies.join(", "))]
+    ForbiddenByPolicy { action: String, policies: Vec<String> },
+    #[error("no policy lets you break glass on '{role}' of '{resource}'")]
+    BreakGlassNotAllowed { resource: String, role: String },
+    #[error("break-glass access lasts at most {max} on this role")]
+    BreakGlassTooLong { max: String },
+    #[error("this request was not a break-glass request; there is nothing to acknowledge")]
+    NotBreakGlass,
+    #[error("this break-glass access was acknowledged already")]
+    AlreadyAcknowledged,
 }
 
 impl DomainError {
@@ -65,6 +75,11 @@ impl DomainError {
             Self::NotAllowedToRevoke => "not_allowed_to_revoke",
             Self::ExtensionMismatch => "extension_mismatch",
             Self::RevokeReasonRequired => "revoke_reason_required",
+            Self::ForbiddenByPolicy { .. } => "forbidden_by_policy",
+            Self::BreakGlassNotAllowed { .. } => "break_glass_not_allowed",
+            Self::BreakGlassTooLong { .. } => "break_glass_too_long",
+            Self::NotBreakGlass => "not_break_glass",
+            Self::AlreadyAcknowledged => "already_acknowledged",
         }
     }
 
@@ -72,14 +87,24 @@ impl DomainError {
     pub fn is_authorization(&self) -> bool {
         matches!(
             self,
-            Self::NotEligible { .. } | Self::SelfApprovalForbidden | Self::NotAnApprover | Self::NotRequester | Self::NotAllowedToRevoke
+            Self::NotEligible { .. }
+                | Self::SelfApprovalForbidden
+                | Self::NotAnApprover
+                | Self::NotRequester
+                | Self::NotAllowedToRevoke
+                | Self::ForbiddenByPolicy { .. }
+                | Self::BreakGlassNotAllowed { .. }
         )
     }
 
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            Self::AlreadyReviewed | Self::RequestNotPending { .. } | Self::GrantNotLive { .. }
+            Self::AlreadyReviewed
+                | Self::RequestNotPending { .. }
+                | Self::GrantNotLive { .. }
+                | Self::NotBreakGlass
+                | Self::AlreadyAcknowledged
         )
     }
 }

@@ -166,6 +166,9 @@ mod tests {
             decided_at: None,
             extends_grant: None,
             mfa_method: None,
+            break_glass: false,
+            acknowledged_by: None,
+            acknowledged_at: None,
         }
     }
 

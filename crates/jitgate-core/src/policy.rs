@@ -44,6 +44,13 @@ pub struct RolePolicy {
     /// says otherwise: least privilege by default.
     #[serde(default = "MfaAction::all")]
     pub mfa: BTreeSet<MfaAction>,
+    /// The longest break-glass access on this role (break-glass itself is allowed by policy).
+    #[serde(with = "duration_text", default = "default_break_glass_max")]
+    pub break_glass_max_duration: Duration,
+}
+
+fn default_break_glass_max() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// The privileged actions a role can ask a fresh second factor for.
@@ -137,6 +144,8 @@ impl Default for ReasonRules {
 pub struct RequestDraft<'a> {
     pub requester: &'a Username,
     pub requester_groups: &'a BTreeSet<GroupName>,
+    /// The policies let this person request the role (whatever their groups): Cedar decided.
+    pub policy_permits: bool,
     pub duration: Option<Duration>,
     pub reason: &'a str,
     pub ticket: Option<&'a str>,
@@ -227,7 +236,7 @@ impl RolePolicy {
         draft: &RequestDraft<'_>,
         now: Timestamp,
     ) -> Result<CheckedRequest, DomainError> {
-        if self.requesters.is_disjoint(draft.requester_groups) {
+        if !draft.policy_permits && self.requesters.is_disjoint(draft.requester_groups) {
             return Err(DomainError::NotEligible {
                 resource: resource.to_string(),
                 role: role.to_string(),
@@ -307,6 +316,7 @@ mod tests {
                 ticket_pattern: Some("INC-[0-9]+".into()),
             },
             mfa: MfaAction::all(),
+            break_glass_max_duration: Duration::from_secs(3600),
         }
     }
 
@@ -347,6 +357,7 @@ mod tests {
         let draft = RequestDraft {
             requester: &alice,
             requester_groups: groups,
+            policy_permits: false,
             duration: Some(Duration::from_secs(dur)),
             reason,
             ticket,

@@ -92,12 +92,81 @@ pub struct AccessRequest {
     /// `recovery_code`), when one was asked for or given.
     #[serde(default)]
     pub mfa_method: Option<String>,
+    /// Granted at once under a break-glass policy; it stays on the reviewers' list until one
+    /// of them acknowledges it.
+    #[serde(default)]
+    pub break_glass: bool,
+    #[serde(default)]
+    pub acknowledged_by: Option<Username>,
+    #[serde(default)]
+    pub acknowledged_at: Option<Timestamp>,
+}
+
+impl AccessRequest {
+    /// A break-glass grant nobody has looked at yet.
+    pub fn awaits_acknowledgement(&self) -> bool {
+        self.break_glass && self.acknowledged_at.is_none()
+    }
+}
+
+/// Who reviewed: a person, or a policy that approved by itself (`policy:ID`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Reviewer {
+    Person(Username),
+    Policy(String),
+}
+
+impl Reviewer {
+    pub fn person(&self) -> Option<&Username> {
+        match self {
+            Self::Person(u) => Some(u),
+            Self::Policy(_) => None,
+        }
+    }
+
+    pub fn is(&self, user: &Username) -> bool {
+        self.person() == Some(user)
+    }
+}
+
+impl std::fmt::Display for Reviewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Person(u) => write!(f, "{u}"),
+            Self::Policy(id) => write!(f, "policy:{id}"),
+        }
+    }
+}
+
+impl TryFrom<String> for Reviewer {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.strip_prefix("policy:") {
+            Some(id) if !id.is_empty() => Ok(Self::Policy(id.to_owned())),
+            Some(_) => Err("a policy reviewer needs an id".into()),
+            None => Username::parse(&s).map(Self::Person),
+        }
+    }
+}
+
+impl From<Reviewer> for String {
+    fn from(r: Reviewer) -> String {
+        r.to_string()
+    }
+}
+
+impl std::str::FromStr for Reviewer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::try_from(s.to_owned())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Review {
     pub request_id: String,
-    pub reviewer: Username,
+    pub reviewer: Reviewer,
     pub decision: Decision,
     pub comment: String,
     /// The stage (0-based) this approval counts towards, if it counts.
@@ -112,6 +181,22 @@ pub struct Review {
 pub struct Approver {
     pub user: Username,
     pub groups: BTreeSet<GroupName>,
+    /// The stages (0-based) this person may approve for, as the policies decide; `None`: the
+    /// stages whose groups they are in.
+    pub stages: Option<BTreeSet<usize>>,
+}
+
+impl Approver {
+    fn may_approve(&self, stage_index: usize, stage: &Stage) -> bool {
+        match &self.stages {
+            Some(s) => s.contains(&stage_index),
+            None => !stage.groups.is_disjoint(&self.groups),
+        }
+    }
+
+    fn approves_any(&self, stages: &[Stage]) -> bool {
+        stages.iter().enumerate().any(|(i, s)| self.may_approve(i, s))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,7 +247,7 @@ pub fn count_approvals(stages: &[Stage], requester: &Username, approvers: &[Appr
             seats
                 .iter()
                 .enumerate()
-                .filter(|(_, &stage)| !stages[stage].groups.is_disjoint(&a.groups))
+                .filter(|(_, &stage)| a.may_approve(stage, &stages[stage]))
                 .map(|(seat, _)| seat)
                 .collect()
         })
@@ -261,10 +346,10 @@ impl AccessRequest {
             return Err(DomainError::SelfApprovalForbidden);
         }
         self.ensure_pending(now)?;
-        if !policy.is_approver(&reviewer.groups) {
+        if !reviewer.approves_any(&policy.stages) {
             return Err(DomainError::NotAnApprover);
         }
-        if earlier.iter().any(|r| r.reviewer == reviewer.user) {
+        if earlier.iter().any(|r| r.reviewer.is(&reviewer.user)) {
             return Err(DomainError::AlreadyReviewed);
         }
         let mut approvers: Vec<Approver> = earlier_approvers.to_vec();
@@ -292,7 +377,7 @@ impl AccessRequest {
         Ok(ReviewOutcome {
             review: Review {
                 request_id: self.id.clone(),
-                reviewer: reviewer.user.clone(),
+                reviewer: Reviewer::Person(reviewer.user.clone()),
                 decision,
                 comment: comment.trim().to_owned(),
                 stage,
@@ -327,6 +412,7 @@ mod tests {
     }
     fn approver(n: &str, gs: &[&str]) -> Approver {
         Approver {
+            stages: None,
             user: u(n),
             groups: groups(gs),
         }
@@ -348,6 +434,7 @@ mod tests {
             pending_ttl: Duration::from_secs(600),
             reason: ReasonRules::default(),
             mfa: crate::policy::MfaAction::all(),
+            break_glass_max_duration: Duration::from_secs(3600),
         }
     }
 
@@ -367,6 +454,9 @@ mod tests {
             decided_at: None,
             extends_grant: None,
             mfa_method: None,
+            break_glass: false,
+            acknowledged_by: None,
+            acknowledged_at: None,
         }
     }
 

@@ -7,8 +7,8 @@
 //! No I/O and no clock: files come in as text, time as a parameter.
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet,
-    Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use jitgate_core::names::{GroupName, RoleName, Username};
 use jitgate_core::policy::Resource;
@@ -350,7 +350,10 @@ impl PolicyEngine {
                 HashMap::from([
                     ("name".to_owned(), RestrictedExpression::new_string(role.to_string())),
                     ("resource".to_owned(), RestrictedExpression::new_string(name.to_owned())),
-                    ("max_duration_secs".to_owned(), RestrictedExpression::new_long(secs(p.max_duration.as_secs()))),
+                    (
+                        "max_duration_secs".to_owned(),
+                        RestrictedExpression::new_long(secs(p.max_duration.as_secs())),
+                    ),
                 ]),
                 HashSet::from([resource_uid.clone()]),
             )
@@ -403,7 +406,8 @@ impl PolicyEngine {
             ("is_admin".to_owned(), RestrictedExpression::new_bool(p.is_admin)),
         ]);
         let parents: HashSet<EntityUid> = p.groups.iter().map(|g| uid("Group", g.as_str())).collect();
-        Entity::new(uid("User", p.name.as_str()), attrs, parents).unwrap_or_else(|_| Entity::new_no_attrs(uid("User", p.name.as_str()), HashSet::new()))
+        Entity::new(uid("User", p.name.as_str()), attrs, parents)
+            .unwrap_or_else(|_| Entity::new_no_attrs(uid("User", p.name.as_str()), HashSet::new()))
     }
 
     /// What the policies say about `action` on these facts.
@@ -428,17 +432,30 @@ impl PolicyEngine {
             .ok_or_else(|| format!("no role {rid}"))?;
         // Groups need no entities of their own: `principal in Group::"x"` looks at the
         // principal's parents.
-        let mut entities = vec![Self::person(&facts.principal), prepared.resource_entity.clone(), role_entity.clone()];
+        let mut entities = vec![
+            Self::person(&facts.principal),
+            prepared.resource_entity.clone(),
+            role_entity.clone(),
+        ];
         let (resource_uid, stage) = match &facts.review {
             Some(r) => {
                 entities.push(
                     Entity::new(
                         uid("Request", r.id),
                         HashMap::from([
-                            ("requester".to_owned(), RestrictedExpression::new_entity_uid(uid("User", r.requester.name.as_str()))),
-                            ("duration_secs".to_owned(), RestrictedExpression::new_long(secs(facts.duration.as_secs()))),
+                            (
+                                "requester".to_owned(),
+                                RestrictedExpression::new_entity_uid(uid("User", r.requester.name.as_str())),
+                            ),
+                            (
+                                "duration_secs".to_owned(),
+                                RestrictedExpression::new_long(secs(facts.duration.as_secs())),
+                            ),
                             ("reason".to_owned(), RestrictedExpression::new_string(facts.reason.to_owned())),
-                            ("ticket".to_owned(), RestrictedExpression::new_string(facts.ticket.unwrap_or("").to_owned())),
+                            (
+                                "ticket".to_owned(),
+                                RestrictedExpression::new_string(facts.ticket.unwrap_or("").to_owned()),
+                            ),
                         ]),
                         HashSet::from([uid("Role", &rid)]),
                     )
@@ -453,12 +470,24 @@ impl PolicyEngine {
         };
         let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
         let context = Context::from_pairs([
-            ("duration_secs".to_owned(), RestrictedExpression::new_long(secs(facts.duration.as_secs()))),
+            (
+                "duration_secs".to_owned(),
+                RestrictedExpression::new_long(secs(facts.duration.as_secs())),
+            ),
             ("reason".to_owned(), RestrictedExpression::new_string(facts.reason.to_owned())),
-            ("ticket".to_owned(), RestrictedExpression::new_string(facts.ticket.unwrap_or("").to_owned())),
+            (
+                "ticket".to_owned(),
+                RestrictedExpression::new_string(facts.ticket.unwrap_or("").to_owned()),
+            ),
             (
                 "groups".to_owned(),
-                RestrictedExpression::new_set(facts.principal.groups.iter().map(|g| RestrictedExpression::new_string(g.to_string()))),
+                RestrictedExpression::new_set(
+                    facts
+                        .principal
+                        .groups
+                        .iter()
+                        .map(|g| RestrictedExpression::new_string(g.to_string())),
+                ),
             ),
             (
                 "active_grants".to_owned(),

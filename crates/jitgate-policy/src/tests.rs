@@ -111,7 +111,10 @@ fn working_hours_auto_approve_in_the_policy_time_zone() {
     let sunday_10 = alice.facts(at("2026-11-29T09:00:00Z"), false);
     assert!(!e.decide(PolicyAction::AutoApprove, &sunday_10).allowed);
     // 08:30 UTC is 09:30 in Berlin: inside. In UTC it would have been outside.
-    assert!(e.decide(PolicyAction::AutoApprove, &alice.facts(at("2026-11-24T08:30:00Z"), false)).allowed);
+    assert!(
+        e.decide(PolicyAction::AutoApprove, &alice.facts(at("2026-11-24T08:30:00Z"), false))
+            .allowed
+    );
 }
 
 #[test]
@@ -137,7 +140,10 @@ fn a_forbid_beats_every_permit() {
     assert!(!d.allowed);
     assert_eq!(d.policies, vec!["no-write-at-weekends"]);
     let d = e.decide(PolicyAction::Request, &sunday);
-    assert_eq!((d.allowed, d.policies.as_slice()), (false, ["no-write-at-weekends".to_owned()].as_slice()));
+    assert_eq!(
+        (d.allowed, d.policies.as_slice()),
+        (false, ["no-write-at-weekends".to_owned()].as_slice())
+    );
 }
 
 #[test]
@@ -171,7 +177,11 @@ fn the_config_roles_decide_who_requests_and_who_approves_which_stage() {
     assert!(!e.decide(PolicyAction::BreakGlass, &requester.facts(now, true)).allowed);
     assert!(!e.decide(PolicyAction::AutoApprove, &requester.facts(now, true)).allowed);
     let oncall = World::new("olga", &["engineers", "oncall"], "write");
-    assert!(engine(WORKING_HOURS).decide(PolicyAction::BreakGlass, &oncall.facts(now, false)).allowed);
+    assert!(
+        engine(WORKING_HOURS)
+            .decide(PolicyAction::BreakGlass, &oncall.facts(now, false))
+            .allowed
+    );
 }
 
 #[test]
@@ -182,7 +192,10 @@ forbid(principal, action == Action::"approve", resource)
 when { principal.is_admin && resource.requester.is_admin };
 "#;
     let e = engine(text);
-    let (req, bob) = (World::new("root", &["engineers"], "read"), World::new("bob", &["db-owners"], "read"));
+    let (req, bob) = (
+        World::new("root", &["engineers"], "read"),
+        World::new("bob", &["db-owners"], "read"),
+    );
     let mut f = bob.facts(at("2026-11-24T09:00:00Z"), false);
     f.principal.is_admin = true;
     f.review = Some(UnderReview {
@@ -246,7 +259,12 @@ fn a_changed_resource_is_decided_on_its_new_roles() {
     let now = at("2026-11-24T09:00:00Z");
     assert!(!e.decide(PolicyAction::Request, &w.facts(now, false)).allowed);
     let role: RoleName = "read".parse().unwrap();
-    w.resources[0].roles.get_mut(&role).unwrap().requesters.insert("sales".parse().unwrap());
+    w.resources[0]
+        .roles
+        .get_mut(&role)
+        .unwrap()
+        .requesters
+        .insert("sales".parse().unwrap());
     assert!(e.decide(PolicyAction::Request, &w.facts(now, false)).allowed);
 }
 

@@ -43,6 +43,8 @@ pub enum StartError {
     Secrets(String),
     #[error("WebAuthn: {0}")]
     Webauthn(String),
+    #[error("invalid policies:\n{0}")]
+    Policy(#[from] jitgate_policy::LoadError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
     #[error("{0}")]
@@ -61,6 +63,7 @@ impl Application {
             .await
             .map_err(|e| StartError::Listen(settings.http, e))?;
         let addr = listener.local_addr().map_err(|e| StartError::Listen(settings.http, e))?;
+        let policy = crate::policy::load_engine(&settings)?;
         let secrets = load_secrets(&settings)?;
         let rp_id = settings.webauthn_rp_id.clone().unwrap_or_else(|| "localhost".into());
         let origin = settings
@@ -73,7 +76,7 @@ impl Application {
             secrets,
             relying_party,
         };
-        let core = Arc::new(Core::new(store, clock, settings, keys));
+        let core = Arc::new(Core::new(store, clock, settings, keys, policy));
         let setup = |e: crate::error::ApiError| StartError::Setup(e.message);
         core.apply_config(config_file).await.map_err(setup)?;
         // Cover whatever the last run appended after its last checkpoint (a crash, say).

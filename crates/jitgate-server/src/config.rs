@@ -5,6 +5,7 @@ use jitgate_auth::attempts::{AttemptPolicy, MAX_FAILURES_CAP};
 use jitgate_core::names::{GroupName, Username};
 use jitgate_core::policy::Resource;
 use jitgate_core::time::duration_text;
+use jitgate_core::Timestamp;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -41,6 +42,23 @@ pub struct Settings {
     /// `JITGATE_SECRETS_KEY` variable, when set, wins over both.
     pub secrets_key_file: Option<PathBuf>,
     pub attempts: AttemptPolicy,
+    /// Where the `*.cedar` files are; `None`: the config file's directory (none without one).
+    pub policy_dir: Option<PathBuf>,
+    /// The time zone policies see as `context.local`.
+    pub policy_time_zone: String,
+    /// Members of this group are on call (`context.on_call`).
+    pub on_call_group: Option<GroupName>,
+    /// On-call shifts, in addition to the group.
+    pub on_call: Vec<OnCallShift>,
+}
+
+/// One person on call from `from` until `until`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnCallShift {
+    pub user: Username,
+    pub from: Timestamp,
+    pub until: Timestamp,
 }
 
 impl Default for Settings {
@@ -63,6 +81,10 @@ impl Default for Settings {
             webauthn_origin: None,
             secrets_key_file: None,
             attempts: AttemptPolicy::default(),
+            policy_dir: None,
+            policy_time_zone: "UTC".into(),
+            on_call_group: None,
+            on_call: Vec::new(),
         }
     }
 }
@@ -110,6 +132,8 @@ struct FileConfig {
     #[serde(default)]
     secrets: SecretsSection,
     #[serde(default)]
+    policy: PolicySection,
+    #[serde(default)]
     groups: BTreeMap<GroupName, BTreeSet<Username>>,
     #[serde(default)]
     resources: Vec<toml::Spanned<Resource>>,
@@ -154,6 +178,16 @@ struct MfaSection {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct PolicySection {
+    dir: Option<PathBuf>,
+    time_zone: Option<String>,
+    on_call_group: Option<GroupName>,
+    #[serde(default)]
+    on_call: Vec<OnCallShift>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct SecretsSection {
     key_file: Option<PathBuf>,
 }
@@ -192,7 +226,15 @@ impl Settings {
             column: 0,
             reason: format!("cannot read: {e}"),
         })?;
-        Self::from_toml(&file, &text)
+        let mut settings = Self::from_toml(&file, &text)?;
+        // Policy files sit beside the config file unless it says where.
+        let here = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        settings.policy_dir = Some(match settings.policy_dir.take() {
+            Some(d) if d.is_relative() => here.join(d),
+            Some(d) => d,
+            None => here,
+        });
+        Ok(settings)
     }
 
     pub fn from_toml(file: &str, text: &str) -> Result<Self, ConfigError> {
@@ -249,6 +291,12 @@ impl Settings {
         settings.webauthn_rp_id = parsed.mfa.webauthn_rp_id;
         settings.webauthn_origin = parsed.mfa.webauthn_origin;
         settings.secrets_key_file = parsed.secrets.key_file;
+        settings.policy_dir = parsed.policy.dir;
+        if let Some(tz) = parsed.policy.time_zone {
+            settings.policy_time_zone = tz;
+        }
+        settings.on_call_group = parsed.policy.on_call_group;
+        settings.on_call = parsed.policy.on_call;
         settings.signing_key_file = parsed.audit.signing_key_file;
         if let Some(n) = parsed.audit.checkpoint_every {
             if n < 1 {

@@ -68,6 +68,8 @@ pub struct Core {
     /// Seals secrets at rest (TOTP seeds).
     pub secrets: KeyRing,
     pub relying_party: RelyingParty,
+    /// The Cedar policies in force; a reload swaps them whole.
+    pub policy: std::sync::RwLock<Arc<jitgate_policy::PolicyEngine>>,
     pub grant_events: broadcast::Sender<GrantEvent>,
     pub engine: EngineWake,
 }
@@ -96,7 +98,7 @@ impl Caller {
 }
 
 impl Core {
-    pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings, keys: Keys) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings, keys: Keys, policy: jitgate_policy::PolicyEngine) -> Self {
         Self {
             store,
             clock,
@@ -104,6 +106,7 @@ impl Core {
             signing_key: keys.signing,
             secrets: keys.secrets,
             relying_party: keys.relying_party,
+            policy: std::sync::RwLock::new(Arc::new(policy)),
             grant_events: broadcast::channel(4096).0,
             engine: EngineWake::new(),
         }

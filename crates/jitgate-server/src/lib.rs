@@ -10,6 +10,7 @@ pub mod error;
 pub mod identity;
 pub mod mfa;
 pub mod openapi;
+pub mod policy;
 pub mod routes;
 pub mod workflow;
 

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use jitgate_api::{
-    BootstrapBody, CodeBody, CreateRequestBody, CreateUserBody, LoginBody, LoginMfaBody, MfaProof, PasskeyFinishBody, PasskeyStartBody,
-    PasswordBody, ReviewBody, RevokeBody, TicketBody,
+    AckBody, BootstrapBody, CodeBody, CreateRequestBody, CreateUserBody, ExplainBody, LoginBody, LoginMfaBody, MfaProof, PasskeyFinishBody,
+    PasskeyStartBody, PasswordBody, ReviewBody, RevokeBody, TicketBody,
 };
 use jitgate_core::grant::GrantStatus;
 use jitgate_core::names::{GroupName, ResourceName, Username};
@@ -82,6 +82,10 @@ pub fn router(state: AppState) -> Router {
         .route("/requests/{id}/approve", post(approve))
         .route("/requests/{id}/deny", post(deny))
         .route("/requests/{id}/cancel", post(cancel))
+        .route("/requests/{id}/ack", post(acknowledge))
+        .route("/notifications", get(notifications))
+        .route("/policy/explain", post(explain))
+        .route("/admin/reload", post(reload))
         .route("/grants", get(list_grants))
         .route("/grants/{id}", get(show_grant))
         .route("/grants/{id}/revoke", post(revoke))
@@ -190,6 +194,38 @@ async fn passkey_finish(
 async fn passkey_remove(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> Result<StatusCode, ApiError> {
     s.passkey_remove(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn acknowledge(
+    State(s): State<AppState>,
+    caller: Caller,
+    P(id): P<String>,
+    Json(body): Json<AckBody>,
+) -> R<jitgate_core::request::AccessRequest> {
+    Ok(Json(s.acknowledge(&caller, &id, &body.comment).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    #[serde(default = "hundred")]
+    limit: i64,
+}
+
+fn hundred() -> i64 {
+    100
+}
+
+async fn notifications(State(s): State<AppState>, caller: Caller, Q(q): Q<LimitQuery>) -> R<Vec<jitgate_api::NotificationView>> {
+    Ok(Json(s.notifications(&caller, q.limit).await?))
+}
+
+async fn explain(State(s): State<AppState>, caller: Caller, Json(body): Json<ExplainBody>) -> R<jitgate_api::Explanation> {
+    Ok(Json(s.explain(&caller, &body).await?))
+}
+
+async fn reload(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::PolicyReport> {
+    Ok(Json(s.admin_reload(&caller).await?))
 }
 
 async fn unlock_user(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> Result<StatusCode, ApiError> {

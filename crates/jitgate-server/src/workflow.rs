@@ -2,16 +2,21 @@
 
 use crate::core::{new_id, Caller, Core, GrantEventKind};
 use crate::error::ApiError;
-use jitgate_api::{CreateRequestBody, RequestDetail, RequestView, ResourceView, ReviewBody};
+use crate::policy::{Asked, Subject};
+use jitgate_api::{CreateRequestBody, NotificationView, RequestDetail, RequestView, ResourceView, ReviewBody};
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::{Grant, GrantStatus};
+use jitgate_core::names::{GroupName, Username};
 use jitgate_core::names::{ResourceName, RoleName};
 use jitgate_core::policy::{MfaAction, RequestDraft, Resource};
-use jitgate_core::request::{count_approvals, AccessRequest, Approver, Decision, RequestStatus, ReviewInput};
+use jitgate_core::request::{count_approvals, AccessRequest, Approver, Decision, RequestStatus, Review, ReviewInput, Reviewer};
 use jitgate_core::time::parse_duration;
 use jitgate_core::DomainError;
-use jitgate_store::{GrantFilter, RequestFilter, Source};
+use jitgate_core::Timestamp;
+use jitgate_policy::PolicyAction;
+use jitgate_store::{GrantFilter, NotificationRecord, RequestFilter, Source, WriteTx};
 use serde_json::json;
+use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,28 +104,89 @@ impl Core {
             Some(d) => Some(parse_duration(d).map_err(|e| ApiError::bad_request("invalid_duration", e))?),
             None => None,
         };
+        let target = format!("{}/{}", resource.name, role_name);
+        let action = if body.break_glass {
+            "request.break_glass"
+        } else {
+            "request.create"
+        };
+        let who = Subject::of(caller);
+        let asked = Asked {
+            resource: &resource,
+            role: &role_name,
+            duration: duration.unwrap_or(policy.default_duration),
+            reason: &body.reason,
+            ticket: body.ticket.as_deref(),
+        };
+        // The policies first: who may ask (or break glass), and the forbids over every permit.
+        let kind = if body.break_glass {
+            PolicyAction::BreakGlass
+        } else {
+            PolicyAction::Request
+        };
+        let decision = self.decide(kind, &who, &asked, now).await?;
+        if !decision.allowed {
+            let refusal = if !decision.policies.is_empty() {
+                DomainError::ForbiddenByPolicy {
+                    action: kind.as_str().into(),
+                    policies: decision.policies,
+                }
+            } else if body.break_glass {
+                DomainError::BreakGlassNotAllowed {
+                    resource: resource.name.to_string(),
+                    role: role_name.to_string(),
+                }
+            } else {
+                DomainError::NotEligible {
+                    resource: resource.name.to_string(),
+                    role: role_name.to_string(),
+                }
+            };
+            return Err(self.refused(caller, action, &target, refusal).await);
+        }
+        if body.break_glass {
+            if body.reason.trim().is_empty() {
+                return Err(DomainError::ReasonRequired.into());
+            }
+            if asked.duration > policy.break_glass_max_duration {
+                return Err(DomainError::BreakGlassTooLong {
+                    max: jitgate_core::time::format_duration(policy.break_glass_max_duration),
+                }
+                .into());
+            }
+        }
         let draft = RequestDraft {
             requester: &caller.user.name,
             requester_groups: &caller.groups,
+            policy_permits: true,
             duration,
             reason: &body.reason,
             ticket: body.ticket.as_deref(),
             start_at: body.start_at,
         };
-        let target = format!("{}/{}", resource.name, role_name);
         let checked = match policy.check_request(&resource.name, &role_name, &draft, now) {
             Ok(c) => c,
-            Err(e) => return Err(self.refused(caller, "request.create", &target, e).await),
+            Err(e) => return Err(self.refused(caller, action, &target, e).await),
+        };
+        let mfa_action = if body.break_glass {
+            MfaAction::BreakGlass
+        } else {
+            MfaAction::Request
         };
         let mfa_method = self
-            .step_up(
-                caller,
-                policy.needs_mfa(MfaAction::Request),
-                body.mfa.as_ref(),
-                "request.create",
-                &target,
-            )
+            .step_up(caller, policy.needs_mfa(mfa_action), body.mfa.as_ref(), action, &target)
             .await?;
+        // Approved at once: break glass, or a policy that approves by itself.
+        let approved_by = if body.break_glass {
+            decision.policies.first().cloned()
+        } else {
+            let auto = self.decide(PolicyAction::AutoApprove, &who, &asked, now).await?;
+            if auto.allowed {
+                auto.policies.first().cloned()
+            } else {
+                None
+            }
+        };
         let now = self.now();
         let (mut tx, start) = self.begin().await?;
         if let Some(grant_id) = &body.extends {
@@ -136,7 +202,7 @@ impl Core {
                 .into());
             }
         }
-        let request = AccessRequest {
+        let mut request = AccessRequest {
             id: new_id("req"),
             requester: caller.user.name.clone(),
             resource: resource.name.clone(),
@@ -151,21 +217,241 @@ impl Core {
             decided_at: None,
             extends_grant: body.extends,
             mfa_method,
+            break_glass: body.break_glass,
+            acknowledged_by: None,
+            acknowledged_at: None,
         };
         tx.insert_request(&request).await?;
         let details = json!({
             "resource": request.resource, "role": request.role, "reason": request.reason, "ticket": request.ticket,
             "duration_secs": request.duration_secs, "start_at": request.start_at.map(|t| t.as_millis()),
             "extends": request.extends_grant, "expires_at": request.expires_at.as_millis(), "mfa": request.mfa_method,
+            "break_glass": request.break_glass, "policies": decision.policies,
         });
         tx.append_audit(
-            NewEvent::new(caller.name(), "request.create", request.id.as_str(), Outcome::Success, details),
+            NewEvent::new(caller.name(), action, request.id.as_str(), Outcome::Success, details),
+            now,
+        )
+        .await?;
+        let mut created = None;
+        if let Some(policy_id) = approved_by {
+            let review = Review {
+                request_id: request.id.clone(),
+                reviewer: Reviewer::Policy(policy_id.clone()),
+                decision: Decision::Approve,
+                comment: if request.break_glass { "break-glass" } else { "automatic approval" }.into(),
+                stage: None,
+                mfa_method: None,
+                created_at: now,
+            };
+            tx.insert_review(&review).await?;
+            tx.set_request_status(&request.id, RequestStatus::Approved, now).await?;
+            request.status = RequestStatus::Approved;
+            request.decided_at = Some(now);
+            let by = review.reviewer.to_string();
+            tx.append_audit(
+                NewEvent::new(
+                    by.as_str(),
+                    "request.approved",
+                    request.id.as_str(),
+                    Outcome::Success,
+                    json!({"policy": policy_id, "break_glass": request.break_glass}),
+                ),
+                now,
+            )
+            .await?;
+            created = Some(self.create_grant(&mut *tx, &request, &by, now).await?);
+            if request.break_glass {
+                self.alert_approvers(&mut *tx, &request, &resource, now).await?;
+            }
+        }
+        self.commit(tx, start).await?;
+        self.engine.deadline_added(request.expires_at);
+        if let Some(g) = &created {
+            self.granted(g);
+        }
+        Ok(request)
+    }
+
+    /// The after-the-fact review of a break-glass grant: someone who approves for the role (not
+    /// the requester) acknowledges it, and it leaves the review list.
+    pub async fn acknowledge(&self, caller: &Caller, id: &str, comment: &str) -> Result<AccessRequest, ApiError> {
+        let now = self.now();
+        let request = self.store.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
+        if !self.may_see_request(caller, &request).await? {
+            return Err(ApiError::not_found("request"));
+        }
+        let resource = self
+            .store
+            .resource(&request.resource)
+            .await?
+            .ok_or_else(|| DomainError::UnknownResource(request.resource.to_string()))?;
+        let policy = resource.role(&request.role)?;
+        let refusal = if request.requester == caller.user.name {
+            Some(DomainError::SelfApprovalForbidden)
+        } else if self
+            .approver(&caller.user.name, &request, &resource, policy, now)
+            .await?
+            .0
+            .stages
+            .is_none_or(|s| s.is_empty())
+        {
+            Some(DomainError::NotAnApprover)
+        } else if !request.break_glass {
+            Some(DomainError::NotBreakGlass)
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            return Err(self.refused(caller, "request.acknowledge", id, e).await);
+        }
+        let (mut tx, start) = self.begin().await?;
+        if !tx.acknowledge_request(id, &caller.user.name, now).await? {
+            return Err(DomainError::AlreadyAcknowledged.into());
+        }
+        tx.append_audit(
+            NewEvent::new(
+                caller.name(),
+                "request.acknowledge",
+                id,
+                Outcome::Success,
+                json!({"comment": comment.trim()}),
+            ),
             now,
         )
         .await?;
         self.commit(tx, start).await?;
-        self.engine.deadline_added(request.expires_at);
+        let mut request = request;
+        request.acknowledged_by = Some(caller.user.name.clone());
+        request.acknowledged_at = Some(now);
+        request.status = request.effective_status(now);
         Ok(request)
+    }
+
+    pub async fn notifications(&self, caller: &Caller, limit: i64) -> Result<Vec<NotificationView>, ApiError> {
+        Ok(self
+            .store
+            .notifications(&caller.user.name, limit.clamp(1, 1000))
+            .await?
+            .into_iter()
+            .map(|n| NotificationView {
+                id: n.id,
+                kind: n.kind,
+                subject: n.subject,
+                message: n.message,
+                created_at: n.created_at,
+            })
+            .collect())
+    }
+
+    /// `name` as an approver of `request`: the stages the policies let them approve for, and
+    /// the forbids that stopped them where a stage would have let them.
+    async fn approver(
+        &self,
+        name: &Username,
+        request: &AccessRequest,
+        resource: &Resource,
+        policy: &jitgate_core::policy::RolePolicy,
+        now: Timestamp,
+    ) -> Result<(Approver, Vec<String>), ApiError> {
+        let who = Subject {
+            name: name.clone(),
+            groups: self.store.user_groups(name).await?,
+            is_admin: self.store.user(name).await?.is_some_and(|u| u.is_admin),
+        };
+        let (stages, forbids) = self.approver_stages(&who, request, resource, policy, now).await?;
+        Ok((
+            Approver {
+                user: who.name,
+                groups: who.groups,
+                stages: Some(stages),
+            },
+            forbids,
+        ))
+    }
+
+    /// Makes the grant of an approved request, with its audit event, in `tx`.
+    async fn create_grant(&self, tx: &mut dyn WriteTx, request: &AccessRequest, actor: &str, now: Timestamp) -> Result<Grant, ApiError> {
+        let extends = match &request.extends_grant {
+            Some(g) => tx.grant(g).await?,
+            None => None,
+        };
+        let grant = Grant::from_request(new_id("grt"), request, extends.as_ref(), now);
+        tx.insert_grant(&grant).await?;
+        let details = json!({
+            "request": request.id, "user": grant.user, "resource": grant.resource, "role": grant.role,
+            "starts_at": grant.starts_at.as_millis(), "ends_at": grant.ends_at.as_millis(), "status": grant.status,
+        });
+        tx.append_audit(
+            NewEvent::new(actor, "grant.create", grant.id.as_str(), Outcome::Success, details),
+            now,
+        )
+        .await?;
+        Ok(grant)
+    }
+
+    /// Tells the gateway and the expiry engine of a new grant (after its commit).
+    fn granted(&self, grant: &Grant) {
+        self.publish(GrantEventKind::Created, grant);
+        if let Some(d) = grant.next_deadline() {
+            self.engine.deadline_added(d);
+        }
+    }
+
+    /// A break-glass grant alerts everyone who approves for the resource's roles.
+    async fn alert_approvers(
+        &self,
+        tx: &mut dyn WriteTx,
+        request: &AccessRequest,
+        resource: &Resource,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        let approver_groups: BTreeSet<&GroupName> = resource
+            .roles
+            .values()
+            .flat_map(|p| p.stages.iter().flat_map(|s| s.groups.iter()))
+            .collect();
+        let members = self.store.groups().await?;
+        let recipients: BTreeSet<Username> = approver_groups
+            .into_iter()
+            .filter_map(|g| members.get(g))
+            .flatten()
+            .filter(|u| **u != request.requester)
+            .cloned()
+            .collect();
+        let message = format!(
+            "{} broke glass: {} on {} for {} — \"{}\". Review it with `jitgate show {}` and acknowledge with `jitgate ack {}`.",
+            request.requester,
+            request.role,
+            request.resource,
+            jitgate_core::time::format_duration(std::time::Duration::from_secs(u64::try_from(request.duration_secs).unwrap_or(0))),
+            request.reason,
+            request.id,
+            request.id
+        );
+        for r in &recipients {
+            tx.insert_notification(&NotificationRecord {
+                id: new_id("ntf"),
+                recipient: r.clone(),
+                kind: "break_glass".into(),
+                subject: request.id.clone(),
+                message: message.clone(),
+                created_at: now,
+            })
+            .await?;
+        }
+        tx.append_audit(
+            NewEvent::new(
+                "system",
+                "alert.break_glass",
+                request.id.as_str(),
+                Outcome::Success,
+                json!({"recipients": recipients}),
+            ),
+            now,
+        )
+        .await?;
+        Ok(())
     }
 
     async fn may_see_request(&self, caller: &Caller, r: &AccessRequest) -> Result<bool, ApiError> {
@@ -213,18 +499,31 @@ impl Core {
                 self.store.requests(&filter).await?
             }
             Scope::Review => {
+                // Pending requests the caller may approve and has not reviewed, then break-glass
+                // grants waiting for their after-the-fact acknowledgement.
                 filter.status = Some(RequestStatus::Pending);
                 filter.limit = 1000;
                 let resources = self.store.resources().await?;
+                let me = Subject::of(caller);
                 let mut out = Vec::new();
-                for r in self.store.requests(&filter).await? {
-                    let approver = resources
+                let pending = self.store.requests(&filter).await?;
+                let awaiting = self.store.requests_awaiting_ack(1000).await?;
+                for r in pending.into_iter().chain(awaiting) {
+                    if r.requester == caller.user.name || !(r.is_pending_at(now) || r.awaits_acknowledgement()) {
+                        continue;
+                    }
+                    let Some((res, p)) = resources
                         .iter()
                         .find(|res| res.name == r.resource)
-                        .and_then(|res| res.roles.get(&r.role))
-                        .is_some_and(|p| p.is_approver(&caller.groups));
-                    let reviewed = approver && self.store.reviews(&r.id).await?.iter().any(|v| v.reviewer == caller.user.name);
-                    if approver && r.requester != caller.user.name && !reviewed && r.is_pending_at(now) {
+                        .and_then(|res| res.roles.get(&r.role).map(|p| (res, p)))
+                    else {
+                        continue;
+                    };
+                    if self.approver_stages(&me, &r, res, p, now).await?.0.is_empty() {
+                        continue;
+                    }
+                    let reviewed = self.store.reviews(&r.id).await?.iter().any(|v| v.reviewer.is(&caller.user.name));
+                    if !reviewed || r.awaits_acknowledgement() {
                         out.push(r);
                     }
                 }
@@ -259,19 +558,19 @@ impl Core {
         }
         request.status = request.effective_status(now);
         let reviews = self.store.reviews(id).await?;
+        let resource = self.store.resource(&request.resource).await?;
+        let role = resource.as_ref().and_then(|res| res.roles.get(&request.role));
         let mut approvers = Vec::new();
-        for r in reviews.iter().filter(|r| r.decision == Decision::Approve) {
-            approvers.push(Approver {
-                user: r.reviewer.clone(),
-                groups: self.store.user_groups(&r.reviewer).await?,
-            });
+        if let (Some(res), Some(p)) = (&resource, role) {
+            for name in reviews
+                .iter()
+                .filter(|r| r.decision == Decision::Approve)
+                .filter_map(|r| r.reviewer.person())
+            {
+                approvers.push(self.approver(name, &request, res, p, now).await?.0);
+            }
         }
-        let stages = self
-            .store
-            .resource(&request.resource)
-            .await?
-            .and_then(|res| res.roles.get(&request.role).map(|p| p.stages.clone()))
-            .unwrap_or_default();
+        let stages = role.map(|p| p.stages.clone()).unwrap_or_default();
         let progress = count_approvals(&stages, &request.requester, &approvers);
         let mut grant = self.store.grant_for_request(id).await?;
         if let Some(g) = grant.as_mut() {
@@ -316,17 +615,25 @@ impl Core {
             .ok_or_else(|| DomainError::UnknownResource(request.resource.to_string()))?;
         let policy = resource.role(&request.role)?;
         let earlier = tx.reviews(id).await?;
+        // Who may approve for which stage is the policies' say (the stage groups are policies
+        // too); each earlier approver is weighed as of now, like the reviewer.
         let mut earlier_approvers = Vec::new();
-        for r in earlier.iter().filter(|r| r.decision == Decision::Approve) {
-            earlier_approvers.push(Approver {
-                user: r.reviewer.clone(),
-                groups: tx.user_groups(&r.reviewer).await?,
-            });
+        for name in earlier
+            .iter()
+            .filter(|r| r.decision == Decision::Approve)
+            .filter_map(|r| r.reviewer.person())
+        {
+            earlier_approvers.push(self.approver(name, &request, &resource, policy, now).await?.0);
         }
-        let me = Approver {
-            user: caller.user.name.clone(),
-            groups: caller.groups.clone(),
-        };
+        let (me, forbids) = self.approver(&caller.user.name, &request, &resource, policy, now).await?;
+        if request.requester != caller.user.name && me.stages.as_ref().is_some_and(BTreeSet::is_empty) && !forbids.is_empty() {
+            drop(tx);
+            let e = DomainError::ForbiddenByPolicy {
+                action: "approve".into(),
+                policies: forbids,
+            };
+            return Err(self.refused(caller, &action, id, e).await);
+        }
         let mut outcome = match request.review(
             policy,
             &earlier,
@@ -368,30 +675,12 @@ impl Core {
             )
             .await?;
             if outcome.new_status == RequestStatus::Approved {
-                let extends = match &request.extends_grant {
-                    Some(g) => tx.grant(g).await?,
-                    None => None,
-                };
-                let grant = Grant::from_request(new_id("grt"), &request, extends.as_ref(), now);
-                tx.insert_grant(&grant).await?;
-                let details = json!({
-                    "request": id, "user": grant.user, "resource": grant.resource, "role": grant.role,
-                    "starts_at": grant.starts_at.as_millis(), "ends_at": grant.ends_at.as_millis(), "status": grant.status,
-                });
-                tx.append_audit(
-                    NewEvent::new(caller.name(), "grant.create", grant.id.as_str(), Outcome::Success, details),
-                    now,
-                )
-                .await?;
-                created = Some(grant);
+                created = Some(self.create_grant(&mut *tx, &request, caller.name(), now).await?);
             }
         }
         let recorded = self.commit(tx, start).await?;
         if let Some(g) = &created {
-            self.publish(GrantEventKind::Created, g);
-            if let Some(d) = g.next_deadline() {
-                self.engine.deadline_added(d);
-            }
+            self.granted(g);
         }
         // Answered from what this change saw and wrote, without reading it all back: `history`
         // holds the events this review recorded (`show` gives the whole history).

@@ -118,6 +118,18 @@ pub struct AttemptRecord {
     pub locked_until: Option<Timestamp>,
 }
 
+/// One alert for one person (the notifier outbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRecord {
+    pub id: String,
+    pub recipient: Username,
+    pub kind: String,
+    /// What it is about: a request id, say.
+    pub subject: String,
+    pub message: String,
+    pub created_at: Timestamp,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
     pub requester: Option<Username>,
@@ -193,6 +205,11 @@ pub trait Store: Send + Sync + 'static {
     async fn recovery_codes_left(&self, user: &Username) -> Result<i64>;
     async fn challenge(&self, id: &str) -> Result<Option<ChallengeRecord>>;
     async fn attempts(&self, username: &str) -> Result<Option<AttemptRecord>>;
+
+    /// Break-glass requests nobody has acknowledged yet, oldest first.
+    async fn requests_awaiting_ack(&self, limit: i64) -> Result<Vec<AccessRequest>>;
+    /// A person's alerts, newest first.
+    async fn notifications(&self, recipient: &Username, limit: i64) -> Result<Vec<NotificationRecord>>;
 }
 
 /// One all-or-nothing change. Dropping it without `commit` rolls everything back.
@@ -265,6 +282,11 @@ pub trait WriteTx: Send {
     async fn attempts(&mut self, username: &str) -> Result<Option<AttemptRecord>>;
     async fn put_attempts(&mut self, attempts: &AttemptRecord) -> Result<()>;
     async fn clear_attempts(&mut self, username: &str) -> Result<bool>;
+
+    /// Records the after-the-fact acknowledgement of a break-glass request; false when it is
+    /// not one or was acknowledged already.
+    async fn acknowledge_request(&mut self, id: &str, by: &Username, at: Timestamp) -> Result<bool>;
+    async fn insert_notification(&mut self, notification: &NotificationRecord) -> Result<()>;
 
     async fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     async fn delete_meta(&mut self, key: &str) -> Result<()>;

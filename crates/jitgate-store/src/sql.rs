@@ -4,7 +4,7 @@
 
 pub(crate) const USER_COLS: &str = "name, display_name, password_hash, is_admin, disabled, created_at";
 pub(crate) const REQUEST_COLS: &str =
-    "id, requester, resource, role, reason, ticket, duration_secs, start_at, status, created_at, expires_at, decided_at, extends_grant, mfa_method";
+    "id, requester, resource, role, reason, ticket, duration_secs, start_at, status, created_at, expires_at, decided_at, extends_grant, mfa_method, break_glass, acknowledged_by, acknowledged_at";
 pub(crate) const REVIEW_COLS: &str = "request_id, reviewer, decision, comment, stage, mfa_method, created_at";
 pub(crate) const GRANT_COLS: &str =
     "id, request_id, username, resource, role, starts_at, ends_at, status, created_at, revoked_at, revoked_by, revoke_reason";
@@ -17,7 +17,7 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreErro
 macro_rules! impl_store {
     ($store:ident, $tx:ident, $db:ty, $backend:literal, $lock:literal) => {
         use crate::sql::{corrupt, AUDIT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
-        use crate::{GrantFilter, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
+        use crate::{GrantFilter, NotificationRecord, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
         use async_trait::async_trait;
         use jitgate_core::audit::{canonical_json, AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
         use jitgate_core::grant::{Grant, GrantStatus};
@@ -82,6 +82,12 @@ macro_rules! impl_store {
                 decided_at: opt_ts(row.try_get("decided_at")?),
                 extends_grant: row.try_get("extends_grant")?,
                 mfa_method: row.try_get("mfa_method")?,
+                break_glass: row.try_get("break_glass")?,
+                acknowledged_by: row
+                    .try_get::<Option<String>, _>("acknowledged_by")?
+                    .map(|s| name(s, "acknowledged_by"))
+                    .transpose()?,
+                acknowledged_at: opt_ts(row.try_get("acknowledged_at")?),
             })
         }
 
@@ -430,6 +436,36 @@ macro_rules! impl_store {
             async fn attempts(&self, username: &str) -> Result<Option<AttemptRecord>, StoreError> {
                 q_attempts(&self.read, username, false).await
             }
+
+            async fn requests_awaiting_ack(&self, limit: i64) -> Result<Vec<AccessRequest>, StoreError> {
+                let sql = format!(
+                    "SELECT {REQUEST_COLS} FROM requests WHERE break_glass AND acknowledged_at IS NULL ORDER BY created_at, id LIMIT $1"
+                );
+                all(sqlx::query(&sql).bind(limit).fetch_all(&self.read).await?, request_from)
+            }
+
+            async fn notifications(&self, recipient: &Username, limit: i64) -> Result<Vec<NotificationRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, recipient, kind, subject, message, created_at FROM notifications \
+                     WHERE recipient = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+                )
+                .bind(recipient.as_str())
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(NotificationRecord {
+                            id: r.try_get("id")?,
+                            recipient: name(r.try_get("recipient")?, "recipient")?,
+                            kind: r.try_get("kind")?,
+                            subject: r.try_get("subject")?,
+                            message: r.try_get("message")?,
+                            created_at: ts(r.try_get("created_at")?),
+                        })
+                    })
+                    .collect()
+            }
         }
 
         pub struct $tx {
@@ -613,7 +649,7 @@ macro_rules! impl_store {
 
             async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
                 self.deadlines_changed = true;
-                let sql = format!("INSERT INTO requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
+                let sql = format!("INSERT INTO requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)");
                 sqlx::query(&sql)
                     .bind(&r.id)
                     .bind(r.requester.as_str())
@@ -629,6 +665,9 @@ macro_rules! impl_store {
                     .bind(r.decided_at.map(Timestamp::as_millis))
                     .bind(&r.extends_grant)
                     .bind(&r.mfa_method)
+                    .bind(r.break_glass)
+                    .bind(r.acknowledged_by.as_ref().map(|u| u.to_string()))
+                    .bind(r.acknowledged_at.map(Timestamp::as_millis))
                     .execute(&mut *self.tx)
                     .await
                     .map_err(|e| self.conflict(e, format!("request {}", r.id)))?;
@@ -649,7 +688,7 @@ macro_rules! impl_store {
                 let sql = format!("INSERT INTO reviews ({REVIEW_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
                 sqlx::query(&sql)
                     .bind(&r.request_id)
-                    .bind(r.reviewer.as_str())
+                    .bind(r.reviewer.to_string())
                     .bind(r.decision.as_str())
                     .bind(&r.comment)
                     .bind(r.stage.map(i64::from))
@@ -747,6 +786,35 @@ macro_rules! impl_store {
             async fn due_grants(&mut self, now: Timestamp, limit: i64) -> Result<Vec<Grant>, StoreError> {
                 let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE next_deadline IS NOT NULL AND next_deadline <= $1 ORDER BY next_deadline LIMIT $2");
                 all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(&mut *self.tx).await?, grant_from)
+            }
+
+            async fn acknowledge_request(&mut self, id: &str, by: &Username, at: Timestamp) -> Result<bool, StoreError> {
+                let r = sqlx::query(
+                    "UPDATE requests SET acknowledged_by = $2, acknowledged_at = $3 \
+                     WHERE id = $1 AND break_glass AND acknowledged_at IS NULL",
+                )
+                .bind(id)
+                .bind(by.as_str())
+                .bind(at.as_millis())
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn insert_notification(&mut self, n: &NotificationRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO notifications (id, recipient, kind, subject, message, created_at, read_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+                )
+                .bind(&n.id)
+                .bind(n.recipient.as_str())
+                .bind(&n.kind)
+                .bind(&n.subject)
+                .bind(&n.message)
+                .bind(n.created_at.as_millis())
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
             }
 
             async fn set_session_mfa(&mut self, token_hash: &str, at: Timestamp, method: &str) -> Result<(), StoreError> {

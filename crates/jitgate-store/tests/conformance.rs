@@ -9,8 +9,8 @@ use jitgate_core::policy::Resource;
 use jitgate_core::request::{AccessRequest, Decision, RequestStatus, Review};
 use jitgate_core::Timestamp;
 use jitgate_store::{
-    testing, AttemptRecord, ChallengeRecord, GrantFilter, PasskeyRecord, RequestFilter, SessionRecord, Source, Store, StoreError,
-    TotpRecord, UserRecord,
+    testing, AttemptRecord, ChallengeRecord, GrantFilter, NotificationRecord, PasskeyRecord, RequestFilter, SessionRecord, Source, Store,
+    StoreError, TotpRecord, UserRecord,
 };
 use serde_json::json;
 
@@ -64,6 +64,9 @@ fn request(id: &str, requester: &str, created: i64, expires: i64) -> AccessReque
         decided_at: None,
         extends_grant: None,
         mfa_method: None,
+        break_glass: false,
+        acknowledged_by: None,
+        acknowledged_at: None,
     }
 }
 
@@ -164,7 +167,7 @@ async fn requests_reviews_and_grants(store: &dyn Store) {
     tx.insert_request(&request("r3", "alice", 30, 2000)).await.unwrap();
     let review = Review {
         request_id: "r1".into(),
-        reviewer: u("bob"),
+        reviewer: jitgate_core::request::Reviewer::Person(u("bob")),
         decision: Decision::Approve,
         comment: "ok".into(),
         stage: Some(0),
@@ -521,6 +524,44 @@ async fn second_factors(store: &dyn Store) {
     assert_eq!(store.recovery_codes_left(&alice).await.unwrap(), 1, "a new set voids the old one");
 }
 
+async fn break_glass_and_notifications(store: &dyn Store) {
+    let mut glass = request("bg1", "alice", 10, 1000);
+    glass.break_glass = true;
+    glass.status = RequestStatus::Approved;
+    let mut tx = store.write().await.unwrap();
+    tx.insert_request(&glass).await.unwrap();
+    tx.insert_request(&request("r2", "alice", 11, 1000)).await.unwrap();
+    tx.insert_notification(&NotificationRecord {
+        id: "n1".into(),
+        recipient: u("bob"),
+        kind: "break_glass".into(),
+        subject: "bg1".into(),
+        message: "alice broke glass".into(),
+        created_at: t(10),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let waiting = store.requests_awaiting_ack(10).await.unwrap();
+    assert_eq!(waiting.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["bg1"]);
+    assert!(waiting[0].break_glass);
+    let inbox = store.notifications(&u("bob"), 10).await.unwrap();
+    assert_eq!((inbox.len(), inbox[0].subject.as_str()), (1, "bg1"));
+    assert!(store.notifications(&u("carol"), 10).await.unwrap().is_empty());
+
+    let mut tx = store.write().await.unwrap();
+    assert!(
+        !tx.acknowledge_request("r2", &u("bob"), t(20)).await.unwrap(),
+        "not a break-glass request"
+    );
+    assert!(tx.acknowledge_request("bg1", &u("bob"), t(20)).await.unwrap());
+    assert!(!tx.acknowledge_request("bg1", &u("carol"), t(21)).await.unwrap(), "once");
+    tx.commit().await.unwrap();
+    let r = store.request("bg1").await.unwrap().unwrap();
+    assert_eq!((r.acknowledged_by, r.acknowledged_at), (Some(u("bob")), Some(t(20))));
+    assert!(store.requests_awaiting_ack(10).await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($case:ident),*) => {
         mod sqlite {
@@ -558,6 +599,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "writers_are_serialized" => writers_are_serialized(store).await,
         "meta" => meta(&*store).await,
         "second_factors" => second_factors(&*store).await,
+        "break_glass_and_notifications" => break_glass_and_notifications(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -569,5 +611,6 @@ conformance!(
     audit_chain,
     writers_are_serialized,
     meta,
-    second_factors
+    second_factors,
+    break_glass_and_notifications
 );

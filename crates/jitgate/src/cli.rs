@@ -78,6 +78,33 @@ enum Command {
         #[command(flatten)]
         mfa: MfaArgs,
     },
+    /// Break glass: access at once where a policy allows it, with a mandatory reason and a
+    /// fresh second factor; every approver is alerted and reviews it after the fact.
+    BreakGlass {
+        resource: String,
+        #[arg(long)]
+        role: String,
+        /// How long, like 30m (capped by the role's break_glass_max_duration).
+        #[arg(long = "for")]
+        duration: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+        #[command(flatten)]
+        mfa: MfaArgs,
+    },
+    /// Acknowledge a break-glass grant after the fact.
+    Ack {
+        id: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Your alerts: break-glass use on resources you approve for.
+    Notifications,
+    /// Cedar policies: check the files offline, explain a decision.
+    #[command(subcommand)]
+    Policy(crate::cli_policy::PolicyCommand),
     /// List requests: yours, those waiting for your review, or all.
     Requests {
         #[arg(long, conflicts_with = "all")]
@@ -200,6 +227,8 @@ enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Reload the Cedar policy files (like SIGHUP); a bad set is refused and the old one stays.
+    Reload,
     #[command(subcommand)]
     User(UserCommand),
     #[command(subcommand)]
@@ -487,6 +516,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                 start_at,
                 extends,
                 mfa: None,
+                break_glass: false,
             };
             let c = ctx.client()?;
             let r = with_second_factor(&mfa, |proof| {
@@ -576,6 +606,59 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             ok
         }
         Command::Mfa(m) => crate::cli_mfa::run(ctx, m).await,
+        Command::Policy(p) => crate::cli_policy::run(ctx, p).await,
+        Command::BreakGlass {
+            resource,
+            role,
+            duration,
+            reason,
+            ticket,
+            mfa,
+        } => {
+            let mut body = CreateRequestBody {
+                resource,
+                role,
+                reason,
+                ticket,
+                duration,
+                start_at: None,
+                extends: None,
+                mfa: None,
+                break_glass: true,
+            };
+            let c = ctx.client()?;
+            let r = with_second_factor(&mfa, |proof| {
+                body.mfa = proof;
+                let (c, body) = (c.clone(), body.clone());
+                async move { c.create_request(&body).await }
+            })
+            .await?;
+            ctx.print(&r, |r| {
+                format!(
+                    "{}: break-glass {} on {} is {}; the approvers were alerted and will review it\nshow it with: jitgate show {}",
+                    r.id, r.role, r.resource, r.status, r.id
+                )
+            })?;
+            ok
+        }
+        Command::Ack { id, comment } => {
+            let r = ctx.client()?.acknowledge(&id, &comment).await?;
+            ctx.print(&r, |r| format!("{} acknowledged", r.id))?;
+            ok
+        }
+        Command::Notifications => {
+            let list = ctx.client()?.notifications().await?;
+            ctx.print(&list, |l| {
+                if l.is_empty() {
+                    return "no notifications".into();
+                }
+                l.iter()
+                    .map(|n| format!("{}  {}", n.created_at, n.message))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+            ok
+        }
         Command::Audit(a) => audit(ctx, a).await,
         Command::Admin(a) => admin(ctx, a).await,
     }
@@ -633,6 +716,22 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         eprintln!("\nThis store has no users yet. Create the first administrator with\n    jitgate admin bootstrap --username admin\nand give it this one-time setup token:\n    {}\n", token.expose_secret());
     }
     let stop = app.stop_handle();
+    #[cfg(unix)]
+    {
+        // SIGHUP reloads the policy files; a bad set is refused, logged and audited, and the
+        // last good one stays in force.
+        let core = app.core();
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match core.reload_policies("system").await {
+                        Ok(r) => eprintln!("jitgate: policies reloaded ({} from files)", r.policies.len()),
+                        Err(e) => eprintln!("jitgate: {}", e.message),
+                    }
+                }
+            });
+        }
+    }
     tokio::spawn(async move {
         shutdown_signal().await;
         eprintln!("jitgate: stopping");
@@ -840,6 +939,17 @@ async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
 
 async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
     match cmd {
+        AdminCommand::Reload => {
+            let report = ctx.client()?.reload().await?;
+            ctx.print(&report, |r| {
+                format!(
+                    "policies reloaded: {} from files ({}), time zone {}",
+                    r.policies.len(),
+                    r.policies.join(", "),
+                    r.time_zone
+                )
+            })?;
+        }
         AdminCommand::Bootstrap { username, password_stdin } => {
             let setup_token = match std::env::var("JITGATE_SETUP_TOKEN") {
                 Ok(t) if !t.is_empty() => t,

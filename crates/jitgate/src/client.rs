@@ -224,6 +224,22 @@ impl Client {
     pub async fn passkey_remove(&self, id: &str) -> Result<()> {
         self.call(Method::DELETE, &format!("/mfa/webauthn/{}", seg(id)), None, None).await
     }
+    pub async fn acknowledge(&self, id: &str, comment: &str) -> Result<AccessRequest> {
+        let body = AckBody {
+            comment: comment.to_owned(),
+        };
+        self.call(Method::POST, &format!("/requests/{}/ack", seg(id)), None, Self::json(&body))
+            .await
+    }
+    pub async fn notifications(&self) -> Result<Vec<NotificationView>> {
+        self.call(Method::GET, "/notifications", None, None).await
+    }
+    pub async fn explain(&self, body: &ExplainBody) -> Result<Explanation> {
+        self.call(Method::POST, "/policy/explain", None, Self::json(body)).await
+    }
+    pub async fn reload(&self) -> Result<PolicyReport> {
+        self.call(Method::POST, "/admin/reload", None, None).await
+    }
     pub async fn unlock_user(&self, name: &str) -> Result<()> {
         self.call(Method::POST, &format!("/admin/users/{}/unlock", seg(name)), None, None)
             .await

@@ -2,6 +2,7 @@
 
 pub mod cli;
 mod cli_mfa;
+mod cli_policy;
 pub mod client;
 pub mod credentials;
 mod output;

@@ -285,6 +285,7 @@ pub fn request_body(resource: &str, role: &str, duration: Option<&str>, reason: 
         start_at: None,
         extends: None,
         mfa: None,
+        break_glass: false,
     }
 }
 

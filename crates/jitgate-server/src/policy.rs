@@ -1,0 +1,368 @@
+//! Cedar policies in the server: reading the `*.cedar` files, the facts each decision sees
+//! (groups, live grants, on-call, the time), reload that keeps the last good set, and explain.
+
+use crate::config::Settings;
+use crate::core::{Caller, Core};
+use crate::error::ApiError;
+use axum::http::StatusCode;
+use jitgate_api::{ActionDecision, ExplainBody, Explanation, PolicyReport};
+use jitgate_core::audit::{NewEvent, Outcome};
+use jitgate_core::grant::GrantStatus;
+use jitgate_core::names::{GroupName, RoleName, Username};
+use jitgate_core::policy::{Resource, RolePolicy};
+use jitgate_core::request::AccessRequest;
+use jitgate_core::time::parse_duration;
+use jitgate_core::{DomainError, Timestamp};
+use jitgate_policy::{stage_name, Decision, Facts, LoadError, Person, PolicyAction, PolicyEngine, PolicyFile, PolicyProblem, UnderReview};
+use jitgate_store::GrantFilter;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every `*.cedar` file in `dir`, in name order.
+pub fn read_policy_files(dir: &Path) -> Result<Vec<PolicyFile>, LoadError> {
+    let unreadable = |e: std::io::Error| {
+        LoadError(vec![PolicyProblem {
+            file: dir.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the policy directory: {e}"),
+        }])
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(unreadable)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cedar") && p.is_file())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                LoadError(vec![PolicyProblem {
+                    file: p.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    message: format!("cannot read: {e}"),
+                }])
+            })?;
+            Ok(PolicyFile {
+                name: p.display().to_string(),
+                text,
+            })
+        })
+        .collect()
+}
+
+/// The policies the settings point at, validated.
+pub fn load_engine(settings: &Settings) -> Result<PolicyEngine, LoadError> {
+    let files = match &settings.policy_dir {
+        Some(dir) => read_policy_files(dir)?,
+        None => Vec::new(),
+    };
+    PolicyEngine::load(&files, &settings.policy_time_zone)
+}
+
+/// A person as decisions see them.
+pub struct Subject {
+    pub name: Username,
+    pub groups: BTreeSet<GroupName>,
+    pub is_admin: bool,
+}
+
+impl Subject {
+    pub fn of(caller: &Caller) -> Self {
+        Self {
+            name: caller.user.name.clone(),
+            groups: caller.groups.clone(),
+            is_admin: caller.user.is_admin,
+        }
+    }
+
+    fn person(&self) -> Person<'_> {
+        Person {
+            name: &self.name,
+            groups: &self.groups,
+            is_admin: self.is_admin,
+        }
+    }
+}
+
+/// What a request asks, as decisions see it.
+pub struct Asked<'a> {
+    pub resource: &'a Resource,
+    pub role: &'a RoleName,
+    pub duration: Duration,
+    pub reason: &'a str,
+    pub ticket: Option<&'a str>,
+}
+
+impl Core {
+    pub fn policy(&self) -> Arc<PolicyEngine> {
+        self.policy.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn on_call(&self, who: &Subject, now: Timestamp) -> bool {
+        self.settings.on_call_group.as_ref().is_some_and(|g| who.groups.contains(g))
+            || self
+                .settings
+                .on_call
+                .iter()
+                .any(|s| s.user == who.name && s.from <= now && now < s.until)
+    }
+
+    async fn live_grants(&self, user: &Username, now: Timestamp) -> Result<BTreeSet<String>, ApiError> {
+        let filter = GrantFilter {
+            user: Some(user.clone()),
+            status: Some(GrantStatus::Active),
+            resource: None,
+            limit: 1000,
+        };
+        Ok(self
+            .store
+            .grants(&filter)
+            .await?
+            .into_iter()
+            .filter(|g| g.effective_status(now).is_live())
+            .map(|g| format!("{}/{}", g.resource, g.role))
+            .collect())
+    }
+
+    /// What the policies say about `action` by `who` on what is `asked`, at `now`.
+    pub async fn decide(&self, action: PolicyAction, who: &Subject, asked: &Asked<'_>, now: Timestamp) -> Result<Decision, ApiError> {
+        let grants = self.live_grants(&who.name, now).await?;
+        let facts = Facts {
+            principal: who.person(),
+            resource: asked.resource,
+            role: asked.role,
+            duration: asked.duration,
+            reason: asked.reason,
+            ticket: asked.ticket,
+            active_grants: &grants,
+            on_call: self.on_call(who, now),
+            now,
+            review: None,
+        };
+        Ok(self.policy().decide(action, &facts))
+    }
+
+    /// The stages `approver` may approve `request` for, and the forbids that stopped them where
+    /// a stage's permit was there.
+    pub async fn approver_stages(
+        &self,
+        approver: &Subject,
+        request: &AccessRequest,
+        resource: &Resource,
+        policy: &RolePolicy,
+        now: Timestamp,
+    ) -> Result<(BTreeSet<usize>, Vec<String>), ApiError> {
+        let requester_groups = self.store.user_groups(&request.requester).await?;
+        let requester_admin = self.store.user(&request.requester).await?.is_some_and(|u| u.is_admin);
+        let grants = self.live_grants(&approver.name, now).await?;
+        let engine = self.policy();
+        let mut stages = BTreeSet::new();
+        let mut forbids = Vec::new();
+        for (i, stage) in policy.stages.iter().enumerate() {
+            let name = stage_name(&stage.name, i);
+            let facts = Facts {
+                principal: approver.person(),
+                resource,
+                role: &request.role,
+                duration: Duration::from_secs(u64::try_from(request.duration_secs).unwrap_or(0)),
+                reason: &request.reason,
+                ticket: request.ticket.as_deref(),
+                active_grants: &grants,
+                on_call: self.on_call(approver, now),
+                now,
+                review: Some(UnderReview {
+                    id: &request.id,
+                    requester: Person {
+                        name: &request.requester,
+                        groups: &requester_groups,
+                        is_admin: requester_admin,
+                    },
+                    stage: &name,
+                }),
+            };
+            let d = engine.decide(PolicyAction::Approve, &facts);
+            if d.allowed {
+                stages.insert(i);
+            } else {
+                forbids.extend(d.policies);
+            }
+        }
+        forbids.sort();
+        forbids.dedup();
+        Ok((stages, forbids))
+    }
+
+    /// Reads and validates the policy files again. A bad set is refused (and audited) and the
+    /// last good one stays in force.
+    pub async fn reload_policies(&self, actor: &str) -> Result<PolicyReport, ApiError> {
+        match load_engine(&self.settings) {
+            Ok(engine) => {
+                let report = PolicyReport {
+                    policies: engine.policy_ids().to_vec(),
+                    time_zone: engine.time_zone().to_owned(),
+                };
+                *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(engine);
+                self.audit_alone(NewEvent::new(
+                    actor,
+                    "policy.reload",
+                    "policies",
+                    Outcome::Success,
+                    json!({"policies": report.policies}),
+                ))
+                .await;
+                Ok(report)
+            }
+            Err(e) => {
+                let problems: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+                self.audit_alone(NewEvent::new(
+                    actor,
+                    "policy.reload",
+                    "policies",
+                    Outcome::Failure,
+                    json!({"problems": problems, "kept": self.policy().policy_ids()}),
+                ))
+                .await;
+                Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "policy_invalid",
+                    format!(
+                        "the policies were not reloaded; the last good set stays in force:\n{}",
+                        problems.join("\n")
+                    ),
+                ))
+            }
+        }
+    }
+
+    pub async fn admin_reload(&self, caller: &Caller) -> Result<PolicyReport, ApiError> {
+        self.require_admin(caller, "reload").await?;
+        self.reload_policies(caller.name()).await
+    }
+
+    /// Each action's decision for `body`'s person, role and duration, with the deciding
+    /// policies. Admins and audit readers may ask about anyone, others about themselves.
+    pub async fn explain(&self, caller: &Caller, body: &ExplainBody) -> Result<Explanation, ApiError> {
+        let user = Username::parse(&body.user).map_err(|e| ApiError::bad_request("invalid_user", e))?;
+        if user != caller.user.name && !self.is_audit_reader(caller) {
+            return Err(self
+                .forbid(caller, "explain", "explaining someone else's access needs an administrator")
+                .await);
+        }
+        let record = self.store.user(&user).await?.ok_or_else(|| ApiError::not_found("user"))?;
+        let resource_name = body
+            .resource
+            .parse()
+            .map_err(|_| DomainError::UnknownResource(body.resource.clone()))?;
+        let resource = self
+            .store
+            .resource(&resource_name)
+            .await?
+            .ok_or_else(|| DomainError::UnknownResource(body.resource.clone()))?;
+        let role = RoleName::parse(&body.role).map_err(|_| DomainError::UnknownRole {
+            resource: body.resource.clone(),
+            role: body.role.clone(),
+        })?;
+        let policy = resource.role(&role)?.clone();
+        let duration = match body.duration.as_deref() {
+            Some(d) => parse_duration(d).map_err(|e| ApiError::bad_request("invalid_duration", e))?,
+            None => policy.default_duration,
+        };
+        let at = body.at.unwrap_or_else(|| self.now());
+        let who = Subject {
+            groups: self.store.user_groups(&user).await?,
+            name: user.clone(),
+            is_admin: record.is_admin,
+        };
+        let asked = Asked {
+            resource: &resource,
+            role: &role,
+            duration,
+            reason: &body.reason,
+            ticket: body.ticket.as_deref(),
+        };
+        let mut decisions = Vec::new();
+        for action in [
+            PolicyAction::Request,
+            PolicyAction::AutoApprove,
+            PolicyAction::BreakGlass,
+            PolicyAction::Connect,
+        ] {
+            let d = self.decide(action, &who, &asked, at).await?;
+            decisions.push(ActionDecision {
+                action: action.as_str().into(),
+                stage: None,
+                allowed: d.allowed,
+                policies: d.policies,
+                errors: d.errors,
+            });
+        }
+        // As an approver of someone else's request for the same role.
+        let hypothetical = AccessRequest {
+            id: "req_explain".into(),
+            requester: Username::parse("someone-else").map_err(|e| ApiError::bad_request("invalid_user", e))?,
+            resource: resource.name.clone(),
+            role: role.clone(),
+            reason: body.reason.clone(),
+            ticket: body.ticket.clone(),
+            duration_secs: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+            start_at: None,
+            status: jitgate_core::request::RequestStatus::Pending,
+            created_at: at,
+            expires_at: at,
+            decided_at: None,
+            extends_grant: None,
+            mfa_method: None,
+            break_glass: false,
+            acknowledged_by: None,
+            acknowledged_at: None,
+        };
+        let grants = self.live_grants(&user, at).await?;
+        let no_groups = BTreeSet::new();
+        for (i, stage) in policy.stages.iter().enumerate() {
+            let name = stage_name(&stage.name, i);
+            let facts = Facts {
+                principal: who.person(),
+                resource: &resource,
+                role: &role,
+                duration,
+                reason: &body.reason,
+                ticket: body.ticket.as_deref(),
+                active_grants: &grants,
+                on_call: self.on_call(&who, at),
+                now: at,
+                review: Some(UnderReview {
+                    id: &hypothetical.id,
+                    requester: Person {
+                        name: &hypothetical.requester,
+                        groups: &no_groups,
+                        is_admin: false,
+                    },
+                    stage: &name,
+                }),
+            };
+            let d = self.policy().decide(PolicyAction::Approve, &facts);
+            decisions.push(ActionDecision {
+                action: PolicyAction::Approve.as_str().into(),
+                stage: Some(name),
+                allowed: d.allowed,
+                policies: d.policies,
+                errors: d.errors,
+            });
+        }
+        Ok(Explanation {
+            on_call: self.on_call(&who, at),
+            user,
+            resource: resource.name.to_string(),
+            role: role.to_string(),
+            at,
+            time_zone: self.policy().time_zone().to_owned(),
+            decisions,
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! `jitgate policy check` (offline: the config and its `*.cedar` files) and
+//! `jitgate policy explain` (through the server, which knows groups and live grants).
+
+use crate::cli::Ctx;
+use anyhow::{anyhow, Result};
+use clap::Subcommand;
+use jitgate_api::ExplainBody;
+use jitgate_core::Timestamp;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate the config file's Cedar policies against jitgate's schema, without a server.
+    /// Exits 1 listing each problem as file:line:column.
+    Check {
+        /// The configuration file (its [policy] section says where the .cedar files are).
+        #[arg(long, env = "JITGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Each action's decision for a person, role and duration, with the ids of the deciding
+    /// policies.
+    Explain {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        resource: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long = "for")]
+        duration: Option<String>,
+        /// Decide for this moment (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+    },
+}
+
+pub async fn run(ctx: &Ctx, cmd: PolicyCommand) -> Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Check { config } => {
+            let settings = jitgate_server::Settings::from_file(&config).map_err(|e| anyhow!("invalid configuration: {e}"))?;
+            match jitgate_server::policy::load_engine(&settings) {
+                Ok(engine) => {
+                    let out = serde_json::json!({
+                        "ok": true,
+                        "policies": engine.policy_ids(),
+                        "time_zone": engine.time_zone(),
+                        "dir": settings.policy_dir,
+                    });
+                    ctx.print(&out, |_| {
+                        format!(
+                            "policies OK: {} from files in {}, time zone {}",
+                            engine.policy_ids().len(),
+                            settings.policy_dir.as_ref().map_or("-".into(), |d| d.display().to_string()),
+                            engine.time_zone()
+                        )
+                    })?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    let out = serde_json::json!({"ok": false, "problems": e.0});
+                    ctx.print(&out, |_| e.to_string())?;
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        PolicyCommand::Explain {
+            user,
+            resource,
+            role,
+            duration,
+            at,
+            reason,
+            ticket,
+        } => {
+            let at = at.map(|s| Timestamp::parse_rfc3339(&s).map_err(|e| anyhow!(e))).transpose()?;
+            let body = ExplainBody {
+                user,
+                resource,
+                role,
+                duration,
+                at,
+                reason,
+                ticket,
+            };
+            let e = ctx.client()?.explain(&body).await?;
+            ctx.print(&e, |e| {
+                let mut s = format!(
+                    "{} on {}/{} at {} ({}{}):",
+                    e.user,
+                    e.resource,
+                    e.role,
+                    e.at,
+                    e.time_zone,
+                    if e.on_call { ", on call" } else { "" }
+                );
+                for d in &e.decisions {
+                    let action = match &d.stage {
+                        Some(stage) => format!("{} ({stage})", d.action),
+                        None => d.action.clone(),
+                    };
+                    let why = if d.policies.is_empty() {
+                        "no policy permits it".to_owned()
+                    } else {
+                        d.policies.join(", ")
+                    };
+                    s.push_str(&format!(
+                        "\n  {:<22} {:<5}  {why}",
+                        action,
+                        if d.allowed { "allow" } else { "deny" }
+                    ));
+                    for err in &d.errors {
+                        s.push_str(&format!("\n      error: {err}"));
+                    }
+                }
+                s
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
