@@ -168,14 +168,10 @@ impl Core {
             Ok(c) => c,
             Err(e) => return Err(self.refused(caller, action, &target, e).await),
         };
-        let mfa_action = if body.break_glass {
-            MfaAction::BreakGlass
-        } else {
-            MfaAction::Request
-        };
-        let mfa_method = self
-            .step_up(caller, policy.needs_mfa(mfa_action), body.mfa.as_ref(), action, &target)
-            .await?;
+        // Breaking glass always takes a fresh second factor, whatever the role lists: it skips
+        // every approval.
+        let needs_factor = body.break_glass || policy.needs_mfa(MfaAction::Request);
+        let mfa_method = self.step_up(caller, needs_factor, body.mfa.as_ref(), action, &target).await?;
         // Approved at once: break glass, or a policy that approves by itself.
         let approved_by = if body.break_glass {
             decision.policies.first().cloned()

@@ -8,4 +8,6 @@ mod audit;
 mod bad_input;
 mod identity;
 mod mfa;
+mod mfa_support;
+mod policy;
 mod workflow;

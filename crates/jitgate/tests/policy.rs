@@ -1,0 +1,353 @@
+//! Cedar policies end to end, under a manual clock: working hours in a time zone, on-call,
+//! forbids over permits, break-glass with its alert and after-the-fact review, explain, and
+//! reloads that keep the last good set.
+
+use crate::mfa_support::{code, enrol_totp};
+use crate::support::*;
+use jitgate::client::Client;
+use jitgate_api::{ExplainBody, MfaProof};
+use jitgate_core::request::RequestStatus;
+use jitgate_core::Timestamp;
+use jitgate_server::clock::Clock;
+use std::path::{Path, PathBuf};
+
+pub const POLICIES: &str = r#"
+@id("read-in-working-hours")
+permit(principal, action == Action::"auto_approve", resource == Role::"prod-db/read")
+when {
+    context.local.weekday <= 5 && context.local.hour >= 9 && context.local.hour < 18 &&
+    context.duration_secs <= 3600
+};
+
+@id("on-call-read")
+permit(principal, action == Action::"auto_approve", resource == Role::"prod-db/read")
+when { context.on_call };
+
+@id("no-write-at-weekends")
+forbid(principal, action in [Action::"request", Action::"auto_approve", Action::"break_glass"], resource == Role::"prod-db/write")
+when { context.local.weekday >= 6 };
+
+@id("oncall-break-glass")
+permit(principal in Group::"oncall", action == Action::"break_glass", resource in Resource::"prod-db");
+
+@id("no-contractor-approvals")
+forbid(principal in Group::"contractors", action == Action::"approve", resource);
+"#;
+
+fn at(t: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(t).unwrap()
+}
+
+/// A test server whose policies are `text`, in Europe/Berlin, with `oncall` as the on-call group.
+async fn spawn_with_policies(text: &str) -> (TestServer, PathBuf) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::write(dir.join("main.cedar"), text).unwrap();
+    let policy_dir = dir.clone();
+    let s = TestServer::spawn_with(Backend::Sqlite, true, move |settings| {
+        settings.policy_dir = Some(policy_dir);
+        settings.policy_time_zone = "Europe/Berlin".into();
+        settings.on_call_group = Some("oncall".parse().unwrap());
+    })
+    .await;
+    (s, dir)
+}
+
+async fn ask(c: &Client, role: &str, reason: &str) -> Result<jitgate_core::request::AccessRequest, jitgate::client::ClientError> {
+    c.create_request(&request_body("prod-db", role, Some("30m"), reason)).await
+}
+
+#[tokio::test]
+async fn working_hours_and_on_call_auto_approve_and_a_forbid_beats_them() {
+    let (s, _dir) = spawn_with_policies(POLICIES).await;
+    let alice = s.login("alice").await;
+
+    // Tuesday 10:00 UTC is 11:00 in Berlin: approved at once, by the policy, with a grant.
+    s.clock().set(at("2026-11-24T09:00:00Z"));
+    let r = ask(&alice, "read", "check the nightly job").await.unwrap();
+    assert_eq!(r.status, RequestStatus::Approved);
+    let d = alice.request(&r.id).await.unwrap();
+    assert_eq!(d.reviews[0].reviewer.to_string(), "policy:read-in-working-hours");
+    assert!(d.grant.unwrap().status.is_live());
+
+    // 22:00 in Berlin on the Tuesday, and 10:00 on a Sunday: it waits for a person.
+    s.clock().set(at("2026-11-24T21:00:00Z"));
+    let alice = s.login("alice").await;
+    assert_eq!(ask(&alice, "read", "late look at it").await.unwrap().status, RequestStatus::Pending);
+    s.clock().set(at("2026-11-29T09:00:00Z"));
+    let (alice, admin) = (s.login("alice").await, s.login("admin").await);
+    assert_eq!(
+        ask(&alice, "read", "sunday look at it").await.unwrap().status,
+        RequestStatus::Pending
+    );
+
+    // Whoever is on call is approved at any hour.
+    admin.set_member("oncall", "dave", true).await.unwrap();
+    let dave = s.login("dave").await;
+    let r = ask(&dave, "read", "paged at the weekend").await.unwrap();
+    assert_eq!(r.status, RequestStatus::Approved);
+    assert_eq!(
+        dave.request(&r.id).await.unwrap().reviews[0].reviewer.to_string(),
+        "policy:on-call-read"
+    );
+
+    // A forbid beats the config's permit: no write requests at weekends, even for engineers.
+    let mut body = request_body("prod-db", "write", Some("30m"), "weekend migration");
+    body.ticket = Some("INC-7".into());
+    let err = alice.create_request(&body).await.unwrap_err();
+    assert_eq!((err.status(), err.code()), (Some(403), Some("forbidden_by_policy")));
+    assert!(err.to_string().contains("no-write-at-weekends"), "{err}");
+    let denied = admin.all_audit_events(0).await.unwrap();
+    let last = denied.iter().rev().find(|e| e.action == "request.create").unwrap();
+    assert_eq!(last.outcome.as_str(), "denied");
+    admin.set_member("contractors", "bob", true).await.unwrap();
+    s.clock().set(at("2026-11-24T09:00:00Z"));
+    let alice = s.login("alice").await;
+    assert_eq!(alice.create_request(&body).await.unwrap().status, RequestStatus::Pending);
+
+    // A forbid on approvers: contractors approve nothing, whatever their groups allow.
+    s.clock().set(at("2026-11-24T21:00:00Z"));
+    let alice = s.login("alice").await;
+    let r = ask(&alice, "read", "one more look").await.unwrap();
+    let err = s.login("bob").await.approve(&r.id, "ok").await.unwrap_err();
+    assert_eq!(err.code(), Some("forbidden_by_policy"));
+    assert!(err.to_string().contains("no-contractor-approvals"));
+    s.login("carol").await.approve(&r.id, "ok").await.unwrap();
+}
+
+#[tokio::test]
+async fn break_glass_grants_at_once_alerts_the_approvers_and_waits_for_their_review() {
+    let (s, _dir) = spawn_with_policies(POLICIES).await;
+    s.clock().set(at("2026-11-24T09:00:00Z"));
+    s.admin.set_member("oncall", "dave", true).await.unwrap();
+    let dave = s.login("dave").await;
+    let alice = s.login("alice").await;
+    let glass = |reason: &str, dur: &str| {
+        let mut b = request_body("prod-db", "write", Some(dur), reason);
+        b.break_glass = true;
+        b.ticket = Some("INC-99".into());
+        b
+    };
+    // Not on call: no policy lets alice break glass.
+    let err = alice.create_request(&glass("prod is down", "30m")).await.unwrap_err();
+    assert_eq!(err.code(), Some("break_glass_not_allowed"));
+    // A fresh second factor is always needed, and a reason, and no more than the cap.
+    let err = dave.create_request(&glass("prod is down", "30m")).await.unwrap_err();
+    assert_eq!(err.code(), Some("mfa_enrollment_required"));
+    let (secret, _) = enrol_totp(&s, &dave).await;
+    s.clock().advance(std::time::Duration::from_secs(600));
+    let err = dave.create_request(&glass("prod is down", "30m")).await.unwrap_err();
+    assert_eq!(err.code(), Some("mfa_required"));
+    assert_eq!(
+        dave.create_request(&glass("  ", "30m")).await.unwrap_err().code(),
+        Some("reason_required")
+    );
+    assert_eq!(
+        dave.create_request(&glass("prod is down", "2h")).await.unwrap_err().code(),
+        Some("break_glass_too_long")
+    );
+    let mut body = glass("prod is down, INC-99", "30m");
+    body.mfa = Some(MfaProof::otp(&code(&secret, s.clock().now())));
+    let r = dave.create_request(&body).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Approved);
+    assert!(r.break_glass && r.acknowledged_at.is_none());
+    let detail = dave.request(&r.id).await.unwrap();
+    assert_eq!(detail.reviews[0].reviewer.to_string(), "policy:oncall-break-glass");
+    assert!(detail.grant.unwrap().status.is_live(), "access at once");
+
+    // Every approver of the resource is alerted; the requester is not.
+    for approver in ["bob", "carol", "sam"] {
+        let inbox = s.login(approver).await.notifications().await.unwrap();
+        assert_eq!(inbox.len(), 1, "{approver}");
+        assert_eq!(inbox[0].subject, r.id);
+        assert!(inbox[0].message.contains("dave broke glass"));
+    }
+    assert!(dave.notifications().await.unwrap().is_empty());
+
+    // The after-the-fact review stays on the approvers' list until one acknowledges it.
+    let bob = s.login("bob").await;
+    let review_scope = jitgate::client::ListParams {
+        scope: Some("review".into()),
+        ..Default::default()
+    };
+    assert!(bob.requests(&review_scope).await.unwrap().iter().any(|v| v.request.id == r.id));
+    assert_eq!(
+        dave.acknowledge(&r.id, "").await.unwrap_err().code(),
+        Some("self_approval_forbidden")
+    );
+    assert_eq!(alice.acknowledge(&r.id, "").await.unwrap_err().status(), Some(404));
+    let acked = bob.acknowledge(&r.id, "looked at the session, fine").await.unwrap();
+    assert_eq!(acked.acknowledged_by.unwrap().as_str(), "bob");
+    assert_eq!(
+        s.login("carol").await.acknowledge(&r.id, "").await.unwrap_err().code(),
+        Some("already_acknowledged")
+    );
+    let list = bob
+        .requests(&jitgate::client::ListParams {
+            scope: Some("review".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!list.iter().any(|v| v.request.id == r.id));
+    let events: Vec<String> = s.admin.all_audit_events(0).await.unwrap().into_iter().map(|e| e.action).collect();
+    for a in ["request.break_glass", "alert.break_glass", "grant.create", "request.acknowledge"] {
+        assert!(events.iter().any(|e| e == a), "{a} missing");
+    }
+
+    // The CLI verbs.
+    s.cli_login("bob").await;
+    let out = s.cli("bob", &["--json", "notifications"], None).await;
+    assert_eq!(out.json()[0]["subject"], r.id.as_str());
+}
+
+#[tokio::test]
+async fn explain_names_the_deciding_policies() {
+    let (s, _dir) = spawn_with_policies(POLICIES).await;
+    s.clock().set(at("2026-11-24T09:00:00Z"));
+    let explain = |user: &str, role: &str, when: &str| ExplainBody {
+        user: user.into(),
+        resource: "prod-db".into(),
+        role: role.into(),
+        duration: Some("30m".into()),
+        at: Some(at(when)),
+        reason: "why".into(),
+        ticket: None,
+    };
+    let e = s.admin.explain(&explain("alice", "read", "2026-11-24T09:00:00Z")).await.unwrap();
+    assert_eq!(e.time_zone, "Europe/Berlin");
+    let by = |action: &str| e.decisions.iter().find(|d| d.action == action).unwrap().clone();
+    assert_eq!(
+        (by("request").allowed, by("request").policies),
+        (true, vec!["role:prod-db/read:request".to_owned()])
+    );
+    assert_eq!(by("auto_approve").policies, vec!["read-in-working-hours"]);
+    assert!(!by("break_glass").allowed && by("break_glass").policies.is_empty());
+    assert!(!by("approve").allowed, "alice approves nothing");
+    let sunday = s.admin.explain(&explain("alice", "write", "2026-11-29T09:00:00Z")).await.unwrap();
+    let req = sunday.decisions.iter().find(|d| d.action == "request").unwrap();
+    assert_eq!(
+        (req.allowed, req.policies.clone()),
+        (false, vec!["no-write-at-weekends".to_owned()])
+    );
+    let bob = s.admin.explain(&explain("bob", "write", "2026-11-24T09:00:00Z")).await.unwrap();
+    let owner = bob.decisions.iter().find(|d| d.stage.as_deref() == Some("owner")).unwrap();
+    assert_eq!(owner.policies, vec!["role:prod-db/write:approve:owner"]);
+
+    // A person may explain their own access, not someone else's.
+    let alice = s.login("alice").await;
+    assert!(alice.explain(&explain("alice", "read", "2026-11-24T09:00:00Z")).await.is_ok());
+    assert_eq!(
+        alice
+            .explain(&explain("bob", "read", "2026-11-24T09:00:00Z"))
+            .await
+            .unwrap_err()
+            .status(),
+        Some(403)
+    );
+
+    // The CLI prints the ids.
+    s.cli_login("admin").await;
+    let out = s
+        .cli(
+            "admin",
+            &[
+                "policy",
+                "explain",
+                "--user",
+                "alice",
+                "--resource",
+                "prod-db",
+                "--role",
+                "read",
+                "--for",
+                "30m",
+                "--at",
+                "2026-11-24T09:00:00Z",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("read-in-working-hours") && out.stdout.contains("role:prod-db/read:request"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test]
+async fn a_failed_reload_keeps_the_last_good_policies() {
+    let (s, dir) = spawn_with_policies(POLICIES).await;
+    s.clock().set(at("2026-11-24T09:00:00Z"));
+    let alice = s.login("alice").await;
+    std::fs::write(dir.join("main.cedar"), POLICIES.replace("context.on_call", "context.on_duty")).unwrap();
+    let err = s.admin.reload().await.unwrap_err();
+    assert_eq!((err.status(), err.code()), (Some(422), Some("policy_invalid")));
+    assert!(err.to_string().contains("main.cedar:11:"), "{err}");
+    // Still the old set: working hours still approve.
+    assert_eq!(ask(&alice, "read", "still approved").await.unwrap().status, RequestStatus::Approved);
+    let reloads: Vec<_> = s
+        .admin
+        .all_audit_events(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "policy.reload")
+        .collect();
+    assert_eq!(reloads.last().unwrap().outcome.as_str(), "failure");
+    // Non-admins cannot reload.
+    assert_eq!(alice.reload().await.unwrap_err().status(), Some(403));
+
+    // A good set takes effect: without the working-hours policy, read waits for a person.
+    let without: String = POLICIES
+        .split("@id(\"on-call-read\")")
+        .nth(1)
+        .map(|rest| format!("@id(\"on-call-read\"){rest}"))
+        .unwrap();
+    std::fs::write(dir.join("main.cedar"), without).unwrap();
+    let report = s.admin.reload().await.unwrap();
+    assert!(!report.policies.contains(&"read-in-working-hours".to_owned()));
+    assert_eq!(ask(&alice, "read", "now it waits").await.unwrap().status, RequestStatus::Pending);
+}
+
+fn write_config(dir: &Path, cedar: &str) -> PathBuf {
+    std::fs::write(dir.join("main.cedar"), cedar).unwrap();
+    let cfg = dir.join("jitgate.toml");
+    std::fs::write(&cfg, format!("{CONFIG}\n[policy]\ntime_zone = \"Europe/Berlin\"\n")).unwrap();
+    cfg
+}
+
+#[tokio::test]
+async fn a_policy_with_an_unknown_attribute_is_refused_at_start_and_by_policy_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = "\n\npermit(principal, action == Action::\"auto_approve\", resource)\nwhen { context.weather == \"sunny\" };\n";
+    let cfg = write_config(dir.path(), bad);
+    let mut settings = jitgate_server::Settings::from_file(&cfg).unwrap();
+    settings.http = "127.0.0.1:0".parse().unwrap();
+    settings.data_dir = dir.path().join("data");
+    let err = jitgate_server::Application::build(settings, None, None)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("main.cedar:4:"), "{err}");
+    assert!(err.contains("weather"), "{err}");
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["policy", "check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("main.cedar:4:"), "{stdout}");
+    let good = write_config(dir.path(), POLICIES);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["--json", "policy", "check", "--config", good.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["policies"].as_array().unwrap().len(), 5);
+}
