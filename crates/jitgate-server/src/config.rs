@@ -391,6 +391,9 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
         assert!(!s.mfa_required);
         let read = &s.resources[0].roles[&"read".parse().unwrap()];
         assert!(read.needs_mfa(jitgate_core::policy::MfaAction::Approve));
+        let engine = crate::policy::load_engine(&s).unwrap();
+        assert_eq!(engine.policy_ids().len(), 3);
+        assert_eq!(engine.time_zone(), "Europe/Berlin");
     }
 
     #[test]

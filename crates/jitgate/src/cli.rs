@@ -526,15 +526,19 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             })
             .await?;
             ctx.print(&r, |r| {
-                format!(
-                    "{}: {} on {} for {} is pending approval (expires {} unless approved)\nshow it with: jitgate show {}",
+                let what = format!(
+                    "{}: {} on {} for {}",
                     r.id,
                     r.role,
                     r.resource,
-                    jitgate_core::time::format_duration(std::time::Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0))),
-                    r.expires_at,
-                    r.id
-                )
+                    jitgate_core::time::format_duration(std::time::Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0)))
+                );
+                let state = if r.status == jitgate_core::request::RequestStatus::Approved {
+                    "is approved by policy: the grant is yours (jitgate grants)".to_owned()
+                } else {
+                    format!("is pending approval (expires {} unless approved)", r.expires_at)
+                };
+                format!("{what} {state}\nshow it with: jitgate show {}", r.id)
             })?;
             ok
         }

@@ -351,3 +351,46 @@ async fn a_policy_with_an_unknown_attribute_is_refused_at_start_and_by_policy_ch
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["policies"].as_array().unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_policies_of_a_running_server() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), POLICIES);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["serve", "--config", cfg.to_str().unwrap(), "--http", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut next_matching = async |needle: &str| {
+        let wait = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+            panic!("the server ended before printing {needle:?}");
+        });
+        wait.await.unwrap_or_else(|_| panic!("no {needle:?} within 20 s"))
+    };
+    next_matching("listening on").await;
+    let pid = child.id().unwrap().to_string();
+    let hup = || std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+
+    std::fs::write(dir.path().join("main.cedar"), "permit(principal, action, resource) when { context.nope };").unwrap();
+    assert!(hup().success());
+    let refused = next_matching("policies").await;
+    assert!(refused.contains("not reloaded"), "{refused}");
+    let problem = next_matching("main.cedar").await;
+    assert!(problem.contains("main.cedar:1:") && problem.contains("nope"), "{problem}");
+
+    std::fs::write(dir.path().join("main.cedar"), POLICIES).unwrap();
+    assert!(hup().success());
+    let done = next_matching("policies").await;
+    assert!(done.contains("policies reloaded (5 from files)"), "{done}");
+    child.kill().await.unwrap();
+}
