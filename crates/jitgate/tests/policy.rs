@@ -381,7 +381,11 @@ async fn sighup_reloads_the_policies_of_a_running_server() {
     let pid = child.id().unwrap().to_string();
     let hup = || std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap();
 
-    std::fs::write(dir.path().join("main.cedar"), "permit(principal, action, resource) when { context.nope };").unwrap();
+    std::fs::write(
+        dir.path().join("main.cedar"),
+        "permit(principal, action, resource) when { context.nope };",
+    )
+    .unwrap();
     assert!(hup().success());
     let refused = next_matching("policies").await;
     assert!(refused.contains("not reloaded"), "{refused}");
@@ -393,4 +397,31 @@ async fn sighup_reloads_the_policies_of_a_running_server() {
     let done = next_matching("policies").await;
     assert!(done.contains("policies reloaded (5 from files)"), "{done}");
     child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_on_call_shift_from_the_config_counts_while_it_lasts() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::write(dir.join("main.cedar"), POLICIES).unwrap();
+    let s = TestServer::spawn_with(Backend::Sqlite, true, move |settings| {
+        settings.policy_dir = Some(dir);
+        settings.policy_time_zone = "Europe/Berlin".into();
+        settings.on_call = vec![jitgate_server::config::OnCallShift {
+            user: "dave".parse().unwrap(),
+            from: at("2026-11-29T00:00:00Z"),
+            until: at("2026-11-30T00:00:00Z"),
+        }];
+    })
+    .await;
+    s.clock().set(at("2026-11-28T21:00:00Z"));
+    let dave = s.login("dave").await;
+    assert_eq!(ask(&dave, "read", "before the shift").await.unwrap().status, RequestStatus::Pending);
+    s.clock().set(at("2026-11-29T03:00:00Z"));
+    let dave = s.login("dave").await;
+    let r = ask(&dave, "read", "during the shift").await.unwrap();
+    assert_eq!(r.status, RequestStatus::Approved);
+    assert_eq!(
+        dave.request(&r.id).await.unwrap().reviews[0].reviewer.to_string(),
+        "policy:on-call-read"
+    );
 }
