@@ -507,7 +507,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             mfa,
         } => {
             let start_at = start_at.map(|s| Timestamp::parse_rfc3339(&s).map_err(|e| anyhow!(e))).transpose()?;
-            let mut body = CreateRequestBody {
+            let body = CreateRequestBody {
                 resource,
                 role,
                 reason,
@@ -518,13 +518,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                 mfa: None,
                 break_glass: false,
             };
-            let c = ctx.client()?;
-            let r = with_second_factor(&mfa, |proof| {
-                body.mfa = proof;
-                let (c, body) = (c.clone(), body.clone());
-                async move { c.create_request(&body).await }
-            })
-            .await?;
+            let r = send_request(ctx, body, &mfa).await?;
             ctx.print(&r, |r| {
                 let what = format!(
                     "{}: {} on {} for {}",
@@ -619,7 +613,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             ticket,
             mfa,
         } => {
-            let mut body = CreateRequestBody {
+            let body = CreateRequestBody {
                 resource,
                 role,
                 reason,
@@ -630,13 +624,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                 mfa: None,
                 break_glass: true,
             };
-            let c = ctx.client()?;
-            let r = with_second_factor(&mfa, |proof| {
-                body.mfa = proof;
-                let (c, body) = (c.clone(), body.clone());
-                async move { c.create_request(&body).await }
-            })
-            .await?;
+            let r = send_request(ctx, body, &mfa).await?;
             ctx.print(&r, |r| {
                 format!(
                     "{}: break-glass {} on {} is {}; the approvers were alerted and will review it\nshow it with: jitgate show {}",
@@ -666,6 +654,17 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Audit(a) => audit(ctx, a).await,
         Command::Admin(a) => admin(ctx, a).await,
     }
+}
+
+/// Creates a request, with a second factor when one is due (asked for at a terminal).
+async fn send_request(ctx: &Ctx, mut body: CreateRequestBody, mfa: &MfaArgs) -> Result<jitgate_core::request::AccessRequest> {
+    let c = ctx.client()?;
+    with_second_factor(mfa, |proof| {
+        body.mfa = proof;
+        let (c, body) = (c.clone(), body.clone());
+        async move { c.create_request(&body).await }
+    })
+    .await
 }
 
 fn review_summary(verb: &str, d: &jitgate_api::RequestDetail) -> String {
