@@ -18,6 +18,36 @@ pub struct Resource {
     #[serde(default)]
     pub description: String,
     pub roles: BTreeMap<RoleName, RolePolicy>,
+    /// Where the gateway connects for a `postgres` resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresTarget>,
+}
+
+/// An upstream PostgreSQL server and the service role the gateway logs in as (`proxy` mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresTarget {
+    #[serde(default = "localhost")]
+    pub host: String,
+    #[serde(default = "pg_port")]
+    pub port: u16,
+    pub database: String,
+    /// The service role the gateway logs in as.
+    pub user: String,
+    /// The environment variable holding its password (none for `trust` upstreams). The password
+    /// itself never sits in the config file or the database.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Record each statement as a session audit event (size-capped).
+    #[serde(default = "yes")]
+    pub record_statements: bool,
+}
+
+fn localhost() -> String {
+    "127.0.0.1".into()
+}
+fn pg_port() -> u16 {
+    5432
 }
 
 fn default_kind() -> String {
@@ -44,6 +74,10 @@ pub struct RolePolicy {
     /// says otherwise: least privilege by default.
     #[serde(default = "MfaAction::all")]
     pub mfa: BTreeSet<MfaAction>,
+    /// For `postgres` resources: the database role the session takes (`SET ROLE`) after the
+    /// gateway logs in as the service role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_role: Option<String>,
     /// The longest break-glass access on this role (break-glass itself is allowed by policy).
     #[serde(with = "duration_text", default = "default_break_glass_max")]
     pub break_glass_max_duration: Duration,
@@ -316,6 +350,7 @@ mod tests {
                 ticket_pattern: Some("INC-[0-9]+".into()),
             },
             mfa: MfaAction::all(),
+            db_role: None,
             break_glass_max_duration: Duration::from_secs(3600),
         }
     }

@@ -434,6 +434,7 @@ mod tests {
             pending_ttl: Duration::from_secs(600),
             reason: ReasonRules::default(),
             mfa: crate::policy::MfaAction::all(),
+            db_role: None,
             break_glass_max_duration: Duration::from_secs(3600),
         }
     }

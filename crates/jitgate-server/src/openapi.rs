@@ -689,6 +689,7 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("-reason", "#ReasonRules"),
             ("-mfa", "[string]"),
             ("-break_glass_max_duration", "string"),
+            ("-db_role", "string"),
         ],
     ),
     (
@@ -698,6 +699,18 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("-kind", "string"),
             ("-description", "string"),
             ("roles", "{#RolePolicy}"),
+            ("-postgres", "#PostgresTarget"),
+        ],
+    ),
+    (
+        "PostgresTarget",
+        &[
+            ("-host", "string"),
+            ("-port", "integer"),
+            ("database", "string"),
+            ("user", "string"),
+            ("-password_env", "string?"),
+            ("-record_statements", "boolean"),
         ],
     ),
     (
