@@ -1,0 +1,207 @@
+//! The PostgreSQL gateway. Clients connect with their jitgate user name, the resource as the
+//! database and a one-time connect token as the password; the gateway asks a [`Broker`] (the
+//! server) to admit them, logs in upstream as the resource's service role, and relays until
+//! either side leaves or the broker says the grant is over, when the client gets a FATAL
+//! error between two messages.
+//!
+//! The client never learns the upstream credentials, and no session outlives its grant.
+
+pub mod protocol;
+pub mod relay;
+pub mod upstream;
+
+use async_trait::async_trait;
+use protocol::{backend, frontend, startup};
+use relay::{EndReason, SessionStats};
+use secrecy::SecretString;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use upstream::UpstreamTarget;
+
+/// Who knocks: what the client said at startup.
+#[derive(Debug)]
+pub struct AdmissionRequest {
+    pub user: String,
+    pub database: String,
+    pub token: SecretString,
+    pub peer: SocketAddr,
+}
+
+/// A session the broker let in.
+#[derive(Debug)]
+pub struct Admission {
+    pub session_id: String,
+    pub target: UpstreamTarget,
+    pub record_statements: bool,
+    /// Carries the reason when the session must end (grant expired or revoked, killed).
+    pub kill: watch::Receiver<Option<String>>,
+}
+
+/// Why a client was turned away; `message` goes to the client.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub sqlstate: &'static str,
+    pub message: String,
+}
+
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Redeems a connect token: single use, bound to user, resource, role and grant.
+    async fn admit(&self, request: AdmissionRequest) -> Result<Admission, Refusal>;
+    /// One statement of a session (only when the resource records them).
+    fn statement(&self, session_id: &str, text: &str);
+    /// The session is over.
+    async fn ended(&self, session_id: &str, reason: &EndReason, stats: SessionStats);
+}
+
+pub struct Gateway {
+    listener: TcpListener,
+    broker: Arc<dyn Broker>,
+}
+
+/// The longest statement text handed to the broker.
+const STATEMENT_CAP: usize = 4096;
+
+impl Gateway {
+    pub async fn bind(addr: SocketAddr, broker: Arc<dyn Broker>) -> std::io::Result<Self> {
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+            broker,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let broker = self.broker.clone();
+                        tokio::spawn(async move { serve(stream, peer, broker).await });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "gateway accept failed"),
+                },
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    }
+}
+
+async fn refuse(stream: &mut TcpStream, sqlstate: &str, message: &str) {
+    let _ = stream.write_all(&backend::error(true, sqlstate, message)).await;
+    let _ = stream.shutdown().await;
+}
+
+/// One client connection, start to end. Every wait on the client is bounded, so a silent or
+/// slow client cannot hold a task and a socket for ever.
+async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<dyn Broker>) {
+    const LOGIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+    let _ = stream.set_nodelay(true);
+    let login = tokio::time::timeout(LOGIN_TIME, login(&mut stream, peer, broker.as_ref())).await;
+    let admission = match login {
+        Ok(Ok(Some(a))) => a,
+        Ok(Ok(None)) => return,
+        Ok(Err((sqlstate, message))) => return refuse(&mut stream, sqlstate, &message).await,
+        Err(_) => return refuse(&mut stream, "08P01", "jitgate: the login took too long").await,
+    };
+    let mut upstream = match upstream::connect(&admission.target).await {
+        Ok(u) => u,
+        Err(e) => {
+            let reason = EndReason::Io(e.to_string());
+            broker.ended(&admission.session_id, &reason, SessionStats::default()).await;
+            return refuse(&mut stream, "08006", &format!("jitgate: {e}")).await;
+        }
+    };
+    let mut hello = backend::auth_ok();
+    // The client's cancel key is the gateway's own: the upstream's stays here.
+    let key: u64 = rand_key();
+    hello.extend_from_slice(&backend::backend_key_data((key >> 32) as i32, key as i32));
+    hello.extend_from_slice(&upstream.greeting);
+    if stream.write_all(&hello).await.is_err() {
+        broker.ended(&admission.session_id, &EndReason::ClientLeft, SessionStats::default()).await;
+        return;
+    }
+    let session = admission.session_id.clone();
+    let record = admission.record_statements;
+    let b = broker.clone();
+    let (reason, stats) = relay::relay(&mut stream, &mut upstream.stream, admission.kill, |s| {
+        if record {
+            let end = s.char_indices().nth(STATEMENT_CAP).map_or(s.len(), |(i, _)| i);
+            b.statement(&session, &s[..end]);
+        }
+    })
+    .await;
+    broker.ended(&admission.session_id, &reason, stats).await;
+}
+
+fn rand_key() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // Not a secret of any strength: cancel requests are not routed yet, and a cancel key is
+    // only as good as the connection it travels on.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
+}
+
+/// The startup exchange up to admission. `Ok(None)`: the client went away or asked for
+/// something that ends the connection.
+async fn login(stream: &mut TcpStream, peer: SocketAddr, broker: &dyn Broker) -> Result<Option<Admission>, (&'static str, String)> {
+    let params = loop {
+        let packet = match startup::read(stream).await {
+            Ok(p) => p,
+            Err(_) => return Ok(None),
+        };
+        match startup::parse(&packet) {
+            // TLS is not offered yet; clients with sslmode=prefer carry on in the clear, which
+            // is only accepted from loopback below.
+            Ok(startup::Startup::SslRequest) | Ok(startup::Startup::GssEncRequest) => {
+                if stream.write_all(b"N").await.is_err() {
+                    return Ok(None);
+                }
+            }
+            Ok(startup::Startup::Cancel { .. }) => return Ok(None),
+            Ok(startup::Startup::Startup { params }) => break params,
+            Err(e) => return Err(("08P01", format!("jitgate: {e}"))),
+        }
+    };
+    let (Some(user), Some(database)) = (params.get("user"), params.get("database").or(params.get("user"))) else {
+        return Err(("08P01", "jitgate: the startup packet names no user".into()));
+    };
+    if !peer.ip().is_loopback() {
+        return Err((
+            "28000",
+            "jitgate: connect tokens are only accepted over TLS or from this host, and TLS is not configured".into(),
+        ));
+    }
+    stream
+        .write_all(&backend::auth_cleartext())
+        .await
+        .map_err(|e| ("08006", e.to_string()))?;
+    let mut msg = vec![0u8; 5];
+    if stream.read_exact(&mut msg).await.is_err() {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([msg[1], msg[2], msg[3], msg[4]]) as usize;
+    if msg[0] != b'p' || !(5..=1024).contains(&len) {
+        return Err(("08P01", "jitgate: expected the connect token as the password".into()));
+    }
+    msg.resize(1 + len, 0);
+    if stream.read_exact(&mut msg[5..]).await.is_err() {
+        return Ok(None);
+    }
+    let token = frontend::password(&msg).ok_or(("08P01", "jitgate: malformed password message".to_owned()))?;
+    let request = AdmissionRequest {
+        user: user.clone(),
+        database: database.clone(),
+        token: SecretString::from(token.to_owned()),
+        peer,
+    };
+    broker.admit(request).await.map(Some).map_err(|r| (r.sqlstate, r.message))
+}

@@ -1,0 +1,62 @@
+//! The parts of the PostgreSQL wire protocol (version 3) the gateway speaks as a *server* to
+//! its clients: the startup packet, framing of regular messages, and the few messages it
+//! writes itself. One file per message family.
+//!
+//! Written by hand because no maintained crate covers the server side: `postgres-protocol`
+//! (used for the upstream, client side) parses backend messages and writes frontend ones, the
+//! opposite of what a server needs. Every read here is bounded and every length checked before
+//! it is trusted.
+
+pub mod backend;
+pub mod frontend;
+pub mod startup;
+
+/// The longest regular message accepted from a client (a large COPY chunk or statement).
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// The longest startup packet accepted (PostgreSQL itself allows 10,000 bytes).
+pub const MAX_STARTUP: usize = 10_000;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("message length {0} is out of bounds")]
+    BadLength(usize),
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    #[error("unsupported protocol version {0}.{1}")]
+    Version(u16, u16),
+}
+
+/// Where the next complete regular message (type byte, length, body) ends in `buf`, if it is
+/// all there; an error for a length no valid message has.
+pub fn message_end(buf: &[u8], max: usize) -> Result<Option<usize>, ProtocolError> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if len < 4 || len > max {
+        return Err(ProtocolError::BadLength(len));
+    }
+    let end = 1 + len;
+    Ok((buf.len() >= end).then_some(end))
+}
+
+/// A NUL-terminated string at the start of `b`, and what follows it.
+pub(crate) fn cstr(b: &[u8]) -> Option<(&str, &[u8])> {
+    let nul = b.iter().position(|&c| c == 0)?;
+    let s = std::str::from_utf8(&b[..nul]).ok()?;
+    Some((s, &b[nul + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_waits_for_whole_messages_and_refuses_bad_lengths() {
+        assert_eq!(message_end(b"Q\0\0", 100), Ok(None));
+        assert_eq!(message_end(b"Q\0\0\0\x09SELE", 100), Ok(None));
+        assert_eq!(message_end(b"Q\0\0\0\x09SELECT", 100), Ok(Some(10)));
+        assert_eq!(message_end(b"Q\0\0\0\x03", 100), Err(ProtocolError::BadLength(3)));
+        assert_eq!(message_end(b"Q\x7f\xff\xff\xff", 100), Err(ProtocolError::BadLength(0x7fff_ffff)));
+    }
+}
