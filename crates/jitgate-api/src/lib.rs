@@ -280,6 +280,49 @@ pub struct CreateRequestBody {
     pub break_glass: bool,
 }
 
+/// `POST /connect`: a one-time token for the gateway, for a live grant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectBody {
+    pub resource: String,
+    /// The role to connect with; when absent, the one live grant on the resource.
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<MfaProof>,
+}
+
+/// What a client needs to open one session through the gateway: the token is the password,
+/// good once and for a minute.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectToken {
+    pub token: SecretText,
+    pub username: Username,
+    pub resource: String,
+    pub role: String,
+    pub grant_id: String,
+    pub expires_at: Timestamp,
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DbSessionView {
+    pub id: String,
+    pub grant_id: String,
+    pub user: Username,
+    pub resource: String,
+    pub role: String,
+    pub peer: String,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub end_reason: Option<String>,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub statements: i64,
+}
+
 /// `POST /policy/explain`: what the policies say for a person, a role and a duration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -91,6 +91,7 @@ const PASSWORD: &str = "benchmark password";
 async fn settings(backend: &str, dir: &std::path::Path) -> Result<Settings> {
     let mut s = Settings::from_toml("bench.toml", POLICY)?;
     s.http = "127.0.0.1:0".parse()?;
+    s.gateway = Some("127.0.0.1:0".parse()?);
     s.data_dir = dir.join("data");
     if backend == "postgres" {
         s.store_url = Some(jitgate_store::testing::fresh_pg_database().await?);

@@ -125,7 +125,9 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<dyn Broker>)
     hello.extend_from_slice(&backend::backend_key_data((key >> 32) as i32, key as i32));
     hello.extend_from_slice(&upstream.greeting);
     if stream.write_all(&hello).await.is_err() {
-        broker.ended(&admission.session_id, &EndReason::ClientLeft, SessionStats::default()).await;
+        broker
+            .ended(&admission.session_id, &EndReason::ClientLeft, SessionStats::default())
+            .await;
         return;
     }
     let session = admission.session_id.clone();

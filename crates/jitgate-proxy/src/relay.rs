@@ -150,6 +150,9 @@ mod tests {
         assert_eq!((n, stop), (14, false));
         assert_eq!(seen, vec![Some("SELECT 1".to_owned())]);
         assert!(whole_messages(b"Q\xff\xff\xff\xff", |_| false).is_err());
-        assert_eq!(whole_messages(b"X\0\0\0\x04Q\0\0\0\x04", frontend::is_terminate).unwrap(), (5, true));
+        assert_eq!(
+            whole_messages(b"X\0\0\0\x04Q\0\0\0\x04", frontend::is_terminate).unwrap(),
+            (5, true)
+        );
     }
 }

@@ -95,7 +95,9 @@ fn quote_ident(name: &str) -> String {
 
 pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
     let addr = format!("{}:{}", t.host, t.port);
-    let stream = TcpStream::connect(&addr).await.map_err(|e| UpstreamError::Connect(addr.clone(), e))?;
+    let stream = TcpStream::connect(&addr)
+        .await
+        .map_err(|e| UpstreamError::Connect(addr.clone(), e))?;
     stream.set_nodelay(true)?;
     let mut c = Conn {
         stream,
@@ -111,7 +113,12 @@ pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
         &mut out,
     )?;
     c.send(&out).await?;
-    let password = || t.password.as_ref().map(|p| p.expose_secret().as_bytes().to_vec()).ok_or(UpstreamError::NoPassword);
+    let password = || {
+        t.password
+            .as_ref()
+            .map(|p| p.expose_secret().as_bytes().to_vec())
+            .ok_or(UpstreamError::NoPassword)
+    };
     let mut scram: Option<ScramSha256> = None;
     loop {
         let raw = c.next().await?;
@@ -139,13 +146,17 @@ pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
                 scram = Some(s);
             }
             Message::AuthenticationSaslContinue(body) => {
-                let s = scram.as_mut().ok_or_else(|| UpstreamError::Unsupported("SASL continue out of turn".into()))?;
+                let s = scram
+                    .as_mut()
+                    .ok_or_else(|| UpstreamError::Unsupported("SASL continue out of turn".into()))?;
                 s.update(body.data())?;
                 frontend::sasl_response(s.message(), &mut out)?;
                 c.send(&out).await?;
             }
             Message::AuthenticationSaslFinal(body) => {
-                let s = scram.as_mut().ok_or_else(|| UpstreamError::Unsupported("SASL final out of turn".into()))?;
+                let s = scram
+                    .as_mut()
+                    .ok_or_else(|| UpstreamError::Unsupported("SASL final out of turn".into()))?;
                 s.finish(body.data())?;
             }
             Message::ErrorResponse(body) => return Err(UpstreamError::Refused(error_text(&mut body.fields()))),
@@ -189,7 +200,10 @@ pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
     }
     if !c.buf.is_empty() {
         // Nothing may follow ReadyForQuery before the client speaks.
-        return Err(UpstreamError::Unsupported(format!("{} unexpected bytes after login", c.buf.remaining())));
+        return Err(UpstreamError::Unsupported(format!(
+            "{} unexpected bytes after login",
+            c.buf.remaining()
+        )));
     }
     Ok(Upstream {
         stream: c.stream,

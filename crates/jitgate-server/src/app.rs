@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 pub struct Application {
     listener: TcpListener,
+    gateway: Option<jitgate_proxy::Gateway>,
     addr: SocketAddr,
     core: AppState,
     setup_token: Option<SecretString>,
@@ -47,6 +48,8 @@ pub enum StartError {
     Policy(#[from] jitgate_policy::LoadError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error("the PostgreSQL gateway cannot listen on {0}: {1}")]
+    Gateway(SocketAddr, std::io::Error),
     #[error("{0}")]
     Setup(String),
 }
@@ -82,9 +85,22 @@ impl Application {
         // Cover whatever the last run appended after its last checkpoint (a crash, say).
         core.checkpoint_now().await.map_err(setup)?;
         let setup_token = core.prepare_bootstrap().await.map_err(setup)?;
+        let gateway = match core.settings.gateway {
+            Some(at) => {
+                let broker = crate::gateway::GatewayBroker::start(core.clone());
+                let g = jitgate_proxy::Gateway::bind(at, broker)
+                    .await
+                    .map_err(|e| StartError::Gateway(at, e))?;
+                let bound = g.local_addr().map_err(|e| StartError::Gateway(at, e))?;
+                let _ = core.gateway_addr.set(bound);
+                Some(g)
+            }
+            None => None,
+        };
         jitgate_auth::warm_up();
         Ok(Self {
             listener,
+            gateway,
             addr,
             core,
             setup_token,
@@ -94,6 +110,11 @@ impl Application {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the PostgreSQL gateway listens, if it runs.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.core.gateway_addr.get().copied()
     }
 
     pub fn core(&self) -> AppState {
@@ -113,6 +134,7 @@ impl Application {
     /// Serves until stopped, then writes a final checkpoint.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let engine = tokio::spawn(self.core.clone().run_engine(self.stop_tx.subscribe()));
+        let gateway = self.gateway.map(|g| tokio::spawn(g.run(self.stop_tx.subscribe())));
         let mut stop = self.stop_tx.subscribe();
         let app = crate::routes::router(self.core.clone());
         let served = axum::serve(self.listener, app)
@@ -122,6 +144,9 @@ impl Application {
             .await;
         self.stop_tx.send_replace(true);
         let _ = engine.await;
+        if let Some(g) = gateway {
+            let _ = g.await;
+        }
         if let Err(e) = self.core.checkpoint_now().await {
             tracing::warn!(error = %e.message, "could not write the closing checkpoint");
         }

@@ -50,6 +50,8 @@ pub struct Settings {
     pub on_call_group: Option<GroupName>,
     /// On-call shifts, in addition to the group.
     pub on_call: Vec<OnCallShift>,
+    /// The PostgreSQL gateway's address; `None`: no gateway.
+    pub gateway: Option<SocketAddr>,
 }
 
 /// One person on call from `from` until `until`.
@@ -85,6 +87,7 @@ impl Default for Settings {
             policy_time_zone: "UTC".into(),
             on_call_group: None,
             on_call: Vec::new(),
+            gateway: Some(SocketAddr::from(([127, 0, 0, 1], 6432))),
         }
     }
 }
@@ -134,6 +137,8 @@ struct FileConfig {
     #[serde(default)]
     policy: PolicySection,
     #[serde(default)]
+    gateway: GatewaySection,
+    #[serde(default)]
     groups: BTreeMap<GroupName, BTreeSet<Username>>,
     #[serde(default)]
     resources: Vec<toml::Spanned<Resource>>,
@@ -174,6 +179,27 @@ struct MfaSection {
     issuer: Option<String>,
     webauthn_rp_id: Option<String>,
     webauthn_origin: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewaySection {
+    #[serde(default = "yes")]
+    enabled: bool,
+    listen: Option<SocketAddr>,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize, Default)]
@@ -297,6 +323,11 @@ impl Settings {
         }
         settings.on_call_group = parsed.policy.on_call_group;
         settings.on_call = parsed.policy.on_call;
+        settings.gateway = if parsed.gateway.enabled {
+            parsed.gateway.listen.or(settings.gateway)
+        } else {
+            None
+        };
         settings.signing_key_file = parsed.audit.signing_key_file;
         if let Some(n) = parsed.audit.checkpoint_every {
             if n < 1 {

@@ -72,6 +72,10 @@ pub struct Core {
     pub policy: std::sync::RwLock<Arc<jitgate_policy::PolicyEngine>>,
     pub grant_events: broadcast::Sender<GrantEvent>,
     pub engine: EngineWake,
+    /// The gateway's live sessions in this process.
+    pub sessions: crate::gateway::Sessions,
+    /// Where the gateway listens, once it does.
+    pub gateway_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 pub type AppState = Arc<Core>;
@@ -109,6 +113,8 @@ impl Core {
             policy: std::sync::RwLock::new(Arc::new(policy)),
             grant_events: broadcast::channel(4096).0,
             engine: EngineWake::new(),
+            sessions: crate::gateway::Sessions::default(),
+            gateway_addr: std::sync::OnceLock::new(),
         }
     }
 

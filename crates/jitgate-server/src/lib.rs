@@ -7,6 +7,7 @@ pub mod config;
 pub mod core;
 pub mod engine;
 pub mod error;
+pub mod gateway;
 pub mod identity;
 pub mod mfa;
 pub mod openapi;

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use jitgate_api::{
-    AckBody, BootstrapBody, CodeBody, CreateRequestBody, CreateUserBody, ExplainBody, LoginBody, LoginMfaBody, MfaProof, PasskeyFinishBody,
-    PasskeyStartBody, PasswordBody, ReviewBody, RevokeBody, TicketBody,
+    AckBody, BootstrapBody, CodeBody, ConnectBody, CreateRequestBody, CreateUserBody, ExplainBody, LoginBody, LoginMfaBody, MfaProof,
+    PasskeyFinishBody, PasskeyStartBody, PasswordBody, ReviewBody, RevokeBody, TicketBody,
 };
 use jitgate_core::grant::GrantStatus;
 use jitgate_core::names::{GroupName, ResourceName, Username};
@@ -84,6 +84,9 @@ pub fn router(state: AppState) -> Router {
         .route("/requests/{id}/cancel", post(cancel))
         .route("/requests/{id}/ack", post(acknowledge))
         .route("/notifications", get(notifications))
+        .route("/connect", post(connect))
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/{id}/kill", post(kill_session))
         .route("/policy/explain", post(explain))
         .route("/admin/reload", post(reload))
         .route("/grants", get(list_grants))
@@ -218,6 +221,29 @@ fn hundred() -> i64 {
 
 async fn notifications(State(s): State<AppState>, caller: Caller, Q(q): Q<LimitQuery>) -> R<Vec<jitgate_api::NotificationView>> {
     Ok(Json(s.notifications(&caller, q.limit).await?))
+}
+
+async fn connect(State(s): State<AppState>, caller: Caller, Json(body): Json<ConnectBody>) -> R<jitgate_api::ConnectToken> {
+    let at = s.gateway_addr.get().copied();
+    Ok(Json(s.connect_token(&caller, &body, at).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionsQuery {
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    live: bool,
+}
+
+async fn list_sessions(State(s): State<AppState>, caller: Caller, Q(q): Q<SessionsQuery>) -> R<Vec<jitgate_api::DbSessionView>> {
+    Ok(Json(s.db_sessions(&caller, q.all, q.live).await?))
+}
+
+async fn kill_session(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> Result<StatusCode, ApiError> {
+    s.kill_session(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn explain(State(s): State<AppState>, caller: Caller, Json(body): Json<ExplainBody>) -> R<jitgate_api::Explanation> {

@@ -118,6 +118,35 @@ pub struct AttemptRecord {
     pub locked_until: Option<Timestamp>,
 }
 
+/// A one-time connect token for the gateway, bound to user, resource, role and grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectTokenRecord {
+    pub token_hash: String,
+    pub user: Username,
+    pub resource: ResourceName,
+    pub role: String,
+    pub grant_id: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// One use of a grant through the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbSessionRecord {
+    pub id: String,
+    pub grant_id: String,
+    pub user: Username,
+    pub resource: ResourceName,
+    pub role: String,
+    pub peer: String,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub end_reason: Option<String>,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub statements: i64,
+}
+
 /// One alert for one person (the notifier outbox).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationRecord {
@@ -208,6 +237,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Break-glass requests nobody has acknowledged yet, oldest first.
     async fn requests_awaiting_ack(&self, limit: i64) -> Result<Vec<AccessRequest>>;
+    /// Gateway sessions, newest first: the live ones only, or all, of one user or everyone.
+    async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<DbSessionRecord>>;
     /// A person's alerts, newest first.
     async fn notifications(&self, recipient: &Username, limit: i64) -> Result<Vec<NotificationRecord>>;
 }
@@ -287,6 +318,12 @@ pub trait WriteTx: Send {
     /// not one or was acknowledged already.
     async fn acknowledge_request(&mut self, id: &str, by: &Username, at: Timestamp) -> Result<bool>;
     async fn insert_notification(&mut self, notification: &NotificationRecord) -> Result<()>;
+
+    async fn insert_connect_token(&mut self, token: &ConnectTokenRecord) -> Result<()>;
+    /// Uses a connect token: only once, and only before it expires.
+    async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>>;
+    async fn insert_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;
+    async fn end_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;
 
     async fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     async fn delete_meta(&mut self, key: &str) -> Result<()>;

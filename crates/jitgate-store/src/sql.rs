@@ -17,7 +17,7 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreErro
 macro_rules! impl_store {
     ($store:ident, $tx:ident, $db:ty, $backend:literal, $lock:literal) => {
         use crate::sql::{corrupt, AUDIT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
-        use crate::{GrantFilter, NotificationRecord, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
+        use crate::{ConnectTokenRecord, DbSessionRecord, GrantFilter, NotificationRecord, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
         use async_trait::async_trait;
         use jitgate_core::audit::{canonical_json, AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
         use jitgate_core::grant::{Grant, GrantStatus};
@@ -444,6 +444,37 @@ macro_rules! impl_store {
                 all(sqlx::query(&sql).bind(limit).fetch_all(&self.read).await?, request_from)
             }
 
+            async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<DbSessionRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, grant_id, username, resource, role, peer, started_at, ended_at, end_reason, bytes_in, bytes_out, statements \
+                     FROM db_sessions WHERE (CAST($1 AS TEXT) IS NULL OR username = $1) AND (NOT $2 OR ended_at IS NULL) \
+                     ORDER BY started_at DESC, id DESC LIMIT $3",
+                )
+                .bind(user.map(|u| u.to_string()))
+                .bind(live_only)
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(DbSessionRecord {
+                            id: r.try_get("id")?,
+                            grant_id: r.try_get("grant_id")?,
+                            user: name(r.try_get("username")?, "session user")?,
+                            resource: name(r.try_get("resource")?, "session resource")?,
+                            role: r.try_get("role")?,
+                            peer: r.try_get("peer")?,
+                            started_at: ts(r.try_get("started_at")?),
+                            ended_at: opt_ts(r.try_get("ended_at")?),
+                            end_reason: r.try_get("end_reason")?,
+                            bytes_in: r.try_get("bytes_in")?,
+                            bytes_out: r.try_get("bytes_out")?,
+                            statements: r.try_get("statements")?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn notifications(&self, recipient: &Username, limit: i64) -> Result<Vec<NotificationRecord>, StoreError> {
                 let rows = sqlx::query(
                     "SELECT id, recipient, kind, subject, message, created_at FROM notifications \
@@ -786,6 +817,75 @@ macro_rules! impl_store {
             async fn due_grants(&mut self, now: Timestamp, limit: i64) -> Result<Vec<Grant>, StoreError> {
                 let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE next_deadline IS NOT NULL AND next_deadline <= $1 ORDER BY next_deadline LIMIT $2");
                 all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(&mut *self.tx).await?, grant_from)
+            }
+
+            async fn insert_connect_token(&mut self, t: &ConnectTokenRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO connect_tokens (token_hash, username, resource, role, grant_id, created_at, expires_at, used_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+                )
+                .bind(&t.token_hash)
+                .bind(t.user.as_str())
+                .bind(t.resource.as_str())
+                .bind(&t.role)
+                .bind(&t.grant_id)
+                .bind(t.created_at.as_millis())
+                .bind(t.expires_at.as_millis())
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>, StoreError> {
+                let row = sqlx::query(
+                    "UPDATE connect_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+                     RETURNING token_hash, username, resource, role, grant_id, created_at, expires_at",
+                )
+                .bind(token_hash)
+                .bind(now.as_millis())
+                .fetch_optional(&mut *self.tx)
+                .await?;
+                let Some(r) = row else { return Ok(None) };
+                Ok(Some(ConnectTokenRecord {
+                    token_hash: r.try_get("token_hash")?,
+                    user: name(r.try_get("username")?, "token user")?,
+                    resource: name(r.try_get("resource")?, "token resource")?,
+                    role: r.try_get("role")?,
+                    grant_id: r.try_get("grant_id")?,
+                    created_at: ts(r.try_get("created_at")?),
+                    expires_at: ts(r.try_get("expires_at")?),
+                }))
+            }
+
+            async fn insert_db_session(&mut self, d: &DbSessionRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO db_sessions (id, grant_id, username, resource, role, peer, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&d.id)
+                .bind(&d.grant_id)
+                .bind(d.user.as_str())
+                .bind(d.resource.as_str())
+                .bind(&d.role)
+                .bind(&d.peer)
+                .bind(d.started_at.as_millis())
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn end_db_session(&mut self, d: &DbSessionRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE db_sessions SET ended_at = $2, end_reason = $3, bytes_in = $4, bytes_out = $5, statements = $6 WHERE id = $1",
+                )
+                .bind(&d.id)
+                .bind(d.ended_at.map(Timestamp::as_millis))
+                .bind(&d.end_reason)
+                .bind(d.bytes_in)
+                .bind(d.bytes_out)
+                .bind(d.statements)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
             }
 
             async fn acknowledge_request(&mut self, id: &str, by: &Username, at: Timestamp) -> Result<bool, StoreError> {

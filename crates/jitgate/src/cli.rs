@@ -94,6 +94,32 @@ enum Command {
         #[command(flatten)]
         mfa: MfaArgs,
     },
+    /// Open a database session through the gateway: gets a one-time token for your live grant
+    /// and runs psql with it in PGPASSWORD (never on the command line).
+    Connect {
+        resource: String,
+        /// The granted role (needed only when you hold several on the resource).
+        #[arg(long)]
+        role: Option<String>,
+        /// Print the connection string and the one-time password instead of running psql.
+        #[arg(long)]
+        print_dsn: bool,
+        #[command(flatten)]
+        mfa: MfaArgs,
+        /// Arguments for psql, after `--`.
+        #[arg(last = true)]
+        psql_args: Vec<String>,
+    },
+    /// Gateway sessions: yours, or everyone's with --all; --kill ends one (admins).
+    Sessions {
+        #[arg(long)]
+        all: bool,
+        /// Only the open ones.
+        #[arg(long)]
+        live: bool,
+        #[arg(long, value_name = "SESSION")]
+        kill: Option<String>,
+    },
     /// Acknowledge a break-glass grant after the fact.
     Ack {
         id: String,
@@ -630,6 +656,69 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                     "{}: break-glass {} on {} is {}; the approvers were alerted and will review it\nshow it with: jitgate show {}",
                     r.id, r.role, r.resource, r.status, r.id
                 )
+            })?;
+            ok
+        }
+        Command::Connect {
+            resource,
+            role,
+            print_dsn,
+            mfa,
+            psql_args,
+        } => {
+            let c = ctx.client()?;
+            let body = jitgate_api::ConnectBody { resource, role, mfa: None };
+            let t = with_second_factor(&mfa, |proof| {
+                let (c, mut body) = (c.clone(), body.clone());
+                body.mfa = proof;
+                async move { c.connect(&body).await }
+            })
+            .await?;
+            let dsn = format!("postgresql://{}@{}:{}/{}", t.username, t.host, t.port, t.dbname);
+            if print_dsn {
+                let out = serde_json::json!({"dsn": dsn, "password": t.token.expose(), "expires_at": t.expires_at});
+                ctx.print(&out, |_| {
+                    format!("{dsn}\npassword (one use, until {}): {}", t.expires_at, t.token.expose())
+                })?;
+                return ok;
+            }
+            let status = std::process::Command::new("psql")
+                .args(&psql_args)
+                .env("PGHOST", &t.host)
+                .env("PGPORT", t.port.to_string())
+                .env("PGUSER", t.username.as_str())
+                .env("PGDATABASE", &t.dbname)
+                .env("PGPASSWORD", t.token.expose())
+                .status()
+                .context("cannot run psql (install postgresql-client, or use --print-dsn)")?;
+            Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Sessions { all, live, kill } => {
+            let c = ctx.client()?;
+            if let Some(id) = kill {
+                c.kill_session(&id).await?;
+                ctx.print(&serde_json::json!({"killed": id}), |_| format!("session {id} ended"))?;
+                return ok;
+            }
+            let list = c.db_sessions(all, live).await?;
+            ctx.print(&list, |l| {
+                if l.is_empty() {
+                    return "no sessions".into();
+                }
+                let rows = l
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.id.clone(),
+                            s.user.to_string(),
+                            format!("{}/{}", s.resource, s.role),
+                            s.started_at.to_string(),
+                            s.end_reason.clone().unwrap_or_else(|| "live".into()),
+                            s.statements.to_string(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["ID", "USER", "ACCESS", "STARTED", "STATE", "STATEMENTS"], rows)
             })?;
             ok
         }

@@ -240,6 +240,16 @@ impl Client {
     pub async fn reload(&self) -> Result<PolicyReport> {
         self.call(Method::POST, "/admin/reload", None, None).await
     }
+    pub async fn connect(&self, body: &ConnectBody) -> Result<ConnectToken> {
+        self.call(Method::POST, "/connect", None, Self::json(body)).await
+    }
+    pub async fn db_sessions(&self, all: bool, live: bool) -> Result<Vec<DbSessionView>> {
+        let q = [("all", all.to_string()), ("live", live.to_string())];
+        self.call(Method::GET, "/sessions", Some(&q), None).await
+    }
+    pub async fn kill_session(&self, id: &str) -> Result<()> {
+        self.call(Method::POST, &format!("/sessions/{}/kill", seg(id)), None, None).await
+    }
     pub async fn unlock_user(&self, name: &str) -> Result<()> {
         self.call(Method::POST, &format!("/admin/users/{}/unlock", seg(name)), None, None)
             .await
@@ -415,6 +425,12 @@ mod erased {
                 v.push(("limit".into(), l.to_string()));
             }
             v
+        }
+    }
+
+    impl<const N: usize> Query for [(&str, String); N] {
+        fn pairs(&self) -> Vec<(String, String)> {
+            self.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
         }
     }
 

@@ -6,6 +6,7 @@ mod support;
 
 mod audit;
 mod bad_input;
+mod gateway;
 mod identity;
 mod mfa;
 mod mfa_support;

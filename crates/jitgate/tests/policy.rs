@@ -313,7 +313,11 @@ async fn a_failed_reload_keeps_the_last_good_policies() {
 fn write_config(dir: &Path, cedar: &str) -> PathBuf {
     std::fs::write(dir.join("main.cedar"), cedar).unwrap();
     let cfg = dir.join("jitgate.toml");
-    std::fs::write(&cfg, format!("{CONFIG}\n[policy]\ntime_zone = \"Europe/Berlin\"\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{CONFIG}\n[policy]\ntime_zone = \"Europe/Berlin\"\n\n[gateway]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
     cfg
 }
 

@@ -76,6 +76,7 @@ pub fn t0() -> Timestamp {
 fn settings(dir: &Path, backend: &Backend) -> Settings {
     let mut s = Settings::from_toml("test.toml", CONFIG).unwrap();
     s.http = "127.0.0.1:0".parse().unwrap();
+    s.gateway = Some("127.0.0.1:0".parse().unwrap());
     s.data_dir = dir.join("data");
     if let Backend::Postgres(url) = backend {
         s.store_url = Some(url.clone());

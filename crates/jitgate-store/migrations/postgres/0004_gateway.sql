@@ -1,0 +1,26 @@
+-- One-time connect tokens (stored as hashes) and the gateway's sessions.
+CREATE TABLE connect_tokens (
+    token_hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    role TEXT NOT NULL,
+    grant_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE TABLE db_sessions (
+    id TEXT PRIMARY KEY,
+    grant_id TEXT NOT NULL,
+    username TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    role TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    ended_at BIGINT,
+    end_reason TEXT,
+    bytes_in BIGINT NOT NULL DEFAULT 0,
+    bytes_out BIGINT NOT NULL DEFAULT 0,
+    statements BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX db_sessions_live ON db_sessions (started_at) WHERE ended_at IS NULL;

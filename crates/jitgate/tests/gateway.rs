@@ -1,0 +1,210 @@
+//! The PostgreSQL gateway with a real PostgreSQL and real psql: a grant opens a session, the
+//! token is single use and bound to user and database, and a running session is closed when
+//! its grant is revoked or expires.
+
+use crate::support::*;
+use jitgate::client::Client;
+use jitgate_api::ConnectBody;
+use std::time::{Duration, Instant};
+
+/// Host, port and user of the test PostgreSQL, and a fresh database on it.
+async fn upstream() -> (String, u16, String, String) {
+    let url = jitgate_store::testing::fresh_pg_database().await.expect("PostgreSQL for tests");
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .unwrap();
+    let (auth, hostpart) = rest.split_once('@').unwrap();
+    let user = auth.split(':').next().unwrap().to_owned();
+    let (hostport, db) = hostpart.split_once('/').unwrap();
+    let (host, port) = hostport.split_once(':').map_or((hostport, 5432), |(h, p)| (h, p.parse().unwrap()));
+    (host.to_owned(), port, user, db.to_owned())
+}
+
+/// A server with resource `pg` in front of a fresh database (trust auth upstream), and alice
+/// holding an approved `read` grant on it.
+async fn with_grant() -> (TestServer, Client, String) {
+    let s = TestServer::spawn(true).await;
+    let (host, port, user, db) = upstream().await;
+    let spec = format!(
+        r#"
+name = "pg"
+[postgres]
+host = "{host}"
+port = {port}
+database = "{db}"
+user = "{user}"
+[roles.read]
+requesters = ["engineers"]
+max_duration = "1h"
+stages = [{{ groups = ["db-owners"] }}]
+mfa = []
+"#
+    );
+    let resource: jitgate_core::policy::Resource = toml::from_str(&spec).unwrap();
+    s.admin.put_resource(&resource).await.unwrap();
+    let alice = s.login("alice").await;
+    let r = alice
+        .create_request(&request_body("pg", "read", Some("30m"), "look at the data"))
+        .await
+        .unwrap();
+    let grant = s.login("bob").await.approve(&r.id, "ok").await.unwrap().grant.unwrap();
+    (s, alice, grant.id)
+}
+
+fn psql(s: &TestServer, user: &str, db: &str, token: &str, sql: &str) -> std::process::Command {
+    let gw = s.core.gateway_addr.get().unwrap();
+    let mut cmd = std::process::Command::new("psql");
+    cmd.args(["-X", "-v", "ON_ERROR_STOP=1", "-tAc", sql])
+        .env("PGHOST", gw.ip().to_string())
+        .env("PGPORT", gw.port().to_string())
+        .env("PGUSER", user)
+        .env("PGDATABASE", db)
+        .env("PGPASSWORD", token)
+        .env("PGCONNECT_TIMEOUT", "10");
+    cmd
+}
+
+async fn run(mut cmd: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("psql is installed (scripts/deps.sh)"))
+        .await
+        .unwrap()
+}
+
+fn connect_body(resource: &str) -> ConnectBody {
+    ConnectBody {
+        resource: resource.into(),
+        role: None,
+        mfa: None,
+    }
+}
+
+#[tokio::test]
+async fn a_grant_opens_a_session_and_tokens_are_single_use_and_bound() {
+    let (s, alice, _grant) = with_grant().await;
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let out = run(psql(&s, "alice", "pg", t.token.expose(), "SELECT 1")).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+
+    // The same token again: refused with a clear FATAL.
+    let again = run(psql(&s, "alice", "pg", t.token.expose(), "SELECT 1")).await;
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("FATAL") && err.contains("connect token is not valid"), "{err}");
+
+    // Someone else's token, a token for another database, and garbage: all refused.
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let other_user = run(psql(&s, "bob", "pg", t.token.expose(), "SELECT 1")).await;
+    assert!(String::from_utf8_lossy(&other_user.stderr).contains("not valid"), "{other_user:?}");
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let other_db = run(psql(&s, "alice", "prod-db", t.token.expose(), "SELECT 1")).await;
+    assert!(String::from_utf8_lossy(&other_db.stderr).contains("not valid"), "{other_db:?}");
+    let garbage = run(psql(&s, "alice", "pg", "jgc_nonsense", "SELECT 1")).await;
+    assert!(!garbage.status.success());
+
+    // Without a grant there is no token at all.
+    let err = s.login("bob").await.connect(&connect_body("pg")).await.unwrap_err();
+    assert_eq!(err.code(), Some("grant_not_live"));
+    let err = alice.connect(&connect_body("prod-db")).await.unwrap_err();
+    assert_eq!(err.code(), Some("grant_not_live"));
+
+    // The session and its statement are in the audit log; the session list shows it ended.
+    crate::support::eventually("session.end recorded", || async {
+        s.admin.all_audit_events(0).await.unwrap().iter().any(|e| e.action == "session.end")
+    })
+    .await;
+    let events = s.admin.all_audit_events(0).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.action == "session.statement" && e.details["statement"] == "SELECT 1"));
+    assert!(events.iter().any(|e| e.action == "session.start" && e.outcome.as_str() == "denied"));
+    let sessions = alice.db_sessions(false, false).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].end_reason.as_deref(), Some("client_left"));
+
+    // The CLI runs psql with the token in the environment.
+    s.cli_login("alice").await;
+    let out = s.cli("alice", &["connect", "pg", "--", "-X", "-tAc", "SELECT 40 + 2"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "42");
+}
+
+/// Starts a long statement through the gateway and returns the running psql.
+async fn sleeping_session(s: &TestServer, alice: &Client) -> std::process::Child {
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let mut cmd = psql(s, "alice", "pg", t.token.expose(), "SELECT pg_sleep(60)");
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    crate::support::eventually("the session is live", || async {
+        !alice.db_sessions(false, true).await.unwrap().is_empty()
+    })
+    .await;
+    // Let psql's statement reach the upstream.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    child
+}
+
+async fn wait_exit(child: std::process::Child) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (out, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_running_session_ends_when_its_grant_is_revoked() {
+    let (s, alice, grant) = with_grant().await;
+    let child = sleeping_session(&s, &alice).await;
+    let revoked_at = Instant::now();
+    alice.revoke(&grant, "done").await.unwrap();
+    let (out, _) = wait_exit(child).await;
+    let lag = revoked_at.elapsed();
+    eprintln!("revoke → psql closed: {lag:?}");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jitgate: access grant revoked"), "{err}");
+    let sessions = alice.db_sessions(false, false).await.unwrap();
+    crate::support::eventually("the session is recorded as killed", || async {
+        alice.db_sessions(false, false).await.unwrap()[0].end_reason.as_deref() == Some("killed: access grant revoked")
+    })
+    .await;
+    assert_eq!(sessions.len(), 1);
+}
+
+#[tokio::test]
+async fn a_running_session_ends_when_its_grant_expires() {
+    let (s, alice, _grant) = with_grant().await;
+    let child = sleeping_session(&s, &alice).await;
+    let expired_at = Instant::now();
+    s.clock().advance(Duration::from_secs(31 * 60));
+    let (out, _) = wait_exit(child).await;
+    eprintln!("expiry → psql closed: {:?}", expired_at.elapsed());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jitgate: access grant expired"), "{err}");
+    // And a token cannot be had any more.
+    assert_eq!(alice.connect(&connect_body("pg")).await.unwrap_err().code(), Some("grant_not_live"));
+}
+
+#[tokio::test]
+async fn garbage_on_the_gateway_port_is_refused_without_harm() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::spawn(false).await;
+    let gw = *s.core.gateway_addr.get().unwrap();
+    for junk in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0xff; 64],
+        vec![0, 0, 0, 8, 0, 3, 0, 0],
+        [0u32.to_be_bytes(), 0u32.to_be_bytes()].concat(),
+        [200_000u32.to_be_bytes().to_vec(), vec![0; 8]].concat(),
+    ] {
+        let mut c = tokio::net::TcpStream::connect(gw).await.unwrap();
+        let _ = c.write_all(&junk).await;
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "the gateway closed the connection for {junk:?}");
+    }
+    // Still serving.
+    assert!(tokio::net::TcpStream::connect(gw).await.is_ok());
+}
