@@ -85,9 +85,10 @@ impl Application {
         // Cover whatever the last run appended after its last checkpoint (a crash, say).
         core.checkpoint_now().await.map_err(setup)?;
         let setup_token = core.prepare_bootstrap().await.map_err(setup)?;
+        let stop_tx = watch::channel(false).0;
         let gateway = match core.settings.gateway {
             Some(at) => {
-                let broker = crate::gateway::GatewayBroker::start(core.clone());
+                let broker = crate::gateway::GatewayBroker::start(core.clone(), stop_tx.subscribe());
                 let g = jitgate_proxy::Gateway::bind(at, broker)
                     .await
                     .map_err(|e| StartError::Gateway(at, e))?;
@@ -104,7 +105,7 @@ impl Application {
             addr,
             core,
             setup_token,
-            stop_tx: watch::channel(false).0,
+            stop_tx,
         })
     }
 

@@ -74,10 +74,12 @@ pub struct GatewayBroker {
 impl GatewayBroker {
     /// The broker, with the tasks that end sessions when their grants end and that write
     /// recorded statements to the audit log.
-    pub fn start(core: AppState) -> Arc<Self> {
+    /// Its tasks end with `stop` (the statement writer once the last session is gone), so a
+    /// stopped server lets go of its store.
+    pub fn start(core: AppState, stop: watch::Receiver<bool>) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(STATEMENT_QUEUE);
         tokio::spawn(write_statements(core.clone(), rx));
-        tokio::spawn(end_sessions_with_their_grants(core.clone()));
+        tokio::spawn(end_sessions_with_their_grants(core.clone(), stop));
         Arc::new(Self {
             core,
             statements: tx,
@@ -87,10 +89,14 @@ impl GatewayBroker {
 }
 
 /// The kill switch: a grant that expires or is revoked ends its sessions at once.
-async fn end_sessions_with_their_grants(core: AppState) {
+async fn end_sessions_with_their_grants(core: AppState, mut stop: watch::Receiver<bool>) {
     let mut events = core.grant_events.subscribe();
     loop {
-        match events.recv().await {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match event {
             Ok(e) => {
                 let why = match e.kind {
                     GrantEventKind::Expired => "access grant expired",
