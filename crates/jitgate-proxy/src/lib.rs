@@ -14,9 +14,10 @@ use async_trait::async_trait;
 use protocol::{backend, frontend, startup};
 use relay::{EndReason, SessionStats};
 use secrecy::SecretString;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use upstream::UpstreamTarget;
@@ -60,16 +61,24 @@ pub trait Broker: Send + Sync + 'static {
 pub struct Gateway {
     listener: TcpListener,
     broker: Arc<dyn Broker>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// The longest statement text handed to the broker.
 const STATEMENT_CAP: usize = 4096;
 
 impl Gateway {
-    pub async fn bind(addr: SocketAddr, broker: Arc<dyn Broker>) -> std::io::Result<Self> {
+    /// `tls`: the server configuration to answer SSLRequest with; without it the gateway
+    /// declines TLS and accepts clients only from loopback.
+    pub async fn bind(
+        addr: SocketAddr,
+        broker: Arc<dyn Broker>,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
             broker,
+            tls: tls.map(tokio_rustls::TlsAcceptor::from),
         })
     }
 
@@ -84,7 +93,8 @@ impl Gateway {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let broker = self.broker.clone();
-                        tokio::spawn(async move { serve(stream, peer, broker).await });
+                        let tls = self.tls.clone();
+                        tokio::spawn(async move { serve(stream, peer, broker, tls).await });
                     }
                     Err(e) => tracing::warn!(error = %e, "gateway accept failed"),
                 },
@@ -94,17 +104,107 @@ impl Gateway {
     }
 }
 
-async fn refuse(stream: &mut TcpStream, sqlstate: &str, message: &str) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, sqlstate: &str, message: &str) {
     let _ = stream.write_all(&backend::error(true, sqlstate, message)).await;
     let _ = stream.shutdown().await;
 }
 
-/// One client connection, start to end. Every wait on the client is bounded, so a silent or
-/// slow client cannot hold a task and a socket for ever.
-async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<dyn Broker>) {
-    const LOGIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
-    let _ = stream.set_nodelay(true);
-    let login = tokio::time::timeout(LOGIN_TIME, login(&mut stream, peer, broker.as_ref())).await;
+/// What the first packets asked for.
+enum Opening {
+    Startup(BTreeMap<String, String>),
+    /// The client asked for TLS and we agreed: the handshake comes next.
+    Tls,
+    Gone,
+}
+
+/// Reads startup packets until a StartupMessage, or until the client asks for TLS that we
+/// offer. GSSAPI encryption is declined; TLS too when not configured.
+/// Whether a client sent bytes that are waiting unread on the socket.
+trait Pending {
+    fn has_pending(&self) -> bool;
+}
+
+impl Pending for TcpStream {
+    fn has_pending(&self) -> bool {
+        // Nothing to read is `WouldBlock`; a byte read here is the end of the connection anyway.
+        let mut probe = [0u8; 1];
+        matches!(self.try_read(&mut probe), Ok(n) if n > 0)
+    }
+}
+
+impl<S> Pending for tokio_rustls::server::TlsStream<S> {
+    fn has_pending(&self) -> bool {
+        false
+    }
+}
+
+async fn opening<S: AsyncRead + AsyncWrite + Unpin + Pending>(stream: &mut S, offer_tls: bool) -> Result<Opening, (&'static str, String)> {
+    loop {
+        let packet = match startup::read(stream).await {
+            Ok(p) => p,
+            Err(_) => return Ok(Opening::Gone),
+        };
+        match startup::parse(&packet) {
+            Ok(startup::Startup::SslRequest) if offer_tls => {
+                // Bytes sent after SSLRequest but before the handshake would be read as if
+                // they had come through TLS (CVE-2021-23214): refuse them.
+                if stream.has_pending() {
+                    return Err(("08P01", "jitgate: data arrived before the TLS handshake".into()));
+                }
+                if stream.write_all(b"S").await.is_err() {
+                    return Ok(Opening::Gone);
+                }
+                return Ok(Opening::Tls);
+            }
+            Ok(startup::Startup::SslRequest) | Ok(startup::Startup::GssEncRequest) => {
+                if stream.write_all(b"N").await.is_err() {
+                    return Ok(Opening::Gone);
+                }
+            }
+            Ok(startup::Startup::Cancel { .. }) => return Ok(Opening::Gone),
+            Ok(startup::Startup::Startup { params }) => return Ok(Opening::Startup(params)),
+            Err(e) => return Err(("08P01", format!("jitgate: {e}"))),
+        }
+    }
+}
+
+/// One client connection, start to end. Every wait on the client before admission is
+/// bounded, so a silent or slow client cannot hold a task and a socket for ever.
+async fn serve(tcp: TcpStream, peer: SocketAddr, broker: Arc<dyn Broker>, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let _ = tcp.set_nodelay(true);
+    let first = tokio::time::timeout(LOGIN_TIME, async {
+        let mut probe = tcp;
+        let opened = opening(&mut probe, tls.is_some()).await;
+        (probe, opened)
+    });
+    let (mut tcp, opened) = match first.await {
+        Ok(x) => x,
+        Err(_) => return,
+    };
+    match opened {
+        Ok(Opening::Gone) => {}
+        Ok(Opening::Startup(params)) => session(tcp, peer, broker, Some(params), false).await,
+        Ok(Opening::Tls) => {
+            let Some(acceptor) = tls else { return };
+            match tokio::time::timeout(LOGIN_TIME, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => session(stream, peer, broker, None, true).await,
+                _ => tracing::debug!(%peer, "gateway TLS handshake failed"),
+            }
+        }
+        Err((sqlstate, message)) => refuse(&mut tcp, sqlstate, &message).await,
+    }
+}
+
+const LOGIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
+    mut stream: S,
+    peer: SocketAddr,
+    broker: Arc<dyn Broker>,
+    params: Option<BTreeMap<String, String>>,
+    encrypted: bool,
+) {
+    let login = tokio::time::timeout(LOGIN_TIME, login(&mut stream, peer, broker.as_ref(), params, encrypted)).await;
     let admission = match login {
         Ok(Ok(Some(a))) => a,
         Ok(Ok(None)) => return,
@@ -154,32 +254,29 @@ fn rand_key() -> u64 {
 
 /// The startup exchange up to admission. `Ok(None)`: the client went away or asked for
 /// something that ends the connection.
-async fn login(stream: &mut TcpStream, peer: SocketAddr, broker: &dyn Broker) -> Result<Option<Admission>, (&'static str, String)> {
-    let params = loop {
-        let packet = match startup::read(stream).await {
-            Ok(p) => p,
-            Err(_) => return Ok(None),
-        };
-        match startup::parse(&packet) {
-            // TLS is not offered yet; clients with sslmode=prefer carry on in the clear, which
-            // is only accepted from loopback below.
-            Ok(startup::Startup::SslRequest) | Ok(startup::Startup::GssEncRequest) => {
-                if stream.write_all(b"N").await.is_err() {
-                    return Ok(None);
-                }
-            }
-            Ok(startup::Startup::Cancel { .. }) => return Ok(None),
-            Ok(startup::Startup::Startup { params }) => break params,
-            Err(e) => return Err(("08P01", format!("jitgate: {e}"))),
-        }
+async fn login<S: AsyncRead + AsyncWrite + Unpin + Pending>(
+    stream: &mut S,
+    peer: SocketAddr,
+    broker: &dyn Broker,
+    params: Option<BTreeMap<String, String>>,
+    encrypted: bool,
+) -> Result<Option<Admission>, (&'static str, String)> {
+    let params = match params {
+        Some(p) => p,
+        // After TLS: the StartupMessage comes inside it (a second SSLRequest is an error).
+        None => match opening(stream, false).await? {
+            Opening::Startup(p) => p,
+            _ => return Ok(None),
+        },
     };
     let (Some(user), Some(database)) = (params.get("user"), params.get("database").or(params.get("user"))) else {
         return Err(("08P01", "jitgate: the startup packet names no user".into()));
     };
-    if !peer.ip().is_loopback() {
+    // The token travels as a cleartext password: only inside TLS or on this host.
+    if !encrypted && !peer.ip().is_loopback() {
         return Err((
             "28000",
-            "jitgate: connect tokens are only accepted over TLS or from this host, and TLS is not configured".into(),
+            "jitgate: connect tokens are only accepted over TLS or from this host (use sslmode=require)".into(),
         ));
     }
     stream

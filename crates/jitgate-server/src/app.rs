@@ -88,8 +88,9 @@ impl Application {
         let stop_tx = watch::channel(false).0;
         let gateway = match core.settings.gateway {
             Some(at) => {
+                let tls = gateway_tls(&core.settings).map_err(StartError::Setup)?;
                 let broker = crate::gateway::GatewayBroker::start(core.clone(), stop_tx.subscribe());
-                let g = jitgate_proxy::Gateway::bind(at, broker)
+                let g = jitgate_proxy::Gateway::bind(at, broker, Some(tls))
                     .await
                     .map_err(|e| StartError::Gateway(at, e))?;
                 let bound = g.local_addr().map_err(|e| StartError::Gateway(at, e))?;
@@ -153,6 +154,42 @@ impl Application {
         }
         served
     }
+}
+
+/// The gateway's TLS: the configured certificate and key, or for the embedded default a
+/// self-signed pair for `localhost` and 127.0.0.1 made on first start (key 0600).
+fn gateway_tls(settings: &Settings) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, String> {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert_path, key_path) = match &settings.gateway_tls {
+        Some((c, k)) => (c.clone(), k.clone()),
+        None => {
+            let c = settings.data_dir.join("gateway-tls.crt");
+            let k = settings.data_dir.join("gateway-tls.key");
+            if !c.exists() || !k.exists() {
+                let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                    .map_err(|e| format!("cannot make a certificate: {e}"))?;
+                let key = pair.signing_key.serialize_pem();
+                read_or_create_private_file(&k, || zeroize::Zeroizing::new(key))?;
+                std::fs::write(&c, pair.cert.pem()).map_err(|e| format!("{}: {e}", c.display()))?;
+            }
+            (c, k)
+        }
+    };
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut read(&cert_path)?.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut read(&key_path)?.as_slice())
+        .map_err(|e| format!("{}: {e}", key_path.display()))?
+        .ok_or_else(|| format!("{}: no private key", key_path.display()))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("gateway TLS: {e}"))?;
+    Ok(Arc::new(config))
 }
 
 /// `JITGATE_SECRETS_KEY` when set (production: from a secret manager), else the key file,

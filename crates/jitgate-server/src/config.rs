@@ -52,6 +52,9 @@ pub struct Settings {
     pub on_call: Vec<OnCallShift>,
     /// The PostgreSQL gateway's address; `None`: no gateway.
     pub gateway: Option<SocketAddr>,
+    /// The gateway's TLS certificate and key (PEM); `None`: a self-signed pair made in the
+    /// data directory on first start.
+    pub gateway_tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// One person on call from `from` until `until`.
@@ -88,6 +91,7 @@ impl Default for Settings {
             on_call_group: None,
             on_call: Vec::new(),
             gateway: Some(SocketAddr::from(([127, 0, 0, 1], 6432))),
+            gateway_tls: None,
         }
     }
 }
@@ -187,6 +191,8 @@ struct GatewaySection {
     #[serde(default = "yes")]
     enabled: bool,
     listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 impl Default for GatewaySection {
@@ -194,6 +200,8 @@ impl Default for GatewaySection {
         Self {
             enabled: true,
             listen: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -323,6 +331,16 @@ impl Settings {
         }
         settings.on_call_group = parsed.policy.on_call_group;
         settings.on_call = parsed.policy.on_call;
+        settings.gateway_tls = match (parsed.gateway.tls_cert, parsed.gateway.tls_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(err_at(
+                    text.find("tls_").unwrap_or(0),
+                    "gateway.tls_cert and gateway.tls_key go together".into(),
+                ))
+            }
+        };
         settings.gateway = if parsed.gateway.enabled {
             parsed.gateway.listen.or(settings.gateway)
         } else {

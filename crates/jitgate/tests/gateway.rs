@@ -208,3 +208,36 @@ async fn garbage_on_the_gateway_port_is_refused_without_harm() {
     // Still serving.
     assert!(tokio::net::TcpStream::connect(gw).await.is_ok());
 }
+
+#[tokio::test]
+async fn psql_connects_over_tls_and_early_bytes_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (s, alice, _grant) = with_grant().await;
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let mut cmd = psql(
+        &s,
+        "alice",
+        "pg",
+        t.token.expose(),
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    );
+    cmd.env("PGSSLMODE", "require");
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{out:?}");
+    // The gateway's own TLS, not the upstream's (which this test cluster does not have).
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "f");
+
+    // SSLRequest with bytes behind it before the handshake: refused, not 'S'.
+    let gw = *s.core.gateway_addr.get().unwrap();
+    let mut c = tokio::net::TcpStream::connect(gw).await.unwrap();
+    let mut early = vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    early.extend_from_slice(b"\x16\x03\x01injected");
+    c.write_all(&early).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.first(), Some(&b'E'), "{answer:?}");
+}
