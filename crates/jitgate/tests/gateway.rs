@@ -241,3 +241,119 @@ async fn psql_connects_over_tls_and_early_bytes_are_refused() {
         .unwrap();
     assert_eq!(answer.first(), Some(&b'E'), "{answer:?}");
 }
+
+/// A throwaway PostgreSQL cluster whose pg_hba asks for `method` (scram-sha-256 or md5) with
+/// the password of user `postgres`; stopped and removed when dropped.
+struct PasswordCluster {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl PasswordCluster {
+    fn as_postgres(cmd: &str) -> std::process::Output {
+        let mut c = if running_as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", "sh", "-c", cmd]);
+            c
+        } else {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", cmd]);
+            c
+        };
+        c.output().expect("run initdb/pg_ctl")
+    }
+
+    fn start(method: &str, password: &str) -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries (scripts/test.sh installs them)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("initdb");
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::write(dir.join("pw"), password).unwrap();
+        if running_as_root() {
+            std::process::Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (d, b) = (dir.display(), bin.display());
+        let init = Self::as_postgres(&format!(
+            "'{b}/initdb' -D '{d}/data' -U postgres --auth-host={method} --auth-local=trust --pwfile='{d}/pw' -E UTF8 >'{d}/initdb.log' 2>&1"
+        ));
+        assert!(
+            init.status.success(),
+            "initdb: {}",
+            std::fs::read_to_string(dir.join("initdb.log")).unwrap_or_default()
+        );
+        let conf = if method == "md5" { "password_encryption = md5\n" } else { "" };
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("data/postgresql.conf"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, conf.as_bytes()))
+            .unwrap();
+        let start = Self::as_postgres(&format!(
+            "'{b}/pg_ctl' -D '{d}/data' -l '{d}/server.log' -o \"-p {port} -k '{d}' -c listen_addresses=127.0.0.1\" -w start"
+        ));
+        assert!(start.status.success(), "pg_ctl start: {start:?}");
+        if method == "md5" {
+            // The password was stored as SCRAM at initdb; store it again as md5.
+            let sql = format!("ALTER USER postgres PASSWORD '{password}'");
+            let out = Self::as_postgres(&format!("'{b}/psql' -h '{d}' -p {port} -U postgres -d postgres -Xqc \"{sql}\""));
+            assert!(out.status.success(), "{out:?}");
+        }
+        Self { dir, bin, port }
+    }
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+impl Drop for PasswordCluster {
+    fn drop(&mut self) {
+        let (d, b) = (self.dir.display(), self.bin.display());
+        let _ = Self::as_postgres(&format!("'{b}/pg_ctl' -D '{d}/data' -m immediate stop"));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_logs_in_upstream_with_scram_and_md5() {
+    for (method, var) in [
+        ("scram-sha-256", "JITGATE_TEST_UPSTREAM_PW_SCRAM"),
+        ("md5", "JITGATE_TEST_UPSTREAM_PW_MD5"),
+    ] {
+        let password = format!("upstream secret for {method}");
+        let cluster = PasswordCluster::start(method, &password);
+        // Read by the gateway when it logs in upstream; this test owns the variable's name.
+        std::env::set_var(var, &password);
+        let s = TestServer::spawn(false).await;
+        let spec = format!(
+            "name = \"pw\"\n[postgres]\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\npassword_env = \"{var}\"\n\
+             [roles.read]\nrequesters = [\"engineers\"]\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n",
+            cluster.port
+        );
+        s.admin.put_resource(&toml::from_str(&spec).unwrap()).await.unwrap();
+        let alice = s.login("alice").await;
+        let r = alice
+            .create_request(&request_body("pw", "read", Some("30m"), "check the login"))
+            .await
+            .unwrap();
+        s.login("bob").await.approve(&r.id, "ok").await.unwrap();
+        let t = alice.connect(&connect_body("pw")).await.unwrap();
+        let out = run(psql(&s, "alice", "pw", t.token.expose(), "SELECT current_user")).await;
+        assert!(out.status.success(), "{method}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "postgres", "{method}");
+        let log = std::fs::read_to_string(cluster.dir.join("data/pg_hba.conf")).unwrap();
+        assert!(log.lines().any(|l| l.starts_with("host") && l.ends_with(method)), "{method}: {log}");
+    }
+}
