@@ -290,6 +290,10 @@ pub struct ConnectBody {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa: Option<MfaProof>,
+    /// Sessions the token may open within its minute: 1 unless a pool (or pgbench -c N) needs
+    /// more; at most 10,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u32>,
 }
 
 /// What a client needs to open one session through the gateway: the token is the password,
@@ -305,6 +309,7 @@ pub struct ConnectToken {
     pub host: String,
     pub port: u16,
     pub dbname: String,
+    pub uses: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -29,6 +29,8 @@ use tokio::sync::{mpsc, watch};
 
 /// How long a connect token may wait to be used.
 const TOKEN_TTL: Duration = Duration::from_secs(60);
+/// The most sessions one connect token may open.
+const MAX_USES: u32 = 10_000;
 /// Statements waiting to be written to the audit log; beyond this they are counted, not kept.
 const STATEMENT_QUEUE: usize = 10_000;
 
@@ -437,6 +439,13 @@ impl Core {
             &target,
         )
         .await?;
+        let uses = body.uses.unwrap_or(1);
+        if !(1..=MAX_USES).contains(&uses) {
+            return Err(ApiError::bad_request(
+                "invalid_uses",
+                format!("uses must be between 1 and {MAX_USES}"),
+            ));
+        }
         let token = new_token("jgc");
         let record = ConnectTokenRecord {
             token_hash: token_hash(token.expose_secret()),
@@ -446,6 +455,7 @@ impl Core {
             grant_id: grant.id.clone(),
             created_at: now,
             expires_at: now.saturating_add(TOKEN_TTL).min(grant.ends_at),
+            uses: i64::from(uses),
         };
         let (mut tx, start) = self.begin().await?;
         tx.insert_connect_token(&record).await?;
@@ -455,7 +465,7 @@ impl Core {
                 "session.token",
                 grant.id.as_str(),
                 Outcome::Success,
-                json!({"resource": record.resource, "role": record.role}),
+                json!({"resource": record.resource, "role": record.role, "uses": uses}),
             ),
             now,
         )
@@ -471,6 +481,7 @@ impl Core {
             host: gateway.ip().to_string(),
             port: gateway.port(),
             dbname: resource.name.to_string(),
+            uses,
         })
     }
 

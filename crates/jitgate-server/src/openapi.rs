@@ -619,6 +619,7 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("host", "string"),
             ("port", "integer"),
             ("dbname", "string"),
+            ("uses", "integer"),
         ],
     ),
     (

@@ -128,6 +128,8 @@ pub struct ConnectTokenRecord {
     pub grant_id: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// Sessions it may open (1 unless asked for more, for pools).
+    pub uses: i64,
 }
 
 /// One use of a grant through the gateway.
@@ -320,7 +322,7 @@ pub trait WriteTx: Send {
     async fn insert_notification(&mut self, notification: &NotificationRecord) -> Result<()>;
 
     async fn insert_connect_token(&mut self, token: &ConnectTokenRecord) -> Result<()>;
-    /// Uses a connect token: only once, and only before it expires.
+    /// Uses a connect token: as many times as it allows, and only before it expires.
     async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>>;
     async fn insert_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;
     async fn end_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;

@@ -821,8 +821,8 @@ macro_rules! impl_store {
 
             async fn insert_connect_token(&mut self, t: &ConnectTokenRecord) -> Result<(), StoreError> {
                 sqlx::query(
-                    "INSERT INTO connect_tokens (token_hash, username, resource, role, grant_id, created_at, expires_at, used_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+                    "INSERT INTO connect_tokens (token_hash, username, resource, role, grant_id, created_at, expires_at, uses_left, used_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
                 )
                 .bind(&t.token_hash)
                 .bind(t.user.as_str())
@@ -831,6 +831,7 @@ macro_rules! impl_store {
                 .bind(&t.grant_id)
                 .bind(t.created_at.as_millis())
                 .bind(t.expires_at.as_millis())
+                .bind(t.uses)
                 .execute(&mut *self.tx)
                 .await?;
                 Ok(())
@@ -838,8 +839,8 @@ macro_rules! impl_store {
 
             async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>, StoreError> {
                 let row = sqlx::query(
-                    "UPDATE connect_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-                     RETURNING token_hash, username, resource, role, grant_id, created_at, expires_at",
+                    "UPDATE connect_tokens SET used_at = $2, uses_left = uses_left - 1 WHERE token_hash = $1 AND uses_left > 0 AND expires_at > $2 \
+                     RETURNING token_hash, username, resource, role, grant_id, created_at, expires_at, uses_left",
                 )
                 .bind(token_hash)
                 .bind(now.as_millis())
@@ -854,6 +855,7 @@ macro_rules! impl_store {
                     grant_id: r.try_get("grant_id")?,
                     created_at: ts(r.try_get("created_at")?),
                     expires_at: ts(r.try_get("expires_at")?),
+                    uses: r.try_get("uses_left")?,
                 }))
             }
 

@@ -104,6 +104,9 @@ enum Command {
         /// Print the connection string and the one-time password instead of running psql.
         #[arg(long)]
         print_dsn: bool,
+        /// Sessions the password may open within its minute (for a pool or pgbench -c N).
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
         #[command(flatten)]
         mfa: MfaArgs,
         /// Arguments for psql, after `--`.
@@ -663,11 +666,17 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             resource,
             role,
             print_dsn,
+            uses,
             mfa,
             psql_args,
         } => {
             let c = ctx.client()?;
-            let body = jitgate_api::ConnectBody { resource, role, mfa: None };
+            let body = jitgate_api::ConnectBody {
+                resource,
+                role,
+                mfa: None,
+                uses: Some(uses),
+            };
             let t = with_second_factor(&mfa, |proof| {
                 let (c, mut body) = (c.clone(), body.clone());
                 body.mfa = proof;

@@ -76,6 +76,7 @@ fn connect_body(resource: &str) -> ConnectBody {
         resource: resource.into(),
         role: None,
         mfa: None,
+        uses: None,
     }
 }
 
@@ -103,6 +104,17 @@ async fn a_grant_opens_a_session_and_tokens_are_single_use_and_bound() {
     let garbage = run(psql(&s, "alice", "pg", "jgc_nonsense", "SELECT 1")).await;
     assert!(!garbage.status.success());
 
+    // A token for a pool opens as many sessions as it says, and no more.
+    let mut pool = connect_body("pg");
+    pool.uses = Some(2);
+    let t = alice.connect(&pool).await.unwrap();
+    for _ in 0..2 {
+        assert!(run(psql(&s, "alice", "pg", t.token.expose(), "SELECT 1")).await.status.success());
+    }
+    assert!(!run(psql(&s, "alice", "pg", t.token.expose(), "SELECT 1")).await.status.success());
+    pool.uses = Some(0);
+    assert_eq!(alice.connect(&pool).await.unwrap_err().code(), Some("invalid_uses"));
+
     // Without a grant there is no token at all.
     let err = s.login("bob").await.connect(&connect_body("pg")).await.unwrap_err();
     assert_eq!(err.code(), Some("grant_not_live"));
@@ -120,8 +132,11 @@ async fn a_grant_opens_a_session_and_tokens_are_single_use_and_bound() {
         .any(|e| e.action == "session.statement" && e.details["statement"] == "SELECT 1"));
     assert!(events.iter().any(|e| e.action == "session.start" && e.outcome.as_str() == "denied"));
     let sessions = alice.db_sessions(false, false).await.unwrap();
-    assert_eq!(sessions.len(), 1);
-    assert_eq!(sessions[0].end_reason.as_deref(), Some("client_left"));
+    assert_eq!(sessions.len(), 3);
+    assert!(
+        sessions.iter().all(|s| s.end_reason.as_deref() == Some("client_left")),
+        "{sessions:?}"
+    );
 
     // The CLI runs psql with the token in the environment.
     s.cli_login("alice").await;

@@ -7,6 +7,8 @@ CREATE TABLE connect_tokens (
     grant_id TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
+    -- Sessions it may still open (a pool or pgbench opens several with one password).
+    uses_left BIGINT NOT NULL DEFAULT 1,
     used_at BIGINT
 );
 CREATE TABLE db_sessions (

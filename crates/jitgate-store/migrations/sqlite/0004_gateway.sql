@@ -7,6 +7,8 @@ CREATE TABLE connect_tokens (
     grant_id TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
+    -- Sessions it may still open (a pool or pgbench opens several with one password).
+    uses_left INTEGER NOT NULL DEFAULT 1,
     used_at INTEGER
 );
 CREATE TABLE db_sessions (
