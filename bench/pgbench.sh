@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Issue #4's gateway measurements, in one run on this machine: pgbench -S (select-only),
+# simple and prepared protocol, -c 1 / 8 / 64 with -j 2, against
+#   direct     the local PostgreSQL,
+#   jitgate    the gateway (release build, TLS off for the client: loopback, statement
+#              recording off for this resource),
+#   pgbouncer  PgBouncer in session mode (installed from Debian by this script),
+# then -C (a new connection per transaction, -c 8) for connection setup. Prints one line per
+# run and the TPS ratios. Needs the local PostgreSQL (JITGATE_TEST_PG_URL as for the tests).
+#   SECONDS_PER_RUN=15 SCALE=10 bench/pgbench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+T=${SECONDS_PER_RUN:-15}
+SCALE=${SCALE:-10}
+PGURL=${JITGATE_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+PGHOSTPORT=${PGURL#*@}; PGHOSTPORT=${PGHOSTPORT%%/*}
+PGH=${PGHOSTPORT%%:*}; PGP=${PGHOSTPORT##*:}; [ "$PGP" = "$PGH" ] && PGP=5432
+DB=jitgate_bench
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+command -v pgbouncer >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
+command -v pgbench >/dev/null || { echo "pgbench missing (postgresql-client)"; exit 1; }
+cargo build --release -q -p jitgate
+J=$PWD/target/release/jitgate
+work=$(mktemp -d /tmp/jitgate-pgbench.XXXXXX)
+cleanup() { [ -n "${jpid:-}" ] && kill "$jpid" 2>/dev/null; [ -n "${bpid:-}" ] && kill "$bpid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(psql "$PGURL" -tAc 'show server_version'), $(pgbouncer --version | head -1)"
+psql "$PGURL" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
+pgbench -h "$PGH" -p "$PGP" -U postgres -i -q -s "$SCALE" "$DB" >/dev/null 2>&1
+
+# jitgate with a resource in front of the bench database.
+cat > "$work/jitgate.toml" <<TOML
+[server]
+http = "127.0.0.1:18544"
+data_dir = "$work/data"
+[gateway]
+listen = "127.0.0.1:16544"
+[groups]
+engineers = ["alice"]
+db-owners = ["bob"]
+[[resources]]
+name = "bench"
+[resources.postgres]
+host = "$PGH"
+port = $PGP
+database = "$DB"
+user = "postgres"
+record_statements = false
+[resources.roles.read]
+requesters = ["engineers"]
+max_duration = "1h"
+stages = [{ groups = ["db-owners"] }]
+mfa = []
+TOML
+"$J" serve --config "$work/jitgate.toml" 2>"$work/serve.log" & jpid=$!
+for _ in $(seq 50); do grep -q "setup token" "$work/serve.log" 2>/dev/null && sleep 0.2 && break; sleep 0.1; done
+token=$(grep -A1 "one-time setup token" "$work/serve.log" | tail -1 | tr -d ' ')
+export JITGATE_SERVER=http://127.0.0.1:18544
+pw="bench password 123"
+JITGATE_CONFIG_DIR=$work/admin JITGATE_SETUP_TOKEN=$token "$J" admin bootstrap --password-stdin <<<"$pw" >/dev/null
+for u in alice bob; do JITGATE_CONFIG_DIR=$work/admin "$J" admin user create $u --password-stdin <<<"$pw" >/dev/null; done
+for u in alice bob; do JITGATE_CONFIG_DIR=$work/$u "$J" login $u --password-stdin <<<"$pw" >/dev/null; done
+req=$(JITGATE_CONFIG_DIR=$work/alice "$J" --json request bench --role read --for 1h --reason "pgbench run" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+JITGATE_CONFIG_DIR=$work/bob "$J" approve "$req" >/dev/null
+password() { JITGATE_CONFIG_DIR=$work/alice "$J" --json connect bench --print-dsn --uses 10000 | python3 -c 'import json,sys; print(json.load(sys.stdin)["password"])'; }
+
+# PgBouncer, session mode.
+cat > "$work/pgbouncer.ini" <<INI
+[databases]
+$DB = host=$PGH port=$PGP dbname=$DB user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = 16545
+auth_type = any
+pool_mode = session
+max_client_conn = 1000
+default_pool_size = 100
+; Give server connections back quickly: the next run (direct, jitgate) needs PostgreSQL's
+; max_connections free.
+server_idle_timeout = 1
+unix_socket_dir =
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+INI
+if [ "$(id -u)" = 0 ]; then chown -R postgres "$work"; runuser -u postgres -- pgbouncer -q "$work/pgbouncer.ini" 2>/dev/null & bpid=$!; else pgbouncer -q "$work/pgbouncer.ini" 2>/dev/null & bpid=$!; fi
+sleep 1
+
+declare -A TPS
+run() { # run NAME PORT USER DB PASSWORD ARGS...
+  local name=$1 port=$2 user=$3 db=$4 pass=$5; shift 5
+  local out tps lat
+  out=$(PGPASSWORD=$pass PGSSLMODE=disable pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -T "$T" -j 2 "$@" "$db" 2>&1) || { echo "$name $*: FAILED"; echo "$out" | tail -3; return; }
+  tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
+  lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
+  TPS["$name $*"]=$tps
+  sleep 2 # let the pooler's idle server connections go
+  printf '%-9s %-26s tps=%-10s latency_avg_ms=%s\n' "$name" "$*" "$tps" "$lat"
+}
+for proto in simple prepared; do
+  for c in 1 8 64; do
+    run direct "$PGP" postgres "$DB" "" -S -M $proto -c $c
+    run jitgate 16544 alice bench "$(password)" -S -M $proto -c $c
+    run pgbouncer 16545 postgres "$DB" "" -S -M $proto -c $c
+  done
+done
+run direct "$PGP" postgres "$DB" "" -S -C -c 8
+run jitgate 16544 alice bench "$(password)" -S -C -c 8
+run pgbouncer 16545 postgres "$DB" "" -S -C -c 8
+
+echo "# ratios (jitgate / direct, jitgate / pgbouncer)"
+for k in "${!TPS[@]}"; do
+  case $k in jitgate*) args=${k#jitgate }
+    printf '%-26s %.2f  %.2f\n' "$args" "$(python3 -c "print(${TPS[$k]}/${TPS["direct $args"]})")" "$(python3 -c "print(${TPS[$k]}/${TPS["pgbouncer $args"]})")";;
+  esac
+done | sort
+echo "# jitgate RSS after the runs: $(awk '/VmRSS/{print $2, $3}' /proc/$jpid/status)"
