@@ -62,6 +62,56 @@ pub struct Gateway {
     listener: TcpListener,
     broker: Arc<dyn Broker>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    cancels: Arc<Cancels>,
+}
+
+/// Where a client's cancel key leads: the upstream of its session and the upstream's own key.
+#[derive(Debug, Clone)]
+struct CancelTarget {
+    host: String,
+    port: u16,
+    key: (i32, i32),
+}
+
+/// The cancel keys handed to clients, while their sessions last.
+#[derive(Default)]
+struct Cancels(std::sync::Mutex<std::collections::HashMap<(i32, i32), CancelTarget>>);
+
+impl Cancels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(i32, i32), CancelTarget>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A fresh random key for `target`, registered until [`Cancels::remove`].
+    fn register(&self, target: CancelTarget) -> (i32, i32) {
+        use rand::Rng;
+        let mut map = self.lock();
+        loop {
+            let key: (i32, i32) = rand::rngs::OsRng.gen();
+            if let std::collections::hash_map::Entry::Vacant(e) = map.entry(key) {
+                e.insert(target);
+                return key;
+            }
+        }
+    }
+
+    fn remove(&self, key: (i32, i32)) {
+        self.lock().remove(&key);
+    }
+}
+
+/// Passes a CancelRequest for one of our keys on to the session's upstream, with its key.
+async fn forward_cancel(cancels: &Cancels, key: (i32, i32)) {
+    let Some(t) = cancels.lock().get(&key).cloned() else { return };
+    let mut packet = Vec::with_capacity(16);
+    packet.extend_from_slice(&16u32.to_be_bytes());
+    packet.extend_from_slice(&80_877_102u32.to_be_bytes());
+    packet.extend_from_slice(&t.key.0.to_be_bytes());
+    packet.extend_from_slice(&t.key.1.to_be_bytes());
+    if let Ok(mut up) = TcpStream::connect((t.host.as_str(), t.port)).await {
+        let _ = up.write_all(&packet).await;
+        let _ = up.shutdown().await;
+    }
 }
 
 /// The longest statement text handed to the broker.
@@ -79,6 +129,7 @@ impl Gateway {
             listener: TcpListener::bind(addr).await?,
             broker,
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
+            cancels: Arc::new(Cancels::default()),
         })
     }
 
@@ -94,7 +145,8 @@ impl Gateway {
                     Ok((stream, peer)) => {
                         let broker = self.broker.clone();
                         let tls = self.tls.clone();
-                        tokio::spawn(async move { serve(stream, peer, broker, tls).await });
+                        let cancels = self.cancels.clone();
+                        tokio::spawn(async move { serve(stream, peer, broker, tls, cancels).await });
                     }
                     Err(e) => tracing::warn!(error = %e, "gateway accept failed"),
                 },
@@ -114,6 +166,7 @@ enum Opening {
     Startup(BTreeMap<String, String>),
     /// The client asked for TLS and we agreed: the handshake comes next.
     Tls,
+    Cancel((i32, i32)),
     Gone,
 }
 
@@ -161,7 +214,7 @@ async fn opening<S: AsyncRead + AsyncWrite + Unpin + Pending>(stream: &mut S, of
                     return Ok(Opening::Gone);
                 }
             }
-            Ok(startup::Startup::Cancel { .. }) => return Ok(Opening::Gone),
+            Ok(startup::Startup::Cancel { process_id, secret_key }) => return Ok(Opening::Cancel((process_id, secret_key))),
             Ok(startup::Startup::Startup { params }) => return Ok(Opening::Startup(params)),
             Err(e) => return Err(("08P01", format!("jitgate: {e}"))),
         }
@@ -170,7 +223,7 @@ async fn opening<S: AsyncRead + AsyncWrite + Unpin + Pending>(stream: &mut S, of
 
 /// One client connection, start to end. Every wait on the client before admission is
 /// bounded, so a silent or slow client cannot hold a task and a socket for ever.
-async fn serve(tcp: TcpStream, peer: SocketAddr, broker: Arc<dyn Broker>, tls: Option<tokio_rustls::TlsAcceptor>) {
+async fn serve(tcp: TcpStream, peer: SocketAddr, broker: Arc<dyn Broker>, tls: Option<tokio_rustls::TlsAcceptor>, cancels: Arc<Cancels>) {
     let _ = tcp.set_nodelay(true);
     let first = tokio::time::timeout(LOGIN_TIME, async {
         let mut probe = tcp;
@@ -183,11 +236,12 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, broker: Arc<dyn Broker>, tls: O
     };
     match opened {
         Ok(Opening::Gone) => {}
-        Ok(Opening::Startup(params)) => session(tcp, peer, broker, Some(params), false).await,
+        Ok(Opening::Cancel(key)) => forward_cancel(&cancels, key).await,
+        Ok(Opening::Startup(params)) => session(tcp, peer, broker, Some(params), false, &cancels).await,
         Ok(Opening::Tls) => {
             let Some(acceptor) = tls else { return };
             match tokio::time::timeout(LOGIN_TIME, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => session(stream, peer, broker, None, true).await,
+                Ok(Ok(stream)) => session(stream, peer, broker, None, true, &cancels).await,
                 _ => tracing::debug!(%peer, "gateway TLS handshake failed"),
             }
         }
@@ -203,6 +257,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
     broker: Arc<dyn Broker>,
     params: Option<BTreeMap<String, String>>,
     encrypted: bool,
+    cancels: &Cancels,
 ) {
     let login = tokio::time::timeout(LOGIN_TIME, login(&mut stream, peer, broker.as_ref(), params, encrypted)).await;
     let admission = match login {
@@ -220,9 +275,17 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
         }
     };
     let mut hello = backend::auth_ok();
-    // The client's cancel key is the gateway's own: the upstream's stays here.
-    let key: u64 = rand_key();
-    hello.extend_from_slice(&backend::backend_key_data((key >> 32) as i32, key as i32));
+    // The client's cancel key is the gateway's own; a cancel with it is passed on to the
+    // upstream with the upstream's key, which the client never sees.
+    let key = upstream.key.map(|k| {
+        cancels.register(CancelTarget {
+            host: admission.target.host.clone(),
+            port: admission.target.port,
+            key: k,
+        })
+    });
+    let (pid, secret) = key.unwrap_or((0, 0));
+    hello.extend_from_slice(&backend::backend_key_data(pid, secret));
     hello.extend_from_slice(&upstream.greeting);
     if stream.write_all(&hello).await.is_err() {
         broker
@@ -240,16 +303,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
         }
     })
     .await;
+    if let Some(k) = key {
+        cancels.remove(k);
+    }
     broker.ended(&admission.session_id, &reason, stats).await;
-}
-
-fn rand_key() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // Not a secret of any strength: cancel requests are not routed yet, and a cancel key is
-    // only as good as the connection it travels on.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
 }
 
 /// The startup exchange up to admission. `Ok(None)`: the client went away or asked for

@@ -189,6 +189,24 @@ async fn a_running_session_ends_when_its_grant_is_revoked() {
 }
 
 #[tokio::test]
+async fn a_cancel_request_reaches_the_right_upstream_statement() {
+    let (s, alice, _grant) = with_grant().await;
+    let child = sleeping_session(&s, &alice).await;
+    // psql sends a CancelRequest with the key the gateway gave it on SIGINT.
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let (out, took) = wait_exit(child).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("canceling statement due to user request"), "{err}");
+    assert!(took < Duration::from_secs(30), "the statement was cancelled, not run out");
+    // The session itself stays usable until the client leaves: it ended as the client's choice.
+    crate::support::eventually("the session ended", || async {
+        alice.db_sessions(false, false).await.unwrap()[0].end_reason.is_some()
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_running_session_ends_when_its_grant_expires() {
     let (s, alice, _grant) = with_grant().await;
     let child = sleeping_session(&s, &alice).await;
