@@ -78,6 +78,14 @@ pub struct RolePolicy {
     /// gateway logs in as the service role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_role: Option<String>,
+    /// For `postgres` resources: `proxy` (the gateway logs in as the service role) or
+    /// `ephemeral` (a login role made for each grant, member of `db_roles`, dropped when the
+    /// grant ends).
+    #[serde(default)]
+    pub access: AccessMode,
+    /// `ephemeral`: the database roles the grant's own role is made a member of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub db_roles: Vec<String>,
     /// The longest break-glass access on this role (break-glass itself is allowed by policy).
     #[serde(with = "duration_text", default = "default_break_glass_max")]
     pub break_glass_max_duration: Duration,
@@ -85,6 +93,14 @@ pub struct RolePolicy {
 
 fn default_break_glass_max() -> Duration {
     Duration::from_secs(3600)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessMode {
+    #[default]
+    Proxy,
+    Ephemeral,
 }
 
 /// The privileged actions a role can ask a fresh second factor for.
@@ -351,6 +367,8 @@ mod tests {
             },
             mfa: MfaAction::all(),
             db_role: None,
+            access: Default::default(),
+            db_roles: Vec::new(),
             break_glass_max_duration: Duration::from_secs(3600),
         }
     }

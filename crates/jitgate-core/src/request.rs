@@ -435,6 +435,8 @@ mod tests {
             reason: ReasonRules::default(),
             mfa: crate::policy::MfaAction::all(),
             db_role: None,
+            access: Default::default(),
+            db_roles: Vec::new(),
             break_glass_max_duration: Duration::from_secs(3600),
         }
     }

@@ -212,6 +212,47 @@ pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
     })
 }
 
+/// Runs `statements` one by one as simple queries on a fresh login to `t`, stopping at the
+/// first error: what the ephemeral-role provisioner uses.
+pub async fn execute(t: &UpstreamTarget, statements: &[String]) -> Result<(), UpstreamError> {
+    let up = connect(t).await?;
+    let mut c = Conn {
+        stream: up.stream,
+        buf: BytesMut::with_capacity(4096),
+    };
+    for sql in statements {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out)?;
+        c.send(&out).await?;
+        let mut failed = None;
+        loop {
+            let raw = c.next().await?;
+            match parse(&raw)? {
+                Message::ErrorResponse(body) => failed = Some(error_text(&mut body.fields())),
+                Message::ReadyForQuery(_) => break,
+                _ => {}
+            }
+        }
+        if let Some(e) = failed {
+            return Err(UpstreamError::Refused(format!("{e} (in: {sql})")));
+        }
+    }
+    let mut out = BytesMut::new();
+    frontend::terminate(&mut out);
+    let _ = c.send(&out).await;
+    Ok(())
+}
+
+/// A string literal for SQL text, with quotes doubled (standard_conforming_strings is on in
+/// every supported PostgreSQL).
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+pub fn quote_identifier(name: &str) -> String {
+    quote_ident(name)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

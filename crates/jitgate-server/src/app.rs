@@ -137,6 +137,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let engine = tokio::spawn(self.core.clone().run_engine(self.stop_tx.subscribe()));
         let gateway = self.gateway.map(|g| tokio::spawn(g.run(self.stop_tx.subscribe())));
+        let provisioner = tokio::spawn(crate::ephemeral::run_provisioner(self.core.clone(), self.stop_tx.subscribe()));
         let mut stop = self.stop_tx.subscribe();
         let app = crate::routes::router(self.core.clone());
         let served = axum::serve(self.listener, app)
@@ -149,6 +150,7 @@ impl Application {
         if let Some(g) = gateway {
             let _ = g.await;
         }
+        let _ = provisioner.await;
         if let Err(e) = self.core.checkpoint_now().await {
             tracing::warn!(error = %e.message, "could not write the closing checkpoint");
         }

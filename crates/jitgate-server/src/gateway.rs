@@ -263,6 +263,27 @@ impl Broker for GatewayBroker {
         .await;
         stored.map_err(|e| unavailable(e.into()))?;
         core.commit(tx, start).await.map_err(unavailable)?;
+        // Ephemeral access: the session logs in as the grant's own role (made now if the
+        // grant event has not made it yet).
+        let ephemeral = match core.ensure_ephemeral(&grant).await {
+            Ok(e) => e,
+            Err(e) => {
+                let reason = EndReason::Io(e.message.clone());
+                let (kill, _) = watch::channel(None);
+                core.sessions.lock().insert(
+                    record.id.clone(),
+                    LiveSession {
+                        record: record.clone(),
+                        kill,
+                    },
+                );
+                self.ended(&record.id, &reason, SessionStats::default()).await;
+                return Err(Refusal {
+                    sqlstate: "08006",
+                    message: format!("jitgate: the grant's database role is not available: {}", e.message),
+                });
+            }
+        };
         let (kill, kill_rx) = watch::channel(None);
         core.sessions.lock().insert(
             record.id.clone(),
@@ -282,15 +303,19 @@ impl Broker for GatewayBroker {
         {
             core.sessions.kill(&record.id, "access grant expired");
         }
+        let (user, password, set_role) = match ephemeral {
+            Some((role, role_password)) => (role, Some(role_password), None),
+            None => (target.user, password, db_role),
+        };
         Ok(Admission {
             session_id: record.id,
             target: UpstreamTarget {
                 host: target.host,
                 port: target.port,
                 database: target.database,
-                user: target.user,
+                user,
                 password,
-                set_role: db_role,
+                set_role,
                 application_name: format!("jitgate:{}", grant.user),
             },
             record_statements: target.record_statements,

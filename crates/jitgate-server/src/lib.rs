@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod core;
 pub mod engine;
+pub mod ephemeral;
 pub mod error;
 pub mod gateway;
 pub mod identity;

@@ -740,6 +740,8 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("-mfa", "[string]"),
             ("-break_glass_max_duration", "string"),
             ("-db_role", "string"),
+            ("-access", "string"),
+            ("-db_roles", "[string]"),
         ],
     ),
     (

@@ -132,6 +132,21 @@ pub struct ConnectTokenRecord {
     pub uses: i64,
 }
 
+/// A database role made for one grant (ephemeral access) and where its removal stands:
+/// `active`, `revocation_pending` (removal failed; retried), `revoked` (confirmed gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EphemeralRoleRecord {
+    pub grant_id: String,
+    pub resource: ResourceName,
+    pub role_name: String,
+    pub key_version: u32,
+    pub sealed_password: String,
+    pub state: String,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
 /// One use of a grant through the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbSessionRecord {
@@ -239,6 +254,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Break-glass requests nobody has acknowledged yet, oldest first.
     async fn requests_awaiting_ack(&self, limit: i64) -> Result<Vec<AccessRequest>>;
+    async fn ephemeral_role(&self, grant_id: &str) -> Result<Option<EphemeralRoleRecord>>;
+    /// Ephemeral roles in `state`, oldest first.
+    async fn ephemeral_roles_in(&self, state: &str) -> Result<Vec<EphemeralRoleRecord>>;
     /// Gateway sessions, newest first: the live ones only, or all, of one user or everyone.
     async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<DbSessionRecord>>;
     /// A person's alerts, newest first.
@@ -322,6 +340,8 @@ pub trait WriteTx: Send {
     async fn insert_notification(&mut self, notification: &NotificationRecord) -> Result<()>;
 
     async fn insert_connect_token(&mut self, token: &ConnectTokenRecord) -> Result<()>;
+    /// Adds or updates (by grant) an ephemeral role's record.
+    async fn put_ephemeral_role(&mut self, role: &EphemeralRoleRecord) -> Result<()>;
     /// Uses a connect token: as many times as it allows, and only before it expires.
     async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>>;
     async fn insert_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;

@@ -17,7 +17,7 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreErro
 macro_rules! impl_store {
     ($store:ident, $tx:ident, $db:ty, $backend:literal, $lock:literal) => {
         use crate::sql::{corrupt, AUDIT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
-        use crate::{ConnectTokenRecord, DbSessionRecord, GrantFilter, NotificationRecord, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
+        use crate::{ConnectTokenRecord, DbSessionRecord, EphemeralRoleRecord, GrantFilter, NotificationRecord, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
         use async_trait::async_trait;
         use jitgate_core::audit::{canonical_json, AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
         use jitgate_core::grant::{Grant, GrantStatus};
@@ -121,6 +121,23 @@ macro_rules! impl_store {
                 revoked_at: opt_ts(row.try_get("revoked_at")?),
                 revoked_by: revoked_by.map(|s| name(s, "revoked_by")).transpose()?,
                 revoke_reason: row.try_get("revoke_reason")?,
+            })
+        }
+
+        const EPHEMERAL_COLS: &str =
+            "grant_id, resource, role_name, key_version, sealed_password, state, last_error, created_at, revoked_at";
+
+        fn ephemeral_from(row: &DbRow) -> Result<EphemeralRoleRecord, StoreError> {
+            Ok(EphemeralRoleRecord {
+                grant_id: row.try_get("grant_id")?,
+                resource: name(row.try_get("resource")?, "ephemeral resource")?,
+                role_name: row.try_get("role_name")?,
+                key_version: u32::try_from(row.try_get::<i64, _>("key_version")?).map_err(|e| corrupt("key version", e))?,
+                sealed_password: row.try_get("sealed_password")?,
+                state: row.try_get("state")?,
+                last_error: row.try_get("last_error")?,
+                created_at: ts(row.try_get("created_at")?),
+                revoked_at: opt_ts(row.try_get("revoked_at")?),
             })
         }
 
@@ -442,6 +459,16 @@ macro_rules! impl_store {
                     "SELECT {REQUEST_COLS} FROM requests WHERE break_glass AND acknowledged_at IS NULL ORDER BY created_at, id LIMIT $1"
                 );
                 all(sqlx::query(&sql).bind(limit).fetch_all(&self.read).await?, request_from)
+            }
+
+            async fn ephemeral_role(&self, grant_id: &str) -> Result<Option<EphemeralRoleRecord>, StoreError> {
+                let sql = format!("SELECT {EPHEMERAL_COLS} FROM ephemeral_roles WHERE grant_id = $1");
+                sqlx::query(&sql).bind(grant_id).fetch_optional(&self.read).await?.as_ref().map(ephemeral_from).transpose()
+            }
+
+            async fn ephemeral_roles_in(&self, state: &str) -> Result<Vec<EphemeralRoleRecord>, StoreError> {
+                let sql = format!("SELECT {EPHEMERAL_COLS} FROM ephemeral_roles WHERE state = $1 ORDER BY created_at, grant_id");
+                all(sqlx::query(&sql).bind(state).fetch_all(&self.read).await?, ephemeral_from)
             }
 
             async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<DbSessionRecord>, StoreError> {
@@ -817,6 +844,27 @@ macro_rules! impl_store {
             async fn due_grants(&mut self, now: Timestamp, limit: i64) -> Result<Vec<Grant>, StoreError> {
                 let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE next_deadline IS NOT NULL AND next_deadline <= $1 ORDER BY next_deadline LIMIT $2");
                 all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(&mut *self.tx).await?, grant_from)
+            }
+
+            async fn put_ephemeral_role(&mut self, e: &EphemeralRoleRecord) -> Result<(), StoreError> {
+                let sql = format!(
+                    "INSERT INTO ephemeral_roles ({EPHEMERAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (grant_id) DO UPDATE SET state = excluded.state, last_error = excluded.last_error, \
+                     revoked_at = excluded.revoked_at"
+                );
+                sqlx::query(&sql)
+                    .bind(&e.grant_id)
+                    .bind(e.resource.as_str())
+                    .bind(&e.role_name)
+                    .bind(i64::from(e.key_version))
+                    .bind(&e.sealed_password)
+                    .bind(&e.state)
+                    .bind(&e.last_error)
+                    .bind(e.created_at.as_millis())
+                    .bind(e.revoked_at.map(Timestamp::as_millis))
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
             }
 
             async fn insert_connect_token(&mut self, t: &ConnectTokenRecord) -> Result<(), StoreError> {

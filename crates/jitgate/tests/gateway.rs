@@ -390,3 +390,58 @@ async fn the_gateway_logs_in_upstream_with_scram_and_md5() {
         assert!(log.lines().any(|l| l.starts_with("host") && l.ends_with(method)), "{method}: {log}");
     }
 }
+
+#[tokio::test]
+async fn ephemeral_access_makes_a_role_for_the_grant_and_drops_it_when_the_grant_ends() {
+    let s = TestServer::spawn(true).await;
+    let (host, port, user, db) = upstream().await;
+    let spec = format!(
+        "name = \"eph\"\n[postgres]\nhost = \"{host}\"\nport = {port}\ndatabase = \"{db}\"\nuser = \"{user}\"\n\
+         [roles.read]\nrequesters = [\"engineers\"]\nmax_duration = \"1h\"\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n\
+         access = \"ephemeral\"\ndb_roles = [\"pg_read_all_data\"]\n"
+    );
+    s.admin.put_resource(&toml::from_str(&spec).unwrap()).await.unwrap();
+    let direct = |sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-tAc", sql])
+            .env("PGHOST", &host)
+            .env("PGPORT", port.to_string())
+            .env("PGUSER", &user)
+            .env("PGDATABASE", &db)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let alice = s.login("alice").await;
+    let r = alice
+        .create_request(&request_body("eph", "read", Some("30m"), "read the tables"))
+        .await
+        .unwrap();
+    let grant = s.login("bob").await.approve(&r.id, "ok").await.unwrap().grant.unwrap();
+    let role = jitgate_server::ephemeral::role_name(&grant);
+    let exists = format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'");
+    crate::support::eventually("the grant's role exists", || async { direct(&exists) == "1" }).await;
+    let member = format!("SELECT pg_has_role('{role}', 'pg_read_all_data', 'member')");
+    assert_eq!(direct(&member), "t");
+
+    // Sessions log in as the grant's own role.
+    let t = alice.connect(&connect_body("eph")).await.unwrap();
+    let out = run(psql(&s, "alice", "eph", t.token.expose(), "SELECT current_user")).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), role, "{out:?}");
+
+    // When the grant ends: the open backend is gone and so is the role, confirmed in the log.
+    let t = alice.connect(&connect_body("eph")).await.unwrap();
+    let mut cmd = psql(&s, "alice", "eph", t.token.expose(), "SELECT pg_sleep(60)");
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let backends = format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'");
+    crate::support::eventually("the backend runs", || async { direct(&backends) == "1" }).await;
+    s.clock().advance(Duration::from_secs(31 * 60));
+    let (out, _) = wait_exit(child).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("access grant expired"));
+    crate::support::eventually("the role is dropped", || async { direct(&exists) == "0" }).await;
+    assert_eq!(direct(&backends), "0");
+    let events = s.admin.all_audit_events(0).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "grant.db_role.create" && e.target == grant.id));
+    assert!(events.iter().any(|e| e.action == "grant.db_role.revoked" && e.target == grant.id));
+}

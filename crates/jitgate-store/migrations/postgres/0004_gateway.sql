@@ -26,3 +26,16 @@ CREATE TABLE db_sessions (
     statements BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX db_sessions_live ON db_sessions (started_at) WHERE ended_at IS NULL;
+-- Database roles made for one grant (ephemeral access): the password sealed like TOTP seeds.
+CREATE TABLE ephemeral_roles (
+    grant_id TEXT PRIMARY KEY,
+    resource TEXT NOT NULL,
+    role_name TEXT NOT NULL,
+    key_version BIGINT NOT NULL,
+    sealed_password TEXT NOT NULL,
+    state TEXT NOT NULL,
+    last_error TEXT,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX ephemeral_roles_pending ON ephemeral_roles (state);
