@@ -60,6 +60,11 @@ pub struct Grant {
     pub revoked_at: Option<Timestamp>,
     pub revoked_by: Option<Username>,
     pub revoke_reason: Option<String>,
+    /// For ephemeral database access: where the grant's own database role stands once the
+    /// grant ended (`revocation pending` until its removal is confirmed). Not stored with the
+    /// grant; the server fills it in when it shows grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_role: Option<String>,
 }
 
 /// A change the expiry engine or a revoke makes to a grant.
@@ -85,6 +90,7 @@ impl Grant {
             GrantStatus::Active
         };
         Grant {
+            db_role: None,
             id,
             request_id: req.id.clone(),
             user: req.requester.clone(),

@@ -492,6 +492,7 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("revoked_at", "time?"),
             ("revoked_by", "string?"),
             ("revoke_reason", "string?"),
+            ("-db_role", "string"),
         ],
     ),
     (

@@ -756,7 +756,21 @@ impl Core {
             g.status = g.effective_status(now);
         }
         grants.retain(|g| status.is_none_or(|s| s == g.status));
+        for g in grants.iter_mut() {
+            self.describe_db_role(g).await?;
+        }
         Ok(grants)
+    }
+
+    /// Fills in where an ephemeral grant's database role stands.
+    async fn describe_db_role(&self, g: &mut Grant) -> Result<(), ApiError> {
+        if let Some(r) = self.store.ephemeral_role(&g.id).await? {
+            g.db_role = Some(match r.state.as_str() {
+                "revocation_pending" => format!("{}: revocation pending ({})", r.role_name, r.last_error.unwrap_or_default()),
+                other => format!("{}: {other}", r.role_name),
+            });
+        }
+        Ok(())
     }
 
     pub async fn grant_detail(&self, caller: &Caller, id: &str) -> Result<Grant, ApiError> {
@@ -765,6 +779,7 @@ impl Core {
             return Err(ApiError::not_found("grant"));
         }
         g.status = g.effective_status(self.now());
+        self.describe_db_role(&mut g).await?;
         Ok(g)
     }
 

@@ -121,6 +121,7 @@ macro_rules! impl_store {
                 revoked_at: opt_ts(row.try_get("revoked_at")?),
                 revoked_by: revoked_by.map(|s| name(s, "revoked_by")).transpose()?,
                 revoke_reason: row.try_get("revoke_reason")?,
+                db_role: None,
             })
         }
 

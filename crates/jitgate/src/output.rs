@@ -77,10 +77,11 @@ pub fn grants(list: &[Grant]) -> String {
                 g.user.to_string(),
                 short_time(g.starts_at),
                 short_time(g.ends_at),
+                g.db_role.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    table(&["ID", "STATUS", "ACCESS", "USER", "STARTS", "ENDS"], rows)
+    table(&["ID", "STATUS", "ACCESS", "USER", "STARTS", "ENDS", "DB ROLE"], rows)
 }
 
 pub fn grant(g: &Grant) -> String {
@@ -96,6 +97,9 @@ pub fn grant(g: &Grant) -> String {
     );
     if let (Some(by), Some(reason)) = (&g.revoked_by, &g.revoke_reason) {
         s.push_str(&format!("\nrevoked by {by}: {reason}"));
+    }
+    if let Some(role) = &g.db_role {
+        s.push_str(&format!("\ndatabase role {role}"));
     }
     s
 }

@@ -445,3 +445,56 @@ async fn ephemeral_access_makes_a_role_for_the_grant_and_drops_it_when_the_grant
     assert!(events.iter().any(|e| e.action == "grant.db_role.create" && e.target == grant.id));
     assert!(events.iter().any(|e| e.action == "grant.db_role.revoked" && e.target == grant.id));
 }
+
+#[tokio::test]
+async fn a_failed_role_removal_shows_as_pending_and_is_retried_until_confirmed() {
+    let s = TestServer::spawn(true).await;
+    let (host, port, user, db) = upstream().await;
+    // The upstream trusts the service role; the variable is only there to be taken away.
+    let var = "JITGATE_TEST_EPHEMERAL_RETRY_PW";
+    std::env::set_var(var, "unused by a trust upstream");
+    let spec = format!(
+        "name = \"eph2\"\n[postgres]\nhost = \"{host}\"\nport = {port}\ndatabase = \"{db}\"\nuser = \"{user}\"\npassword_env = \"{var}\"\n\
+         [roles.read]\nrequesters = [\"engineers\"]\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\naccess = \"ephemeral\"\n"
+    );
+    s.admin.put_resource(&toml::from_str(&spec).unwrap()).await.unwrap();
+    let alice = s.login("alice").await;
+    let r = alice
+        .create_request(&request_body("eph2", "read", Some("30m"), "read the tables"))
+        .await
+        .unwrap();
+    let grant = s.login("bob").await.approve(&r.id, "ok").await.unwrap().grant.unwrap();
+    crate::support::eventually("the role exists", || async {
+        alice
+            .grant(&grant.id)
+            .await
+            .unwrap()
+            .db_role
+            .is_some_and(|d| d.ends_with(": active"))
+    })
+    .await;
+    std::env::remove_var(var);
+    alice.revoke(&grant.id, "done").await.unwrap();
+    crate::support::eventually("the removal is pending", || async {
+        alice
+            .grant(&grant.id)
+            .await
+            .unwrap()
+            .db_role
+            .is_some_and(|d| d.contains("revocation pending"))
+    })
+    .await;
+    s.cli_login("alice").await;
+    let out = s.cli("alice", &["grants"], None).await;
+    assert!(out.stdout.contains("revocation pending"), "{out:?}");
+    std::env::set_var(var, "unused by a trust upstream");
+    crate::support::eventually_within("the removal is confirmed by a retry", Duration::from_secs(15), || async {
+        alice
+            .grant(&grant.id)
+            .await
+            .unwrap()
+            .db_role
+            .is_some_and(|d| d.ends_with(": revoked"))
+    })
+    .await;
+}

@@ -291,12 +291,22 @@ pub fn request_body(resource: &str, role: &str, duration: Option<&str>, reason: 
 }
 
 /// Waits (bounded) for a condition the engine brings about in the background.
-pub async fn eventually<F, Fut>(what: &str, mut f: F)
+pub async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..200 {
+    eventually_within(what, std::time::Duration::from_secs(2), f).await
+}
+
+/// Like [`eventually`], for what happens on a timer of its own (retries).
+pub async fn eventually_within<F, Fut>(what: &str, limit: std::time::Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
         if f().await {
             return;
         }
