@@ -12,6 +12,8 @@
 //! Run with `scripts/bench.sh`, which builds in release mode and prints the table for
 //! docs/benchmarks.md.
 
+mod idle;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use jitgate::client::Client;
@@ -48,6 +50,14 @@ enum Cmd {
         backend: String,
         #[arg(long, default_value_t = 1_000_000)]
         events: i64,
+    },
+    /// Gateway memory per idle connection (a `jitgate serve` process and a stand-in upstream).
+    Idle {
+        /// The jitgate binary to run.
+        #[arg(long, default_value = "target/release/jitgate")]
+        jitgate: String,
+        #[arg(long, default_value_t = 5000)]
+        connections: usize,
     },
     Mfa {
         #[arg(long, default_value = "sqlite")]
@@ -100,6 +110,21 @@ async fn settings(backend: &str, dir: &std::path::Path) -> Result<Settings> {
         anyhow::bail!("backend is sqlite or postgres");
     }
     Ok(s)
+}
+
+/// The request every benchmark flow makes.
+fn request_body(resource: &str) -> CreateRequestBody {
+    CreateRequestBody {
+        resource: resource.into(),
+        role: "read".into(),
+        reason: "benchmark flow".into(),
+        ticket: None,
+        duration: Some("30m".into()),
+        start_at: None,
+        extends: None,
+        mfa: None,
+        break_glass: false,
+    }
 }
 
 /// A server in this process with an admin and the users alice and bob.
@@ -426,6 +451,7 @@ async fn main() -> Result<()> {
         } => flows(&backend, n, concurrency).await,
         Cmd::Verify { backend, events } => verify(&backend, events).await,
         Cmd::Mfa { backend, logins } => mfa(&backend, logins).await,
+        Cmd::Idle { jitgate, connections } => idle::idle(&jitgate, connections).await,
         Cmd::Expiry {
             backend,
             grants,
