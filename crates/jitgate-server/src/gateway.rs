@@ -292,6 +292,19 @@ impl Broker for GatewayBroker {
                 kill,
             },
         );
+        // The session's own deadline, on the server's clock: it ends with its grant even when
+        // the store is unreachable and the expiry engine cannot record the expiry.
+        {
+            let (core, id, ends, mut alive) = (core.clone(), record.id.clone(), grant.ends_at, kill_rx.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = core.clock.sleep_until(ends) => {
+                        core.sessions.kill(&id, "access grant expired");
+                    }
+                    () = async { while alive.changed().await.is_ok() {} } => {}
+                }
+            });
+        }
         // The grant may have ended between the check and the registration.
         if core
             .store

@@ -807,20 +807,11 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         format!("SQLite in {}", settings.data_dir.display())
     };
     let app = jitgate_server::Application::build(settings, None, config_name.as_deref()).await?;
-    eprintln!(
-        "jitgate {} listening on http://{} ({backend})",
-        env!("CARGO_PKG_VERSION"),
-        app.addr()
-    );
-    if let Some(token) = app.setup_token() {
-        use secrecy::ExposeSecret;
-        eprintln!("\nThis store has no users yet. Create the first administrator with\n    jitgate admin bootstrap --username admin\nand give it this one-time setup token:\n    {}\n", token.expose_secret());
-    }
-    let stop = app.stop_handle();
     #[cfg(unix)]
     {
         // SIGHUP reloads the policy files; a bad set is refused, logged and audited, and the
-        // last good one stays in force.
+        // last good one stays in force. Installed before the start is announced, so a SIGHUP
+        // sent on seeing it finds the handler.
         let core = app.core();
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             tokio::spawn(async move {
@@ -833,6 +824,16 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
             });
         }
     }
+    eprintln!(
+        "jitgate {} listening on http://{} ({backend})",
+        env!("CARGO_PKG_VERSION"),
+        app.addr()
+    );
+    if let Some(token) = app.setup_token() {
+        use secrecy::ExposeSecret;
+        eprintln!("\nThis store has no users yet. Create the first administrator with\n    jitgate admin bootstrap --username admin\nand give it this one-time setup token:\n    {}\n", token.expose_secret());
+    }
+    let stop = app.stop_handle();
     tokio::spawn(async move {
         shutdown_signal().await;
         eprintln!("jitgate: stopping");
