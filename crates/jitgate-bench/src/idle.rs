@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use jitgate::client::Client;
-use jitgate_api::{BootstrapBody, ConnectBody, CreateUserBody};
+use jitgate_api::ConnectBody;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -127,27 +127,8 @@ pub async fn idle(jitgate: &str, connections: usize) -> Result<()> {
         let _ = stderr.read_to_end(&mut sink).await;
     });
     let anon = Client::new(&format!("http://127.0.0.1:{http}"), None);
-    let pw = "benchmark password";
-    let admin = anon.with_token(
-        &anon
-            .bootstrap(&BootstrapBody {
-                setup_token: token.into(),
-                username: "admin".parse().map_err(anyhow::Error::msg)?,
-                password: pw.into(),
-            })
-            .await?
-            .token,
-    );
-    for u in ["alice", "bob"] {
-        admin
-            .create_user(&CreateUserBody {
-                username: u.parse().map_err(anyhow::Error::msg)?,
-                display_name: String::new(),
-                password: Some(pw.into()),
-                admin: false,
-            })
-            .await?;
-    }
+    crate::bootstrap_with_users(&anon, token).await?;
+    let pw = crate::PASSWORD;
     let alice = anon.with_token(&anon.login("alice", pw).await?.token);
     let bob = anon.with_token(&anon.login("bob", pw).await?.token);
     let mut body = crate::request_body("idle");

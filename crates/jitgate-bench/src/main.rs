@@ -143,28 +143,35 @@ impl Bench {
         let stop = app.stop_handle();
         let server = tokio::spawn(app.run_until_stopped());
         let anon = Client::new(&url, None);
-        let admin = anon.with_token(
-            &anon
-                .bootstrap(&BootstrapBody {
-                    setup_token: token.into(),
-                    username: "admin".parse().map_err(anyhow::Error::msg)?,
-                    password: PASSWORD.into(),
-                })
-                .await?
-                .token,
-        );
-        for u in ["alice", "bob"] {
-            admin
-                .create_user(&CreateUserBody {
-                    username: u.parse().map_err(anyhow::Error::msg)?,
-                    display_name: String::new(),
-                    password: Some(PASSWORD.into()),
-                    admin: false,
-                })
-                .await?;
-        }
+        let admin = bootstrap_with_users(&anon, token).await?;
         Ok(Self { anon, admin, stop, server })
     }
+}
+
+/// Makes the first admin with the setup token, then alice and bob (password [`PASSWORD`]);
+/// returns the admin's client.
+async fn bootstrap_with_users(anon: &Client, setup_token: String) -> Result<Client> {
+    let admin = anon.with_token(
+        &anon
+            .bootstrap(&BootstrapBody {
+                setup_token: setup_token.into(),
+                username: "admin".parse().map_err(anyhow::Error::msg)?,
+                password: PASSWORD.into(),
+            })
+            .await?
+            .token,
+    );
+    for u in ["alice", "bob"] {
+        admin
+            .create_user(&CreateUserBody {
+                username: u.parse().map_err(anyhow::Error::msg)?,
+                display_name: String::new(),
+                password: Some(PASSWORD.into()),
+                admin: false,
+            })
+            .await?;
+    }
+    Ok(admin)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
