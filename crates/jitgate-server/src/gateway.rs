@@ -12,7 +12,7 @@ use jitgate_auth::{new_token, token_hash};
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::GrantStatus;
 use jitgate_core::names::{ResourceName, RoleName, Username};
-use jitgate_core::policy::MfaAction;
+use jitgate_core::policy::{AccessMode, MfaAction};
 use jitgate_core::DomainError;
 use jitgate_policy::PolicyAction;
 use jitgate_proxy::relay::{EndReason, SessionStats};
@@ -209,9 +209,9 @@ impl Broker for GatewayBroker {
         };
         let resource = core.store.resource(&token.resource).await.map_err(|e| unavailable(e.into()))?;
         let role_name: RoleName = token.role.parse().map_err(|_| refusal("unknown role"))?;
-        let Some((target, db_role)) = resource.as_ref().and_then(|r| {
+        let Some((target, db_role, ephemeral_access)) = resource.as_ref().and_then(|r| {
             let p = r.roles.get(&role_name)?;
-            Some((r.postgres.clone()?, p.db_role.clone()))
+            Some((r.postgres.clone()?, p.db_role.clone(), p.access == AccessMode::Ephemeral))
         }) else {
             drop(tx);
             denied("the resource has no postgres target").await;
@@ -265,7 +265,12 @@ impl Broker for GatewayBroker {
         core.commit(tx, start).await.map_err(unavailable)?;
         // Ephemeral access: the session logs in as the grant's own role (made now if the
         // grant event has not made it yet).
-        let ephemeral = match core.ensure_ephemeral(&grant).await {
+        let made = if ephemeral_access {
+            core.ensure_ephemeral(&grant).await
+        } else {
+            Ok(None)
+        };
+        let ephemeral = match made {
             Ok(e) => e,
             Err(e) => {
                 let reason = EndReason::Io(e.message.clone());

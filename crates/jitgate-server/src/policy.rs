@@ -148,22 +148,30 @@ impl Core {
         Ok(self.policy().decide(action, &facts))
     }
 
-    /// The stages `approver` may approve `request` for, and the forbids that stopped them where
-    /// a stage's permit was there.
-    pub async fn approver_stages(
+    /// A person as decisions see them, read from the store.
+    pub async fn subject(&self, name: &Username) -> Result<Subject, ApiError> {
+        Ok(Subject {
+            name: name.clone(),
+            groups: self.store.user_groups(name).await?,
+            is_admin: self.store.user(name).await?.is_some_and(|u| u.is_admin),
+        })
+    }
+
+    /// The `approve` decision for each stage of `policy`, with `approver` reviewing `request`
+    /// by `requester`.
+    async fn stage_decisions(
         &self,
         approver: &Subject,
+        requester: &Subject,
         request: &AccessRequest,
         resource: &Resource,
         policy: &RolePolicy,
         now: Timestamp,
-    ) -> Result<(BTreeSet<usize>, Vec<String>), ApiError> {
-        let requester_groups = self.store.user_groups(&request.requester).await?;
-        let requester_admin = self.store.user(&request.requester).await?.is_some_and(|u| u.is_admin);
+    ) -> Result<Vec<(String, Decision)>, ApiError> {
         let grants = self.live_grants(&approver.name, now).await?;
         let engine = self.policy();
-        let mut stages = BTreeSet::new();
-        let mut forbids = Vec::new();
+        let on_call = self.on_call(approver, now);
+        let mut out = Vec::with_capacity(policy.stages.len());
         for (i, stage) in policy.stages.iter().enumerate() {
             let name = stage_name(&stage.name, i);
             let facts = Facts {
@@ -174,19 +182,35 @@ impl Core {
                 reason: &request.reason,
                 ticket: request.ticket.as_deref(),
                 active_grants: &grants,
-                on_call: self.on_call(approver, now),
+                on_call,
                 now,
                 review: Some(UnderReview {
                     id: &request.id,
-                    requester: Person {
-                        name: &request.requester,
-                        groups: &requester_groups,
-                        is_admin: requester_admin,
-                    },
+                    requester: requester.person(),
                     stage: &name,
                 }),
             };
             let d = engine.decide(PolicyAction::Approve, &facts);
+            out.push((name, d));
+        }
+        Ok(out)
+    }
+
+    /// The stages `approver` may approve `request` (by `requester`) for, and the forbids that
+    /// stopped them where a stage's permit was there.
+    pub async fn approver_stages(
+        &self,
+        approver: &Subject,
+        requester: &Subject,
+        request: &AccessRequest,
+        resource: &Resource,
+        policy: &RolePolicy,
+        now: Timestamp,
+    ) -> Result<(BTreeSet<usize>, Vec<String>), ApiError> {
+        let mut stages = BTreeSet::new();
+        let mut forbids = Vec::new();
+        let decisions = self.stage_decisions(approver, requester, request, resource, policy, now).await?;
+        for (i, (_, d)) in decisions.into_iter().enumerate() {
             if d.allowed {
                 stages.insert(i);
             } else {
@@ -322,34 +346,18 @@ impl Core {
             acknowledged_by: None,
             acknowledged_at: None,
         };
-        let grants = self.live_grants(&user, at).await?;
-        let no_groups = BTreeSet::new();
-        for (i, stage) in policy.stages.iter().enumerate() {
-            let name = stage_name(&stage.name, i);
-            let facts = Facts {
-                principal: who.person(),
-                resource: &resource,
-                role: &role,
-                duration,
-                reason: &body.reason,
-                ticket: body.ticket.as_deref(),
-                active_grants: &grants,
-                on_call: self.on_call(&who, at),
-                now: at,
-                review: Some(UnderReview {
-                    id: &hypothetical.id,
-                    requester: Person {
-                        name: &hypothetical.requester,
-                        groups: &no_groups,
-                        is_admin: false,
-                    },
-                    stage: &name,
-                }),
-            };
-            let d = self.policy().decide(PolicyAction::Approve, &facts);
+        let someone_else = Subject {
+            name: hypothetical.requester.clone(),
+            groups: BTreeSet::new(),
+            is_admin: false,
+        };
+        for (stage, d) in self
+            .stage_decisions(&who, &someone_else, &hypothetical, &resource, &policy, at)
+            .await?
+        {
             decisions.push(ActionDecision {
                 action: PolicyAction::Approve.as_str().into(),
-                stage: Some(name),
+                stage: Some(stage),
                 allowed: d.allowed,
                 policies: d.policies,
                 errors: d.errors,

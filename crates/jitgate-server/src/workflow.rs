@@ -286,7 +286,14 @@ impl Core {
         let refusal = if request.requester == caller.user.name {
             Some(DomainError::SelfApprovalForbidden)
         } else if self
-            .approver(&caller.user.name, &request, &resource, policy, now)
+            .approver(
+                &caller.user.name,
+                &self.subject(&request.requester).await?,
+                &request,
+                &resource,
+                policy,
+                now,
+            )
             .await?
             .0
             .stages
@@ -340,22 +347,19 @@ impl Core {
             .collect())
     }
 
-    /// `name` as an approver of `request`: the stages the policies let them approve for, and
-    /// the forbids that stopped them where a stage would have let them.
+    /// `name` as an approver of `request` by `requester`: the stages the policies let them
+    /// approve for, and the forbids that stopped them where a stage would have let them.
     async fn approver(
         &self,
         name: &Username,
+        requester: &Subject,
         request: &AccessRequest,
         resource: &Resource,
         policy: &jitgate_core::policy::RolePolicy,
         now: Timestamp,
     ) -> Result<(Approver, Vec<String>), ApiError> {
-        let who = Subject {
-            name: name.clone(),
-            groups: self.store.user_groups(name).await?,
-            is_admin: self.store.user(name).await?.is_some_and(|u| u.is_admin),
-        };
-        let (stages, forbids) = self.approver_stages(&who, request, resource, policy, now).await?;
+        let who = self.subject(name).await?;
+        let (stages, forbids) = self.approver_stages(&who, requester, request, resource, policy, now).await?;
         Ok((
             Approver {
                 user: who.name,
@@ -515,7 +519,8 @@ impl Core {
                     else {
                         continue;
                     };
-                    if self.approver_stages(&me, &r, res, p, now).await?.0.is_empty() {
+                    let requester = self.subject(&r.requester).await?;
+                    if self.approver_stages(&me, &requester, &r, res, p, now).await?.0.is_empty() {
                         continue;
                     }
                     let reviewed = self.store.reviews(&r.id).await?.iter().any(|v| v.reviewer.is(&caller.user.name));
@@ -558,12 +563,13 @@ impl Core {
         let role = resource.as_ref().and_then(|res| res.roles.get(&request.role));
         let mut approvers = Vec::new();
         if let (Some(res), Some(p)) = (&resource, role) {
+            let requester = self.subject(&request.requester).await?;
             for name in reviews
                 .iter()
                 .filter(|r| r.decision == Decision::Approve)
                 .filter_map(|r| r.reviewer.person())
             {
-                approvers.push(self.approver(name, &request, res, p, now).await?.0);
+                approvers.push(self.approver(name, &requester, &request, res, p, now).await?.0);
             }
         }
         let stages = role.map(|p| p.stages.clone()).unwrap_or_default();
@@ -614,14 +620,17 @@ impl Core {
         // Who may approve for which stage is the policies' say (the stage groups are policies
         // too); each earlier approver is weighed as of now, like the reviewer.
         let mut earlier_approvers = Vec::new();
+        let requester = self.subject(&request.requester).await?;
         for name in earlier
             .iter()
             .filter(|r| r.decision == Decision::Approve)
             .filter_map(|r| r.reviewer.person())
         {
-            earlier_approvers.push(self.approver(name, &request, &resource, policy, now).await?.0);
+            earlier_approvers.push(self.approver(name, &requester, &request, &resource, policy, now).await?.0);
         }
-        let (me, forbids) = self.approver(&caller.user.name, &request, &resource, policy, now).await?;
+        let (me, forbids) = self
+            .approver(&caller.user.name, &requester, &request, &resource, policy, now)
+            .await?;
         if request.requester != caller.user.name && me.stages.as_ref().is_some_and(BTreeSet::is_empty) && !forbids.is_empty() {
             drop(tx);
             let e = DomainError::ForbiddenByPolicy {

@@ -3,7 +3,7 @@
 //! or a prompt when the server says a fresh factor is due.
 
 use crate::cli::{prompt_secret, read_stdin_line, Ctx};
-use crate::client::{session_of, ClientError, Result as ClientResult};
+use crate::client::{session_of, Client, ClientError, Result as ClientResult};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use jitgate_api::{LoginOutcome, MfaProof, SessionToken};
@@ -138,12 +138,24 @@ pub enum WebauthnCommand {
     },
 }
 
-/// Changing factors needs a fresh proof when you have one: step up first with what was given.
-async fn step_up_if_given(ctx: &Ctx, args: &MfaArgs) -> Result<()> {
-    if let Some(proof) = args.proof()? {
-        ctx.client()?.mfa_verify(&proof).await?;
-    }
-    Ok(())
+/// A change to one's own factors, which needs a fresh factor when one is enrolled: the proof
+/// given (or asked for when the server wants one) steps the session up first.
+async fn after_step_up<T, F, Fut>(args: &MfaArgs, c: &Client, change: F) -> Result<T>
+where
+    F: Fn(Client) -> Fut,
+    Fut: Future<Output = ClientResult<T>>,
+{
+    let change = &change;
+    with_second_factor(args, |proof| {
+        let c = c.clone();
+        async move {
+            if let Some(p) = proof {
+                c.mfa_verify(&p).await?;
+            }
+            change(c).await
+        }
+    })
+    .await
 }
 
 fn terminal_qr(uri: &str) -> Result<String> {
@@ -209,17 +221,7 @@ pub async fn run(ctx: &Ctx, cmd: MfaCommand) -> Result<ExitCode> {
             })?;
         }
         MfaCommand::Totp(TotpCommand::Enroll { mfa }) => {
-            step_up_if_given(ctx, &mfa).await?;
-            let e = with_second_factor(&MfaArgs::default(), |proof| {
-                let c = c.clone();
-                async move {
-                    if let Some(p) = proof {
-                        c.mfa_verify(&p).await?;
-                    }
-                    c.totp_enrol().await
-                }
-            })
-            .await?;
+            let e = after_step_up(&mfa, &c, |c| async move { c.totp_enrol().await }).await?;
             if ctx.json || !std::io::stdin().is_terminal() {
                 ctx.print(&e, |e| {
                     format!(
@@ -253,29 +255,11 @@ pub async fn run(ctx: &Ctx, cmd: MfaCommand) -> Result<ExitCode> {
             })?;
         }
         MfaCommand::Totp(TotpCommand::Remove { mfa }) => {
-            with_second_factor(&mfa, |proof| {
-                let c = c.clone();
-                async move {
-                    if let Some(p) = proof {
-                        c.mfa_verify(&p).await?;
-                    }
-                    c.totp_remove().await
-                }
-            })
-            .await?;
+            after_step_up(&mfa, &c, |c| async move { c.totp_remove().await }).await?;
             ctx.print(&serde_json::json!({"totp": false}), |_| "TOTP factor removed".into())?;
         }
         MfaCommand::RecoveryCodes { mfa } => {
-            let codes = with_second_factor(&mfa, |proof| {
-                let c = c.clone();
-                async move {
-                    if let Some(p) = proof {
-                        c.mfa_verify(&p).await?;
-                    }
-                    c.new_recovery_codes().await
-                }
-            })
-            .await?;
+            let codes = after_step_up(&mfa, &c, |c| async move { c.new_recovery_codes().await }).await?;
             ctx.print(&codes, |r| codes_text(&r.codes))?;
         }
         MfaCommand::Webauthn(WebauthnCommand::List) => {
@@ -299,14 +283,9 @@ pub async fn run(ctx: &Ctx, cmd: MfaCommand) -> Result<ExitCode> {
             })?;
         }
         MfaCommand::Webauthn(WebauthnCommand::Remove { id, mfa }) => {
-            with_second_factor(&mfa, |proof| {
-                let (c, id) = (c.clone(), id.clone());
-                async move {
-                    if let Some(p) = proof {
-                        c.mfa_verify(&p).await?;
-                    }
-                    c.passkey_remove(&id).await
-                }
+            after_step_up(&mfa, &c, |c| {
+                let id = id.clone();
+                async move { c.passkey_remove(&id).await }
             })
             .await?;
             ctx.print(&serde_json::json!({"removed": id}), |_| format!("passkey {id} removed"))?;
