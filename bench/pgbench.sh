@@ -8,6 +8,7 @@
 # then -C (a new connection per transaction, -c 8) for connection setup. Prints one line per
 # run and the TPS ratios. Needs the local PostgreSQL (JITGATE_TEST_PG_URL as for the tests).
 #   SECONDS_PER_RUN=15 SCALE=10 bench/pgbench.sh
+# A shorter run of some cases: CLIENTS="8" PROTOCOLS="prepared" CONNECT_RUN=0 bench/pgbench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=${SECONDS_PER_RUN:-15}
@@ -97,16 +98,18 @@ run() { # run NAME PORT USER DB PASSWORD ARGS...
   sleep 2 # let the pooler's idle server connections go
   printf '%-9s %-26s tps=%-10s latency_avg_ms=%s\n' "$name" "$*" "$tps" "$lat"
 }
-for proto in simple prepared; do
-  for c in 1 8 64; do
+for proto in ${PROTOCOLS:-simple prepared}; do
+  for c in ${CLIENTS:-1 8 64}; do
     run direct "$PGP" postgres "$DB" "" -S -M $proto -c $c
     run jitgate 16544 alice bench "$(password)" -S -M $proto -c $c
     run pgbouncer 16545 postgres "$DB" "" -S -M $proto -c $c
   done
 done
-run direct "$PGP" postgres "$DB" "" -S -C -c 8
-run jitgate 16544 alice bench "$(password)" -S -C -c 8
-run pgbouncer 16545 postgres "$DB" "" -S -C -c 8
+if [ "${CONNECT_RUN:-1}" = 1 ]; then
+  run direct "$PGP" postgres "$DB" "" -S -C -c 8
+  run jitgate 16544 alice bench "$(password)" -S -C -c 8
+  run pgbouncer 16545 postgres "$DB" "" -S -C -c 8
+fi
 
 echo "# ratios (jitgate / direct, jitgate / pgbouncer)"
 for k in "${!TPS[@]}"; do

@@ -27,6 +27,8 @@ pub struct Resource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresTarget {
+    /// A host name or IP address, or (starting with `/`) the directory of the server's Unix
+    /// socket, as libpq reads `host`.
     #[serde(default = "localhost")]
     pub host: String,
     #[serde(default = "pg_port")]
@@ -41,6 +43,79 @@ pub struct PostgresTarget {
     /// Record each statement as a session audit event (size-capped).
     #[serde(default = "yes")]
     pub record_statements: bool,
+    /// TLS to the upstream, as libpq's `sslmode`; `auto` (the default) is `disable` for a
+    /// target on this host (loopback or a Unix socket) and `verify-full` for any other.
+    #[serde(default, skip_serializing_if = "UpstreamTlsMode::is_auto")]
+    pub sslmode: UpstreamTlsMode,
+    /// PEM file with the certificate authorities `verify-ca`/`verify-full` trust (the Mozilla
+    /// roots without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslrootcert: Option<String>,
+}
+
+/// How the gateway protects its connection to an upstream PostgreSQL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTlsMode {
+    #[default]
+    Auto,
+    Disable,
+    /// TLS when the server offers it, unauthenticated; plain otherwise.
+    Prefer,
+    /// TLS or nothing, without checking the certificate.
+    Require,
+    /// TLS with a certificate from a trusted authority, any name.
+    VerifyCa,
+    /// TLS with a certificate from a trusted authority for this host name.
+    VerifyFull,
+}
+
+impl UpstreamTlsMode {
+    pub fn is_auto(&self) -> bool {
+        *self == Self::Auto
+    }
+}
+
+impl PostgresTarget {
+    /// Whether `host` names a Unix socket directory.
+    pub fn is_unix_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
+    /// Whether the upstream is on this host (its traffic never leaves the machine).
+    pub fn is_local(&self) -> bool {
+        self.is_unix_socket()
+            || self.host.eq_ignore_ascii_case("localhost")
+            || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// The TLS mode in force, with `auto` resolved.
+    pub fn tls_mode(&self) -> UpstreamTlsMode {
+        match self.sslmode {
+            UpstreamTlsMode::Auto if self.is_local() => UpstreamTlsMode::Disable,
+            UpstreamTlsMode::Auto => UpstreamTlsMode::VerifyFull,
+            mode => mode,
+        }
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.host.is_empty() {
+            out.push("postgres.host is empty".to_owned());
+        }
+        if self.is_unix_socket()
+            && !matches!(
+                self.sslmode,
+                UpstreamTlsMode::Auto | UpstreamTlsMode::Disable | UpstreamTlsMode::Prefer
+            )
+        {
+            out.push("postgres.sslmode: TLS does not apply to a Unix socket (use a host name, or sslmode = \"disable\")".to_owned());
+        }
+        if self.sslrootcert.is_some() && !matches!(self.tls_mode(), UpstreamTlsMode::VerifyCa | UpstreamTlsMode::VerifyFull) {
+            out.push("postgres.sslrootcert is only read with sslmode verify-ca or verify-full".to_owned());
+        }
+        out
+    }
 }
 
 fn localhost() -> String {
@@ -226,6 +301,11 @@ impl Resource {
         if self.roles.is_empty() {
             out.push(format!("resource '{}' has no roles", self.name));
         }
+        if let Some(target) = &self.postgres {
+            for p in target.problems() {
+                out.push(format!("resource '{}': {p}", self.name));
+            }
+        }
         for (name, role) in &self.roles {
             for p in role.problems() {
                 out.push(format!("resource '{}', role '{}': {p}", self.name, name));
@@ -344,6 +424,28 @@ impl RolePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target(host: &str, extra: &str) -> PostgresTarget {
+        toml::from_str(&format!("host = \"{host}\"\ndatabase = \"d\"\nuser = \"u\"\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn upstream_tls_defaults_to_off_on_this_host_and_verified_elsewhere() {
+        for local in ["127.0.0.1", "::1", "localhost", "/var/run/postgresql"] {
+            assert_eq!(target(local, "").tls_mode(), UpstreamTlsMode::Disable, "{local}");
+        }
+        for remote in ["db.internal", "10.0.0.5"] {
+            assert_eq!(target(remote, "").tls_mode(), UpstreamTlsMode::VerifyFull, "{remote}");
+        }
+        assert_eq!(target("db.internal", "sslmode = \"require\"").tls_mode(), UpstreamTlsMode::Require);
+        assert!(target("db.internal", "").problems().is_empty());
+        assert!(!target("/run/pg", "sslmode = \"verify-full\"").problems().is_empty());
+        assert!(
+            !target("127.0.0.1", "sslrootcert = \"/ca.pem\"").problems().is_empty(),
+            "a root file that is never read"
+        );
+        assert!(toml::from_str::<PostgresTarget>("database = \"d\"\nuser = \"u\"\nsslmode = \"sometimes\"").is_err());
+    }
 
     fn g(names: &[&str]) -> BTreeSet<GroupName> {
         names.iter().map(|n| GroupName::parse(n).unwrap()).collect()

@@ -8,6 +8,7 @@
 
 pub mod protocol;
 pub mod relay;
+pub mod transport;
 pub mod upstream;
 
 use async_trait::async_trait;
@@ -108,7 +109,9 @@ async fn forward_cancel(cancels: &Cancels, key: (i32, i32)) {
     packet.extend_from_slice(&80_877_102u32.to_be_bytes());
     packet.extend_from_slice(&t.key.0.to_be_bytes());
     packet.extend_from_slice(&t.key.1.to_be_bytes());
-    if let Ok(mut up) = TcpStream::connect((t.host.as_str(), t.port)).await {
+    // Cancel requests go in plain text, as libpq's do: PostgreSQL reads them before any
+    // authentication, and they carry only the key.
+    if let Ok(mut up) = transport::open_plain(&t.host, t.port).await {
         let _ = up.write_all(&packet).await;
         let _ = up.shutdown().await;
     }

@@ -3,6 +3,7 @@
 //! client in particular).
 
 use crate::protocol::message_end;
+use crate::transport::{Transport, UpstreamTls};
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
@@ -10,10 +11,10 @@ use postgres_protocol::message::backend::{ErrorFields, Message};
 use postgres_protocol::message::frontend;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 #[derive(Debug, Clone)]
 pub struct UpstreamTarget {
+    /// A host name or address, or a Unix socket directory (starting with `/`).
     pub host: String,
     pub port: u16,
     pub database: String,
@@ -22,12 +23,13 @@ pub struct UpstreamTarget {
     /// `SET ROLE` to this after login.
     pub set_role: Option<String>,
     pub application_name: String,
+    pub tls: UpstreamTls,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("cannot reach {0}: {1}")]
-    Connect(String, std::io::Error),
+    #[error("{0}")]
+    Connect(String),
     #[error("upstream connection failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("the upstream refused: {0}")]
@@ -41,7 +43,7 @@ pub enum UpstreamError {
 /// A logged-in upstream connection and what it said after login (parameter statuses, ready
 /// for query), to pass on to the client.
 pub struct Upstream {
-    pub stream: TcpStream,
+    pub stream: Transport,
     pub greeting: BytesMut,
     /// The upstream's own cancel key.
     pub key: Option<(i32, i32)>,
@@ -59,7 +61,7 @@ fn error_text(fields: &mut ErrorFields<'_>) -> String {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Transport,
     buf: BytesMut,
 }
 
@@ -94,11 +96,9 @@ fn quote_ident(name: &str) -> String {
 }
 
 pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
-    let addr = format!("{}:{}", t.host, t.port);
-    let stream = TcpStream::connect(&addr)
+    let stream = crate::transport::open(&t.host, t.port, &t.tls)
         .await
-        .map_err(|e| UpstreamError::Connect(addr.clone(), e))?;
-    stream.set_nodelay(true)?;
+        .map_err(UpstreamError::Connect)?;
     let mut c = Conn {
         stream,
         buf: BytesMut::with_capacity(8192),

@@ -10,31 +10,15 @@ use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::Grant;
 use jitgate_core::policy::{AccessMode, Resource};
 use jitgate_core::Timestamp;
-use jitgate_proxy::upstream::{execute, quote_identifier as ident, quote_literal as lit, UpstreamTarget};
+use jitgate_proxy::upstream::{execute, quote_identifier as ident, quote_literal as lit};
 use jitgate_store::EphemeralRoleRecord;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use std::time::Duration;
 
 const RETRY_EVERY: Duration = Duration::from_secs(5);
-
-/// The service role's login to the resource's upstream, as the provisioner uses it.
-pub fn service_target(resource: &Resource, application: &str) -> Result<UpstreamTarget, String> {
-    let t = resource.postgres.as_ref().ok_or("the resource has no postgres target")?;
-    let password = match &t.password_env {
-        Some(var) => Some(SecretString::from(std::env::var(var).map_err(|_| format!("{var} is not set"))?)),
-        None => None,
-    };
-    Ok(UpstreamTarget {
-        host: t.host.clone(),
-        port: t.port,
-        database: t.database.clone(),
-        user: t.user.clone(),
-        password,
-        set_role: None,
-        application_name: application.to_owned(),
-    })
-}
+/// The application name the provisioner's upstream logins carry.
+const PROVISIONER: &str = "jitgate-provisioner";
 
 /// `jit_<user>_<grant id>`, in the characters PostgreSQL keeps without quoting.
 pub fn role_name(grant: &Grant) -> String {
@@ -100,7 +84,10 @@ impl Core {
                 memberships.iter().map(|r| ident(r)).collect::<Vec<_>>().join(", ")
             ));
         }
-        let target = service_target(&resource, "jitgate-provisioner").map_err(|e| ApiError::conflict("upstream", e))?;
+        let target = self
+            .upstream_target(&resource, None, None, PROVISIONER)
+            .await
+            .map_err(|e| ApiError::conflict("upstream", e))?;
         execute(&target, &[create])
             .await
             .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "upstream", e.to_string()))?;
@@ -149,7 +136,7 @@ impl Core {
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or("resource gone")?;
-            let target = service_target(&resource, "jitgate-provisioner")?;
+            let target = self.upstream_target(&resource, None, None, PROVISIONER).await?;
             let role = ident(&record.role_name);
             let statements = vec![
                 format!("ALTER ROLE {role} NOLOGIN"),

@@ -19,7 +19,7 @@ use jitgate_proxy::relay::{EndReason, SessionStats};
 use jitgate_proxy::upstream::UpstreamTarget;
 use jitgate_proxy::{Admission, AdmissionRequest, Broker, Refusal};
 use jitgate_store::{ConnectTokenRecord, DbSessionRecord, GrantFilter};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -209,27 +209,31 @@ impl Broker for GatewayBroker {
         };
         let resource = core.store.resource(&token.resource).await.map_err(|e| unavailable(e.into()))?;
         let role_name: RoleName = token.role.parse().map_err(|_| refusal("unknown role"))?;
-        let Some((target, db_role, ephemeral_access)) = resource.as_ref().and_then(|r| {
+        let Some((resource, db_role, ephemeral_access)) = resource.and_then(|r| {
             let p = r.roles.get(&role_name)?;
-            Some((r.postgres.clone()?, p.db_role.clone(), p.access == AccessMode::Ephemeral))
+            r.postgres.as_ref()?;
+            let (db_role, ephemeral) = (p.db_role.clone(), p.access == AccessMode::Ephemeral);
+            Some((r, db_role, ephemeral))
         }) else {
             drop(tx);
             denied("the resource has no postgres target").await;
             return Err(refusal("this resource is not reachable through the gateway"));
         };
-        let password = match &target.password_env {
-            Some(var) => match std::env::var(var) {
-                Ok(p) => Some(SecretString::from(p)),
-                Err(_) => {
-                    drop(tx);
-                    denied("the upstream password is not configured").await;
-                    return Err(Refusal {
-                        sqlstate: "08006",
-                        message: format!("jitgate: the gateway has no upstream password ({var} is not set)"),
-                    });
-                }
-            },
-            None => None,
+        // The service login (password, TLS roots) is resolved before the session is recorded,
+        // so a resource that cannot be reached is refused without a half-open session.
+        let service = match core
+            .upstream_target(&resource, None, db_role, &format!("jitgate:{}", grant.user))
+            .await
+        {
+            Ok(t) => t,
+            Err(why) => {
+                drop(tx);
+                denied(&why).await;
+                return Err(Refusal {
+                    sqlstate: "08006",
+                    message: format!("jitgate: the gateway cannot log in upstream: {why}"),
+                });
+            }
         };
         let record = DbSessionRecord {
             id: new_id("ses"),
@@ -321,22 +325,20 @@ impl Broker for GatewayBroker {
         {
             core.sessions.kill(&record.id, "access grant expired");
         }
-        let (user, password, set_role) = match ephemeral {
-            Some((role, role_password)) => (role, Some(role_password), None),
-            None => (target.user, password, db_role),
+        let record_statements = resource.postgres.as_ref().is_some_and(|t| t.record_statements);
+        let target = match ephemeral {
+            Some((role, role_password)) => UpstreamTarget {
+                user: role,
+                password: Some(role_password),
+                set_role: None,
+                ..service
+            },
+            None => service,
         };
         Ok(Admission {
             session_id: record.id,
-            target: UpstreamTarget {
-                host: target.host,
-                port: target.port,
-                database: target.database,
-                user,
-                password,
-                set_role,
-                application_name: format!("jitgate:{}", grant.user),
-            },
-            record_statements: target.record_statements,
+            target,
+            record_statements,
             kill: kill_rx,
         })
     }

@@ -14,6 +14,7 @@ pub mod mfa;
 pub mod openapi;
 pub mod policy;
 pub mod routes;
+pub mod upstream;
 pub mod workflow;
 
 pub use app::{Application, StopHandle};

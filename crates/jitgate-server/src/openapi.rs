@@ -370,6 +370,22 @@ pub const ENDPOINTS: &[Endpoint] = &[
         None,
         "",
     ),
+    ep(
+        "put",
+        "/admin/resources/{name}/credential",
+        "Store the upstream service role's password, sealed (admins)",
+        true,
+        Some("PasswordBody"),
+        "",
+    ),
+    ep(
+        "delete",
+        "/admin/resources/{name}/credential",
+        "Remove the stored upstream password (admins)",
+        true,
+        None,
+        "",
+    ),
     ep("get", "/openapi.json", "This document", false, None, ""),
 ];
 
@@ -764,6 +780,8 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("user", "string"),
             ("-password_env", "string?"),
             ("-record_statements", "boolean"),
+            ("-sslmode", "string"),
+            ("-sslrootcert", "string?"),
         ],
     ),
     (

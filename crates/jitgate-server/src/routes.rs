@@ -104,6 +104,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/groups", get(list_groups))
         .route("/admin/groups/{group}/members/{user}", put(add_member).delete(remove_member))
         .route("/admin/resources/{name}", put(put_resource).delete(delete_resource))
+        .route(
+            "/admin/resources/{name}/credential",
+            put(put_resource_credential).delete(delete_resource_credential),
+        )
         .route("/openapi.json", get(openapi))
         .fallback(not_found);
     Router::new()
@@ -477,5 +481,23 @@ async fn put_resource(
 async fn delete_resource(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> Result<StatusCode, ApiError> {
     let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
     s.delete_resource(&caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn put_resource_credential(
+    State(s): State<AppState>,
+    caller: Caller,
+    P(name): P<String>,
+    Json(body): Json<PasswordBody>,
+) -> Result<StatusCode, ApiError> {
+    let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
+    let password = secrecy::SecretString::from(body.password.0);
+    s.set_resource_credential(&caller, &name, &password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_resource_credential(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> Result<StatusCode, ApiError> {
+    let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
+    s.clear_resource_credential(&caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

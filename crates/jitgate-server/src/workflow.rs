@@ -83,6 +83,9 @@ impl Core {
         if !tx.delete_resource(name).await? {
             return Err(ApiError::not_found("resource"));
         }
+        // Its sealed upstream password goes with it: a new resource of the same name must not
+        // inherit a login it was never given.
+        tx.delete_resource_credential(name).await?;
         tx.append_audit(
             NewEvent::new(caller.name(), "resource.delete", name.as_str(), Outcome::Success, json!({})),
             self.now(),

@@ -147,6 +147,17 @@ pub struct EphemeralRoleRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A resource's upstream password, sealed with the server's secrets key (the resource name is
+/// the associated data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceCredentialRecord {
+    pub resource: ResourceName,
+    pub key_version: u32,
+    pub sealed_password: String,
+    pub updated_at: Timestamp,
+    pub updated_by: Username,
+}
+
 /// One use of a grant through the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbSessionRecord {
@@ -255,6 +266,7 @@ pub trait Store: Send + Sync + 'static {
     /// Break-glass requests nobody has acknowledged yet, oldest first.
     async fn requests_awaiting_ack(&self, limit: i64) -> Result<Vec<AccessRequest>>;
     async fn ephemeral_role(&self, grant_id: &str) -> Result<Option<EphemeralRoleRecord>>;
+    async fn resource_credential(&self, resource: &ResourceName) -> Result<Option<ResourceCredentialRecord>>;
     /// Ephemeral roles in `state`, oldest first.
     async fn ephemeral_roles_in(&self, state: &str) -> Result<Vec<EphemeralRoleRecord>>;
     /// Gateway sessions, newest first: the live ones only, or all, of one user or everyone.
@@ -342,6 +354,9 @@ pub trait WriteTx: Send {
     async fn insert_connect_token(&mut self, token: &ConnectTokenRecord) -> Result<()>;
     /// Adds or updates (by grant) an ephemeral role's record.
     async fn put_ephemeral_role(&mut self, role: &EphemeralRoleRecord) -> Result<()>;
+    /// Sets (or replaces) a resource's sealed upstream password.
+    async fn put_resource_credential(&mut self, credential: &ResourceCredentialRecord) -> Result<()>;
+    async fn delete_resource_credential(&mut self, resource: &ResourceName) -> Result<bool>;
     /// Uses a connect token: as many times as it allows, and only before it expires.
     async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>>;
     async fn insert_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;

@@ -17,7 +17,7 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreErro
 macro_rules! impl_store {
     ($store:ident, $tx:ident, $db:ty, $backend:literal, $lock:literal) => {
         use crate::sql::{corrupt, AUDIT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
-        use crate::{ConnectTokenRecord, DbSessionRecord, EphemeralRoleRecord, GrantFilter, NotificationRecord, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
+        use crate::{ConnectTokenRecord, DbSessionRecord, EphemeralRoleRecord, GrantFilter, ResourceCredentialRecord, NotificationRecord, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
         use async_trait::async_trait;
         use jitgate_core::audit::{canonical_json, AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
         use jitgate_core::grant::{Grant, GrantStatus};
@@ -139,6 +139,16 @@ macro_rules! impl_store {
                 last_error: row.try_get("last_error")?,
                 created_at: ts(row.try_get("created_at")?),
                 revoked_at: opt_ts(row.try_get("revoked_at")?),
+            })
+        }
+
+        fn credential_from(row: &DbRow) -> Result<ResourceCredentialRecord, StoreError> {
+            Ok(ResourceCredentialRecord {
+                resource: name(row.try_get("resource")?, "credential resource")?,
+                key_version: u32::try_from(row.try_get::<i64, _>("key_version")?).map_err(|e| corrupt("key version", e))?,
+                sealed_password: row.try_get("sealed_password")?,
+                updated_at: ts(row.try_get("updated_at")?),
+                updated_by: name(row.try_get("updated_by")?, "credential updated_by")?,
             })
         }
 
@@ -465,6 +475,16 @@ macro_rules! impl_store {
             async fn ephemeral_role(&self, grant_id: &str) -> Result<Option<EphemeralRoleRecord>, StoreError> {
                 let sql = format!("SELECT {EPHEMERAL_COLS} FROM ephemeral_roles WHERE grant_id = $1");
                 sqlx::query(&sql).bind(grant_id).fetch_optional(&self.read).await?.as_ref().map(ephemeral_from).transpose()
+            }
+
+            async fn resource_credential(&self, resource: &ResourceName) -> Result<Option<ResourceCredentialRecord>, StoreError> {
+                sqlx::query("SELECT resource, key_version, sealed_password, updated_at, updated_by FROM resource_credentials WHERE resource = $1")
+                    .bind(resource.as_str())
+                    .fetch_optional(&self.read)
+                    .await?
+                    .as_ref()
+                    .map(credential_from)
+                    .transpose()
             }
 
             async fn ephemeral_roles_in(&self, state: &str) -> Result<Vec<EphemeralRoleRecord>, StoreError> {
@@ -845,6 +865,30 @@ macro_rules! impl_store {
             async fn due_grants(&mut self, now: Timestamp, limit: i64) -> Result<Vec<Grant>, StoreError> {
                 let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE next_deadline IS NOT NULL AND next_deadline <= $1 ORDER BY next_deadline LIMIT $2");
                 all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(&mut *self.tx).await?, grant_from)
+            }
+
+            async fn put_resource_credential(&mut self, c: &ResourceCredentialRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO resource_credentials (resource, key_version, sealed_password, updated_at, updated_by) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (resource) DO UPDATE SET key_version = excluded.key_version, \
+                     sealed_password = excluded.sealed_password, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                )
+                .bind(c.resource.as_str())
+                .bind(i64::from(c.key_version))
+                .bind(&c.sealed_password)
+                .bind(c.updated_at.as_millis())
+                .bind(c.updated_by.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn delete_resource_credential(&mut self, resource: &ResourceName) -> Result<bool, StoreError> {
+                let r = sqlx::query("DELETE FROM resource_credentials WHERE resource = $1")
+                    .bind(resource.as_str())
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(r.rows_affected() > 0)
             }
 
             async fn put_ephemeral_role(&mut self, e: &EphemeralRoleRecord) -> Result<(), StoreError> {

@@ -9,8 +9,8 @@ use jitgate_core::policy::Resource;
 use jitgate_core::request::{AccessRequest, Decision, RequestStatus, Review};
 use jitgate_core::Timestamp;
 use jitgate_store::{
-    testing, AttemptRecord, ChallengeRecord, GrantFilter, NotificationRecord, PasskeyRecord, RequestFilter, SessionRecord, Source, Store,
-    StoreError, TotpRecord, UserRecord,
+    testing, AttemptRecord, ChallengeRecord, GrantFilter, NotificationRecord, PasskeyRecord, RequestFilter, ResourceCredentialRecord,
+    SessionRecord, Source, Store, StoreError, TotpRecord, UserRecord,
 };
 use serde_json::json;
 
@@ -158,6 +158,36 @@ async fn resources(store: &dyn Store) {
     assert!(tx.delete_resource(&name).await.unwrap());
     tx.commit().await.unwrap();
     assert!(store.resource(&name).await.unwrap().is_none());
+
+    // Sealed upstream passwords: set, replaced, kept out by a rollback, removed.
+    let credential = |version: u32, sealed: &str, at: i64| ResourceCredentialRecord {
+        resource: name.clone(),
+        key_version: version,
+        sealed_password: sealed.into(),
+        updated_at: t(at),
+        updated_by: u("root"),
+    };
+    assert!(store.resource_credential(&name).await.unwrap().is_none());
+    let mut tx = store.write().await.unwrap();
+    tx.put_resource_credential(&credential(1, "sealed-1", 3)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.resource_credential(&name).await.unwrap(), Some(credential(1, "sealed-1", 3)));
+    let mut tx = store.write().await.unwrap();
+    tx.put_resource_credential(&credential(2, "sealed-2", 4)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.resource_credential(&name).await.unwrap(), Some(credential(2, "sealed-2", 4)));
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.delete_resource_credential(&name).await.unwrap());
+    drop(tx);
+    assert!(
+        store.resource_credential(&name).await.unwrap().is_some(),
+        "a dropped transaction changes nothing"
+    );
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.delete_resource_credential(&name).await.unwrap());
+    assert!(!tx.delete_resource_credential(&name).await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(store.resource_credential(&name).await.unwrap().is_none());
 }
 
 async fn requests_reviews_and_grants(store: &dyn Store) {

@@ -317,6 +317,18 @@ enum ResourceCommand {
     Delete {
         name: String,
     },
+    /// Store the password of the resource's upstream service role, sealed with the server's
+    /// secrets key (asked for at a terminal, or read with --password-stdin; never on argv).
+    /// It takes precedence over `password_env`.
+    SetPassword {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove the stored upstream password (the gateway falls back to `password_env`).
+    ClearPassword {
+        name: String,
+    },
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -1207,6 +1219,19 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                 ResourceCommand::Delete { name } => {
                     c.delete_resource(&name).await?;
                     ctx.print(&serde_json::json!({"deleted": name}), |_| format!("resource {name} deleted"))?;
+                }
+                ResourceCommand::SetPassword { name, password_stdin } => {
+                    let pw = password(password_stdin, !password_stdin)?;
+                    c.set_resource_credential(&name, &pw).await?;
+                    ctx.print(&serde_json::json!({"resource": name, "credential": "sealed"}), |_| {
+                        format!("upstream password for {name} stored (sealed); new sessions log in with it")
+                    })?;
+                }
+                ResourceCommand::ClearPassword { name } => {
+                    c.clear_resource_credential(&name).await?;
+                    ctx.print(&serde_json::json!({"resource": name, "credential": "removed"}), |_| {
+                        format!("stored upstream password for {name} removed")
+                    })?;
                 }
             }
         }

@@ -366,6 +366,19 @@ impl Client {
         )
         .await
     }
+    pub async fn set_resource_credential(&self, name: &str, password: &str) -> Result<()> {
+        self.call(
+            Method::PUT,
+            &format!("/admin/resources/{}/credential", seg(name)),
+            None,
+            Self::json(&PasswordBody { password: password.into() }),
+        )
+        .await
+    }
+    pub async fn clear_resource_credential(&self, name: &str) -> Result<()> {
+        self.call(Method::DELETE, &format!("/admin/resources/{}/credential", seg(name)), None, None)
+            .await
+    }
     pub async fn delete_resource(&self, name: &str) -> Result<()> {
         self.call(Method::DELETE, &format!("/admin/resources/{}", seg(name)), None, None)
             .await

@@ -298,6 +298,12 @@ impl PasswordCluster {
     }
 
     fn start(method: &str, password: &str) -> Self {
+        Self::start_with(method, password, |_| String::new())
+    }
+
+    /// `configure` gets the cluster's directory (to write files into) and returns lines for
+    /// postgresql.conf.
+    fn start_with(method: &str, password: &str, configure: impl FnOnce(&std::path::Path) -> String) -> Self {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL server binaries (scripts/test.sh installs them)")
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -306,6 +312,7 @@ impl PasswordCluster {
             .expect("initdb");
         let dir = tempfile::tempdir().unwrap().keep();
         std::fs::write(dir.join("pw"), password).unwrap();
+        let extra = configure(&dir);
         if running_as_root() {
             std::process::Command::new("chown")
                 .args(["-R", "postgres"])
@@ -323,7 +330,8 @@ impl PasswordCluster {
             "initdb: {}",
             std::fs::read_to_string(dir.join("initdb.log")).unwrap_or_default()
         );
-        let conf = if method == "md5" { "password_encryption = md5\n" } else { "" };
+        let mut conf = if method == "md5" { "password_encryption = md5\n" } else { "" }.to_owned();
+        conf.push_str(&extra);
         std::fs::OpenOptions::new()
             .append(true)
             .open(dir.join("data/postgresql.conf"))
@@ -359,36 +367,265 @@ impl Drop for PasswordCluster {
     }
 }
 
+/// Every byte under `dir`, to look for secrets that must not be there.
+fn all_bytes_under(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(all_bytes_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.extend(bytes);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A resource in front of `port` on this host; `extra` goes into its `[postgres]` table.
+fn upstream_spec(name: &str, host: &str, port: u16, extra: &str) -> jitgate_core::policy::Resource {
+    let spec = format!(
+        "name = \"{name}\"\n[postgres]\nhost = \"{host}\"\nport = {port}\ndatabase = \"postgres\"\nuser = \"postgres\"\n{extra}\n\
+         [roles.read]\nrequesters = [\"engineers\"]\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n"
+    );
+    toml::from_str(&spec).unwrap()
+}
+
+/// alice's token for `resource` after bob approved her request.
+async fn granted_token(s: &TestServer, resource: &str) -> String {
+    let alice = s.login("alice").await;
+    let r = alice
+        .create_request(&request_body(resource, "read", Some("30m"), "check the upstream"))
+        .await
+        .unwrap();
+    s.login("bob").await.approve(&r.id, "ok").await.unwrap();
+    alice.connect(&connect_body(resource)).await.unwrap().token.expose().to_owned()
+}
+
 #[tokio::test]
 async fn the_gateway_logs_in_upstream_with_scram_and_md5() {
-    for (method, var) in [
-        ("scram-sha-256", "JITGATE_TEST_UPSTREAM_PW_SCRAM"),
-        ("md5", "JITGATE_TEST_UPSTREAM_PW_MD5"),
-    ] {
+    // SCRAM with the password sealed in the store; md5 with it in an environment variable.
+    for method in ["scram-sha-256", "md5"] {
         let password = format!("upstream secret for {method}");
         let cluster = PasswordCluster::start(method, &password);
-        // Read by the gateway when it logs in upstream; this test owns the variable's name.
-        std::env::set_var(var, &password);
         let s = TestServer::spawn(false).await;
-        let spec = format!(
-            "name = \"pw\"\n[postgres]\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\npassword_env = \"{var}\"\n\
-             [roles.read]\nrequesters = [\"engineers\"]\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n",
-            cluster.port
-        );
-        s.admin.put_resource(&toml::from_str(&spec).unwrap()).await.unwrap();
-        let alice = s.login("alice").await;
-        let r = alice
-            .create_request(&request_body("pw", "read", Some("30m"), "check the login"))
+        let extra = if method == "md5" {
+            // Read by the gateway when it logs in upstream; this test owns the variable's name.
+            std::env::set_var("JITGATE_TEST_UPSTREAM_PW_MD5", &password);
+            "password_env = \"JITGATE_TEST_UPSTREAM_PW_MD5\""
+        } else {
+            ""
+        };
+        s.admin
+            .put_resource(&upstream_spec("pw", "127.0.0.1", cluster.port, extra))
             .await
             .unwrap();
-        s.login("bob").await.approve(&r.id, "ok").await.unwrap();
-        let t = alice.connect(&connect_body("pw")).await.unwrap();
-        let out = run(psql(&s, "alice", "pw", t.token.expose(), "SELECT current_user")).await;
+        if method == "scram-sha-256" {
+            s.admin.set_resource_credential("pw", &password).await.unwrap();
+        }
+        let token = granted_token(&s, "pw").await;
+        let out = run(psql(&s, "alice", "pw", &token, "SELECT current_user")).await;
         assert!(out.status.success(), "{method}: {out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "postgres", "{method}");
-        let log = std::fs::read_to_string(cluster.dir.join("data/pg_hba.conf")).unwrap();
-        assert!(log.lines().any(|l| l.starts_with("host") && l.ends_with(method)), "{method}: {log}");
+        let hba = std::fs::read_to_string(cluster.dir.join("data/pg_hba.conf")).unwrap();
+        assert!(hba.lines().any(|l| l.starts_with("host") && l.ends_with(method)), "{method}: {hba}");
+        // Sealed at rest: the password is nowhere in the server's data directory.
+        assert!(
+            !contains(&all_bytes_under(&s.data_dir()), password.as_bytes()),
+            "{method}: password stored in clear"
+        );
     }
+}
+
+#[tokio::test]
+async fn stored_upstream_passwords_are_sealed_admin_only_and_audited() {
+    let password = "sealed upstream password";
+    let cluster = PasswordCluster::start("scram-sha-256", password);
+    let s = TestServer::spawn(false).await;
+    s.admin
+        .put_resource(&upstream_spec("vault", "127.0.0.1", cluster.port, ""))
+        .await
+        .unwrap();
+    let alice = s.login("alice").await;
+    // Refusals change nothing.
+    let e = alice.set_resource_credential("vault", "mine now").await.unwrap_err();
+    assert!(e.to_string().contains("admin"), "{e}");
+    let e = s.admin.set_resource_credential("nothing-here", password).await.unwrap_err();
+    assert!(e.to_string().contains("not found") || e.to_string().contains("resource"), "{e}");
+    let e = s.admin.set_resource_credential("vault", "").await.unwrap_err();
+    assert!(e.to_string().contains("1 to 1024"), "{e}");
+    let e = s.admin.clear_resource_credential("vault").await.unwrap_err();
+    assert!(e.to_string().contains("not found"), "{e}");
+
+    // Without a password the upstream refuses, and the client is told why.
+    let token = granted_token(&s, "vault").await;
+    let out = run(psql(&s, "alice", "vault", &token, "SELECT 1")).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password"), "{out:?}");
+
+    s.admin.set_resource_credential("vault", password).await.unwrap();
+    let token = s.login("alice").await.connect(&connect_body("vault")).await.unwrap();
+    let out = run(psql(&s, "alice", "vault", token.token.expose(), "SELECT 1")).await;
+    assert!(out.status.success(), "{out:?}");
+
+    let page = s.admin.audit_events(0, 10_000).await.unwrap();
+    let set = page
+        .events
+        .iter()
+        .find(|e| e.action == "resource.credential.set" && e.target == "vault")
+        .expect("audited");
+    assert_eq!(set.actor, "admin");
+    assert!(!set.details.to_string().contains(password), "no secret in the audit log");
+    assert!(!page.events.iter().any(|e| e.details.to_string().contains(password)));
+
+    // Cleared: sessions cannot log in again; deleting the resource takes the password along.
+    s.admin.clear_resource_credential("vault").await.unwrap();
+    let token = s.login("alice").await.connect(&connect_body("vault")).await.unwrap();
+    let out = run(psql(&s, "alice", "vault", token.token.expose(), "SELECT 1")).await;
+    assert!(!out.status.success(), "{out:?}");
+    s.admin.set_resource_credential("vault", password).await.unwrap();
+    s.admin.delete_resource("vault").await.unwrap();
+    s.admin
+        .put_resource(&upstream_spec("vault", "127.0.0.1", cluster.port, ""))
+        .await
+        .unwrap();
+    let e = s.admin.clear_resource_credential("vault").await.unwrap_err();
+    assert!(
+        e.to_string().contains("not found"),
+        "a re-created resource inherits no password: {e}"
+    );
+}
+
+/// A certificate authority and a server certificate it signed for `localhost`.
+fn test_pki() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "jitgate test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn upstream_tls_follows_sslmode() {
+    let (ca, cert, key) = test_pki();
+    let (other_ca, _, _) = test_pki();
+    let password = "tls upstream password";
+    let tls_cluster = PasswordCluster::start_with("scram-sha-256", password, |dir| {
+        std::fs::write(dir.join("server.crt"), &cert).unwrap();
+        std::fs::write(dir.join("server.key"), &key).unwrap();
+        std::fs::set_permissions(dir.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        format!(
+            "ssl = on\nssl_cert_file = '{d}/server.crt'\nssl_key_file = '{d}/server.key'\n",
+            d = dir.display()
+        )
+    });
+    let plain_cluster = PasswordCluster::start("scram-sha-256", password);
+    let work = tempfile::tempdir().unwrap();
+    let (ca_file, other_file) = (work.path().join("ca.pem"), work.path().join("other.pem"));
+    std::fs::write(&ca_file, &ca).unwrap();
+    std::fs::write(&other_file, &other_ca).unwrap();
+    let s = TestServer::spawn(false).await;
+    let tls_port = tls_cluster.port;
+    // (resource, host, port, [postgres] lines, whether a session opens)
+    let cases = [
+        (
+            "full",
+            "localhost",
+            tls_port,
+            format!("sslmode = \"verify-full\"\nsslrootcert = \"{}\"", ca_file.display()),
+            true,
+        ),
+        (
+            "wrong-ca",
+            "localhost",
+            tls_port,
+            format!("sslmode = \"verify-full\"\nsslrootcert = \"{}\"", other_file.display()),
+            false,
+        ),
+        // The certificate names localhost, not 127.0.0.1: verify-ca accepts, verify-full not.
+        (
+            "ca-only",
+            "127.0.0.1",
+            tls_port,
+            format!("sslmode = \"verify-ca\"\nsslrootcert = \"{}\"", ca_file.display()),
+            true,
+        ),
+        (
+            "wrong-name",
+            "127.0.0.1",
+            tls_port,
+            format!("sslmode = \"verify-full\"\nsslrootcert = \"{}\"", ca_file.display()),
+            false,
+        ),
+        ("required", "127.0.0.1", tls_port, "sslmode = \"require\"".to_owned(), true),
+        (
+            "no-tls-there",
+            "127.0.0.1",
+            plain_cluster.port,
+            "sslmode = \"require\"".to_owned(),
+            false,
+        ),
+        (
+            "preferred-plain",
+            "127.0.0.1",
+            plain_cluster.port,
+            "sslmode = \"prefer\"".to_owned(),
+            true,
+        ),
+    ];
+    for (name, host, port, extra, opens) in &cases {
+        s.admin.put_resource(&upstream_spec(name, host, *port, extra)).await.unwrap();
+        s.admin.set_resource_credential(name, password).await.unwrap();
+        let token = granted_token(&s, name).await;
+        let sql = "SELECT coalesce((SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()), 'none')";
+        let out = run(psql(&s, "alice", name, &token, sql)).await;
+        assert_eq!(out.status.success(), *opens, "{name}: {out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match *name {
+            "full" | "ca-only" | "required" => assert_eq!(stdout.trim(), "true", "{name}: the upstream session is encrypted"),
+            "preferred-plain" => assert_eq!(stdout.trim(), "false", "{name}"),
+            "no-tls-there" => assert!(stderr.contains("does not offer TLS"), "{name}: {stderr}"),
+            _ => assert!(stderr.contains("TLS") && stderr.contains("certificate"), "{name}: {stderr}"),
+        }
+    }
+    // Settings that cannot work are refused when the resource is saved.
+    let e = s
+        .admin
+        .put_resource(&upstream_spec("bad", "/var/run/postgresql", 5432, "sslmode = \"require\""))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("Unix socket"), "{e}");
+}
+
+#[tokio::test]
+async fn the_gateway_reaches_a_local_upstream_over_its_unix_socket() {
+    // The throwaway cluster listens on a socket in its own directory, trust for local logins.
+    let cluster = PasswordCluster::start("scram-sha-256", "unused here");
+    let s = TestServer::spawn(false).await;
+    let dir = cluster.dir.display().to_string();
+    s.admin.put_resource(&upstream_spec("sock", &dir, cluster.port, "")).await.unwrap();
+    let token = granted_token(&s, "sock").await;
+    // A backend reached over a Unix socket has no client address.
+    let out = run(psql(
+        &s,
+        "alice",
+        "sock",
+        &token,
+        "SELECT coalesce(inet_client_addr()::text, 'socket')",
+    ))
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "socket");
 }
 
 #[tokio::test]
