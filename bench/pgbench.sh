@@ -5,9 +5,14 @@
 #   jitgate    the gateway (release build, TLS off for the client: loopback, statement
 #              recording off for this resource),
 #   pgbouncer  PgBouncer in session mode (installed from Debian by this script),
+#   relay      `jitgate-bench bare-relay`: bytes copied both ways and nothing else, the floor
+#              any proxy's extra hop stands on,
 # then -C (a new connection per transaction, -c 8) for connection setup. Prints one line per
-# run and the TPS ratios. Needs the local PostgreSQL (JITGATE_TEST_PG_URL as for the tests).
+# run and the TPS ratios (medians when ROUNDS > 1: the four are run back to back ROUNDS times,
+# because two shared cores make single runs vary by ±15 %). Needs the local PostgreSQL (JITGATE_TEST_PG_URL as for the tests).
 #   SECONDS_PER_RUN=15 SCALE=10 bench/pgbench.sh
+# UPSTREAM_HOST=/var/run/postgresql has jitgate and PgBouncer reach PostgreSQL over its Unix
+# socket (pgbench's direct runs stay on TCP, like the clients of both).
 # A shorter run of some cases: CLIENTS="8" PROTOCOLS="prepared" CONNECT_RUN=0 bench/pgbench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,12 +25,13 @@ DB=jitgate_bench
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 command -v pgbouncer >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
 command -v pgbench >/dev/null || { echo "pgbench missing (postgresql-client)"; exit 1; }
-cargo build --release -q -p jitgate
+cargo build --release -q -p jitgate -p jitgate-bench
 J=$PWD/target/release/jitgate
 work=$(mktemp -d /tmp/jitgate-pgbench.XXXXXX)
-cleanup() { [ -n "${jpid:-}" ] && kill "$jpid" 2>/dev/null; [ -n "${bpid:-}" ] && kill "$bpid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+cleanup() { for p in ${jpid:-} ${bpid:-} ${rpid:-}; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
+echo "# upstream of jitgate and PgBouncer: ${UPSTREAM_HOST:-$PGH}:$PGP"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(psql "$PGURL" -tAc 'show server_version'), $(pgbouncer --version | head -1)"
 psql "$PGURL" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
 pgbench -h "$PGH" -p "$PGP" -U postgres -i -q -s "$SCALE" "$DB" >/dev/null 2>&1
@@ -43,7 +49,7 @@ db-owners = ["bob"]
 [[resources]]
 name = "bench"
 [resources.postgres]
-host = "$PGH"
+host = "${UPSTREAM_HOST:-$PGH}"
 port = $PGP
 database = "$DB"
 user = "postgres"
@@ -69,7 +75,7 @@ password() { JITGATE_CONFIG_DIR=$work/alice "$J" --json connect bench --print-ds
 # PgBouncer, session mode.
 cat > "$work/pgbouncer.ini" <<INI
 [databases]
-$DB = host=$PGH port=$PGP dbname=$DB user=postgres
+$DB = host=${UPSTREAM_HOST:-$PGH} port=$PGP dbname=$DB user=postgres
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = 16545
@@ -86,6 +92,9 @@ pidfile = $work/pgbouncer.pid
 INI
 if [ "$(id -u)" = 0 ]; then chown -R postgres "$work"; runuser -u postgres -- pgbouncer -q "$work/pgbouncer.ini" 2>/dev/null & bpid=$!; else pgbouncer -q "$work/pgbouncer.ini" 2>/dev/null & bpid=$!; fi
 sleep 1
+up=${UPSTREAM_HOST:-$PGH}
+case $up in /*) relay_up=$up/.s.PGSQL.$PGP;; *) relay_up=$up:$PGP;; esac
+target/release/jitgate-bench bare-relay --listen 127.0.0.1:16546 --upstream "$relay_up" 2>/dev/null & rpid=$!
 
 declare -A TPS
 run() { # run NAME PORT USER DB PASSWORD ARGS...
@@ -94,27 +103,34 @@ run() { # run NAME PORT USER DB PASSWORD ARGS...
   out=$(PGPASSWORD=$pass PGSSLMODE=disable pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -T "$T" -j 2 "$@" "$db" 2>&1) || { echo "$name $*: FAILED"; echo "$out" | tail -3; return; }
   tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
   lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
-  TPS["$name $*"]=$tps
+  TPS["$name $*"]="${TPS["$name $*"]:-} $tps"
   sleep 2 # let the pooler's idle server connections go
   printf '%-9s %-26s tps=%-10s latency_avg_ms=%s\n' "$name" "$*" "$tps" "$lat"
 }
-for proto in ${PROTOCOLS:-simple prepared}; do
-  for c in ${CLIENTS:-1 8 64}; do
-    run direct "$PGP" postgres "$DB" "" -S -M $proto -c $c
-    run jitgate 16544 alice bench "$(password)" -S -M $proto -c $c
-    run pgbouncer 16545 postgres "$DB" "" -S -M $proto -c $c
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+case_all() { # the four ways, back to back
+  run direct "$PGP" postgres "$DB" "" "$@"
+  run jitgate 16544 alice bench "$(password)" "$@"
+  run pgbouncer 16545 postgres "$DB" "" "$@"
+  run relay 16546 postgres "$DB" "" "$@"
+}
+for _ in $(seq "${ROUNDS:-1}"); do
+  for proto in ${PROTOCOLS:-simple prepared}; do
+    for c in ${CLIENTS:-1 8 64}; do
+      case_all -S -M "$proto" -c "$c"
+    done
   done
+  if [ "${CONNECT_RUN:-1}" = 1 ]; then
+    case_all -S -C -c 8
+  fi
 done
-if [ "${CONNECT_RUN:-1}" = 1 ]; then
-  run direct "$PGP" postgres "$DB" "" -S -C -c 8
-  run jitgate 16544 alice bench "$(password)" -S -C -c 8
-  run pgbouncer 16545 postgres "$DB" "" -S -C -c 8
-fi
 
-echo "# ratios (jitgate / direct, jitgate / pgbouncer)"
+echo "# median TPS: direct jitgate pgbouncer relay; ratios jitgate/direct jitgate/pgbouncer jitgate/relay"
 for k in "${!TPS[@]}"; do
   case $k in jitgate*) args=${k#jitgate }
-    printf '%-26s %.2f  %.2f\n' "$args" "$(python3 -c "print(${TPS[$k]}/${TPS["direct $args"]})")" "$(python3 -c "print(${TPS[$k]}/${TPS["pgbouncer $args"]})")";;
+    d=$(median "${TPS["direct $args"]}"); j=$(median "${TPS[$k]}"); b=$(median "${TPS["pgbouncer $args"]}"); r=$(median "${TPS["relay $args"]}")
+    printf '%-26s %9.0f %9.0f %9.0f %9.0f   %.2f  %.2f  %.2f\n' "$args" "$d" "$j" "$b" "$r" \
+      "$(python3 -c "print($j/$d)")" "$(python3 -c "print($j/$b)")" "$(python3 -c "print($j/$r)")";;
   esac
 done | sort
 echo "# jitgate RSS after the runs: $(awk '/VmRSS/{print $2, $3}' /proc/$jpid/status)"

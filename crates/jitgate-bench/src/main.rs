@@ -12,6 +12,7 @@
 //! Run with `scripts/bench.sh`, which builds in release mode and prints the table for
 //! docs/benchmarks.md.
 
+mod bare_relay;
 mod idle;
 
 use anyhow::{Context, Result};
@@ -58,6 +59,14 @@ enum Cmd {
         jitgate: String,
         #[arg(long, default_value_t = 5000)]
         connections: usize,
+    },
+    /// A relay that only copies bytes: the baseline for what any proxy's extra hop costs.
+    BareRelay {
+        #[arg(long, default_value = "127.0.0.1:16546")]
+        listen: String,
+        /// host:port, or the path of a Unix socket.
+        #[arg(long)]
+        upstream: String,
     },
     Mfa {
         #[arg(long, default_value = "sqlite")]
@@ -459,6 +468,7 @@ async fn main() -> Result<()> {
         Cmd::Verify { backend, events } => verify(&backend, events).await,
         Cmd::Mfa { backend, logins } => mfa(&backend, logins).await,
         Cmd::Idle { jitgate, connections } => idle::idle(&jitgate, connections).await,
+        Cmd::BareRelay { listen, upstream } => bare_relay::run(&listen, &upstream).await,
         Cmd::Expiry {
             backend,
             grants,

@@ -24,7 +24,10 @@ async fn upstream() -> (String, u16, String, String) {
 /// A server with resource `pg` in front of a fresh database (trust auth upstream), and alice
 /// holding an approved `read` grant on it.
 async fn with_grant() -> (TestServer, Client, String) {
-    let s = TestServer::spawn(true).await;
+    with_grant_on(TestServer::spawn(true).await).await
+}
+
+async fn with_grant_on(s: TestServer) -> (TestServer, Client, String) {
     let (host, port, user, db) = upstream().await;
     let spec = format!(
         r#"
@@ -218,6 +221,55 @@ async fn a_running_session_ends_when_its_grant_expires() {
     assert!(err.contains("jitgate: access grant expired"), "{err}");
     // And a token cannot be had any more.
     assert_eq!(alice.connect(&connect_body("pg")).await.unwrap_err().code(), Some("grant_not_live"));
+}
+
+/// Sets whether the database behind `url` takes connections, ending the ones it has when not.
+async fn store_reachable(url: &str, reachable: bool) {
+    use sqlx::Connection;
+    let db = url.rsplit('/').next().unwrap();
+    let mut admin = sqlx::PgConnection::connect(&jitgate_store::testing::pg_admin_url()).await.unwrap();
+    sqlx::query(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS {reachable}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    if !reachable {
+        sqlx::query(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_running_session_ends_at_its_grant_deadline_while_the_store_is_down() {
+    let (s, alice, grant) = with_grant_on(TestServer::spawn_pg(true).await).await;
+    let child = sleeping_session(&s, &alice).await;
+    let store = s.settings().store_url.clone().expect("a PostgreSQL store");
+    store_reachable(&store, false).await;
+    // The store is gone: nothing can record the expiry, and yet the session must end with it.
+    assert!(s.core.store.grant(&grant).await.is_err(), "the store is unreachable");
+    let expired_at = Instant::now();
+    s.clock().advance(Duration::from_secs(31 * 60));
+    let (out, _) = tokio::time::timeout(Duration::from_secs(20), wait_exit(child))
+        .await
+        .expect("the session ended without the store");
+    eprintln!("expiry with the store down → psql closed: {:?}", expired_at.elapsed());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jitgate: access grant expired"), "{err}");
+    // Back again: the engine records the expiry it could not record before.
+    store_reachable(&store, true).await;
+    crate::support::eventually_within("the expiry is recorded once the store is back", Duration::from_secs(30), || async {
+        s.core
+            .store
+            .grant(&grant)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|g| g.status == jitgate_core::grant::GrantStatus::Expired)
+    })
+    .await;
 }
 
 #[tokio::test]
