@@ -96,16 +96,23 @@ up=${UPSTREAM_HOST:-$PGH}
 case $up in /*) relay_up=$up/.s.PGSQL.$PGP;; *) relay_up=$up:$PGP;; esac
 target/release/jitgate-bench bare-relay --listen 127.0.0.1:16546 --upstream "$relay_up" 2>/dev/null & rpid=$!
 
-declare -A TPS
+declare -A TPS P50
 run() { # run NAME PORT USER DB PASSWORD ARGS...
   local name=$1 port=$2 user=$3 db=$4 pass=$5; shift 5
-  local out tps lat
-  out=$(PGPASSWORD=$pass PGSSLMODE=disable pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -T "$T" -j 2 "$@" "$db" 2>&1) || { echo "$name $*: FAILED"; echo "$out" | tail -3; return; }
+  local out tps lat p50="" log=()
+  # One client: log every transaction, for the median latency (pgbench prints only averages).
+  [[ " $* " == *" -c 1 "* ]] && { rm -f "$work"/lat.*; log=(-l --log-prefix="$work/lat"); }
+  out=$(cd "$work" && PGPASSWORD=$pass PGSSLMODE=disable pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -T "$T" -j 2 "${log[@]}" "$@" "$db" 2>&1) || { echo "$name $*: FAILED"; echo "$out" | tail -3; return; }
   tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
   lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
   TPS["$name $*"]="${TPS["$name $*"]:-} $tps"
+  if [ ${#log[@]} -gt 0 ]; then
+    p50=$(cat "$work"/lat.* | awk '{print $3}' | sort -n | awk '{v[NR]=$1} END {printf "%.4f", v[int((NR+1)/2)]/1000}')
+    P50["$name $*"]="${P50["$name $*"]:-} $p50"
+    p50=" p50_ms=$p50"
+  fi
   sleep 2 # let the pooler's idle server connections go
-  printf '%-9s %-26s tps=%-10s latency_avg_ms=%s\n' "$name" "$*" "$tps" "$lat"
+  printf '%-9s %-26s tps=%-10s latency_avg_ms=%s%s\n' "$name" "$*" "$tps" "$lat" "$p50"
 }
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 case_all() { # the four ways, back to back
@@ -131,6 +138,13 @@ for k in "${!TPS[@]}"; do
     d=$(median "${TPS["direct $args"]}"); j=$(median "${TPS[$k]}"); b=$(median "${TPS["pgbouncer $args"]}"); r=$(median "${TPS["relay $args"]}")
     printf '%-26s %9.0f %9.0f %9.0f %9.0f   %.2f  %.2f  %.2f\n' "$args" "$d" "$j" "$b" "$r" \
       "$(python3 -c "print($j/$d)")" "$(python3 -c "print($j/$b)")" "$(python3 -c "print($j/$r)")";;
+  esac
+done | sort
+echo "# median of the p50 latencies at -c 1 (ms): direct jitgate pgbouncer relay; added by jitgate"
+for k in "${!P50[@]}"; do
+  case $k in jitgate*) args=${k#jitgate }
+    d=$(median "${P50["direct $args"]}"); j=$(median "${P50[$k]}"); b=$(median "${P50["pgbouncer $args"]}"); r=$(median "${P50["relay $args"]}")
+    printf '%-26s %.4f %.4f %.4f %.4f   +%.4f\n' "$args" "$d" "$j" "$b" "$r" "$(python3 -c "print($j-$d)")";;
   esac
 done | sort
 echo "# jitgate RSS after the runs: $(awk '/VmRSS/{print $2, $3}' /proc/$jpid/status)"

@@ -50,9 +50,28 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A client's connection to the gateway: plain TCP, or TLS after SSLRequest.
+type Conn = jitgate_proxy::transport::Transport;
+
+async fn connect(gateway: u16, tls: bool) -> Result<Conn> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", gateway)).await?;
+    if !tls {
+        return Ok(Conn::Tcp(tcp));
+    }
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await?;
+    if tcp.read_u8().await? != b'S' {
+        bail!("the gateway declined TLS");
+    }
+    // The gateway's certificate is self-signed; what is measured here is memory, not trust.
+    let config = jitgate_proxy::transport::client_config(&jitgate_proxy::transport::UpstreamTls::Require);
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost")?;
+    let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+    Ok(Conn::Tls(Box::new(stream)))
+}
+
 /// One client session through the gateway, logged in and left idle.
-async fn open(gateway: u16, token: &str) -> Result<TcpStream> {
-    let mut s = TcpStream::connect(("127.0.0.1", gateway)).await?;
+async fn open(gateway: u16, token: &str, tls: bool) -> Result<Conn> {
+    let mut s = connect(gateway, tls).await?;
     let mut startup = Vec::new();
     startup.extend_from_slice(&196_608u32.to_be_bytes());
     startup.extend_from_slice(b"user\0alice\0database\0idle\0\0");
@@ -81,7 +100,7 @@ async fn open(gateway: u16, token: &str) -> Result<TcpStream> {
     }
 }
 
-pub async fn idle(jitgate: &str, connections: usize) -> Result<()> {
+pub async fn idle(jitgate: &str, connections: usize, tls: bool) -> Result<()> {
     let upstream = TcpListener::bind("127.0.0.1:0").await?;
     let upstream_port = upstream.local_addr()?.port();
     tokio::spawn(stand_in_upstream(upstream));
@@ -144,7 +163,7 @@ pub async fn idle(jitgate: &str, connections: usize) -> Result<()> {
         })
         .await?;
     // Warm the server up with one session, then measure from there.
-    let warm = open(gateway, token.token.expose()).await?;
+    let warm = open(gateway, token.token.expose(), tls).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(pid)?;
     let mut held = vec![warm];
@@ -154,7 +173,7 @@ pub async fn idle(jitgate: &str, connections: usize) -> Result<()> {
     let mut at_first = None;
     while held.len() < connections {
         let batch = (connections - held.len()).min(100);
-        let opened = futures_join(gateway, token.token.expose(), batch).await?;
+        let opened = futures_join(gateway, token.token.expose(), batch, tls).await?;
         held.extend(opened);
         if at_first.is_none() && held.len() >= first {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -167,7 +186,7 @@ pub async fn idle(jitgate: &str, connections: usize) -> Result<()> {
     let slope = (after.saturating_sub(rss1)) as f64 / (connections - n1).max(1) as f64;
     let overall = (after.saturating_sub(before)) as f64 / (connections - 1) as f64;
     println!(
-        "idle connections={connections} server_rss_kib: before={before} at_{n1}={rss1} at_{connections}={after} \
+        "idle connections={connections} tls={tls} server_rss_kib: before={before} at_{n1}={rss1} at_{connections}={after} \
          per_connection_kib: overall={overall:.1} from_{n1}_on={slope:.1}"
     );
     drop(held);
@@ -175,11 +194,11 @@ pub async fn idle(jitgate: &str, connections: usize) -> Result<()> {
     Ok(())
 }
 
-async fn futures_join(gateway: u16, token: &str, n: usize) -> Result<Vec<TcpStream>> {
+async fn futures_join(gateway: u16, token: &str, n: usize, tls: bool) -> Result<Vec<Conn>> {
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
         let token = token.to_owned();
-        tasks.push(tokio::spawn(async move { open(gateway, &token).await }));
+        tasks.push(tokio::spawn(async move { open(gateway, &token, tls).await }));
     }
     let mut out = Vec::with_capacity(n);
     for t in tasks {

@@ -59,6 +59,9 @@ enum Cmd {
         jitgate: String,
         #[arg(long, default_value_t = 5000)]
         connections: usize,
+        /// Clients speak TLS to the gateway (as remote clients must).
+        #[arg(long)]
+        tls: bool,
     },
     /// A relay that only copies bytes: the baseline for what any proxy's extra hop costs.
     BareRelay {
@@ -467,7 +470,7 @@ async fn main() -> Result<()> {
         } => flows(&backend, n, concurrency).await,
         Cmd::Verify { backend, events } => verify(&backend, events).await,
         Cmd::Mfa { backend, logins } => mfa(&backend, logins).await,
-        Cmd::Idle { jitgate, connections } => idle::idle(&jitgate, connections).await,
+        Cmd::Idle { jitgate, connections, tls } => idle::idle(&jitgate, connections, tls).await,
         Cmd::BareRelay { listen, upstream } => bare_relay::run(&listen, &upstream).await,
         Cmd::Expiry {
             backend,

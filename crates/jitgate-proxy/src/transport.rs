@@ -127,7 +127,8 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(tokio_rustls::rustls::crypto::ring::default_provider())
 }
 
-fn client_config(tls: &UpstreamTls) -> Arc<ClientConfig> {
+/// The rustls client configuration for `tls` (the certificate checks its mode asks for).
+pub fn client_config(tls: &UpstreamTls) -> Arc<ClientConfig> {
     let provider = provider();
     let verifier: Arc<dyn ServerCertVerifier> = match tls {
         UpstreamTls::Disable | UpstreamTls::Prefer | UpstreamTls::Require => Arc::new(AnyCertificate(provider.clone())),
