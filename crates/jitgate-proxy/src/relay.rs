@@ -1,9 +1,11 @@
-//! Relaying a session: both directions are framed into whole messages (a header read per
-//! message, the bodies copied as they are), so that statements can be recorded and the kill
-//! switch lands between messages, never inside one.
+//! Relaying a session: bytes are forwarded as they arrive, in both directions, while a
+//! [`Framer`] per direction follows the message boundaries by reading only the headers. So
+//! statements can be recorded, nothing is buffered beyond one read (a 1 GB row passes through
+//! in 8 KiB pieces), and the kill switch's FATAL message lands between two server messages.
 
-use crate::protocol::{backend, frontend, message_end, MAX_MESSAGE};
-use bytes::BytesMut;
+use crate::protocol::framing::{Event, Framer};
+use crate::protocol::{backend, frontend};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -37,6 +39,16 @@ pub struct SessionStats {
     pub statements: u64,
 }
 
+/// Bytes read at once per direction.
+const READ_BUFFER: usize = 8192;
+/// The first bytes of each statement kept for recording (the caller cuts further).
+const STATEMENT_CAPTURE: usize = 16 * 1024;
+/// The longest message a client may send: PostgreSQL's own limit (1 GB − 1).
+const MAX_CLIENT_MESSAGE: u32 = 0x3fff_ffff + 4;
+/// How long a server message in flight may take to finish before a kill, so the FATAL message
+/// arrives whole; after that the connection is closed without it.
+const FINISH_WITHIN: Duration = Duration::from_millis(100);
+
 /// Relays until either side leaves or `kill` carries a reason. Each statement the client sends
 /// is handed to `record`.
 pub async fn relay<C, U>(
@@ -50,37 +62,51 @@ where
     U: AsyncRead + AsyncWrite + Unpin,
 {
     let mut stats = SessionStats::default();
-    let mut from_client = BytesMut::with_capacity(4096);
-    let mut from_upstream = BytesMut::with_capacity(4096);
-    let end = loop {
-        let killed = kill.borrow_and_update().clone();
-        if let Some(why) = killed {
-            let _ = client.write_all(&backend::error(true, "57P01", &format!("jitgate: {why}"))).await;
-            break EndReason::Killed(why);
+    let mut from_client = vec![0u8; READ_BUFFER];
+    let mut from_upstream = vec![0u8; READ_BUFFER];
+    let mut client_frames = Framer::with_max_len(b"QP", STATEMENT_CAPTURE, MAX_CLIENT_MESSAGE);
+    let mut upstream_frames = Framer::new(b"", 0);
+    // One long-lived wait on the kill switch (registered once, not once per message).
+    let killed = async move {
+        loop {
+            if let Some(why) = kill.borrow_and_update().clone() {
+                return why;
+            }
+            if kill.changed().await.is_err() {
+                // The sender is gone: nobody can end this session any more, so end it now.
+                return "the gateway is shutting down".to_owned();
+            }
         }
+    };
+    tokio::pin!(killed);
+    let end = loop {
         tokio::select! {
-            read = client.read_buf(&mut from_client) => match read {
+            biased;
+            why = &mut killed => break EndReason::Killed(why),
+            read = client.read(&mut from_client) => match read {
                 Ok(0) => break EndReason::ClientLeft,
-                Ok(_) => {
-                    let (upto, leaving) = match whole_messages(&from_client, |m| {
-                        if let Some(s) = frontend::statement(m) {
+                Ok(n) => {
+                    let mut leaving = false;
+                    let fed = client_frames.feed(&from_client[..n], false, |event| match event {
+                        Event::Start(kind) => {
+                            leaving = frontend::is_terminate(&[kind]);
+                            !leaving
+                        }
+                        Event::Captured(c) => {
                             stats.statements += 1;
-                            record(s);
+                            if let Some(text) = frontend::statement_in_body(c.kind, &c.body) {
+                                record(text);
+                            }
+                            true
                         }
-                        frontend::is_terminate(m)
-                    }) {
-                        Ok(x) => x,
-                        Err(e) => {
-                            let _ = client.write_all(&backend::error(true, "08P01", &format!("jitgate: {e}"))).await;
-                            break EndReason::ProtocolError(e);
-                        }
+                    });
+                    let upto = match fed {
+                        Ok(upto) => upto,
+                        Err(e) => break EndReason::ProtocolError(e.to_string()),
                     };
-                    if upto > 0 {
-                        let chunk = from_client.split_to(upto);
-                        stats.bytes_from_client += chunk.len() as u64;
-                        if let Err(e) = upstream.write_all(&chunk).await {
-                            break EndReason::Io(e.to_string());
-                        }
+                    stats.bytes_from_client += upto as u64;
+                    if let Err(e) = upstream.write_all(&from_client[..upto]).await {
+                        break EndReason::Io(e.to_string());
                     }
                     if leaving {
                         break EndReason::ClientLeft;
@@ -88,71 +114,113 @@ where
                 }
                 Err(e) => break EndReason::Io(e.to_string()),
             },
-            read = upstream.read_buf(&mut from_upstream) => match read {
+            read = upstream.read(&mut from_upstream) => match read {
                 Ok(0) => break EndReason::UpstreamLeft,
-                Ok(_) => {
-                    let upto = match whole_messages(&from_upstream, |_| false) {
-                        Ok((n, _)) => n,
-                        Err(e) => break EndReason::ProtocolError(e),
-                    };
-                    if upto > 0 {
-                        let chunk = from_upstream.split_to(upto);
-                        stats.bytes_to_client += chunk.len() as u64;
-                        if let Err(e) = client.write_all(&chunk).await {
-                            break EndReason::Io(e.to_string());
-                        }
+                Ok(n) => {
+                    if let Err(e) = upstream_frames.feed(&from_upstream[..n], false, |_| true) {
+                        break EndReason::ProtocolError(format!("upstream: {e}"));
+                    }
+                    stats.bytes_to_client += n as u64;
+                    if let Err(e) = client.write_all(&from_upstream[..n]).await {
+                        break EndReason::Io(e.to_string());
                     }
                 }
                 Err(e) => break EndReason::Io(e.to_string()),
             },
-            changed = kill.changed() => {
-                if changed.is_err() {
-                    // The sender is gone: nobody can end this session any more, so end it now.
-                    let _ = client.write_all(&backend::error(true, "57P01", "jitgate: the gateway is shutting down")).await;
-                    break EndReason::Killed("gateway shutting down".into());
-                }
-            }
         }
     };
+    let last_words = match &end {
+        EndReason::Killed(why) => Some(("57P01", format!("jitgate: {why}"))),
+        EndReason::ProtocolError(e) if !e.starts_with("upstream") => Some(("08P01", format!("jitgate: {e}"))),
+        _ => None,
+    };
+    if let Some((sqlstate, text)) = last_words {
+        if !upstream_frames.at_boundary() {
+            let finish = async {
+                loop {
+                    let n = match upstream.read(&mut from_upstream).await {
+                        Ok(n) if n > 0 => n,
+                        _ => return,
+                    };
+                    let Ok(upto) = upstream_frames.feed(&from_upstream[..n], true, |_| true) else {
+                        return;
+                    };
+                    if client.write_all(&from_upstream[..upto]).await.is_err() || upstream_frames.at_boundary() {
+                        return;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(FINISH_WITHIN, finish).await;
+        }
+        if upstream_frames.at_boundary() {
+            let _ = client.write_all(&backend::error(true, sqlstate, &text)).await;
+        }
+    }
     let _ = client.flush().await;
     let _ = upstream.shutdown().await;
     (end, stats)
 }
 
-/// How many bytes at the start of `buf` are whole messages, calling `each` on every one (it
-/// returns true to stop after that message).
-fn whole_messages(buf: &[u8], mut each: impl FnMut(&[u8]) -> bool) -> Result<(usize, bool), String> {
-    let mut at = 0;
-    while let Some(len) = message_end(&buf[at..], MAX_MESSAGE).map_err(|e| e.to_string())? {
-        let stop = each(&buf[at..at + len]);
-        at += len;
-        if stop {
-            return Ok((at, true));
-        }
-    }
-    Ok((at, false))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::duplex;
 
-    #[test]
-    fn only_whole_messages_are_passed_on() {
-        let mut buf = b"Q\0\0\0\x0dSELECT 1\0".to_vec();
-        buf.extend_from_slice(b"Q\0\0\0\x0dSEL");
-        let mut seen = Vec::new();
-        let (n, stop) = whole_messages(&buf, |m| {
-            seen.push(frontend::statement(m).map(str::to_owned));
-            false
-        })
-        .unwrap();
-        assert_eq!((n, stop), (14, false));
-        assert_eq!(seen, vec![Some("SELECT 1".to_owned())]);
-        assert!(whole_messages(b"Q\xff\xff\xff\xff", |_| false).is_err());
-        assert_eq!(
-            whole_messages(b"X\0\0\0\x04Q\0\0\0\x04", frontend::is_terminate).unwrap(),
-            (5, true)
-        );
+    fn msg(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[tokio::test]
+    async fn statements_are_recorded_and_a_kill_waits_for_the_message_in_flight() {
+        let (mut client, mut client_end) = duplex(1 << 20);
+        let (mut upstream, mut upstream_end) = duplex(1 << 20);
+        let (kill_tx, kill) = watch::channel(None);
+        let relay = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let out = relay(&mut client_end, &mut upstream_end, kill, |s| seen.push(s.to_owned())).await;
+            (out, seen)
+        });
+        // A statement split across two writes, and a Parse.
+        let q = msg(b'Q', b"SELECT 1\0");
+        client.write_all(&q[..3]).await.unwrap();
+        client.write_all(&q[3..]).await.unwrap();
+        let parse = msg(b'P', b"s\0SELECT $1\0\0\0");
+        client.write_all(&parse).await.unwrap();
+        let mut got = vec![0u8; q.len() + parse.len()];
+        upstream.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..q.len()], &q[..]);
+        // Half a server message, then the kill: the rest still arrives before the FATAL.
+        let row = msg(b'D', &[9; 1000]);
+        upstream.write_all(&row[..500]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        kill_tx.send(Some("access grant expired".into())).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        upstream.write_all(&row[500..]).await.unwrap();
+        let ((end, stats), seen) = relay.await.unwrap();
+        assert_eq!(end, EndReason::Killed("access grant expired".into()));
+        assert_eq!(seen, vec!["SELECT 1".to_owned(), "SELECT $1".to_owned()]);
+        assert_eq!(stats.statements, 2);
+        let mut to_client = Vec::new();
+        client.read_to_end(&mut to_client).await.unwrap();
+        assert_eq!(&to_client[..row.len()], &row[..], "the row arrived whole");
+        assert_eq!(to_client[row.len()], b'E');
+        assert!(String::from_utf8_lossy(&to_client).contains("jitgate: access grant expired"));
+    }
+
+    #[tokio::test]
+    async fn terminate_ends_the_session_after_passing_it_on() {
+        let (mut client, mut client_end) = duplex(1024);
+        let (mut upstream, mut upstream_end) = duplex(1024);
+        let (_kill_tx, kill) = watch::channel(None);
+        let relay = tokio::spawn(async move { relay(&mut client_end, &mut upstream_end, kill, |_| {}).await });
+        client.write_all(&[msg(b'X', b""), msg(b'Q', b"late\0")].concat()).await.unwrap();
+        let ((end, _), _) = (relay.await.unwrap(), ());
+        assert_eq!(end, EndReason::ClientLeft);
+        let mut passed = Vec::new();
+        upstream.read_to_end(&mut passed).await.unwrap();
+        assert_eq!(passed, msg(b'X', b""), "nothing after Terminate is passed on");
     }
 }

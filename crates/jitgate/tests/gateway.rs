@@ -56,9 +56,15 @@ mfa = []
 }
 
 fn psql(s: &TestServer, user: &str, db: &str, token: &str, sql: &str) -> std::process::Command {
+    psql_with(s, user, db, token, &["-c", sql])
+}
+
+/// psql through the gateway with `args` after the common ones.
+fn psql_with(s: &TestServer, user: &str, db: &str, token: &str, args: &[&str]) -> std::process::Command {
     let gw = s.core.gateway_addr.get().unwrap();
     let mut cmd = std::process::Command::new("psql");
-    cmd.args(["-X", "-v", "ON_ERROR_STOP=1", "-tAc", sql])
+    cmd.args(["-X", "-v", "ON_ERROR_STOP=1", "-tA"])
+        .args(args)
         .env("PGHOST", gw.ip().to_string())
         .env("PGPORT", gw.port().to_string())
         .env("PGUSER", user)
@@ -268,6 +274,35 @@ async fn a_running_session_ends_at_its_grant_deadline_while_the_store_is_down() 
             .ok()
             .flatten()
             .is_some_and(|g| g.status == jitgate_core::grant::GrantStatus::Expired)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rows_and_statements_larger_than_any_buffer_pass_through() {
+    let (s, alice, _grant) = with_grant().await;
+    // A 20 MiB row from the server, and a 17 MiB statement from the client (on stdin: argv
+    // cannot carry it); the statement is recorded cut to its first 4,096 characters.
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let out = run(psql(&s, "alice", "pg", t.token.expose(), "SELECT repeat('x', 20971520)")).await;
+    assert!(out.status.success(), "{:?}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 20_971_520);
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let literal = "y".repeat(17 * 1024 * 1024);
+    let script = s.dir.path().join("big.sql");
+    std::fs::write(&script, format!("SELECT length('{literal}')")).unwrap();
+    let cmd = psql_with(&s, "alice", "pg", t.token.expose(), &["-f", &script.display().to_string()]);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{:?}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (17 * 1024 * 1024).to_string());
+    crate::support::eventually("the big statement is recorded, cut", || async {
+        let page = s.admin.audit_events(0, 10_000).await.unwrap();
+        page.events.iter().any(|e| {
+            e.action == "session.statement"
+                && e.details["statement"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("SELECT length('yyy") && t.chars().count() == 4096)
+        })
     })
     .await;
 }
@@ -518,7 +553,17 @@ async fn stored_upstream_passwords_are_sealed_admin_only_and_audited() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("password"), "{out:?}");
 
-    s.admin.set_resource_credential("vault", password).await.unwrap();
+    // Through the CLI, the password on standard input (never on argv).
+    s.cli_login("admin").await;
+    let out = s
+        .cli(
+            "admin",
+            &["--json", "admin", "resource", "set-password", "vault", "--password-stdin"],
+            Some(&format!("{password}\n")),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("\"sealed\"") && !out.stdout.contains(password), "{out:?}");
     let token = s.login("alice").await.connect(&connect_body("vault")).await.unwrap();
     let out = run(psql(&s, "alice", "vault", token.token.expose(), "SELECT 1")).await;
     assert!(out.status.success(), "{out:?}");

@@ -23,6 +23,21 @@ pub fn statement(msg: &[u8]) -> Option<&str> {
     }
 }
 
+/// The statement at the start of a Query (`Q`) or Parse (`P`) body, as far as `body` goes: a
+/// body cut at a capture limit may end inside the text, even inside a character.
+pub fn statement_in_body(kind: u8, body: &[u8]) -> Option<&str> {
+    let text = match kind {
+        b'Q' => body,
+        b'P' => &body[body.iter().position(|&c| c == 0)? + 1..],
+        _ => return None,
+    };
+    let text = text.split(|&c| c == 0).next().unwrap_or_default();
+    match std::str::from_utf8(text) {
+        Ok(s) => Some(s),
+        Err(e) => std::str::from_utf8(&text[..e.valid_up_to()]).ok(),
+    }
+}
+
 /// Terminate (`X`): the client is leaving.
 pub fn is_terminate(msg: &[u8]) -> bool {
     msg.first() == Some(&b'X')
@@ -48,5 +63,14 @@ mod tests {
         assert_eq!(statement(&msg(b'P', b"no terminator")), None);
         assert_eq!(statement(&msg(b'B', b"\0\0")), None);
         assert!(is_terminate(&msg(b'X', b"")));
+        assert_eq!(statement_in_body(b'Q', b"SELECT 1\0"), Some("SELECT 1"));
+        assert_eq!(statement_in_body(b'Q', b"SELECT 'cut"), Some("SELECT 'cut"));
+        assert_eq!(statement_in_body(b'P', b"s1\0SELECT $1\0\0\0"), Some("SELECT $1"));
+        assert_eq!(statement_in_body(b'P', b"no name end"), None);
+        assert_eq!(
+            statement_in_body(b'Q', "SELECT 'é'".as_bytes().split_last().unwrap().1.split_last().unwrap().1),
+            Some("SELECT '")
+        );
+        assert_eq!(statement_in_body(b'B', b"x\0"), None);
     }
 }

@@ -8,6 +8,7 @@
 //! it is trusted.
 
 pub mod backend;
+pub mod framing;
 pub mod frontend;
 pub mod startup;
 
@@ -70,6 +71,23 @@ pub fn exercise(data: &[u8]) {
         let _ = frontend::statement(&data[..end]);
         let _ = frontend::password(&data[..end]);
         let _ = frontend::is_terminate(&data[..end]);
+    }
+    // The relay's framer, fed the same bytes in two pieces: it consumes all it is given (or
+    // refuses a length), and its captures stay within their limit.
+    let mut framer = framing::Framer::with_max_len(b"QP", 64, 1 << 20);
+    let mid = data.len() / 2;
+    let mut each = |e: framing::Event<'_>| {
+        if let framing::Event::Captured(c) = e {
+            assert!(c.body.len() <= 64, "a capture outgrew its limit");
+            let _ = frontend::statement_in_body(c.kind, &c.body);
+        }
+        true
+    };
+    if let Ok(n) = framer.feed(&data[..mid], false, &mut each) {
+        assert_eq!(n, mid, "the framer stopped without being asked");
+        if let Ok(n) = framer.feed(&data[mid..], false, &mut each) {
+            assert_eq!(n, data.len() - mid, "the framer stopped without being asked");
+        }
     }
 }
 
