@@ -34,7 +34,7 @@ trap cleanup EXIT
 echo "# upstream of jitgate and PgBouncer: ${UPSTREAM_HOST:-$PGH}:$PGP"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(psql "$PGURL" -tAc 'show server_version'), $(pgbouncer --version | head -1)"
 psql "$PGURL" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-pgbench -h "$PGH" -p "$PGP" -U postgres -i -q -s "$SCALE" "$DB" >/dev/null 2>&1
+pgbench -h "$PGH" -p "$PGP" -U postgres -i -q -s "$SCALE" "$DB" >"$work/init.log" 2>&1 || { echo "pgbench -i failed:"; tail -3 "$work/init.log"; exit 1; }
 
 # jitgate with a resource in front of the bench database.
 cat > "$work/jitgate.toml" <<TOML
