@@ -32,12 +32,26 @@ impl StopHandle {
     }
 }
 
+impl From<jitgate_store::StoreError> for StartError {
+    fn from(e: jitgate_store::StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<jitgate_policy::LoadError> for StartError {
+    fn from(e: jitgate_policy::LoadError) -> Self {
+        Self::Policy(e)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, std::io::Error),
+    // No `#[from]` on these two: their text already includes the inner error, and a source
+    // would print it a second time (`jitgate: … X: X` through anyhow's `{:#}`).
     #[error("cannot open the store: {0}")]
-    Store(#[from] jitgate_store::StoreError),
+    Store(jitgate_store::StoreError),
     #[error("audit signing key: {0}")]
     Key(String),
     #[error("secrets key ring: {0}")]
@@ -45,7 +59,7 @@ pub enum StartError {
     #[error("WebAuthn: {0}")]
     Webauthn(String),
     #[error("invalid policies:\n{0}")]
-    Policy(#[from] jitgate_policy::LoadError),
+    Policy(jitgate_policy::LoadError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
     #[error("the PostgreSQL gateway cannot listen on {0}: {1}")]
