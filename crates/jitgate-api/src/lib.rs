@@ -466,6 +466,10 @@ pub struct ResourceView {
     #[serde(flatten)]
     pub resource: Resource,
     pub managed_by: String,
+    /// Where the gateway's upstream password comes from (`sealed`, `env` or `none`); shown to
+    /// administrators, for resources with a postgres target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_credential: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -791,7 +791,9 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("kind", "string"),
             ("description", "string"),
             ("roles", "{#RolePolicy}"),
+            ("-postgres", "#PostgresTarget"),
             ("managed_by", "string"),
+            ("-upstream_credential", "string"),
         ],
     ),
 ];

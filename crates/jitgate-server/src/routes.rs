@@ -273,8 +273,8 @@ async fn whoami(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::Who
     Ok(Json(s.whoami(&caller)))
 }
 
-async fn list_resources(State(s): State<AppState>, _caller: Caller) -> R<Vec<jitgate_api::ResourceView>> {
-    Ok(Json(s.list_resources().await?))
+async fn list_resources(State(s): State<AppState>, caller: Caller) -> R<Vec<jitgate_api::ResourceView>> {
+    Ok(Json(s.list_resources(&caller).await?))
 }
 
 #[derive(Deserialize)]

@@ -33,16 +33,25 @@ impl Core {
         self.store.resource(&parsed).await?.ok_or_else(unknown)
     }
 
-    pub async fn list_resources(&self) -> Result<Vec<ResourceView>, ApiError> {
+    pub async fn list_resources(&self, caller: &Caller) -> Result<Vec<ResourceView>, ApiError> {
         let resources = self.store.resources().await?;
         let from_config = |r: &Resource| self.settings.resources.iter().any(|c| c.name == r.name);
-        Ok(resources
-            .into_iter()
-            .map(|resource| ResourceView {
+        let mut out = Vec::with_capacity(resources.len());
+        for resource in resources {
+            let upstream_credential = match &resource.postgres {
+                Some(target) if caller.user.is_admin => {
+                    let sealed = self.store.resource_credential(&resource.name).await?.is_some();
+                    Some(crate::upstream::credential_source(target, sealed).to_owned())
+                }
+                _ => None,
+            };
+            out.push(ResourceView {
                 managed_by: if from_config(&resource) { "config" } else { "api" }.into(),
                 resource,
-            })
-            .collect())
+                upstream_credential,
+            });
+        }
+        Ok(out)
     }
 
     pub async fn put_resource(&self, caller: &Caller, resource: Resource) -> Result<ResourceView, ApiError> {
@@ -68,6 +77,7 @@ impl Core {
         Ok(ResourceView {
             resource,
             managed_by: "api".into(),
+            upstream_credential: None,
         })
     }
 

@@ -1200,10 +1200,11 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                                     v.resource.name.to_string(),
                                     v.resource.kind.clone(),
                                     v.resource.roles.keys().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
+                                    v.upstream_credential.clone().unwrap_or_else(|| "-".into()),
                                 ]
                             })
                             .collect();
-                        output::table(&["RESOURCE", "KIND", "ROLES"], rows)
+                        output::table(&["RESOURCE", "KIND", "ROLES", "UPSTREAM PASSWORD"], rows)
                     })?;
                 }
                 ResourceCommand::Apply { file } => {

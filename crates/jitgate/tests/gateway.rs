@@ -553,6 +553,20 @@ async fn stored_upstream_passwords_are_sealed_admin_only_and_audited() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("password"), "{out:?}");
 
+    let listed = |who: &'static str| {
+        let s = &s;
+        async move {
+            let c = if who == "admin" { s.admin.clone() } else { s.login(who).await };
+            c.resources()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|v| v.resource.name.as_str() == "vault")
+                .unwrap()
+                .upstream_credential
+        }
+    };
+    assert_eq!(listed("admin").await.as_deref(), Some("none"));
     // Through the CLI, the password on standard input (never on argv).
     s.cli_login("admin").await;
     let out = s
@@ -564,6 +578,15 @@ async fn stored_upstream_passwords_are_sealed_admin_only_and_audited() {
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("\"sealed\"") && !out.stdout.contains(password), "{out:?}");
+    assert_eq!(listed("admin").await.as_deref(), Some("sealed"));
+    assert_eq!(listed("alice").await, None, "only administrators see where the password comes from");
+    let out = s.cli("admin", &["admin", "resource", "list"], None).await;
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("vault") && l.trim_end().ends_with("sealed")),
+        "{out:?}"
+    );
     let token = s.login("alice").await.connect(&connect_body("vault")).await.unwrap();
     let out = run(psql(&s, "alice", "vault", token.token.expose(), "SELECT 1")).await;
     assert!(out.status.success(), "{out:?}");
