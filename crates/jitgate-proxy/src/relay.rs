@@ -79,6 +79,8 @@ where
         }
     };
     tokio::pin!(killed);
+    // Only the client hears why a protocol error ended its session; the upstream is not told.
+    let mut client_broke_protocol = false;
     let end = loop {
         tokio::select! {
             biased;
@@ -102,7 +104,10 @@ where
                     });
                     let upto = match fed {
                         Ok(upto) => upto,
-                        Err(e) => break EndReason::ProtocolError(e.to_string()),
+                        Err(e) => {
+                            client_broke_protocol = true;
+                            break EndReason::ProtocolError(e.to_string());
+                        }
                     };
                     stats.bytes_from_client += upto as u64;
                     if let Err(e) = upstream.write_all(&from_client[..upto]).await {
@@ -131,7 +136,7 @@ where
     };
     let last_words = match &end {
         EndReason::Killed(why) => Some(("57P01", format!("jitgate: {why}"))),
-        EndReason::ProtocolError(e) if !e.starts_with("upstream") => Some(("08P01", format!("jitgate: {e}"))),
+        EndReason::ProtocolError(e) if client_broke_protocol => Some(("08P01", format!("jitgate: {e}"))),
         _ => None,
     };
     if let Some((sqlstate, text)) = last_words {

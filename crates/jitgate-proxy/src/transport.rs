@@ -81,21 +81,23 @@ pub async fn open_plain(host: &str, port: u16) -> io::Result<Transport> {
 
 /// Connects and, as `tls` asks, negotiates TLS. Errors are texts for the operator.
 pub async fn open(host: &str, port: u16, tls: &UpstreamTls) -> Result<Transport, String> {
-    let where_ = if host.starts_with('/') {
-        socket_path(host, port)
-    } else {
-        format!("{host}:{port}")
-    };
-    let plain = open_plain(host, port).await.map_err(|e| format!("cannot reach {where_}: {e}"))?;
-    let tcp = match (plain, tls) {
-        (plain, UpstreamTls::Disable) => return Ok(plain),
+    if host.starts_with('/') {
         // libpq does not use TLS on Unix sockets either: the kernel carries the bytes.
-        (plain @ Transport::Unix(_), UpstreamTls::Prefer) => return Ok(plain),
-        (Transport::Unix(_), _) => return Err(format!("{where_}: TLS does not apply to a Unix socket")),
-        (Transport::Tcp(tcp), _) => tcp,
-        (Transport::Tls(_), _) => unreachable!("open_plain makes no TLS"),
-    };
-    let mut tcp = tcp;
+        if !matches!(tls, UpstreamTls::Disable | UpstreamTls::Prefer) {
+            return Err(format!("{}: TLS does not apply to a Unix socket", socket_path(host, port)));
+        }
+        return open_plain(host, port)
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", socket_path(host, port)));
+    }
+    let where_ = format!("{host}:{port}");
+    let mut tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("cannot reach {where_}: {e}"))?;
+    tcp.set_nodelay(true).map_err(|e| format!("{where_}: {e}"))?;
+    if matches!(tls, UpstreamTls::Disable) {
+        return Ok(Transport::Tcp(tcp));
+    }
     // SSLRequest: length 8, code 80877103.
     let mut request = [0u8; 8];
     request[..4].copy_from_slice(&8u32.to_be_bytes());

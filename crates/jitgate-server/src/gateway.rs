@@ -16,7 +16,6 @@ use jitgate_core::policy::{AccessMode, MfaAction};
 use jitgate_core::DomainError;
 use jitgate_policy::PolicyAction;
 use jitgate_proxy::relay::{EndReason, SessionStats};
-use jitgate_proxy::upstream::UpstreamTarget;
 use jitgate_proxy::{Admission, AdmissionRequest, Broker, Refusal};
 use jitgate_store::{ConnectTokenRecord, DbSessionRecord, GrantFilter};
 use secrecy::ExposeSecret;
@@ -219,20 +218,23 @@ impl Broker for GatewayBroker {
             denied("the resource has no postgres target").await;
             return Err(refusal("this resource is not reachable through the gateway"));
         };
-        // The service login (password, TLS roots) is resolved before the session is recorded,
-        // so a resource that cannot be reached is refused without a half-open session.
-        let service = match core
-            .upstream_target(&resource, None, db_role, &format!("jitgate:{}", grant.user))
-            .await
-        {
-            Ok(t) => t,
-            Err(why) => {
-                drop(tx);
-                denied(&why).await;
-                return Err(Refusal {
-                    sqlstate: "08006",
-                    message: format!("jitgate: the gateway cannot log in upstream: {why}"),
-                });
+        let application = format!("jitgate:{}", grant.user);
+        // Proxy access logs in as the service role, resolved (password, TLS roots) before the
+        // session is recorded, so a resource that cannot be reached is refused without a
+        // half-open session. Ephemeral access logs in as the grant's own role, below.
+        let service = if ephemeral_access {
+            None
+        } else {
+            match core.upstream_target(&resource, None, db_role.clone(), &application).await {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    drop(tx);
+                    denied(&why).await;
+                    return Err(Refusal {
+                        sqlstate: "08006",
+                        message: format!("jitgate: the gateway cannot log in upstream: {why}"),
+                    });
+                }
             }
         };
         let record = DbSessionRecord {
@@ -267,17 +269,20 @@ impl Broker for GatewayBroker {
         .await;
         stored.map_err(|e| unavailable(e.into()))?;
         core.commit(tx, start).await.map_err(unavailable)?;
-        // Ephemeral access: the session logs in as the grant's own role (made now if the
-        // grant event has not made it yet).
-        let made = if ephemeral_access {
-            core.ensure_ephemeral(&grant).await
-        } else {
-            Ok(None)
+        let target = match service {
+            Some(t) => Ok(t),
+            // Ephemeral access: the session logs in as the grant's own role (made now if the
+            // grant event has not made it yet).
+            None => match core.ensure_ephemeral(&grant).await {
+                Ok(login @ Some(_)) => core.upstream_target(&resource, login, None, &application).await,
+                Ok(None) => core.upstream_target(&resource, None, db_role, &application).await,
+                Err(e) => Err(e.message),
+            },
         };
-        let ephemeral = match made {
-            Ok(e) => e,
-            Err(e) => {
-                let reason = EndReason::Io(e.message.clone());
+        let target = match target {
+            Ok(t) => t,
+            Err(why) => {
+                let reason = EndReason::Io(why.clone());
                 let (kill, _) = watch::channel(None);
                 core.sessions.lock().insert(
                     record.id.clone(),
@@ -289,7 +294,7 @@ impl Broker for GatewayBroker {
                 self.ended(&record.id, &reason, SessionStats::default()).await;
                 return Err(Refusal {
                     sqlstate: "08006",
-                    message: format!("jitgate: the grant's database role is not available: {}", e.message),
+                    message: format!("jitgate: the grant's database role is not available: {why}"),
                 });
             }
         };
@@ -326,15 +331,6 @@ impl Broker for GatewayBroker {
             core.sessions.kill(&record.id, "access grant expired");
         }
         let record_statements = resource.postgres.as_ref().is_some_and(|t| t.record_statements);
-        let target = match ephemeral {
-            Some((role, role_password)) => UpstreamTarget {
-                user: role,
-                password: Some(role_password),
-                set_role: None,
-                ..service
-            },
-            None => service,
-        };
         Ok(Admission {
             session_id: record.id,
             target,
