@@ -310,6 +310,13 @@ pub struct ConnectToken {
     pub port: u16,
     pub dbname: String,
     pub uses: u32,
+    /// The certificate (PEM) to trust as root when verifying the gateway
+    /// (`sslmode=verify-full sslrootcert=...`); `None` when the gateway runs without TLS.
+    #[serde(default)]
+    pub gateway_ca_pem: Option<String>,
+    /// SHA-256 of the first certificate in `gateway_ca_pem` (its DER), lowercase hex.
+    #[serde(default)]
+    pub gateway_ca_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -470,6 +477,48 @@ pub struct ResourceView {
     /// administrators, for resources with a postgres target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_credential: Option<String>,
+}
+
+/// What each role of a resource gives a session upstream: `jitgate admin resource check`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceCheck {
+    pub resource: String,
+    /// The service login (the provisioner's, and the sessions' of roles without a login).
+    pub service: LoginCheck,
+    pub roles: Vec<RoleCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleCheck {
+    pub role: String,
+    /// `proxy` or `ephemeral`.
+    pub access: String,
+    /// The login sessions use; for ephemeral roles, what the grant's role will be member of.
+    pub login: LoginCheck,
+    pub allow_privileged_login: bool,
+    /// Whether sessions on this role start (false: refused as privileged, or unreachable).
+    pub sessions_allowed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginCheck {
+    pub name: String,
+    /// Whether the gateway could log in and read the login's roles.
+    pub reachable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The login's own attributes (SUPERUSER, CREATEROLE, BYPASSRLS, REPLICATION, CREATEDB).
+    pub attributes: Vec<String>,
+    /// Every role it is a member of, directly or not, with their attributes.
+    pub member_of: Vec<MemberOf>,
+    /// What makes the login privileged, in words; empty when it is not.
+    pub privileges: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberOf {
+    pub role: String,
+    pub attributes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -113,7 +113,8 @@ pub async fn idle(jitgate: &str, connections: usize, tls: bool) -> Result<()> {
             "[server]\nhttp = \"127.0.0.1:{http}\"\ndata_dir = \"{}\"\n[gateway]\nlisten = \"127.0.0.1:{gateway}\"\n\
              [groups]\nengineers = [\"alice\"]\ndb-owners = [\"bob\"]\n[[resources]]\nname = \"idle\"\n\
              [resources.postgres]\nport = {upstream_port}\ndatabase = \"x\"\nuser = \"x\"\nrecord_statements = false\n\
-             [resources.roles.read]\nrequesters = [\"engineers\"]\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n",
+             [resources.roles.read]\nrequesters = [\"engineers\"]\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n\
+             # The stand-in upstream answers no query, so the privilege check is off.\nallow_privileged_login = true\n",
             dir.path().join("data").display()
         ),
     )?;

@@ -149,11 +149,26 @@ pub struct RolePolicy {
     /// says otherwise: least privilege by default.
     #[serde(default = "MfaAction::all")]
     pub mfa: BTreeSet<MfaAction>,
-    /// For `postgres` resources: the database role the session takes (`SET ROLE`) after the
-    /// gateway logs in as the service role.
+    /// No longer supported (refused with a pointer to `login`): `SET ROLE` after logging in as
+    /// the service role is not a boundary, since a session can `RESET ROLE` back. Kept only so
+    /// an old configuration gets that explanation instead of "unknown field".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_role: Option<String>,
-    /// For `postgres` resources: `proxy` (the gateway logs in as the service role) or
+    /// For `postgres` resources in `proxy` mode: the upstream login this role's sessions use,
+    /// a role holding exactly this role's privileges (the resource's `postgres.user` when
+    /// absent). Its password is sealed with `admin resource set-password RES --role ROLE`, or
+    /// comes from `password_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    /// The environment variable holding `login`'s password (a sealed one wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// Sessions may log in upstream as a privileged role (superuser, `CREATEROLE`,
+    /// `BYPASSRLS`, `REPLICATION`, or a member of the server-file and program roles). Off by
+    /// default: such a login is refused at session start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_privileged_login: bool,
+    /// For `postgres` resources: `proxy` (the gateway logs in as the role's `login`) or
     /// `ephemeral` (a login role made for each grant, member of `db_roles`, dropped when the
     /// grant ends).
     #[serde(default)]
@@ -351,6 +366,23 @@ impl RolePolicy {
                 out.push(format!("ticket_pattern is not a valid regular expression: {e}"));
             }
         }
+        if self.db_role.is_some() {
+            out.push(
+                "db_role is no longer supported: a session could RESET ROLE back to the service login. \
+                 Give the role its own upstream login holding exactly its privileges (login = \"...\"), \
+                 or use access = \"ephemeral\" with db_roles"
+                    .to_owned(),
+            );
+        }
+        if self.access == AccessMode::Ephemeral && (self.login.is_some() || self.password_env.is_some()) {
+            out.push("login and password_env apply to access = \"proxy\"; ephemeral sessions log in as the grant's own role".to_owned());
+        }
+        if self.access == AccessMode::Proxy && !self.db_roles.is_empty() {
+            out.push("db_roles applies to access = \"ephemeral\"; a proxy role's privileges are those of its login".to_owned());
+        }
+        if self.login.as_deref().is_some_and(|l| l.is_empty() || l.contains('\0')) {
+            out.push("login must be a role name".to_owned());
+        }
         out
     }
 
@@ -469,6 +501,9 @@ mod tests {
             },
             mfa: MfaAction::all(),
             db_role: None,
+            login: None,
+            password_env: None,
+            allow_privileged_login: false,
             access: Default::default(),
             db_roles: Vec::new(),
             break_glass_max_duration: Duration::from_secs(3600),

@@ -272,9 +272,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
     let mut upstream = match upstream::connect(&admission.target).await {
         Ok(u) => u,
         Err(e) => {
-            let reason = EndReason::Io(e.to_string());
+            let (reason, sqlstate) = match e {
+                upstream::UpstreamError::Privileged { .. } => (EndReason::Refused(e.to_string()), "42501"),
+                _ => (EndReason::Io(e.to_string()), "08006"),
+            };
             broker.ended(&admission.session_id, &reason, SessionStats::default()).await;
-            return refuse(&mut stream, "08006", &format!("jitgate: {e}")).await;
+            return refuse(&mut stream, sqlstate, &format!("jitgate: {e}")).await;
         }
     };
     let mut hello = backend::auth_ok();

@@ -18,6 +18,8 @@ pub enum EndReason {
     Killed(String),
     ProtocolError(String),
     Io(String),
+    /// The gateway refused to open the session upstream (a privileged login, say).
+    Refused(String),
 }
 
 impl EndReason {
@@ -28,6 +30,7 @@ impl EndReason {
             Self::Killed(why) => format!("killed: {why}"),
             Self::ProtocolError(e) => format!("protocol_error: {e}"),
             Self::Io(e) => format!("io: {e}"),
+            Self::Refused(e) => format!("refused: {e}"),
         }
     }
 }

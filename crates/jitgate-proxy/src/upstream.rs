@@ -20,8 +20,9 @@ pub struct UpstreamTarget {
     pub database: String,
     pub user: String,
     pub password: Option<SecretString>,
-    /// `SET ROLE` to this after login.
-    pub set_role: Option<String>,
+    /// Whether the login may be privileged (see [`PRIVILEGE_QUERY`]); when false, such a login
+    /// is refused with [`UpstreamError::Privileged`] before the client can speak.
+    pub allow_privileged: bool,
     pub application_name: String,
     pub tls: UpstreamTls,
 }
@@ -38,6 +39,8 @@ pub enum UpstreamError {
     NoPassword,
     #[error("the upstream asks for an authentication jitgate does not speak: {0}")]
     Unsupported(String),
+    #[error("the upstream login {login} is privileged ({what}); sessions are refused unless the role sets allow_privileged_login = true. Give the role a login that holds only its privileges (see `jitgate admin resource check`)")]
+    Privileged { login: String, what: String },
 }
 
 /// A logged-in upstream connection and what it said after login (parameter statuses, ready
@@ -166,36 +169,40 @@ pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
     // After login: parameter statuses, the cancel key, notices, then ready for query.
     let mut greeting = BytesMut::new();
     let mut key = None;
+    let mut superuser = false;
     loop {
         let raw = c.next().await?;
         match parse(&raw)? {
             Message::BackendKeyData(k) => key = Some((k.process_id(), k.secret_key())),
             Message::ErrorResponse(body) => return Err(UpstreamError::Refused(error_text(&mut body.fields()))),
             Message::ReadyForQuery(_) => {
-                if t.set_role.is_none() {
-                    greeting.extend_from_slice(&raw);
-                }
+                greeting.extend_from_slice(&raw);
                 break;
+            }
+            Message::ParameterStatus(p) => {
+                if p.name().ok() == Some("is_superuser") && p.value().ok() == Some("on") {
+                    superuser = true;
+                }
+                greeting.extend_from_slice(&raw);
             }
             _ => greeting.extend_from_slice(&raw),
         }
     }
-    if let Some(role) = &t.set_role {
-        out.clear();
-        frontend::query(&format!("SET ROLE {}", quote_ident(role)), &mut out)?;
-        c.send(&out).await?;
-        loop {
-            let raw = c.next().await?;
-            match parse(&raw)? {
-                Message::ErrorResponse(body) => return Err(UpstreamError::Refused(error_text(&mut body.fields()))),
-                Message::ReadyForQuery(_) => {
-                    greeting.extend_from_slice(&raw);
-                    break;
-                }
-                // The ParameterStatus for `role` goes to the client; CommandComplete does not.
-                Message::ParameterStatus(_) => greeting.extend_from_slice(&raw),
-                _ => {}
-            }
+    if !t.allow_privileged {
+        // The server's own word first (free), then what the login can reach through its
+        // memberships (one round trip, before the client may speak).
+        if superuser {
+            return Err(UpstreamError::Privileged {
+                login: t.user.clone(),
+                what: "superuser".into(),
+            });
+        }
+        let what = login_profile(&mut c).await?.privileges();
+        if !what.is_empty() {
+            return Err(UpstreamError::Privileged {
+                login: t.user.clone(),
+                what: what.join(", "),
+            });
         }
     }
     if !c.buf.is_empty() {
@@ -212,35 +219,181 @@ pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
     })
 }
 
-/// Runs `statements` one by one as simple queries on a fresh login to `t`, stopping at the
-/// first error: what the ephemeral-role provisioner uses.
-pub async fn execute(t: &UpstreamTarget, statements: &[String]) -> Result<(), UpstreamError> {
-    let up = connect(t).await?;
-    let mut c = Conn {
+/// Every role a login is or can become (itself and its memberships, direct or not), with the
+/// attributes that make a session more than its grant: what the privilege check reads.
+/// `pg_has_role(..., 'MEMBER')` counts a membership whatever its INHERIT or SET options, so
+/// it errs towards refusing.
+pub const PRIVILEGE_QUERY: &str = "SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolbypassrls, r.rolreplication, \
+     r.rolcreatedb, r.rolname = current_user FROM pg_catalog.pg_roles r \
+     WHERE pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY r.rolname = current_user DESC, r.rolname";
+
+/// Predefined roles whose members reach the server's files or programs: a way out of any grant.
+const ESCAPE_ROLES: [&str; 3] = ["pg_execute_server_program", "pg_write_server_files", "pg_read_server_files"];
+
+/// A role a login is or can become, with its attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAttributes {
+    pub name: String,
+    pub superuser: bool,
+    pub createrole: bool,
+    pub bypassrls: bool,
+    pub replication: bool,
+    pub createdb: bool,
+}
+
+/// What an upstream login can really do: its own attributes and those of every role it is a
+/// member of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginProfile {
+    pub login: Option<RoleAttributes>,
+    pub member_of: Vec<RoleAttributes>,
+}
+
+impl LoginProfile {
+    /// The privileges that make this login refused for sessions, in words; empty when none.
+    pub fn privileges(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in self.login.iter().chain(self.member_of.iter()) {
+            let own = self.login.as_ref().is_some_and(|l| l.name == r.name);
+            let via = if own {
+                String::new()
+            } else {
+                format!(" through membership in {}", r.name)
+            };
+            for (has, what) in [
+                (r.superuser, "superuser"),
+                (r.createrole, "CREATEROLE"),
+                (r.bypassrls, "BYPASSRLS"),
+                (r.replication, "REPLICATION"),
+            ] {
+                if has {
+                    out.push(format!("{what}{via}"));
+                }
+            }
+            if ESCAPE_ROLES.contains(&r.name.as_str()) {
+                out.push(format!("member of {}", r.name));
+            }
+        }
+        out
+    }
+}
+
+async fn login_profile(c: &mut Conn) -> Result<LoginProfile, UpstreamError> {
+    Ok(profile_from_rows(c.query(PRIVILEGE_QUERY).await?))
+}
+
+/// Rows of [`PRIVILEGE_QUERY`]'s shape: name, five attributes, and whether it is the login.
+fn profile_from_rows(rows: Vec<Vec<Option<String>>>) -> LoginProfile {
+    let mut profile = LoginProfile {
+        login: None,
+        member_of: Vec::new(),
+    };
+    for row in rows {
+        let flag = |i: usize| row.get(i).and_then(|v| v.as_deref()) == Some("t");
+        let attrs = RoleAttributes {
+            name: row.first().cloned().flatten().unwrap_or_default(),
+            superuser: flag(1),
+            createrole: flag(2),
+            bypassrls: flag(3),
+            replication: flag(4),
+            createdb: flag(5),
+        };
+        if flag(6) {
+            profile.login = Some(attrs);
+        } else {
+            profile.member_of.push(attrs);
+        }
+    }
+    profile
+}
+
+/// Logs in as `t` (privileged or not) and reads what the login can do.
+pub async fn inspect(t: &UpstreamTarget) -> Result<LoginProfile, UpstreamError> {
+    let mut c = login_as(t).await?;
+    let profile = login_profile(&mut c).await;
+    c.terminate().await;
+    profile
+}
+
+/// What a role made a member of `roles` could do (an ephemeral grant's role), read through
+/// the service login `t`.
+pub async fn inspect_members_of(t: &UpstreamTarget, roles: &[String]) -> Result<LoginProfile, UpstreamError> {
+    if roles.is_empty() {
+        return Ok(profile_from_rows(Vec::new()));
+    }
+    let list = roles.iter().map(|r| quote_literal(r)).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolbypassrls, r.rolreplication, r.rolcreatedb, false \
+         FROM pg_catalog.pg_roles r WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles m WHERE m.rolname IN ({list}) \
+         AND pg_catalog.pg_has_role(m.oid, r.oid, 'MEMBER')) ORDER BY r.rolname"
+    );
+    Ok(profile_from_rows(query_all(t, &[sql]).await?))
+}
+
+/// A login for jitgate's own statements (provisioning, checks): privileged or not.
+async fn login_as(t: &UpstreamTarget) -> Result<Conn, UpstreamError> {
+    let mut t = t.clone();
+    t.allow_privileged = true;
+    let up = connect(&t).await?;
+    Ok(Conn {
         stream: up.stream,
         buf: BytesMut::with_capacity(4096),
-    };
-    for sql in statements {
+    })
+}
+
+impl Conn {
+    /// Runs one simple query and returns its rows as text (NULL as `None`).
+    async fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, UpstreamError> {
+        use fallible_iterator::FallibleIterator;
         let mut out = BytesMut::new();
         frontend::query(sql, &mut out)?;
-        c.send(&out).await?;
+        self.send(&out).await?;
+        let mut rows = Vec::new();
         let mut failed = None;
         loop {
-            let raw = c.next().await?;
+            let raw = self.next().await?;
             match parse(&raw)? {
+                Message::DataRow(body) => {
+                    let buf = body.buffer();
+                    let row = body
+                        .ranges()
+                        .map(|r| Ok(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned())))
+                        .collect()?;
+                    rows.push(row);
+                }
                 Message::ErrorResponse(body) => failed = Some(error_text(&mut body.fields())),
                 Message::ReadyForQuery(_) => break,
                 _ => {}
             }
         }
-        if let Some(e) = failed {
-            return Err(UpstreamError::Refused(format!("{e} (in: {sql})")));
+        match failed {
+            Some(e) => Err(UpstreamError::Refused(format!("{e} (in: {sql})"))),
+            None => Ok(rows),
         }
     }
-    let mut out = BytesMut::new();
-    frontend::terminate(&mut out);
-    let _ = c.send(&out).await;
-    Ok(())
+
+    async fn terminate(&mut self) {
+        let mut out = BytesMut::new();
+        frontend::terminate(&mut out);
+        let _ = self.send(&out).await;
+    }
+}
+
+/// Runs `statements` one by one as simple queries on a fresh login to `t`, stopping at the
+/// first error: what the ephemeral-role provisioner uses (its login is privileged by design).
+pub async fn execute(t: &UpstreamTarget, statements: &[String]) -> Result<(), UpstreamError> {
+    query_all(t, statements).await.map(|_| ())
+}
+
+/// Like [`execute`], returning the rows of the last statement.
+pub async fn query_all(t: &UpstreamTarget, statements: &[String]) -> Result<Vec<Vec<Option<String>>>, UpstreamError> {
+    let mut c = login_as(t).await?;
+    let mut rows = Vec::new();
+    for sql in statements {
+        rows = c.query(sql).await?;
+    }
+    c.terminate().await;
+    Ok(rows)
 }
 
 /// A string literal for SQL text, with quotes doubled (standard_conforming_strings is on in

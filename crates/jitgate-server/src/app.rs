@@ -4,7 +4,7 @@
 use crate::audit_log::{load_or_create_signing_key, read_or_create_private_file};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
-use crate::core::{AppState, Core, Keys};
+use crate::core::{AppState, Core, GatewayCa, Keys};
 use jitgate_auth::passkeys::RelyingParty;
 use jitgate_auth::secret_box::KeyRing;
 use secrecy::SecretString;
@@ -102,7 +102,8 @@ impl Application {
         let stop_tx = watch::channel(false).0;
         let gateway = match core.settings.gateway {
             Some(at) => {
-                let tls = gateway_tls(&core.settings).map_err(StartError::Setup)?;
+                let (tls, ca) = gateway_tls(&core.settings).map_err(StartError::Setup)?;
+                let _ = core.gateway_ca.set(ca);
                 let broker = crate::gateway::GatewayBroker::start(core.clone(), stop_tx.subscribe());
                 let g = jitgate_proxy::Gateway::bind(at, broker, Some(tls))
                     .await
@@ -173,8 +174,12 @@ impl Application {
 }
 
 /// The gateway's TLS: the configured certificate and key, or for the embedded default a
-/// self-signed pair for `localhost` and 127.0.0.1 made on first start (key 0600).
-fn gateway_tls(settings: &Settings) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, String> {
+/// self-signed pair for `localhost` and 127.0.0.1 made on first start (key 0600); and what
+/// clients trust to verify it: `gateway.tls_ca`, else the chain's last certificate (the
+/// self-signed one itself, which OpenSSL, hence libpq's `sslmode=verify-full`, accepts as
+/// `sslrootcert`).
+fn gateway_tls(settings: &Settings) -> Result<(Arc<tokio_rustls::rustls::ServerConfig>, GatewayCa), String> {
+    use sha2::Digest;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (cert_path, key_path) = match &settings.gateway_tls {
         Some((c, k)) => (c.clone(), k.clone()),
@@ -182,22 +187,44 @@ fn gateway_tls(settings: &Settings) -> Result<Arc<tokio_rustls::rustls::ServerCo
             let c = settings.data_dir.join("gateway-tls.crt");
             let k = settings.data_dir.join("gateway-tls.key");
             if !c.exists() || !k.exists() {
+                // One half without the other is of no use: make both.
+                match std::fs::remove_file(&k) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("{}: {e}", k.display())),
+                    _ => {}
+                }
                 let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
                     .map_err(|e| format!("cannot make a certificate: {e}"))?;
                 let key = pair.signing_key.serialize_pem();
                 read_or_create_private_file(&k, || zeroize::Zeroizing::new(key))?;
                 std::fs::write(&c, pair.cert.pem()).map_err(|e| format!("{}: {e}", c.display()))?;
+                tracing::info!(cert = %c.display(), "made a self-signed certificate for the gateway (localhost, 127.0.0.1)");
             }
             (c, k)
         }
     };
     let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut read(&cert_path)?.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let certs_in = |p: &std::path::Path| -> Result<Vec<CertificateDer<'static>>, String> {
+        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut read(p)?.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate", p.display()));
+        }
+        Ok(certs)
+    };
+    let certs = certs_in(&cert_path)?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut read(&key_path)?.as_slice())
         .map_err(|e| format!("{}: {e}", key_path.display()))?
         .ok_or_else(|| format!("{}: no private key", key_path.display()))?;
+    // Only certificates go to clients, re-encoded: never whatever else the file holds.
+    let trusted = match &settings.gateway_tls_ca {
+        Some(p) => certs_in(p)?,
+        None => certs[certs.len() - 1..].to_vec(),
+    };
+    let ca = GatewayCa {
+        pem: trusted.iter().map(|c| pem_certificate(c)).collect(),
+        sha256: hex::encode(sha2::Sha256::digest(trusted[0].as_ref())),
+    };
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -205,7 +232,20 @@ fn gateway_tls(settings: &Settings) -> Result<Arc<tokio_rustls::rustls::ServerCo
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("gateway TLS: {e}"))?;
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), ca))
+}
+
+/// One certificate as PEM, 64 characters a line.
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
 }
 
 /// `JITGATE_SECRETS_KEY` when set (production: from a secret manager), else the key file,

@@ -55,6 +55,10 @@ pub struct Settings {
     /// The gateway's TLS certificate and key (PEM); `None`: a self-signed pair made in the
     /// data directory on first start.
     pub gateway_tls: Option<(PathBuf, PathBuf)>,
+    /// The certificate (PEM) clients trust to verify the gateway, handed to them with each
+    /// connect token; `None`: the last certificate of the configured chain (or the
+    /// self-signed one).
+    pub gateway_tls_ca: Option<PathBuf>,
 }
 
 /// One person on call from `from` until `until`.
@@ -92,6 +96,7 @@ impl Default for Settings {
             on_call: Vec::new(),
             gateway: Some(SocketAddr::from(([127, 0, 0, 1], 6432))),
             gateway_tls: None,
+            gateway_tls_ca: None,
         }
     }
 }
@@ -193,6 +198,7 @@ struct GatewaySection {
     listen: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
 }
 
 impl Default for GatewaySection {
@@ -202,6 +208,7 @@ impl Default for GatewaySection {
             listen: None,
             tls_cert: None,
             tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -341,6 +348,13 @@ impl Settings {
                 ))
             }
         };
+        if parsed.gateway.tls_ca.is_some() && settings.gateway_tls.is_none() {
+            return Err(err_at(
+                text.find("tls_ca").unwrap_or(0),
+                "gateway.tls_ca needs gateway.tls_cert and gateway.tls_key".into(),
+            ));
+        }
+        settings.gateway_tls_ca = parsed.gateway.tls_ca;
         settings.gateway = if parsed.gateway.enabled {
             parsed.gateway.listen.or(settings.gateway)
         } else {

@@ -76,6 +76,19 @@ pub struct Core {
     pub sessions: crate::gateway::Sessions,
     /// Where the gateway listens, once it does.
     pub gateway_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// What clients trust to verify the gateway's TLS, once it has TLS.
+    pub gateway_ca: std::sync::OnceLock<GatewayCa>,
+}
+
+/// The certificate a client trusts as the root when it verifies the gateway
+/// (`sslmode=verify-full sslrootcert=...`).
+#[derive(Debug, Clone)]
+pub struct GatewayCa {
+    /// One or more certificates, PEM.
+    pub pem: String,
+    /// SHA-256 of the first certificate's DER, lowercase hex (`openssl x509 -fingerprint
+    /// -sha256` without the colons).
+    pub sha256: String,
 }
 
 pub type AppState = Arc<Core>;
@@ -115,6 +128,7 @@ impl Core {
             engine: EngineWake::new(),
             sessions: crate::gateway::Sessions::default(),
             gateway_addr: std::sync::OnceLock::new(),
+            gateway_ca: std::sync::OnceLock::new(),
         }
     }
 

@@ -6,6 +6,7 @@
 
 use crate::core::{AppState, Core, GrantEventKind};
 use crate::error::ApiError;
+use crate::upstream::Login;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::Grant;
 use jitgate_core::policy::{AccessMode, Resource};
@@ -85,7 +86,7 @@ impl Core {
             ));
         }
         let target = self
-            .upstream_target(&resource, None, None, PROVISIONER)
+            .upstream_target(&resource, Login::Service, PROVISIONER)
             .await
             .map_err(|e| ApiError::conflict("upstream", e))?;
         execute(&target, &[create])
@@ -136,7 +137,7 @@ impl Core {
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or("resource gone")?;
-            let target = self.upstream_target(&resource, None, None, PROVISIONER).await?;
+            let target = self.upstream_target(&resource, Login::Service, PROVISIONER).await?;
             let role = ident(&record.role_name);
             let statements = vec![
                 format!("ALTER ROLE {role} NOLOGIN"),

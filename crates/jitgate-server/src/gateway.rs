@@ -5,6 +5,7 @@
 use crate::core::{new_id, AppState, Caller, Core, GrantEventKind};
 use crate::error::ApiError;
 use crate::policy::{Asked, Subject};
+use crate::upstream::Login;
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use jitgate_api::{ConnectBody, ConnectToken, DbSessionView};
@@ -208,24 +209,24 @@ impl Broker for GatewayBroker {
         };
         let resource = core.store.resource(&token.resource).await.map_err(|e| unavailable(e.into()))?;
         let role_name: RoleName = token.role.parse().map_err(|_| refusal("unknown role"))?;
-        let Some((resource, db_role, ephemeral_access)) = resource.and_then(|r| {
+        let Some((resource, ephemeral_access)) = resource.and_then(|r| {
             let p = r.roles.get(&role_name)?;
             r.postgres.as_ref()?;
-            let (db_role, ephemeral) = (p.db_role.clone(), p.access == AccessMode::Ephemeral);
-            Some((r, db_role, ephemeral))
+            let ephemeral = p.access == AccessMode::Ephemeral;
+            Some((r, ephemeral))
         }) else {
             drop(tx);
             denied("the resource has no postgres target").await;
             return Err(refusal("this resource is not reachable through the gateway"));
         };
         let application = format!("jitgate:{}", grant.user);
-        // Proxy access logs in as the service role, resolved (password, TLS roots) before the
+        // Proxy access logs in as the role's login, resolved (password, TLS roots) before the
         // session is recorded, so a resource that cannot be reached is refused without a
         // half-open session. Ephemeral access logs in as the grant's own role, below.
         let service = if ephemeral_access {
             None
         } else {
-            match core.upstream_target(&resource, None, db_role.clone(), &application).await {
+            match core.upstream_target(&resource, Login::Role(&role_name), &application).await {
                 Ok(t) => Some(t),
                 Err(why) => {
                     drop(tx);
@@ -274,8 +275,11 @@ impl Broker for GatewayBroker {
             // Ephemeral access: the session logs in as the grant's own role (made now if the
             // grant event has not made it yet).
             None => match core.ensure_ephemeral(&grant).await {
-                Ok(login @ Some(_)) => core.upstream_target(&resource, login, None, &application).await,
-                Ok(None) => core.upstream_target(&resource, None, db_role, &application).await,
+                Ok(Some((user, password))) => {
+                    core.upstream_target(&resource, Login::Ephemeral(&role_name, user, password), &application)
+                        .await
+                }
+                Ok(None) => core.upstream_target(&resource, Login::Role(&role_name), &application).await,
                 Err(e) => Err(e.message),
             },
         };
@@ -359,12 +363,16 @@ impl Broker for GatewayBroker {
         let result = async {
             let (mut tx, start) = core.begin().await?;
             tx.end_db_session(&record).await?;
+            let outcome = match reason {
+                EndReason::Refused(_) => Outcome::Denied,
+                _ => Outcome::Success,
+            };
             tx.append_audit(
                 NewEvent::new(
                     record.user.as_str(),
                     "session.end",
                     record.id.as_str(),
-                    Outcome::Success,
+                    outcome,
                     json!({"reason": record.end_reason, "bytes_in": record.bytes_in, "bytes_out": record.bytes_out,
                            "statements": record.statements, "statements_not_recorded": self.dropped.load(std::sync::atomic::Ordering::Relaxed)}),
                 ),
@@ -523,6 +531,8 @@ impl Core {
             port: gateway.port(),
             dbname: resource.name.to_string(),
             uses,
+            gateway_ca_pem: self.gateway_ca.get().map(|c| c.pem.clone()),
+            gateway_ca_sha256: self.gateway_ca.get().map(|c| c.sha256.clone()),
         })
     }
 

@@ -373,7 +373,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep(
         "put",
         "/admin/resources/{name}/credential",
-        "Store the upstream service role's password, sealed (admins)",
+        "Store an upstream password, sealed: the service login's, or with ?role= that role's own login's (admins)",
         true,
         Some("PasswordBody"),
         "",
@@ -381,10 +381,18 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep(
         "delete",
         "/admin/resources/{name}/credential",
-        "Remove the stored upstream password (admins)",
+        "Remove a stored upstream password (?role= as for storing; admins)",
         true,
         None,
         "",
+    ),
+    ep(
+        "get",
+        "/admin/resources/{name}/check",
+        "What each role's upstream login can really do: attributes, memberships, refusals (admins)",
+        true,
+        None,
+        "ResourceCheck",
     ),
     ep("get", "/openapi.json", "This document", false, None, ""),
 ];
@@ -637,6 +645,8 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("port", "integer"),
             ("dbname", "string"),
             ("uses", "integer"),
+            ("gateway_ca_pem", "string?"),
+            ("gateway_ca_sha256", "string?"),
         ],
     ),
     (
@@ -757,10 +767,39 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("-mfa", "[string]"),
             ("-break_glass_max_duration", "string"),
             ("-db_role", "string"),
+            ("-login", "string"),
+            ("-password_env", "string"),
+            ("-allow_privileged_login", "boolean"),
             ("-access", "string"),
             ("-db_roles", "[string]"),
         ],
     ),
+    (
+        "ResourceCheck",
+        &[("resource", "string"), ("service", "#LoginCheck"), ("roles", "[#RoleCheck]")],
+    ),
+    (
+        "RoleCheck",
+        &[
+            ("role", "string"),
+            ("access", "string"),
+            ("login", "#LoginCheck"),
+            ("allow_privileged_login", "boolean"),
+            ("sessions_allowed", "boolean"),
+        ],
+    ),
+    (
+        "LoginCheck",
+        &[
+            ("name", "string"),
+            ("reachable", "boolean"),
+            ("-error", "string"),
+            ("attributes", "[string]"),
+            ("member_of", "[#MemberOf]"),
+            ("privileges", "[string]"),
+        ],
+    ),
+    ("MemberOf", &[("role", "string"), ("attributes", "[string]")]),
     (
         "Resource",
         &[

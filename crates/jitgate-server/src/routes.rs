@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/groups", get(list_groups))
         .route("/admin/groups/{group}/members/{user}", put(add_member).delete(remove_member))
         .route("/admin/resources/{name}", put(put_resource).delete(delete_resource))
+        .route("/admin/resources/{name}/check", get(check_resource))
         .route(
             "/admin/resources/{name}/credential",
             put(put_resource_credential).delete(delete_resource_credential),
@@ -484,20 +485,38 @@ async fn delete_resource(State(s): State<AppState>, caller: Caller, P(name): P<S
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn check_resource(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> R<jitgate_api::ResourceCheck> {
+    let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
+    Ok(Json(s.check_resource(&caller, &name).await?))
+}
+
+/// `?role=R`: the password of role R's own login instead of the service login's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialQuery {
+    role: Option<String>,
+}
+
 async fn put_resource_credential(
     State(s): State<AppState>,
     caller: Caller,
     P(name): P<String>,
+    Q(q): Q<CredentialQuery>,
     Json(body): Json<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
     let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
     let password = secrecy::SecretString::from(body.password.0);
-    s.set_resource_credential(&caller, &name, &password).await?;
+    s.set_resource_credential(&caller, &name, q.role.as_deref(), &password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_resource_credential(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> Result<StatusCode, ApiError> {
+async fn delete_resource_credential(
+    State(s): State<AppState>,
+    caller: Caller,
+    P(name): P<String>,
+    Q(q): Q<CredentialQuery>,
+) -> Result<StatusCode, ApiError> {
     let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
-    s.clear_resource_credential(&caller, &name).await?;
+    s.clear_resource_credential(&caller, &name, q.role.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,18 +4,24 @@
 
 use crate::core::{Caller, Core};
 use crate::error::ApiError;
+use jitgate_api::{LoginCheck, MemberOf, ResourceCheck, RoleCheck};
 use jitgate_core::audit::{NewEvent, Outcome};
-use jitgate_core::names::ResourceName;
+use jitgate_core::names::{ResourceName, RoleName};
+use jitgate_core::policy::AccessMode;
 use jitgate_core::policy::{PostgresTarget, Resource, UpstreamTlsMode};
 use jitgate_proxy::transport::UpstreamTls;
-use jitgate_proxy::upstream::UpstreamTarget;
+use jitgate_proxy::upstream::{LoginProfile, RoleAttributes, UpstreamTarget};
 use jitgate_store::ResourceCredentialRecord;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-/// The associated data a resource's sealed password is bound to.
-fn credential_owner(resource: &ResourceName) -> String {
-    format!("resource-credential:{resource}")
+/// The associated data a sealed upstream password is bound to: the resource, and the role
+/// for a role's own login.
+fn credential_owner(resource: &ResourceName, role: Option<&RoleName>) -> String {
+    match role {
+        None => format!("resource-credential:{resource}"),
+        Some(role) => format!("resource-credential:{resource}/{role}"),
+    }
 }
 
 /// Where a resource's upstream password comes from, for listings.
@@ -32,14 +38,29 @@ pub fn credential_source(target: &PostgresTarget, sealed: bool) -> &'static str 
 /// The longest upstream password accepted (PostgreSQL's own limit is far above any real one).
 const MAX_PASSWORD: usize = 1024;
 
+/// Who the gateway logs in upstream as.
+pub enum Login<'a> {
+    /// The resource's service login (`postgres.user`): the provisioner's, never a session's
+    /// unless a role has no login of its own.
+    Service,
+    /// The login of a `proxy` role: its own `login`, or the service login when it has none.
+    Role(&'a RoleName),
+    /// A grant's own ephemeral role, for a session on `role`.
+    Ephemeral(&'a RoleName, String, SecretString),
+}
+
 impl Core {
-    /// The service role's password: the sealed one in the store first, else the environment
-    /// variable the resource names, else none (a `trust` upstream).
-    pub async fn service_password(&self, resource: &Resource) -> Result<Option<SecretString>, String> {
-        let target = resource.postgres.as_ref().ok_or("the resource has no postgres target")?;
+    /// A stored or configured upstream password: the sealed one for `role` (`None`: the service
+    /// login) first, else the environment variable named, else none (a `trust` upstream).
+    async fn upstream_password(
+        &self,
+        resource: &Resource,
+        role: Option<&RoleName>,
+        env: Option<&str>,
+    ) -> Result<Option<SecretString>, String> {
         let stored = self
             .store
-            .resource_credential(&resource.name)
+            .resource_credential(&resource.name, role.map_or("", RoleName::as_str))
             .await
             .map_err(|e| format!("the store is unavailable: {e}"))?;
         if let Some(record) = stored {
@@ -49,12 +70,12 @@ impl Core {
             };
             let plain = self
                 .secrets
-                .open(&sealed, &credential_owner(&resource.name))
+                .open(&sealed, &credential_owner(&resource.name, role))
                 .map_err(|e| format!("the sealed upstream password cannot be opened: {e}"))?;
             let text = String::from_utf8(plain.to_vec()).map_err(|_| "the sealed upstream password is not text".to_owned())?;
             return Ok(Some(SecretString::from(text)));
         }
-        match &target.password_env {
+        match env {
             Some(var) => std::env::var(var)
                 .map(|p| Some(SecretString::from(p)))
                 .map_err(|_| format!("no upstream password: none is stored and {var} is not set")),
@@ -62,18 +83,26 @@ impl Core {
         }
     }
 
-    /// A login to the resource's upstream as `user` (the service role unless given).
-    pub async fn upstream_target(
-        &self,
-        resource: &Resource,
-        login: Option<(String, SecretString)>,
-        set_role: Option<String>,
-        application: &str,
-    ) -> Result<UpstreamTarget, String> {
+    /// A login to the resource's upstream.
+    pub async fn upstream_target(&self, resource: &Resource, login: Login<'_>, application: &str) -> Result<UpstreamTarget, String> {
         let t = resource.postgres.as_ref().ok_or("the resource has no postgres target")?;
-        let (user, password) = match login {
-            Some((user, password)) => (user, Some(password)),
-            None => (t.user.clone(), self.service_password(resource).await?),
+        let service = || self.upstream_password(resource, None, t.password_env.as_deref());
+        let (user, password, allow_privileged) = match login {
+            Login::Service => (t.user.clone(), service().await?, true),
+            Login::Role(role) => {
+                let policy = resource.roles.get(role).ok_or_else(|| format!("no role {role}"))?;
+                match &policy.login {
+                    Some(own) => {
+                        let pw = self.upstream_password(resource, Some(role), policy.password_env.as_deref()).await?;
+                        (own.clone(), pw, policy.allow_privileged_login)
+                    }
+                    None => (t.user.clone(), service().await?, policy.allow_privileged_login),
+                }
+            }
+            Login::Ephemeral(role, user, password) => {
+                let policy = resource.roles.get(role).ok_or_else(|| format!("no role {role}"))?;
+                (user, Some(password), policy.allow_privileged_login)
+            }
         };
         Ok(UpstreamTarget {
             host: t.host.clone(),
@@ -81,13 +110,37 @@ impl Core {
             database: t.database.clone(),
             user,
             password,
-            set_role,
+            allow_privileged,
             application_name: application.to_owned(),
             tls: upstream_tls(t)?,
         })
     }
 
-    pub async fn set_resource_credential(&self, caller: &Caller, name: &ResourceName, password: &SecretString) -> Result<(), ApiError> {
+    /// A role's login must be its own for a password of its own: a role without `login` uses
+    /// the service login, whose password is set without a role.
+    fn credential_role<'a>(resource: &Resource, role: Option<&'a str>) -> Result<Option<RoleName>, ApiError> {
+        let Some(role) = role else { return Ok(None) };
+        let name: RoleName = role.parse().map_err(|_| ApiError::not_found("role"))?;
+        let policy = resource.roles.get(&name).ok_or_else(|| ApiError::not_found("role"))?;
+        if policy.login.is_none() {
+            return Err(ApiError::bad_request(
+                "no_role_login",
+                format!(
+                    "role '{name}' of '{}' has no upstream login of its own (login = \"...\"); its sessions use the service login, whose password is set without --role",
+                    resource.name
+                ),
+            ));
+        }
+        Ok(Some(name))
+    }
+
+    pub async fn set_resource_credential(
+        &self,
+        caller: &Caller,
+        name: &ResourceName,
+        role: Option<&str>,
+        password: &SecretString,
+    ) -> Result<(), ApiError> {
         self.require_admin(caller, "set_resource_credential").await?;
         let text = password.expose_secret();
         if text.is_empty() || text.len() > MAX_PASSWORD || text.contains('\0') {
@@ -103,10 +156,12 @@ impl Core {
                 format!("resource '{name}' has no postgres target to log in to"),
             ));
         }
-        let sealed = self.secrets.seal(text.as_bytes(), &credential_owner(name));
+        let role = Self::credential_role(&resource, role)?;
+        let sealed = self.secrets.seal(text.as_bytes(), &credential_owner(name, role.as_ref()));
         let (mut tx, start) = self.begin().await?;
         tx.put_resource_credential(&ResourceCredentialRecord {
             resource: name.clone(),
+            role: role.as_ref().map(ToString::to_string).unwrap_or_default(),
             key_version: sealed.key_version,
             sealed_password: sealed.data,
             updated_at: self.now(),
@@ -119,7 +174,7 @@ impl Core {
                 "resource.credential.set",
                 name.as_str(),
                 Outcome::Success,
-                json!({"key_version": sealed.key_version}),
+                json!({"key_version": sealed.key_version, "role": role}),
             ),
             self.now(),
         )
@@ -128,10 +183,18 @@ impl Core {
         Ok(())
     }
 
-    pub async fn clear_resource_credential(&self, caller: &Caller, name: &ResourceName) -> Result<(), ApiError> {
+    pub async fn clear_resource_credential(&self, caller: &Caller, name: &ResourceName, role: Option<&str>) -> Result<(), ApiError> {
         self.require_admin(caller, "clear_resource_credential").await?;
+        let role = match role {
+            None => None,
+            Some(r) => {
+                let resource = self.store.resource(name).await?.ok_or_else(|| ApiError::not_found("resource"))?;
+                Self::credential_role(&resource, Some(r))?
+            }
+        };
+        let key = role.as_ref().map(ToString::to_string).unwrap_or_default();
         let (mut tx, start) = self.begin().await?;
-        if !tx.delete_resource_credential(name).await? {
+        if !tx.delete_resource_credential(name, Some(&key)).await? {
             return Err(ApiError::not_found("stored credential"));
         }
         tx.append_audit(
@@ -140,13 +203,114 @@ impl Core {
                 "resource.credential.clear",
                 name.as_str(),
                 Outcome::Success,
-                json!({}),
+                json!({"role": role}),
             ),
             self.now(),
         )
         .await?;
         self.commit(tx, start).await?;
         Ok(())
+    }
+}
+
+fn attribute_names(r: &RoleAttributes) -> Vec<String> {
+    [
+        (r.superuser, "SUPERUSER"),
+        (r.createrole, "CREATEROLE"),
+        (r.bypassrls, "BYPASSRLS"),
+        (r.replication, "REPLICATION"),
+        (r.createdb, "CREATEDB"),
+    ]
+    .into_iter()
+    .filter(|(has, _)| *has)
+    .map(|(_, name)| name.to_owned())
+    .collect()
+}
+
+fn login_check(name: String, profile: Result<LoginProfile, String>) -> LoginCheck {
+    match profile {
+        Ok(p) => LoginCheck {
+            name,
+            reachable: true,
+            error: None,
+            attributes: p.login.as_ref().map(attribute_names).unwrap_or_default(),
+            member_of: p
+                .member_of
+                .iter()
+                .map(|m| MemberOf {
+                    role: m.name.clone(),
+                    attributes: attribute_names(m),
+                })
+                .collect(),
+            privileges: p.privileges(),
+        },
+        Err(e) => LoginCheck {
+            name,
+            reachable: false,
+            error: Some(e),
+            attributes: Vec::new(),
+            member_of: Vec::new(),
+            privileges: Vec::new(),
+        },
+    }
+}
+
+impl Core {
+    /// What each role of a resource gives a session upstream, read from the upstream itself.
+    pub async fn check_resource(&self, caller: &Caller, name: &ResourceName) -> Result<ResourceCheck, ApiError> {
+        self.require_admin(caller, "check_resource").await?;
+        let resource = self.store.resource(name).await?.ok_or_else(|| ApiError::not_found("resource"))?;
+        let Some(pg) = resource.postgres.as_ref() else {
+            return Err(ApiError::bad_request(
+                "no_upstream",
+                format!("resource '{name}' has no postgres target to check"),
+            ));
+        };
+        let service = match self.upstream_target(&resource, Login::Service, "jitgate-check").await {
+            Ok(t) => jitgate_proxy::upstream::inspect(&t).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let service = login_check(pg.user.clone(), service);
+        let mut roles = Vec::new();
+        for (role, policy) in &resource.roles {
+            let (access, login) = match policy.access {
+                AccessMode::Proxy => {
+                    let t = self.upstream_target(&resource, Login::Role(role), "jitgate-check").await;
+                    let profile = match t {
+                        Ok(t) => jitgate_proxy::upstream::inspect(&t).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e),
+                    };
+                    (
+                        "proxy",
+                        login_check(policy.login.clone().unwrap_or_else(|| pg.user.clone()), profile),
+                    )
+                }
+                AccessMode::Ephemeral => {
+                    let t = self.upstream_target(&resource, Login::Service, "jitgate-check").await;
+                    let profile = match t {
+                        Ok(t) => jitgate_proxy::upstream::inspect_members_of(&t, &policy.db_roles)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e),
+                    };
+                    let name = format!("jit_<user>_<grant> (member of {})", policy.db_roles.join(", "));
+                    ("ephemeral", login_check(name, profile))
+                }
+            };
+            let sessions_allowed = login.reachable && (login.privileges.is_empty() || policy.allow_privileged_login);
+            roles.push(RoleCheck {
+                role: role.to_string(),
+                access: access.to_owned(),
+                login,
+                allow_privileged_login: policy.allow_privileged_login,
+                sessions_allowed,
+            });
+        }
+        Ok(ResourceCheck {
+            resource: name.to_string(),
+            service,
+            roles,
+        })
     }
 }
 

@@ -40,7 +40,7 @@ impl Core {
         for resource in resources {
             let upstream_credential = match &resource.postgres {
                 Some(target) if caller.user.is_admin => {
-                    let sealed = self.store.resource_credential(&resource.name).await?.is_some();
+                    let sealed = self.store.resource_credential(&resource.name, "").await?.is_some();
                     Some(crate::upstream::credential_source(target, sealed).to_owned())
                 }
                 _ => None,
@@ -95,7 +95,7 @@ impl Core {
         }
         // Its sealed upstream password goes with it: a new resource of the same name must not
         // inherit a login it was never given.
-        tx.delete_resource_credential(name).await?;
+        tx.delete_resource_credential(name, None).await?;
         tx.append_audit(
             NewEvent::new(caller.name(), "resource.delete", name.as_str(), Outcome::Success, json!({})),
             self.now(),

@@ -152,6 +152,8 @@ pub struct EphemeralRoleRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceCredentialRecord {
     pub resource: ResourceName,
+    /// The role whose login the password is for; empty for the resource's service login.
+    pub role: String,
     pub key_version: u32,
     pub sealed_password: String,
     pub updated_at: Timestamp,
@@ -266,7 +268,7 @@ pub trait Store: Send + Sync + 'static {
     /// Break-glass requests nobody has acknowledged yet, oldest first.
     async fn requests_awaiting_ack(&self, limit: i64) -> Result<Vec<AccessRequest>>;
     async fn ephemeral_role(&self, grant_id: &str) -> Result<Option<EphemeralRoleRecord>>;
-    async fn resource_credential(&self, resource: &ResourceName) -> Result<Option<ResourceCredentialRecord>>;
+    async fn resource_credential(&self, resource: &ResourceName, role: &str) -> Result<Option<ResourceCredentialRecord>>;
     /// Ephemeral roles in `state`, oldest first.
     async fn ephemeral_roles_in(&self, state: &str) -> Result<Vec<EphemeralRoleRecord>>;
     /// Gateway sessions, newest first: the live ones only, or all, of one user or everyone.
@@ -356,7 +358,8 @@ pub trait WriteTx: Send {
     async fn put_ephemeral_role(&mut self, role: &EphemeralRoleRecord) -> Result<()>;
     /// Sets (or replaces) a resource's sealed upstream password.
     async fn put_resource_credential(&mut self, credential: &ResourceCredentialRecord) -> Result<()>;
-    async fn delete_resource_credential(&mut self, resource: &ResourceName) -> Result<bool>;
+    /// One role's stored password (`''` the service login's), or with `None` all of the resource's.
+    async fn delete_resource_credential(&mut self, resource: &ResourceName, role: Option<&str>) -> Result<bool>;
     /// Uses a connect token: as many times as it allows, and only before it expires.
     async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>>;
     async fn insert_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;

@@ -145,6 +145,7 @@ macro_rules! impl_store {
         fn credential_from(row: &DbRow) -> Result<ResourceCredentialRecord, StoreError> {
             Ok(ResourceCredentialRecord {
                 resource: name(row.try_get("resource")?, "credential resource")?,
+                role: row.try_get("role")?,
                 key_version: u32::try_from(row.try_get::<i64, _>("key_version")?).map_err(|e| corrupt("key version", e))?,
                 sealed_password: row.try_get("sealed_password")?,
                 updated_at: ts(row.try_get("updated_at")?),
@@ -477,9 +478,10 @@ macro_rules! impl_store {
                 sqlx::query(&sql).bind(grant_id).fetch_optional(&self.read).await?.as_ref().map(ephemeral_from).transpose()
             }
 
-            async fn resource_credential(&self, resource: &ResourceName) -> Result<Option<ResourceCredentialRecord>, StoreError> {
-                sqlx::query("SELECT resource, key_version, sealed_password, updated_at, updated_by FROM resource_credentials WHERE resource = $1")
+            async fn resource_credential(&self, resource: &ResourceName, role: &str) -> Result<Option<ResourceCredentialRecord>, StoreError> {
+                sqlx::query("SELECT resource, role, key_version, sealed_password, updated_at, updated_by FROM resource_credentials WHERE resource = $1 AND role = $2")
                     .bind(resource.as_str())
+                    .bind(role)
                     .fetch_optional(&self.read)
                     .await?
                     .as_ref()
@@ -869,11 +871,12 @@ macro_rules! impl_store {
 
             async fn put_resource_credential(&mut self, c: &ResourceCredentialRecord) -> Result<(), StoreError> {
                 sqlx::query(
-                    "INSERT INTO resource_credentials (resource, key_version, sealed_password, updated_at, updated_by) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (resource) DO UPDATE SET key_version = excluded.key_version, \
+                    "INSERT INTO resource_credentials (resource, role, key_version, sealed_password, updated_at, updated_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (resource, role) DO UPDATE SET key_version = excluded.key_version, \
                      sealed_password = excluded.sealed_password, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                 )
                 .bind(c.resource.as_str())
+                .bind(&c.role)
                 .bind(i64::from(c.key_version))
                 .bind(&c.sealed_password)
                 .bind(c.updated_at.as_millis())
@@ -883,9 +886,10 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn delete_resource_credential(&mut self, resource: &ResourceName) -> Result<bool, StoreError> {
-                let r = sqlx::query("DELETE FROM resource_credentials WHERE resource = $1")
+            async fn delete_resource_credential(&mut self, resource: &ResourceName, role: Option<&str>) -> Result<bool, StoreError> {
+                let r = sqlx::query("DELETE FROM resource_credentials WHERE resource = $1 AND (CAST($2 AS TEXT) IS NULL OR role = $2)")
                     .bind(resource.as_str())
+                    .bind(role)
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(r.rows_affected() > 0)

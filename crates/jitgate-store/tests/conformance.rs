@@ -159,35 +159,59 @@ async fn resources(store: &dyn Store) {
     tx.commit().await.unwrap();
     assert!(store.resource(&name).await.unwrap().is_none());
 
-    // Sealed upstream passwords: set, replaced, kept out by a rollback, removed.
-    let credential = |version: u32, sealed: &str, at: i64| ResourceCredentialRecord {
+    // Sealed upstream passwords: set, replaced, kept out by a rollback, removed; one per role
+    // login beside the service login's ('').
+    let credential = |role: &str, version: u32, sealed: &str, at: i64| ResourceCredentialRecord {
         resource: name.clone(),
+        role: role.into(),
         key_version: version,
         sealed_password: sealed.into(),
         updated_at: t(at),
         updated_by: u("root"),
     };
-    assert!(store.resource_credential(&name).await.unwrap().is_none());
+    assert!(store.resource_credential(&name, "").await.unwrap().is_none());
     let mut tx = store.write().await.unwrap();
-    tx.put_resource_credential(&credential(1, "sealed-1", 3)).await.unwrap();
+    tx.put_resource_credential(&credential("", 1, "sealed-1", 3)).await.unwrap();
+    tx.put_resource_credential(&credential("read", 1, "sealed-read", 3)).await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(store.resource_credential(&name).await.unwrap(), Some(credential(1, "sealed-1", 3)));
+    assert_eq!(
+        store.resource_credential(&name, "").await.unwrap(),
+        Some(credential("", 1, "sealed-1", 3))
+    );
+    assert_eq!(
+        store.resource_credential(&name, "read").await.unwrap(),
+        Some(credential("read", 1, "sealed-read", 3))
+    );
+    assert!(store.resource_credential(&name, "write").await.unwrap().is_none());
     let mut tx = store.write().await.unwrap();
-    tx.put_resource_credential(&credential(2, "sealed-2", 4)).await.unwrap();
+    tx.put_resource_credential(&credential("", 2, "sealed-2", 4)).await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(store.resource_credential(&name).await.unwrap(), Some(credential(2, "sealed-2", 4)));
+    assert_eq!(
+        store.resource_credential(&name, "").await.unwrap(),
+        Some(credential("", 2, "sealed-2", 4))
+    );
+    assert_eq!(
+        store.resource_credential(&name, "read").await.unwrap(),
+        Some(credential("read", 1, "sealed-read", 3)),
+        "replacing one login's password leaves the others"
+    );
     let mut tx = store.write().await.unwrap();
-    assert!(tx.delete_resource_credential(&name).await.unwrap());
+    assert!(tx.delete_resource_credential(&name, Some("")).await.unwrap());
     drop(tx);
     assert!(
-        store.resource_credential(&name).await.unwrap().is_some(),
+        store.resource_credential(&name, "").await.unwrap().is_some(),
         "a dropped transaction changes nothing"
     );
     let mut tx = store.write().await.unwrap();
-    assert!(tx.delete_resource_credential(&name).await.unwrap());
-    assert!(!tx.delete_resource_credential(&name).await.unwrap());
+    assert!(tx.delete_resource_credential(&name, Some("")).await.unwrap());
+    assert!(!tx.delete_resource_credential(&name, Some("")).await.unwrap());
     tx.commit().await.unwrap();
-    assert!(store.resource_credential(&name).await.unwrap().is_none());
+    assert!(store.resource_credential(&name, "").await.unwrap().is_none());
+    assert!(store.resource_credential(&name, "read").await.unwrap().is_some());
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.delete_resource_credential(&name, None).await.unwrap(), "all of the resource's");
+    tx.commit().await.unwrap();
+    assert!(store.resource_credential(&name, "read").await.unwrap().is_none());
 }
 
 async fn requests_reviews_and_grants(store: &dyn Store) {

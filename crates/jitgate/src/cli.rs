@@ -95,13 +95,15 @@ enum Command {
         mfa: MfaArgs,
     },
     /// Open a database session through the gateway: gets a one-time token for your live grant
-    /// and runs psql with it in PGPASSWORD (never on the command line).
+    /// and runs psql with it in PGPASSWORD (never on the command line), over TLS verified
+    /// against the gateway certificate the server hands over (sslmode=verify-full).
     Connect {
         resource: String,
         /// The granted role (needed only when you hold several on the resource).
         #[arg(long)]
         role: Option<String>,
-        /// Print the connection string and the one-time password instead of running psql.
+        /// Print the connection string (with sslmode=verify-full and the sslrootcert file it
+        /// needs) and the one-time password instead of running psql.
         #[arg(long)]
         print_dsn: bool,
         /// Sessions the password may open within its minute (for a pool or pgbench -c N).
@@ -322,11 +324,23 @@ enum ResourceCommand {
     /// It takes precedence over `password_env`.
     SetPassword {
         name: String,
+        /// The password of this role's own upstream login (`login = "..."` on the role)
+        /// instead of the service login's.
+        #[arg(long)]
+        role: Option<String>,
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Remove the stored upstream password (the gateway falls back to `password_env`).
+    /// Remove a stored upstream password (the gateway falls back to `password_env`).
     ClearPassword {
+        name: String,
+        /// The role whose own login's password to remove.
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Show what each role's upstream login can really do: attributes, memberships, and
+    /// whether sessions are refused as privileged.
+    Check {
         name: String,
     },
 }
@@ -695,21 +709,54 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                 async move { c.connect(&body).await }
             })
             .await?;
-            let dsn = format!("postgresql://{}@{}:{}/{}", t.username, t.host, t.port, t.dbname);
+            // The token is the password: send it only to a gateway whose certificate checks
+            // out against the one the server handed over with it (never `sslmode=prefer`,
+            // which anyone on the path can strip or answer with a certificate of their own).
+            let root = match (&t.gateway_ca_pem, &t.gateway_ca_sha256) {
+                (Some(pem), Some(sha)) => Some(credentials::save_gateway_ca(sha, pem)?),
+                (Some(_), None) => bail!("the server sent the gateway's certificate without its fingerprint"),
+                (None, _) if is_local_host(&t.host) => None,
+                (None, _) => bail!(
+                    "the gateway at {} runs without TLS: jitgate connect will not send the one-time password across \
+                     the network in clear (ask an administrator to give the gateway a certificate)",
+                    t.host
+                ),
+            };
+            let host = if t.host.contains(':') {
+                format!("[{}]", t.host)
+            } else {
+                t.host.clone()
+            };
+            let mut dsn = format!("postgresql://{}@{host}:{}/{}", t.username, t.port, t.dbname);
+            if let Some(root) = &root {
+                dsn.push_str("?sslmode=verify-full&sslrootcert=");
+                dsn.push_str(&uri_escape(&root.display().to_string()));
+            }
             if print_dsn {
-                let out = serde_json::json!({"dsn": dsn, "password": t.token.expose(), "expires_at": t.expires_at});
+                let out = serde_json::json!({
+                    "dsn": dsn,
+                    "password": t.token.expose(),
+                    "expires_at": t.expires_at,
+                    "sslmode": root.as_ref().map(|_| "verify-full"),
+                    "sslrootcert": root,
+                    "gateway_ca_sha256": t.gateway_ca_sha256,
+                });
                 ctx.print(&out, |_| {
                     format!("{dsn}\npassword (one use, until {}): {}", t.expires_at, t.token.expose())
                 })?;
                 return ok;
             }
-            let status = std::process::Command::new("psql")
-                .args(&psql_args)
+            let mut psql = std::process::Command::new("psql");
+            psql.args(&psql_args)
                 .env("PGHOST", &t.host)
                 .env("PGPORT", t.port.to_string())
                 .env("PGUSER", t.username.as_str())
                 .env("PGDATABASE", &t.dbname)
-                .env("PGPASSWORD", t.token.expose())
+                .env("PGPASSWORD", t.token.expose());
+            if let Some(root) = &root {
+                psql.env("PGSSLMODE", "verify-full").env("PGSSLROOTCERT", root);
+            }
+            let status = psql
                 .status()
                 .context("cannot run psql (install postgresql-client, or use --print-dsn)")?;
             Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -1221,21 +1268,50 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                     c.delete_resource(&name).await?;
                     ctx.print(&serde_json::json!({"deleted": name}), |_| format!("resource {name} deleted"))?;
                 }
-                ResourceCommand::SetPassword { name, password_stdin } => {
+                ResourceCommand::SetPassword {
+                    name,
+                    role,
+                    password_stdin,
+                } => {
                     let pw = password(password_stdin, !password_stdin)?;
-                    c.set_resource_credential(&name, &pw).await?;
-                    ctx.print(&serde_json::json!({"resource": name, "credential": "sealed"}), |_| {
-                        format!("upstream password for {name} stored (sealed); new sessions log in with it")
+                    c.set_resource_credential(&name, role.as_deref(), &pw).await?;
+                    let whose = role.as_ref().map_or_else(|| name.clone(), |r| format!("{name} role {r}"));
+                    ctx.print(&serde_json::json!({"resource": name, "role": role, "credential": "sealed"}), |_| {
+                        format!("upstream password for {whose} stored (sealed); new sessions log in with it")
                     })?;
                 }
-                ResourceCommand::ClearPassword { name } => {
-                    c.clear_resource_credential(&name).await?;
-                    ctx.print(&serde_json::json!({"resource": name, "credential": "removed"}), |_| {
-                        format!("stored upstream password for {name} removed")
-                    })?;
+                ResourceCommand::ClearPassword { name, role } => {
+                    c.clear_resource_credential(&name, role.as_deref()).await?;
+                    let whose = role.as_ref().map_or_else(|| name.clone(), |r| format!("{name} role {r}"));
+                    ctx.print(
+                        &serde_json::json!({"resource": name, "role": role, "credential": "removed"}),
+                        |_| format!("stored upstream password for {whose} removed"),
+                    )?;
+                }
+                ResourceCommand::Check { name } => {
+                    let check = c.check_resource(&name).await?;
+                    ctx.print(&check, output::resource_check)?;
                 }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `localhost` or a loopback address: the only place a token may go without TLS.
+fn is_local_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Percent-encodes what may not stand as is in a URI query value.
+fn uri_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -366,17 +366,31 @@ impl Client {
         )
         .await
     }
-    pub async fn set_resource_credential(&self, name: &str, password: &str) -> Result<()> {
+    /// The upstream password of the resource's service login, or with `role` of that role's
+    /// own login.
+    pub async fn set_resource_credential(&self, name: &str, role: Option<&str>, password: &str) -> Result<()> {
+        let q: Vec<(&str, String)> = role.map(|r| ("role", r.to_owned())).into_iter().collect();
         self.call(
             Method::PUT,
             &format!("/admin/resources/{}/credential", seg(name)),
-            None,
+            Some(&q),
             Self::json(&PasswordBody { password: password.into() }),
         )
         .await
     }
-    pub async fn clear_resource_credential(&self, name: &str) -> Result<()> {
-        self.call(Method::DELETE, &format!("/admin/resources/{}/credential", seg(name)), None, None)
+    pub async fn clear_resource_credential(&self, name: &str, role: Option<&str>) -> Result<()> {
+        let q: Vec<(&str, String)> = role.map(|r| ("role", r.to_owned())).into_iter().collect();
+        self.call(
+            Method::DELETE,
+            &format!("/admin/resources/{}/credential", seg(name)),
+            Some(&q),
+            None,
+        )
+        .await
+    }
+    /// What each role's upstream login can really do.
+    pub async fn check_resource(&self, name: &str) -> Result<jitgate_api::ResourceCheck> {
+        self.call(Method::GET, &format!("/admin/resources/{}/check", seg(name)), None, None)
             .await
     }
     pub async fn delete_resource(&self, name: &str) -> Result<()> {
@@ -442,6 +456,12 @@ mod erased {
     }
 
     impl<const N: usize> Query for [(&str, String); N] {
+        fn pairs(&self) -> Vec<(String, String)> {
+            self.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+        }
+    }
+
+    impl Query for Vec<(&str, String)> {
         fn pairs(&self) -> Vec<(String, String)> {
             self.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
         }

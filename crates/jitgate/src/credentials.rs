@@ -71,3 +71,35 @@ pub fn remove() -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Writes the certificate a gateway is verified with to `gateway-ca/<sha256>.pem` in the
+/// config directory (directory 0700, file 0600) and returns its path, for
+/// `sslrootcert`. The name is the certificate's fingerprint, so gateways never share a file
+/// by accident and a changed certificate is a new file.
+pub fn save_gateway_ca(sha256: &str, pem: &str) -> Result<PathBuf> {
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        anyhow::bail!("the server sent the gateway's certificate with a malformed fingerprint");
+    }
+    let d = dir()?.join("gateway-ca");
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    let p = d.join(format!("{}.pem", sha256.to_ascii_lowercase()));
+    let tmp = d.join(format!("{}.pem.{}.tmp", sha256.to_ascii_lowercase(), std::process::id()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(pem.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))?;
+    Ok(p)
+}

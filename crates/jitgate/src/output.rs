@@ -187,3 +187,58 @@ pub fn detail(d: &RequestDetail) -> String {
     }
     out.join("\n")
 }
+
+fn login_lines(out: &mut Vec<String>, indent: &str, l: &jitgate_api::LoginCheck) {
+    if !l.reachable {
+        out.push(format!("{indent}not reachable: {}", l.error.as_deref().unwrap_or("unknown error")));
+        return;
+    }
+    let attrs = if l.attributes.is_empty() {
+        "none".to_owned()
+    } else {
+        l.attributes.join(", ")
+    };
+    out.push(format!("{indent}attributes: {attrs}"));
+    if l.member_of.is_empty() {
+        out.push(format!("{indent}member of: nothing"));
+    } else {
+        let roles: Vec<String> = l
+            .member_of
+            .iter()
+            .map(|m| {
+                if m.attributes.is_empty() {
+                    m.role.clone()
+                } else {
+                    format!("{} ({})", m.role, m.attributes.join(", "))
+                }
+            })
+            .collect();
+        out.push(format!("{indent}member of: {}", roles.join(", ")));
+    }
+    if !l.privileges.is_empty() {
+        out.push(format!("{indent}PRIVILEGED: {}", l.privileges.join("; ")));
+    }
+}
+
+/// `admin resource check`: per role, what its sessions can do upstream.
+pub fn resource_check(c: &jitgate_api::ResourceCheck) -> String {
+    let mut out = vec![format!("resource {}", c.resource)];
+    out.push(format!("  service login {} (provisioning, role checks):", c.service.name));
+    login_lines(&mut out, "    ", &c.service);
+    for r in &c.roles {
+        let verdict = if r.sessions_allowed {
+            if r.login.privileges.is_empty() {
+                "sessions allowed".to_owned()
+            } else {
+                "sessions allowed (privileged, allow_privileged_login = true)".to_owned()
+            }
+        } else if !r.login.reachable {
+            "sessions fail: login not reachable".to_owned()
+        } else {
+            "sessions REFUSED: privileged login (set a login of its own, or allow_privileged_login = true)".to_owned()
+        };
+        out.push(format!("  role {} ({}), login {}: {verdict}", r.role, r.access, r.login.name));
+        login_lines(&mut out, "    ", &r.login);
+    }
+    out.join("\n")
+}

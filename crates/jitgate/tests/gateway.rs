@@ -7,8 +7,11 @@ use jitgate::client::Client;
 use jitgate_api::ConnectBody;
 use std::time::{Duration, Instant};
 
+/// `jitgate connect` verifies the gateway's certificate.
+mod tls;
+
 /// Host, port and user of the test PostgreSQL, and a fresh database on it.
-async fn upstream() -> (String, u16, String, String) {
+pub(crate) async fn upstream() -> (String, u16, String, String) {
     let url = jitgate_store::testing::fresh_pg_database().await.expect("PostgreSQL for tests");
     let rest = url
         .strip_prefix("postgres://")
@@ -23,12 +26,58 @@ async fn upstream() -> (String, u16, String, String) {
 
 /// A server with resource `pg` in front of a fresh database (trust auth upstream), and alice
 /// holding an approved `read` grant on it.
-async fn with_grant() -> (TestServer, Client, String) {
+pub(crate) async fn with_grant() -> (TestServer, Client, String) {
     with_grant_on(TestServer::spawn(true).await).await
 }
 
-async fn with_grant_on(s: TestServer) -> (TestServer, Client, String) {
+/// Runs `sql` on the test PostgreSQL as its administrator, straight (not through the
+/// gateway), and returns psql's unaligned output.
+pub(crate) fn admin_sql(host: &str, port: u16, user: &str, db: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-tAc", sql])
+        .env("PGHOST", host)
+        .env("PGPORT", port.to_string())
+        .env("PGUSER", user)
+        .env("PGDATABASE", db)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The upstream login of the test resource's `read` role: reads everything, nothing more.
+pub(crate) fn read_login(db: &str) -> String {
+    format!("{db}_read")
+}
+
+pub(crate) async fn with_grant_on(s: TestServer) -> (TestServer, Client, String) {
+    let (s, alice, grant, _) = with_grant_and_upstream(s).await;
+    (s, alice, grant)
+}
+
+/// The test PostgreSQL behind resource `pg`, reached straight as its administrator.
+pub(crate) struct Up {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub db: String,
+}
+
+impl Up {
+    pub fn sql(&self, sql: &str) -> String {
+        admin_sql(&self.host, self.port, &self.user, &self.db, sql)
+    }
+}
+
+pub(crate) async fn with_grant_and_upstream(s: TestServer) -> (TestServer, Client, String, Up) {
     let (host, port, user, db) = upstream().await;
+    let login = read_login(&db);
+    admin_sql(
+        &host,
+        port,
+        &user,
+        &db,
+        &format!("CREATE ROLE {login} LOGIN IN ROLE pg_read_all_data"),
+    );
     let spec = format!(
         r#"
 name = "pg"
@@ -42,6 +91,7 @@ requesters = ["engineers"]
 max_duration = "1h"
 stages = [{{ groups = ["db-owners"] }}]
 mfa = []
+login = "{login}"
 "#
     );
     let resource: jitgate_core::policy::Resource = toml::from_str(&spec).unwrap();
@@ -52,15 +102,15 @@ mfa = []
         .await
         .unwrap();
     let grant = s.login("bob").await.approve(&r.id, "ok").await.unwrap().grant.unwrap();
-    (s, alice, grant.id)
+    (s, alice, grant.id, Up { host, port, user, db })
 }
 
-fn psql(s: &TestServer, user: &str, db: &str, token: &str, sql: &str) -> std::process::Command {
+pub(crate) fn psql(s: &TestServer, user: &str, db: &str, token: &str, sql: &str) -> std::process::Command {
     psql_with(s, user, db, token, &["-c", sql])
 }
 
 /// psql through the gateway with `args` after the common ones.
-fn psql_with(s: &TestServer, user: &str, db: &str, token: &str, args: &[&str]) -> std::process::Command {
+pub(crate) fn psql_with(s: &TestServer, user: &str, db: &str, token: &str, args: &[&str]) -> std::process::Command {
     let gw = s.core.gateway_addr.get().unwrap();
     let mut cmd = std::process::Command::new("psql");
     cmd.args(["-X", "-v", "ON_ERROR_STOP=1", "-tA"])
@@ -74,13 +124,13 @@ fn psql_with(s: &TestServer, user: &str, db: &str, token: &str, args: &[&str]) -
     cmd
 }
 
-async fn run(mut cmd: std::process::Command) -> std::process::Output {
+pub(crate) async fn run(mut cmd: std::process::Command) -> std::process::Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("psql is installed (scripts/deps.sh)"))
         .await
         .unwrap()
 }
 
-fn connect_body(resource: &str) -> ConnectBody {
+pub(crate) fn connect_body(resource: &str) -> ConnectBody {
     ConnectBody {
         resource: resource.into(),
         role: None,
@@ -155,7 +205,7 @@ async fn a_grant_opens_a_session_and_tokens_are_single_use_and_bound() {
 }
 
 /// Starts a long statement through the gateway and returns the running psql.
-async fn sleeping_session(s: &TestServer, alice: &Client) -> std::process::Child {
+pub(crate) async fn sleeping_session(s: &TestServer, alice: &Client) -> std::process::Child {
     let t = alice.connect(&connect_body("pg")).await.unwrap();
     let mut cmd = psql(s, "alice", "pg", t.token.expose(), "SELECT pg_sleep(60)");
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
@@ -169,7 +219,7 @@ async fn sleeping_session(s: &TestServer, alice: &Client) -> std::process::Child
     child
 }
 
-async fn wait_exit(child: std::process::Child) -> (std::process::Output, Duration) {
+pub(crate) async fn wait_exit(child: std::process::Child) -> (std::process::Output, Duration) {
     let started = Instant::now();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
@@ -476,7 +526,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn upstream_spec(name: &str, host: &str, port: u16, extra: &str) -> jitgate_core::policy::Resource {
     let spec = format!(
         "name = \"{name}\"\n[postgres]\nhost = \"{host}\"\nport = {port}\ndatabase = \"postgres\"\nuser = \"postgres\"\n{extra}\n\
-         [roles.read]\nrequesters = [\"engineers\"]\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n"
+         [roles.read]\nrequesters = [\"engineers\"]\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n\
+         # These clusters exist to test logins and TLS; their only role is the superuser.\n\
+         allow_privileged_login = true\n"
     );
     toml::from_str(&spec).unwrap()
 }
@@ -511,7 +563,7 @@ async fn the_gateway_logs_in_upstream_with_scram_and_md5() {
             .await
             .unwrap();
         if method == "scram-sha-256" {
-            s.admin.set_resource_credential("pw", &password).await.unwrap();
+            s.admin.set_resource_credential("pw", None, &password).await.unwrap();
         }
         let token = granted_token(&s, "pw").await;
         let out = run(psql(&s, "alice", "pw", &token, "SELECT current_user")).await;
@@ -538,13 +590,13 @@ async fn stored_upstream_passwords_are_sealed_admin_only_and_audited() {
         .unwrap();
     let alice = s.login("alice").await;
     // Refusals change nothing.
-    let e = alice.set_resource_credential("vault", "mine now").await.unwrap_err();
+    let e = alice.set_resource_credential("vault", None, "mine now").await.unwrap_err();
     assert!(e.to_string().contains("admin"), "{e}");
-    let e = s.admin.set_resource_credential("nothing-here", password).await.unwrap_err();
+    let e = s.admin.set_resource_credential("nothing-here", None, password).await.unwrap_err();
     assert!(e.to_string().contains("not found") || e.to_string().contains("resource"), "{e}");
-    let e = s.admin.set_resource_credential("vault", "").await.unwrap_err();
+    let e = s.admin.set_resource_credential("vault", None, "").await.unwrap_err();
     assert!(e.to_string().contains("1 to 1024"), "{e}");
-    let e = s.admin.clear_resource_credential("vault").await.unwrap_err();
+    let e = s.admin.clear_resource_credential("vault", None).await.unwrap_err();
     assert!(e.to_string().contains("not found"), "{e}");
 
     // Without a password the upstream refuses, and the client is told why.
@@ -602,17 +654,17 @@ async fn stored_upstream_passwords_are_sealed_admin_only_and_audited() {
     assert!(!page.events.iter().any(|e| e.details.to_string().contains(password)));
 
     // Cleared: sessions cannot log in again; deleting the resource takes the password along.
-    s.admin.clear_resource_credential("vault").await.unwrap();
+    s.admin.clear_resource_credential("vault", None).await.unwrap();
     let token = s.login("alice").await.connect(&connect_body("vault")).await.unwrap();
     let out = run(psql(&s, "alice", "vault", token.token.expose(), "SELECT 1")).await;
     assert!(!out.status.success(), "{out:?}");
-    s.admin.set_resource_credential("vault", password).await.unwrap();
+    s.admin.set_resource_credential("vault", None, password).await.unwrap();
     s.admin.delete_resource("vault").await.unwrap();
     s.admin
         .put_resource(&upstream_spec("vault", "127.0.0.1", cluster.port, ""))
         .await
         .unwrap();
-    let e = s.admin.clear_resource_credential("vault").await.unwrap_err();
+    let e = s.admin.clear_resource_credential("vault", None).await.unwrap_err();
     assert!(
         e.to_string().contains("not found"),
         "a re-created resource inherits no password: {e}"
@@ -704,7 +756,7 @@ async fn upstream_tls_follows_sslmode() {
     ];
     for (name, host, port, extra, opens) in &cases {
         s.admin.put_resource(&upstream_spec(name, host, *port, extra)).await.unwrap();
-        s.admin.set_resource_credential(name, password).await.unwrap();
+        s.admin.set_resource_credential(name, None, password).await.unwrap();
         let token = granted_token(&s, name).await;
         let sql = "SELECT coalesce((SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()), 'none')";
         let out = run(psql(&s, "alice", name, &token, sql)).await;

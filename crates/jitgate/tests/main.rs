@@ -7,6 +7,7 @@ mod support;
 mod audit;
 mod bad_input;
 mod gateway;
+mod gateway_integrity;
 mod identity;
 mod mfa;
 mod mfa_support;

@@ -1,0 +1,295 @@
+//! The gateway as an attacker holding an ordinary grant would try it, with real psql (and raw
+//! protocol messages where psql cannot send them) against a real PostgreSQL: stepping out of
+//! the granted role, privileged upstream logins, and what the record shows.
+
+use crate::gateway::*;
+use crate::support::*;
+use std::net::SocketAddr;
+
+/// A bare PostgreSQL protocol client, for the messages psql never sends (FunctionCall).
+pub(crate) mod raw {
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub fn msg(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    /// What came back for one request: rows as text, and error messages.
+    #[derive(Debug, Default)]
+    pub struct Answer {
+        pub rows: Vec<Vec<Option<String>>>,
+        pub errors: Vec<String>,
+        /// FunctionCallResponse values.
+        pub results: Vec<Option<Vec<u8>>>,
+    }
+
+    pub struct Conn(pub TcpStream);
+
+    impl Conn {
+        /// Logs in through the gateway with a connect token (cleartext, from loopback).
+        pub async fn open(addr: SocketAddr, user: &str, db: &str, token: &str) -> Self {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let mut body = 196_608u32.to_be_bytes().to_vec();
+            for (k, v) in [("user", user), ("database", db)] {
+                body.extend_from_slice(k.as_bytes());
+                body.push(0);
+                body.extend_from_slice(v.as_bytes());
+                body.push(0);
+            }
+            body.push(0);
+            let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+            startup.extend_from_slice(&body);
+            s.write_all(&startup).await.unwrap();
+            let mut c = Self(s);
+            let (kind, _) = c.next().await;
+            assert_eq!(kind, b'R', "the gateway asks for the token");
+            let mut pw = token.as_bytes().to_vec();
+            pw.push(0);
+            c.0.write_all(&msg(b'p', &pw)).await.unwrap();
+            let login = c.until_ready().await;
+            assert!(login.errors.is_empty(), "login refused: {:?}", login.errors);
+            c
+        }
+
+        pub async fn next(&mut self) -> (u8, Vec<u8>) {
+            let mut head = [0u8; 5];
+            self.0.read_exact(&mut head).await.unwrap();
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut body = vec![0u8; len - 4];
+            self.0.read_exact(&mut body).await.unwrap();
+            (head[0], body)
+        }
+
+        pub async fn until_ready(&mut self) -> Answer {
+            let mut a = Answer::default();
+            loop {
+                let (kind, body) = self.next().await;
+                match kind {
+                    b'Z' => return a,
+                    b'E' => a.errors.push(error_message(&body)),
+                    b'D' => a.rows.push(data_row(&body)),
+                    b'V' => {
+                        let len = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                        a.results.push((len >= 0).then(|| body[4..4 + len as usize].to_vec()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        pub async fn query(&mut self, sql: &str) -> Answer {
+            let mut b = sql.as_bytes().to_vec();
+            b.push(0);
+            self.0.write_all(&msg(b'Q', &b)).await.unwrap();
+            self.until_ready().await
+        }
+
+        /// A FunctionCall ('F') of function `oid` with text arguments.
+        pub async fn function_call(&mut self, oid: u32, args: &[&str]) -> Answer {
+            let mut b = oid.to_be_bytes().to_vec();
+            b.extend_from_slice(&1u16.to_be_bytes());
+            b.extend_from_slice(&0u16.to_be_bytes());
+            b.extend_from_slice(&(args.len() as u16).to_be_bytes());
+            for a in args {
+                b.extend_from_slice(&(a.len() as i32).to_be_bytes());
+                b.extend_from_slice(a.as_bytes());
+            }
+            b.extend_from_slice(&0u16.to_be_bytes());
+            self.0.write_all(&msg(b'F', &b)).await.unwrap();
+            self.until_ready().await
+        }
+    }
+
+    fn error_message(body: &[u8]) -> String {
+        let mut at = 0;
+        while at < body.len() && body[at] != 0 {
+            let code = body[at];
+            let end = at + 1 + body[at + 1..].iter().position(|&c| c == 0).unwrap();
+            if code == b'M' {
+                return String::from_utf8_lossy(&body[at + 1..end]).into_owned();
+            }
+            at = end + 1;
+        }
+        String::new()
+    }
+
+    fn data_row(body: &[u8]) -> Vec<Option<String>> {
+        let n = u16::from_be_bytes([body[0], body[1]]);
+        let mut at = 2;
+        (0..n)
+            .map(|_| {
+                let len = i32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+                at += 4;
+                if len < 0 {
+                    return None;
+                }
+                let v = String::from_utf8_lossy(&body[at..at + len as usize]).into_owned();
+                at += len as usize;
+                Some(v)
+            })
+            .collect()
+    }
+}
+
+fn gateway(s: &TestServer) -> SocketAddr {
+    *s.core.gateway_addr.get().unwrap()
+}
+
+#[tokio::test]
+async fn a_read_grant_cannot_step_out_of_its_login() {
+    let (s, alice, _grant, up) = with_grant_and_upstream(TestServer::spawn(true).await).await;
+    let login = read_login(&up.db);
+    up.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let backdoor = format!("{}_backdoor", up.db);
+    // Every way back to the service login the finding listed, each followed by who we are.
+    let script = format!(
+        "\\set ON_ERROR_STOP 0\n\
+         RESET ROLE;\nSELECT current_user || '/' || session_user;\n\
+         SET ROLE NONE;\nSELECT current_user || '/' || session_user;\n\
+         SET ROLE {service};\nSELECT current_user || '/' || session_user;\n\
+         SET SESSION AUTHORIZATION DEFAULT;\nSELECT current_user || '/' || session_user;\n\
+         RESET SESSION AUTHORIZATION;\nSELECT current_user || '/' || session_user;\n\
+         SELECT set_config('role', 'none', false);\nSELECT current_user || '/' || session_user;\n\
+         SET SESSION AUTHORIZATION {service};\nSELECT current_user || '/' || session_user;\n\
+         UPDATE t SET x = 2;\n\
+         CREATE ROLE {backdoor} LOGIN;\n",
+        service = up.user
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("escape.sql");
+    std::fs::write(&file, script).unwrap();
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let out = run(psql_with(&s, "alice", "pg", t.token.expose(), &["-f", file.to_str().unwrap()])).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let who: Vec<&str> = stdout.lines().filter(|l| l.contains('/')).collect();
+    let me = format!("{login}/{login}");
+    assert_eq!(who.len(), 7, "{out:?}");
+    assert!(
+        who.iter().all(|w| *w == me),
+        "every escape leaves the session at its login: {who:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("permission denied to set role"), "{stderr}");
+    assert!(stderr.contains("permission denied for table t"), "{stderr}");
+    assert!(stderr.contains("permission denied to create role"), "{stderr}");
+
+    // The same through a FunctionCall message, which psql never sends.
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let mut c = raw::Conn::open(gateway(&s), "alice", "pg", t.token.expose()).await;
+    let set_config: u32 = up.sql("SELECT 'set_config'::regproc::oid").parse().unwrap();
+    let answer = c.function_call(set_config, &["role", "none", "false"]).await;
+    assert!(answer.errors.is_empty(), "{answer:?}");
+    let answer = c.function_call(set_config, &["role", &up.user, "false"]).await;
+    assert!(answer.errors.iter().any(|e| e.contains("permission denied")), "{answer:?}");
+    let answer = c.query("SELECT current_user, session_user").await;
+    assert_eq!(answer.rows, vec![vec![Some(login.clone()), Some(login.clone())]]);
+    let answer = c.query("UPDATE t SET x = 3").await;
+    assert!(answer.errors.iter().any(|e| e.contains("permission denied")), "{answer:?}");
+    drop(c);
+
+    // Nothing changed upstream, and no role outlives the grant.
+    assert_eq!(up.sql("SELECT x FROM t"), "1");
+    assert_eq!(up.sql(&format!("SELECT count(*) FROM pg_roles WHERE rolname = '{backdoor}'")), "0");
+}
+
+#[tokio::test]
+async fn a_privileged_upstream_login_is_refused_unless_the_role_allows_it() {
+    let (s, alice, _grant, up) = with_grant_and_upstream(TestServer::spawn(true).await).await;
+    // Roles beside `read`: one without a login of its own (the service login, a superuser, as
+    // in the old quickstart), one whose login reaches CREATEROLE through a membership, and one
+    // that says it may be privileged.
+    let sneaky = format!("{}_sneaky", up.db);
+    let admin_group = format!("{}_admins", up.db);
+    up.sql(&format!(
+        "CREATE ROLE {admin_group} NOLOGIN CREATEROLE; CREATE ROLE {sneaky} LOGIN IN ROLE {admin_group}"
+    ));
+    let mut resource = s
+        .admin
+        .resources()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.resource.name.as_str() == "pg")
+        .unwrap()
+        .resource;
+    let read = resource.roles.values().next().unwrap().clone();
+    let mut role = |name: &str, login: Option<String>, allow: bool| {
+        let mut p = read.clone();
+        p.login = login;
+        p.allow_privileged_login = allow;
+        resource.roles.insert(name.parse().unwrap(), p);
+    };
+    role("superuser", None, false);
+    role("sneaky", Some(sneaky.clone()), false);
+    role("breakglass", None, true);
+    s.admin.put_resource(&resource).await.unwrap();
+    let bob = s.login("bob").await;
+    for r in ["superuser", "sneaky", "breakglass"] {
+        let req = alice
+            .create_request(&request_body("pg", r, Some("30m"), "try the other logins"))
+            .await
+            .unwrap();
+        bob.approve(&req.id, "ok").await.unwrap();
+    }
+    let token = |role: &str| {
+        let mut body = connect_body("pg");
+        body.role = Some(role.into());
+        let alice = &alice;
+        async move { alice.connect(&body).await.unwrap().token.expose().to_owned() }
+    };
+
+    let out = run(psql(&s, "alice", "pg", &token("superuser").await, "SELECT 1")).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("FATAL") && err.contains("is privileged (superuser)"), "{err}");
+    assert!(err.contains("allow_privileged_login"), "the message says what to do: {err}");
+
+    let out = run(psql(&s, "alice", "pg", &token("sneaky").await, "SELECT 1")).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("CREATEROLE through membership in {admin_group}")), "{err}");
+
+    let out = run(psql(&s, "alice", "pg", &token("breakglass").await, "SELECT current_user")).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), up.user);
+
+    // Each refusal is on the record as a denied session.
+    crate::support::eventually("the refusals are recorded", || async {
+        let events = s.admin.all_audit_events(0).await.unwrap();
+        events
+            .iter()
+            .filter(|e| e.action == "session.end" && e.outcome.as_str() == "denied")
+            .count()
+            == 2
+    })
+    .await;
+
+    // The administrator sees why, per role.
+    s.cli_login("admin").await;
+    let out = s.cli("admin", &["--json", "admin", "resource", "check", "pg"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let check: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let role = |name: &str| {
+        check["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["role"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(role("read")["sessions_allowed"], true);
+    assert_eq!(role("read")["login"]["name"], read_login(&up.db));
+    assert!(role("read")["login"]["member_of"].to_string().contains("pg_read_all_data"));
+    assert_eq!(role("superuser")["sessions_allowed"], false);
+    assert_eq!(role("sneaky")["sessions_allowed"], false);
+    assert!(role("sneaky")["login"]["privileges"].to_string().contains("CREATEROLE"));
+    assert_eq!(role("breakglass")["sessions_allowed"], true);
+    let text = s.cli("admin", &["admin", "resource", "check", "pg"], None).await;
+    assert!(text.stdout.contains("sessions REFUSED"), "{text:?}");
+}
