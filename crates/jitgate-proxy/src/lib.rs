@@ -6,6 +6,7 @@
 //!
 //! The client never learns the upstream credentials, and no session outlives its grant.
 
+pub mod ending;
 pub mod protocol;
 pub mod relay;
 pub mod transport;
@@ -55,6 +56,10 @@ pub trait Broker: Send + Sync + 'static {
     async fn admit(&self, request: AdmissionRequest) -> Result<Admission, Refusal>;
     /// One statement of a session (only when the resource records them).
     fn statement(&self, session_id: &str, text: &str);
+    /// A second login that may end a session's backend when the session's own login cannot
+    /// (the service login: it needs `pg_signal_backend`, or membership in the session's login).
+    /// Asked only when needed.
+    async fn terminator(&self, session_id: &str) -> Option<UpstreamTarget>;
     /// The session is over.
     async fn ended(&self, session_id: &str, reason: &EndReason, stats: SessionStats);
 }
@@ -104,17 +109,7 @@ impl Cancels {
 /// Passes a CancelRequest for one of our keys on to the session's upstream, with its key.
 async fn forward_cancel(cancels: &Cancels, key: (i32, i32)) {
     let Some(t) = cancels.lock().get(&key).cloned() else { return };
-    let mut packet = Vec::with_capacity(16);
-    packet.extend_from_slice(&16u32.to_be_bytes());
-    packet.extend_from_slice(&80_877_102u32.to_be_bytes());
-    packet.extend_from_slice(&t.key.0.to_be_bytes());
-    packet.extend_from_slice(&t.key.1.to_be_bytes());
-    // Cancel requests go in plain text, as libpq's do: PostgreSQL reads them before any
-    // authentication, and they carry only the key.
-    if let Ok(mut up) = transport::open_plain(&t.host, t.port).await {
-        let _ = up.write_all(&packet).await;
-        let _ = up.shutdown().await;
-    }
+    ending::send_cancel(&t.host, t.port, t.key).await;
 }
 
 /// The longest statement text handed to the broker.
@@ -302,13 +297,24 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
     let session = admission.session_id.clone();
     let record = admission.record_statements;
     let b = broker.clone();
-    let (reason, stats) = relay::relay(&mut stream, &mut upstream.stream, admission.kill, |s| {
+    let (reason, mut stats) = relay::relay(&mut stream, &mut upstream.stream, admission.kill, |s| {
         if record {
             let end = s.char_indices().nth(STATEMENT_CAP).map_or(s.len(), |(i, _)| i);
             b.statement(&session, &s[..end]);
         }
     })
     .await;
+    if matches!(reason, EndReason::Killed(_)) {
+        let ending = ending::end_backend(
+            &mut upstream.stream,
+            stats.busy_at_end,
+            &admission.target,
+            broker.terminator(&admission.session_id),
+            upstream.key,
+        )
+        .await;
+        stats.ending = Some(ending);
+    }
     if let Some(k) = key {
         cancels.remove(k);
     }

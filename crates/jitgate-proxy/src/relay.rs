@@ -40,6 +40,23 @@ pub struct SessionStats {
     pub bytes_from_client: u64,
     pub bytes_to_client: u64,
     pub statements: u64,
+    /// Whether the upstream was still working on something the client sent when the relay
+    /// ended (a statement running, or requests queued behind it).
+    pub busy_at_end: bool,
+    /// How a killed session's backend was ended, and whether its end was seen.
+    pub ending: Option<Ending>,
+}
+
+/// How the gateway made sure nothing runs upstream after a kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ending {
+    /// `closed` (idle: Terminate sent), `terminated` (pg_terminate_backend), `cancelled`
+    /// (CancelRequest only, when no termination could be had).
+    pub method: &'static str,
+    /// The backend's connection was seen to close.
+    pub confirmed: bool,
+    /// From the kill to the confirmation (or to giving up), in microseconds.
+    pub lag_us: u64,
 }
 
 /// Bytes read at once per direction.
@@ -69,6 +86,11 @@ where
     let mut from_upstream = vec![0u8; READ_BUFFER];
     let mut client_frames = Framer::with_max_len(b"QP", STATEMENT_CAPTURE, MAX_CLIENT_MESSAGE);
     let mut upstream_frames = Framer::new(b"", 0);
+    // Requests sent that the upstream has not answered with ReadyForQuery yet (each Query,
+    // Sync and FunctionCall gets one), and extended-protocol messages not yet followed by a
+    // Sync (an Execute runs as soon as it arrives).
+    let mut awaiting_ready: u64 = 0;
+    let mut unsynced = false;
     // One long-lived wait on the kill switch (registered once, not once per message).
     let killed = async move {
         loop {
@@ -94,6 +116,14 @@ where
                     let mut leaving = false;
                     let fed = client_frames.feed(&from_client[..n], false, |event| match event {
                         Event::Start(kind) => {
+                            match kind {
+                                b'Q' | b'S' | b'F' => {
+                                    awaiting_ready += 1;
+                                    unsynced = false;
+                                }
+                                b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => unsynced = true,
+                                _ => {}
+                            }
                             leaving = frontend::is_terminate(&[kind]);
                             !leaving
                         }
@@ -125,7 +155,13 @@ where
             read = upstream.read(&mut from_upstream) => match read {
                 Ok(0) => break EndReason::UpstreamLeft,
                 Ok(n) => {
-                    if let Err(e) = upstream_frames.feed(&from_upstream[..n], false, |_| true) {
+                    let ready = upstream_frames.feed(&from_upstream[..n], false, |e| {
+                        if matches!(e, Event::Start(b'Z')) {
+                            awaiting_ready = awaiting_ready.saturating_sub(1);
+                        }
+                        true
+                    });
+                    if let Err(e) = ready {
                         break EndReason::ProtocolError(format!("upstream: {e}"));
                     }
                     stats.bytes_to_client += n as u64;
@@ -150,7 +186,13 @@ where
                         Ok(n) if n > 0 => n,
                         _ => return,
                     };
-                    let Ok(upto) = upstream_frames.feed(&from_upstream[..n], true, |_| true) else {
+                    let fed = upstream_frames.feed(&from_upstream[..n], true, |e| {
+                        if matches!(e, Event::Start(b'Z')) {
+                            awaiting_ready = awaiting_ready.saturating_sub(1);
+                        }
+                        true
+                    });
+                    let Ok(upto) = fed else {
                         return;
                     };
                     if client.write_all(&from_upstream[..upto]).await.is_err() || upstream_frames.at_boundary() {
@@ -165,7 +207,12 @@ where
         }
     }
     let _ = client.flush().await;
-    let _ = upstream.shutdown().await;
+    stats.busy_at_end = awaiting_ready > 0 || unsynced;
+    // A killed session's upstream is ended by the caller, who knows how to stop a backend
+    // that is still working; otherwise the upstream hears the end now.
+    if !matches!(end, EndReason::Killed(_)) {
+        let _ = upstream.shutdown().await;
+    }
     (end, stats)
 }
 

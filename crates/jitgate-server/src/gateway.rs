@@ -17,6 +17,7 @@ use jitgate_core::policy::{AccessMode, MfaAction};
 use jitgate_core::DomainError;
 use jitgate_policy::PolicyAction;
 use jitgate_proxy::relay::{EndReason, SessionStats};
+use jitgate_proxy::upstream::UpstreamTarget;
 use jitgate_proxy::{Admission, AdmissionRequest, Broker, Refusal};
 use jitgate_store::{ConnectTokenRecord, DbSessionRecord, GrantFilter};
 use secrecy::ExposeSecret;
@@ -349,6 +350,13 @@ impl Broker for GatewayBroker {
         }
     }
 
+    async fn terminator(&self, session_id: &str) -> Option<UpstreamTarget> {
+        let core = &self.core;
+        let resource = core.sessions.lock().get(session_id).map(|s| s.record.resource.clone())?;
+        let resource = core.store.resource(&resource).await.ok().flatten()?;
+        core.upstream_target(&resource, Login::Service, "jitgate-terminator").await.ok()
+    }
+
     async fn ended(&self, session_id: &str, reason: &EndReason, stats: SessionStats) {
         let core = &self.core;
         let Some(live) = core.sessions.lock().remove(session_id) else {
@@ -373,8 +381,17 @@ impl Broker for GatewayBroker {
                     "session.end",
                     record.id.as_str(),
                     outcome,
-                    json!({"reason": record.end_reason, "bytes_in": record.bytes_in, "bytes_out": record.bytes_out,
-                           "statements": record.statements, "statements_not_recorded": self.dropped.load(std::sync::atomic::Ordering::Relaxed)}),
+                    {
+                        let mut details = json!({"reason": record.end_reason, "bytes_in": record.bytes_in, "bytes_out": record.bytes_out,
+                               "statements": record.statements, "statements_not_recorded": self.dropped.load(std::sync::atomic::Ordering::Relaxed)});
+                        // A killed session: how its backend was ended, whether that was seen,
+                        // and how long it took from the kill.
+                        if let Some(e) = stats.ending {
+                            details["backend_ended"] = json!({"method": e.method, "confirmed": e.confirmed,
+                                "lag_ms": e.lag_us as f64 / 1000.0, "busy": stats.busy_at_end});
+                        }
+                        details
+                    },
                 ),
                 core.now(),
             )

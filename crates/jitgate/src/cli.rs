@@ -1315,3 +1315,19 @@ fn uri_escape(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{is_local_host, uri_escape};
+
+    #[test]
+    fn only_loopback_counts_as_local_and_paths_are_escaped() {
+        for local in ["127.0.0.1", "127.3.4.5", "::1", "localhost", "LOCALHOST"] {
+            assert!(is_local_host(local), "{local}");
+        }
+        for remote in ["0.0.0.0", "10.0.0.1", "db.example.com", "localhost.example.com", "::"] {
+            assert!(!is_local_host(remote), "{remote}");
+        }
+        assert_eq!(uri_escape("/home/a b/ca&x=1.pem"), "/home/a%20b/ca%26x%3D1.pem");
+    }
+}

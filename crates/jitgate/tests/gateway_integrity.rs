@@ -293,3 +293,79 @@ async fn a_privileged_upstream_login_is_refused_unless_the_role_allows_it() {
     let text = s.cli("admin", &["admin", "resource", "check", "pg"], None).await;
     assert!(text.stdout.contains("sessions REFUSED"), "{text:?}");
 }
+
+/// The `backend_ended` details of the session's `session.end` event, once written.
+async fn backend_ended(s: &TestServer) -> serde_json::Value {
+    let last_end = || async {
+        let events = s.admin.all_audit_events(0).await.unwrap();
+        events
+            .iter()
+            .rev()
+            .find(|e| e.action == "session.end")
+            .map(|e| e.details["backend_ended"].clone())
+    };
+    crate::support::eventually("the session's end is recorded", || async { last_end().await.is_some() }).await;
+    last_end().await.unwrap()
+}
+
+#[tokio::test]
+async fn nothing_sent_before_a_revoke_commits_after_it() {
+    let (s, alice, grant, up) = with_grant_and_upstream(TestServer::spawn(true).await).await;
+    let login = read_login(&up.db);
+    up.sql(&format!("CREATE TABLE t (x int); GRANT INSERT ON t TO {login}"));
+    // Three ways to have work waiting upstream when the grant ends: requests pipelined behind
+    // a sleep, one Query message with a sleep then an INSERT, and an explicit transaction.
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let mut pipelined = raw::Conn::open(gateway(&s), "alice", "pg", t.token.expose()).await;
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let mut one_message = raw::Conn::open(gateway(&s), "alice", "pg", t.token.expose()).await;
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let mut explicit = raw::Conn::open(gateway(&s), "alice", "pg", t.token.expose()).await;
+    {
+        use tokio::io::AsyncWriteExt;
+        let q = |sql: &str| raw::msg(b'Q', format!("{sql}\0").as_bytes());
+        let burst = [q("SELECT pg_sleep(4)"), q("INSERT INTO t VALUES (1)")].concat();
+        pipelined.0.write_all(&burst).await.unwrap();
+        one_message
+            .0
+            .write_all(&q("SELECT pg_sleep(4); INSERT INTO t VALUES (2)"))
+            .await
+            .unwrap();
+        explicit
+            .0
+            .write_all(&q("BEGIN; INSERT INTO t VALUES (3); SELECT pg_sleep(4); COMMIT"))
+            .await
+            .unwrap();
+    }
+    let sleeping = format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{login}' AND query LIKE '%pg_sleep%'");
+    crate::support::eventually("the three statements run", || async { up.sql(&sleeping) == "3" }).await;
+    let revoked_at = std::time::Instant::now();
+    alice.revoke(&grant, "done").await.unwrap();
+    let backends = format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{login}'");
+    crate::support::eventually("the backends are gone", || async { up.sql(&backends) == "0" }).await;
+    eprintln!("revoke → every backend gone: {:?}", revoked_at.elapsed());
+    // Past the moment the sleeps would have ended: nothing was inserted.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(up.sql("SELECT count(*) FROM t"), "0", "nothing committed after the revoke");
+    let ended = backend_ended(&s).await;
+    assert_eq!(ended["method"], "terminated", "{ended}");
+    assert_eq!(ended["confirmed"], true, "{ended}");
+    assert!(ended["lag_ms"].as_f64().unwrap() < 5000.0, "{ended}");
+}
+
+#[tokio::test]
+async fn an_idle_session_in_a_transaction_is_closed_and_rolled_back_at_the_end() {
+    let (s, alice, grant, up) = with_grant_and_upstream(TestServer::spawn(true).await).await;
+    let login = read_login(&up.db);
+    up.sql(&format!("CREATE TABLE t (x int); GRANT INSERT ON t TO {login}"));
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let mut c = raw::Conn::open(gateway(&s), "alice", "pg", t.token.expose()).await;
+    assert!(c.query("BEGIN; INSERT INTO t VALUES (1)").await.errors.is_empty());
+    alice.revoke(&grant, "done").await.unwrap();
+    let backends = format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{login}'");
+    crate::support::eventually("the backend is gone", || async { up.sql(&backends) == "0" }).await;
+    assert_eq!(up.sql("SELECT count(*) FROM t"), "0");
+    let ended = backend_ended(&s).await;
+    assert_eq!(ended["method"], "closed", "{ended}");
+    assert_eq!(ended["confirmed"], true, "{ended}");
+}
