@@ -51,6 +51,11 @@ pub struct PostgresTarget {
     /// roots without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sslrootcert: Option<String>,
+    /// Ephemeral access: a `NOLOGIN` role without privileges that receives what a grant's role
+    /// owned when the grant ends (kept for inspection, powerless). Without it what the role
+    /// owned is dropped. Never the service login: whatever it received would run with its power.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_role: Option<String>,
 }
 
 /// How the gateway protects its connection to an upstream PostgreSQL.
@@ -110,6 +115,12 @@ impl PostgresTarget {
             )
         {
             out.push("postgres.sslmode: TLS does not apply to a Unix socket (use a host name, or sslmode = \"disable\")".to_owned());
+        }
+        if self.quarantine_role.as_deref().is_some_and(|q| q == self.user) {
+            out.push(
+                "postgres.quarantine_role must not be the service login: what it receives would run with the service login's power"
+                    .to_owned(),
+            );
         }
         if self.sslrootcert.is_some() && !matches!(self.tls_mode(), UpstreamTlsMode::VerifyCa | UpstreamTlsMode::VerifyFull) {
             out.push("postgres.sslrootcert is only read with sslmode verify-ca or verify-full".to_owned());

@@ -1,8 +1,14 @@
 //! Ephemeral database roles: for a grant on a role with `access = "ephemeral"`, a login role
 //! `jit_<user>_<grant>` with a random password, `VALID UNTIL` the grant's end, member of the
 //! role's `db_roles`; when the grant ends it is switched off, its backends terminated, what it
-//! owns reassigned and dropped, and the role dropped. A failed removal is recorded as
-//! `revocation_pending` and retried until it is confirmed.
+//! owns dropped (or handed to the resource's powerless `quarantine_role`, never to the service
+//! login) in every database where it owns something, and the role dropped. A failed removal is
+//! recorded as `revocation_pending` and retried with a growing delay until it is confirmed;
+//! its first failure raises one alert to the administrators.
+//!
+//! The service login needs only `CREATEROLE` (not superuser): each grant's role is made with
+//! the service login as its member (`ROLE`), which gives it the privileges of the grant's role
+//! that `DROP OWNED` and `pg_terminate_backend` ask for.
 
 use crate::core::{AppState, Core, GrantEventKind};
 use crate::error::ApiError;
@@ -11,7 +17,7 @@ use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::Grant;
 use jitgate_core::policy::{AccessMode, Resource};
 use jitgate_core::Timestamp;
-use jitgate_proxy::upstream::{execute, quote_identifier as ident, quote_literal as lit};
+use jitgate_proxy::upstream::{execute, query_all, quote_identifier as ident, quote_literal as lit};
 use jitgate_store::EphemeralRoleRecord;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -89,6 +95,7 @@ impl Core {
             .upstream_target(&resource, Login::Service, PROVISIONER)
             .await
             .map_err(|e| ApiError::conflict("upstream", e))?;
+        create.push_str(&format!(" ROLE {}", ident(&target.user)));
         execute(&target, &[create])
             .await
             .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "upstream", e.to_string()))?;
@@ -123,12 +130,13 @@ impl Core {
     }
 
     /// Removes the grant's database role; records it confirmed, or pending with the error.
-    pub async fn retire_ephemeral(&self, grant_id: &str) {
+    /// True once it is gone.
+    pub async fn retire_ephemeral(&self, grant_id: &str) -> bool {
         let Ok(Some(mut record)) = self.store.ephemeral_role(grant_id).await else {
-            return;
+            return false;
         };
         if record.state == "revoked" {
-            return;
+            return true;
         }
         let outcome = async {
             let resource = self
@@ -138,18 +146,8 @@ impl Core {
                 .map_err(|e| e.to_string())?
                 .ok_or("resource gone")?;
             let target = self.upstream_target(&resource, Login::Service, PROVISIONER).await?;
-            let role = ident(&record.role_name);
-            let statements = vec![
-                format!("ALTER ROLE {role} NOLOGIN"),
-                format!(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {}",
-                    lit(&record.role_name)
-                ),
-                format!("REASSIGN OWNED BY {role} TO {}", ident(&target.user)),
-                format!("DROP OWNED BY {role}"),
-                format!("DROP ROLE {role}"),
-            ];
-            execute(&target, &statements).await.map_err(|e| e.to_string())
+            let quarantine = resource.postgres.as_ref().and_then(|p| p.quarantine_role.clone());
+            remove_role(&target, &record.role_name, quarantine.as_deref()).await
         }
         .await;
         let now = self.now();
@@ -157,9 +155,17 @@ impl Core {
             Ok(()) => ("revoked", "grant.db_role.revoked", Outcome::Success),
             Err(_) => ("revocation_pending", "grant.db_role.revoke_failed", Outcome::Failure),
         };
+        // A retry that fails as the last one did changes nothing worth an event: the first
+        // failure is on the record (with an alert), and so is the confirmation.
+        let first_failure = record.state != "revocation_pending";
+        let repeated = !first_failure && outcome.is_err() && record.last_error == outcome.as_ref().err().cloned();
         record.state = state.into();
         record.last_error = outcome.err();
         record.revoked_at = (state == "revoked").then_some(now);
+        if repeated {
+            tracing::warn!(grant = grant_id, error = ?record.last_error, "a database role's removal failed again");
+            return false;
+        }
         let result = async {
             let (mut tx, start) = self.begin().await?;
             tx.put_ephemeral_role(&record).await?;
@@ -174,20 +180,84 @@ impl Core {
                 now,
             )
             .await?;
+            if first_failure && record.state == "revocation_pending" {
+                self.alert_stuck_revocation(&mut *tx, &record, now).await?;
+            }
             self.commit(tx, start).await
         }
         .await;
         if let Err(e) = result {
             tracing::error!(error = %e.message, grant = grant_id, "could not record a database role's removal");
         }
+        record.state == "revoked"
+    }
+
+    /// One alert to every administrator: a grant's database role outlives its grant.
+    async fn alert_stuck_revocation(
+        &self,
+        tx: &mut dyn jitgate_store::WriteTx,
+        record: &EphemeralRoleRecord,
+        now: Timestamp,
+    ) -> Result<(), jitgate_store::StoreError> {
+        let admins: Vec<_> = self
+            .store
+            .users()
+            .await?
+            .into_iter()
+            .filter(|u| u.is_admin && !u.disabled)
+            .collect();
+        let message = format!(
+            "The database role {} of grant {} on {} could not be removed: {}. It is disabled (NOLOGIN) if the \
+             upstream took that; jitgate keeps retrying. Check the service login's privileges (README, \
+             \"Ephemeral access\").",
+            record.role_name,
+            record.grant_id,
+            record.resource,
+            record.last_error.as_deref().unwrap_or("unknown error")
+        );
+        for admin in &admins {
+            tx.insert_notification(&jitgate_store::NotificationRecord {
+                id: crate::core::new_id("ntf"),
+                recipient: admin.name.clone(),
+                kind: "revocation_stuck".into(),
+                subject: record.grant_id.clone(),
+                message: message.clone(),
+                created_at: now,
+            })
+            .await?;
+        }
+        tx.append_audit(
+            NewEvent::new(
+                "system",
+                "alert.revocation_stuck",
+                record.grant_id.as_str(),
+                Outcome::Failure,
+                json!({"role": record.role_name, "recipients": admins.iter().map(|a| a.name.to_string()).collect::<Vec<_>>()}),
+            ),
+            now,
+        )
+        .await
+        .map(|_| ())
     }
 }
 
+/// The removal of one role: a growing delay between attempts.
+struct Backoff {
+    attempts: u32,
+    next: tokio::time::Instant,
+}
+
+/// Retry delays: 5 s, doubling, at most 10 minutes.
+fn retry_delay(attempts: u32) -> Duration {
+    RETRY_EVERY.saturating_mul(1u32 << attempts.min(7)).min(Duration::from_secs(600))
+}
+
 /// Makes roles as grants become active, removes them as grants end, and retries removals
-/// that failed, until `stop`.
+/// that failed (each with its own growing delay), until `stop`.
 pub async fn run_provisioner(core: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut events = core.grant_events.subscribe();
     let mut retry = tokio::time::interval(RETRY_EVERY);
+    let mut backoff: std::collections::HashMap<String, Backoff> = std::collections::HashMap::new();
     loop {
         if *stop.borrow() {
             break;
@@ -201,15 +271,30 @@ pub async fn run_provisioner(core: AppState, mut stop: tokio::sync::watch::Recei
                             tracing::warn!(grant = %e.grant.id, error = %err.message, "could not make the grant's database role (retried at connect)");
                         }
                     }
-                    GrantEventKind::Expired | GrantEventKind::Revoked => core.retire_ephemeral(&e.grant.id).await,
+                    GrantEventKind::Expired | GrantEventKind::Revoked => {
+                        if !core.retire_ephemeral(&e.grant.id).await {
+                            backoff.insert(e.grant.id.clone(), Backoff { attempts: 1, next: tokio::time::Instant::now() + retry_delay(0) });
+                        }
+                    }
                     _ => {}
                 },
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 Err(_) => {}
             },
             _ = retry.tick() => {
+                let now = tokio::time::Instant::now();
                 for pending in core.store.ephemeral_roles_in("revocation_pending").await.unwrap_or_default() {
-                    core.retire_ephemeral(&pending.grant_id).await;
+                    let due = backoff.get(&pending.grant_id).is_none_or(|b| b.next <= now);
+                    if !due {
+                        continue;
+                    }
+                    if core.retire_ephemeral(&pending.grant_id).await {
+                        backoff.remove(&pending.grant_id);
+                    } else {
+                        let b = backoff.entry(pending.grant_id.clone()).or_insert(Backoff { attempts: 0, next: now });
+                        b.next = now + retry_delay(b.attempts);
+                        b.attempts += 1;
+                    }
                 }
                 // Grants that ended while nobody listened (before a start, say).
                 for active in core.store.ephemeral_roles_in("active").await.unwrap_or_default() {
@@ -221,4 +306,40 @@ pub async fn run_provisioner(core: AppState, mut stop: tokio::sync::watch::Recei
             }
         }
     }
+}
+
+/// Ends a grant's role upstream, as the service login `t`: no more logins, its backends gone,
+/// what it owns (in every database) dropped or quarantined, its privileges revoked, the role
+/// dropped.
+async fn remove_role(t: &jitgate_proxy::upstream::UpstreamTarget, role_name: &str, quarantine: Option<&str>) -> Result<(), String> {
+    let role = ident(role_name);
+    let release = || {
+        let mut v = Vec::new();
+        if let Some(q) = quarantine {
+            v.push(format!("REASSIGN OWNED BY {role} TO {}", ident(q)));
+        }
+        v.push(format!("DROP OWNED BY {role}"));
+        v
+    };
+    let mut first = vec![
+        format!("ALTER ROLE {role} NOLOGIN"),
+        format!(
+            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = {}",
+            lit(role_name)
+        ),
+    ];
+    first.extend(release());
+    // Where else it owns something or holds privileges (another database of the cluster).
+    first.push(format!(
+        "SELECT DISTINCT d.datname FROM pg_catalog.pg_shdepend s JOIN pg_catalog.pg_database d ON d.oid = s.dbid \
+         WHERE s.refobjid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = {}) AND d.datname <> current_database()",
+        lit(role_name)
+    ));
+    let elsewhere = query_all(t, &first).await.map_err(|e| e.to_string())?;
+    for db in elsewhere.into_iter().filter_map(|r| r.into_iter().next().flatten()) {
+        let mut there = t.clone();
+        there.database = db.clone();
+        execute(&there, &release()).await.map_err(|e| format!("in database {db}: {e}"))?;
+    }
+    execute(t, &[format!("DROP ROLE {role}")]).await.map_err(|e| e.to_string())
 }

@@ -896,6 +896,20 @@ async fn a_failed_role_removal_shows_as_pending_and_is_retried_until_confirmed()
     s.cli_login("alice").await;
     let out = s.cli("alice", &["grants"], None).await;
     assert!(out.stdout.contains("revocation pending"), "{out:?}");
+    // Past the first retry (5 s): the same failure again is not a new event, and the
+    // administrators were alerted once.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let events = s.admin.all_audit_events(0).await.unwrap();
+    let count = |action: &str| events.iter().filter(|e| e.action == action && e.target == grant.id).count();
+    assert_eq!(count("grant.db_role.revoke_failed"), 1);
+    assert_eq!(count("alert.revocation_stuck"), 1);
+    assert!(s
+        .admin
+        .notifications()
+        .await
+        .unwrap()
+        .iter()
+        .any(|n| n.kind == "revocation_stuck" && n.subject == grant.id));
     std::env::set_var(var, "unused by a trust upstream");
     crate::support::eventually_within("the removal is confirmed by a retry", Duration::from_secs(15), || async {
         alice

@@ -369,3 +369,115 @@ async fn an_idle_session_in_a_transaction_is_closed_and_rolled_back_at_the_end()
     assert_eq!(ended["method"], "closed", "{ended}");
     assert_eq!(ended["confirmed"], true, "{ended}");
 }
+
+#[tokio::test]
+async fn an_ephemeral_grant_leaves_nothing_behind_with_a_createrole_only_service_login() {
+    let s = TestServer::spawn(true).await;
+    let (host, port, admin, db) = upstream().await;
+    let up = Up {
+        host: host.clone(),
+        port,
+        user: admin.clone(),
+        db: db.clone(),
+    };
+    // The service login can create roles and nothing more; the grant's role may read and
+    // create objects in the public schema.
+    let (svc, app) = (format!("{db}_svc"), format!("{db}_app"));
+    up.sql(&format!(
+        "CREATE ROLE {svc} LOGIN CREATEROLE; CREATE ROLE {app} NOLOGIN; \
+         GRANT USAGE, CREATE ON SCHEMA public TO {app}; GRANT {app} TO {svc} WITH ADMIN OPTION; \
+         GRANT pg_read_all_data TO {svc} WITH ADMIN OPTION"
+    ));
+    let spec = format!(
+        "name = \"eph\"\n[postgres]\nhost = \"{host}\"\nport = {port}\ndatabase = \"{db}\"\nuser = \"{svc}\"\n\
+         [roles.rw]\nrequesters = [\"engineers\"]\nmax_duration = \"1h\"\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n\
+         access = \"ephemeral\"\ndb_roles = [\"pg_read_all_data\", \"{app}\"]\n"
+    );
+    s.admin.put_resource(&toml::from_str(&spec).unwrap()).await.unwrap();
+    let alice = s.login("alice").await;
+    let r = alice
+        .create_request(&request_body("eph", "rw", Some("30m"), "leave something behind"))
+        .await
+        .unwrap();
+    let grant = s.login("bob").await.approve(&r.id, "ok").await.unwrap().grant.unwrap();
+    let role = jitgate_server::ephemeral::role_name(&grant);
+
+    // During the grant, plant a SECURITY DEFINER function and a table, and try to give the
+    // role a password of its own.
+    let t = alice.connect(&connect_body("eph")).await.unwrap();
+    let plant = "CREATE FUNCTION public.planted() RETURNS text LANGUAGE sql SECURITY DEFINER AS $$ SELECT current_user::text $$; \
+                 CREATE TABLE public.planted_table (x int); SELECT public.planted()";
+    let out = run(psql(&s, "alice", "eph", t.token.expose(), plant)).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().last(), Some(role.as_str()));
+
+    alice.revoke(&grant.id, "done").await.unwrap();
+    crate::support::eventually("the role is removed and confirmed", || async {
+        alice
+            .grant(&grant.id)
+            .await
+            .unwrap()
+            .db_role
+            .is_some_and(|d| d.ends_with(": revoked"))
+    })
+    .await;
+    assert_eq!(up.sql(&format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")), "0");
+    assert_eq!(
+        up.sql("SELECT count(*) FROM pg_proc WHERE proname = 'planted'"),
+        "0",
+        "the function is gone"
+    );
+    assert_eq!(up.sql("SELECT count(*) FROM pg_class WHERE relname = 'planted_table'"), "0");
+    // Nothing was handed to the service login.
+    assert_eq!(
+        up.sql(&format!(
+            "SELECT count(*) FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner WHERE r.rolname = '{svc}'"
+        )),
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn a_quarantine_role_keeps_what_a_grant_made_powerless() {
+    let s = TestServer::spawn(true).await;
+    let (host, port, admin, db) = upstream().await;
+    let up = Up {
+        host: host.clone(),
+        port,
+        user: admin.clone(),
+        db: db.clone(),
+    };
+    let (app, quarantine) = (format!("{db}_app"), format!("{db}_quarantine"));
+    up.sql(&format!(
+        "CREATE ROLE {app} NOLOGIN; GRANT USAGE, CREATE ON SCHEMA public TO {app}; CREATE ROLE {quarantine} NOLOGIN"
+    ));
+    let spec = format!(
+        "name = \"eph\"\n[postgres]\nhost = \"{host}\"\nport = {port}\ndatabase = \"{db}\"\nuser = \"{admin}\"\nquarantine_role = \"{quarantine}\"\n\
+         [roles.rw]\nrequesters = [\"engineers\"]\nmax_duration = \"1h\"\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n\
+         access = \"ephemeral\"\ndb_roles = [\"{app}\"]\n"
+    );
+    s.admin.put_resource(&toml::from_str(&spec).unwrap()).await.unwrap();
+    let alice = s.login("alice").await;
+    let r = alice
+        .create_request(&request_body("eph", "rw", Some("30m"), "leave something behind"))
+        .await
+        .unwrap();
+    let grant = s.login("bob").await.approve(&r.id, "ok").await.unwrap().grant.unwrap();
+    let t = alice.connect(&connect_body("eph")).await.unwrap();
+    let plant = "CREATE FUNCTION public.planted() RETURNS text LANGUAGE sql SECURITY DEFINER AS $$ SELECT current_user::text $$";
+    let out = run(psql(&s, "alice", "eph", t.token.expose(), plant)).await;
+    assert!(out.status.success(), "{out:?}");
+    alice.revoke(&grant.id, "done").await.unwrap();
+    crate::support::eventually("the role is removed", || async {
+        alice
+            .grant(&grant.id)
+            .await
+            .unwrap()
+            .db_role
+            .is_some_and(|d| d.ends_with(": revoked"))
+    })
+    .await;
+    // The function stays for inspection, owned by the quarantine role: it runs as a role
+    // that can do nothing.
+    assert_eq!(up.sql("SELECT public.planted()"), quarantine);
+}
