@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Issue #4's gateway measurements, in one run on this machine: pgbench -S (select-only),
+# The gateway's measurements, in one run on this machine: pgbench -S (select-only),
 # simple and prepared protocol, -c 1 / 8 / 64 with -j 2, against
 #   direct     the local PostgreSQL,
-#   jitgate    the gateway (release build, TLS off for the client: loopback, statement
-#              recording off for this resource),
+#   jitgate    the gateway as users run it: statement recording on (the default), release
+#              build, the client without TLS (loopback),
+#   norec      the gateway with statement recording off,
+#   tls        the gateway, recording on, the client over TLS (sslmode=require),
 #   pgbouncer  PgBouncer in session mode (installed from Debian by this script),
 #   relay      `jitgate-bench bare-relay`: bytes copied both ways and nothing else, the floor
 #              any proxy's extra hop stands on,
 # then -C (a new connection per transaction, -c 8) for connection setup. Prints one line per
-# run and the TPS ratios (medians when ROUNDS > 1: the four are run back to back ROUNDS times,
+# run and the TPS ratios (medians when ROUNDS > 1: the six are run back to back ROUNDS times,
 # because two shared cores make single runs vary by ±15 %). Needs the local PostgreSQL (JITGATE_TEST_PG_URL as for the tests).
 #   SECONDS_PER_RUN=15 SCALE=10 bench/pgbench.sh
 # UPSTREAM_HOST=/var/run/postgresql has jitgate and PgBouncer reach PostgreSQL over its Unix
@@ -35,6 +37,8 @@ echo "# upstream of jitgate and PgBouncer: ${UPSTREAM_HOST:-$PGH}:$PGP"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(psql "$PGURL" -tAc 'show server_version'), $(pgbouncer --version | head -1)"
 psql "$PGURL" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
 pgbench -h "$PGH" -p "$PGP" -U postgres -i -q -s "$SCALE" "$DB" >"$work/init.log" 2>&1 || { echo "pgbench -i failed:"; tail -3 "$work/init.log"; exit 1; }
+# The gateway's sessions log in as a login that can read, nothing more (as users configure it).
+psql "$PGURL" -qc "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'jitgate_bench_read') THEN CREATE ROLE jitgate_bench_read LOGIN IN ROLE pg_read_all_data; END IF; END \$\$" >/dev/null
 
 # jitgate with a resource in front of the bench database.
 cat > "$work/jitgate.toml" <<TOML
@@ -53,8 +57,22 @@ host = "${UPSTREAM_HOST:-$PGH}"
 port = $PGP
 database = "$DB"
 user = "postgres"
+[resources.roles.read]
+login = "jitgate_bench_read"
+requesters = ["engineers"]
+max_duration = "1h"
+stages = [{ groups = ["db-owners"] }]
+mfa = []
+[[resources]]
+name = "bench-norec"
+[resources.postgres]
+host = "${UPSTREAM_HOST:-$PGH}"
+port = $PGP
+database = "$DB"
+user = "postgres"
 record_statements = false
 [resources.roles.read]
+login = "jitgate_bench_read"
 requesters = ["engineers"]
 max_duration = "1h"
 stages = [{ groups = ["db-owners"] }]
@@ -68,9 +86,11 @@ pw="bench password 123"
 JITGATE_CONFIG_DIR=$work/admin JITGATE_SETUP_TOKEN=$token "$J" admin bootstrap --password-stdin <<<"$pw" >/dev/null
 for u in alice bob; do JITGATE_CONFIG_DIR=$work/admin "$J" admin user create $u --password-stdin <<<"$pw" >/dev/null; done
 for u in alice bob; do JITGATE_CONFIG_DIR=$work/$u "$J" login $u --password-stdin <<<"$pw" >/dev/null; done
-req=$(JITGATE_CONFIG_DIR=$work/alice "$J" --json request bench --role read --for 1h --reason "pgbench run" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-JITGATE_CONFIG_DIR=$work/bob "$J" approve "$req" >/dev/null
-password() { JITGATE_CONFIG_DIR=$work/alice "$J" --json connect bench --print-dsn --uses 10000 | python3 -c 'import json,sys; print(json.load(sys.stdin)["password"])'; }
+for res in bench bench-norec; do
+  req=$(JITGATE_CONFIG_DIR=$work/alice "$J" --json request $res --role read --for 1h --reason "pgbench run" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  JITGATE_CONFIG_DIR=$work/bob "$J" approve "$req" >/dev/null
+done
+password() { JITGATE_CONFIG_DIR=$work/alice "$J" --json connect "$1" --print-dsn --uses 10000 | python3 -c 'import json,sys; print(json.load(sys.stdin)["password"])'; }
 
 # PgBouncer, session mode.
 cat > "$work/pgbouncer.ini" <<INI
@@ -97,12 +117,12 @@ case $up in /*) relay_up=$up/.s.PGSQL.$PGP;; *) relay_up=$up:$PGP;; esac
 target/release/jitgate-bench bare-relay --listen 127.0.0.1:16546 --upstream "$relay_up" 2>/dev/null & rpid=$!
 
 declare -A TPS P50
-run() { # run NAME PORT USER DB PASSWORD ARGS...
+run() { # run NAME PORT USER DB PASSWORD ARGS... (SSLMODE: the client's, disable by default)
   local name=$1 port=$2 user=$3 db=$4 pass=$5; shift 5
   local out tps lat p50="" log=()
   # One client: log every transaction, for the median latency (pgbench prints only averages).
   [[ " $* " == *" -c 1 "* ]] && { rm -f "$work"/lat.*; log=(-l --log-prefix="$work/lat"); }
-  out=$(cd "$work" && PGPASSWORD=$pass PGSSLMODE=disable pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -T "$T" -j 2 "${log[@]}" "$@" "$db" 2>&1) || { echo "$name $*: FAILED"; echo "$out" | tail -3; return; }
+  out=$(cd "$work" && PGPASSWORD=$pass PGSSLMODE=${SSLMODE:-disable} pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -T "$T" -j 2 "${log[@]}" "$@" "$db" 2>&1) || { echo "$name $*: FAILED"; echo "$out" | tail -3; return; }
   tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
   lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
   TPS["$name $*"]="${TPS["$name $*"]:-} $tps"
@@ -115,9 +135,11 @@ run() { # run NAME PORT USER DB PASSWORD ARGS...
   printf '%-9s %-26s tps=%-10s latency_avg_ms=%s%s\n' "$name" "$*" "$tps" "$lat" "$p50"
 }
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
-case_all() { # the four ways, back to back
+case_all() { # the six ways, back to back
   run direct "$PGP" postgres "$DB" "" "$@"
-  run jitgate 16544 alice bench "$(password)" "$@"
+  run jitgate 16544 alice bench "$(password bench)" "$@"
+  run norec 16544 alice bench-norec "$(password bench-norec)" "$@"
+  SSLMODE=require run tls 16544 alice bench "$(password bench)" "$@"
   run pgbouncer 16545 postgres "$DB" "" "$@"
   run relay 16546 postgres "$DB" "" "$@"
 }
@@ -132,19 +154,21 @@ for _ in $(seq "${ROUNDS:-1}"); do
   fi
 done
 
-echo "# median TPS: direct jitgate pgbouncer relay; ratios jitgate/direct jitgate/pgbouncer jitgate/relay"
+echo "# median TPS: direct jitgate(recording) norec tls pgbouncer relay; ratios of jitgate (recording on): /direct /pgbouncer /relay /norec; tls/relay"
 for k in "${!TPS[@]}"; do
   case $k in jitgate*) args=${k#jitgate }
-    d=$(median "${TPS["direct $args"]}"); j=$(median "${TPS[$k]}"); b=$(median "${TPS["pgbouncer $args"]}"); r=$(median "${TPS["relay $args"]}")
-    printf '%-26s %9.0f %9.0f %9.0f %9.0f   %.2f  %.2f  %.2f\n' "$args" "$d" "$j" "$b" "$r" \
-      "$(python3 -c "print($j/$d)")" "$(python3 -c "print($j/$b)")" "$(python3 -c "print($j/$r)")";;
+    d=$(median "${TPS["direct $args"]}"); j=$(median "${TPS[$k]}"); n=$(median "${TPS["norec $args"]}"); t=$(median "${TPS["tls $args"]}")
+    b=$(median "${TPS["pgbouncer $args"]}"); r=$(median "${TPS["relay $args"]}")
+    printf '%-22s %7.0f %7.0f %7.0f %7.0f %7.0f %7.0f   %.2f  %.2f  %.2f  %.2f  %.2f\n' "$args" "$d" "$j" "$n" "$t" "$b" "$r" \
+      "$(python3 -c "print($j/$d)")" "$(python3 -c "print($j/$b)")" "$(python3 -c "print($j/$r)")" "$(python3 -c "print($j/$n)")" "$(python3 -c "print($t/$r)")";;
   esac
 done | sort
-echo "# median of the p50 latencies at -c 1 (ms): direct jitgate pgbouncer relay; added by jitgate"
+echo "# median of the p50 latencies at -c 1 (ms): direct jitgate norec tls pgbouncer relay; added by jitgate (recording on) over direct, and by recording (jitgate - norec)"
 for k in "${!P50[@]}"; do
   case $k in jitgate*) args=${k#jitgate }
-    d=$(median "${P50["direct $args"]}"); j=$(median "${P50[$k]}"); b=$(median "${P50["pgbouncer $args"]}"); r=$(median "${P50["relay $args"]}")
-    printf '%-26s %.4f %.4f %.4f %.4f   +%.4f\n' "$args" "$d" "$j" "$b" "$r" "$(python3 -c "print($j-$d)")";;
+    d=$(median "${P50["direct $args"]}"); j=$(median "${P50[$k]}"); n=$(median "${P50["norec $args"]}"); t=$(median "${P50["tls $args"]}")
+    b=$(median "${P50["pgbouncer $args"]}"); r=$(median "${P50["relay $args"]}")
+    printf '%-22s %.4f %.4f %.4f %.4f %.4f %.4f   +%.4f  %+.4f\n' "$args" "$d" "$j" "$n" "$t" "$b" "$r" "$(python3 -c "print($j-$d)")" "$(python3 -c "print($j-$n)")";;
   esac
 done | sort
 echo "# jitgate RSS after the runs: $(awk '/VmRSS/{print $2, $3}' /proc/$jpid/status)"

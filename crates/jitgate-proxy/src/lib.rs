@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use upstream::UpstreamTarget;
 
 /// Who knocks: what the client said at startup.
@@ -38,7 +38,8 @@ pub struct AdmissionRequest {
 pub struct Admission {
     pub session_id: String,
     pub target: UpstreamTarget,
-    pub record_statements: bool,
+    /// Where the session's statements go, when the resource records them.
+    pub record: Option<mpsc::Sender<relay::StatementBatch>>,
     /// Carries the reason when the session must end (grant expired or revoked, killed).
     pub kill: watch::Receiver<Option<String>>,
 }
@@ -54,8 +55,6 @@ pub struct Refusal {
 pub trait Broker: Send + Sync + 'static {
     /// Redeems a connect token: single use, bound to user, resource, role and grant.
     async fn admit(&self, request: AdmissionRequest) -> Result<Admission, Refusal>;
-    /// One statement of a session (only when the resource records them).
-    fn statement(&self, session_id: &str, text: &str);
     /// A second login that may end a session's backend when the session's own login cannot
     /// (the service login: it needs `pg_signal_backend`, or membership in the session's login).
     /// Asked only when needed.
@@ -111,9 +110,6 @@ async fn forward_cancel(cancels: &Cancels, key: (i32, i32)) {
     let Some(t) = cancels.lock().get(&key).cloned() else { return };
     ending::send_cancel(&t.host, t.port, t.key).await;
 }
-
-/// The longest statement text handed to the broker.
-const STATEMENT_CAP: usize = 4096;
 
 impl Gateway {
     /// `tls`: the server configuration to answer SSLRequest with; without it the gateway
@@ -294,16 +290,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
             .await;
         return;
     }
-    let session = admission.session_id.clone();
-    let record = admission.record_statements;
-    let b = broker.clone();
-    let (reason, mut stats) = relay::relay(&mut stream, &mut upstream.stream, admission.kill, |s| {
-        if record {
-            let end = s.char_indices().nth(STATEMENT_CAP).map_or(s.len(), |(i, _)| i);
-            b.statement(&session, &s[..end]);
-        }
-    })
-    .await;
+    let recording = admission.record.clone().map(|sink| relay::Recording {
+        session: Arc::from(admission.session_id.as_str()),
+        sink,
+        encoding: Arc::from(upstream.client_encoding.as_str()),
+    });
+    let (reason, mut stats) = relay::relay(&mut stream, &mut upstream.stream, admission.kill, recording).await;
     if matches!(reason, EndReason::Killed(_)) {
         let ending = ending::end_backend(
             &mut upstream.stream,

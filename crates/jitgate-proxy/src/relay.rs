@@ -4,10 +4,13 @@
 //! in 8 KiB pieces), and the kill switch's FATAL message lands between two server messages.
 
 use crate::protocol::framing::{Event, Framer};
+use crate::protocol::statement::{RecordedStatement, StatementCapture, StatementKind};
 use crate::protocol::{backend, frontend};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +43,9 @@ pub struct SessionStats {
     pub bytes_from_client: u64,
     pub bytes_to_client: u64,
     pub statements: u64,
+    /// COPY data from the client (COPY FROM STDIN) and to it (COPY TO STDOUT), in bytes.
+    pub copy_in_bytes: u64,
+    pub copy_out_bytes: u64,
     /// Whether the upstream was still working on something the client sent when the relay
     /// ended (a statement running, or requests queued behind it).
     pub busy_at_end: bool,
@@ -61,21 +67,58 @@ pub struct Ending {
 
 /// Bytes read at once per direction.
 const READ_BUFFER: usize = 8192;
-/// The first bytes of each statement kept for recording (the caller cuts further).
-const STATEMENT_CAPTURE: usize = 16 * 1024;
 /// The longest message a client may send: PostgreSQL's own limit (1 GB − 1).
 const MAX_CLIENT_MESSAGE: u32 = 0x3fff_ffff + 4;
 /// How long a server message in flight may take to finish before a kill, so the FATAL message
 /// arrives whole; after that the connection is closed without it.
 const FINISH_WITHIN: Duration = Duration::from_millis(100);
+/// Recorded statements go to the record writer in batches of at most this many...
+const BATCH: usize = 64;
+/// ...or after this long, whichever comes first.
+const BATCH_WITHIN: Duration = Duration::from_millis(20);
+/// The longest ParameterStatus body read (for `client_encoding`).
+const MAX_STATUS: usize = 256;
 
-/// Relays until either side leaves or `kill` carries a reason. Each statement the client sends
-/// is handed to `record`.
+/// A session's statements on their way to the record.
+#[derive(Debug)]
+pub struct StatementBatch {
+    pub session: Arc<str>,
+    pub statements: Vec<RecordedStatement>,
+}
+
+/// Where a recorded session's statements go. The queue is bounded: when the writer falls
+/// behind, the session waits for room; no statement is dropped.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub session: Arc<str>,
+    pub sink: mpsc::Sender<StatementBatch>,
+    /// The session's `client_encoding` at the start (the upstream's greeting says it).
+    pub encoding: Arc<str>,
+}
+
+/// What the relay follows of the client's messages.
+struct FromClient {
+    /// Requests sent that the upstream has not answered with ReadyForQuery yet (each Query,
+    /// Sync and FunctionCall gets one).
+    awaiting_ready: u64,
+    /// Extended-protocol messages not yet followed by a Sync (an Execute runs as soon as it
+    /// arrives).
+    unsynced: bool,
+    /// The statement being read, when recording.
+    capture: Option<StatementCapture>,
+    batch: Vec<RecordedStatement>,
+    /// When the oldest statement in `batch` must be sent at the latest.
+    batch_due: Option<Instant>,
+    leaving: bool,
+}
+
+/// Relays until either side leaves or `kill` carries a reason, recording each statement the
+/// client sends when `recording` says where to.
 pub async fn relay<C, U>(
     client: &mut C,
     upstream: &mut U,
     mut kill: watch::Receiver<Option<String>>,
-    mut record: impl FnMut(&str),
+    recording: Option<Recording>,
 ) -> (EndReason, SessionStats)
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -84,13 +127,19 @@ where
     let mut stats = SessionStats::default();
     let mut from_client = vec![0u8; READ_BUFFER];
     let mut from_upstream = vec![0u8; READ_BUFFER];
-    let mut client_frames = Framer::with_max_len(b"QP", STATEMENT_CAPTURE, MAX_CLIENT_MESSAGE);
-    let mut upstream_frames = Framer::new(b"", 0);
-    // Requests sent that the upstream has not answered with ReadyForQuery yet (each Query,
-    // Sync and FunctionCall gets one), and extended-protocol messages not yet followed by a
-    // Sync (an Execute runs as soon as it arrives).
-    let mut awaiting_ready: u64 = 0;
-    let mut unsynced = false;
+    let body_kinds: &'static [u8] = if recording.is_some() { b"QPF" } else { b"" };
+    let mut client_frames = Framer::with_max_len(body_kinds, MAX_CLIENT_MESSAGE);
+    let mut upstream_frames = Framer::new(b"S");
+    let mut encoding: Arc<str> = recording.as_ref().map_or_else(|| Arc::from("UTF8"), |r| r.encoding.clone());
+    let mut status = Vec::new();
+    let mut seen = FromClient {
+        awaiting_ready: 0,
+        unsynced: false,
+        capture: None,
+        batch: Vec::new(),
+        batch_due: None,
+        leaving: false,
+    };
     // One long-lived wait on the kill switch (registered once, not once per message).
     let killed = async move {
         loop {
@@ -106,34 +155,25 @@ where
     tokio::pin!(killed);
     // Only the client hears why a protocol error ended its session; the upstream is not told.
     let mut client_broke_protocol = false;
-    let end = loop {
+    let end = 'relay: loop {
+        let batch_due = seen.batch_due;
         tokio::select! {
             biased;
             why = &mut killed => break EndReason::Killed(why),
+            () = async { tokio::time::sleep_until(batch_due.unwrap_or_else(Instant::now)).await }, if batch_due.is_some() => {
+                if let Some(r) = &recording {
+                    tokio::select! {
+                        biased;
+                        why = &mut killed => break 'relay EndReason::Killed(why),
+                        sent = send_batch(r, &mut seen) => if !sent { break 'relay EndReason::Io("the statement record is closed".into()) },
+                    }
+                }
+            }
             read = client.read(&mut from_client) => match read {
                 Ok(0) => break EndReason::ClientLeft,
                 Ok(n) => {
-                    let mut leaving = false;
-                    let fed = client_frames.feed(&from_client[..n], false, |event| match event {
-                        Event::Start(kind) => {
-                            match kind {
-                                b'Q' | b'S' | b'F' => {
-                                    awaiting_ready += 1;
-                                    unsynced = false;
-                                }
-                                b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => unsynced = true,
-                                _ => {}
-                            }
-                            leaving = frontend::is_terminate(&[kind]);
-                            !leaving
-                        }
-                        Event::Captured(c) => {
-                            stats.statements += 1;
-                            if let Some(text) = frontend::statement_in_body(c.kind, &c.body) {
-                                record(text);
-                            }
-                            true
-                        }
+                    let fed = client_frames.feed(&from_client[..n], false, |event| {
+                        on_client_event(event, &mut seen, &mut stats, &encoding)
                     });
                     let upto = match fed {
                         Ok(upto) => upto,
@@ -146,8 +186,19 @@ where
                     if let Err(e) = upstream.write_all(&from_client[..upto]).await {
                         break EndReason::Io(e.to_string());
                     }
-                    if leaving {
+                    if seen.leaving {
                         break EndReason::ClientLeft;
+                    }
+                    if seen.batch.len() >= BATCH {
+                        if let Some(r) = &recording {
+                            // A full batch waits for room in the record's queue: a writer that
+                            // falls behind slows sessions down, it never loses statements.
+                            tokio::select! {
+                                biased;
+                                why = &mut killed => break 'relay EndReason::Killed(why),
+                                sent = send_batch(r, &mut seen) => if !sent { break 'relay EndReason::Io("the statement record is closed".into()) },
+                            }
+                        }
                     }
                 }
                 Err(e) => break EndReason::Io(e.to_string()),
@@ -155,13 +206,11 @@ where
             read = upstream.read(&mut from_upstream) => match read {
                 Ok(0) => break EndReason::UpstreamLeft,
                 Ok(n) => {
-                    let ready = upstream_frames.feed(&from_upstream[..n], false, |e| {
-                        if matches!(e, Event::Start(b'Z')) {
-                            awaiting_ready = awaiting_ready.saturating_sub(1);
-                        }
+                    let fed = upstream_frames.feed(&from_upstream[..n], false, |e| {
+                        on_upstream_event(e, &mut seen, &mut stats, &mut status, &mut encoding);
                         true
                     });
-                    if let Err(e) = ready {
+                    if let Err(e) = fed {
                         break EndReason::ProtocolError(format!("upstream: {e}"));
                     }
                     stats.bytes_to_client += n as u64;
@@ -173,6 +222,19 @@ where
             },
         }
     };
+    // What is left of the record goes too, without holding up the end of the session.
+    if let Some(r) = &recording {
+        if !seen.batch.is_empty() {
+            let batch = StatementBatch {
+                session: r.session.clone(),
+                statements: std::mem::take(&mut seen.batch),
+            };
+            if let Err(mpsc::error::TrySendError::Full(batch)) = r.sink.try_send(batch) {
+                let sink = r.sink.clone();
+                tokio::spawn(async move { sink.send(batch).await });
+            }
+        }
+    }
     let last_words = match &end {
         EndReason::Killed(why) => Some(("57P01", format!("jitgate: {why}"))),
         EndReason::ProtocolError(e) if client_broke_protocol => Some(("08P01", format!("jitgate: {e}"))),
@@ -187,9 +249,7 @@ where
                         _ => return,
                     };
                     let fed = upstream_frames.feed(&from_upstream[..n], true, |e| {
-                        if matches!(e, Event::Start(b'Z')) {
-                            awaiting_ready = awaiting_ready.saturating_sub(1);
-                        }
+                        on_upstream_event(e, &mut seen, &mut stats, &mut status, &mut encoding);
                         true
                     });
                     let Ok(upto) = fed else {
@@ -207,13 +267,84 @@ where
         }
     }
     let _ = client.flush().await;
-    stats.busy_at_end = awaiting_ready > 0 || unsynced;
+    stats.busy_at_end = seen.awaiting_ready > 0 || seen.unsynced;
     // A killed session's upstream is ended by the caller, who knows how to stop a backend
     // that is still working; otherwise the upstream hears the end now.
     if !matches!(end, EndReason::Killed(_)) {
         let _ = upstream.shutdown().await;
     }
     (end, stats)
+}
+
+/// Waits for room in the record's queue and sends the batch; false when the writer is gone.
+async fn send_batch(r: &Recording, seen: &mut FromClient) -> bool {
+    // `reserve` first, so a kill while waiting keeps the batch (sent at the end).
+    let Ok(permit) = r.sink.reserve().await else {
+        return false;
+    };
+    permit.send(StatementBatch {
+        session: r.session.clone(),
+        statements: std::mem::take(&mut seen.batch),
+    });
+    seen.batch_due = None;
+    true
+}
+
+fn on_client_event(event: Event<'_>, seen: &mut FromClient, stats: &mut SessionStats, encoding: &Arc<str>) -> bool {
+    match event {
+        Event::Start(kind, len) => {
+            match kind {
+                b'Q' | b'S' | b'F' => {
+                    seen.awaiting_ready += 1;
+                    seen.unsynced = false;
+                }
+                b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => seen.unsynced = true,
+                b'd' => stats.copy_in_bytes += u64::from(len),
+                _ => {}
+            }
+            if let Some(k) = StatementKind::of(kind) {
+                stats.statements += 1;
+                seen.capture = Some(StatementCapture::new(k, len));
+            }
+            seen.leaving = frontend::is_terminate(&[kind]);
+            !seen.leaving
+        }
+        Event::Body(piece) => {
+            if let Some(c) = seen.capture.as_mut() {
+                c.feed(piece);
+            }
+            true
+        }
+        Event::End(_) => {
+            if let Some(c) = seen.capture.take() {
+                seen.batch.push(c.finish(stats.statements, encoding.clone()));
+                seen.batch_due.get_or_insert_with(|| Instant::now() + BATCH_WITHIN);
+            }
+            true
+        }
+    }
+}
+
+fn on_upstream_event(event: Event<'_>, seen: &mut FromClient, stats: &mut SessionStats, status: &mut Vec<u8>, encoding: &mut Arc<str>) {
+    match event {
+        Event::Start(b'Z', _) => seen.awaiting_ready = seen.awaiting_ready.saturating_sub(1),
+        Event::Start(b'd', len) => stats.copy_out_bytes += u64::from(len),
+        Event::Start(b'S', _) => status.clear(),
+        Event::Body(piece) => {
+            if status.len() + piece.len() <= MAX_STATUS {
+                status.extend_from_slice(piece);
+            }
+        }
+        // The upstream reports every change of client_encoding (SET, set_config, RESET ...):
+        // later statements are read in it.
+        Event::End(b'S') => {
+            let mut parts = status.split(|&c| c == 0);
+            if let (Some(b"client_encoding"), Some(value)) = (parts.next(), parts.next()) {
+                *encoding = Arc::from(String::from_utf8_lossy(value).as_ref());
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -228,16 +359,32 @@ mod tests {
         m
     }
 
+    fn recording(capacity: usize) -> (Recording, mpsc::Receiver<StatementBatch>) {
+        let (sink, rx) = mpsc::channel(capacity);
+        let r = Recording {
+            session: Arc::from("ses_1"),
+            sink,
+            encoding: Arc::from("UTF8"),
+        };
+        (r, rx)
+    }
+
+    async fn all_recorded(mut rx: mpsc::Receiver<StatementBatch>) -> Vec<RecordedStatement> {
+        let mut out = Vec::new();
+        while let Some(b) = rx.recv().await {
+            out.extend(b.statements);
+        }
+        out.sort_by_key(|s| s.seq);
+        out
+    }
+
     #[tokio::test]
     async fn statements_are_recorded_and_a_kill_waits_for_the_message_in_flight() {
         let (mut client, mut client_end) = duplex(1 << 20);
         let (mut upstream, mut upstream_end) = duplex(1 << 20);
         let (kill_tx, kill) = watch::channel(None);
-        let relay = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let out = relay(&mut client_end, &mut upstream_end, kill, |s| seen.push(s.to_owned())).await;
-            (out, seen)
-        });
+        let (rec, rx) = recording(16);
+        let relay = tokio::spawn(async move { relay(&mut client_end, &mut upstream_end, kill, Some(rec)).await });
         // A statement split across two writes, and a Parse.
         let q = msg(b'Q', b"SELECT 1\0");
         client.write_all(&q[..3]).await.unwrap();
@@ -254,10 +401,19 @@ mod tests {
         kill_tx.send(Some("access grant expired".into())).unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         upstream.write_all(&row[500..]).await.unwrap();
-        let ((end, stats), seen) = relay.await.unwrap();
+        let (end, stats) = relay.await.unwrap();
         assert_eq!(end, EndReason::Killed("access grant expired".into()));
-        assert_eq!(seen, vec!["SELECT 1".to_owned(), "SELECT $1".to_owned()]);
+        let seen = all_recorded(rx).await;
+        let texts: Vec<_> = seen.iter().map(|s| (s.seq, s.kind, s.head.clone())).collect();
+        assert_eq!(
+            texts,
+            vec![
+                (1, StatementKind::Query, b"SELECT 1".to_vec()),
+                (2, StatementKind::Parse, b"SELECT $1".to_vec())
+            ]
+        );
         assert_eq!(stats.statements, 2);
+        assert!(stats.busy_at_end, "the Query was never answered");
         let mut to_client = Vec::new();
         client.read_to_end(&mut to_client).await.unwrap();
         assert_eq!(&to_client[..row.len()], &row[..], "the row arrived whole");
@@ -266,13 +422,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn statements_follow_the_client_encoding_the_upstream_reports() {
+        let (mut client, mut client_end) = duplex(1 << 16);
+        let (mut upstream, mut upstream_end) = duplex(1 << 16);
+        let (_kill_tx, kill) = watch::channel(None);
+        let (rec, rx) = recording(16);
+        let relay = tokio::spawn(async move { relay(&mut client_end, &mut upstream_end, kill, Some(rec)).await });
+        client.write_all(&msg(b'Q', b"SET client_encoding = 'LATIN1'\0")).await.unwrap();
+        let mut sink = vec![0u8; 36];
+        upstream.read_exact(&mut sink).await.unwrap();
+        upstream
+            .write_all(&[msg(b'S', b"client_encoding\0LATIN1\0"), msg(b'Z', b"I")].concat())
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 35];
+        client.read_exact(&mut answer).await.unwrap();
+        client.write_all(&msg(b'Q', b"SELECT '\xe9t\xe9'\0")).await.unwrap();
+        client.write_all(&msg(b'X', b"")).await.unwrap();
+        let (end, _) = relay.await.unwrap();
+        assert_eq!(end, EndReason::ClientLeft);
+        let seen = all_recorded(rx).await;
+        assert_eq!(&*seen[0].encoding, "UTF8");
+        assert_eq!(&*seen[1].encoding, "LATIN1");
+        assert_eq!(seen[1].head, b"SELECT '\xe9t\xe9'");
+    }
+
+    #[tokio::test]
+    async fn a_full_record_queue_holds_the_session_and_loses_nothing() {
+        let (mut client, mut client_end) = duplex(1 << 20);
+        let (mut upstream, mut upstream_end) = duplex(1 << 20);
+        let (_kill_tx, kill) = watch::channel(None);
+        // Room for one batch only, and nobody reading yet.
+        let (rec, mut rx) = recording(1);
+        let relay = tokio::spawn(async move { relay(&mut client_end, &mut upstream_end, kill, Some(rec)).await });
+        let many: Vec<u8> = (0..BATCH * 3).flat_map(|i| msg(b'Q', format!("SELECT {i}\0").as_bytes())).collect();
+        let drain = tokio::spawn(async move {
+            let mut sink = vec![0u8; 1 << 16];
+            while upstream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        });
+        client.write_all(&many).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!relay.is_finished());
+        // The session waits; once the writer reads, everything arrives, in order, complete.
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.statements.len(), BATCH);
+        client.write_all(&msg(b'X', b"")).await.unwrap();
+        let (end, stats) = relay.await.unwrap();
+        assert_eq!(end, EndReason::ClientLeft);
+        let mut seen: Vec<_> = first.statements;
+        seen.extend(all_recorded(rx).await);
+        assert_eq!(seen.len(), BATCH * 3);
+        assert_eq!(stats.statements, (BATCH * 3) as u64);
+        assert!(seen.iter().enumerate().all(|(i, s)| s.seq == i as u64 + 1));
+        drain.abort();
+    }
+
+    #[tokio::test]
     async fn terminate_ends_the_session_after_passing_it_on() {
         let (mut client, mut client_end) = duplex(1024);
         let (mut upstream, mut upstream_end) = duplex(1024);
         let (_kill_tx, kill) = watch::channel(None);
-        let relay = tokio::spawn(async move { relay(&mut client_end, &mut upstream_end, kill, |_| {}).await });
+        let relay = tokio::spawn(async move { relay(&mut client_end, &mut upstream_end, kill, None).await });
         client.write_all(&[msg(b'X', b""), msg(b'Q', b"late\0")].concat()).await.unwrap();
-        let ((end, _), _) = (relay.await.unwrap(), ());
+        let (end, _) = relay.await.unwrap();
         assert_eq!(end, EndReason::ClientLeft);
         let mut passed = Vec::new();
         upstream.read_to_end(&mut passed).await.unwrap();

@@ -50,6 +50,8 @@ pub struct Upstream {
     pub greeting: BytesMut,
     /// The upstream's own cancel key.
     pub key: Option<(i32, i32)>,
+    /// The session's `client_encoding` at the start, as the upstream reported it.
+    pub client_encoding: String,
 }
 
 fn error_text(fields: &mut ErrorFields<'_>) -> String {
@@ -170,6 +172,7 @@ pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
     let mut greeting = BytesMut::new();
     let mut key = None;
     let mut superuser = false;
+    let mut client_encoding = "UTF8".to_owned();
     loop {
         let raw = c.next().await?;
         match parse(&raw)? {
@@ -180,8 +183,10 @@ pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
                 break;
             }
             Message::ParameterStatus(p) => {
-                if p.name().ok() == Some("is_superuser") && p.value().ok() == Some("on") {
-                    superuser = true;
+                match (p.name(), p.value()) {
+                    (Ok("is_superuser"), Ok("on")) => superuser = true,
+                    (Ok("client_encoding"), Ok(v)) => v.clone_into(&mut client_encoding),
+                    _ => {}
                 }
                 greeting.extend_from_slice(&raw);
             }
@@ -216,6 +221,7 @@ pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
         stream: c.stream,
         greeting,
         key,
+        client_encoding,
     })
 }
 

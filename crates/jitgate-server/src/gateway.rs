@@ -16,24 +16,38 @@ use jitgate_core::names::{ResourceName, RoleName, Username};
 use jitgate_core::policy::{AccessMode, MfaAction};
 use jitgate_core::DomainError;
 use jitgate_policy::PolicyAction;
-use jitgate_proxy::relay::{EndReason, SessionStats};
+use jitgate_proxy::relay::{EndReason, SessionStats, StatementBatch};
 use jitgate_proxy::upstream::UpstreamTarget;
 use jitgate_proxy::{Admission, AdmissionRequest, Broker, Refusal};
-use jitgate_store::{ConnectTokenRecord, DbSessionRecord, GrantFilter};
+use jitgate_store::{ConnectTokenRecord, DbSessionRecord, GrantFilter, KillTarget, SessionKill};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// How long a connect token may wait to be used.
 const TOKEN_TTL: Duration = Duration::from_secs(60);
 /// The most sessions one connect token may open.
 const MAX_USES: u32 = 10_000;
-/// Statements waiting to be written to the audit log; beyond this they are counted, not kept.
-const STATEMENT_QUEUE: usize = 10_000;
+/// How often live sessions are checked against the store while kills from other instances
+/// cannot be heard.
+const RECHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Why sessions end, as their clients are told (`jitgate: …`).
+pub(crate) const GRANT_REVOKED: &str = "access grant revoked";
+pub(crate) const GRANT_EXPIRED: &str = "access grant expired";
+pub(crate) const KILLED_BY_ADMIN: &str = "session ended by an administrator";
+
+/// The kill of every session of a grant, with the reason their clients are told.
+pub(crate) fn grant_ended(grant_id: &str, why: &str) -> SessionKill {
+    SessionKill {
+        target: KillTarget::Grant(grant_id.to_owned()),
+        reason: why.to_owned(),
+    }
+}
 
 struct LiveSession {
     record: DbSessionRecord,
@@ -51,12 +65,17 @@ impl Sessions {
         self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Ends every session of `grant_id` with `why`. Returns how many.
-    pub fn end_grant(&self, grant_id: &str, why: &str) -> usize {
+    /// Ends the sessions `kill` names that run here. Returns how many. The one way sessions
+    /// are ended early, whether the kill was made here or heard from another instance.
+    pub fn end(&self, kill: &SessionKill) -> usize {
         let live = self.lock();
         let mut n = 0;
-        for s in live.values().filter(|s| s.record.grant_id == grant_id) {
-            s.kill.send_replace(Some(why.to_owned()));
+        let matches = |s: &&LiveSession| match &kill.target {
+            KillTarget::Grant(id) => &s.record.grant_id == id,
+            KillTarget::Session(id) => &s.record.id == id,
+        };
+        for s in live.values().filter(matches) {
+            s.kill.send_replace(Some(kill.reason.clone()));
             n += 1;
         }
         n
@@ -70,8 +89,7 @@ impl Sessions {
 /// The server as the gateway's broker.
 pub struct GatewayBroker {
     core: AppState,
-    statements: mpsc::Sender<(String, String)>,
-    dropped: std::sync::atomic::AtomicU64,
+    statements: mpsc::Sender<StatementBatch>,
 }
 
 impl GatewayBroker {
@@ -80,87 +98,128 @@ impl GatewayBroker {
     /// Its tasks end with `stop` (the statement writer once the last session is gone), so a
     /// stopped server lets go of its store.
     pub fn start(core: AppState, stop: watch::Receiver<bool>) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(STATEMENT_QUEUE);
-        tokio::spawn(write_statements(core.clone(), rx));
+        let (tx, rx) = mpsc::channel(crate::recording::QUEUE);
+        tokio::spawn(crate::recording::write_statements(core.clone(), rx));
         tokio::spawn(end_sessions_with_their_grants(core.clone(), stop));
-        Arc::new(Self {
-            core,
-            statements: tx,
-            dropped: std::sync::atomic::AtomicU64::new(0),
-        })
+        Arc::new(Self { core, statements: tx })
     }
 }
 
-/// The kill switch: a grant that expires or is revoked ends its sessions at once.
+/// What woke the kill switch.
+enum Wake {
+    Grant(Result<crate::core::GrantEvent, broadcast::error::RecvError>),
+    Kill(Result<SessionKill, broadcast::error::RecvError>),
+    /// The store's listener lost its connection or has a new one.
+    Listening(bool),
+    Tick,
+    Stop,
+}
+
+/// The kill switch: a grant that expires or is revoked ends its sessions at once, and so does
+/// a kill that any instance sharing the store commits (a revocation, a disabled user's grants,
+/// an administrator's kill), through the same [`Sessions::end`]. When kills may have been
+/// missed (the store's listener is down or was, or an event queue overflowed), the sessions
+/// here are checked against the store: at once, and every second while the listener is down.
 async fn end_sessions_with_their_grants(core: AppState, mut stop: watch::Receiver<bool>) {
     let mut events = core.grant_events.subscribe();
+    let feed = core.store.session_kills();
+    let (mut kills, mut listening) = match feed {
+        Some(f) => (Some(f.kills), Some(f.listening)),
+        None => (None, None),
+    };
+    let mut tick = tokio::time::interval(RECHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut check: Option<tokio::task::JoinHandle<()>> = None;
     loop {
-        let event = tokio::select! {
-            e = events.recv() => e,
-            _ = stop.wait_for(|s| *s) => break,
+        let deaf = listening.as_ref().is_some_and(|l| !*l.borrow());
+        let wake = tokio::select! {
+            e = events.recv() => Wake::Grant(e),
+            Some(k) = async { Some(kills.as_mut()?.recv().await) } => Wake::Kill(k),
+            Some(up) = async {
+                let l = listening.as_mut()?;
+                l.changed().await.ok()?;
+                Some(*l.borrow_and_update())
+            } => Wake::Listening(up),
+            _ = tick.tick(), if deaf => Wake::Tick,
+            _ = stop.wait_for(|s| *s) => Wake::Stop,
         };
-        match event {
-            Ok(e) => {
+        let recheck = match wake {
+            Wake::Grant(Ok(e)) => {
                 let why = match e.kind {
-                    GrantEventKind::Expired => "access grant expired",
-                    GrantEventKind::Revoked => "access grant revoked",
+                    GrantEventKind::Expired => GRANT_EXPIRED,
+                    GrantEventKind::Revoked => GRANT_REVOKED,
                     _ => continue,
                 };
-                core.sessions.end_grant(&e.grant.id, why);
+                core.sessions.end(&grant_ended(&e.grant.id, why));
+                false
             }
-            // Missed events: check every live session's grant against the store.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                let ids: Vec<(String, String)> = core
-                    .sessions
-                    .lock()
-                    .values()
-                    .map(|s| (s.record.id.clone(), s.record.grant_id.clone()))
-                    .collect();
-                for (id, grant) in ids {
-                    let live = core
-                        .store
-                        .grant(&grant)
-                        .await
-                        .ok()
-                        .flatten()
-                        .is_some_and(|g| g.effective_status(core.now()).is_live());
-                    if !live {
-                        core.sessions.kill(&id, "access grant ended");
-                    }
+            Wake::Kill(Ok(kill)) => {
+                core.sessions.end(&kill);
+                false
+            }
+            Wake::Grant(Err(broadcast::error::RecvError::Lagged(_))) | Wake::Kill(Err(broadcast::error::RecvError::Lagged(_))) => true,
+            Wake::Kill(Err(broadcast::error::RecvError::Closed)) => {
+                kills = None;
+                true
+            }
+            Wake::Listening(up) => {
+                if up {
+                    tracing::info!("hearing kills from other instances again; checking live sessions against the store");
+                } else {
+                    tracing::warn!("cannot hear kills from other instances; checking live sessions against the store every second");
                 }
+                true
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            Wake::Tick => true,
+            Wake::Grant(Err(broadcast::error::RecvError::Closed)) | Wake::Stop => break,
+        };
+        // One check at a time: with the store slow or down, checks do not pile up.
+        if recheck && check.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+            check = Some(tokio::spawn(check_sessions_against_store(core.clone())));
         }
     }
 }
 
-/// Recorded statements go to the audit log in batches: one transaction per batch keeps a busy
-/// session from costing a transaction per statement.
-async fn write_statements(core: AppState, mut rx: mpsc::Receiver<(String, String)>) {
-    let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 500).await > 0 {
-        let result = async {
-            let (mut tx, start) = core.begin().await?;
-            for (session, text) in batch.drain(..) {
-                tx.append_audit(
-                    NewEvent::new(
-                        "gateway",
-                        "session.statement",
-                        session,
-                        Outcome::Success,
-                        json!({"statement": text}),
-                    ),
-                    core.now(),
-                )
-                .await?;
+/// Ends the sessions here whose grant is no longer live or that an administrator killed, as
+/// the store has it: for kills this instance may have missed. A store that cannot be read ends
+/// nothing (the sessions' own deadline timers still end them with their grants).
+async fn check_sessions_against_store(core: AppState) {
+    let live: Vec<(String, String)> = core
+        .sessions
+        .lock()
+        .values()
+        .map(|s| (s.record.id.clone(), s.record.grant_id.clone()))
+        .collect();
+    if live.is_empty() {
+        return;
+    }
+    let grants: std::collections::BTreeSet<&String> = live.iter().map(|(_, g)| g).collect();
+    for grant in grants {
+        let why = match core.store.grant(grant).await {
+            Ok(Some(g)) => match g.effective_status(core.now()) {
+                s if s.is_live() => continue,
+                GrantStatus::Revoked => GRANT_REVOKED,
+                _ => GRANT_EXPIRED,
+            },
+            Ok(None) => "access grant ended",
+            Err(e) => {
+                tracing::warn!(error = %e, grant = %grant, "cannot check a live session's grant");
+                continue;
             }
-            core.commit(tx, start).await.map(|_| ())
+        };
+        core.sessions.end(&grant_ended(grant, why));
+    }
+    let ids: Vec<String> = live.into_iter().map(|(id, _)| id).collect();
+    match core.store.killed_db_sessions(&ids).await {
+        Ok(killed) => {
+            for (id, why) in killed {
+                core.sessions.end(&SessionKill {
+                    target: KillTarget::Session(id),
+                    reason: why,
+                });
+            }
         }
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e.message, "could not record session statements");
-            batch.clear();
-        }
+        Err(e) => tracing::warn!(error = %e, "cannot check live sessions for kills"),
     }
 }
 
@@ -339,15 +398,9 @@ impl Broker for GatewayBroker {
         Ok(Admission {
             session_id: record.id,
             target,
-            record_statements,
+            record: record_statements.then(|| self.statements.clone()),
             kill: kill_rx,
         })
-    }
-
-    fn statement(&self, session_id: &str, text: &str) {
-        if self.statements.try_send((session_id.to_owned(), text.to_owned())).is_err() {
-            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
     }
 
     async fn terminator(&self, session_id: &str) -> Option<UpstreamTarget> {
@@ -383,7 +436,7 @@ impl Broker for GatewayBroker {
                     outcome,
                     {
                         let mut details = json!({"reason": record.end_reason, "bytes_in": record.bytes_in, "bytes_out": record.bytes_out,
-                               "statements": record.statements, "statements_not_recorded": self.dropped.load(std::sync::atomic::Ordering::Relaxed)});
+                               "statements": record.statements, "copy_in_bytes": stats.copy_in_bytes, "copy_out_bytes": stats.copy_out_bytes});
                         // A killed session: how its backend was ended, whether that was seen,
                         // and how long it took from the kill.
                         if let Some(e) = stats.ending {
@@ -568,17 +621,42 @@ impl Core {
         Ok(self.store.db_sessions(user, live_only, 500).await?.into_iter().map(view).collect())
     }
 
+    /// Ends a gateway session on whichever instance runs it: here at once, elsewhere through
+    /// the store (recorded on the session, and sent when the change commits).
     pub async fn kill_session(&self, caller: &Caller, id: &str) -> Result<(), ApiError> {
         self.require_admin(caller, "kill_session").await?;
-        if !self.sessions.kill(id, "session ended by an administrator") {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no live session with that id on this server",
-            ));
+        let kill = SessionKill {
+            target: KillTarget::Session(id.to_owned()),
+            reason: KILLED_BY_ADMIN.to_owned(),
+        };
+        let here = self.sessions.end(&kill) > 0;
+        let recorded = async {
+            let (mut tx, start) = self.begin().await?;
+            let live = tx.kill_db_session(id, KILLED_BY_ADMIN).await?;
+            if !live && !here {
+                return Ok(false);
+            }
+            if live {
+                tx.send_session_kill(&kill).await?;
+            }
+            tx.append_audit(
+                NewEvent::new(caller.name(), "session.kill", id, Outcome::Success, json!({})),
+                self.now(),
+            )
+            .await?;
+            self.commit(tx, start).await?;
+            Ok::<_, ApiError>(true)
         }
-        self.audit_alone(NewEvent::new(caller.name(), "session.kill", id, Outcome::Success, json!({})))
-            .await;
-        Ok(())
+        .await;
+        match recorded {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no live session with that id")),
+            Err(e) if here => {
+                // Ended all the same; only its record is missing.
+                tracing::error!(error = %e.message, session = id, "could not record a session kill");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 }

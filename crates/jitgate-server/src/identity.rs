@@ -421,6 +421,9 @@ impl Core {
                     now,
                 )
                 .await?;
+                // The grant's sessions end on every instance, as for any revocation.
+                tx.send_session_kill(&crate::gateway::grant_ended(&g.id, crate::gateway::GRANT_REVOKED))
+                    .await?;
                 revoked.push(g);
             }
         }

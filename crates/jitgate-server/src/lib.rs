@@ -13,6 +13,7 @@ pub mod identity;
 pub mod mfa;
 pub mod openapi;
 pub mod policy;
+pub mod recording;
 pub mod routes;
 pub mod upstream;
 pub mod workflow;

@@ -118,7 +118,7 @@ impl Core {
 
     /// A role's login must be its own for a password of its own: a role without `login` uses
     /// the service login, whose password is set without a role.
-    fn credential_role<'a>(resource: &Resource, role: Option<&'a str>) -> Result<Option<RoleName>, ApiError> {
+    fn credential_role(resource: &Resource, role: Option<&str>) -> Result<Option<RoleName>, ApiError> {
         let Some(role) = role else { return Ok(None) };
         let name: RoleName = role.parse().map_err(|_| ApiError::not_found("role"))?;
         let policy = resource.roles.get(&name).ok_or_else(|| ApiError::not_found("role"))?;

@@ -830,6 +830,10 @@ impl Core {
             now,
         )
         .await?;
+        // Other instances end their sessions of the grant when this commits; this one when
+        // the event below reaches its kill switch.
+        tx.send_session_kill(&crate::gateway::grant_ended(id, crate::gateway::GRANT_REVOKED))
+            .await?;
         self.commit(tx, start).await?;
         self.publish(GrantEventKind::Revoked, &grant);
         Ok(grant)

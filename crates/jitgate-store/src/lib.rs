@@ -44,6 +44,55 @@ pub enum StoreError {
 
 /// The PostgreSQL notification channel for new deadlines.
 pub const DEADLINE_CHANNEL: &str = "jitgate_deadline";
+/// The PostgreSQL notification channel for gateway sessions to end on every instance.
+pub const SESSION_KILL_CHANNEL: &str = "jitgate_session_kill";
+
+/// Which gateway sessions a [`SessionKill`] ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KillTarget {
+    /// Every session of the grant.
+    Grant(String),
+    /// One session.
+    Session(String),
+}
+
+/// Gateway sessions to end wherever they run, and the reason their clients are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKill {
+    pub target: KillTarget,
+    pub reason: String,
+}
+
+impl SessionKill {
+    /// The notification payload: `{"grant": id, "reason": …}` or `{"session": id, "reason": …}`.
+    pub(crate) fn payload(&self) -> String {
+        let (key, id) = match &self.target {
+            KillTarget::Grant(id) => ("grant", id),
+            KillTarget::Session(id) => ("session", id),
+        };
+        serde_json::json!({ key: id, "reason": self.reason }).to_string()
+    }
+
+    pub(crate) fn from_payload(payload: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+        let reason = v.get("reason")?.as_str()?.to_owned();
+        let text = |key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_owned);
+        let target = match (text("grant"), text("session")) {
+            (Some(id), None) => KillTarget::Grant(id),
+            (None, Some(id)) => KillTarget::Session(id),
+            _ => return None,
+        };
+        Some(Self { target, reason })
+    }
+}
+
+/// One instance's subscription to the kills that every instance sharing the store sends.
+pub struct KillFeed {
+    pub kills: tokio::sync::broadcast::Receiver<SessionKill>,
+    /// True while the instance listens. Each change means kills may have been missed (sent while
+    /// the connection was down), so what they would have ended must be looked up in the store.
+    pub listening: tokio::sync::watch::Receiver<bool>,
+}
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -229,6 +278,9 @@ pub trait Store: Send + Sync + 'static {
     /// For a store shared by several instances: fires when any instance added a deadline (a
     /// request or a grant), so each expiry engine re-reads its next deadline.
     fn deadline_signal(&self) -> Option<Arc<tokio::sync::Notify>>;
+    /// For a store shared by several instances: the session kills any of them commits
+    /// ([`WriteTx::send_session_kill`]). `None` for a store one process uses alone.
+    fn session_kills(&self) -> Option<KillFeed>;
     async fn ping(&self) -> Result<()>;
     /// Begins a write transaction. It holds the audit chain's head until commit or drop.
     async fn write(&self) -> Result<Box<dyn WriteTx>>;
@@ -275,6 +327,9 @@ pub trait Store: Send + Sync + 'static {
     async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<DbSessionRecord>>;
     /// A person's alerts, newest first.
     async fn notifications(&self, recipient: &Username, limit: i64) -> Result<Vec<NotificationRecord>>;
+    /// Of the gateway sessions `ids`, those an administrator asked to end
+    /// ([`WriteTx::kill_db_session`]), with the reason.
+    async fn killed_db_sessions(&self, ids: &[String]) -> Result<Vec<(String, String)>>;
 }
 
 /// One all-or-nothing change. Dropping it without `commit` rolls everything back.
@@ -364,6 +419,12 @@ pub trait WriteTx: Send {
     async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>>;
     async fn insert_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;
     async fn end_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;
+    /// Records that a live gateway session is to end with `reason` (whichever instance runs
+    /// it); false when no session with that id is live.
+    async fn kill_db_session(&mut self, id: &str, reason: &str) -> Result<bool>;
+    /// Sends `kill` to every instance sharing the store, if this transaction commits
+    /// (PostgreSQL `NOTIFY`); nothing for a store one process uses alone.
+    async fn send_session_kill(&mut self, kill: &SessionKill) -> Result<()>;
 
     async fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     async fn delete_meta(&mut self, key: &str) -> Result<()>;

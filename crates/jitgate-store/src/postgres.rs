@@ -1,7 +1,8 @@
-use crate::Result;
-use sqlx::postgres::PgPoolOptions;
+use crate::{KillFeed, Result, SessionKill};
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use std::time::Duration;
+use tokio::sync::{broadcast, watch};
 
 /// PostgreSQL, for several jitgate instances sharing the load. Writers serialize on the audit
 /// head row (`SELECT … FOR UPDATE`), so the chain stays one line across instances.
@@ -11,6 +12,8 @@ pub struct PgStore {
     write: PgPool,
     cache: std::sync::Arc<crate::cache::Cache>,
     deadline_signal: Option<std::sync::Arc<tokio::sync::Notify>>,
+    kills: broadcast::Sender<SessionKill>,
+    listening: watch::Receiver<bool>,
     _listener: std::sync::Arc<ListenerTask>,
 }
 
@@ -23,6 +26,17 @@ impl Drop for ListenerTask {
     }
 }
 
+/// How long the listener waits before it tries to connect again.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+
+async fn listen(pool: &PgPool) -> Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    // A lost connection is for `run_listener` to see, not to be mended silently.
+    listener.eager_reconnect(false);
+    listener.listen_all([crate::DEADLINE_CHANNEL, crate::SESSION_KILL_CHANNEL]).await?;
+    Ok(listener)
+}
+
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
@@ -32,29 +46,78 @@ impl PgStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let signal = std::sync::Arc::new(tokio::sync::Notify::new());
-        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
-        listener.listen(crate::DEADLINE_CHANNEL).await?;
-        let wake = signal.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                // `recv` reconnects by itself after a lost connection; a notification missed
-                // meanwhile is covered by the engine's slow periodic re-read.
-                match listener.recv().await {
-                    Ok(_) => wake.notify_one(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "deadline notifications interrupted; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        });
+        let first = listen(&pool).await?;
+        let (kills, _) = broadcast::channel(1024);
+        let (listening_tx, listening) = watch::channel(true);
+        let task = tokio::spawn(run_listener(pool.clone(), first, signal.clone(), kills.clone(), listening_tx));
         Ok(Self {
             read: pool.clone(),
             write: pool,
             cache: crate::cache::Cache::disabled(),
             deadline_signal: Some(signal),
+            kills,
+            listening,
             _listener: std::sync::Arc::new(ListenerTask(task)),
         })
+    }
+
+    fn kill_feed(&self) -> Option<KillFeed> {
+        Some(KillFeed {
+            kills: self.kills.subscribe(),
+            listening: self.listening.clone(),
+        })
+    }
+}
+
+/// Hands each notification to whoever waits for it, and connects again when the connection is
+/// lost. `listening` is false from a lost connection until the next one listens, and every
+/// change of it tells the gateway that kills may have been missed; a deadline missed meanwhile
+/// is covered by waking the expiry engine on every new connection (and by its slow periodic
+/// re-read).
+async fn run_listener(
+    pool: PgPool,
+    first: PgListener,
+    deadlines: std::sync::Arc<tokio::sync::Notify>,
+    kills: broadcast::Sender<SessionKill>,
+    listening: watch::Sender<bool>,
+) {
+    let mut listener = Some(first);
+    loop {
+        let mut l = match listener.take() {
+            Some(l) => l,
+            None => match listen(&pool).await {
+                Ok(l) => {
+                    listening.send_replace(true);
+                    deadlines.notify_one();
+                    tracing::info!("store notifications resumed");
+                    l
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "store notifications still interrupted; retrying");
+                    tokio::time::sleep(RECONNECT_EVERY).await;
+                    continue;
+                }
+            },
+        };
+        // `try_recv` answers `None` when it lost its connection (after connecting again by
+        // itself, which may already have missed notifications), and an error when it could not
+        // connect again or anything else went wrong: either way start over on a new connection,
+        // so that the loss is seen.
+        let lost = loop {
+            match l.try_recv().await {
+                Ok(Some(n)) if n.channel() == crate::SESSION_KILL_CHANNEL => match SessionKill::from_payload(n.payload()) {
+                    // No receiver is fine: the gateway is not running.
+                    Some(kill) => drop(kills.send(kill)),
+                    None => tracing::warn!(payload = n.payload(), "unreadable session kill notification"),
+                },
+                Ok(Some(_)) => deadlines.notify_one(),
+                Ok(None) => break "connection lost".to_owned(),
+                Err(e) => break e.to_string(),
+            }
+        };
+        drop(l);
+        listening.send_replace(false);
+        tracing::warn!(error = %lost, "store notifications interrupted; reconnecting");
     }
 }
 

@@ -252,6 +252,10 @@ macro_rules! impl_store {
                 self.deadline_signal.clone()
             }
 
+            fn session_kills(&self) -> Option<crate::KillFeed> {
+                self.kill_feed()
+            }
+
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("SELECT 1").execute(&self.read).await?;
                 Ok(())
@@ -523,6 +527,22 @@ macro_rules! impl_store {
                         })
                     })
                     .collect()
+            }
+
+            async fn killed_db_sessions(&self, ids: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+                let mut killed = Vec::new();
+                for chunk in ids.chunks(1000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, kill_reason FROM db_sessions WHERE kill_reason IS NOT NULL AND id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.clone());
+                    }
+                    q.push(")");
+                    for r in q.build().fetch_all(&self.read).await? {
+                        killed.push((r.try_get("id")?, r.try_get("kill_reason")?));
+                    }
+                }
+                Ok(killed)
             }
 
             async fn notifications(&self, recipient: &Username, limit: i64) -> Result<Vec<NotificationRecord>, StoreError> {
@@ -984,6 +1004,27 @@ macro_rules! impl_store {
                 .bind(d.statements)
                 .execute(&mut *self.tx)
                 .await?;
+                Ok(())
+            }
+
+            async fn kill_db_session(&mut self, id: &str, reason: &str) -> Result<bool, StoreError> {
+                let r = sqlx::query("UPDATE db_sessions SET kill_reason = $2 WHERE id = $1 AND ended_at IS NULL")
+                    .bind(id)
+                    .bind(reason)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn send_session_kill(&mut self, kill: &crate::SessionKill) -> Result<(), StoreError> {
+                if $backend == "postgres" {
+                    // Delivered at commit, and only then, to every instance (see PgStore).
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(crate::SESSION_KILL_CHANNEL)
+                        .bind(kill.payload())
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
                 Ok(())
             }
 

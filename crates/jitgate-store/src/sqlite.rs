@@ -93,6 +93,11 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// One process uses a SQLite store: its kills never need to reach another.
+    fn kill_feed(&self) -> Option<crate::KillFeed> {
+        None
+    }
+
     /// Bulk reads of the audit log (verification and export read every row). sqlx hands each
     /// SQLite row from its connection thread to the caller separately, which costs about 7 µs a
     /// row; rusqlite in a blocking task reads the same rows with the same SQL several times

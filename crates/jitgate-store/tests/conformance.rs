@@ -9,8 +9,8 @@ use jitgate_core::policy::Resource;
 use jitgate_core::request::{AccessRequest, Decision, RequestStatus, Review};
 use jitgate_core::Timestamp;
 use jitgate_store::{
-    testing, AttemptRecord, ChallengeRecord, GrantFilter, NotificationRecord, PasskeyRecord, RequestFilter, ResourceCredentialRecord,
-    SessionRecord, Source, Store, StoreError, TotpRecord, UserRecord,
+    testing, AttemptRecord, ChallengeRecord, DbSessionRecord, GrantFilter, KillTarget, NotificationRecord, PasskeyRecord, RequestFilter,
+    ResourceCredentialRecord, SessionKill, SessionRecord, Source, Store, StoreError, TotpRecord, UserRecord,
 };
 use serde_json::json;
 
@@ -616,6 +616,80 @@ async fn break_glass_and_notifications(store: &dyn Store) {
     assert!(store.requests_awaiting_ack(10).await.unwrap().is_empty());
 }
 
+fn db_session(id: &str) -> DbSessionRecord {
+    DbSessionRecord {
+        id: id.into(),
+        grant_id: "g1".into(),
+        user: u("alice"),
+        resource: ResourceName::parse("prod-db").unwrap(),
+        role: "read".into(),
+        peer: "127.0.0.1:5000".into(),
+        started_at: t(10),
+        ended_at: None,
+        end_reason: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        statements: 0,
+    }
+}
+
+async fn session_kills(store: &dyn Store) {
+    let mut tx = store.write().await.unwrap();
+    for id in ["s1", "s2", "s3"] {
+        tx.insert_db_session(&db_session(id)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut feed = store.session_kills();
+    assert_eq!(
+        feed.is_some(),
+        store.backend() == "postgres",
+        "only a shared store sends kills to other instances"
+    );
+    let kill = |target: KillTarget| SessionKill {
+        target,
+        reason: "session ended by an administrator".into(),
+    };
+    let ids: Vec<String> = ["s1", "s2", "s3", "nope"].map(String::from).to_vec();
+
+    // A kill rolled back is neither recorded nor sent.
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.kill_db_session("s1", "session ended by an administrator").await.unwrap());
+    tx.send_session_kill(&kill(KillTarget::Session("s1".into()))).await.unwrap();
+    drop(tx);
+    assert!(store.killed_db_sessions(&ids).await.unwrap().is_empty());
+
+    // Committed: recorded, and sent in order.
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.kill_db_session("s2", "session ended by an administrator").await.unwrap());
+    assert!(!tx.kill_db_session("nope", "x").await.unwrap(), "no such session");
+    tx.send_session_kill(&kill(KillTarget::Session("s2".into()))).await.unwrap();
+    tx.send_session_kill(&kill(KillTarget::Grant("g1".into()))).await.unwrap();
+    let mut ended = db_session("s3");
+    ended.ended_at = Some(t(20));
+    ended.end_reason = Some("client_left".into());
+    tx.end_db_session(&ended).await.unwrap();
+    assert!(!tx.kill_db_session("s3", "x").await.unwrap(), "an ended session is not live");
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.killed_db_sessions(&ids).await.unwrap(),
+        vec![("s2".to_owned(), "session ended by an administrator".to_owned())]
+    );
+    assert!(store.killed_db_sessions(&[]).await.unwrap().is_empty());
+    if let Some(feed) = feed.as_mut() {
+        assert!(*feed.listening.borrow());
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let k = tokio::time::timeout(std::time::Duration::from_secs(5), feed.kills.recv()).await;
+            got.push(k.expect("the kill arrives").unwrap());
+        }
+        assert_eq!(
+            got,
+            [kill(KillTarget::Session("s2".into())), kill(KillTarget::Grant("g1".into()))],
+            "the rolled-back kill never comes"
+        );
+    }
+}
+
 macro_rules! conformance {
     ($($case:ident),*) => {
         mod sqlite {
@@ -654,6 +728,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "meta" => meta(&*store).await,
         "second_factors" => second_factors(&*store).await,
         "break_glass_and_notifications" => break_glass_and_notifications(&*store).await,
+        "session_kills" => session_kills(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -666,5 +741,6 @@ conformance!(
     writers_are_serialized,
     meta,
     second_factors,
-    break_glass_and_notifications
+    break_glass_and_notifications,
+    session_kills
 );

@@ -481,3 +481,80 @@ async fn a_quarantine_role_keeps_what_a_grant_made_powerless() {
     // that can do nothing.
     assert_eq!(up.sql("SELECT public.planted()"), quarantine);
 }
+
+#[tokio::test]
+async fn the_record_cannot_be_evaded_by_padding_encoding_or_function_calls() {
+    let (s, alice, _grant, up) = with_grant_and_upstream(TestServer::spawn(true).await).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // 1. Padding: 5,000 characters of comment before the part that matters.
+    let padded = format!("SELECT 1 /* {} */, 'the part that matters' AS hidden", "x".repeat(5000));
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let out = run(psql(&s, "alice", "pg", t.token.expose(), &padded)).await;
+    assert!(out.status.success(), "{out:?}");
+
+    // 2. Another client encoding: LATIN1 bytes after a SET, in one file.
+    let file = dir.path().join("latin1.sql");
+    std::fs::write(
+        &file,
+        b"SET client_encoding = 'LATIN1';\nSELECT 'caf\xe9' AS drink, 'after the accent' AS rest;\n",
+    )
+    .unwrap();
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let out = run(psql_with(&s, "alice", "pg", t.token.expose(), &["-f", file.to_str().unwrap()])).await;
+    assert!(out.status.success(), "{out:?}");
+
+    // 3. A FunctionCall message, and 4. COPY out.
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let mut c = raw::Conn::open(gateway(&s), "alice", "pg", t.token.expose()).await;
+    let set_config: u32 = up.sql("SELECT 'set_config'::regproc::oid").parse().unwrap();
+    assert!(c.function_call(set_config, &["role", "none", "false"]).await.errors.is_empty());
+    drop(c);
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let out = run(psql(
+        &s,
+        "alice",
+        "pg",
+        t.token.expose(),
+        "COPY (SELECT generate_series(1, 1000)) TO STDOUT",
+    ))
+    .await;
+    assert!(out.status.success(), "{out:?}");
+
+    crate::support::eventually("every statement is recorded", || async {
+        let all = recorded_statements(&s).await;
+        all.iter().any(|st| st["kind"] == "function_call")
+            && all.iter().any(|st| st["text"].as_str().is_some_and(|t| t.starts_with("COPY")))
+    })
+    .await;
+    let all = recorded_statements(&s).await;
+    let padded_rec = all.iter().find(|st| st["truncated"] == true).expect("the padded statement");
+    assert_eq!(padded_rec["length"], padded.len());
+    assert_eq!(padded_rec["sha256"], hex_sha256(padded.as_bytes()));
+    assert!(
+        padded_rec["tail"].as_str().unwrap().ends_with("'the part that matters' AS hidden"),
+        "{padded_rec}"
+    );
+    let latin = all
+        .iter()
+        .find(|st| st["text"].as_str().is_some_and(|t| t.contains("drink")))
+        .expect("the LATIN1 statement");
+    let text = latin["text"].as_str().unwrap();
+    assert!(text.contains("'café' AS drink, 'after the accent' AS rest"), "{latin}");
+    assert_eq!(latin["encoding"], "LATIN1");
+    let call = all.iter().find(|st| st["kind"] == "function_call").unwrap();
+    assert_eq!(call["function_oid"], set_config);
+    assert_eq!(call["argument_sizes"], serde_json::json!([4, 4, 5]));
+    crate::support::eventually("COPY volumes are on the record", || async {
+        let events = s.admin.all_audit_events(0).await.unwrap();
+        events
+            .iter()
+            .any(|e| e.action == "session.end" && e.details["copy_out_bytes"].as_u64().is_some_and(|n| n > 3000))
+    })
+    .await;
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -158,6 +158,12 @@ impl TestServer {
         self.settings.clone()
     }
 
+    /// A second instance on this one's PostgreSQL store, secrets and signing keys (and manual
+    /// clock), with its own API and gateway ports.
+    pub async fn another_instance(&self) -> Self {
+        Self::restart(self.settings_for_another_instance(), self.clock.clone(), self.dir.clone()).await
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

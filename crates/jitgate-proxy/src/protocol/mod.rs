@@ -11,6 +11,7 @@ pub mod backend;
 pub mod framing;
 pub mod frontend;
 pub mod startup;
+pub mod statement;
 
 /// The longest regular message accepted from a client (a large COPY chunk or statement).
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -68,18 +69,30 @@ pub fn exercise(data: &[u8]) {
     let _ = startup::parse(data);
     if let Ok(Some(end)) = message_end(data, MAX_MESSAGE) {
         assert!(end <= data.len(), "framing claimed more than it was given");
-        let _ = frontend::statement(&data[..end]);
         let _ = frontend::password(&data[..end]);
         let _ = frontend::is_terminate(&data[..end]);
     }
     // The relay's framer, fed the same bytes in two pieces: it consumes all it is given (or
-    // refuses a length), and its captures stay within their limit.
-    let mut framer = framing::Framer::with_max_len(b"QP", 64, 1 << 20);
+    // refuses a length), and the statement reader takes any body without complaint.
+    let mut framer = framing::Framer::with_max_len(b"QPF", 1 << 20);
     let mid = data.len() / 2;
+    let mut capture: Option<statement::StatementCapture> = None;
     let mut each = |e: framing::Event<'_>| {
-        if let framing::Event::Captured(c) = e {
-            assert!(c.body.len() <= 64, "a capture outgrew its limit");
-            let _ = frontend::statement_in_body(c.kind, &c.body);
+        match e {
+            framing::Event::Start(kind, len) => {
+                capture = statement::StatementKind::of(kind).map(|k| statement::StatementCapture::new(k, len))
+            }
+            framing::Event::Body(b) => {
+                if let Some(c) = capture.as_mut() {
+                    c.feed(b);
+                }
+            }
+            framing::Event::End(_) => {
+                if let Some(c) = capture.take() {
+                    let s = c.finish(1, "UTF8".into());
+                    assert!(s.head.len() <= statement::TEXT_CAP, "a head outgrew the cap");
+                }
+            }
         }
         true
     };

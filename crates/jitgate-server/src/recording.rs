@@ -1,0 +1,193 @@
+//! Statements on the record: the gateway's batches of recorded statements become audit events,
+//! one per batch (a busy session costs one event per batch, not one per statement), written by
+//! one task. The text is decoded from the session's client encoding here, off the relay's
+//! path; bytes that do not decode are kept as `\xNN` escapes, so nothing is cut short. A batch
+//! that cannot be written is retried until it is; meanwhile the bounded queue fills and the
+//! sessions wait, so a statement is never dropped.
+
+use crate::core::AppState;
+use jitgate_core::audit::{NewEvent, Outcome};
+use jitgate_proxy::protocol::statement::RecordedStatement;
+use jitgate_proxy::relay::StatementBatch;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Batches waiting for the writer; beyond this, sessions wait for room.
+pub const QUEUE: usize = 1024;
+/// Batches written in one transaction at most.
+const PER_TRANSACTION: usize = 64;
+
+/// The text as the session's client encoding says, with undecodable bytes as `\xNN`.
+pub fn decode(bytes: &[u8], encoding: &str) -> String {
+    let name = encoding.to_ascii_uppercase().replace(['-', '_'], "");
+    // LATIN1 is ISO 8859-1 exactly (byte = code point); the WHATWG tables encoding_rs has map
+    // that label to windows-1252, which differs in 0x80-0x9F.
+    if name == "LATIN1" {
+        return bytes.iter().map(|&b| char::from(b)).collect();
+    }
+    let label = match name.as_str() {
+        "UTF8" | "UNICODE" | "SQLASCII" => None,
+        "LATIN2" => Some("iso-8859-2"),
+        "LATIN3" => Some("iso-8859-3"),
+        "LATIN4" => Some("iso-8859-4"),
+        "LATIN5" => Some("iso-8859-9"),
+        "LATIN6" => Some("iso-8859-10"),
+        "LATIN7" => Some("iso-8859-13"),
+        "LATIN8" => Some("iso-8859-14"),
+        "LATIN9" => Some("iso-8859-15"),
+        "LATIN10" => Some("iso-8859-16"),
+        "ISO88595" => Some("iso-8859-5"),
+        "ISO88596" => Some("iso-8859-6"),
+        "ISO88597" => Some("iso-8859-7"),
+        "ISO88598" => Some("iso-8859-8"),
+        "KOI8R" => Some("koi8-r"),
+        "KOI8U" => Some("koi8-u"),
+        "EUCJP" | "EUCJIS2004" => Some("euc-jp"),
+        "SJIS" | "SHIFTJIS2004" => Some("shift_jis"),
+        "EUCKR" | "UHC" => Some("euc-kr"),
+        "GBK" | "GB18030" | "EUCCN" => Some("gb18030"),
+        "BIG5" => Some("big5"),
+        win if win.starts_with("WIN") => match &win[3..] {
+            "866" => Some("ibm866"),
+            "874" => Some("windows-874"),
+            n @ ("1250" | "1251" | "1252" | "1253" | "1254" | "1255" | "1256" | "1257" | "1258") => {
+                return decode_with(bytes, &format!("windows-{n}"));
+            }
+            _ => None,
+        },
+        _ => return escaped(bytes, false),
+    };
+    match label {
+        Some(l) => decode_with(bytes, l),
+        None => escaped(bytes, true),
+    }
+}
+
+fn decode_with(bytes: &[u8], label: &str) -> String {
+    match encoding_rs::Encoding::for_label(label.as_bytes()) {
+        Some(enc) => match enc.decode_without_bom_handling_and_without_replacement(bytes) {
+            Some(text) => text.into_owned(),
+            None => escaped(bytes, false),
+        },
+        None => escaped(bytes, false),
+    }
+}
+
+/// UTF-8 where it is valid (when `utf8`), printable ASCII otherwise, the rest as `\xNN`.
+fn escaped(bytes: &[u8], utf8: bool) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if utf8 {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    out.push_str(s);
+                    break;
+                }
+                Err(e) => {
+                    let (good, bad) = rest.split_at(e.valid_up_to());
+                    out.push_str(std::str::from_utf8(good).unwrap_or_default());
+                    let n = e.error_len().unwrap_or(bad.len()).max(1);
+                    for b in &bad[..n] {
+                        out.push_str(&format!("\\x{b:02X}"));
+                    }
+                    rest = &bad[n..];
+                }
+            }
+        } else {
+            for &b in rest {
+                if b.is_ascii() && !b.is_ascii_control() || matches!(b, b'\n' | b'\t' | b'\r') {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("\\x{b:02X}"));
+                }
+            }
+            break;
+        }
+    }
+    out
+}
+
+/// One statement as the audit event shows it.
+pub fn statement_json(s: &RecordedStatement) -> Value {
+    let mut v = json!({"n": s.seq, "kind": s.kind.as_str()});
+    if let Some((oid, sizes)) = &s.function {
+        v["function_oid"] = json!(oid);
+        v["argument_sizes"] = json!(sizes);
+    } else {
+        v["text"] = json!(decode(&s.head, &s.encoding));
+        v["length"] = json!(s.len);
+    }
+    if let Some(hash) = s.sha256 {
+        v["truncated"] = json!(true);
+        v["tail"] = json!(decode(&s.tail, &s.encoding));
+        v["sha256"] = json!(hex::encode(hash));
+    }
+    if !s.encoding.eq_ignore_ascii_case("UTF8") {
+        v["encoding"] = json!(&*s.encoding);
+    }
+    v
+}
+
+/// Writes batches to the audit log until every sender is gone.
+pub async fn write_statements(core: AppState, mut rx: mpsc::Receiver<StatementBatch>) {
+    let mut batches = Vec::new();
+    let mut delay = Duration::from_millis(100);
+    while rx.recv_many(&mut batches, PER_TRANSACTION).await > 0 {
+        loop {
+            match write(&core, &batches).await {
+                Ok(()) => {
+                    batches.clear();
+                    delay = Duration::from_millis(100);
+                    break;
+                }
+                Err(e) => {
+                    // Kept, and tried again: the queue fills meanwhile and sessions wait.
+                    tracing::error!(error = %e.message, "could not record session statements; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+async fn write(core: &AppState, batches: &[StatementBatch]) -> Result<(), crate::error::ApiError> {
+    let (mut tx, start) = core.begin().await?;
+    for b in batches {
+        let statements: Vec<Value> = b.statements.iter().map(statement_json).collect();
+        tx.append_audit(
+            NewEvent::new(
+                "gateway",
+                "session.statements",
+                &*b.session,
+                Outcome::Success,
+                json!({"statements": statements}),
+            ),
+            core.now(),
+        )
+        .await?;
+    }
+    core.commit(tx, start).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_decoded_in_the_client_encoding_and_never_cut() {
+        assert_eq!(decode("SELECT 'é'".as_bytes(), "UTF8"), "SELECT 'é'");
+        assert_eq!(decode(b"SELECT '\xe9t\xe9'; UPDATE t", "LATIN1"), "SELECT 'été'; UPDATE t");
+        assert_eq!(decode(b"SELECT '\xe9'", "WIN1252"), "SELECT 'é'");
+        assert_eq!(decode(b"SELECT '\xf0\xc9'", "KOI8R"), "SELECT 'Пи'");
+        // Invalid UTF-8 in a UTF8 session: escaped, and what follows is still there.
+        assert_eq!(decode(b"SELECT 1 \xff; DROP TABLE t", "UTF8"), "SELECT 1 \\xFF; DROP TABLE t");
+        // An encoding without a table here: ASCII kept, the rest escaped.
+        assert_eq!(
+            decode(b"SELECT '\x8e\xa1'; DROP TABLE t", "MULE_INTERNAL"),
+            "SELECT '\\x8E\\xA1'; DROP TABLE t"
+        );
+    }
+}
