@@ -112,6 +112,8 @@ enum Wake {
     /// The store's listener lost its connection or has a new one.
     Listening(bool),
     Tick,
+    /// The check against the store finished.
+    Checked,
     Stop,
 }
 
@@ -129,7 +131,10 @@ async fn end_sessions_with_their_grants(core: AppState, mut stop: watch::Receive
     };
     let mut tick = tokio::time::interval(RECHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The check running, and whether another is due once it is done (it may have read the
+    // store before what made the next one due).
     let mut check: Option<tokio::task::JoinHandle<()>> = None;
+    let mut due = false;
     loop {
         let deaf = listening.as_ref().is_some_and(|l| !*l.borrow());
         let wake = tokio::select! {
@@ -141,6 +146,11 @@ async fn end_sessions_with_their_grants(core: AppState, mut stop: watch::Receive
                 Some(*l.borrow_and_update())
             } => Wake::Listening(up),
             _ = tick.tick(), if deaf => Wake::Tick,
+            _ = async {
+                if let Some(c) = check.as_mut() {
+                    let _ = c.await;
+                }
+            }, if due && check.is_some() => Wake::Checked,
             _ = stop.wait_for(|s| *s) => Wake::Stop,
         };
         let recheck = match wake {
@@ -171,11 +181,17 @@ async fn end_sessions_with_their_grants(core: AppState, mut stop: watch::Receive
                 true
             }
             Wake::Tick => true,
+            Wake::Checked => {
+                check = None;
+                false
+            }
             Wake::Grant(Err(broadcast::error::RecvError::Closed)) | Wake::Stop => break,
         };
         // One check at a time: with the store slow or down, checks do not pile up.
-        if recheck && check.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+        due |= recheck;
+        if due && check.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
             check = Some(tokio::spawn(check_sessions_against_store(core.clone())));
+            due = false;
         }
     }
 }
