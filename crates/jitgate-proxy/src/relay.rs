@@ -330,11 +330,7 @@ fn on_upstream_event(event: Event<'_>, seen: &mut FromClient, stats: &mut Sessio
         Event::Start(b'Z', _) => seen.awaiting_ready = seen.awaiting_ready.saturating_sub(1),
         Event::Start(b'd', len) => stats.copy_out_bytes += u64::from(len),
         Event::Start(b'S', _) => status.clear(),
-        Event::Body(piece) => {
-            if status.len() + piece.len() <= MAX_STATUS {
-                status.extend_from_slice(piece);
-            }
-        }
+        Event::Body(piece) if status.len() + piece.len() <= MAX_STATUS => status.extend_from_slice(piece),
         // The upstream reports every change of client_encoding (SET, set_config, RESET ...):
         // later statements are read in it.
         Event::End(b'S') => {
@@ -435,7 +431,7 @@ mod tests {
             .write_all(&[msg(b'S', b"client_encoding\0LATIN1\0"), msg(b'Z', b"I")].concat())
             .await
             .unwrap();
-        let mut answer = vec![0u8; 35];
+        let mut answer = vec![0u8; 34];
         client.read_exact(&mut answer).await.unwrap();
         client.write_all(&msg(b'Q', b"SELECT '\xe9t\xe9'\0")).await.unwrap();
         client.write_all(&msg(b'X', b"")).await.unwrap();
@@ -455,14 +451,31 @@ mod tests {
         // Room for one batch only, and nobody reading yet.
         let (rec, mut rx) = recording(1);
         let relay = tokio::spawn(async move { relay(&mut client_end, &mut upstream_end, kill, Some(rec)).await });
-        let many: Vec<u8> = (0..BATCH * 3).flat_map(|i| msg(b'Q', format!("SELECT {i}\0").as_bytes())).collect();
+        let passed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = passed.clone();
         let drain = tokio::spawn(async move {
             let mut sink = vec![0u8; 1 << 16];
-            while upstream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+            while let Ok(n @ 1..) = upstream.read(&mut sink).await {
+                counted.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+            }
         });
-        client.write_all(&many).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Three full batches, one write each: the first fills the queue, the relay waits with
+        // the second, and the third stays unread.
+        let mut sizes = Vec::new();
+        for round in 0..3 {
+            let batch: Vec<u8> = (0..BATCH)
+                .flat_map(|i| msg(b'Q', format!("SELECT {}\0", round * BATCH + i).as_bytes()))
+                .collect();
+            sizes.push(batch.len());
+            client.write_all(&batch).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert!(!relay.is_finished());
+        assert_eq!(
+            passed.load(std::sync::atomic::Ordering::SeqCst),
+            sizes[0] + sizes[1],
+            "the session is held while its record cannot keep up"
+        );
         // The session waits; once the writer reads, everything arrives, in order, complete.
         let first = rx.recv().await.unwrap();
         assert_eq!(first.statements.len(), BATCH);

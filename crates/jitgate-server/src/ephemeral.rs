@@ -272,7 +272,8 @@ pub async fn run_provisioner(core: AppState, mut stop: tokio::sync::watch::Recei
                         }
                     }
                     GrantEventKind::Expired | GrantEventKind::Revoked => {
-                        if !core.retire_ephemeral(&e.grant.id).await {
+                        let gone = core.retire_ephemeral(&e.grant.id).await;
+                        if !gone {
                             backoff.insert(e.grant.id.clone(), Backoff { attempts: 1, next: tokio::time::Instant::now() + retry_delay(0) });
                         }
                     }

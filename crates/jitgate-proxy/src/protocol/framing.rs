@@ -146,7 +146,10 @@ mod tests {
 
     /// Feeds `stream` in pieces of `step` bytes; returns kinds started, the bodies handed over
     /// (joined), and whether the end is a boundary.
-    fn run(stream: &[u8], step: usize) -> (Vec<u8>, Vec<(u8, Vec<u8>)>, bool) {
+    /// Kinds started, (kind, body) handed over, and whether the stream ends at a boundary.
+    type Framed = (Vec<u8>, Vec<(u8, Vec<u8>)>, bool);
+
+    fn run(stream: &[u8], step: usize) -> Framed {
         let mut f = Framer::new(b"QP");
         let (mut kinds, mut bodies) = (Vec::new(), Vec::new());
         let mut current = Vec::new();
