@@ -192,8 +192,13 @@ fn gateway_tls(settings: &Settings) -> Result<(Arc<tokio_rustls::rustls::ServerC
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("{}: {e}", k.display())),
                     _ => {}
                 }
-                let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                    .map_err(|e| format!("cannot make a certificate: {e}"))?;
+                let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+                // The name clients are told to use, when it is another (made into the first
+                // certificate only: change it later with a certificate of your own).
+                if let Some(h) = settings.gateway_public_host.as_ref().filter(|h| !names.contains(h)) {
+                    names.push(h.clone());
+                }
+                let pair = rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot make a certificate: {e}"))?;
                 let key = pair.signing_key.serialize_pem();
                 read_or_create_private_file(&k, || zeroize::Zeroizing::new(key))?;
                 std::fs::write(&c, pair.cert.pem()).map_err(|e| format!("{}: {e}", c.display()))?;

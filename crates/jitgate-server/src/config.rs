@@ -59,6 +59,9 @@ pub struct Settings {
     /// connect token; `None`: the last certificate of the configured chain (or the
     /// self-signed one).
     pub gateway_tls_ca: Option<PathBuf>,
+    /// The host name clients reach the gateway by (and its certificate names), handed out with
+    /// connect tokens; `None`: the listen address (`127.0.0.1` when it listens on all).
+    pub gateway_public_host: Option<String>,
 }
 
 /// One person on call from `from` until `until`.
@@ -97,6 +100,7 @@ impl Default for Settings {
             gateway: Some(SocketAddr::from(([127, 0, 0, 1], 6432))),
             gateway_tls: None,
             gateway_tls_ca: None,
+            gateway_public_host: None,
         }
     }
 }
@@ -199,6 +203,7 @@ struct GatewaySection {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
+    public_host: Option<String>,
 }
 
 impl Default for GatewaySection {
@@ -209,6 +214,7 @@ impl Default for GatewaySection {
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
+            public_host: None,
         }
     }
 }
@@ -355,6 +361,15 @@ impl Settings {
             ));
         }
         settings.gateway_tls_ca = parsed.gateway.tls_ca;
+        if let Some(h) = parsed.gateway.public_host.as_deref() {
+            if h.is_empty() || h.contains(['/', ' ', ':']) && h.parse::<std::net::IpAddr>().is_err() {
+                return Err(err_at(
+                    text.find("public_host").unwrap_or(0),
+                    format!("gateway.public_host must be a host name or IP address, not {h:?}"),
+                ));
+            }
+        }
+        settings.gateway_public_host = parsed.gateway.public_host;
         settings.gateway = if parsed.gateway.enabled {
             parsed.gateway.listen.or(settings.gateway)
         } else {
@@ -444,6 +459,24 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
         assert!(err.reason.contains("not a duration"), "{err}");
         let err = Settings::from_toml("x.toml", &GOOD.replace("alice", "Alice")).unwrap_err();
         assert!(err.reason.contains("not a valid user name"), "{err}");
+    }
+
+    #[test]
+    fn gateway_public_host_and_db_role() {
+        let with = |extra: &str| Settings::from_toml("x.toml", &format!("[gateway]\n{extra}\n{GOOD}"));
+        assert_eq!(
+            with("public_host = \"db-gw.example.com\"").unwrap().gateway_public_host.as_deref(),
+            Some("db-gw.example.com")
+        );
+        let err = with("public_host = \"http://x\"").unwrap_err();
+        assert!(err.reason.contains("public_host"), "{err}");
+        // SET ROLE is no boundary: a role that asks for it is refused, with what to do instead.
+        let text = GOOD.replace("max_duration", "db_role = \"reader\"\nmax_duration");
+        let err = Settings::from_toml("x.toml", &text).unwrap_err();
+        assert!(
+            err.reason.contains("db_role is no longer supported") && err.reason.contains("login"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -613,7 +613,11 @@ impl Core {
             role: record.role,
             grant_id: record.grant_id,
             expires_at: record.expires_at,
-            host: gateway.ip().to_string(),
+            host: match &self.settings.gateway_public_host {
+                Some(h) => h.clone(),
+                None if gateway.ip().is_unspecified() => "127.0.0.1".to_owned(),
+                None => gateway.ip().to_string(),
+            },
             port: gateway.port(),
             dbname: resource.name.to_string(),
             uses,
