@@ -133,48 +133,77 @@ impl StoredEvent {
     /// `{"v":1,"seq":…,"ts":…,"actor":…,"action":…,"target":…,"outcome":…,"details":…,"prev_hash":…}`
     /// written compactly in that order.
     pub fn compute_hash(&self) -> String {
-        let mut buf = Vec::with_capacity(160 + self.details_json.len() + self.actor.len() + self.target.len());
-        buf.extend_from_slice(b"{\"v\":1,\"seq\":");
-        buf.extend_from_slice(self.seq.to_string().as_bytes());
-        buf.extend_from_slice(b",\"ts\":");
-        buf.extend_from_slice(self.ts.to_string().as_bytes());
-        for (key, value) in [
-            ("actor", &self.actor),
-            ("action", &self.action),
-            ("target", &self.target),
-            ("outcome", &self.outcome),
-        ] {
-            buf.extend_from_slice(b",\"");
-            buf.extend_from_slice(key.as_bytes());
-            buf.extend_from_slice(b"\":");
-            // Writing a &str to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut buf, value);
-        }
-        buf.extend_from_slice(b",\"details\":");
-        buf.extend_from_slice(self.details_json.as_bytes());
-        buf.extend_from_slice(b",\"prev_hash\":");
-        let _ = serde_json::to_writer(&mut buf, &self.prev_hash);
-        buf.push(b'}');
-        hex::encode(Sha256::digest(&buf))
+        hash_of(
+            self.seq,
+            self.ts,
+            [&self.actor, &self.action, &self.target, &self.outcome],
+            &self.details_json,
+            &self.prev_hash,
+        )
     }
+}
+
+/// The hash of an event from its parts (`texts`: actor, action, target, outcome), as
+/// [`StoredEvent::compute_hash`] describes.
+fn hash_of(seq: i64, ts: i64, texts: [&String; 4], details_json: &str, prev_hash: &str) -> String {
+    let mut buf = Vec::with_capacity(160 + details_json.len() + texts[0].len() + texts[2].len());
+    buf.extend_from_slice(b"{\"v\":1,\"seq\":");
+    buf.extend_from_slice(seq.to_string().as_bytes());
+    buf.extend_from_slice(b",\"ts\":");
+    buf.extend_from_slice(ts.to_string().as_bytes());
+    for (key, value) in ["actor", "action", "target", "outcome"].into_iter().zip(texts) {
+        buf.extend_from_slice(b",\"");
+        buf.extend_from_slice(key.as_bytes());
+        buf.extend_from_slice(b"\":");
+        // Writing a &str to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut buf, value);
+    }
+    buf.extend_from_slice(b",\"details\":");
+    buf.extend_from_slice(details_json.as_bytes());
+    buf.extend_from_slice(b",\"prev_hash\":");
+    let _ = serde_json::to_writer(&mut buf, prev_hash);
+    buf.push(b'}');
+    hex::encode(Sha256::digest(&buf))
 }
 
 /// The one text a JSON value is hashed and stored as: compact, object keys sorted at every
 /// level. The keys are sorted here rather than left to `serde_json::Map`, whose order depends
 /// on a cargo feature (`preserve_order`) that any crate in the build can switch on.
 pub fn canonical_json(v: &serde_json::Value) -> String {
-    serde_json::to_string(&sorted(v)).unwrap_or_default()
+    let mut out = String::with_capacity(128);
+    write_canonical(v, &mut out);
+    out
 }
 
-fn sorted(v: &serde_json::Value) -> serde_json::Value {
+/// Writes `v` as serde_json's compact form with every object's keys sorted, without copying
+/// the value (the events of a busy gateway carry batches of statements).
+fn write_canonical(v: &serde_json::Value, out: &mut String) {
     match v {
         serde_json::Value::Object(map) => {
             let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
         }
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(sorted).collect()),
-        other => other.clone(),
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&serde_json::to_string(other).unwrap_or_default()),
     }
 }
 
@@ -200,6 +229,12 @@ impl ChainHead {
 
     /// Places `event` after this head at time `ts_ms` and moves the head on.
     pub fn append(&mut self, event: NewEvent, ts_ms: i64) -> AuditEvent {
+        self.append_stored(event, ts_ms).0
+    }
+
+    /// Like [`ChainHead::append`], also returning the details as the canonical text they are
+    /// hashed as (and stored as: written once, not again at commit).
+    pub fn append_stored(&mut self, event: NewEvent, ts_ms: i64) -> (AuditEvent, String) {
         let mut out = AuditEvent {
             seq: self.seq + 1,
             ts: ts_ms,
@@ -211,10 +246,17 @@ impl ChainHead {
             prev_hash: self.hash.clone(),
             hash: String::new(),
         };
-        out.hash = compute_hash(&out);
+        let details_json = canonical_json(&out.details);
+        out.hash = hash_of(
+            out.seq,
+            out.ts,
+            [&out.actor, &out.action, &out.target, &out.outcome],
+            &details_json,
+            &out.prev_hash,
+        );
         self.seq = out.seq;
         self.hash = out.hash.clone();
-        out
+        (out, details_json)
     }
 }
 

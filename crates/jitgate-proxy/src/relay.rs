@@ -73,9 +73,9 @@ const MAX_CLIENT_MESSAGE: u32 = 0x3fff_ffff + 4;
 /// arrives whole; after that the connection is closed without it.
 const FINISH_WITHIN: Duration = Duration::from_millis(100);
 /// Recorded statements go to the record writer in batches of at most this many...
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 /// ...or after this long, whichever comes first.
-const BATCH_WITHIN: Duration = Duration::from_millis(20);
+const BATCH_WITHIN: Duration = Duration::from_millis(50);
 /// The longest ParameterStatus body read (for `client_encoding`).
 const MAX_STATUS: usize = 256;
 
@@ -153,14 +153,24 @@ where
         }
     };
     tokio::pin!(killed);
+    // One timer for sending a batch that is not full, set when a batch starts (a new timer per
+    // message would cost a timer-wheel registration each).
+    let flush = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(flush);
+    let mut flush_set_for = None;
     // Only the client hears why a protocol error ended its session; the upstream is not told.
     let mut client_broke_protocol = false;
     let end = 'relay: loop {
-        let batch_due = seen.batch_due;
+        if seen.batch_due != flush_set_for {
+            if let Some(due) = seen.batch_due {
+                flush.as_mut().reset(due);
+            }
+            flush_set_for = seen.batch_due;
+        }
         tokio::select! {
             biased;
             why = &mut killed => break EndReason::Killed(why),
-            () = async { tokio::time::sleep_until(batch_due.unwrap_or_else(Instant::now)).await }, if batch_due.is_some() => {
+            () = &mut flush, if seen.batch_due.is_some() => {
                 if let Some(r) = &recording {
                     tokio::select! {
                         biased;
@@ -284,7 +294,7 @@ async fn send_batch(r: &Recording, seen: &mut FromClient) -> bool {
     };
     permit.send(StatementBatch {
         session: r.session.clone(),
-        statements: std::mem::take(&mut seen.batch),
+        statements: std::mem::replace(&mut seen.batch, Vec::with_capacity(BATCH)),
     });
     seen.batch_due = None;
     true

@@ -16,10 +16,16 @@ use tokio::sync::mpsc;
 /// Batches waiting for the writer; beyond this, sessions wait for room.
 pub const QUEUE: usize = 1024;
 /// Batches written in one transaction at most.
-const PER_TRANSACTION: usize = 64;
+const PER_TRANSACTION: usize = 256;
+/// The writer gathers what arrives for this long before a transaction, so a busy gateway
+/// costs a few transactions a second, not one per batch.
+const GATHER: Duration = Duration::from_millis(50);
 
 /// The text as the session's client encoding says, with undecodable bytes as `\xNN`.
 pub fn decode(bytes: &[u8], encoding: &str) -> String {
+    if encoding == "UTF8" {
+        return escaped(bytes, true);
+    }
     let name = encoding.to_ascii_uppercase().replace(['-', '_'], "");
     // LATIN1 is ISO 8859-1 exactly (byte = code point); the WHATWG tables encoding_rs has map
     // that label to windows-1252, which differs in 0x80-0x9F.
@@ -117,9 +123,9 @@ pub fn statement_json(s: &RecordedStatement) -> Value {
         v["argument_sizes"] = json!(sizes);
     } else {
         v["text"] = json!(decode(&s.head, &s.encoding));
-        v["length"] = json!(s.len);
     }
     if let Some(hash) = s.sha256 {
+        v["length"] = json!(s.len);
         v["truncated"] = json!(true);
         v["tail"] = json!(decode(&s.tail, &s.encoding));
         v["sha256"] = json!(hex::encode(hash));
@@ -135,6 +141,13 @@ pub async fn write_statements(core: AppState, mut rx: mpsc::Receiver<StatementBa
     let mut batches = Vec::new();
     let mut delay = Duration::from_millis(100);
     while rx.recv_many(&mut batches, PER_TRANSACTION).await > 0 {
+        let deadline = tokio::time::Instant::now() + GATHER;
+        while batches.len() < PER_TRANSACTION {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(b)) => batches.push(b),
+                Ok(None) | Err(_) => break,
+            }
+        }
         loop {
             match write(&core, &batches).await {
                 Ok(()) => {

@@ -19,7 +19,7 @@ macro_rules! impl_store {
         use crate::sql::{corrupt, AUDIT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
         use crate::{ConnectTokenRecord, DbSessionRecord, EphemeralRoleRecord, GrantFilter, ResourceCredentialRecord, NotificationRecord, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
         use async_trait::async_trait;
-        use jitgate_core::audit::{canonical_json, AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
+        use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
         use jitgate_core::grant::{Grant, GrantStatus};
         use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
         use jitgate_core::policy::Resource;
@@ -273,7 +273,7 @@ macro_rules! impl_store {
                         ChainHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? }
                     }
                 };
-                Ok(Box::new($tx { head, tx, appended: Vec::new(), poisoned: false, slot, resources_changed: false, deadlines_changed: false }))
+                Ok(Box::new($tx { head, tx, appended: Vec::new(), appended_details: Vec::new(), poisoned: false, slot, resources_changed: false, deadlines_changed: false }))
             }
 
             async fn user(&self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
@@ -573,6 +573,8 @@ macro_rules! impl_store {
             tx: sqlx::Transaction<'static, $db>,
             head: ChainHead,
             appended: Vec<AuditEvent>,
+            /// Each appended event's details as the canonical text it was hashed as.
+            appended_details: Vec<String>,
             poisoned: bool,
             slot: crate::cache::HeadSlot,
             resources_changed: bool,
@@ -1200,8 +1202,9 @@ macro_rules! impl_store {
             async fn append_audit(&mut self, event: NewEvent, now: Timestamp) -> Result<AuditEvent, StoreError> {
                 // Written at commit, all in one statement: a change's events cost one round
                 // trip to the database, not one each.
-                let e = self.head.append(event, now.as_millis());
+                let (e, details) = self.head.append_stored(event, now.as_millis());
                 self.appended.push(e.clone());
+                self.appended_details.push(details);
                 Ok(e)
             }
 
@@ -1227,13 +1230,11 @@ macro_rules! impl_store {
                     // Delivered at commit to every instance's expiry engine (see PgStore).
                     sqlx::query("SELECT pg_notify($1, '')").bind(crate::DEADLINE_CHANNEL).execute(&mut *self.tx).await?;
                 }
+                let mut details = std::mem::take(&mut self.appended_details).into_iter();
                 for chunk in self.appended.chunks(1000) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO audit_events ({AUDIT_COLS}) "));
-                    let mut details = Vec::with_capacity(chunk.len());
-                    for e in chunk {
-                        details.push(canonical_json(&e.details));
-                    }
-                    insert.push_values(chunk.iter().zip(details), |mut row, (e, d)| {
+                    let texts: Vec<String> = details.by_ref().take(chunk.len()).collect();
+                    insert.push_values(chunk.iter().zip(texts), |mut row, (e, d)| {
                         row.push_bind(e.seq)
                             .push_bind(e.ts)
                             .push_bind(e.actor.clone())
