@@ -521,8 +521,13 @@ impl Core {
             .filter(|g| g.effective_status(now) == GrantStatus::Active)
             .filter(|g| body.role.as_deref().is_none_or(|r| g.role.as_str() == r))
             .collect();
-        let grant = match live.as_slice() {
-            [g] => g.clone(),
+        // Any live grant for the role will do (two can overlap: an extension, or break-glass
+        // beside a normal grant): the one that ends last. Only grants for several roles need
+        // the caller to choose.
+        let mut roles: Vec<&str> = live.iter().map(|g| g.role.as_str()).collect();
+        roles.sort_unstable();
+        roles.dedup();
+        let grant = match roles.as_slice() {
             [] => {
                 return Err(self
                     .refused(
@@ -535,10 +540,18 @@ impl Core {
                     )
                     .await)
             }
-            _ => {
+            [_] => live
+                .iter()
+                .max_by_key(|g| g.ends_at)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found("grant"))?,
+            several => {
                 return Err(ApiError::bad_request(
                     "role_required",
-                    "you have live grants for several roles here: say which with --role",
+                    format!(
+                        "you have live grants for several roles here ({}): say which with --role",
+                        several.join(", ")
+                    ),
                 ))
             }
         };

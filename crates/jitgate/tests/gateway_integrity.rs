@@ -558,3 +558,43 @@ fn hex_sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test]
+async fn connect_takes_any_live_grant_of_the_role_and_names_the_roles_when_it_must_ask() {
+    let (s, alice, first, _up) = with_grant_and_upstream(TestServer::spawn(true).await).await;
+    // A second, shorter grant on the same role (as the quickstart's 30m and 1m ones).
+    let bob = s.login("bob").await;
+    let r = alice
+        .create_request(&request_body("pg", "read", Some("5m"), "a second look"))
+        .await
+        .unwrap();
+    bob.approve(&r.id, "ok").await.unwrap();
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    assert_eq!(t.grant_id, first, "the grant that ends last");
+    let mut with_role = connect_body("pg");
+    with_role.role = Some("read".into());
+    assert_eq!(alice.connect(&with_role).await.unwrap().grant_id, first);
+
+    // Grants on two roles: the caller must say which, and the message names them.
+    let mut resource = s
+        .admin
+        .resources()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.resource.name.as_str() == "pg")
+        .unwrap()
+        .resource;
+    let read = resource.roles.values().next().unwrap().clone();
+    resource.roles.insert("audit".parse().unwrap(), read);
+    s.admin.put_resource(&resource).await.unwrap();
+    let r = alice
+        .create_request(&request_body("pg", "audit", Some("5m"), "another role"))
+        .await
+        .unwrap();
+    bob.approve(&r.id, "ok").await.unwrap();
+    let e = alice.connect(&connect_body("pg")).await.unwrap_err();
+    assert_eq!(e.code(), Some("role_required"));
+    assert!(e.to_string().contains("(audit, read)"), "{e}");
+    assert_eq!(alice.connect(&with_role).await.unwrap().grant_id, first);
+}
