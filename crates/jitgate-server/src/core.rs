@@ -221,6 +221,36 @@ impl Core {
 }
 
 /// Short random ids with a prefix that says what they name: `req_…`, `grt_…`.
+/// An alert, in the transaction of what raised it: a notification `kind` about `subject` to
+/// each recipient, and one `alert.KIND` audit event naming them (with `details` beside).
+#[allow(clippy::too_many_arguments)]
+pub async fn alert(
+    tx: &mut dyn WriteTx,
+    kind: &str,
+    subject: &str,
+    message: &str,
+    recipients: &[jitgate_core::names::Username],
+    outcome: Outcome,
+    mut details: serde_json::Value,
+    now: Timestamp,
+) -> Result<(), jitgate_store::StoreError> {
+    for r in recipients {
+        tx.insert_notification(&jitgate_store::NotificationRecord {
+            id: new_id("ntf"),
+            recipient: r.clone(),
+            kind: kind.to_owned(),
+            subject: subject.to_owned(),
+            message: message.to_owned(),
+            created_at: now,
+        })
+        .await?;
+    }
+    details["recipients"] = serde_json::json!(recipients);
+    tx.append_audit(NewEvent::new("system", &format!("alert.{kind}"), subject, outcome, details), now)
+        .await
+        .map(|_| ())
+}
+
 pub fn new_id(prefix: &str) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";

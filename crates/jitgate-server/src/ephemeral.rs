@@ -215,29 +215,18 @@ impl Core {
             record.resource,
             record.last_error.as_deref().unwrap_or("unknown error")
         );
-        for admin in &admins {
-            tx.insert_notification(&jitgate_store::NotificationRecord {
-                id: crate::core::new_id("ntf"),
-                recipient: admin.name.clone(),
-                kind: "revocation_stuck".into(),
-                subject: record.grant_id.clone(),
-                message: message.clone(),
-                created_at: now,
-            })
-            .await?;
-        }
-        tx.append_audit(
-            NewEvent::new(
-                "system",
-                "alert.revocation_stuck",
-                record.grant_id.as_str(),
-                Outcome::Failure,
-                json!({"role": record.role_name, "recipients": admins.iter().map(|a| a.name.to_string()).collect::<Vec<_>>()}),
-            ),
+        let recipients: Vec<_> = admins.into_iter().map(|a| a.name).collect();
+        crate::core::alert(
+            tx,
+            "revocation_stuck",
+            &record.grant_id,
+            &message,
+            &recipients,
+            Outcome::Failure,
+            json!({"role": record.role_name}),
             now,
         )
         .await
-        .map(|_| ())
     }
 }
 

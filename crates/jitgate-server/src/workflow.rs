@@ -14,7 +14,7 @@ use jitgate_core::time::parse_duration;
 use jitgate_core::DomainError;
 use jitgate_core::Timestamp;
 use jitgate_policy::PolicyAction;
-use jitgate_store::{GrantFilter, NotificationRecord, RequestFilter, Source, WriteTx};
+use jitgate_store::{GrantFilter, RequestFilter, Source, WriteTx};
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -442,25 +442,15 @@ impl Core {
             request.id,
             request.id
         );
-        for r in &recipients {
-            tx.insert_notification(&NotificationRecord {
-                id: new_id("ntf"),
-                recipient: r.clone(),
-                kind: "break_glass".into(),
-                subject: request.id.clone(),
-                message: message.clone(),
-                created_at: now,
-            })
-            .await?;
-        }
-        tx.append_audit(
-            NewEvent::new(
-                "system",
-                "alert.break_glass",
-                request.id.as_str(),
-                Outcome::Success,
-                json!({"recipients": recipients}),
-            ),
+        let recipients: Vec<Username> = recipients.into_iter().collect();
+        crate::core::alert(
+            &mut *tx,
+            "break_glass",
+            request.id.as_str(),
+            &message,
+            &recipients,
+            Outcome::Success,
+            json!({}),
             now,
         )
         .await?;

@@ -370,28 +370,27 @@ async fn an_idle_session_in_a_transaction_is_closed_and_rolled_back_at_the_end()
     assert_eq!(ended["confirmed"], true, "{ended}");
 }
 
-#[tokio::test]
-async fn an_ephemeral_grant_leaves_nothing_behind_with_a_createrole_only_service_login() {
-    let s = TestServer::spawn(true).await;
-    let (host, port, admin, db) = upstream().await;
-    let up = Up {
-        host: host.clone(),
-        port,
-        user: admin.clone(),
-        db: db.clone(),
-    };
-    // The service login can create roles and nothing more; the grant's role may read and
-    // create objects in the public schema.
-    let (svc, app) = (format!("{db}_svc"), format!("{db}_app"));
-    up.sql(&format!(
-        "CREATE ROLE {svc} LOGIN CREATEROLE; CREATE ROLE {app} NOLOGIN; \
-         GRANT USAGE, CREATE ON SCHEMA public TO {app}; GRANT {app} TO {svc} WITH ADMIN OPTION; \
-         GRANT pg_read_all_data TO {svc} WITH ADMIN OPTION"
-    ));
+/// A fresh database on the test PostgreSQL, reached as its administrator.
+async fn fresh_upstream() -> Up {
+    let (host, port, user, db) = upstream().await;
+    Up { host, port, user, db }
+}
+
+/// Resource `eph` in front of `up` with an ephemeral role `rw` whose grants' roles are members
+/// of `db_roles`, the service login `service` and `extra` lines in `[postgres]`; and alice's
+/// approved grant on it.
+async fn ephemeral_grant(
+    s: &TestServer,
+    up: &Up,
+    service: &str,
+    extra: &str,
+    db_roles: &[String],
+) -> (jitgate::client::Client, jitgate_core::grant::Grant) {
     let spec = format!(
-        "name = \"eph\"\n[postgres]\nhost = \"{host}\"\nport = {port}\ndatabase = \"{db}\"\nuser = \"{svc}\"\n\
+        "name = \"eph\"\n[postgres]\nhost = \"{}\"\nport = {}\ndatabase = \"{}\"\nuser = \"{service}\"\n{extra}\n\
          [roles.rw]\nrequesters = [\"engineers\"]\nmax_duration = \"1h\"\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n\
-         access = \"ephemeral\"\ndb_roles = [\"pg_read_all_data\", \"{app}\"]\n"
+         access = \"ephemeral\"\ndb_roles = {db_roles:?}\n",
+        up.host, up.port, up.db
     );
     s.admin.put_resource(&toml::from_str(&spec).unwrap()).await.unwrap();
     let alice = s.login("alice").await;
@@ -400,10 +399,34 @@ async fn an_ephemeral_grant_leaves_nothing_behind_with_a_createrole_only_service
         .await
         .unwrap();
     let grant = s.login("bob").await.approve(&r.id, "ok").await.unwrap().grant.unwrap();
+    (alice, grant)
+}
+
+/// Waits until the grant's database role is removed, confirmed.
+async fn role_removed(alice: &jitgate::client::Client, grant: &str) {
+    crate::support::eventually("the role is removed and confirmed", || async {
+        alice.grant(grant).await.unwrap().db_role.is_some_and(|d| d.ends_with(": revoked"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_ephemeral_grant_leaves_nothing_behind_with_a_createrole_only_service_login() {
+    let s = TestServer::spawn(true).await;
+    let up = fresh_upstream().await;
+    let db = &up.db;
+    // The service login can create roles and nothing more; the grant's role may read and
+    // create objects in the public schema.
+    let (svc, app) = (format!("{db}_svc"), format!("{db}_app"));
+    up.sql(&format!(
+        "CREATE ROLE {svc} LOGIN CREATEROLE; CREATE ROLE {app} NOLOGIN; \
+         GRANT USAGE, CREATE ON SCHEMA public TO {app}; GRANT {app} TO {svc} WITH ADMIN OPTION; \
+         GRANT pg_read_all_data TO {svc} WITH ADMIN OPTION"
+    ));
+    let (alice, grant) = ephemeral_grant(&s, &up, &svc, "", &["pg_read_all_data".into(), app]).await;
     let role = jitgate_server::ephemeral::role_name(&grant);
 
-    // During the grant, plant a SECURITY DEFINER function and a table, and try to give the
-    // role a password of its own.
+    // During the grant, plant a SECURITY DEFINER function and a table.
     let t = alice.connect(&connect_body("eph")).await.unwrap();
     let plant = "CREATE FUNCTION public.planted() RETURNS text LANGUAGE sql SECURITY DEFINER AS $$ SELECT current_user::text $$; \
                  CREATE TABLE public.planted_table (x int); SELECT public.planted()";
@@ -412,15 +435,7 @@ async fn an_ephemeral_grant_leaves_nothing_behind_with_a_createrole_only_service
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().last(), Some(role.as_str()));
 
     alice.revoke(&grant.id, "done").await.unwrap();
-    crate::support::eventually("the role is removed and confirmed", || async {
-        alice
-            .grant(&grant.id)
-            .await
-            .unwrap()
-            .db_role
-            .is_some_and(|d| d.ends_with(": revoked"))
-    })
-    .await;
+    role_removed(&alice, &grant.id).await;
     assert_eq!(up.sql(&format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")), "0");
     assert_eq!(
         up.sql("SELECT count(*) FROM pg_proc WHERE proname = 'planted'"),
@@ -440,43 +455,19 @@ async fn an_ephemeral_grant_leaves_nothing_behind_with_a_createrole_only_service
 #[tokio::test]
 async fn a_quarantine_role_keeps_what_a_grant_made_powerless() {
     let s = TestServer::spawn(true).await;
-    let (host, port, admin, db) = upstream().await;
-    let up = Up {
-        host: host.clone(),
-        port,
-        user: admin.clone(),
-        db: db.clone(),
-    };
-    let (app, quarantine) = (format!("{db}_app"), format!("{db}_quarantine"));
+    let up = fresh_upstream().await;
+    let (app, quarantine) = (format!("{}_app", up.db), format!("{}_quarantine", up.db));
     up.sql(&format!(
         "CREATE ROLE {app} NOLOGIN; GRANT USAGE, CREATE ON SCHEMA public TO {app}; CREATE ROLE {quarantine} NOLOGIN"
     ));
-    let spec = format!(
-        "name = \"eph\"\n[postgres]\nhost = \"{host}\"\nport = {port}\ndatabase = \"{db}\"\nuser = \"{admin}\"\nquarantine_role = \"{quarantine}\"\n\
-         [roles.rw]\nrequesters = [\"engineers\"]\nmax_duration = \"1h\"\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n\
-         access = \"ephemeral\"\ndb_roles = [\"{app}\"]\n"
-    );
-    s.admin.put_resource(&toml::from_str(&spec).unwrap()).await.unwrap();
-    let alice = s.login("alice").await;
-    let r = alice
-        .create_request(&request_body("eph", "rw", Some("30m"), "leave something behind"))
-        .await
-        .unwrap();
-    let grant = s.login("bob").await.approve(&r.id, "ok").await.unwrap().grant.unwrap();
+    let extra = format!("quarantine_role = \"{quarantine}\"");
+    let (alice, grant) = ephemeral_grant(&s, &up, &up.user, &extra, &[app]).await;
     let t = alice.connect(&connect_body("eph")).await.unwrap();
     let plant = "CREATE FUNCTION public.planted() RETURNS text LANGUAGE sql SECURITY DEFINER AS $$ SELECT current_user::text $$";
     let out = run(psql(&s, "alice", "eph", t.token.expose(), plant)).await;
     assert!(out.status.success(), "{out:?}");
     alice.revoke(&grant.id, "done").await.unwrap();
-    crate::support::eventually("the role is removed", || async {
-        alice
-            .grant(&grant.id)
-            .await
-            .unwrap()
-            .db_role
-            .is_some_and(|d| d.ends_with(": revoked"))
-    })
-    .await;
+    role_removed(&alice, &grant.id).await;
     // The function stays for inspection, owned by the quarantine role: it runs as a role
     // that can do nothing.
     assert_eq!(up.sql("SELECT public.planted()"), quarantine);
