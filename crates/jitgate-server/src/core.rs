@@ -246,7 +246,7 @@ pub async fn alert(
         .await?;
     }
     details["recipients"] = serde_json::json!(recipients);
-    tx.append_audit(NewEvent::new("system", &format!("alert.{kind}"), subject, outcome, details), now)
+    tx.append_audit(NewEvent::new("system", format!("alert.{kind}"), subject, outcome, details), now)
         .await
         .map(|_| ())
 }
