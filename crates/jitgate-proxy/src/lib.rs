@@ -133,18 +133,40 @@ impl Gateway {
 
     /// Accepts connections until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        // Connections that have not logged in yet hold one of these: anonymous clients cannot
+        // hold more sockets than this, whatever they do (admitted sessions do not count).
+        let logging_in = Arc::new(tokio::sync::Semaphore::new(MAX_LOGGING_IN));
+        let mut last_refusal_logged: Option<std::time::Instant> = None;
         loop {
+            let mut pause = false;
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let Ok(permit) = logging_in.clone().try_acquire_owned() else {
+                            // Closed at once: a flood of half-open logins gets nothing to hold.
+                            if last_refusal_logged.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
+                                tracing::warn!(%peer, limit = MAX_LOGGING_IN, "gateway: too many connections logging in; closing new ones");
+                                last_refusal_logged = Some(std::time::Instant::now());
+                            }
+                            drop(stream);
+                            continue;
+                        };
                         let broker = self.broker.clone();
                         let tls = self.tls.clone();
                         let cancels = self.cancels.clone();
-                        tokio::spawn(async move { serve(stream, peer, broker, tls, cancels).await });
+                        tokio::spawn(async move { serve(stream, peer, broker, tls, cancels, permit).await });
                     }
-                    Err(e) => tracing::warn!(error = %e, "gateway accept failed"),
+                    Err(e) => {
+                        // Out of file descriptors (say): back off instead of spinning and
+                        // filling the log with one line per failed accept.
+                        tracing::warn!(error = %e, "gateway accept failed; pausing accepts for 100 ms");
+                        pause = true;
+                    }
                 },
                 _ = stop.wait_for(|s| *s) => break,
+            }
+            if pause {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
     }
@@ -217,7 +239,14 @@ async fn opening<S: AsyncRead + AsyncWrite + Unpin + Pending>(stream: &mut S, of
 
 /// One client connection, start to end. Every wait on the client before admission is
 /// bounded, so a silent or slow client cannot hold a task and a socket for ever.
-async fn serve(tcp: TcpStream, peer: SocketAddr, broker: Arc<dyn Broker>, tls: Option<tokio_rustls::TlsAcceptor>, cancels: Arc<Cancels>) {
+async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<dyn Broker>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    cancels: Arc<Cancels>,
+    logging_in: tokio::sync::OwnedSemaphorePermit,
+) {
     let _ = tcp.set_nodelay(true);
     let first = tokio::time::timeout(LOGIN_TIME, async {
         let mut probe = tcp;
@@ -231,11 +260,11 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, broker: Arc<dyn Broker>, tls: O
     match opened {
         Ok(Opening::Gone) => {}
         Ok(Opening::Cancel(key)) => forward_cancel(&cancels, key).await,
-        Ok(Opening::Startup(params)) => session(tcp, peer, broker, Some(params), false, &cancels).await,
+        Ok(Opening::Startup(params)) => session(tcp, peer, broker, Some(params), false, &cancels, logging_in).await,
         Ok(Opening::Tls) => {
             let Some(acceptor) = tls else { return };
             match tokio::time::timeout(LOGIN_TIME, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => session(stream, peer, broker, None, true, &cancels).await,
+                Ok(Ok(stream)) => session(stream, peer, broker, None, true, &cancels, logging_in).await,
                 _ => tracing::debug!(%peer, "gateway TLS handshake failed"),
             }
         }
@@ -244,6 +273,8 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, broker: Arc<dyn Broker>, tls: O
 }
 
 const LOGIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+/// Connections that may be logging in at once (TLS handshake, startup, token).
+const MAX_LOGGING_IN: usize = 1024;
 
 async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
     mut stream: S,
@@ -252,8 +283,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
     params: Option<BTreeMap<String, String>>,
     encrypted: bool,
     cancels: &Cancels,
+    logging_in: tokio::sync::OwnedSemaphorePermit,
 ) {
     let login = tokio::time::timeout(LOGIN_TIME, login(&mut stream, peer, broker.as_ref(), params, encrypted)).await;
+    drop(logging_in);
     let admission = match login {
         Ok(Ok(Some(a))) => a,
         Ok(Ok(None)) => return,

@@ -160,6 +160,9 @@ where
     let mut flush_set_for = None;
     // Only the client hears why a protocol error ended its session; the upstream is not told.
     let mut client_broke_protocol = false;
+    // A write to the client cut short by a kill: the stream to it ends inside a message, so no
+    // FATAL can follow.
+    let mut client_cut_off = false;
     let end = 'relay: loop {
         if seen.batch_due != flush_set_for {
             if let Some(due) = seen.batch_due {
@@ -193,8 +196,13 @@ where
                         }
                     };
                     stats.bytes_from_client += upto as u64;
-                    if let Err(e) = upstream.write_all(&from_client[..upto]).await {
-                        break EndReason::Io(e.to_string());
+                    // A write the upstream does not take (it is busy) must not hold off a kill.
+                    tokio::select! {
+                        biased;
+                        why = &mut killed => break 'relay EndReason::Killed(why),
+                        written = upstream.write_all(&from_client[..upto]) => if let Err(e) = written {
+                            break 'relay EndReason::Io(e.to_string());
+                        },
                     }
                     if seen.leaving {
                         break EndReason::ClientLeft;
@@ -224,8 +232,16 @@ where
                         break EndReason::ProtocolError(format!("upstream: {e}"));
                     }
                     stats.bytes_to_client += n as u64;
-                    if let Err(e) = client.write_all(&from_upstream[..n]).await {
-                        break EndReason::Io(e.to_string());
+                    // Nor a client that does not read.
+                    tokio::select! {
+                        biased;
+                        why = &mut killed => {
+                            client_cut_off = true;
+                            break 'relay EndReason::Killed(why);
+                        }
+                        written = client.write_all(&from_upstream[..n]) => if let Err(e) = written {
+                            break 'relay EndReason::Io(e.to_string());
+                        },
                     }
                 }
                 Err(e) => break EndReason::Io(e.to_string()),
@@ -250,7 +266,7 @@ where
         EndReason::ProtocolError(e) if client_broke_protocol => Some(("08P01", format!("jitgate: {e}"))),
         _ => None,
     };
-    if let Some((sqlstate, text)) = last_words {
+    if let Some((sqlstate, text)) = last_words.filter(|_| !client_cut_off) {
         if !upstream_frames.at_boundary() {
             let finish = async {
                 loop {

@@ -229,9 +229,11 @@ pub async fn connect(t: &UpstreamTarget) -> Result<Upstream, UpstreamError> {
 /// attributes that make a session more than its grant: what the privilege check reads.
 /// `pg_has_role(..., 'MEMBER')` counts a membership whatever its INHERIT or SET options, so
 /// it errs towards refusing.
+/// It asks about `session_user`, the login itself: `current_user` can already be another role
+/// (a role-level default `role` setting the login may have set on itself).
 pub const PRIVILEGE_QUERY: &str = "SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolbypassrls, r.rolreplication, \
-     r.rolcreatedb, r.rolname = current_user FROM pg_catalog.pg_roles r \
-     WHERE pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY r.rolname = current_user DESC, r.rolname";
+     r.rolcreatedb, r.rolname = session_user FROM pg_catalog.pg_roles r \
+     WHERE pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER') ORDER BY r.rolname = session_user DESC, r.rolname";
 
 /// Predefined roles whose members reach the server's files or programs: a way out of any grant.
 const ESCAPE_ROLES: [&str; 3] = ["pg_execute_server_program", "pg_write_server_files", "pg_read_server_files"];

@@ -313,6 +313,15 @@ async fn remove_role(t: &jitgate_proxy::upstream::UpstreamTarget, role_name: &st
     };
     let mut first = vec![
         format!("ALTER ROLE {role} NOLOGIN"),
+        // Its memberships go first: should what follows fail (an object of another role that
+        // depends on one of its own, say), the role keeps no privilege it had through them.
+        format!(
+            "DO $jitgate$ DECLARE g record; BEGIN FOR g IN SELECT r.rolname FROM pg_catalog.pg_auth_members m \
+             JOIN pg_catalog.pg_roles r ON r.oid = m.roleid WHERE m.member = {}::regrole \
+             LOOP EXECUTE format('REVOKE %I FROM %I', g.rolname, {}); END LOOP; END $jitgate$",
+            lit(role_name),
+            lit(role_name)
+        ),
         format!(
             "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = {}",
             lit(role_name)

@@ -440,8 +440,11 @@ impl Broker for GatewayBroker {
         let result = async {
             let (mut tx, start) = core.begin().await?;
             tx.end_db_session(&record).await?;
-            let outcome = match reason {
-                EndReason::Refused(_) => Outcome::Denied,
+            let outcome = match (reason, stats.ending) {
+                (EndReason::Refused(_), _) => Outcome::Denied,
+                // The backend could only be cancelled, or was not seen to go: what it had
+                // queued may have run after the end. On the record as a failure.
+                (_, Some(e)) if e.method == "cancelled" || !e.confirmed => Outcome::Failure,
                 _ => Outcome::Success,
             };
             tx.append_audit(

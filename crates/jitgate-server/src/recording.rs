@@ -133,6 +133,17 @@ pub fn statement_json(s: &RecordedStatement) -> Value {
     if !s.encoding.eq_ignore_ascii_case("UTF8") {
         v["encoding"] = json!(&*s.encoding);
     }
+    // Bytes beyond ASCII are kept as sent too: what the server made of them depends on an
+    // encoding the record may have learnt too late (a SET client_encoding in the same packet)
+    // or read differently (a multibyte character hiding a quote or a backslash).
+    if !s.head.is_ascii() || !s.tail.is_ascii() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        v["raw"] = json!(b64.encode(&s.head));
+        if !s.tail.is_empty() {
+            v["raw_tail"] = json!(b64.encode(&s.tail));
+        }
+    }
     v
 }
 

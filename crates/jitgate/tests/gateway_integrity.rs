@@ -205,8 +205,11 @@ async fn a_privileged_upstream_login_is_refused_unless_the_role_allows_it() {
     // that says it may be privileged.
     let sneaky = format!("{}_sneaky", up.db);
     let admin_group = format!("{}_admins", up.db);
+    let disguised = format!("{}_disguised", up.db);
     up.sql(&format!(
-        "CREATE ROLE {admin_group} NOLOGIN CREATEROLE; CREATE ROLE {sneaky} LOGIN IN ROLE {admin_group}"
+        "CREATE ROLE {admin_group} NOLOGIN CREATEROLE; CREATE ROLE {sneaky} LOGIN IN ROLE {admin_group}; \
+         CREATE ROLE {disguised} LOGIN SUPERUSER; ALTER ROLE {disguised} SET role = '{}'",
+        read_login(&up.db)
     ));
     let mut resource = s
         .admin
@@ -226,10 +229,13 @@ async fn a_privileged_upstream_login_is_refused_unless_the_role_allows_it() {
     };
     role("superuser", None, false);
     role("sneaky", Some(sneaky.clone()), false);
+    // A superuser whose sessions start as another role (a role-level `role` setting, which a
+    // login may even set on itself): current_user and is_superuser say "read", it is not.
+    role("disguised", Some(disguised.clone()), false);
     role("breakglass", None, true);
     s.admin.put_resource(&resource).await.unwrap();
     let bob = s.login("bob").await;
-    for r in ["superuser", "sneaky", "breakglass"] {
+    for r in ["superuser", "sneaky", "disguised", "breakglass"] {
         let req = alice
             .create_request(&request_body("pg", r, Some("30m"), "try the other logins"))
             .await
@@ -254,6 +260,10 @@ async fn a_privileged_upstream_login_is_refused_unless_the_role_allows_it() {
     assert!(!out.status.success());
     assert!(err.contains(&format!("CREATEROLE through membership in {admin_group}")), "{err}");
 
+    let out = run(psql(&s, "alice", "pg", &token("disguised").await, "SELECT 1")).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("superuser"), "{err}");
+
     let out = run(psql(&s, "alice", "pg", &token("breakglass").await, "SELECT current_user")).await;
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), up.user);
@@ -265,7 +275,7 @@ async fn a_privileged_upstream_login_is_refused_unless_the_role_allows_it() {
             .iter()
             .filter(|e| e.action == "session.end" && e.outcome.as_str() == "denied")
             .count()
-            == 2
+            == 3
     })
     .await;
 
@@ -533,6 +543,8 @@ async fn the_record_cannot_be_evaded_by_padding_encoding_or_function_calls() {
     let text = latin["text"].as_str().unwrap();
     assert!(text.contains("'café' AS drink, 'after the accent' AS rest"), "{latin}");
     assert_eq!(latin["encoding"], "LATIN1");
+    // The bytes as sent are on the record too, whatever encoding they were read in.
+    assert!(latin["raw"].as_str().is_some_and(|r| !r.is_empty()), "{latin}");
     let call = all.iter().find(|st| st["kind"] == "function_call").unwrap();
     assert_eq!(call["function_oid"], set_config);
     assert_eq!(call["argument_sizes"], serde_json::json!([4, 4, 5]));
@@ -588,4 +600,29 @@ async fn connect_takes_any_live_grant_of_the_role_and_names_the_roles_when_it_mu
     assert_eq!(e.code(), Some("role_required"));
     assert!(e.to_string().contains("(audit, read)"), "{e}");
     assert_eq!(alice.connect(&with_role).await.unwrap().grant_id, first);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_does_not_hold_off_the_end() {
+    let (s, alice, grant, up) = with_grant_and_upstream(TestServer::spawn(true).await).await;
+    let login = read_login(&up.db);
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let mut c = raw::Conn::open(gateway(&s), "alice", "pg", t.token.expose()).await;
+    {
+        use tokio::io::AsyncWriteExt;
+        // A result far larger than any buffer, which the client never reads: the gateway's
+        // write to it blocks, and the backend blocks behind it.
+        let q = raw::msg(b'Q', b"SELECT repeat('x', 1000) FROM generate_series(1, 2000000)\0");
+        c.0.write_all(&q).await.unwrap();
+    }
+    let running = format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{login}' AND state = 'active'");
+    crate::support::eventually("the query runs", || async { up.sql(&running) == "1" }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let revoked_at = std::time::Instant::now();
+    alice.revoke(&grant, "done").await.unwrap();
+    let backends = format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{login}'");
+    crate::support::eventually("the backend is gone", || async { up.sql(&backends) == "0" }).await;
+    eprintln!("revoke → backend of a client that does not read gone: {:?}", revoked_at.elapsed());
+    assert!(alice.db_sessions(false, true).await.unwrap().is_empty(), "no live session left");
+    drop(c);
 }
