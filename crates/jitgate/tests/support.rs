@@ -181,7 +181,23 @@ impl TestServer {
 
     /// Starts a server again on the same store and files.
     pub async fn restart(settings: Settings, clock: Option<ManualClock>, dir: Arc<tempfile::TempDir>) -> Self {
-        let (app, url) = start(settings.clone(), clock.clone()).await;
+        // The stopped server's last tasks (a session's end being recorded, say) may hold the
+        // store a moment longer: wait for its lock to be let go, as an operator would.
+        let mut tries = 0;
+        let (app, url) = loop {
+            let shared: Option<SharedClock> = clock.clone().map(|c| Arc::new(c) as SharedClock);
+            match Application::build(settings.clone(), shared, Some("test.toml")).await {
+                Ok(app) => {
+                    let url = format!("http://{}", app.addr());
+                    break (app, url);
+                }
+                Err(e) if tries < 50 && e.to_string().contains("in use by another jitgate process") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("server starts: {e:?}"),
+            }
+        };
         assert!(app.setup_token().is_none(), "a store with users offers no bootstrap");
         let parts = Running::serve(app, url, clock, dir, settings);
         let anon = Client::new(&parts.url, None);
