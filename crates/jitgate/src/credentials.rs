@@ -41,14 +41,19 @@ pub fn load() -> Result<Option<Credentials>> {
 }
 
 pub fn save(c: &Credentials) -> Result<PathBuf> {
-    let d = dir()?;
+    write_private(&dir()?, "credentials.json", serde_json::to_string_pretty(c)?.as_bytes())
+}
+
+/// Writes `contents` to `name` in directory `d` (made 0700 if missing) as a 0600 file, through
+/// a temporary file renamed into place, so a reader never sees half of it.
+fn write_private(d: &std::path::Path, name: &str, contents: &[u8]) -> Result<PathBuf> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(&d).with_context(|| format!("cannot create {}", d.display()))?;
-    let p = d.join("credentials.json");
-    let tmp = d.join("credentials.json.tmp");
+    b.create(d).with_context(|| format!("cannot create {}", d.display()))?;
+    let p = d.join(name);
+    let tmp = d.join(format!("{name}.{}.tmp", std::process::id()));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -59,9 +64,9 @@ pub fn save(c: &Credentials) -> Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
-    f.write_all(serde_json::to_string_pretty(c)?.as_bytes())?;
+    f.write_all(contents)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, &p)?;
+    std::fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))?;
     Ok(p)
 }
 
@@ -80,26 +85,9 @@ pub fn save_gateway_ca(sha256: &str, pem: &str) -> Result<PathBuf> {
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         anyhow::bail!("the server sent the gateway's certificate with a malformed fingerprint");
     }
-    let d = dir()?.join("gateway-ca");
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(&d).with_context(|| format!("cannot create {}", d.display()))?;
-    let p = d.join(format!("{}.pem", sha256.to_ascii_lowercase()));
-    let tmp = d.join(format!("{}.pem.{}.tmp", sha256.to_ascii_lowercase(), std::process::id()));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    f.write_all(pem.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))?;
-    Ok(p)
+    write_private(
+        &dir()?.join("gateway-ca"),
+        &format!("{}.pem", sha256.to_ascii_lowercase()),
+        pem.as_bytes(),
+    )
 }

@@ -136,6 +136,12 @@ pub(crate) mod raw {
     }
 }
 
+/// Resource `pg` as the server has it, to add roles to.
+async fn resource_pg(s: &TestServer) -> jitgate_core::policy::Resource {
+    let all = s.admin.resources().await.unwrap();
+    all.into_iter().find(|r| r.resource.name.as_str() == "pg").unwrap().resource
+}
+
 fn gateway(s: &TestServer) -> SocketAddr {
     *s.core.gateway_addr.get().unwrap()
 }
@@ -211,15 +217,7 @@ async fn a_privileged_upstream_login_is_refused_unless_the_role_allows_it() {
          CREATE ROLE {disguised} LOGIN SUPERUSER; ALTER ROLE {disguised} SET role = '{}'",
         read_login(&up.db)
     ));
-    let mut resource = s
-        .admin
-        .resources()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.resource.name.as_str() == "pg")
-        .unwrap()
-        .resource;
+    let mut resource = resource_pg(&s).await;
     let read = resource.roles.values().next().unwrap().clone();
     let mut role = |name: &str, login: Option<String>, allow: bool| {
         let mut p = read.clone();
@@ -579,15 +577,7 @@ async fn connect_takes_any_live_grant_of_the_role_and_names_the_roles_when_it_mu
     assert_eq!(alice.connect(&with_role).await.unwrap().grant_id, first);
 
     // Grants on two roles: the caller must say which, and the message names them.
-    let mut resource = s
-        .admin
-        .resources()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.resource.name.as_str() == "pg")
-        .unwrap()
-        .resource;
+    let mut resource = resource_pg(&s).await;
     let read = resource.roles.values().next().unwrap().clone();
     resource.roles.insert("audit".parse().unwrap(), read);
     s.admin.put_resource(&resource).await.unwrap();
