@@ -449,6 +449,13 @@ pub struct CreateUserBody {
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     pub password: SecretText,
+    /// Changing one's own password: the password it replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_password: Option<SecretText>,
+    /// Changing one's own password with a second factor enrolled: a proof, unless the session
+    /// proved one within `mfa.freshness`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<MfaProof>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

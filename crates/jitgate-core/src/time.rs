@@ -24,6 +24,11 @@ impl Timestamp {
         Self(self.0.saturating_add(ms))
     }
 
+    pub fn saturating_sub(self, d: Duration) -> Self {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_sub(ms))
+    }
+
     /// Time from `self` until `later`, zero if `later` is not after `self`.
     pub fn until(self, later: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(later.0 - self.0).unwrap_or(0))

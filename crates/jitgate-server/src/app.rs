@@ -153,24 +153,104 @@ impl Application {
         let engine = tokio::spawn(self.core.clone().run_engine(self.stop_tx.subscribe()));
         let gateway = self.gateway.map(|g| tokio::spawn(g.run(self.stop_tx.subscribe())));
         let provisioner = tokio::spawn(crate::ephemeral::run_provisioner(self.core.clone(), self.stop_tx.subscribe()));
+        let housekeeping = tokio::spawn(crate::limits::run_housekeeping(self.core.clone(), self.stop_tx.subscribe()));
         let mut stop = self.stop_tx.subscribe();
         let app = crate::routes::router(self.core.clone());
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
+        let limits = self.core.settings.limits.clone();
+        let served = serve_http(self.listener, app, &limits, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
         self.stop_tx.send_replace(true);
         let _ = engine.await;
         if let Some(g) = gateway {
             let _ = g.await;
         }
         let _ = provisioner.await;
+        let _ = housekeeping.await;
         if let Err(e) = self.core.checkpoint_now().await {
             tracing::warn!(error = %e.message, "could not write the closing checkpoint");
         }
         served
     }
+}
+
+/// Serves the API over HTTP/1.1 with the bounds anonymous traffic needs: a cap on open
+/// connections (past it, new ones are closed at once), a deadline for each request head,
+/// which also closes a kept-alive connection idle that long, and a deadline for each whole
+/// request. `axum::serve` has none of these; hyper has them, so the loop is ours. HTTP/2 is
+/// not offered: its clients may idle legitimately, and jitgate's clients speak HTTP/1.1.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: &crate::limits::LimitSettings,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.http_max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.http_header_timeout)
+        .keep_alive(true);
+    let request_timeout = limits.http_request_timeout;
+    let mut refused_logged_at: Option<std::time::Instant> = None;
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors, say: wait instead of spinning.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            drop(stream);
+            if refused_logged_at.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
+                tracing::warn!(cap = limits.http_max_connections, "HTTP connection cap reached: closing new connections");
+                refused_logged_at = Some(std::time::Instant::now());
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            let app = app.clone();
+            async move {
+                match tokio::time::timeout(request_timeout, app.oneshot(req.map(axum::body::Body::new))).await {
+                    Ok(answer) => answer,
+                    Err(_) => Ok(axum::response::IntoResponse::into_response(crate::error::ApiError::new(
+                        axum::http::StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        format!("the request took longer than {} (server.request_timeout)", humantime_secs(request_timeout)),
+                    ))),
+                }
+            }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Requests under way get a moment to finish; a client that holds on longer is cut.
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+    }
+    Ok(())
+}
+
+fn humantime_secs(d: std::time::Duration) -> String {
+    format!("{}s", d.as_secs())
 }
 
 /// The gateway's TLS: the configured certificate and key, or for the embedded default a

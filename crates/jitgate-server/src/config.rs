@@ -62,6 +62,10 @@ pub struct Settings {
     /// The host name clients reach the gateway by (and its certificate names), handed out with
     /// connect tokens; `None`: the listen address (`127.0.0.1` when it listens on all).
     pub gateway_public_host: Option<String>,
+    /// Bounds on what anonymous traffic can take: hashing, rates, timeouts, connections.
+    pub limits: crate::limits::LimitSettings,
+    /// How far ahead a request may ask its access to start (`policy.start_at_horizon`).
+    pub start_at_horizon: Duration,
 }
 
 /// One person on call from `from` until `until`.
@@ -101,6 +105,8 @@ impl Default for Settings {
             gateway_tls: None,
             gateway_tls_ca: None,
             gateway_public_host: None,
+            limits: crate::limits::LimitSettings::default(),
+            start_at_horizon: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -162,6 +168,11 @@ struct FileConfig {
 struct ServerSection {
     http: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    #[serde(default, with = "opt_duration")]
+    header_timeout: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    request_timeout: Option<Duration>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -180,6 +191,11 @@ struct AuthSection {
     max_failures: Option<u32>,
     #[serde(default, with = "opt_duration")]
     lockout: Option<Duration>,
+    hash_concurrency: Option<usize>,
+    hash_queue: Option<usize>,
+    login_per_minute: Option<u32>,
+    login_burst: Option<u32>,
+    audit_failures_per_minute: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -204,6 +220,12 @@ struct GatewaySection {
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
     public_host: Option<String>,
+    #[serde(default, with = "opt_duration")]
+    startup_timeout: Option<Duration>,
+    max_unauthenticated: Option<usize>,
+    max_sessions_per_user: Option<u32>,
+    connections_per_minute: Option<u32>,
+    connection_burst: Option<u32>,
 }
 
 impl Default for GatewaySection {
@@ -215,6 +237,11 @@ impl Default for GatewaySection {
             tls_key: None,
             tls_ca: None,
             public_host: None,
+            startup_timeout: None,
+            max_unauthenticated: None,
+            max_sessions_per_user: None,
+            connections_per_minute: None,
+            connection_burst: None,
         }
     }
 }
@@ -231,6 +258,8 @@ struct PolicySection {
     on_call_group: Option<GroupName>,
     #[serde(default)]
     on_call: Vec<OnCallShift>,
+    #[serde(default, with = "opt_duration")]
+    start_at_horizon: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -302,10 +331,15 @@ impl Settings {
         if let Some(http) = parsed.server.http {
             settings.http = http;
         }
-        if let Some(dir) = parsed.server.data_dir {
+        if let Some(dir) = parsed.server.data_dir.clone() {
             settings.data_dir = dir;
         }
+        let err_key = |key: &str, reason: String| err_at(text.find(key.rsplit('.').next().unwrap_or(key)).unwrap_or(0), reason);
+        apply_limits(&mut settings, &parsed, &err_key)?;
         settings.store_url = parsed.store.url;
+        if let Some(h) = parsed.policy.start_at_horizon {
+            settings.start_at_horizon = h;
+        }
         settings.session_idle = parsed.auth.session_idle.unwrap_or(settings.session_idle);
         settings.session_max = parsed.auth.session_max.unwrap_or(settings.session_max);
         if settings.session_idle > settings.session_max {
@@ -401,6 +435,59 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// The `[server]`, `[auth]` and `[gateway]` limits; a zero where zero means nothing useful
+/// (a timeout, a cap) is refused.
+fn apply_limits(settings: &mut Settings, parsed: &FileConfig, err_key: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+    use crate::limits::RateSetting;
+    let l = &mut settings.limits;
+    let positive_duration = |key: &str, v: Option<Duration>, into: &mut Duration| -> Result<(), ConfigError> {
+        match v {
+            Some(d) if d.is_zero() => Err(err_key(key, format!("{key} must be longer than 0s"))),
+            Some(d) => {
+                *into = d;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    };
+    let positive_count = |key: &str, v: Option<usize>, into: &mut usize| -> Result<(), ConfigError> {
+        match v {
+            Some(0) => Err(err_key(key, format!("{key} must be at least 1"))),
+            Some(n) => {
+                *into = n;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    };
+    positive_duration("server.header_timeout", parsed.server.header_timeout, &mut l.http_header_timeout)?;
+    positive_duration("server.request_timeout", parsed.server.request_timeout, &mut l.http_request_timeout)?;
+    positive_count("server.max_connections", parsed.server.max_connections, &mut l.http_max_connections)?;
+    positive_count("auth.hash_concurrency", parsed.auth.hash_concurrency, &mut l.hash_concurrency)?;
+    if let Some(q) = parsed.auth.hash_queue {
+        l.hash_queue = q;
+    }
+    let rate = |per_minute: Option<u32>, burst: Option<u32>, default: RateSetting| RateSetting {
+        per_minute: per_minute.unwrap_or(default.per_minute),
+        burst: burst.unwrap_or(default.burst),
+    };
+    l.login_rate = rate(parsed.auth.login_per_minute, parsed.auth.login_burst, l.login_rate);
+    if let Some(n) = parsed.auth.audit_failures_per_minute {
+        l.audit_failures_per_minute = n;
+    }
+    positive_duration("gateway.startup_timeout", parsed.gateway.startup_timeout, &mut l.gateway_startup_timeout)?;
+    positive_count(
+        "gateway.max_unauthenticated",
+        parsed.gateway.max_unauthenticated,
+        &mut l.gateway_max_unauthenticated,
+    )?;
+    if let Some(n) = parsed.gateway.max_sessions_per_user {
+        l.gateway_max_sessions_per_user = n;
+    }
+    l.gateway_rate = rate(parsed.gateway.connections_per_minute, parsed.gateway.connection_burst, l.gateway_rate);
+    Ok(())
 }
 
 #[cfg(test)]

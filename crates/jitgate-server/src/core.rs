@@ -78,6 +78,8 @@ pub struct Core {
     pub gateway_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// What clients trust to verify the gateway's TLS, once it has TLS.
     pub gateway_ca: std::sync::OnceLock<GatewayCa>,
+    /// Bounds on hashing, rates per address, and the audit of anonymous failures.
+    pub limits: crate::limits::Limits,
 }
 
 /// The certificate a client trusts as the root when it verifies the gateway
@@ -116,6 +118,7 @@ impl Caller {
 
 impl Core {
     pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings, keys: Keys, policy: jitgate_policy::PolicyEngine) -> Self {
+        let limits = crate::limits::Limits::new(&settings.limits);
         Self {
             store,
             clock,
@@ -129,6 +132,7 @@ impl Core {
             sessions: crate::gateway::Sessions::default(),
             gateway_addr: std::sync::OnceLock::new(),
             gateway_ca: std::sync::OnceLock::new(),
+            limits,
         }
     }
 

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::mfa::{Factor, CEREMONY_TTL, PURPOSE_LOGIN};
 use axum::http::StatusCode;
 use jitgate_api::{
-    BootstrapBody, CreateUserBody, GroupView, LoginBody, LoginMfaBody, LoginOutcome, SecretText, SessionToken, UserView, WebauthnChallenge,
+    BootstrapBody, CreateUserBody, GroupView, LoginBody, LoginMfaBody, LoginOutcome, PasswordBody, SecretText, SessionToken, UserView, WebauthnChallenge,
     WhoAmI,
 };
 use jitgate_auth::{check_password_rules, hash_password, new_token, secrets_equal, token_hash, verify_password};
@@ -69,7 +69,7 @@ impl Core {
                 "the setup token is wrong or was already used",
             ));
         }
-        let hash = hash_password(&password).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        let hash = self.hash_new_password(password).await?;
         let now = self.now();
         let (mut tx, start) = self.begin().await?;
         if tx.count_users().await? > 0 {
@@ -138,10 +138,13 @@ impl Core {
     /// same call or a ticket to finish with. Failures count towards the account's attempt
     /// limit whether or not the account exists.
     pub async fn login(&self, body: LoginBody) -> Result<LoginOutcome, ApiError> {
+        // A place to hash first: a login refused for load has done and counted nothing.
+        let hashing = self.limits.hashing.admit()?;
         let name = Username::parse(&body.username).ok();
-        if let Some(n) = &name {
-            self.attempt_gate(n.as_str(), "auth.login").await?;
-        }
+        let charged = match &name {
+            Some(n) => Some(self.charge_attempt(n.as_str(), "auth.login").await?),
+            None => None,
+        };
         let user = match &name {
             Some(n) => self.store.user(n).await?,
             None => None,
@@ -150,10 +153,12 @@ impl Core {
         // so neither timing nor message tells whether the name exists.
         let stored = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password_hash.clone());
         let password = SecretString::from(body.password.0);
+        let slot = hashing.slot().await;
         // Argon2 takes tens of milliseconds of CPU: off the async workers.
         let password_ok = tokio::task::spawn_blocking(move || verify_password(stored.as_deref(), &password))
             .await
             .unwrap_or(false);
+        drop(slot);
         let actor = name.as_ref().map_or("(invalid name)", Username::as_str).to_owned();
         let Some(user) = user.filter(|u| password_ok && !u.disabled) else {
             let event = NewEvent::new(
@@ -163,13 +168,20 @@ impl Core {
                 Outcome::Failure,
                 json!({"method": "password"}),
             );
-            match &name {
-                Some(n) => self.record_failure(n.as_str(), event).await,
-                None => self.audit_alone(event).await,
+            match (&name, &charged) {
+                (Some(n), Some(charged)) => self.record_charged_failure(n.as_str(), event, charged).await,
+                _ => self.audit_failure_alone(event).await,
             }
             return Err(invalid_credentials());
         };
         let methods = self.factors_of(&user.name).await?;
+        if !methods.is_empty() {
+            // The password was right: take back its charge, but leave the count of earlier
+            // failures, which knowing the password must not wipe while a factor is due.
+            if let Some(charged) = &charged {
+                self.refund_attempt(user.name.as_str(), charged).await?;
+            }
+        }
         let mfa = match (&body.mfa, methods.is_empty()) {
             (_, true) => None,
             (Some(proof), false) => Some(self.verify_factor(&user.name, proof, "login", None).await?),
@@ -320,7 +332,7 @@ impl Core {
             Some(p) => {
                 let p = SecretString::from(p.0);
                 check_password_rules(&p).map_err(password_error)?;
-                Some(hash_password(&p).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?)
+                Some(self.hash_new_password(p).await?)
             }
             None => None,
         };
@@ -434,28 +446,91 @@ impl Core {
         self.user_view(user).await
     }
 
-    pub async fn set_password(&self, caller: &Caller, name: &Username, password: String) -> Result<(), ApiError> {
-        if !caller.user.is_admin && name != &caller.user.name {
+    /// Sets a password. An administrator setting someone else's needs nothing more. Changing
+    /// one's own needs the current password and, where a second factor is enrolled, a proof of
+    /// it (given here, or proved by the session within `mfa.freshness`): a stolen session
+    /// alone must not become the account. Every other session of the person ends.
+    pub async fn set_password(&self, caller: &Caller, name: &Username, body: PasswordBody) -> Result<(), ApiError> {
+        let own = name == &caller.user.name;
+        if !caller.user.is_admin && !own {
             return Err(self
                 .forbid(caller, "set_password", "only an administrator may set another person's password")
                 .await);
         }
-        let password = SecretString::from(password);
+        let password = SecretString::from(body.password.0);
         check_password_rules(&password).map_err(password_error)?;
-        let hash = hash_password(&password).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        let mut method = None;
+        if own {
+            self.prove_current_password(caller, body.current_password).await?;
+            method = self.prove_factor_if_enrolled(caller, body.mfa.as_ref(), "password.change").await?;
+        }
+        let hash = self.hash_new_password(password).await?;
         let (mut tx, start) = self.begin().await?;
         let mut user = tx.user(name).await?.ok_or_else(|| ApiError::not_found("user"))?;
         user.password_hash = Some(hash);
         tx.update_user(&user).await?;
-        // A new password ends the person's other sessions.
-        tx.delete_sessions_of(name).await?;
+        let ended = if own {
+            tx.delete_other_sessions_of(name, &caller.session.token_hash).await?
+        } else {
+            tx.delete_sessions_of(name).await?
+        };
         tx.append_audit(
-            NewEvent::new(caller.name(), "user.password", name.as_str(), Outcome::Success, json!({})),
+            NewEvent::new(
+                caller.name(),
+                "user.password",
+                name.as_str(),
+                Outcome::Success,
+                json!({"own": own, "sessions_ended": ended, "mfa": method}),
+            ),
             self.now(),
         )
         .await?;
         self.commit(tx, start).await?;
         Ok(())
+    }
+
+    /// Checks the password a person gives to change their own, under the same attempt limit
+    /// and hashing bound as a login (a wrong one counts as a failed login).
+    async fn prove_current_password(&self, caller: &Caller, current: Option<SecretText>) -> Result<(), ApiError> {
+        let Some(current) = current else {
+            self.audit_step_up_refusal(caller, "password.change", caller.name(), "current_password_required")
+                .await;
+            return Err(ApiError::bad_request(
+                "current_password_required",
+                "changing your own password needs your current password (`jitgate password` asks for it)",
+            ));
+        };
+        let hashing = self.limits.hashing.admit()?;
+        let user = caller.user.name.as_str();
+        let charged = self.charge_attempt(user, "password.change").await?;
+        let stored = self.store.user(&caller.user.name).await?.and_then(|u| u.password_hash);
+        let given = SecretString::from(current.0);
+        let slot = hashing.slot().await;
+        let ok = tokio::task::spawn_blocking(move || verify_password(stored.as_deref(), &given))
+            .await
+            .unwrap_or(false);
+        drop(slot);
+        if ok {
+            return self.refund_attempt(user, &charged).await;
+        }
+        let event = NewEvent::new(user, "password.change", user, Outcome::Failure, json!({"reason": "wrong current password"}));
+        self.record_charged_failure(user, event, &charged).await;
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the current password is wrong",
+        ))
+    }
+
+    /// Argon2 for a new password, under the same bound as logins and off the async workers.
+    pub(crate) async fn hash_new_password(&self, password: SecretString) -> Result<String, ApiError> {
+        let slot = self.limits.hashing.admit()?.slot().await;
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        drop(slot);
+        Ok(hash)
     }
 
     pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, ApiError> {

@@ -10,6 +10,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod gateway;
 pub mod identity;
+pub mod limits;
 pub mod mfa;
 pub mod openapi;
 pub mod policy;

@@ -58,6 +58,7 @@ fn described(action: &str) -> &str {
         "request.create" => "requesting this role",
         "review.approve" => "approving this request",
         "review.deny" => "denying this request",
+        "password.change" => "changing your password",
         other => other,
     }
 }
@@ -101,6 +102,23 @@ impl Refusal {
     }
 }
 
+fn summary_event(s: &crate::limits::Summary) -> NewEvent {
+    NewEvent::new(
+        "system",
+        "auth.failures_summarised",
+        "anonymous",
+        Outcome::Failure,
+        json!({"count": s.total(), "by_action": s.by_action, "from": s.from.as_millis(), "to": s.to.as_millis()}),
+    )
+}
+
+/// Why an attempt may not go ahead now.
+pub(crate) struct AttemptRefusal {
+    code: &'static str,
+    message: String,
+    until: Timestamp,
+}
+
 fn attempt_state(r: &AttemptRecord) -> AttemptState {
     AttemptState {
         failures: r.failures,
@@ -139,44 +157,143 @@ fn totp_params(r: &TotpRecord) -> Result<TotpParams, ApiError> {
 
 impl Core {
     // ---- attempt limits ----
+    //
+    // The gate and the count are one step in the store: the attempt record is locked in the
+    // write transaction that decides, so N parallel guesses get at most the allowed number of
+    // real checks (on one instance or many). Cheap checks (codes) run inside that
+    // transaction; the password, whose Argon2 would hold the writer for tens of
+    // milliseconds, is charged as a failure up front and the charge is cleared on success.
 
-    /// Refuses an attempt for `username` while it must wait or is locked. Names that do not
-    /// exist are limited like names that do.
-    pub(crate) async fn attempt_gate(&self, username: &str, action: &str) -> Result<(), ApiError> {
+    /// Locks the attempt record of `username` in `tx` and says whether an attempt may go
+    /// ahead now; the state returned is what a failure builds on.
+    pub(crate) async fn attempt_gate_in(&self, tx: &mut dyn WriteTx, username: &str) -> Result<Result<AttemptState, AttemptRefusal>, ApiError> {
         let now = self.now();
-        let state = self.store.attempts(username).await?.map(|r| attempt_state(&r));
-        let (code, message, until) = match self.settings.attempts.gate(state.as_ref(), now) {
-            Gate::Open => return Ok(()),
-            Gate::Wait { until } => (
-                "too_many_attempts",
-                format!("too many failed attempts: try again in {} s", now.until(until).as_secs().max(1)),
+        let state = attempt_state(&tx.lock_attempts(username).await?);
+        Ok(match self.settings.attempts.gate(Some(&state), now) {
+            Gate::Open => Ok(state),
+            Gate::Wait { until } => Err(AttemptRefusal {
+                code: "too_many_attempts",
+                message: format!("too many failed attempts: try again in {} s", now.until(until).as_secs().max(1)),
                 until,
-            ),
-            Gate::Locked { until } => (
-                "account_locked",
-                format!(
+            }),
+            Gate::Locked { until } => Err(AttemptRefusal {
+                code: "account_locked",
+                message: format!(
                     "locked after repeated failed attempts until {}; an administrator can unlock it sooner",
                     until.to_rfc3339()
                 ),
                 until,
-            ),
-        };
-        self.audit_alone(NewEvent::new(
+            }),
+        })
+    }
+
+    /// Audits a refused attempt and turns it into the answer. Call it after the transaction
+    /// that found the gate closed is gone (on SQLite it holds the only writer).
+    pub(crate) async fn refuse_attempt(&self, username: &str, action: &str, refusal: AttemptRefusal) -> ApiError {
+        self.note_anonymous_refusal(username, action, refusal.code, refusal.until).await;
+        let wait = self.now().until(refusal.until).as_secs();
+        ApiError::busy(StatusCode::TOO_MANY_REQUESTS, refusal.code, refusal.message, wait)
+    }
+
+    /// Appends the event of a failed anonymous attempt, or counts it for the minute's summary
+    /// when such failures come faster than `auth.audit_failures_per_minute`.
+    pub(crate) async fn append_failure_event(&self, tx: &mut dyn WriteTx, event: NewEvent) -> Result<(), ApiError> {
+        let now = self.now();
+        let (own, summary) = self.limits.failures.admit(&event.action, now);
+        if let Some(summary) = summary {
+            tx.append_audit(summary_event(&summary), now).await?;
+        }
+        if own {
+            tx.append_audit(event, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Audits a refusal by the attempt gate (through the same summary as failures).
+    async fn note_anonymous_refusal(&self, username: &str, action: &str, code: &str, until: Timestamp) {
+        let event = NewEvent::new(
             username,
             action,
             username,
             Outcome::Denied,
             json!({"code": code, "until": until.as_millis()}),
-        ))
-        .await;
-        Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message))
+        );
+        self.audit_failure_alone(event).await;
     }
 
-    /// Counts one failure for `username` in `tx` and records the lock it may bring.
-    pub(crate) async fn count_failure(&self, tx: &mut dyn WriteTx, username: &str) -> Result<(), ApiError> {
+    /// [`Core::append_failure_event`] in a change of its own.
+    pub(crate) async fn audit_failure_alone(&self, event: NewEvent) {
+        let result = async {
+            let (mut tx, start) = self.begin().await?;
+            self.append_failure_event(&mut *tx, event).await?;
+            self.commit(tx, start).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e.message, "could not record a failed attempt");
+        }
+    }
+
+    /// Takes back the failure [`Core::charge_attempt`] charged for a check that passed; a
+    /// lock that charge brought goes with it.
+    pub(crate) async fn refund_attempt(&self, username: &str, charged: &AttemptState) -> Result<(), ApiError> {
+        let (mut tx, start) = self.begin().await?;
+        let now = attempt_state(&tx.lock_attempts(username).await?);
+        let failures = now.failures.saturating_sub(1);
+        let locked_until = now.locked_until.filter(|until| charged.locked_until != Some(*until));
+        if failures == 0 && locked_until.is_none() {
+            tx.clear_attempts(username).await?;
+        } else {
+            tx.put_attempts(&AttemptRecord {
+                username: username.to_owned(),
+                failures,
+                last_failure_at: now.last_failure_at,
+                locked_until,
+            })
+            .await?;
+        }
+        self.commit(tx, start).await?;
+        Ok(())
+    }
+
+    /// Forgets the attempt records of names that are not users, once whatever limit they
+    /// carried has run out (a lock, or the longest delay).
+    pub async fn prune_attempts(&self) -> Result<u64, ApiError> {
+        let a = &self.settings.attempts;
+        let before = self.now().saturating_sub(a.lock_for.max(a.max_delay));
+        let (mut tx, start) = self.begin().await?;
+        let gone = tx.prune_attempts(before).await?;
+        self.commit(tx, start).await?;
+        Ok(gone)
+    }
+
+    /// Writes the summary of a minute that is over, if one is due (the housekeeping tick).
+    pub async fn flush_failure_summary(&self) {
+        if let Some(summary) = self.limits.failures.due(self.now()) {
+            self.audit_alone(summary_event(&summary)).await;
+        }
+    }
+
+    /// Passes the gate and charges one failure in the same step, for a check too slow to run
+    /// inside the transaction (the password). Returns the state the charge left: a failure
+    /// keeps it (and reports the lock it brought), a success clears it.
+    pub(crate) async fn charge_attempt(&self, username: &str, action: &str) -> Result<AttemptState, ApiError> {
+        let (mut tx, start) = self.begin().await?;
+        let previous = match self.attempt_gate_in(&mut *tx, username).await? {
+            Ok(state) => state,
+            Err(refusal) => {
+                drop(tx);
+                return Err(self.refuse_attempt(username, action, refusal).await);
+            }
+        };
+        let charged = self.put_failure(&mut *tx, username, &previous).await?;
+        self.commit(tx, start).await?;
+        Ok(charged)
+    }
+
+    async fn put_failure(&self, tx: &mut dyn WriteTx, username: &str, previous: &AttemptState) -> Result<AttemptState, ApiError> {
         let now = self.now();
-        let previous = tx.attempts(username).await?.map(|r| attempt_state(&r));
-        let next = self.settings.attempts.after_failure(previous.as_ref(), now);
+        let next = self.settings.attempts.after_failure(Some(previous), now);
         tx.put_attempts(&AttemptRecord {
             username: username.to_owned(),
             failures: next.failures,
@@ -184,28 +301,40 @@ impl Core {
             locked_until: next.locked_until,
         })
         .await?;
-        if let Some(until) = next.locked_until {
+        Ok(next)
+    }
+
+    async fn audit_lock(&self, tx: &mut dyn WriteTx, username: &str, state: &AttemptState) -> Result<(), ApiError> {
+        if let Some(until) = state.locked_until {
             tx.append_audit(
                 NewEvent::new(
                     "system",
                     "auth.locked",
                     username,
                     Outcome::Success,
-                    json!({"failures": next.failures, "until": until.as_millis()}),
+                    json!({"failures": state.failures, "until": until.as_millis()}),
                 ),
-                now,
+                self.now(),
             )
             .await?;
         }
         Ok(())
     }
 
-    /// Records a failed attempt with its audit event, in a change of its own.
-    pub(crate) async fn record_failure(&self, username: &str, event: NewEvent) {
+    /// Counts one failure for `username` in `tx`, whose gate returned `previous`, and records
+    /// the lock it may bring.
+    pub(crate) async fn count_failure(&self, tx: &mut dyn WriteTx, username: &str, previous: &AttemptState) -> Result<(), ApiError> {
+        let next = self.put_failure(tx, username, previous).await?;
+        self.audit_lock(tx, username, &next).await
+    }
+
+    /// Records a failed password check that [`Core::charge_attempt`] counted already: its
+    /// audit event, and the lock the charge brought.
+    pub(crate) async fn record_charged_failure(&self, username: &str, event: NewEvent, charged: &AttemptState) {
         let result = async {
             let (mut tx, start) = self.begin().await?;
-            tx.append_audit(event, self.now()).await?;
-            self.count_failure(&mut *tx, username).await?;
+            self.append_failure_event(&mut *tx, event).await?;
+            self.audit_lock(&mut *tx, username, charged).await?;
             self.commit(tx, start).await
         }
         .await;
@@ -273,6 +402,27 @@ impl Core {
 
     /// For changes to a user's factors: a user who has a factor must have proved one lately,
     /// so a stolen session alone cannot swap the factors.
+    /// For a person with a second factor: the proof given (checked, and the session made
+    /// fresh), else a session fresh within `mfa.freshness`, else `mfa_required`. For a person
+    /// without one: nothing. Returns the method that counted.
+    pub(crate) async fn prove_factor_if_enrolled(&self, caller: &Caller, proof: Option<&MfaProof>, action: &str) -> Result<Option<String>, ApiError> {
+        if let Some(proof) = proof {
+            let factor = self
+                .verify_factor(&caller.user.name, proof, action, Some(&caller.session.token_hash))
+                .await?;
+            return Ok(Some(factor.as_str().to_owned()));
+        }
+        if self.factors_of(&caller.user.name).await?.is_empty() {
+            return Ok(None);
+        }
+        if self.is_fresh(caller) {
+            return Ok(caller.session.mfa_method.clone());
+        }
+        let err = mfa_required(action);
+        self.audit_step_up_refusal(caller, action, "-", err.code).await;
+        Err(err)
+    }
+
     async fn require_fresh_if_enrolled(&self, caller: &Caller, what: &str) -> Result<(), ApiError> {
         if self.is_fresh(caller) || self.factors_of(&caller.user.name).await?.is_empty() {
             return Ok(());
@@ -282,7 +432,7 @@ impl Core {
         Err(err)
     }
 
-    async fn audit_step_up_refusal(&self, caller: &Caller, action: &str, target: &str, code: &str) {
+    pub(crate) async fn audit_step_up_refusal(&self, caller: &Caller, action: &str, target: &str, code: &str) {
         self.audit_alone(NewEvent::new(
             caller.name(),
             "mfa.step_up",
@@ -307,9 +457,15 @@ impl Core {
                 "give exactly one of otp, recovery_code or webauthn",
             ));
         }
-        self.attempt_gate(user.as_str(), "mfa.verify").await?;
         let now = self.now();
         let (mut tx, start) = self.begin().await?;
+        let attempts = match self.attempt_gate_in(&mut *tx, user.as_str()).await? {
+            Ok(state) => state,
+            Err(refusal) => {
+                drop(tx);
+                return Err(self.refuse_attempt(user.as_str(), "mfa.verify", refusal).await);
+            }
+        };
         let (method, outcome) = if let Some(code) = &proof.otp {
             (Factor::Totp, self.check_totp(&mut *tx, user, code.expose(), now).await?)
         } else if let Some(code) = &proof.recovery_code {
@@ -372,7 +528,7 @@ impl Core {
                     )
                     .await?;
                 }
-                self.count_failure(&mut *tx, user.as_str()).await?;
+                self.count_failure(&mut *tx, user.as_str(), &attempts).await?;
                 self.commit(tx, start).await?;
                 Err(ApiError::new(StatusCode::UNAUTHORIZED, refusal.code, refusal.message))
             }
@@ -578,9 +734,15 @@ impl Core {
     /// Activates a waiting TOTP enrolment with its first valid code.
     pub async fn totp_enrol_confirm(&self, caller: &Caller, code: &SecretText) -> Result<FactorAdded, ApiError> {
         let user = &caller.user.name;
-        self.attempt_gate(user.as_str(), "mfa.totp.enrol").await?;
         let now = self.now();
         let (mut tx, start) = self.begin().await?;
+        let attempts = match self.attempt_gate_in(&mut *tx, user.as_str()).await? {
+            Ok(state) => state,
+            Err(refusal) => {
+                drop(tx);
+                return Err(self.refuse_attempt(user.as_str(), "mfa.totp.enrol", refusal).await);
+            }
+        };
         let Some(record) = tx.totp(user).await?.filter(|t| t.confirmed_at.is_none()) else {
             return Err(ApiError::conflict(
                 "no_pending_enrolment",
@@ -601,7 +763,7 @@ impl Core {
                 now,
             )
             .await?;
-            self.count_failure(&mut *tx, user.as_str()).await?;
+            self.count_failure(&mut *tx, user.as_str(), &attempts).await?;
             self.commit(tx, start).await?;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -57,6 +57,22 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The address a request came from (the TCP peer; jitgate does not read `X-Forwarded-For`,
+/// which anyone can write). Unspecified when the router runs without a listener.
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let addr = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        Ok(Self(addr))
+    }
+}
+
 type R<T> = Result<Json<T>, ApiError>;
 
 pub fn router(state: AppState) -> Router {
@@ -141,20 +157,29 @@ async fn openapi() -> Json<serde_json::Value> {
 
 async fn bootstrap(
     State(s): State<AppState>,
+    ClientAddr(from): ClientAddr,
     Json(body): Json<BootstrapBody>,
 ) -> Result<(StatusCode, Json<jitgate_api::SessionToken>), ApiError> {
+    s.limits.logins.check_http(from)?;
     Ok((StatusCode::CREATED, Json(s.bootstrap(body).await?)))
 }
 
-async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> R<jitgate_api::LoginOutcome> {
+async fn login(State(s): State<AppState>, ClientAddr(from): ClientAddr, Json(body): Json<LoginBody>) -> R<jitgate_api::LoginOutcome> {
+    s.limits.logins.check_http(from)?;
     Ok(Json(s.login(body).await?))
 }
 
-async fn login_mfa(State(s): State<AppState>, Json(body): Json<LoginMfaBody>) -> R<jitgate_api::SessionToken> {
+async fn login_mfa(State(s): State<AppState>, ClientAddr(from): ClientAddr, Json(body): Json<LoginMfaBody>) -> R<jitgate_api::SessionToken> {
+    s.limits.logins.check_http(from)?;
     Ok(Json(s.login_mfa(body).await?))
 }
 
-async fn login_webauthn(State(s): State<AppState>, Json(body): Json<TicketBody>) -> R<jitgate_api::WebauthnChallenge> {
+async fn login_webauthn(
+    State(s): State<AppState>,
+    ClientAddr(from): ClientAddr,
+    Json(body): Json<TicketBody>,
+) -> R<jitgate_api::WebauthnChallenge> {
+    s.limits.logins.check_http(from)?;
     Ok(Json(s.login_webauthn_challenge(&body.ticket).await?))
 }
 
@@ -441,7 +466,7 @@ async fn set_password(
     P(name): P<String>,
     Json(body): Json<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
-    s.set_password(&caller, &username(&name)?, body.password.0).await?;
+    s.set_password(&caller, &username(&name)?, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -351,6 +351,8 @@ pub trait WriteTx: Send {
     async fn touch_session(&mut self, token_hash: &str, now: Timestamp) -> Result<()>;
     async fn delete_session(&mut self, token_hash: &str) -> Result<bool>;
     async fn delete_sessions_of(&mut self, user: &Username) -> Result<u64>;
+    /// Ends every session of `user` but the one whose token hash is `keep`.
+    async fn delete_other_sessions_of(&mut self, user: &Username, keep: &str) -> Result<u64>;
 
     async fn put_resource(&mut self, resource: &Resource, source: Source, now: Timestamp) -> Result<()>;
     async fn delete_resource(&mut self, name: &ResourceName) -> Result<bool>;
@@ -399,7 +401,13 @@ pub trait WriteTx: Send {
     async fn insert_challenge(&mut self, challenge: &ChallengeRecord, now: Timestamp) -> Result<()>;
     /// Removes and returns a pending ceremony: each is used once.
     async fn take_challenge(&mut self, id: &str) -> Result<Option<ChallengeRecord>>;
-    async fn attempts(&mut self, username: &str) -> Result<Option<AttemptRecord>>;
+    /// The attempt state of `username`, locked for the rest of the transaction so that a
+    /// check and its count are one step even across instances. A name without a record gets
+    /// an empty one (no failures) to lock; it goes again unless the transaction keeps it.
+    async fn lock_attempts(&mut self, username: &str) -> Result<AttemptRecord>;
+    /// Forgets the attempt records of names that are not users and whose last failure is
+    /// older than `before`; returns how many went.
+    async fn prune_attempts(&mut self, before: Timestamp) -> Result<u64>;
     async fn put_attempts(&mut self, attempts: &AttemptRecord) -> Result<()>;
     async fn clear_attempts(&mut self, username: &str) -> Result<bool>;
 

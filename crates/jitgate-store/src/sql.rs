@@ -712,6 +712,15 @@ macro_rules! impl_store {
                 Ok(r.rows_affected())
             }
 
+            async fn delete_other_sessions_of(&mut self, user: &Username, keep: &str) -> Result<u64, StoreError> {
+                let r = sqlx::query("DELETE FROM sessions WHERE username = $1 AND token_hash <> $2")
+                    .bind(user.as_str())
+                    .bind(keep)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(r.rows_affected())
+            }
+
             async fn put_resource(&mut self, r: &Resource, source: Source, now: Timestamp) -> Result<(), StoreError> {
                 self.resources_changed = true;
                 let spec = serde_json::to_string(r).map_err(|e| corrupt("resource", e))?;
@@ -1165,8 +1174,24 @@ macro_rules! impl_store {
                     .transpose()
             }
 
-            async fn attempts(&mut self, username: &str) -> Result<Option<AttemptRecord>, StoreError> {
-                q_attempts(&mut *self.tx, username, true).await
+            async fn lock_attempts(&mut self, username: &str) -> Result<AttemptRecord, StoreError> {
+                // A row to lock first: `FOR UPDATE` on no row locks nothing, and two first
+                // attempts would both pass.
+                sqlx::query("INSERT INTO auth_attempts (username, failures, last_failure_at, locked_until) VALUES ($1, 0, 0, NULL) ON CONFLICT (username) DO NOTHING")
+                    .bind(username)
+                    .execute(&mut *self.tx)
+                    .await?;
+                q_attempts(&mut *self.tx, username, true)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("the attempt record of '{username}' vanished")))
+            }
+
+            async fn prune_attempts(&mut self, before: Timestamp) -> Result<u64, StoreError> {
+                let r = sqlx::query("DELETE FROM auth_attempts WHERE last_failure_at < $1 AND username NOT IN (SELECT name FROM users)")
+                    .bind(before.as_millis())
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(r.rows_affected())
             }
 
             async fn put_attempts(&mut self, attempts: &AttemptRecord) -> Result<(), StoreError> {

@@ -53,6 +53,16 @@ enum Command {
     },
     /// End the session and forget the token.
     Logout,
+    /// Change your own password: asks for the current one, the new one twice, and a second
+    /// factor when you have one (your other sessions end).
+    Password {
+        /// Read the current password, then the new one, from the first two lines of standard
+        /// input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        mfa: MfaArgs,
+    },
     /// Who you are logged in as.
     Whoami,
     /// Resources and the roles you can request.
@@ -488,6 +498,37 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             };
             ctx.print(&out, |o| {
                 format!("logged in to {} as {} (session ends by {})", o.server, o.username, o.expires_at)
+            })?;
+            ok
+        }
+        Command::Password { password_stdin, mfa } => {
+            let c = ctx.client()?;
+            let (current, new) = if password_stdin {
+                let mut lines = std::io::stdin().lines();
+                let mut next = |what: &str| -> Result<String> {
+                    match lines.next() {
+                        Some(Ok(l)) if !l.is_empty() => Ok(l),
+                        _ => bail!("no {what} on standard input (the current password on line 1, the new one on line 2)"),
+                    }
+                };
+                (next("current password")?, next("new password")?)
+            } else {
+                let current = prompt_secret("Current password: ")?;
+                let new = prompt_secret("New password: ")?;
+                if prompt_secret("New password again: ")? != new {
+                    bail!("the new passwords differ; nothing was changed");
+                }
+                (current, new)
+            };
+            let me = c.whoami().await?.username;
+            with_second_factor(&mfa, |proof| {
+                let c = c.clone();
+                let (me, current, new) = (me.clone(), current.clone(), new.clone());
+                async move { c.change_password(me.as_str(), &current, &new, proof).await }
+            })
+            .await?;
+            ctx.print(&serde_json::json!({"username": me, "password_changed": true}), |_| {
+                "password changed; your other sessions ended".into()
             })?;
             ok
         }

@@ -345,7 +345,25 @@ impl Client {
             Method::POST,
             &format!("/admin/users/{}/password", seg(name)),
             None,
-            Self::json(&PasswordBody { password: password.into() }),
+            Self::json(&PasswordBody {
+                password: password.into(),
+                current_password: None,
+                mfa: None,
+            }),
+        )
+        .await
+    }
+    /// Changes one's own password: the current one, and a second factor where one is due.
+    pub async fn change_password(&self, name: &str, current: &str, new: &str, mfa: Option<MfaProof>) -> Result<()> {
+        self.call(
+            Method::POST,
+            &format!("/admin/users/{}/password", seg(name)),
+            None,
+            Self::json(&PasswordBody {
+                password: new.into(),
+                current_password: Some(current.into()),
+                mfa,
+            }),
         )
         .await
     }
@@ -374,7 +392,11 @@ impl Client {
             Method::PUT,
             &format!("/admin/resources/{}/credential", seg(name)),
             Some(&q),
-            Self::json(&PasswordBody { password: password.into() }),
+            Self::json(&PasswordBody {
+                password: password.into(),
+                current_password: None,
+                mfa: None,
+            }),
         )
         .await
     }

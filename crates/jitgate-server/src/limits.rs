@@ -1,0 +1,368 @@
+//! What keeps anonymous traffic from exhausting the server: a bound on password hashing at
+//! once, rate limits per source address, and a summary in place of one audit event per
+//! failed anonymous attempt once they come faster than a rate.
+
+use crate::error::ApiError;
+use axum::http::StatusCode;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use jitgate_core::Timestamp;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Argon2id with the parameters of `jitgate-auth` holds 19 MiB while it runs: at most
+/// `running` of them at once, and at most `queue` more waiting; past that the answer is 503
+/// with `Retry-After`, so memory stays bounded whatever arrives.
+pub struct HashLimiter {
+    permits: Arc<Semaphore>,
+    in_flight: Arc<AtomicUsize>,
+    /// Running plus waiting.
+    capacity: usize,
+}
+
+/// Counts one login from admission until its hash is done.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Admitted to the queue: waits for a [`HashSlot`]; dropping it leaves the queue.
+pub struct HashTicket {
+    permits: Arc<Semaphore>,
+    in_flight: InFlight,
+}
+
+/// A place to hash a password, held while it runs.
+pub struct HashSlot {
+    _permit: OwnedSemaphorePermit,
+    _in_flight: InFlight,
+}
+
+impl HashTicket {
+    pub async fn slot(self) -> HashSlot {
+        let permit = self
+            .permits
+            .acquire_owned()
+            .await
+            .unwrap_or_else(|_| unreachable!("the hash semaphore is never closed"));
+        HashSlot {
+            _permit: permit,
+            _in_flight: self.in_flight,
+        }
+    }
+}
+
+impl HashLimiter {
+    pub fn new(running: usize, queue: usize) -> Self {
+        let running = running.max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(running)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            capacity: running + queue,
+        }
+    }
+
+    /// One Argon2 at a time per core, by default.
+    pub fn default_running() -> usize {
+        std::thread::available_parallelism().map_or(2, usize::from)
+    }
+
+    /// A place in the queue, or 503 when it is full. Taken before anything else of a login
+    /// is done, so a refused login has cost nothing and counted nothing.
+    pub fn admit(&self) -> Result<HashTicket, ApiError> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let in_flight = InFlight(self.in_flight.clone());
+        if before >= self.capacity {
+            return Err(ApiError::busy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many logins at once: try again in a moment",
+                1,
+            ));
+        }
+        Ok(HashTicket {
+            permits: self.permits.clone(),
+            in_flight,
+        })
+    }
+}
+
+/// Requests per minute and burst allowed from one source address; 0 per minute turns the
+/// limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSetting {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl RateSetting {
+    pub const OFF: Self = Self { per_minute: 0, burst: 0 };
+}
+
+/// A token bucket per source address (`governor`, keyed by IP).
+pub struct AddressLimiter {
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    what: &'static str,
+}
+
+impl AddressLimiter {
+    pub fn new(setting: RateSetting, what: &'static str) -> Self {
+        let limiter = NonZeroU32::new(setting.per_minute).map(|rate| {
+            let burst = NonZeroU32::new(setting.burst).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst))
+        });
+        Self { limiter, what }
+    }
+
+    /// `Err(wait)` when `addr` is over its rate.
+    pub fn check(&self, addr: IpAddr) -> Result<(), Duration> {
+        let Some(l) = &self.limiter else { return Ok(()) };
+        l.check_key(&addr).map_err(|not_until| {
+            use governor::clock::{Clock, DefaultClock};
+            not_until.wait_time_from(DefaultClock::default().now())
+        })
+    }
+
+    /// The same, as the HTTP answer.
+    pub fn check_http(&self, addr: IpAddr) -> Result<(), ApiError> {
+        self.check(addr).map_err(|wait| {
+            ApiError::busy(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many {} from {addr}: slow down", self.what),
+                wait.as_secs_f64().ceil() as u64,
+            )
+        })
+    }
+
+    /// Forgets addresses whose buckets are full again, so the map stays as small as the
+    /// set of recent senders.
+    pub fn shrink(&self) {
+        if let Some(l) = &self.limiter {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+/// One minute's failed anonymous attempts: the first `per_minute` are audited one by one, the
+/// rest counted, and the count goes on the record as one summary event when the minute is
+/// over (with the next such failure, or the housekeeping tick, whichever comes first).
+pub struct FailureSummary {
+    per_minute: u32,
+    window: Mutex<Window>,
+}
+
+#[derive(Default)]
+struct Window {
+    started: Option<Timestamp>,
+    written: u32,
+    suppressed: BTreeMap<String, u64>,
+}
+
+/// What a summary event says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub by_action: BTreeMap<String, u64>,
+}
+
+impl Summary {
+    pub fn total(&self) -> u64 {
+        self.by_action.values().sum()
+    }
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+impl FailureSummary {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            window: Mutex::new(Window::default()),
+        }
+    }
+
+    /// Whether the failure of `action` at `now` goes on the record as an event of its own,
+    /// and the summary of the minute before when that minute is over.
+    pub fn admit(&self, action: &str, now: Timestamp) -> (bool, Option<Summary>) {
+        let mut w = self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let summary = Self::roll(&mut w, now);
+        let own = w.written < self.per_minute;
+        if own {
+            w.written += 1;
+        } else {
+            *w.suppressed.entry(action.to_owned()).or_default() += 1;
+        }
+        (own, summary)
+    }
+
+    /// The summary of a minute that is over, if it left anything uncounted.
+    pub fn due(&self, now: Timestamp) -> Option<Summary> {
+        let mut w = self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self::roll(&mut w, now)
+    }
+
+    fn roll(w: &mut Window, now: Timestamp) -> Option<Summary> {
+        let started = *w.started.get_or_insert(now);
+        if now < started.saturating_add(WINDOW) {
+            return None;
+        }
+        let summary = (!w.suppressed.is_empty()).then(|| Summary {
+            from: started,
+            to: started.saturating_add(WINDOW),
+            by_action: std::mem::take(&mut w.suppressed),
+        });
+        *w = Window {
+            started: Some(now),
+            ..Window::default()
+        };
+        summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_the_rate_failures_are_counted_and_summarised_once_the_minute_is_over() {
+        let s = FailureSummary::new(3);
+        let t0 = Timestamp::from_millis(1_000_000);
+        let own: Vec<bool> = (0..10).map(|_| s.admit("auth.login", t0).0).collect();
+        assert_eq!(own.iter().filter(|o| **o).count(), 3);
+        assert_eq!(s.due(t0.saturating_add(Duration::from_secs(59))), None);
+        let (own, summary) = s.admit("auth.login", t0.saturating_add(WINDOW));
+        assert!(own, "a new minute writes again");
+        let summary = summary.expect("the minute before is summarised");
+        assert_eq!(summary.total(), 7);
+        assert_eq!(summary.from, t0);
+        // Nothing is summarised twice.
+        assert_eq!(s.due(t0.saturating_add(WINDOW * 3)), None);
+    }
+
+    #[test]
+    fn the_hash_queue_is_bounded() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let l = HashLimiter::new(1, 2);
+            let running = l.admit().expect("first").slot().await;
+            let a = l.admit().expect("queued 1");
+            let b = l.admit().expect("queued 2");
+            let refused = l.admit().err().expect("the queue is full");
+            assert_eq!((refused.status, refused.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(1)));
+            drop(a);
+            let _c = l.admit().expect("a place came free");
+            drop(running);
+            let _slot = b.slot().await;
+        });
+    }
+
+    #[test]
+    fn one_address_over_its_rate_waits_while_another_does_not() {
+        let l = AddressLimiter::new(RateSetting { per_minute: 1, burst: 2 }, "logins");
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let b: IpAddr = [127, 0, 0, 3].into();
+        assert!(l.check(a).is_ok() && l.check(a).is_ok());
+        assert!(l.check(a).is_err());
+        assert!(l.check(b).is_ok());
+        assert!(AddressLimiter::new(RateSetting::OFF, "x").check(a).is_ok());
+    }
+}
+
+/// The limits a server applies, from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Argon2 verifications at once (`auth.hash_concurrency`; default: the number of cores).
+    pub hash_concurrency: usize,
+    /// Logins waiting for one beyond that, before 503 (`auth.hash_queue`).
+    pub hash_queue: usize,
+    /// Logins (password, second factor, bootstrap) per source address (`auth.login_per_minute`,
+    /// `auth.login_burst`).
+    pub login_rate: RateSetting,
+    /// Failed anonymous attempts audited one by one per minute before they are summarised
+    /// (`auth.audit_failures_per_minute`).
+    pub audit_failures_per_minute: u32,
+    /// The whole request head must arrive within this, and a kept-alive connection is closed
+    /// after this long without a new request (`server.header_timeout`).
+    pub http_header_timeout: Duration,
+    /// A request (its body and its answer) must be done within this (`server.request_timeout`).
+    pub http_request_timeout: Duration,
+    /// Open HTTP connections at most (`server.max_connections`).
+    pub http_max_connections: usize,
+    /// A gateway client must finish TLS, startup and authentication within this
+    /// (`gateway.startup_timeout`).
+    pub gateway_startup_timeout: Duration,
+    /// Gateway connections that have not authenticated yet, at most
+    /// (`gateway.max_unauthenticated`).
+    pub gateway_max_unauthenticated: usize,
+    /// Live gateway sessions per person; 0: no cap (`gateway.max_sessions_per_user`).
+    pub gateway_max_sessions_per_user: u32,
+    /// New gateway connections per source address (`gateway.connections_per_minute`,
+    /// `gateway.connection_burst`).
+    pub gateway_rate: RateSetting,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            hash_concurrency: HashLimiter::default_running(),
+            hash_queue: 16,
+            login_rate: RateSetting { per_minute: 60, burst: 20 },
+            audit_failures_per_minute: 60,
+            http_header_timeout: Duration::from_secs(10),
+            http_request_timeout: Duration::from_secs(30),
+            http_max_connections: 1024,
+            gateway_startup_timeout: Duration::from_secs(10),
+            gateway_max_unauthenticated: 1024,
+            gateway_max_sessions_per_user: 0,
+            gateway_rate: RateSetting { per_minute: 600, burst: 100 },
+        }
+    }
+}
+
+/// The limits' running state, one per server.
+pub struct Limits {
+    pub hashing: HashLimiter,
+    pub logins: AddressLimiter,
+    pub gateway: AddressLimiter,
+    pub failures: FailureSummary,
+}
+
+impl Limits {
+    pub fn new(s: &LimitSettings) -> Self {
+        Self {
+            hashing: HashLimiter::new(s.hash_concurrency, s.hash_queue),
+            logins: AddressLimiter::new(s.login_rate, "login attempts"),
+            gateway: AddressLimiter::new(s.gateway_rate, "connections"),
+            failures: FailureSummary::new(s.audit_failures_per_minute),
+        }
+    }
+}
+
+/// Once a minute: the summary of anonymous failures that is due, the attempt records of names
+/// that are not users once their limits have run out, and the rate limiters' idle addresses.
+pub async fn run_housekeeping(core: crate::core::AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        core.flush_failure_summary().await;
+        if let Err(e) = core.prune_attempts().await {
+            tracing::warn!(error = %e.message, "could not prune attempt records");
+        }
+        core.limits.logins.shrink();
+        core.limits.gateway.shrink();
+    }
+}
