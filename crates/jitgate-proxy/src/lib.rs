@@ -61,6 +61,30 @@ pub trait Broker: Send + Sync + 'static {
     async fn terminator(&self, session_id: &str) -> Option<UpstreamTarget>;
     /// The session is over.
     async fn ended(&self, session_id: &str, reason: &EndReason, stats: SessionStats);
+    /// Whether a new connection from `peer` may go on (a rate per source address); `Err`
+    /// says how long it should wait. Asked before anything is read from it.
+    fn allow_address(&self, _peer: std::net::IpAddr) -> Result<(), std::time::Duration> {
+        Ok(())
+    }
+}
+
+/// What a connection that has not logged in yet may take.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayLimits {
+    /// TLS, startup and authentication together must be done within this.
+    pub startup_timeout: std::time::Duration,
+    /// Connections not logged in yet, at most; past it new ones are closed at once (admitted
+    /// sessions do not count).
+    pub max_unauthenticated: usize,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        Self {
+            startup_timeout: std::time::Duration::from_secs(10),
+            max_unauthenticated: 1024,
+        }
+    }
 }
 
 pub struct Gateway {
@@ -68,6 +92,7 @@ pub struct Gateway {
     broker: Arc<dyn Broker>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     cancels: Arc<Cancels>,
+    limits: GatewayLimits,
 }
 
 /// Where a client's cancel key leads: the upstream of its session and the upstream's own key.
@@ -118,12 +143,14 @@ impl Gateway {
         addr: SocketAddr,
         broker: Arc<dyn Broker>,
         tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+        limits: GatewayLimits,
     ) -> std::io::Result<Self> {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
             broker,
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
             cancels: Arc::new(Cancels::default()),
+            limits,
         })
     }
 
@@ -135,7 +162,8 @@ impl Gateway {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         // Connections that have not logged in yet hold one of these: anonymous clients cannot
         // hold more sockets than this, whatever they do (admitted sessions do not count).
-        let logging_in = Arc::new(tokio::sync::Semaphore::new(MAX_LOGGING_IN));
+        let max = self.limits.max_unauthenticated.max(1);
+        let logging_in = Arc::new(tokio::sync::Semaphore::new(max));
         let mut last_refusal_logged: Option<std::time::Instant> = None;
         loop {
             let mut pause = false;
@@ -145,16 +173,32 @@ impl Gateway {
                         let Ok(permit) = logging_in.clone().try_acquire_owned() else {
                             // Closed at once: a flood of half-open logins gets nothing to hold.
                             if last_refusal_logged.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
-                                tracing::warn!(%peer, limit = MAX_LOGGING_IN, "gateway: too many connections logging in; closing new ones");
+                                tracing::warn!(%peer, limit = max, "gateway: too many connections logging in; closing new ones");
                                 last_refusal_logged = Some(std::time::Instant::now());
                             }
                             drop(stream);
                             continue;
                         };
                         let broker = self.broker.clone();
+                        if let Err(wait) = broker.allow_address(peer.ip()) {
+                            // Told why (libpq shows it), without reading anything from it.
+                            let message = format!(
+                                "jitgate: too many connections from {}; try again in {} s",
+                                peer.ip(),
+                                wait.as_secs().max(1)
+                            );
+                            tokio::spawn(async move {
+                                let mut stream = stream;
+                                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), refuse(&mut stream, "53300", &message)).await;
+                                drop(permit);
+                            });
+                            continue;
+                        }
                         let tls = self.tls.clone();
                         let cancels = self.cancels.clone();
-                        tokio::spawn(async move { serve(stream, peer, broker, tls, cancels, permit).await });
+                        let deadline = tokio::time::Instant::now() + self.limits.startup_timeout;
+                        let budget = LoginBudget { permit, deadline };
+                        tokio::spawn(async move { serve(stream, peer, broker, tls, cancels, budget).await });
                     }
                     Err(e) => {
                         // Out of file descriptors (say): back off instead of spinning and
@@ -175,6 +219,14 @@ impl Gateway {
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, sqlstate: &str, message: &str) {
     let _ = stream.write_all(&backend::error(true, sqlstate, message)).await;
     let _ = stream.shutdown().await;
+}
+
+/// What a connection may spend before it is logged in: one of the places for unauthenticated
+/// connections, until a deadline for TLS, startup and authentication together.
+struct LoginBudget {
+    #[allow(dead_code)] // held, not read: dropping it frees the place
+    permit: tokio::sync::OwnedSemaphorePermit,
+    deadline: tokio::time::Instant,
 }
 
 /// What the first packets asked for.
@@ -245,10 +297,11 @@ async fn serve(
     broker: Arc<dyn Broker>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     cancels: Arc<Cancels>,
-    logging_in: tokio::sync::OwnedSemaphorePermit,
+    budget: LoginBudget,
 ) {
+    let deadline = budget.deadline;
     let _ = tcp.set_nodelay(true);
-    let first = tokio::time::timeout(LOGIN_TIME, async {
+    let first = tokio::time::timeout_at(deadline, async {
         let mut probe = tcp;
         let opened = opening(&mut probe, tls.is_some()).await;
         (probe, opened)
@@ -260,11 +313,11 @@ async fn serve(
     match opened {
         Ok(Opening::Gone) => {}
         Ok(Opening::Cancel(key)) => forward_cancel(&cancels, key).await,
-        Ok(Opening::Startup(params)) => session(tcp, peer, broker, Some(params), false, &cancels, logging_in).await,
+        Ok(Opening::Startup(params)) => session(tcp, peer, broker, Some(params), false, &cancels, budget).await,
         Ok(Opening::Tls) => {
             let Some(acceptor) = tls else { return };
-            match tokio::time::timeout(LOGIN_TIME, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => session(stream, peer, broker, None, true, &cancels, logging_in).await,
+            match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => session(stream, peer, broker, None, true, &cancels, budget).await,
                 _ => tracing::debug!(%peer, "gateway TLS handshake failed"),
             }
         }
@@ -272,9 +325,6 @@ async fn serve(
     }
 }
 
-const LOGIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
-/// Connections that may be logging in at once (TLS handshake, startup, token).
-const MAX_LOGGING_IN: usize = 1024;
 
 async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
     mut stream: S,
@@ -283,10 +333,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
     params: Option<BTreeMap<String, String>>,
     encrypted: bool,
     cancels: &Cancels,
-    logging_in: tokio::sync::OwnedSemaphorePermit,
+    budget: LoginBudget,
 ) {
-    let login = tokio::time::timeout(LOGIN_TIME, login(&mut stream, peer, broker.as_ref(), params, encrypted)).await;
-    drop(logging_in);
+    let login = tokio::time::timeout_at(budget.deadline, login(&mut stream, peer, broker.as_ref(), params, encrypted)).await;
+    drop(budget);
     let admission = match login {
         Ok(Ok(Some(a))) => a,
         Ok(Ok(None)) => return,

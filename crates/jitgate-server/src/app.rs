@@ -105,7 +105,11 @@ impl Application {
                 let (tls, ca) = gateway_tls(&core.settings).map_err(StartError::Setup)?;
                 let _ = core.gateway_ca.set(ca);
                 let broker = crate::gateway::GatewayBroker::start(core.clone(), stop_tx.subscribe());
-                let g = jitgate_proxy::Gateway::bind(at, broker, Some(tls))
+                let limits = jitgate_proxy::GatewayLimits {
+                    startup_timeout: core.settings.limits.gateway_startup_timeout,
+                    max_unauthenticated: core.settings.limits.gateway_max_unauthenticated,
+                };
+                let g = jitgate_proxy::Gateway::bind(at, broker, Some(tls), limits)
                     .await
                     .map_err(|e| StartError::Gateway(at, e))?;
                 let bound = g.local_addr().map_err(|e| StartError::Gateway(at, e))?;

@@ -58,6 +58,27 @@ struct LiveSession {
 #[derive(Default)]
 pub struct Sessions {
     live: Mutex<HashMap<String, LiveSession>>,
+    /// Admissions under way, per person, for `gateway.max_sessions_per_user`.
+    opening: Mutex<HashMap<String, u32>>,
+}
+
+/// A place held for an admission under way; counted with the person's live sessions until
+/// it is dropped (by then the session is live, or refused).
+pub(crate) struct OpeningSlot {
+    core: Arc<Core>,
+    user: String,
+}
+
+impl Drop for OpeningSlot {
+    fn drop(&mut self) {
+        let mut opening = self.core.sessions.opening.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = opening.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                opening.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Sessions {
@@ -79,6 +100,24 @@ impl Sessions {
             n += 1;
         }
         n
+    }
+
+    /// A place for one more session of `user` when they have fewer than `cap` live or opening
+    /// here; `None` at the cap. The two maps are read under the `opening` lock, so parallel
+    /// admissions cannot all slip under the cap.
+    pub(crate) fn reserve(core: &Arc<Core>, user: &str, cap: u32) -> Option<OpeningSlot> {
+        let sessions = &core.sessions;
+        let mut opening = sessions.opening.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let live = sessions.lock().values().filter(|s| s.record.user.as_str() == user).count();
+        let pending = opening.get(user).copied().unwrap_or(0);
+        if u64::try_from(live).unwrap_or(u64::MAX) + u64::from(pending) >= u64::from(cap) {
+            return None;
+        }
+        *opening.entry(user.to_owned()).or_default() += 1;
+        Some(OpeningSlot {
+            core: core.clone(),
+            user: user.to_owned(),
+        })
     }
 
     fn kill(&self, id: &str, why: &str) -> bool {
@@ -248,6 +287,10 @@ fn refusal(message: impl Into<String>) -> Refusal {
 
 #[async_trait]
 impl Broker for GatewayBroker {
+    fn allow_address(&self, peer: std::net::IpAddr) -> Result<(), std::time::Duration> {
+        self.core.limits.gateway.check(peer)
+    }
+
     async fn admit(&self, req: AdmissionRequest) -> Result<Admission, Refusal> {
         let core = &self.core;
         let now = core.now();
@@ -265,6 +308,24 @@ impl Broker for GatewayBroker {
         let unavailable = |e: ApiError| Refusal {
             sqlstate: "08006",
             message: format!("jitgate: {}", e.message),
+        };
+        let cap = core.settings.limits.gateway_max_sessions_per_user;
+        let _slot = if cap > 0 {
+            match Sessions::reserve(core, &req.user, cap) {
+                Some(slot) => Some(slot),
+                None => {
+                    denied("too many sessions").await;
+                    return Err(Refusal {
+                        sqlstate: "53300",
+                        message: format!(
+                            "jitgate: {} has {cap} gateway sessions open already (gateway.max_sessions_per_user); close one first",
+                            req.user
+                        ),
+                    });
+                }
+            }
+        } else {
+            None
         };
         let (mut tx, start) = core.begin().await.map_err(unavailable)?;
         let token = tx.redeem_connect_token(&hash, now).await.map_err(|e| unavailable(e.into()))?;
