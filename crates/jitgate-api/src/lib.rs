@@ -345,9 +345,12 @@ pub struct ExplainBody {
     /// Like `30m`; the role's default when absent.
     #[serde(default)]
     pub duration: Option<String>,
-    /// The moment to decide for; now when absent.
+    /// The moment to decide at; now when absent.
     #[serde(default)]
     pub at: Option<Timestamp>,
+    /// When the access would begin (a scheduled request); `at` when absent.
+    #[serde(default)]
+    pub start_at: Option<Timestamp>,
     #[serde(default)]
     pub reason: String,
     #[serde(default)]

@@ -69,6 +69,7 @@ fn bench(c: &mut Criterion) {
         active_grants: &grants,
         on_call: false,
         now: Timestamp::parse_rfc3339("2026-11-24T09:00:00Z").unwrap(),
+        window: None,
         review: None,
     };
     assert!(loaded.decide(PolicyAction::Request, &facts).allowed);

@@ -108,7 +108,12 @@ pub struct Facts<'a> {
     /// The principal's live grants, as "RESOURCE/ROLE".
     pub active_grants: &'a BTreeSet<String>,
     pub on_call: bool,
+    /// The moment `context.utc` and `context.local` describe: when the access begins for
+    /// `request`, `auto_approve`, `break_glass` and `connect`; the review for `approve`.
     pub now: Timestamp,
+    /// When the access begins and ends (`context.start`, `context.end`); `None`: from `now`
+    /// for `duration`.
+    pub window: Option<(Timestamp, Timestamp)>,
     pub review: Option<UnderReview<'a>>,
 }
 
@@ -400,6 +405,15 @@ impl PolicyEngine {
         ])
     }
 
+    /// A moment in both clocks, and as Unix seconds for arithmetic.
+    fn moment(&self, at: Timestamp) -> RestrictedExpression {
+        record([
+            ("utc", self.clock(at, &jiff::tz::TimeZone::UTC)),
+            ("local", self.clock(at, &self.time_zone)),
+            ("unix_secs", RestrictedExpression::new_long(at.as_millis().div_euclid(1000))),
+        ])
+    }
+
     fn person(p: &Person<'_>) -> Entity {
         let attrs = HashMap::from([
             ("name".to_owned(), RestrictedExpression::new_string(p.name.to_string())),
@@ -469,6 +483,9 @@ impl PolicyEngine {
             None => (uid("Role", &rid), String::new()),
         };
         let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        let (start, end) = facts
+            .window
+            .unwrap_or_else(|| (facts.now, facts.now.saturating_add(facts.duration)));
         let context = Context::from_pairs([
             (
                 "duration_secs".to_owned(),
@@ -496,6 +513,8 @@ impl PolicyEngine {
             ("on_call".to_owned(), RestrictedExpression::new_bool(facts.on_call)),
             ("utc".to_owned(), self.clock(facts.now, &jiff::tz::TimeZone::UTC)),
             ("local".to_owned(), self.clock(facts.now, &self.time_zone)),
+            ("start".to_owned(), self.moment(start)),
+            ("end".to_owned(), self.moment(end)),
             ("stage".to_owned(), RestrictedExpression::new_string(stage)),
         ])
         .map_err(|e| e.to_string())?;

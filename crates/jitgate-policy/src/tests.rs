@@ -92,6 +92,7 @@ impl World {
             active_grants: &self.grants,
             on_call,
             now,
+            window: None,
             review: None,
         }
     }

@@ -47,6 +47,22 @@ impl Core {
             let (mut activated, mut expired) = (Vec::new(), Vec::new());
             for mut g in grants {
                 let Some(t) = g.due_transition(now) else { continue };
+                if t == Transition::Activate {
+                    if let Some(forbidden_by) = self.forbidden_at_start(&mut *tx, &g, now).await? {
+                        // Judged again for the time access happens: a policy that forbids it
+                        // now wins over the approval given before.
+                        let why = format!("a policy forbids this access at its start ({})", forbidden_by.join(", "));
+                        g.status = GrantStatus::Revoked;
+                        g.revoked_at = Some(now);
+                        g.revoke_reason = Some(why.clone());
+                        tx.update_grant(&g).await?;
+                        let details = json!({"user": g.user, "resource": g.resource, "role": g.role, "reason": why, "policies": forbidden_by});
+                        tx.append_audit(NewEvent::new("system", "grant.activate", g.id.as_str(), Outcome::Denied, details), now)
+                            .await?;
+                        events.push((GrantEventKind::Revoked, g));
+                        continue;
+                    }
+                }
                 let (kind, action) = match t {
                     Transition::Activate => {
                         g.status = GrantStatus::Active;
@@ -90,6 +106,30 @@ impl Core {
                 return Ok(total);
             }
         }
+    }
+
+    /// For a scheduled grant about to begin: the policies that now forbid its `request`
+    /// (decided for its window, as a request made now for it would be), or `None` when it may
+    /// begin. A request that cannot be read any more does not stop it.
+    async fn forbidden_at_start(&self, tx: &mut dyn jitgate_store::WriteTx, g: &jitgate_core::grant::Grant, now: jitgate_core::Timestamp) -> Result<Option<Vec<String>>, ApiError> {
+        let Some(request) = tx.request(&g.request_id).await? else { return Ok(None) };
+        let Some(resource) = self.store.resource(&g.resource).await? else { return Ok(None) };
+        let who = self.subject(&g.user).await?;
+        let asked = crate::policy::Asked {
+            resource: &resource,
+            role: &g.role,
+            duration: g.starts_at.max(now).until(g.ends_at),
+            reason: &request.reason,
+            ticket: request.ticket.as_deref(),
+            start_at: Some(g.starts_at),
+        };
+        let action = if request.break_glass {
+            jitgate_policy::PolicyAction::BreakGlass
+        } else {
+            jitgate_policy::PolicyAction::Request
+        };
+        let d = self.decide(action, &who, &asked, now).await?;
+        Ok((!d.allowed).then(|| if d.policies.is_empty() { vec!["no policy permits it any more".to_owned()] } else { d.policies }))
     }
 
     /// Runs until `stop` turns true. Overdue transitions (from while the server was down) are

@@ -631,9 +631,10 @@ impl Core {
         let asked = Asked {
             resource: &resource,
             role: &grant.role,
-            duration: grant.starts_at.until(grant.ends_at),
+            duration: now.until(grant.ends_at),
             reason: "",
             ticket: None,
+            start_at: None,
         };
         let d = self.decide(PolicyAction::Connect, &who, &asked, now).await?;
         if !d.allowed && !d.policies.is_empty() {

@@ -97,6 +97,8 @@ pub struct Asked<'a> {
     pub duration: Duration,
     pub reason: &'a str,
     pub ticket: Option<&'a str>,
+    /// When the access is to begin; `None` (or a time passed): at once.
+    pub start_at: Option<Timestamp>,
 }
 
 impl Core {
@@ -130,9 +132,13 @@ impl Core {
             .collect())
     }
 
-    /// What the policies say about `action` by `who` on what is `asked`, at `now`.
+    /// What the policies say about `action` by `who` on what is `asked`, decided at `now`
+    /// for the time the access happens: the clocks (`context.utc`, `context.local`) and
+    /// `on_call` are those of the moment it begins, and `context.start`/`context.end` its
+    /// window; the grants already held are those of `now`.
     pub async fn decide(&self, action: PolicyAction, who: &Subject, asked: &Asked<'_>, now: Timestamp) -> Result<Decision, ApiError> {
         let grants = self.live_grants(&who.name, now).await?;
+        let start = asked.start_at.map_or(now, |s| s.max(now));
         let facts = Facts {
             principal: who.person(),
             resource: asked.resource,
@@ -141,8 +147,9 @@ impl Core {
             reason: asked.reason,
             ticket: asked.ticket,
             active_grants: &grants,
-            on_call: self.on_call(who, now),
-            now,
+            on_call: self.on_call(who, start),
+            now: start,
+            window: Some((start, start.saturating_add(asked.duration))),
             review: None,
         };
         Ok(self.policy().decide(action, &facts))
@@ -172,6 +179,8 @@ impl Core {
         let engine = self.policy();
         let on_call = self.on_call(approver, now);
         let mut out = Vec::with_capacity(policy.stages.len());
+        let duration = Duration::from_secs(u64::try_from(request.duration_secs).unwrap_or(0));
+        let start = request.start_at.map_or(now, |s| s.max(now));
         for (i, stage) in policy.stages.iter().enumerate() {
             let name = stage_name(&stage.name, i);
             let facts = Facts {
@@ -184,6 +193,7 @@ impl Core {
                 active_grants: &grants,
                 on_call,
                 now,
+                window: Some((start, start.saturating_add(duration))),
                 review: Some(UnderReview {
                     id: &request.id,
                     requester: requester.person(),
@@ -309,6 +319,7 @@ impl Core {
             duration,
             reason: &body.reason,
             ticket: body.ticket.as_deref(),
+            start_at: body.start_at,
         };
         let mut decisions = Vec::new();
         for action in [
@@ -335,7 +346,7 @@ impl Core {
             reason: body.reason.clone(),
             ticket: body.ticket.clone(),
             duration_secs: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
-            start_at: None,
+            start_at: body.start_at,
             status: jitgate_core::request::RequestStatus::Pending,
             created_at: at,
             expires_at: at,

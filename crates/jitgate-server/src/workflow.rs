@@ -130,7 +130,20 @@ impl Core {
             duration: duration.unwrap_or(policy.default_duration),
             reason: &body.reason,
             ticket: body.ticket.as_deref(),
+            start_at: body.start_at,
         };
+        if let Some(start) = body.start_at {
+            let horizon = self.settings.start_at_horizon;
+            if start > now.saturating_add(horizon) {
+                return Err(ApiError::bad_request(
+                    "start_too_far",
+                    format!(
+                        "start_at is more than {} ahead (policy.start_at_horizon); ask nearer the time",
+                        jitgate_core::time::format_duration(horizon)
+                    ),
+                ));
+            }
+        }
         // The policies first: who may ask (or break glass), and the forbids over every permit.
         let kind = if body.break_glass {
             PolicyAction::BreakGlass

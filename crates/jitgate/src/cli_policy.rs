@@ -29,11 +29,17 @@ pub enum PolicyCommand {
         role: String,
         #[arg(long = "for")]
         duration: Option<String>,
-        /// Decide for this moment (RFC 3339) instead of now.
+        /// Decide at this moment (RFC 3339) instead of now.
         #[arg(long)]
         at: Option<String>,
+        /// The access would begin at this moment (RFC 3339), as a request with --start-at
+        /// would: the clocks policies see are this moment's.
+        #[arg(long)]
+        start_at: Option<String>,
+        /// The reason the request would give.
         #[arg(long, default_value = "")]
         reason: String,
+        /// The ticket the request would give.
         #[arg(long)]
         ticket: Option<String>,
     },
@@ -74,16 +80,20 @@ pub async fn run(ctx: &Ctx, cmd: PolicyCommand) -> Result<ExitCode> {
             role,
             duration,
             at,
+            start_at,
             reason,
             ticket,
         } => {
-            let at = at.map(|s| Timestamp::parse_rfc3339(&s).map_err(|e| anyhow!(e))).transpose()?;
+            let time = |flag: &str, s: String| Timestamp::parse_rfc3339(&s).map_err(|e| anyhow!("--{flag}: {e}"));
+            let at = at.map(|s| time("at", s)).transpose()?;
+            let start_at = start_at.map(|s| time("start-at", s)).transpose()?;
             let body = ExplainBody {
                 user,
                 resource,
                 role,
                 duration,
                 at,
+                start_at,
                 reason,
                 ticket,
             };

@@ -210,6 +210,7 @@ async fn explain_names_the_deciding_policies() {
         role: role.into(),
         duration: Some("30m".into()),
         at: Some(at(when)),
+        start_at: None,
         reason: "why".into(),
         ticket: None,
     };
