@@ -612,6 +612,10 @@ impl Core {
         // The second factor comes first, outside the review's transaction: checking it is a
         // change of its own (the code is used up, the attempt counted) whatever the review does.
         let pending = self.store.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
+        // One who may not see it learns nothing, not even that it exists.
+        if !self.may_see_request(caller, &pending).await? {
+            return Err(ApiError::not_found("request"));
+        }
         let needed = match self.store.resource(&pending.resource).await? {
             Some(r) => r.role(&pending.role).is_ok_and(|p| p.needs_mfa(MfaAction::Approve)) && decision == Decision::Approve,
             None => true,
@@ -813,6 +817,9 @@ impl Core {
         let (mut tx, start) = self.begin().await?;
         let mut grant = tx.grant(id).await?.ok_or_else(|| ApiError::not_found("grant"))?;
         let may = self.may_act_on_grant(caller, &grant).await?;
+        if !may && !self.is_audit_reader(caller) {
+            return Err(ApiError::not_found("grant"));
+        }
         if let Err(e) = grant.check_revoke(reason, now, may) {
             drop(tx);
             return Err(self.refused(caller, "grant.revoke", id, e).await);

@@ -8,6 +8,7 @@ mod audit;
 mod bad_input;
 mod gateway;
 mod gateway_integrity;
+mod hardening;
 mod identity;
 mod mfa;
 mod mfa_support;

@@ -78,6 +78,9 @@ fn settings(dir: &Path, backend: &Backend) -> Settings {
     s.http = "127.0.0.1:0".parse().unwrap();
     s.gateway = Some("127.0.0.1:0".parse().unwrap());
     s.data_dir = dir.join("data");
+    // Every test logs in from 127.0.0.1, many times a minute; the rate per address has tests
+    // of its own.
+    s.limits.login_rate = jitgate_server::limits::RateSetting::OFF;
     if let Backend::Postgres(url) = backend {
         s.store_url = Some(url.clone());
         s.signing_key_file = Some(dir.join("pg-signing.key"));
