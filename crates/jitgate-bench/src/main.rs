@@ -14,6 +14,7 @@
 
 mod bare_relay;
 mod idle;
+mod login_flood;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -77,6 +78,21 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         logins: usize,
     },
+    /// Peak server memory and a legitimate login's latency under a flood of anonymous logins
+    /// with random names (a `jitgate serve` process).
+    LoginFlood {
+        /// The jitgate binary to run.
+        #[arg(long, default_value = "target/release/jitgate")]
+        jitgate: String,
+        #[arg(long, default_value_t = 150)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The baseline: hashing unbounded (512 at once, as tokio's blocking pool allows) and
+        /// no rate per address, as before the limits.
+        #[arg(long)]
+        unbounded: bool,
+    },
     Expiry {
         #[arg(long, default_value = "sqlite")]
         backend: String,
@@ -115,6 +131,8 @@ async fn settings(backend: &str, dir: &std::path::Path) -> Result<Settings> {
     s.http = "127.0.0.1:0".parse()?;
     s.gateway = Some("127.0.0.1:0".parse()?);
     s.data_dir = dir.join("data");
+    // One client address logs in many times here; the rate per address is not what is measured.
+    s.limits.login_rate = jitgate_server::limits::RateSetting::OFF;
     if backend == "postgres" {
         s.store_url = Some(jitgate_store::testing::fresh_pg_database().await?);
         s.signing_key_file = Some(dir.join("pg.key"));
@@ -472,6 +490,19 @@ async fn main() -> Result<()> {
         Cmd::Mfa { backend, logins } => mfa(&backend, logins).await,
         Cmd::Idle { jitgate, connections, tls } => idle::idle(&jitgate, connections, tls).await,
         Cmd::BareRelay { listen, upstream } => bare_relay::run(&listen, &upstream).await,
+        Cmd::LoginFlood {
+            jitgate,
+            concurrency,
+            seconds,
+            unbounded,
+        } => {
+            let (label, extra) = if unbounded {
+                ("unbounded", "hash_concurrency = 512\nhash_queue = 100000\nlogin_per_minute = 0")
+            } else {
+                ("defaults", "")
+            };
+            login_flood::run(&jitgate, concurrency, seconds, label, extra).await
+        }
         Cmd::Expiry {
             backend,
             grants,

@@ -112,6 +112,12 @@ fn summary_event(s: &crate::limits::Summary) -> NewEvent {
     )
 }
 
+/// One failure charged ahead of a slow check: the attempt state before and after it.
+pub(crate) struct Charge {
+    before: AttemptState,
+    after: AttemptState,
+}
+
 /// Why an attempt may not go ahead now.
 pub(crate) struct AttemptRefusal {
     code: &'static str,
@@ -234,21 +240,29 @@ impl Core {
         }
     }
 
-    /// Takes back the failure [`Core::charge_attempt`] charged for a check that passed; a
-    /// lock that charge brought goes with it.
-    pub(crate) async fn refund_attempt(&self, username: &str, charged: &AttemptState) -> Result<(), ApiError> {
+    /// Takes back the failure [`Core::charge_attempt`] charged for a check that passed: the
+    /// record goes back to what it was when nothing else changed it since, else loses one
+    /// failure (and the lock this charge brought, if any).
+    pub(crate) async fn refund_attempt(&self, username: &str, charged: &Charge) -> Result<(), ApiError> {
         let (mut tx, start) = self.begin().await?;
         let now = attempt_state(&tx.lock_attempts(username).await?);
-        let failures = now.failures.saturating_sub(1);
-        let locked_until = now.locked_until.filter(|until| charged.locked_until != Some(*until));
-        if failures == 0 && locked_until.is_none() {
+        let back = if now == charged.after {
+            charged.before
+        } else {
+            AttemptState {
+                failures: now.failures.saturating_sub(1),
+                last_failure_at: now.last_failure_at,
+                locked_until: now.locked_until.filter(|until| charged.after.locked_until != Some(*until)),
+            }
+        };
+        if back.failures == 0 && back.locked_until.is_none() {
             tx.clear_attempts(username).await?;
         } else {
             tx.put_attempts(&AttemptRecord {
                 username: username.to_owned(),
-                failures,
-                last_failure_at: now.last_failure_at,
-                locked_until,
+                failures: back.failures,
+                last_failure_at: back.last_failure_at,
+                locked_until: back.locked_until,
             })
             .await?;
         }
@@ -275,20 +289,20 @@ impl Core {
     }
 
     /// Passes the gate and charges one failure in the same step, for a check too slow to run
-    /// inside the transaction (the password). Returns the state the charge left: a failure
-    /// keeps it (and reports the lock it brought), a success clears it.
-    pub(crate) async fn charge_attempt(&self, username: &str, action: &str) -> Result<AttemptState, ApiError> {
+    /// inside the transaction (the password). A failure keeps the charge (and reports the
+    /// lock it brought), a success takes it back ([`Core::refund_attempt`]).
+    pub(crate) async fn charge_attempt(&self, username: &str, action: &str) -> Result<Charge, ApiError> {
         let (mut tx, start) = self.begin().await?;
-        let previous = match self.attempt_gate_in(&mut *tx, username).await? {
+        let before = match self.attempt_gate_in(&mut *tx, username).await? {
             Ok(state) => state,
             Err(refusal) => {
                 drop(tx);
                 return Err(self.refuse_attempt(username, action, refusal).await);
             }
         };
-        let charged = self.put_failure(&mut *tx, username, &previous).await?;
+        let after = self.put_failure(&mut *tx, username, &before).await?;
         self.commit(tx, start).await?;
-        Ok(charged)
+        Ok(Charge { before, after })
     }
 
     async fn put_failure(&self, tx: &mut dyn WriteTx, username: &str, previous: &AttemptState) -> Result<AttemptState, ApiError> {
@@ -330,11 +344,11 @@ impl Core {
 
     /// Records a failed password check that [`Core::charge_attempt`] counted already: its
     /// audit event, and the lock the charge brought.
-    pub(crate) async fn record_charged_failure(&self, username: &str, event: NewEvent, charged: &AttemptState) {
+    pub(crate) async fn record_charged_failure(&self, username: &str, event: NewEvent, charged: &Charge) {
         let result = async {
             let (mut tx, start) = self.begin().await?;
             self.append_failure_event(&mut *tx, event).await?;
-            self.audit_lock(&mut *tx, username, charged).await?;
+            self.audit_lock(&mut *tx, username, &charged.after).await?;
             self.commit(tx, start).await
         }
         .await;

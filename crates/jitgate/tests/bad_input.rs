@@ -167,7 +167,7 @@ async fn every_documented_endpoint_exists_and_health_answers() {
     let schemas = doc["components"]["schemas"].clone();
     let alice = s.login("alice").await;
     let mut body = request_body("prod-db", "read", Some("30m"), "schema check");
-    body.start_at = Some(jitgate_core::Timestamp::from_millis(4_102_444_800_000));
+    body.start_at = Some(s.core.now().saturating_add(std::time::Duration::from_secs(24 * 3600)));
     let created = alice.create_request(&body).await.unwrap();
     let detail = s.login("bob").await.approve(&created.id, "ok").await.unwrap();
     let grant = detail.grant.clone().unwrap();
