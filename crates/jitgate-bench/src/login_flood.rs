@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with(field)).with_context(|| format!("no {field}"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .with_context(|| format!("no {field}"))?;
     Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
 }
 

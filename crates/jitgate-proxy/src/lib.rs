@@ -197,7 +197,7 @@ impl Gateway {
                         let tls = self.tls.clone();
                         let cancels = self.cancels.clone();
                         let deadline = tokio::time::Instant::now() + self.limits.startup_timeout;
-                        let budget = LoginBudget { permit, deadline };
+                        let budget = LoginBudget { _permit: permit, deadline };
                         tokio::spawn(async move { serve(stream, peer, broker, tls, cancels, budget).await });
                     }
                     Err(e) => {
@@ -224,8 +224,8 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, sqlstate: &st
 /// What a connection may spend before it is logged in: one of the places for unauthenticated
 /// connections, until a deadline for TLS, startup and authentication together.
 struct LoginBudget {
-    #[allow(dead_code)] // held, not read: dropping it frees the place
-    permit: tokio::sync::OwnedSemaphorePermit,
+    /// Held, not read: dropping it frees the place.
+    _permit: tokio::sync::OwnedSemaphorePermit,
     deadline: tokio::time::Instant,
 }
 
@@ -324,7 +324,6 @@ async fn serve(
         Err((sqlstate, message)) => refuse(&mut tcp, sqlstate, &message).await,
     }
 }
-
 
 async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + Pending>(
     mut stream: S,

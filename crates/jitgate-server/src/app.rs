@@ -217,7 +217,10 @@ async fn serve_http(
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             drop(stream);
             if refused_logged_at.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
-                tracing::warn!(cap = limits.http_max_connections, "HTTP connection cap reached: closing new connections");
+                tracing::warn!(
+                    cap = limits.http_max_connections,
+                    "HTTP connection cap reached: closing new connections"
+                );
                 refused_logged_at = Some(std::time::Instant::now());
             }
             continue;
@@ -233,7 +236,10 @@ async fn serve_http(
                     Err(_) => Ok(axum::response::IntoResponse::into_response(crate::error::ApiError::new(
                         axum::http::StatusCode::REQUEST_TIMEOUT,
                         "request_timeout",
-                        format!("the request took longer than {} (server.request_timeout)", humantime_secs(request_timeout)),
+                        format!(
+                            "the request took longer than {} (server.request_timeout)",
+                            humantime_secs(request_timeout)
+                        ),
                     ))),
                 }
             }

@@ -477,7 +477,11 @@ fn apply_limits(settings: &mut Settings, parsed: &FileConfig, err_key: &dyn Fn(&
     if let Some(n) = parsed.auth.audit_failures_per_minute {
         l.audit_failures_per_minute = n;
     }
-    positive_duration("gateway.startup_timeout", parsed.gateway.startup_timeout, &mut l.gateway_startup_timeout)?;
+    positive_duration(
+        "gateway.startup_timeout",
+        parsed.gateway.startup_timeout,
+        &mut l.gateway_startup_timeout,
+    )?;
     positive_count(
         "gateway.max_unauthenticated",
         parsed.gateway.max_unauthenticated,
@@ -486,7 +490,11 @@ fn apply_limits(settings: &mut Settings, parsed: &FileConfig, err_key: &dyn Fn(&
     if let Some(n) = parsed.gateway.max_sessions_per_user {
         l.gateway_max_sessions_per_user = n;
     }
-    l.gateway_rate = rate(parsed.gateway.connections_per_minute, parsed.gateway.connection_burst, l.gateway_rate);
+    l.gateway_rate = rate(
+        parsed.gateway.connections_per_minute,
+        parsed.gateway.connection_burst,
+        l.gateway_rate,
+    );
     Ok(())
 }
 

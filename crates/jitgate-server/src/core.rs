@@ -196,6 +196,15 @@ impl Core {
         err.into()
     }
 
+    /// A 404 for someone acting on a request or grant they may not see: the answer says no
+    /// more than for an id that does not exist, and the record keeps the attempt.
+    pub async fn hidden(&self, caller: &Caller, action: &str, target: &str, what: &str) -> ApiError {
+        let details = serde_json::json!({"code": "not_visible", "message": format!("{what} not visible to {}", caller.name())});
+        self.audit_alone(NewEvent::new(caller.name(), action, target, Outcome::Denied, details))
+            .await;
+        ApiError::not_found(what)
+    }
+
     /// A 403 for `operation`, recorded as a denied authorization.
     pub async fn forbid(&self, caller: &Caller, operation: &str, message: &str) -> ApiError {
         let details = serde_json::json!({"code": "forbidden", "message": message});

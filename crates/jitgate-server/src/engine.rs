@@ -56,9 +56,13 @@ impl Core {
                         g.revoked_at = Some(now);
                         g.revoke_reason = Some(why.clone());
                         tx.update_grant(&g).await?;
-                        let details = json!({"user": g.user, "resource": g.resource, "role": g.role, "reason": why, "policies": forbidden_by});
-                        tx.append_audit(NewEvent::new("system", "grant.activate", g.id.as_str(), Outcome::Denied, details), now)
-                            .await?;
+                        let details =
+                            json!({"user": g.user, "resource": g.resource, "role": g.role, "reason": why, "policies": forbidden_by});
+                        tx.append_audit(
+                            NewEvent::new("system", "grant.activate", g.id.as_str(), Outcome::Denied, details),
+                            now,
+                        )
+                        .await?;
                         events.push((GrantEventKind::Revoked, g));
                         continue;
                     }
@@ -111,9 +115,18 @@ impl Core {
     /// For a scheduled grant about to begin: the policies that now forbid its `request`
     /// (decided for its window, as a request made now for it would be), or `None` when it may
     /// begin. A request that cannot be read any more does not stop it.
-    async fn forbidden_at_start(&self, tx: &mut dyn jitgate_store::WriteTx, g: &jitgate_core::grant::Grant, now: jitgate_core::Timestamp) -> Result<Option<Vec<String>>, ApiError> {
-        let Some(request) = tx.request(&g.request_id).await? else { return Ok(None) };
-        let Some(resource) = self.store.resource(&g.resource).await? else { return Ok(None) };
+    async fn forbidden_at_start(
+        &self,
+        tx: &mut dyn jitgate_store::WriteTx,
+        g: &jitgate_core::grant::Grant,
+        now: jitgate_core::Timestamp,
+    ) -> Result<Option<Vec<String>>, ApiError> {
+        let Some(request) = tx.request(&g.request_id).await? else {
+            return Ok(None);
+        };
+        let Some(resource) = self.store.resource(&g.resource).await? else {
+            return Ok(None);
+        };
         let who = self.subject(&g.user).await?;
         let asked = crate::policy::Asked {
             resource: &resource,
@@ -129,7 +142,13 @@ impl Core {
             jitgate_policy::PolicyAction::Request
         };
         let d = self.decide(action, &who, &asked, now).await?;
-        Ok((!d.allowed).then(|| if d.policies.is_empty() { vec!["no policy permits it any more".to_owned()] } else { d.policies }))
+        Ok((!d.allowed).then(|| {
+            if d.policies.is_empty() {
+                vec!["no policy permits it any more".to_owned()]
+            } else {
+                d.policies
+            }
+        }))
     }
 
     /// Runs until `stop` turns true. Overdue transitions (from while the server was down) are

@@ -5,8 +5,8 @@ use crate::error::ApiError;
 use crate::mfa::{Factor, CEREMONY_TTL, PURPOSE_LOGIN};
 use axum::http::StatusCode;
 use jitgate_api::{
-    BootstrapBody, CreateUserBody, GroupView, LoginBody, LoginMfaBody, LoginOutcome, PasswordBody, SecretText, SessionToken, UserView, WebauthnChallenge,
-    WhoAmI,
+    BootstrapBody, CreateUserBody, GroupView, LoginBody, LoginMfaBody, LoginOutcome, PasswordBody, SecretText, SessionToken, UserView,
+    WebauthnChallenge, WhoAmI,
 };
 use jitgate_auth::{check_password_rules, hash_password, new_token, secrets_equal, token_hash, verify_password};
 use jitgate_core::audit::{NewEvent, Outcome};
@@ -513,7 +513,13 @@ impl Core {
         if ok {
             return self.refund_attempt(user, &charged).await;
         }
-        let event = NewEvent::new(user, "password.change", user, Outcome::Failure, json!({"reason": "wrong current password"}));
+        let event = NewEvent::new(
+            user,
+            "password.change",
+            user,
+            Outcome::Failure,
+            json!({"reason": "wrong current password"}),
+        );
         self.record_charged_failure(user, event, &charged).await;
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

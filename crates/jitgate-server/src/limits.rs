@@ -324,7 +324,10 @@ impl Default for LimitSettings {
             gateway_startup_timeout: Duration::from_secs(10),
             gateway_max_unauthenticated: 1024,
             gateway_max_sessions_per_user: 0,
-            gateway_rate: RateSetting { per_minute: 600, burst: 100 },
+            gateway_rate: RateSetting {
+                per_minute: 600,
+                burst: 100,
+            },
         }
     }
 }

@@ -172,7 +172,11 @@ impl Core {
 
     /// Locks the attempt record of `username` in `tx` and says whether an attempt may go
     /// ahead now; the state returned is what a failure builds on.
-    pub(crate) async fn attempt_gate_in(&self, tx: &mut dyn WriteTx, username: &str) -> Result<Result<AttemptState, AttemptRefusal>, ApiError> {
+    pub(crate) async fn attempt_gate_in(
+        &self,
+        tx: &mut dyn WriteTx,
+        username: &str,
+    ) -> Result<Result<AttemptState, AttemptRefusal>, ApiError> {
         let now = self.now();
         let state = attempt_state(&tx.lock_attempts(username).await?);
         Ok(match self.settings.attempts.gate(Some(&state), now) {
@@ -419,7 +423,12 @@ impl Core {
     /// For a person with a second factor: the proof given (checked, and the session made
     /// fresh), else a session fresh within `mfa.freshness`, else `mfa_required`. For a person
     /// without one: nothing. Returns the method that counted.
-    pub(crate) async fn prove_factor_if_enrolled(&self, caller: &Caller, proof: Option<&MfaProof>, action: &str) -> Result<Option<String>, ApiError> {
+    pub(crate) async fn prove_factor_if_enrolled(
+        &self,
+        caller: &Caller,
+        proof: Option<&MfaProof>,
+        action: &str,
+    ) -> Result<Option<String>, ApiError> {
         if let Some(proof) = proof {
             let factor = self
                 .verify_factor(&caller.user.name, proof, action, Some(&caller.session.token_hash))

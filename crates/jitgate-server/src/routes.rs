@@ -169,7 +169,11 @@ async fn login(State(s): State<AppState>, ClientAddr(from): ClientAddr, Json(bod
     Ok(Json(s.login(body).await?))
 }
 
-async fn login_mfa(State(s): State<AppState>, ClientAddr(from): ClientAddr, Json(body): Json<LoginMfaBody>) -> R<jitgate_api::SessionToken> {
+async fn login_mfa(
+    State(s): State<AppState>,
+    ClientAddr(from): ClientAddr,
+    Json(body): Json<LoginMfaBody>,
+) -> R<jitgate_api::SessionToken> {
     s.limits.logins.check_http(from)?;
     Ok(Json(s.login_mfa(body).await?))
 }

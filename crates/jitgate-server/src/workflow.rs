@@ -301,7 +301,7 @@ impl Core {
         let now = self.now();
         let request = self.store.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
         if !self.may_see_request(caller, &request).await? {
-            return Err(ApiError::not_found("request"));
+            return Err(self.hidden(caller, "request.acknowledge", id, "request").await);
         }
         let resource = self
             .store
@@ -614,7 +614,7 @@ impl Core {
         let pending = self.store.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
         // One who may not see it learns nothing, not even that it exists.
         if !self.may_see_request(caller, &pending).await? {
-            return Err(ApiError::not_found("request"));
+            return Err(self.hidden(caller, &action, id, "request").await);
         }
         let needed = match self.store.resource(&pending.resource).await? {
             Some(r) => r.role(&pending.role).is_ok_and(|p| p.needs_mfa(MfaAction::Approve)) && decision == Decision::Approve,
@@ -725,7 +725,8 @@ impl Core {
         let (mut tx, start) = self.begin().await?;
         let mut request = tx.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
         if request.requester != caller.user.name && !self.may_see_request(caller, &request).await? {
-            return Err(ApiError::not_found("request"));
+            drop(tx);
+            return Err(self.hidden(caller, "request.cancel", id, "request").await);
         }
         if let Err(e) = request.cancel(&caller.user.name, now) {
             drop(tx);
@@ -818,7 +819,8 @@ impl Core {
         let mut grant = tx.grant(id).await?.ok_or_else(|| ApiError::not_found("grant"))?;
         let may = self.may_act_on_grant(caller, &grant).await?;
         if !may && !self.is_audit_reader(caller) {
-            return Err(ApiError::not_found("grant"));
+            drop(tx);
+            return Err(self.hidden(caller, "grant.revoke", id, "grant").await);
         }
         if let Err(e) = grant.check_revoke(reason, now, may) {
             drop(tx);

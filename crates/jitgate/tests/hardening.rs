@@ -102,11 +102,17 @@ async fn with_a_factor_the_password_change_needs_a_fresh_proof_too() {
 async fn the_cli_changes_ones_own_password_with_both() {
     let s = TestServer::spawn(false).await;
     s.cli_login("alice").await;
-    let out = s.cli("alice", &["password", "--password-stdin"], Some("wrong\nanother long password\n")).await;
+    let out = s
+        .cli("alice", &["password", "--password-stdin"], Some("wrong\nanother long password\n"))
+        .await;
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("current password is wrong"), "{out:?}");
     let out = s
-        .cli("alice", &["password", "--password-stdin"], Some(&format!("{PASSWORD}\nanother long password\n")))
+        .cli(
+            "alice",
+            &["password", "--password-stdin"],
+            Some(&format!("{PASSWORD}\nanother long password\n")),
+        )
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     Client::new(&s.url, None).login("alice", "another long password").await.unwrap();
@@ -226,7 +232,10 @@ async fn logins_past_the_hashing_queue_are_told_to_come_back() {
                     .send()
                     .await
                     .unwrap();
-                (r.status().as_u16(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()))
+                (
+                    r.status().as_u16(),
+                    r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()),
+                )
             })
         })
         .collect();
@@ -242,7 +251,10 @@ async fn logins_past_the_hashing_queue_are_told_to_come_back() {
             other => panic!("unexpected status {other}"),
         }
     }
-    assert!(busy > 0, "with one hashing at a time and one waiting, twelve at once cannot all be checked");
+    assert!(
+        busy > 0,
+        "with one hashing at a time and one waiting, twelve at once cannot all be checked"
+    );
     // Once the flood is over, a real login goes through.
     s.login("alice").await;
 }
@@ -309,7 +321,10 @@ async fn attempt_records_of_names_that_are_not_users_are_pruned() {
     s.clock().advance(Duration::from_secs(16 * 60));
     assert_eq!(s.core.prune_attempts().await.unwrap(), 1);
     assert!(s.core.store.attempts("ghost").await.unwrap().is_none());
-    assert!(s.core.store.attempts("alice").await.unwrap().is_some(), "a real user's record stays");
+    assert!(
+        s.core.store.attempts("alice").await.unwrap().is_some(),
+        "a real user's record stays"
+    );
 }
 
 #[tokio::test]
@@ -373,7 +388,11 @@ async fn half_sent_headers_and_idle_connections_are_closed_after_the_timeout() {
         .await
         .expect("answered and closed")
         .ok();
-    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&answer));
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 #[tokio::test]
@@ -529,6 +548,16 @@ async fn requests_and_grants_one_may_not_see_answer_404_on_every_verb() {
     assert_eq!(status(dave.revoke(&grant.id, "x").await.unwrap_err()), Some(404));
     assert_eq!(status(dave.approve(&pending.id, "x").await.unwrap_err()), Some(404));
     assert_eq!(status(dave.cancel(&pending.id).await.unwrap_err()), Some(404));
+    // The record keeps each attempt on what exists.
+    let events = s.admin.all_audit_events(0).await.unwrap();
+    let probes = events
+        .iter()
+        .filter(|e| e.actor == "dave" && e.outcome == "denied" && e.details["code"] == "not_visible")
+        .count();
+    assert_eq!(
+        probes, 6,
+        "approve, deny, cancel, revoke, and approve and cancel of the pending one"
+    );
     // The same verbs on ids that do not exist say the same.
     assert_eq!(status(dave.approve("req_nothing", "x").await.unwrap_err()), Some(404));
     assert_eq!(status(dave.revoke("grt_nothing", "x").await.unwrap_err()), Some(404));
