@@ -367,14 +367,18 @@ async fn verify(backend: &str, events: i64) -> Result<()> {
         }
         written += batch.min(events - written);
         if written % 100_000 == 0 || written == events {
-            let cp = jitgate_core::audit::sign_checkpoint(&key, tx.head(), 1_790_000_000_000);
+            let prev = tx
+                .last_checkpoint()
+                .await?
+                .map_or_else(jitgate_core::audit::CheckpointLink::genesis, |c| jitgate_core::audit::CheckpointLink::of(&c));
+            let cp = jitgate_core::audit::sign_checkpoint(&key, &tx.head().clone(), 1_790_000_000_000, prev, None);
             tx.insert_checkpoint(&cp).await?;
         }
         tx.commit().await?;
     }
     let fill = t.elapsed();
     let t = Instant::now();
-    let outcome = jitgate_server::audit_log::verify_store(store.clone(), Some(key.verifying_key())).await?;
+    let outcome = jitgate_server::audit_log::verify_store(store.clone(), vec![key.verifying_key()], None).await?;
     let secs = t.elapsed().as_secs_f64();
     println!(
         "verify backend={backend} events={events} fill_s={:.1} verify_s={secs:.2} events_per_s={:.0} ok={} checkpoints={}",
