@@ -244,7 +244,8 @@ fn set_delivered(slot: &WitnessSlot, seq: i64) {
 /// Counts what a witness lacks, for a status read between deliveries.
 pub async fn refresh_behind(core: &Core) {
     for slot in &core.witnesses.slots {
-        let Some(seq) = slot.status().delivered_seq else { continue };
+        // Not known yet (the witness never answered): all of them may be missing.
+        let seq = slot.status().delivered_seq.unwrap_or(0);
         if let Ok(v) = core.store.audit_checkpoints_after(seq, 1_000_000).await {
             if let Ok(mut s) = slot.state.lock() {
                 s.behind = v.len() as i64;

@@ -141,6 +141,7 @@ fn verify_file(path: &Path, keys: Vec<VerifyingKey>, witness: Option<Vec<Checkpo
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut header_key = None;
     let mut start = None;
+    let mut exported_at = None;
     let mut events: Vec<AuditEvent> = Vec::new();
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
@@ -156,8 +157,10 @@ fn verify_file(path: &Path, keys: Vec<VerifyingKey>, witness: Option<Vec<Checkpo
                 public_key,
                 since,
                 anchor,
+                exported_at: at,
                 ..
             } => {
+                exported_at = Some(at);
                 if format != EXPORT_FORMAT {
                     bail!("{}: unknown export format {format}", path.display());
                 }
@@ -181,7 +184,13 @@ fn verify_file(path: &Path, keys: Vec<VerifyingKey>, witness: Option<Vec<Checkpo
         keys
     };
     let mut v = ChainVerifier::new(keys, checkpoints);
-    if let Some(w) = witness {
+    if let Some(mut w) = witness {
+        // The witness goes on after the export was taken: what it took later is not in the
+        // file. (The export time is the file's own word: compare the last event with what
+        // you expect.)
+        if let Some(at) = exported_at {
+            w.retain(|c| c.ts <= at.as_millis());
+        }
         v = v.with_witness(w);
     }
     if let Some((since, anchor)) = start {
@@ -423,6 +432,8 @@ pub(crate) async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
 
 async fn export(ctx: &Ctx, output: Option<PathBuf>, since: i64) -> Result<ExitCode> {
     let c = ctx.client()?;
+    // Taken before reading: every checkpoint a witness took until then covers events read here.
+    let exported_at = now();
     let key = c.audit_key().await?;
     let since = since.max(0);
     let events = c.all_audit_events(since).await?;
@@ -451,7 +462,7 @@ async fn export(ctx: &Ctx, output: Option<PathBuf>, since: i64) -> Result<ExitCo
         format: EXPORT_FORMAT.into(),
         key_id: key.key_id.clone(),
         public_key: key.public_key.clone(),
-        exported_at: now(),
+        exported_at,
         anchor: start.as_ref().and_then(|_| before.last().cloned()),
         since: start,
     };
