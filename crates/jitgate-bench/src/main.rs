@@ -370,7 +370,9 @@ async fn verify(backend: &str, events: i64) -> Result<()> {
             let prev = tx
                 .last_checkpoint()
                 .await?
-                .map_or_else(jitgate_core::audit::CheckpointLink::genesis, |c| jitgate_core::audit::CheckpointLink::of(&c));
+                .map_or_else(jitgate_core::audit::CheckpointLink::genesis, |c| {
+                    jitgate_core::audit::CheckpointLink::of(&c)
+                });
             let cp = jitgate_core::audit::sign_checkpoint(&key, &tx.head().clone(), 1_790_000_000_000, prev, None);
             tx.insert_checkpoint(&cp).await?;
         }

@@ -388,7 +388,12 @@ pub enum VerifyError {
     #[error("checkpoint at event {seq}: differs from the witness's copy")]
     WitnessMismatch { seq: i64 },
     #[error("event {seq}: events {seq}..={last} are not covered by any checkpoint though the first is {age_ms} ms old (checkpoints come every {interval_ms} ms: one was deleted, or the writer stopped checkpointing)")]
-    UncoveredTail { seq: i64, last: i64, age_ms: i64, interval_ms: i64 },
+    UncoveredTail {
+        seq: i64,
+        last: i64,
+        age_ms: i64,
+        interval_ms: i64,
+    },
 }
 
 impl VerifyError {
@@ -657,11 +662,7 @@ impl ChainVerifier {
     /// Ends the walk. `store_head` is the head the store recorded, when verifying a live store.
     pub fn finish(self, store_head: Option<&ChainHead>) -> Result<VerifyReport, VerifyError> {
         let beyond = self.checkpoints.get(self.next_checkpoint).map(|c| c.seq);
-        let witnessed_beyond = self
-            .witness
-            .as_ref()
-            .and_then(|w| w.get(self.next_witness))
-            .map(|c| c.seq);
+        let witnessed_beyond = self.witness.as_ref().and_then(|w| w.get(self.next_witness)).map(|c| c.seq);
         if let Some(cp) = [beyond, witnessed_beyond].into_iter().flatten().min() {
             return Err(VerifyError::Truncated {
                 seq: self.head.seq + 1,
@@ -732,7 +733,9 @@ mod tests {
                 seq: 40,
                 hash: events[39].hash.clone(),
             },
-            5, CheckpointLink::genesis(), None,
+            5,
+            CheckpointLink::genesis(),
+            None,
         );
         let r = verify(&events, vec![cp], Some(key().verifying_key())).unwrap();
         assert_eq!(r.events, 50);
@@ -831,7 +834,9 @@ mod tests {
                 seq: 10,
                 hash: events[9].hash.clone(),
             },
-            5, CheckpointLink::genesis(), None,
+            5,
+            CheckpointLink::genesis(),
+            None,
         );
         let err = verify(&events[..8], vec![cp], Some(key().verifying_key())).unwrap_err();
         assert_eq!(err, VerifyError::Truncated { seq: 9, checkpoint: 10 });
@@ -846,7 +851,9 @@ mod tests {
                 seq: 5,
                 hash: events[4].hash.clone(),
             },
-            5, CheckpointLink::genesis(), None,
+            5,
+            CheckpointLink::genesis(),
+            None,
         );
         cp.ts += 1;
         assert_eq!(
@@ -860,7 +867,9 @@ mod tests {
                 seq: 5,
                 hash: events[4].hash.clone(),
             },
-            5, CheckpointLink::genesis(), None,
+            5,
+            CheckpointLink::genesis(),
+            None,
         );
         assert!(matches!(
             verify(&events, vec![cp], Some(key().verifying_key())).unwrap_err(),
@@ -938,7 +947,13 @@ mod tests {
             hash: rewritten[29].hash.clone(),
         };
         for e in rewritten.iter_mut().skip(30) {
-            let mut n = NewEvent::new(e.actor.clone(), e.action.clone(), e.target.clone(), Outcome::Success, e.details.clone());
+            let mut n = NewEvent::new(
+                e.actor.clone(),
+                e.action.clone(),
+                e.target.clone(),
+                Outcome::Success,
+                e.details.clone(),
+            );
             if e.seq == 33 {
                 n.details = json!({"sql": "SELECT 1"});
             }

@@ -149,12 +149,13 @@ pub fn public_keys_beside(path: &Path) -> Result<Vec<VerifyingKey>, String> {
     let mut keys = Vec::new();
     if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
         let prefix = format!("{name}.retired-");
-        let mut retired: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)))
-            .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
-            .collect();
+        let mut retired: Vec<(std::time::SystemTime, std::path::PathBuf)> =
+            std::fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
+                .map_err(|e| format!("{}: {e}", dir.display()))?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)))
+                .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+                .collect();
         retired.sort();
         for (_, p) in retired {
             keys.push(public_key_of_signing_file(&p)?);

@@ -263,11 +263,7 @@ async fn latest(core: &Core, target: &WitnessTarget) -> Result<Option<Checkpoint
                 .map_err(|e| e.to_string())?
         }
         WitnessTarget::Http(url) => {
-            let resp = http_client(core)
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| format!("GET {url}: {e}"))?;
+            let resp = http_client(core).get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
             if !resp.status().is_success() {
                 return Err(format!("GET {url}: {}", resp.status()));
             }
@@ -452,7 +448,10 @@ impl HttpWitness {
                 return Ok(cp.seq);
             }
             if cp.prev.as_ref() != Some(&CheckpointLink::of(latest)) {
-                return Err((409, format!("does not link to the witness's newest checkpoint (event {})", latest.seq)));
+                return Err((
+                    409,
+                    format!("does not link to the witness's newest checkpoint (event {})", latest.seq),
+                ));
             }
         }
         let (file, line) = (self.file.clone(), cp.clone());

@@ -435,7 +435,7 @@ async fn writers_are_serialized(store: std::sync::Arc<dyn Store>) {
     tx.append_audit(ev("after"), t(11)).await.unwrap();
     tx.commit().await.unwrap();
     let events = store.audit_events(0, 10_000).await.unwrap();
-    let mut v = ChainVerifier::new(None, vec![]);
+    let mut v = ChainVerifier::new(vec![], vec![]);
     for e in &events {
         v.push(e).unwrap();
     }

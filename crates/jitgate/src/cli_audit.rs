@@ -273,7 +273,8 @@ pub(crate) async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
                 .map_err(|e| anyhow!("--public-key: {e}"))?;
             if keys.is_empty() {
                 if let Some(p) = settings.as_ref().and_then(|s| s.audit_public_key_file.as_ref()) {
-                    let k = parse_public_key(&p.display().to_string()).map_err(|e| anyhow!("audit.public_key_file {}: {e}", p.display()))?;
+                    let k =
+                        parse_public_key(&p.display().to_string()).map_err(|e| anyhow!("audit.public_key_file {}: {e}", p.display()))?;
                     keys.push(k);
                 }
             }
@@ -423,7 +424,11 @@ pub(crate) async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            eprintln!("jitgate audit witness: listening on http://{}, keeping {}", listener.local_addr()?, file.display());
+            eprintln!(
+                "jitgate audit witness: listening on http://{}, keeping {}",
+                listener.local_addr()?,
+                file.display()
+            );
             w.serve(listener).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -439,7 +444,13 @@ async fn export(ctx: &Ctx, output: Option<PathBuf>, since: i64) -> Result<ExitCo
     let events = c.all_audit_events(since).await?;
     let last = events.last().map_or(since, |e| e.seq);
     // Checkpoints written after the events were read would say events were cut off.
-    let all: Vec<Checkpoint> = c.audit_checkpoints().await?.checkpoints.into_iter().filter(|cp| cp.seq <= last).collect();
+    let all: Vec<Checkpoint> = c
+        .audit_checkpoints()
+        .await?
+        .checkpoints
+        .into_iter()
+        .filter(|cp| cp.seq <= last)
+        .collect();
     let (before, checkpoints): (Vec<Checkpoint>, Vec<Checkpoint>) = all.into_iter().partition(|cp| cp.seq <= since);
     let start = if since > 0 {
         let page = c.audit_events(since - 1, 1).await?;

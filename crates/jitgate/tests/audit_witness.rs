@@ -93,7 +93,11 @@ async fn write_log(url: &str, log: &Log) {
 /// The log as an export file.
 fn write_export(path: &Path, log: &Log, header: &ExportLine) {
     let mut lines = vec![serde_json::to_string(header).unwrap()];
-    lines.extend(log.events.iter().map(|e| serde_json::to_string(&ExportLine::Event(e.clone())).unwrap()));
+    lines.extend(
+        log.events
+            .iter()
+            .map(|e| serde_json::to_string(&ExportLine::Event(e.clone())).unwrap()),
+    );
     lines.extend(
         log.checkpoints
             .iter()
@@ -158,21 +162,45 @@ fn attacks(log: &Log) -> Vec<Attack> {
 
     let mut l = log.clone();
     l.events[4].details = serde_json::json!({"sql": "SELECT 1"});
-    out.push(Attack { what: "edit one event", names: 5, says: "does not match its hash", seen_without_witness: true, log: l });
+    out.push(Attack {
+        what: "edit one event",
+        names: 5,
+        says: "does not match its hash",
+        seen_without_witness: true,
+        log: l,
+    });
 
     let mut l = log.clone();
     l.events.remove(6);
-    out.push(Attack { what: "delete one event", names: 7, says: "missing", seen_without_witness: true, log: l });
+    out.push(Attack {
+        what: "delete one event",
+        names: 7,
+        says: "missing",
+        seen_without_witness: true,
+        log: l,
+    });
 
     let mut l = log.clone();
     l.events.swap(9, 10);
     l.events[9].seq = 10;
     l.events[10].seq = 11;
-    out.push(Attack { what: "swap two events", names: 10, says: "", seen_without_witness: true, log: l });
+    out.push(Attack {
+        what: "swap two events",
+        names: 10,
+        says: "",
+        seen_without_witness: true,
+        log: l,
+    });
 
     let mut l = log.clone();
     l.events.truncate((h - 3) as usize);
-    out.push(Attack { what: "cut the tail, head left alone", names: h - 2, says: "missing", seen_without_witness: true, log: l });
+    out.push(Attack {
+        what: "cut the tail, head left alone",
+        names: h - 2,
+        says: "missing",
+        seen_without_witness: true,
+        log: l,
+    });
 
     // Back to just after a checkpoint, with everything later gone, the head rolled back too.
     let keep = cps[cps.len() - 3];
@@ -200,7 +228,13 @@ fn attacks(log: &Log) -> Vec<Attack> {
             hash: GENESIS_HASH.into(),
         },
     };
-    out.push(Attack { what: "delete everything", names: 1, says: "missing", seen_without_witness: false, log: l });
+    out.push(Attack {
+        what: "delete everything",
+        names: 1,
+        says: "missing",
+        seen_without_witness: false,
+        log: l,
+    });
 
     // A statement rewritten after the last checkpoint the insider keeps, the chain recomputed.
     let mut l = log.clone();
@@ -291,11 +325,29 @@ async fn every_attack_is_caught(url: &str, key: &str, witness: &str) {
         std::fs::read_to_string(witness).unwrap()
     })
     .unwrap();
-    assert_eq!(witnessed, log.checkpoints, "the witness holds every checkpoint, the closing one too");
+    assert_eq!(
+        witnessed, log.checkpoints,
+        "the witness holds every checkpoint, the closing one too"
+    );
 
-    let ok = jitgate(&["audit", "verify", "--store", url, "--public-key", key, "--witness", witness, "--strict"]).await;
+    let ok = jitgate(&[
+        "audit",
+        "verify",
+        "--store",
+        url,
+        "--public-key",
+        key,
+        "--witness",
+        witness,
+        "--strict",
+    ])
+    .await;
     assert_eq!(ok.code, 0, "{ok:?}");
-    assert!(ok.stdout.contains(&format!("witnessed checkpoints found: {}", log.checkpoints.len())), "{ok:?}");
+    assert!(
+        ok.stdout
+            .contains(&format!("witnessed checkpoints found: {}", log.checkpoints.len())),
+        "{ok:?}"
+    );
 
     for a in attacks(&log) {
         write_log(url, &a.log).await;
@@ -428,14 +480,20 @@ async fn a_witness_that_is_down_is_caught_up_once_back_and_the_gap_shows_meanwhi
         .await
         .unwrap();
     assert_eq!(code, 200);
-    assert!(body.starts_with("ready") && body.contains(&format!("audit witness {witness_url} failing")), "{body}");
+    assert!(
+        body.starts_with("ready") && body.contains(&format!("audit witness {witness_url} failing")),
+        "{body}"
+    );
     eventually_within("checkpoints wait for the witness", Duration::from_secs(5), || async {
         let out = s.cli("admin", &["audit", "status"], None).await;
         out.code == 1 && out.stdout.contains("FAILING") && !out.stdout.contains(" 0 checkpoint(s) behind")
     })
     .await;
     let alerts = s.core.store.audit_events(0, 10_000).await.unwrap();
-    assert!(alerts.iter().any(|e| e.action == "alert.audit_witness_failed"), "an alert on the record");
+    assert!(
+        alerts.iter().any(|e| e.action == "alert.audit_witness_failed"),
+        "an alert on the record"
+    );
 
     // The witness comes back: everything is delivered, in order, nothing skipped.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
@@ -456,7 +514,17 @@ async fn a_witness_that_is_down_is_caught_up_once_back_and_the_gap_shows_meanwhi
     let witnessed = jitgate_server::witness::read_witness_file(&wfile).unwrap();
     assert_eq!(witnessed, store_cps, "every checkpoint, from the first, in order");
     let key = public_key_hex(&key_file);
-    let ok = jitgate(&["audit", "verify", "--store", &url, "--public-key", &key, "--witness", wfile.to_str().unwrap()]).await;
+    let ok = jitgate(&[
+        "audit",
+        "verify",
+        "--store",
+        &url,
+        "--public-key",
+        &key,
+        "--witness",
+        wfile.to_str().unwrap(),
+    ])
+    .await;
     assert_eq!(ok.code, 0, "{ok:?}");
     let events = read_log(&url).await.events;
     assert!(events.iter().any(|e| e.action == "audit.witness_recovered"));
@@ -490,7 +558,17 @@ async fn checkpoints_come_by_time_and_strict_verify_reports_an_uncovered_tail() 
     log.checkpoints.retain(|c| c.seq <= keep);
     write_log(&url, &log).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let lax = jitgate(&["audit", "verify", "--store", &url, "--public-key", &key, "--checkpoint-interval", "200ms"]).await;
+    let lax = jitgate(&[
+        "audit",
+        "verify",
+        "--store",
+        &url,
+        "--public-key",
+        &key,
+        "--checkpoint-interval",
+        "200ms",
+    ])
+    .await;
     assert_eq!(lax.code, 0, "{lax:?}");
     assert!(lax.stdout.contains("rest on the hash chain alone"), "{lax:?}");
     let strict = jitgate(&[
@@ -545,7 +623,11 @@ async fn a_rotated_key_is_announced_by_the_old_one_and_the_data_dir_key_is_flagg
     // No key pinned: the data directory's own keys, said loudly.
     let out = jitgate(&["audit", "verify", "--data-dir", d]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("WARNING: the audit public key was taken from the signing key beside the data"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("WARNING: the audit public key was taken from the signing key beside the data"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,14 +676,34 @@ async fn an_incremental_export_verifies_on_its_own_against_the_witness() {
     let (header, log) = read_export(&next);
     assert_eq!(log.events.first().unwrap().seq, since + 1);
     let w = witness.to_str().unwrap();
-    let ok = jitgate(&["audit", "verify", "--file", next.to_str().unwrap(), "--public-key", &key, "--witness", w]).await;
+    let ok = jitgate(&[
+        "audit",
+        "verify",
+        "--file",
+        next.to_str().unwrap(),
+        "--public-key",
+        &key,
+        "--witness",
+        w,
+    ])
+    .await;
     assert_eq!(ok.code, 0, "{ok:?}");
     // An event of the increment edited: caught at that event.
     let mut bad = log.clone();
     bad.events[1].actor = "mallory".into();
     let badf = elsewhere.path().join("bad.jsonl");
     write_export(&badf, &bad, &header);
-    let out = jitgate(&["audit", "verify", "--file", badf.to_str().unwrap(), "--public-key", &key, "--witness", w]).await;
+    let out = jitgate(&[
+        "audit",
+        "verify",
+        "--file",
+        badf.to_str().unwrap(),
+        "--public-key",
+        &key,
+        "--witness",
+        w,
+    ])
+    .await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains(&format!("at event {}:", since + 2)), "{out:?}");
 }
