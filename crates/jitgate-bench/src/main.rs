@@ -223,7 +223,10 @@ async fn flows(backend: &str, total: usize, concurrency: usize, witness: &str) -
         let w = jitgate_server::witness::HttpWitness::open(elsewhere.path().join("http-witness.jsonl"), key.verifying_key())
             .map_err(anyhow::Error::msg)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        witnesses.push(jitgate_server::config::WitnessTarget::Http(format!("http://{}/", listener.local_addr()?)));
+        witnesses.push(jitgate_server::config::WitnessTarget::Http(format!(
+            "http://{}/",
+            listener.local_addr()?
+        )));
         tokio::spawn(w.serve(listener));
     } else if !matches!(witness, "none" | "file") {
         anyhow::bail!("--witness is none, file, http or both");

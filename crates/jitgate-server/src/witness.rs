@@ -10,7 +10,7 @@ use crate::config::WitnessTarget;
 use crate::core::Core;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use jitgate_api::ExportLine;
-use jitgate_core::audit::{checkpoint_signature_ok, key_id, parse_verifying_key, Checkpoint, CheckpointLink};
+use jitgate_core::audit::{checkpoint_hash, checkpoint_signature_ok, key_id, parse_verifying_key, Checkpoint, CheckpointLink};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -395,6 +395,9 @@ struct HttpWitnessState {
     /// The key whose signatures it takes now.
     key: VerifyingKey,
     latest: Option<Checkpoint>,
+    /// What it holds, by seq: an instance that is behind sends older checkpoints again, which
+    /// are fine when identical and evidence of a rewrite when not.
+    seen: std::collections::HashMap<i64, String>,
 }
 
 impl HttpWitness {
@@ -411,6 +414,7 @@ impl HttpWitness {
             file,
             state: tokio::sync::Mutex::new(HttpWitnessState {
                 key,
+                seen: existing.iter().map(|c| (c.seq, checkpoint_hash(c))).collect(),
                 latest: existing.last().cloned(),
             }),
         }))
@@ -439,14 +443,17 @@ impl HttpWitness {
             .verify_strict(&post_message(body), &sig)
             .map_err(|_| (401, "not signed by the audit key in force".to_owned()))?;
         let cp: Checkpoint = serde_json::from_slice(body).map_err(|e| (400, format!("not a checkpoint: {e}")))?;
+        if st.latest.as_ref().is_some_and(|l| cp.seq <= l.seq) {
+            return match st.seen.get(&cp.seq) {
+                Some(h) if *h == checkpoint_hash(&cp) => Ok(cp.seq),
+                Some(_) => Err((409, format!("differs from the witnessed checkpoint at event {}", cp.seq))),
+                None => Err((409, format!("event {} is before the witness's newest checkpoint", cp.seq))),
+            };
+        }
         if cp.key_id != key_id(&st.key) || !checkpoint_signature_ok(&st.key, &cp) {
             return Err((400, "the checkpoint's own signature does not verify".into()));
         }
         if let Some(latest) = &st.latest {
-            if *latest == cp {
-                // Sent again after a lost answer: already kept.
-                return Ok(cp.seq);
-            }
             if cp.prev.as_ref() != Some(&CheckpointLink::of(latest)) {
                 return Err((
                     409,
@@ -463,6 +470,7 @@ impl HttpWitness {
             st.key = k;
         }
         let seq = cp.seq;
+        st.seen.insert(seq, checkpoint_hash(&cp));
         st.latest = Some(cp);
         Ok(seq)
     }

@@ -707,3 +707,48 @@ async fn an_incremental_export_verifies_on_its_own_against_the_witness() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains(&format!("at event {}:", since + 2)), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_witness_takes_only_signed_linked_checkpoints() {
+    use jitgate_core::audit::{sign_checkpoint, CheckpointLink};
+    let dir = tempfile::tempdir().unwrap();
+    let key = jitgate_server::audit_log::load_or_create_signing_key(&dir.path().join("k")).unwrap();
+    let other = jitgate_server::audit_log::load_or_create_signing_key(&dir.path().join("o")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let key_hex: String = key.verifying_key().as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let (url, _w) = http_witness(dir.path().join("w.jsonl"), &key_hex, listener).await;
+    let send = |cp: &Checkpoint, signer| {
+        let body = serde_json::to_vec(cp).unwrap();
+        let sig = jitgate_server::witness::sign_post(signer, &body);
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(&url)
+                .header(jitgate_server::witness::SIGNATURE_HEADER, sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let head = |seq: i64| ChainHead {
+        seq,
+        hash: format!("{seq:064x}"),
+    };
+    let first = sign_checkpoint(&key, &head(5), 1, CheckpointLink::genesis(), None);
+    assert_eq!(send(&first, &other).await, 401, "a POST not signed by the audit key");
+    let forged = sign_checkpoint(&other, &head(5), 1, CheckpointLink::genesis(), None);
+    assert_eq!(send(&forged, &key).await, 400, "a checkpoint the audit key did not sign");
+    assert_eq!(send(&first, &key).await, 200);
+    assert_eq!(send(&first, &key).await, 200, "the same again (a lost answer) is fine");
+    let unlinked = sign_checkpoint(&key, &head(9), 2, CheckpointLink::genesis(), None);
+    assert_eq!(send(&unlinked, &key).await, 409, "a checkpoint that skips the witness's newest");
+    let rewritten = sign_checkpoint(&key, &head(5), 3, CheckpointLink::genesis(), None);
+    assert_eq!(send(&rewritten, &key).await, 409, "another checkpoint at a witnessed seq");
+    let second = sign_checkpoint(&key, &head(9), 2, CheckpointLink::of(&first), None);
+    assert_eq!(send(&second, &key).await, 200);
+    let export = reqwest::get(format!("{url}export")).await.unwrap().text().await.unwrap();
+    assert_eq!(jitgate_server::witness::parse_witness_lines(&export).unwrap(), vec![first, second]);
+}
