@@ -13,6 +13,20 @@ export JITGATE_TEST_PG_URL="${JITGATE_TEST_PG_URL:-postgres://postgres@127.0.0.1
 cargo build --release -q -p jitgate-bench
 b=target/release/jitgate-bench
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
+# Issue #11: flows with audit witnesses (a JSONL file in another directory and the HTTP witness
+# on a loopback port) beside none, alternated within one run so that drift hits both alike.
+# ONLY=witness runs just this part.
+witnesses() {
+  for backend in sqlite postgres; do
+    if [ "$backend" = postgres ]; then psql "$JITGATE_TEST_PG_URL" -qc checkpoint >/dev/null 2>&1 || true; fi
+    for run in 1 2 3; do
+      for w in none both; do
+        $b flows --backend "$backend" --flows "${FLOWS:-5000}" --concurrency 8 --witness "$w"
+      done
+    done
+  done
+}
+if [ "${ONLY:-}" = witness ]; then witnesses; exit 0; fi
 for backend in sqlite postgres; do
   if [ "$backend" = postgres ]; then psql "$JITGATE_TEST_PG_URL" -qc checkpoint >/dev/null 2>&1 || true; fi
   for run in 1 2 3; do
@@ -24,3 +38,4 @@ for backend in sqlite postgres; do
   done
   $b verify --backend "$backend" --events "${EVENTS:-1000000}"
 done
+witnesses

@@ -1,7 +1,7 @@
 //! Request and response bodies of the HTTP API under `/api/v1`. Domain records (requests,
 //! reviews, grants, audit events) travel as the domain types themselves.
 
-use jitgate_core::audit::{AuditEvent, Checkpoint, VerifyError, VerifyReport};
+use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, VerifyError, VerifyReport};
 use jitgate_core::grant::Grant;
 use jitgate_core::names::{GroupName, Username};
 use jitgate_core::policy::Resource;
@@ -577,6 +577,35 @@ impl From<Result<VerifyReport, VerifyError>> for VerifyOutcome {
     }
 }
 
+/// Where the audit log stands: its head, its newest checkpoint, and each witness.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditStatus {
+    pub head_seq: i64,
+    pub last_checkpoint_seq: Option<i64>,
+    pub last_checkpoint_at: Option<Timestamp>,
+    pub checkpoint_interval_ms: i64,
+    pub key_id: String,
+    pub witnesses: Vec<WitnessStatus>,
+}
+
+/// What one witness has and how its delivery goes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WitnessStatus {
+    pub witness: String,
+    /// The last checkpoint it acknowledged (`None`: not known yet).
+    pub delivered_seq: Option<i64>,
+    /// Checkpoints in the store it does not have yet.
+    pub behind: i64,
+    pub failing_since: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+impl WitnessStatus {
+    pub fn failing(&self) -> bool {
+        self.failing_since.is_some()
+    }
+}
+
 /// One line of an exported audit file (JSON Lines).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -586,6 +615,13 @@ pub enum ExportLine {
         key_id: String,
         public_key: String,
         exported_at: Timestamp,
+        /// An incremental export (`--since SEQ`): the events start after `seq`, whose hash
+        /// was `hash`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<ChainHead>,
+        /// The last checkpoint at or before `since`, which the file's first checkpoint links to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        anchor: Option<Checkpoint>,
     },
     Event(AuditEvent),
     Checkpoint(Checkpoint),

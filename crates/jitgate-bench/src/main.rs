@@ -46,6 +46,10 @@ enum Cmd {
         flows: usize,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Audit witnesses: none, file, http or both (a JSONL file in another directory and
+        /// jitgate's HTTP witness on a loopback port, in this process).
+        #[arg(long, default_value = "none")]
+        witness: String,
     },
     Verify {
         #[arg(long, default_value = "sqlite")]
@@ -167,7 +171,18 @@ struct Bench {
 
 impl Bench {
     async fn start(backend: &str, dir: &std::path::Path, clock: Option<jitgate_server::clock::SharedClock>) -> Result<Self> {
-        let app = Application::build(settings(backend, dir).await?, clock, None).await?;
+        Self::start_with(backend, dir, clock, |_| {}).await
+    }
+
+    async fn start_with(
+        backend: &str,
+        dir: &std::path::Path,
+        clock: Option<jitgate_server::clock::SharedClock>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Result<Self> {
+        let mut s = settings(backend, dir).await?;
+        tweak(&mut s);
+        let app = Application::build(s, clock, None).await?;
         let url = format!("http://{}", app.addr());
         let token = app.setup_token().context("fresh store")?.expose_secret().to_owned();
         let stop = app.stop_handle();
@@ -212,9 +227,36 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn flows(backend: &str, total: usize, concurrency: usize) -> Result<()> {
+async fn flows(backend: &str, total: usize, concurrency: usize, witness: &str) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let Bench { anon, admin, stop, server } = Bench::start(backend, dir.path(), None).await?;
+    let elsewhere = tempfile::tempdir()?;
+    let mut witnesses = Vec::new();
+    if matches!(witness, "file" | "both") {
+        witnesses.push(jitgate_server::config::WitnessTarget::File(elsewhere.path().join("witness.jsonl")));
+    }
+    if matches!(witness, "http" | "both") {
+        // The witness needs the audit key before the server starts: make it first.
+        let key_file = dir.path().join("witness-bench.key");
+        let key = jitgate_server::audit_log::load_or_create_signing_key(&key_file).map_err(anyhow::Error::msg)?;
+        let w = jitgate_server::witness::HttpWitness::open(elsewhere.path().join("http-witness.jsonl"), key.verifying_key())
+            .map_err(anyhow::Error::msg)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        witnesses.push(jitgate_server::config::WitnessTarget::Http(format!(
+            "http://{}/",
+            listener.local_addr()?
+        )));
+        tokio::spawn(w.serve(listener));
+    } else if !matches!(witness, "none" | "file") {
+        anyhow::bail!("--witness is none, file, http or both");
+    }
+    let key_file = (witness != "none" && witness != "file").then(|| dir.path().join("witness-bench.key"));
+    let Bench { anon, admin, stop, server } = Bench::start_with(backend, dir.path(), None, |s| {
+        s.witnesses = witnesses;
+        if let Some(k) = key_file {
+            s.signing_key_file = Some(k);
+        }
+    })
+    .await?;
     let alice = anon.with_token(&anon.login("alice", PASSWORD).await?.token);
     let bob = anon.with_token(&anon.login("bob", PASSWORD).await?.token);
     let body = CreateRequestBody {
@@ -261,8 +303,15 @@ async fn flows(backend: &str, total: usize, concurrency: usize) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
     let verify = admin.audit_verify().await?;
+    let status = admin.audit_status().await?;
+    let delivered: Vec<String> = status
+        .witnesses
+        .iter()
+        .map(|w| format!("{}/{}", w.delivered_seq.unwrap_or(0), status.last_checkpoint_seq.unwrap_or(0)))
+        .collect();
     println!(
-        "flows backend={backend} flows={} concurrency={concurrency} seconds={secs:.2} flows_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} audit_events={} audit_ok={}",
+        "flows backend={backend} witness={witness} delivered={} flows={} concurrency={concurrency} seconds={secs:.2} flows_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} audit_events={} audit_ok={}",
+        delivered.join(","),
         lat.len(),
         lat.len() as f64 / secs,
         percentile(&lat, 50.0),
@@ -385,14 +434,20 @@ async fn verify(backend: &str, events: i64) -> Result<()> {
         }
         written += batch.min(events - written);
         if written % 100_000 == 0 || written == events {
-            let cp = jitgate_core::audit::sign_checkpoint(&key, tx.head(), 1_790_000_000_000);
+            let prev = tx
+                .last_checkpoint()
+                .await?
+                .map_or_else(jitgate_core::audit::CheckpointLink::genesis, |c| {
+                    jitgate_core::audit::CheckpointLink::of(&c)
+                });
+            let cp = jitgate_core::audit::sign_checkpoint(&key, &tx.head().clone(), 1_790_000_000_000, prev, None);
             tx.insert_checkpoint(&cp).await?;
         }
         tx.commit().await?;
     }
     let fill = t.elapsed();
     let t = Instant::now();
-    let outcome = jitgate_server::audit_log::verify_store(store.clone(), Some(key.verifying_key())).await?;
+    let outcome = jitgate_server::audit_log::verify_store(store.clone(), vec![key.verifying_key()], None).await?;
     let secs = t.elapsed().as_secs_f64();
     println!(
         "verify backend={backend} events={events} fill_s={:.1} verify_s={secs:.2} events_per_s={:.0} ok={} checkpoints={}",
@@ -485,7 +540,8 @@ async fn main() -> Result<()> {
             backend,
             flows: n,
             concurrency,
-        } => flows(&backend, n, concurrency).await,
+            witness,
+        } => flows(&backend, n, concurrency, &witness).await,
         Cmd::Verify { backend, events } => verify(&backend, events).await,
         Cmd::Mfa { backend, logins } => mfa(&backend, logins).await,
         Cmd::Idle { jitgate, connections, tls } => idle::idle(&jitgate, connections, tls).await,

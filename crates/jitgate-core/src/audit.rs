@@ -5,7 +5,7 @@
 //! that point. Checkpoints sign `(seq, hash)` with an Ed25519 key that lives outside the
 //! database, so whoever can write the database cannot rewrite the whole chain consistently.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -260,7 +260,33 @@ impl ChainHead {
     }
 }
 
-/// A signed statement that the chain had `hash` at `seq`.
+/// Where a checkpoint points back to: the checkpoint before it, by sequence number and
+/// [`checkpoint_hash`]. The first checkpoint points to [`CheckpointLink::genesis`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointLink {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl CheckpointLink {
+    pub fn genesis() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS_HASH.to_owned(),
+        }
+    }
+
+    pub fn of(cp: &Checkpoint) -> Self {
+        Self {
+            seq: cp.seq,
+            hash: checkpoint_hash(cp),
+        }
+    }
+}
+
+/// A signed statement that the chain had `hash` at `seq`; since v2 also that the checkpoint
+/// before it was `prev` (so deleting a checkpoint breaks the next one's link) and, on a key
+/// rotation, which key signs from the next checkpoint on (`next_key`, signed by the old key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub seq: i64,
@@ -268,35 +294,73 @@ pub struct Checkpoint {
     pub ts: i64,
     pub key_id: String,
     pub signature: String,
+    /// `None` only on v1 checkpoints, written before checkpoints were chained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<CheckpointLink>,
+    /// The public key (hex) that signs every later checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_key: Option<String>,
 }
 
-fn checkpoint_message(seq: i64, hash: &str, ts: i64) -> Vec<u8> {
-    let mut m = b"jitgate-audit-checkpoint-v1\0".to_vec();
-    m.extend_from_slice(&seq.to_be_bytes());
-    m.extend_from_slice(hash.as_bytes());
-    m.extend_from_slice(&ts.to_be_bytes());
+fn checkpoint_message(cp: &Checkpoint) -> Vec<u8> {
+    let Some(prev) = &cp.prev else {
+        let mut m = b"jitgate-audit-checkpoint-v1\0".to_vec();
+        m.extend_from_slice(&cp.seq.to_be_bytes());
+        m.extend_from_slice(cp.hash.as_bytes());
+        m.extend_from_slice(&cp.ts.to_be_bytes());
+        return m;
+    };
+    // Texts are length-prefixed so that no two different checkpoints share a message.
+    fn text(m: &mut Vec<u8>, t: &str) {
+        m.extend_from_slice(&(t.len() as u32).to_be_bytes());
+        m.extend_from_slice(t.as_bytes());
+    }
+    let mut m = b"jitgate-audit-checkpoint-v2\0".to_vec();
+    m.extend_from_slice(&cp.seq.to_be_bytes());
+    text(&mut m, &cp.hash);
+    m.extend_from_slice(&cp.ts.to_be_bytes());
+    m.extend_from_slice(&prev.seq.to_be_bytes());
+    text(&mut m, &prev.hash);
+    text(&mut m, &cp.key_id);
+    text(&mut m, cp.next_key.as_deref().unwrap_or(""));
     m
+}
+
+/// What the next checkpoint links to: SHA-256 of everything this one signs.
+pub fn checkpoint_hash(cp: &Checkpoint) -> String {
+    hex::encode(Sha256::digest(checkpoint_message(cp)))
 }
 
 pub fn key_id(key: &VerifyingKey) -> String {
     hex::encode(&Sha256::digest(key.as_bytes())[..8])
 }
 
-pub fn sign_checkpoint(key: &SigningKey, head: &ChainHead, ts: i64) -> Checkpoint {
-    let sig = key.sign(&checkpoint_message(head.seq, &head.hash, ts));
-    Checkpoint {
+/// Signs `head` as the checkpoint after `prev`; `next_key` announces the key that signs the
+/// checkpoints after this one (a rotation: the old key vouches for the new).
+pub fn sign_checkpoint(key: &SigningKey, head: &ChainHead, ts: i64, prev: CheckpointLink, next_key: Option<&VerifyingKey>) -> Checkpoint {
+    let mut cp = Checkpoint {
         seq: head.seq,
         hash: head.hash.clone(),
         ts,
         key_id: key_id(&key.verifying_key()),
-        signature: hex::encode(sig.to_bytes()),
-    }
+        signature: String::new(),
+        prev: Some(prev),
+        next_key: next_key.map(|k| hex::encode(k.as_bytes())),
+    };
+    cp.signature = hex::encode(key.sign(&checkpoint_message(&cp)).to_bytes());
+    cp
 }
 
 pub fn checkpoint_signature_ok(key: &VerifyingKey, cp: &Checkpoint) -> bool {
     let Ok(bytes) = hex::decode(&cp.signature) else { return false };
     let Ok(sig) = Signature::from_slice(&bytes) else { return false };
-    key.verify(&checkpoint_message(cp.seq, &cp.hash, cp.ts), &sig).is_ok()
+    key.verify_strict(&checkpoint_message(cp), &sig).is_ok()
+}
+
+/// A public key from its hex text.
+pub fn parse_verifying_key(hex_text: &str) -> Option<VerifyingKey> {
+    let bytes: [u8; 32] = hex::decode(hex_text.trim()).ok()?.try_into().ok()?;
+    VerifyingKey::from_bytes(&bytes).ok()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -309,7 +373,7 @@ pub enum VerifyError {
     Gap { expected: i64, found: i64 },
     #[error("checkpoint at event {seq}: bad signature")]
     BadSignature { seq: i64 },
-    #[error("checkpoint at event {seq}: signed by an unknown key {key_id}")]
+    #[error("checkpoint at event {seq}: signed by an unknown key {key_id} (not the trusted key in force there)")]
     UnknownKey { seq: i64, key_id: String },
     #[error("event {seq}: differs from the signed checkpoint")]
     CheckpointMismatch { seq: i64 },
@@ -317,6 +381,19 @@ pub enum VerifyError {
     Truncated { seq: i64, checkpoint: i64 },
     #[error("event {seq}: the chain ends at {seq} but the store's head says {head}")]
     HeadMismatch { seq: i64, head: i64 },
+    #[error("checkpoint at event {seq} is missing: {why}")]
+    MissingCheckpoint { seq: i64, why: String },
+    #[error("checkpoint at event {seq}: does not link to the checkpoint before it ({why})")]
+    BrokenCheckpointChain { seq: i64, why: String },
+    #[error("checkpoint at event {seq}: differs from the witness's copy")]
+    WitnessMismatch { seq: i64 },
+    #[error("event {seq}: events {seq}..={last} are not covered by any checkpoint though the first is {age_ms} ms old (checkpoints come every {interval_ms} ms: one was deleted, or the writer stopped checkpointing)")]
+    UncoveredTail {
+        seq: i64,
+        last: i64,
+        age_ms: i64,
+        interval_ms: i64,
+    },
 }
 
 impl VerifyError {
@@ -328,7 +405,11 @@ impl VerifyError {
             | Self::BadSignature { seq }
             | Self::UnknownKey { seq, .. }
             | Self::CheckpointMismatch { seq }
-            | Self::Truncated { seq, .. } => *seq,
+            | Self::Truncated { seq, .. }
+            | Self::MissingCheckpoint { seq, .. }
+            | Self::BrokenCheckpointChain { seq, .. }
+            | Self::WitnessMismatch { seq }
+            | Self::UncoveredTail { seq, .. } => *seq,
             Self::Gap { expected, .. } => *expected,
             Self::HeadMismatch { seq, head } => (*seq + 1).min(*head),
         }
@@ -342,31 +423,98 @@ pub struct VerifyReport {
     pub last_hash: String,
     pub checkpoints: usize,
     pub last_checkpoint: Option<i64>,
+    /// Witnessed checkpoints found in the log (`None`: no witness was given).
+    #[serde(default)]
+    pub witnessed: Option<usize>,
+    /// The first event after the last checkpoint, and its time (ms): the stretch that rests on
+    /// the hash chain alone.
+    #[serde(default)]
+    pub uncovered_from: Option<(i64, i64)>,
+}
+
+impl VerifyReport {
+    /// With `--strict`: events left without a checkpoint for longer than the writer allows
+    /// (twice the interval, for the timer's own lateness) mean a deleted checkpoint or a
+    /// writer that stopped checkpointing.
+    pub fn uncovered_tail(&self, now_ms: i64, interval_ms: i64) -> Option<VerifyError> {
+        let (seq, ts) = self.uncovered_from?;
+        let age_ms = now_ms - ts;
+        (age_ms > 2 * interval_ms).then_some(VerifyError::UncoveredTail {
+            seq,
+            last: self.last_seq,
+            age_ms,
+            interval_ms,
+        })
+    }
 }
 
 /// Walks a chain in sequence order. Checkpoints are given up front (sorted by seq) and checked as
 /// the walk reaches them; a checkpoint beyond the last event means events were cut off the end.
+///
+/// The trust root is the pinned keys: the first checkpoint must be signed by one of them, each
+/// later one by the key in force (the first key, or the last one announced by a checkpoint
+/// signed by the key before it). Without pinned keys signatures are not checked (links are).
 pub struct ChainVerifier {
-    key: Option<VerifyingKey>,
+    pinned: Vec<VerifyingKey>,
+    current: Option<VerifyingKey>,
     checkpoints: Vec<Checkpoint>,
     next_checkpoint: usize,
+    witness: Option<Vec<Checkpoint>>,
+    next_witness: usize,
+    /// The last checkpoint checked; `None` when the walk starts after an unknown one.
+    prev_link: Option<CheckpointLink>,
+    /// A v2 (chained) checkpoint was seen: no v1 one may follow.
+    chained: bool,
     head: ChainHead,
-    first_seq: Option<i64>,
     events: i64,
+    uncovered_from: Option<(i64, i64)>,
 }
 
 impl ChainVerifier {
-    /// `start` lets a verifier begin in the middle of a chain (seq and hash of the event before).
-    pub fn new(key: Option<VerifyingKey>, mut checkpoints: Vec<Checkpoint>) -> Self {
+    pub fn new(pinned: Vec<VerifyingKey>, mut checkpoints: Vec<Checkpoint>) -> Self {
         checkpoints.sort_by_key(|c| c.seq);
         Self {
-            key,
+            pinned,
+            current: None,
             checkpoints,
             next_checkpoint: 0,
+            witness: None,
+            next_witness: 0,
+            prev_link: Some(CheckpointLink::genesis()),
+            chained: false,
             head: ChainHead::genesis(),
-            first_seq: None,
             events: 0,
+            uncovered_from: None,
         }
+    }
+
+    /// Also checks against a witness's copy of the checkpoints: each must be in the log,
+    /// identical, and the chain must reach it.
+    pub fn with_witness(mut self, mut witness: Vec<Checkpoint>) -> Self {
+        witness.sort_by_key(|c| c.seq);
+        witness.dedup_by(|a, b| a == b);
+        self.witness = Some(witness);
+        self
+    }
+
+    /// Starts the walk after `head` (an incremental export): checkpoints up to it are not
+    /// checked, except `anchor`, the last of them, which the next one must link to and whose
+    /// signature, when it is at `head` itself, vouches for the starting hash.
+    pub fn starting_after(mut self, head: ChainHead, anchor: Option<&Checkpoint>) -> Result<Self, VerifyError> {
+        self.checkpoints.retain(|c| c.seq > head.seq);
+        if let Some(w) = self.witness.as_mut() {
+            w.retain(|c| c.seq > head.seq);
+        }
+        self.prev_link = None;
+        if let Some(a) = anchor {
+            self.check_signature(a)?;
+            if a.seq == head.seq && a.hash != head.hash {
+                return Err(VerifyError::CheckpointMismatch { seq: a.seq });
+            }
+            self.accept(a)?;
+        }
+        self.head = head;
+        Ok(self)
     }
 
     pub fn push(&mut self, e: &AuditEvent) -> Result<(), VerifyError> {
@@ -395,43 +543,130 @@ impl ChainVerifier {
         if hash != e.hash {
             return Err(VerifyError::HashMismatch { seq: e.seq });
         }
-        self.first_seq.get_or_insert(e.seq);
         self.head = ChainHead { seq: e.seq, hash };
         self.events += 1;
+        if self.uncovered_from.is_none() {
+            self.uncovered_from = Some((e.seq, e.ts));
+        }
         while let Some(cp) = self.checkpoints.get(self.next_checkpoint) {
             if cp.seq > e.seq {
                 break;
             }
-            self.check_checkpoint(cp, e)?;
+            let cp = cp.clone();
+            self.check_checkpoint(&cp, e)?;
             self.next_checkpoint += 1;
+        }
+        self.check_witness_up_to(e.seq)?;
+        Ok(())
+    }
+
+    /// The witness's checkpoints up to `seq` must be in the log as they are.
+    fn check_witness_up_to(&mut self, seq: i64) -> Result<(), VerifyError> {
+        let Some(witness) = &self.witness else { return Ok(()) };
+        while let Some(w) = witness.get(self.next_witness) {
+            if w.seq > seq {
+                break;
+            }
+            match self.checkpoints.binary_search_by_key(&w.seq, |c| c.seq) {
+                Err(_) => {
+                    return Err(VerifyError::MissingCheckpoint {
+                        seq: w.seq,
+                        why: "the witness holds it, the log does not".into(),
+                    })
+                }
+                Ok(i) if self.checkpoints[i] != *w => return Err(VerifyError::WitnessMismatch { seq: w.seq }),
+                Ok(_) => {}
+            }
+            self.next_witness += 1;
         }
         Ok(())
     }
 
-    fn check_checkpoint(&self, cp: &Checkpoint, at: &StoredEvent) -> Result<(), VerifyError> {
-        if let Some(key) = &self.key {
-            if cp.key_id != key_id(key) {
-                return Err(VerifyError::UnknownKey {
+    fn check_signature(&mut self, cp: &Checkpoint) -> Result<(), VerifyError> {
+        if self.pinned.is_empty() {
+            return Ok(());
+        }
+        let key = match self.current {
+            Some(k) => k,
+            None => match self.pinned.iter().find(|k| key_id(k) == cp.key_id) {
+                Some(k) => *k,
+                None => {
+                    return Err(VerifyError::UnknownKey {
+                        seq: cp.seq,
+                        key_id: cp.key_id.clone(),
+                    })
+                }
+            },
+        };
+        if cp.key_id != key_id(&key) {
+            return Err(VerifyError::UnknownKey {
+                seq: cp.seq,
+                key_id: cp.key_id.clone(),
+            });
+        }
+        if !checkpoint_signature_ok(&key, cp) {
+            return Err(VerifyError::BadSignature { seq: cp.seq });
+        }
+        self.current = Some(key);
+        Ok(())
+    }
+
+    /// Takes `cp` (already signature-checked) as the last checkpoint: its link to the one
+    /// before, and the key it announces.
+    fn accept(&mut self, cp: &Checkpoint) -> Result<(), VerifyError> {
+        match (&cp.prev, &self.prev_link) {
+            (None, _) if self.chained => {
+                return Err(VerifyError::BrokenCheckpointChain {
                     seq: cp.seq,
-                    key_id: cp.key_id.clone(),
+                    why: "an unchained (v1) checkpoint after chained ones".into(),
+                })
+            }
+            (Some(link), Some(expected)) if link != expected => {
+                return Err(if link.seq > expected.seq {
+                    VerifyError::MissingCheckpoint {
+                        seq: link.seq,
+                        why: format!("the checkpoint at event {} names it as the one before", cp.seq),
+                    }
+                } else {
+                    VerifyError::BrokenCheckpointChain {
+                        seq: cp.seq,
+                        why: format!("it names the checkpoint at event {}, the log has {} there", link.seq, expected.seq),
+                    }
                 });
             }
-            if !checkpoint_signature_ok(key, cp) {
+            _ => {}
+        }
+        self.chained |= cp.prev.is_some();
+        if let Some(next) = &cp.next_key {
+            let Some(k) = parse_verifying_key(next) else {
                 return Err(VerifyError::BadSignature { seq: cp.seq });
+            };
+            if !self.pinned.is_empty() {
+                self.current = Some(k);
             }
         }
+        self.prev_link = Some(CheckpointLink::of(cp));
+        Ok(())
+    }
+
+    fn check_checkpoint(&mut self, cp: &Checkpoint, at: &StoredEvent) -> Result<(), VerifyError> {
+        self.check_signature(cp)?;
         if cp.seq != at.seq || cp.hash != at.hash {
             return Err(VerifyError::CheckpointMismatch { seq: cp.seq });
         }
+        self.accept(cp)?;
+        self.uncovered_from = None;
         Ok(())
     }
 
     /// Ends the walk. `store_head` is the head the store recorded, when verifying a live store.
     pub fn finish(self, store_head: Option<&ChainHead>) -> Result<VerifyReport, VerifyError> {
-        if let Some(cp) = self.checkpoints.get(self.next_checkpoint) {
+        let beyond = self.checkpoints.get(self.next_checkpoint).map(|c| c.seq);
+        let witnessed_beyond = self.witness.as_ref().and_then(|w| w.get(self.next_witness)).map(|c| c.seq);
+        if let Some(cp) = [beyond, witnessed_beyond].into_iter().flatten().min() {
             return Err(VerifyError::Truncated {
                 seq: self.head.seq + 1,
-                checkpoint: cp.seq,
+                checkpoint: cp,
             });
         }
         if let Some(h) = store_head {
@@ -448,6 +683,8 @@ impl ChainVerifier {
             last_hash: self.head.hash,
             checkpoints: self.next_checkpoint,
             last_checkpoint: self.checkpoints.last().map(|c| c.seq),
+            witnessed: self.witness.as_ref().map(|w| w.len()),
+            uncovered_from: self.uncovered_from,
         })
     }
 }
@@ -476,7 +713,7 @@ mod tests {
     }
 
     fn verify(events: &[AuditEvent], cps: Vec<Checkpoint>, key: Option<VerifyingKey>) -> Result<VerifyReport, VerifyError> {
-        let mut v = ChainVerifier::new(key, cps);
+        let mut v = ChainVerifier::new(key.into_iter().collect(), cps);
         for e in events {
             v.push(e)?;
         }
@@ -497,6 +734,8 @@ mod tests {
                 hash: events[39].hash.clone(),
             },
             5,
+            CheckpointLink::genesis(),
+            None,
         );
         let r = verify(&events, vec![cp], Some(key().verifying_key())).unwrap();
         assert_eq!(r.events, 50);
@@ -596,6 +835,8 @@ mod tests {
                 hash: events[9].hash.clone(),
             },
             5,
+            CheckpointLink::genesis(),
+            None,
         );
         let err = verify(&events[..8], vec![cp], Some(key().verifying_key())).unwrap_err();
         assert_eq!(err, VerifyError::Truncated { seq: 9, checkpoint: 10 });
@@ -611,6 +852,8 @@ mod tests {
                 hash: events[4].hash.clone(),
             },
             5,
+            CheckpointLink::genesis(),
+            None,
         );
         cp.ts += 1;
         assert_eq!(
@@ -625,6 +868,8 @@ mod tests {
                 hash: events[4].hash.clone(),
             },
             5,
+            CheckpointLink::genesis(),
+            None,
         );
         assert!(matches!(
             verify(&events, vec![cp], Some(key().verifying_key())).unwrap_err(),
@@ -635,7 +880,7 @@ mod tests {
     #[test]
     fn a_store_head_beyond_the_chain_means_a_cut_tail() {
         let events = chain(5);
-        let mut v = ChainVerifier::new(None, vec![]);
+        let mut v = ChainVerifier::new(vec![], vec![]);
         for e in &events[..3] {
             v.push(e).unwrap();
         }
@@ -644,5 +889,147 @@ mod tests {
             hash: events[4].hash.clone(),
         };
         assert_eq!(v.finish(Some(&head)).unwrap_err().seq(), 4);
+    }
+
+    /// Checkpoints every `every` events, chained, the key rotating to `rotate_to` at `rotate_at`.
+    fn checkpoints(events: &[AuditEvent], every: usize, rotate: Option<(i64, &SigningKey)>) -> Vec<Checkpoint> {
+        let mut prev = CheckpointLink::genesis();
+        let mut signer = key();
+        let mut out = Vec::new();
+        for e in events.iter().skip(every - 1).step_by(every) {
+            let head = ChainHead {
+                seq: e.seq,
+                hash: e.hash.clone(),
+            };
+            let announce = rotate.filter(|(at, _)| *at == e.seq).map(|(_, k)| k.verifying_key());
+            let cp = sign_checkpoint(&signer, &head, e.ts, prev, announce.as_ref());
+            if let Some((_, k)) = rotate.filter(|(at, _)| *at == e.seq) {
+                signer = k.clone();
+            }
+            prev = CheckpointLink::of(&cp);
+            out.push(cp);
+        }
+        out
+    }
+
+    #[test]
+    fn a_deleted_checkpoint_is_named_by_the_next_one() {
+        let events = chain(40);
+        let mut cps = checkpoints(&events, 10, None);
+        assert!(verify(&events, cps.clone(), Some(key().verifying_key())).is_ok());
+        cps.remove(1);
+        let err = verify(&events, cps, Some(key().verifying_key())).unwrap_err();
+        assert!(matches!(err, VerifyError::MissingCheckpoint { seq: 20, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_witness_finds_what_the_log_lost() {
+        let events = chain(40);
+        let cps = checkpoints(&events, 10, None);
+        let witnessed = |log: &[AuditEvent], store: Vec<Checkpoint>| {
+            let mut v = ChainVerifier::new(vec![key().verifying_key()], store).with_witness(cps.clone());
+            for e in log {
+                v.push(e)?;
+            }
+            v.finish(None)
+        };
+        assert_eq!(witnessed(&events, cps.clone()).unwrap().witnessed, Some(4));
+        // The tail cut with its checkpoints: the witness still has them.
+        let err = witnessed(&events[..25], cps[..2].to_vec()).unwrap_err();
+        assert_eq!(err, VerifyError::Truncated { seq: 26, checkpoint: 30 });
+        // Everything gone.
+        let err = witnessed(&[], vec![]).unwrap_err();
+        assert_eq!(err, VerifyError::Truncated { seq: 1, checkpoint: 10 });
+        // The last checkpoint deleted and the events after the one before rewritten.
+        let mut rewritten = events.clone();
+        let mut head = ChainHead {
+            seq: 30,
+            hash: rewritten[29].hash.clone(),
+        };
+        for e in rewritten.iter_mut().skip(30) {
+            let mut n = NewEvent::new(
+                e.actor.clone(),
+                e.action.clone(),
+                e.target.clone(),
+                Outcome::Success,
+                e.details.clone(),
+            );
+            if e.seq == 33 {
+                n.details = json!({"sql": "SELECT 1"});
+            }
+            *e = head.append(n, e.ts);
+        }
+        let err = witnessed(&rewritten, cps[..3].to_vec()).unwrap_err();
+        assert!(matches!(err, VerifyError::MissingCheckpoint { seq: 40, .. }), "{err}");
+        // Without the witness, that rewrite passes: that is what the witness is for.
+        assert!(verify(&rewritten, cps[..3].to_vec(), Some(key().verifying_key())).is_ok());
+    }
+
+    #[test]
+    fn an_uncovered_tail_is_reported_once_older_than_the_interval_allows() {
+        let events = chain(25);
+        let cps = checkpoints(&events, 10, None);
+        let r = verify(&events, cps, Some(key().verifying_key())).unwrap();
+        assert_eq!(r.uncovered_from, Some((21, 1020)));
+        assert_eq!(r.uncovered_tail(1030, 10), None);
+        let err = r.uncovered_tail(1100, 10).unwrap();
+        assert_eq!(err.seq(), 21);
+    }
+
+    #[test]
+    fn a_rotated_key_is_trusted_from_its_announcement_and_the_old_one_no_longer() {
+        let events = chain(40);
+        let new = SigningKey::from_bytes(&[8u8; 32]);
+        let cps = checkpoints(&events, 10, Some((20, &new)));
+        assert_eq!(cps[2].key_id, key_id(&new.verifying_key()));
+        assert!(verify(&events, cps.clone(), Some(key().verifying_key())).is_ok());
+        // Pinning only the new key: the first checkpoints are not vouched for.
+        assert!(matches!(
+            verify(&events, cps.clone(), Some(new.verifying_key())).unwrap_err(),
+            VerifyError::UnknownKey { seq: 10, .. }
+        ));
+        // A checkpoint signed by the retired key after the rotation is refused.
+        let mut forged = cps.clone();
+        forged[3] = sign_checkpoint(
+            &key(),
+            &ChainHead {
+                seq: 40,
+                hash: events[39].hash.clone(),
+            },
+            1,
+            CheckpointLink::of(&cps[2]),
+            None,
+        );
+        assert!(matches!(
+            verify(&events, forged, Some(key().verifying_key())).unwrap_err(),
+            VerifyError::UnknownKey { seq: 40, .. }
+        ));
+    }
+
+    #[test]
+    fn an_incremental_walk_starts_at_a_signed_anchor() {
+        let events = chain(40);
+        let cps = checkpoints(&events, 10, None);
+        let start = ChainHead {
+            seq: 20,
+            hash: events[19].hash.clone(),
+        };
+        let mut v = ChainVerifier::new(vec![key().verifying_key()], cps.clone())
+            .with_witness(cps.clone())
+            .starting_after(start.clone(), Some(&cps[1]))
+            .unwrap();
+        for e in &events[20..] {
+            v.push(e).unwrap();
+        }
+        assert_eq!(v.finish(None).unwrap().checkpoints, 2);
+        let bad = ChainHead {
+            seq: 20,
+            hash: events[18].hash.clone(),
+        };
+        let err = ChainVerifier::new(vec![key().verifying_key()], cps.clone())
+            .starting_after(bad, Some(&cps[1]))
+            .err()
+            .unwrap();
+        assert_eq!(err.seq(), 20);
     }
 }

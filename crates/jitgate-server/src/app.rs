@@ -76,6 +76,13 @@ impl Application {
         }
         let store = jitgate_store::open(&settings.store_url()).await?;
         let key = load_or_create_signing_key(&settings.signing_key_path()).map_err(StartError::Key)?;
+        for w in &settings.witnesses {
+            if let crate::config::WitnessTarget::File(p) = w {
+                if settings.store_url.is_none() && p.starts_with(&settings.data_dir) {
+                    tracing::warn!(witness = %p.display(), "an audit witness inside the data directory protects nothing against whoever can write that directory: put it on another volume or machine");
+                }
+            }
+        }
         let listener = TcpListener::bind(settings.http)
             .await
             .map_err(|e| StartError::Listen(settings.http, e))?;
@@ -158,6 +165,14 @@ impl Application {
         let gateway = self.gateway.map(|g| tokio::spawn(g.run(self.stop_tx.subscribe())));
         let provisioner = tokio::spawn(crate::ephemeral::run_provisioner(self.core.clone(), self.stop_tx.subscribe()));
         let housekeeping = tokio::spawn(crate::limits::run_housekeeping(self.core.clone(), self.stop_tx.subscribe()));
+        let checkpointer = tokio::spawn(self.core.clone().run_checkpointer(self.stop_tx.subscribe()));
+        let witnesses: Vec<_> = self
+            .core
+            .witnesses
+            .slots
+            .iter()
+            .map(|slot| tokio::spawn(crate::witness::run(self.core.clone(), slot.clone(), self.stop_tx.subscribe())))
+            .collect();
         let mut stop = self.stop_tx.subscribe();
         let app = crate::routes::router(self.core.clone());
         let limits = self.core.settings.limits.clone();
@@ -172,9 +187,15 @@ impl Application {
         }
         let _ = provisioner.await;
         let _ = housekeeping.await;
+        let _ = checkpointer.await;
+        for w in witnesses {
+            let _ = w.await;
+        }
         if let Err(e) = self.core.checkpoint_now().await {
             tracing::warn!(error = %e.message, "could not write the closing checkpoint");
         }
+        // The closing checkpoint to the witnesses too, if they answer soon.
+        self.core.witnesses.flush(&self.core, std::time::Duration::from_secs(3)).await;
         served
     }
 }

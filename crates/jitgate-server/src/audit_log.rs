@@ -4,7 +4,7 @@ use crate::core::{Caller, Core};
 use crate::error::ApiError;
 use ed25519_dalek::SigningKey;
 use jitgate_api::{AuditKey, AuditPage, VerifyOutcome};
-use jitgate_core::audit::{key_id, ChainVerifier};
+use jitgate_core::audit::{key_id, sign_checkpoint, ChainVerifier, Checkpoint, CheckpointLink, NewEvent, Outcome};
 use jitgate_store::Store;
 use std::io::Write;
 use std::path::Path;
@@ -12,6 +12,12 @@ use std::sync::Arc;
 
 /// Reads the signing key, or makes one (mode 0600) when the file does not exist yet.
 pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, String> {
+    if next_key_path(path).exists() {
+        return Err(format!(
+            "{} exists: a key rotation did not finish; run `jitgate audit rotate-key` again to finish it",
+            next_key_path(path).display()
+        ));
+    }
     let text = read_or_create_private_file(path, || {
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
         tracing::info!(path = %path.display(), "generated a new audit signing key");
@@ -74,13 +80,21 @@ pub fn public_key_of_signing_file(path: &Path) -> Result<VerifyingKey, String> {
     Ok(SigningKey::from_bytes(&seed).verifying_key())
 }
 
-/// Walks the whole chain in the store and its checkpoints. The next page is read while this
-/// one is checked, so reading and hashing use both cores.
-pub async fn verify_store(store: Arc<dyn Store>, key: Option<VerifyingKey>) -> Result<VerifyOutcome, jitgate_store::StoreError> {
+/// Walks the whole chain in the store and its checkpoints (and a witness's copy of them, when
+/// given). The next page is read while this one is checked, so reading and hashing use both
+/// cores.
+pub async fn verify_store(
+    store: Arc<dyn Store>,
+    keys: Vec<VerifyingKey>,
+    witness: Option<Vec<Checkpoint>>,
+) -> Result<VerifyOutcome, jitgate_store::StoreError> {
     const PAGE: i64 = 20_000;
     let checkpoints = store.audit_checkpoints().await?;
     let head = store.audit_head().await?;
-    let mut verifier = ChainVerifier::new(key, checkpoints);
+    let mut verifier = ChainVerifier::new(keys, checkpoints);
+    if let Some(w) = witness {
+        verifier = verifier.with_witness(w);
+    }
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let reader = tokio::spawn(async move {
         let mut after = 0;
@@ -113,6 +127,115 @@ pub async fn verify_store(store: Arc<dyn Store>, key: Option<VerifyingKey>) -> R
         }
     }
     Ok(verifier.finish(Some(&head)).into())
+}
+
+fn next_key_path(path: &Path) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".next");
+    p.into()
+}
+
+/// Where a rotated-out key is kept (its public half still verifies the older checkpoints).
+pub fn retired_key_path(path: &Path, key_id: &str) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".retired-{key_id}"));
+    p.into()
+}
+
+/// The public halves of the signing key file and of the keys it replaced, oldest first by the
+/// files' times: what `verify --data-dir` falls back to (with a warning: they are the data's
+/// own, not a root the operator pinned).
+pub fn public_keys_beside(path: &Path) -> Result<Vec<VerifyingKey>, String> {
+    let mut keys = Vec::new();
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        let prefix = format!("{name}.retired-");
+        let mut retired: Vec<(std::time::SystemTime, std::path::PathBuf)> =
+            std::fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
+                .map_err(|e| format!("{}: {e}", dir.display()))?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)))
+                .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+                .collect();
+        retired.sort();
+        for (_, p) in retired {
+            keys.push(public_key_of_signing_file(&p)?);
+        }
+    }
+    keys.push(public_key_of_signing_file(path)?);
+    Ok(keys)
+}
+
+/// What a key rotation did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rotation {
+    pub old_key_id: String,
+    pub new_key_id: String,
+    pub new_public_key: String,
+    pub checkpoint_seq: i64,
+}
+
+/// Replaces the signing key: a new key is made (kept as `PATH.next` until done), a checkpoint
+/// signed by the old key announces it (with an `audit.key_rotated` event), then the old key
+/// file becomes `PATH.retired-ID` and the new one takes its place. The store must not be in use
+/// (SQLite refuses while a server holds it; with PostgreSQL, stop every instance first, then
+/// give them all the new key). Run again after a crash, it finishes what was begun.
+pub async fn rotate_signing_key(store: Arc<dyn Store>, path: &Path, now: jitgate_core::Timestamp) -> Result<Rotation, String> {
+    let next_path = next_key_path(path);
+    let old_text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let old = parse_signing_key(&old_text, path)?;
+    let new_text = read_or_create_private_file(&next_path, || {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        zeroize::Zeroizing::new(format!("{}\n", hex::encode(key.to_bytes())))
+    })?;
+    let new = parse_signing_key(&new_text, &next_path)?;
+    let (old_id, new_id) = (key_id(&old.verifying_key()), key_id(&new.verifying_key()));
+    let new_public = hex::encode(new.verifying_key().as_bytes());
+    let mut tx = store.write().await.map_err(|e| e.to_string())?;
+    let last = tx.last_checkpoint().await.map_err(|e| e.to_string())?;
+    let seq = match last {
+        // An earlier run committed the announcement and stopped before the renames.
+        Some(c) if c.next_key.as_deref() == Some(new_public.as_str()) => {
+            drop(tx);
+            c.seq
+        }
+        last => {
+            tx.append_audit(
+                NewEvent::new(
+                    "system",
+                    "audit.key_rotated",
+                    new_id.clone(),
+                    Outcome::Success,
+                    serde_json::json!({"old_key_id": old_id, "new_key_id": new_id, "new_public_key": new_public}),
+                ),
+                now,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let prev = last.as_ref().map_or_else(CheckpointLink::genesis, CheckpointLink::of);
+            let cp = sign_checkpoint(&old, &tx.head().clone(), now.as_millis(), prev, Some(&new.verifying_key()));
+            tx.insert_checkpoint(&cp).await.map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+            cp.seq
+        }
+    };
+    let retired = retired_key_path(path, &old_id);
+    std::fs::rename(path, &retired).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::rename(&next_path, path).map_err(|e| format!("{}: {e}", next_path.display()))?;
+    Ok(Rotation {
+        old_key_id: old_id,
+        new_key_id: new_id,
+        new_public_key: new_public,
+        checkpoint_seq: seq,
+    })
+}
+
+fn parse_signing_key(text: &str, path: &Path) -> Result<SigningKey, String> {
+    let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).map_err(|e| format!("{}: not a hex key: {e}", path.display()))?);
+    let seed: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("{}: the key must be 32 bytes of hex", path.display()))?;
+    Ok(SigningKey::from_bytes(&seed))
 }
 
 impl Core {
@@ -150,6 +273,25 @@ impl Core {
 
     pub async fn audit_verify(&self, caller: &Caller) -> Result<VerifyOutcome, ApiError> {
         self.require_audit_reader(caller, "audit_verify").await?;
-        Ok(verify_store(self.store.clone(), Some(self.signing_key.verifying_key())).await?)
+        // The server's own key is the one in force now: walk from the first checkpoint's key
+        // when it rotated since, taking the retired keys beside it.
+        let keys = public_keys_beside(&self.settings.signing_key_path()).unwrap_or_else(|_| vec![self.signing_key.verifying_key()]);
+        Ok(verify_store(self.store.clone(), keys, None).await?)
+    }
+
+    pub async fn audit_status(&self, caller: &Caller) -> Result<jitgate_api::AuditStatus, ApiError> {
+        self.require_audit_reader(caller, "audit_status").await?;
+        crate::witness::refresh_behind(self).await;
+        let head = self.store.audit_head().await?;
+        let last = self.store.audit_last_checkpoint().await?;
+        let key = self.audit_key();
+        Ok(jitgate_api::AuditStatus {
+            head_seq: head.seq,
+            last_checkpoint_seq: last.as_ref().map(|c| c.seq),
+            last_checkpoint_at: last.as_ref().map(|c| jitgate_core::Timestamp::from_millis(c.ts)),
+            checkpoint_interval_ms: self.settings.checkpoint_interval.as_millis() as i64,
+            key_id: key.key_id,
+            witnesses: self.witnesses.statuses(),
+        })
     }
 }

@@ -24,6 +24,13 @@ pub struct Settings {
     pub signing_key_file: Option<PathBuf>,
     /// A signed checkpoint every this many events.
     pub checkpoint_every: i64,
+    /// And a checkpoint this often whenever events were appended, so the events that rest on
+    /// the hash chain alone are at most this old.
+    pub checkpoint_interval: Duration,
+    /// Where checkpoints are published, outside the database.
+    pub witnesses: Vec<WitnessTarget>,
+    /// The public key `audit verify --config` trusts (the root: not taken from the data).
+    pub audit_public_key_file: Option<PathBuf>,
     /// Groups whose members may read the audit log (admins always may).
     pub audit_reader_groups: BTreeSet<GroupName>,
     pub groups: BTreeMap<GroupName, BTreeSet<Username>>,
@@ -68,6 +75,24 @@ pub struct Settings {
     pub start_at_horizon: Duration,
 }
 
+/// A witness: somewhere the database's writers cannot rewrite that keeps every checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WitnessTarget {
+    /// An append-only JSON Lines file (fsynced), on another volume or machine.
+    File(PathBuf),
+    /// An HTTP(S) witness (`jitgate audit witness`): signed POSTs, retried until acknowledged.
+    Http(String),
+}
+
+impl std::fmt::Display for WitnessTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "file:{}", p.display()),
+            Self::Http(u) => f.write_str(u),
+        }
+    }
+}
+
 /// One person on call from `from` until `until`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +112,9 @@ impl Default for Settings {
             session_max: Duration::from_secs(12 * 3600),
             signing_key_file: None,
             checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(10),
+            witnesses: Vec::new(),
+            audit_public_key_file: None,
             audit_reader_groups: BTreeSet::new(),
             groups: BTreeMap::new(),
             resources: Vec::new(),
@@ -272,9 +300,21 @@ struct SecretsSection {
 #[serde(deny_unknown_fields)]
 struct AuditSection {
     signing_key_file: Option<PathBuf>,
+    public_key_file: Option<PathBuf>,
     checkpoint_every: Option<i64>,
+    #[serde(default, with = "opt_duration")]
+    checkpoint_interval: Option<Duration>,
+    #[serde(default)]
+    witnesses: Vec<WitnessSection>,
     #[serde(default)]
     reader_groups: BTreeSet<GroupName>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WitnessSection {
+    file: Option<PathBuf>,
+    url: Option<String>,
 }
 
 mod opt_duration {
@@ -418,6 +458,25 @@ impl Settings {
                 ));
             }
             settings.checkpoint_every = n;
+        }
+        if let Some(d) = parsed.audit.checkpoint_interval {
+            if d < Duration::from_millis(100) {
+                return Err(err_at(
+                    text.find("checkpoint_interval").unwrap_or(0),
+                    "audit.checkpoint_interval must be at least 100ms".into(),
+                ));
+            }
+            settings.checkpoint_interval = d;
+        }
+        settings.audit_public_key_file = parsed.audit.public_key_file;
+        for w in parsed.audit.witnesses {
+            let at = text.find("witnesses").unwrap_or(0);
+            settings.witnesses.push(match (w.file, w.url) {
+                (Some(f), None) => WitnessTarget::File(f),
+                (None, Some(u)) if u.starts_with("http://") || u.starts_with("https://") => WitnessTarget::Http(u),
+                (None, Some(u)) => return Err(err_at(at, format!("audit.witnesses: {u:?} is not an http:// or https:// URL"))),
+                _ => return Err(err_at(at, "each of audit.witnesses has either file or url".into())),
+            });
         }
         settings.audit_reader_groups = parsed.audit.reader_groups;
         settings.groups = parsed.groups;
@@ -572,6 +631,28 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
             err.reason.contains("db_role is no longer supported") && err.reason.contains("login"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn audit_witnesses_and_interval() {
+        let s = Settings::from_toml(
+            "x.toml",
+            "[audit]\ncheckpoint_interval = \"2s\"\npublic_key_file = \"/etc/k\"\n[[audit.witnesses]]\nfile = \"/w/a.jsonl\"\n[[audit.witnesses]]\nurl = \"https://w.example/\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.checkpoint_interval, Duration::from_secs(2));
+        assert_eq!(
+            s.witnesses,
+            vec![
+                WitnessTarget::File("/w/a.jsonl".into()),
+                WitnessTarget::Http("https://w.example/".into())
+            ]
+        );
+        assert_eq!(Settings::default().checkpoint_interval, Duration::from_secs(10));
+        let err = Settings::from_toml("x.toml", "[[audit.witnesses]]\nurl = \"ftp://x\"\n").unwrap_err();
+        assert!(err.reason.contains("not an http"), "{err}");
+        let err = Settings::from_toml("x.toml", "[[audit.witnesses]]\n").unwrap_err();
+        assert!(err.reason.contains("either file or url"), "{err}");
     }
 
     #[test]

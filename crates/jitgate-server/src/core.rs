@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use ed25519_dalek::SigningKey;
 use jitgate_auth::passkeys::RelyingParty;
 use jitgate_auth::secret_box::KeyRing;
-use jitgate_core::audit::{sign_checkpoint, AuditEvent, NewEvent, Outcome};
+use jitgate_core::audit::{sign_checkpoint, AuditEvent, CheckpointLink, NewEvent, Outcome};
 use jitgate_core::grant::Grant;
 use jitgate_core::names::GroupName;
 use jitgate_core::{DomainError, Timestamp};
@@ -80,6 +80,9 @@ pub struct Core {
     pub gateway_ca: std::sync::OnceLock<GatewayCa>,
     /// Bounds on hashing, rates per address, and the audit of anonymous failures.
     pub limits: crate::limits::Limits,
+    /// Where checkpoints are published outside the database.
+    pub witnesses: crate::witness::Witnesses,
+    pub(crate) witness_http: std::sync::OnceLock<reqwest::Client>,
 }
 
 /// The certificate a client trusts as the root when it verifies the gateway
@@ -119,6 +122,7 @@ impl Caller {
 impl Core {
     pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings, keys: Keys, policy: jitgate_policy::PolicyEngine) -> Self {
         let limits = crate::limits::Limits::new(&settings.limits);
+        let settings_witnesses = settings.witnesses.clone();
         Self {
             store,
             clock,
@@ -133,6 +137,8 @@ impl Core {
             gateway_addr: std::sync::OnceLock::new(),
             gateway_ca: std::sync::OnceLock::new(),
             limits,
+            witnesses: crate::witness::Witnesses::new(&settings_witnesses),
+            witness_http: std::sync::OnceLock::new(),
         }
     }
 
@@ -151,25 +157,65 @@ impl Core {
     /// `checkpoint_every`, so a checkpoint is part of the same transaction as its events.
     pub async fn commit(&self, mut tx: Box<dyn WriteTx>, start_seq: i64) -> Result<Vec<AuditEvent>, ApiError> {
         let every = self.settings.checkpoint_every;
-        let head = tx.head().clone();
-        if head.seq / every > start_seq / every {
-            let cp = sign_checkpoint(&self.signing_key, &head, self.now().as_millis());
-            tx.insert_checkpoint(&cp).await?;
+        let checkpointed = tx.head().seq / every > start_seq / every && self.add_checkpoint(&mut *tx, None).await?;
+        let events = tx.commit().await?;
+        if checkpointed {
+            self.witnesses.wake();
         }
-        Ok(tx.commit().await?)
+        Ok(events)
     }
 
-    /// Writes a signed checkpoint at the current head if it has none yet.
-    pub async fn checkpoint_now(&self) -> Result<(), ApiError> {
-        let (mut tx, start) = self.begin().await?;
+    /// Signs the head as the checkpoint after the newest one, unless that one is at the head
+    /// already. Read and written under the head's lock, so checkpoints form one line even
+    /// with several instances.
+    pub async fn add_checkpoint(&self, tx: &mut dyn WriteTx, announce: Option<&ed25519_dalek::VerifyingKey>) -> Result<bool, ApiError> {
         let head = tx.head().clone();
-        let last = self.store.audit_checkpoints().await?.last().map_or(0, |c| c.seq);
-        if head.seq > last {
-            let cp = sign_checkpoint(&self.signing_key, &head, self.now().as_millis());
-            tx.insert_checkpoint(&cp).await?;
-            self.commit(tx, start).await?;
+        let last = tx.last_checkpoint().await?;
+        if last.as_ref().is_some_and(|c| c.seq >= head.seq) || head.seq == 0 && announce.is_none() {
+            return Ok(false);
+        }
+        let prev = last.as_ref().map_or_else(CheckpointLink::genesis, CheckpointLink::of);
+        let cp = sign_checkpoint(&self.signing_key, &head, self.now().as_millis(), prev, announce);
+        tx.insert_checkpoint(&cp).await?;
+        Ok(true)
+    }
+
+    /// Writes a signed checkpoint at the current head if it has none yet: at start, at stop,
+    /// and every `checkpoint_interval`.
+    pub async fn checkpoint_now(&self) -> Result<(), ApiError> {
+        let (mut tx, _) = self.begin().await?;
+        if self.add_checkpoint(&mut *tx, None).await? {
+            tx.commit().await?;
+            self.witnesses.wake();
         }
         Ok(())
+    }
+
+    /// Checkpoints every `checkpoint_interval` when events were appended, until stopped.
+    pub async fn run_checkpointer(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.settings.checkpoint_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut checkpointed_at = -1;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            // Reading the head is cheap; taking the writers' lock only when there is something
+            // to sign keeps an idle server from contending with anyone.
+            match self.store.audit_head().await {
+                Ok(h) if h.seq == checkpointed_at => continue,
+                Ok(h) => {
+                    if let Err(e) = self.checkpoint_now().await {
+                        tracing::warn!(error = %e.message, "could not write a timed checkpoint");
+                    } else {
+                        checkpointed_at = h.seq;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read the audit head"),
+            }
+        }
     }
 
     /// Records one event in a change of its own: refusals and failed logins, whose main change

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod recording;
 pub mod routes;
 pub mod upstream;
+pub mod witness;
 pub mod workflow;
 
 pub use app::{Application, StopHandle};

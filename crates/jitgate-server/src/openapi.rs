@@ -255,6 +255,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     ep(
         "get",
+        "/audit/status",
+        "The audit log's head, newest checkpoint and witnesses",
+        true,
+        None,
+        "AuditStatus",
+    ),
+    ep(
+        "get",
         "/audit/public-key",
         "The Ed25519 key that signs audit checkpoints",
         true,
@@ -701,8 +709,11 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("ts", "integer"),
             ("key_id", "string"),
             ("signature", "string"),
+            ("-prev", "#CheckpointLink"),
+            ("-next_key", "string"),
         ],
     ),
+    ("CheckpointLink", &[("seq", "integer"), ("hash", "string")]),
     ("CheckpointList", &[("checkpoints", "[#Checkpoint]")]),
     (
         "VerifyReport",
@@ -712,6 +723,29 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("last_hash", "string"),
             ("checkpoints", "integer"),
             ("last_checkpoint", "integer?"),
+            ("witnessed", "integer?"),
+            ("uncovered_from", "[integer]?"),
+        ],
+    ),
+    (
+        "AuditStatus",
+        &[
+            ("head_seq", "integer"),
+            ("last_checkpoint_seq", "integer?"),
+            ("last_checkpoint_at", "time?"),
+            ("checkpoint_interval_ms", "integer"),
+            ("key_id", "string"),
+            ("witnesses", "[#WitnessStatus]"),
+        ],
+    ),
+    (
+        "WitnessStatus",
+        &[
+            ("witness", "string"),
+            ("delivered_seq", "integer?"),
+            ("behind", "integer"),
+            ("failing_since", "time?"),
+            ("last_error", "string?"),
         ],
     ),
     (

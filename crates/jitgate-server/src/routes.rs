@@ -111,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/events", get(audit_events))
         .route("/audit/checkpoints", get(audit_checkpoints))
         .route("/audit/verify", get(audit_verify))
+        .route("/audit/status", get(audit_status))
         .route("/audit/public-key", get(audit_key))
         .route("/admin/users", get(list_users).post(create_user))
         .route("/admin/users/{name}/disable", post(disable_user))
@@ -144,9 +145,23 @@ async fn not_found() -> ApiError {
     )
 }
 
+/// Ready when the store answers. A failing audit witness does not take the instance out of
+/// service (access keeps working and checkpoints wait in the store) but is named here, one
+/// line each, for whoever watches.
 async fn readyz(State(s): State<AppState>) -> Response {
     match s.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Ok(()) => {
+            let mut body = String::from("ready");
+            for w in s.witnesses.statuses().into_iter().filter(|w| w.failing()) {
+                body.push_str(&format!(
+                    "\naudit witness {} failing since {}: {}",
+                    w.witness,
+                    w.failing_since.map(|t| t.to_string()).unwrap_or_default(),
+                    w.last_error.unwrap_or_default()
+                ));
+            }
+            (StatusCode::OK, body).into_response()
+        }
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
     }
 }
@@ -434,6 +449,10 @@ async fn audit_checkpoints(State(s): State<AppState>, caller: Caller) -> R<jitga
 
 async fn audit_verify(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::VerifyOutcome> {
     Ok(Json(s.audit_verify(&caller).await?))
+}
+
+async fn audit_status(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::AuditStatus> {
+    Ok(Json(s.audit_status(&caller).await?))
 }
 
 async fn audit_key(State(s): State<AppState>, _caller: Caller) -> R<jitgate_api::AuditKey> {

@@ -308,6 +308,9 @@ pub trait Store: Send + Sync + 'static {
     /// Events about one of `targets` (a request and its grant, say), in order.
     async fn audit_events_for(&self, targets: &[String]) -> Result<Vec<AuditEvent>>;
     async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>>;
+    /// Checkpoints after `after_seq`, in order: what a witness has not been sent yet.
+    async fn audit_checkpoints_after(&self, after_seq: i64, limit: i64) -> Result<Vec<Checkpoint>>;
+    async fn audit_last_checkpoint(&self) -> Result<Option<Checkpoint>>;
     async fn audit_head(&self) -> Result<ChainHead>;
     async fn meta(&self, key: &str) -> Result<Option<String>>;
 
@@ -446,6 +449,9 @@ pub trait WriteTx: Send {
     /// Appends an event to the chain, in this transaction.
     async fn append_audit(&mut self, event: NewEvent, now: Timestamp) -> Result<AuditEvent>;
     async fn insert_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<()>;
+    /// The newest checkpoint, read in this transaction (under the head's lock, so no other
+    /// writer adds one meanwhile): what the next checkpoint links to.
+    async fn last_checkpoint(&mut self) -> Result<Option<Checkpoint>>;
 
     /// Commits and returns the audit events it appended.
     async fn commit(self: Box<Self>) -> Result<Vec<AuditEvent>>;

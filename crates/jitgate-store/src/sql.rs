@@ -8,6 +8,7 @@ pub(crate) const REQUEST_COLS: &str =
 pub(crate) const REVIEW_COLS: &str = "request_id, reviewer, decision, comment, stage, mfa_method, created_at";
 pub(crate) const GRANT_COLS: &str =
     "id, request_id, username, resource, role, starts_at, ends_at, status, created_at, revoked_at, revoked_by, revoke_reason";
+pub(crate) const CHECKPOINT_COLS: &str = "seq, hash, ts, key_id, signature, prev_seq, prev_hash, next_key";
 pub(crate) const AUDIT_COLS: &str = "seq, ts, actor, action, target, outcome, details, prev_hash, hash";
 
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreError {
@@ -16,7 +17,7 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreErro
 
 macro_rules! impl_store {
     ($store:ident, $tx:ident, $db:ty, $backend:literal, $lock:literal) => {
-        use crate::sql::{corrupt, AUDIT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
+        use crate::sql::{corrupt, AUDIT_COLS, CHECKPOINT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
         use crate::{ConnectTokenRecord, DbSessionRecord, EphemeralRoleRecord, GrantFilter, ResourceCredentialRecord, NotificationRecord, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
         use async_trait::async_trait;
         use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
@@ -171,6 +172,23 @@ macro_rules! impl_store {
         async fn sqlx_audit_rows(pool: &sqlx::Pool<$db>, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
             let sql = format!("SELECT {AUDIT_COLS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
             all(sqlx::query(&sql).bind(after_seq).bind(limit).fetch_all(pool).await?, stored_from)
+        }
+
+        fn checkpoint_from(r: &DbRow) -> Result<Checkpoint, StoreError> {
+            let prev_seq: Option<i64> = r.try_get("prev_seq")?;
+            let prev_hash: Option<String> = r.try_get("prev_hash")?;
+            Ok(Checkpoint {
+                seq: r.try_get("seq")?,
+                hash: r.try_get("hash")?,
+                ts: r.try_get("ts")?,
+                key_id: r.try_get("key_id")?,
+                signature: r.try_get("signature")?,
+                prev: match (prev_seq, prev_hash) {
+                    (Some(seq), Some(hash)) => Some(jitgate_core::audit::CheckpointLink { seq, hash }),
+                    _ => None,
+                },
+                next_key: r.try_get("next_key")?,
+            })
         }
 
         fn audit_from(row: &DbRow) -> Result<AuditEvent, StoreError> {
@@ -425,20 +443,19 @@ macro_rules! impl_store {
             }
 
             async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-                let rows = sqlx::query("SELECT seq, hash, ts, key_id, signature FROM audit_checkpoints ORDER BY seq")
-                    .fetch_all(&self.read)
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(Checkpoint {
-                            seq: r.try_get("seq")?,
-                            hash: r.try_get("hash")?,
-                            ts: r.try_get("ts")?,
-                            key_id: r.try_get("key_id")?,
-                            signature: r.try_get("signature")?,
-                        })
-                    })
-                    .collect()
+                self.audit_checkpoints_after(0, i64::MAX).await
+            }
+
+            async fn audit_last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+                let sql = format!("SELECT {CHECKPOINT_COLS} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1");
+                let row = sqlx::query(&sql).fetch_optional(&self.read).await?;
+                row.as_ref().map(checkpoint_from).transpose()
+            }
+
+            async fn audit_checkpoints_after(&self, after_seq: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
+                let sql = format!("SELECT {CHECKPOINT_COLS} FROM audit_checkpoints WHERE seq > $1 ORDER BY seq LIMIT $2");
+                let rows = sqlx::query(&sql).bind(after_seq).bind(limit).fetch_all(&self.read).await?;
+                rows.iter().map(checkpoint_from).collect()
             }
 
             async fn audit_head(&self) -> Result<ChainHead, StoreError> {
@@ -1234,16 +1251,25 @@ macro_rules! impl_store {
             }
 
             async fn insert_checkpoint(&mut self, c: &Checkpoint) -> Result<(), StoreError> {
-                sqlx::query("INSERT INTO audit_checkpoints (seq, hash, ts, key_id, signature) VALUES ($1, $2, $3, $4, $5)")
+                sqlx::query("INSERT INTO audit_checkpoints (seq, hash, ts, key_id, signature, prev_seq, prev_hash, next_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
                     .bind(c.seq)
                     .bind(&c.hash)
                     .bind(c.ts)
                     .bind(&c.key_id)
                     .bind(&c.signature)
+                    .bind(c.prev.as_ref().map(|p| p.seq))
+                    .bind(c.prev.as_ref().map(|p| p.hash.clone()))
+                    .bind(c.next_key.clone())
                     .execute(&mut *self.tx)
                     .await
                     .map_err(|e| self.conflict(e, format!("checkpoint {}", c.seq)))?;
                 Ok(())
+            }
+
+            async fn last_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+                let sql = format!("SELECT {CHECKPOINT_COLS} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1");
+                let row = sqlx::query(&sql).fetch_optional(&mut *self.tx).await?;
+                row.as_ref().map(checkpoint_from).transpose()
             }
 
             async fn commit(mut self: Box<Self>) -> Result<Vec<AuditEvent>, StoreError> {

@@ -2,7 +2,7 @@
 //! PostgreSQL database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use jitgate_core::audit::{sign_checkpoint, ChainVerifier, NewEvent, Outcome};
+use jitgate_core::audit::{sign_checkpoint, ChainVerifier, CheckpointLink, NewEvent, Outcome};
 use jitgate_core::grant::{Grant, GrantStatus};
 use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
 use jitgate_core::policy::Resource;
@@ -353,12 +353,24 @@ async fn audit_chain(store: &dyn Store) {
     let e3 = tx.append_audit(ev("three"), t(4)).await.unwrap();
     assert_eq!(e3.seq, 3);
     assert_eq!(e3.prev_hash, committed[1].hash);
-    let cp = sign_checkpoint(&key, tx.head(), 5);
-    tx.insert_checkpoint(&cp).await.unwrap();
+    assert_eq!(tx.last_checkpoint().await.unwrap(), None);
+    let first = sign_checkpoint(&key, tx.head(), 5, CheckpointLink::genesis(), None);
+    tx.insert_checkpoint(&first).await.unwrap();
     tx.commit().await.unwrap();
+    // A second checkpoint, chained to the first and announcing a key, comes back as written.
+    let mut tx = store.write().await.unwrap();
+    tx.append_audit(ev("four"), t(6)).await.unwrap();
+    let last = tx.last_checkpoint().await.unwrap().unwrap();
+    assert_eq!(last, first);
+    let next = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]).verifying_key();
+    let second = sign_checkpoint(&key, tx.head(), 7, CheckpointLink::of(&last), Some(&next));
+    tx.insert_checkpoint(&second).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.audit_checkpoints().await.unwrap(), vec![first.clone(), second.clone()]);
+    assert_eq!(store.audit_checkpoints_after(3, 10).await.unwrap(), vec![second]);
 
     let events = store.audit_events(0, 100).await.unwrap();
-    assert_eq!(events.len(), 3);
+    assert_eq!(events.len(), 4);
     let rows = store.audit_rows(0, 100).await.unwrap();
     assert_eq!(
         rows,
@@ -366,19 +378,19 @@ async fn audit_chain(store: &dyn Store) {
         "details stored as canonical text"
     );
     assert_eq!(store.audit_rows(1, 1).await.unwrap()[0].seq, 2);
-    assert_eq!(store.audit_events(2, 100).await.unwrap().len(), 1);
+    assert_eq!(store.audit_events(2, 100).await.unwrap().len(), 2);
     assert_eq!(
         store.audit_events_for(&["x".to_owned(), "nothing".to_owned()]).await.unwrap().len(),
-        3
+        4
     );
     assert!(store.audit_events_for(&["nothing".to_owned()]).await.unwrap().is_empty());
-    let mut v = ChainVerifier::new(Some(key.verifying_key()), store.audit_checkpoints().await.unwrap());
+    let mut v = ChainVerifier::new(vec![key.verifying_key()], store.audit_checkpoints().await.unwrap());
     for e in &events {
         v.push(e).unwrap();
     }
     let report = v.finish(Some(&store.audit_head().await.unwrap())).unwrap();
-    assert_eq!(report.last_seq, 3);
-    assert_eq!(report.checkpoints, 1);
+    assert_eq!(report.last_seq, 4);
+    assert_eq!(report.checkpoints, 2);
 }
 
 async fn writers_are_serialized(store: std::sync::Arc<dyn Store>) {
@@ -423,7 +435,7 @@ async fn writers_are_serialized(store: std::sync::Arc<dyn Store>) {
     tx.append_audit(ev("after"), t(11)).await.unwrap();
     tx.commit().await.unwrap();
     let events = store.audit_events(0, 10_000).await.unwrap();
-    let mut v = ChainVerifier::new(None, vec![]);
+    let mut v = ChainVerifier::new(vec![], vec![]);
     for e in &events {
         v.push(e).unwrap();
     }

@@ -1,18 +1,17 @@
 //! Command-line interface. Every verb has `--json`; secrets come from prompts, stdin or the
 //! environment, never from argv.
 
+use crate::cli_audit::{audit, AuditCommand};
 use crate::cli_mfa::{login, with_second_factor, MfaArgs, MfaCommand};
 use crate::client::{Client, ClientError, ListParams};
 use crate::credentials::{self, Credentials};
 use crate::output;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use jitgate_api::{BootstrapBody, CreateRequestBody, CreateUserBody, ExportLine, VerifyOutcome, EXPORT_FORMAT};
-use jitgate_core::audit::{AuditEvent, ChainVerifier, Checkpoint};
+use jitgate_api::{BootstrapBody, CreateRequestBody, CreateUserBody};
 use jitgate_core::names::Username;
 use jitgate_core::policy::Resource;
 use jitgate_core::Timestamp;
-use jitgate_server::audit_log::{parse_public_key, public_key_of_signing_file, verify_store, VerifyingKey};
 use serde::Serialize;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -199,7 +198,7 @@ enum Command {
     /// Second factors: status, TOTP, recovery codes, passkeys, step-up.
     #[command(subcommand)]
     Mfa(MfaCommand),
-    /// The audit log: verify, export, tail.
+    /// The audit log: verify, export, tail, status, rotate-key, witness.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Administration: bootstrap, users, groups, resources.
@@ -221,40 +220,6 @@ struct ServeArgs {
     /// Store URL: postgres://… or a SQLite path (default: SQLite in the data directory).
     #[arg(long, env = "JITGATE_STORE_URL", hide_env_values = true)]
     store: Option<String>,
-}
-
-#[derive(Subcommand, Debug)]
-enum AuditCommand {
-    /// Check the hash chain and the signed checkpoints. Exits 1 naming the first bad event.
-    Verify {
-        /// Verify an exported JSONL file instead of the server's log.
-        #[arg(long, conflicts_with_all = ["data_dir", "store"])]
-        file: Option<PathBuf>,
-        /// Verify the store in this data directory directly (no server needed).
-        #[arg(long, conflicts_with = "store")]
-        data_dir: Option<PathBuf>,
-        /// Verify this store directly (postgres://… or a SQLite path).
-        #[arg(long, env = "JITGATE_VERIFY_STORE_URL", hide_env_values = true)]
-        store: Option<String>,
-        /// The trusted checkpoint key: hex, or a file holding it.
-        #[arg(long)]
-        public_key: Option<String>,
-    },
-    /// Write the whole log with its checkpoints as JSON Lines.
-    Export {
-        /// Output file (default: standard output).
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-    },
-    /// Show the latest events; --follow keeps printing new ones.
-    Tail {
-        #[arg(short = 'n', long, default_value_t = 20)]
-        lines: i64,
-        #[arg(long, short)]
-        follow: bool,
-    },
-    /// Print the public key that signs checkpoints, to keep outside jitgate.
-    PublicKey,
 }
 
 #[derive(Subcommand, Debug)]
@@ -957,186 +922,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
-}
-
-fn print_verify(ctx: &Ctx, outcome: &VerifyOutcome, note: Option<&str>) -> Result<ExitCode> {
-    ctx.print(outcome, |o| match (&o.report, o.first_bad_seq) {
-        (Some(r), _) => {
-            let mut s = format!(
-                "audit log OK: {} events, last #{} ({}); signed checkpoints verified: {}",
-                r.events,
-                r.last_seq,
-                &r.last_hash[..16.min(r.last_hash.len())],
-                r.checkpoints
-            );
-            if let Some(n) = note {
-                s.push_str(&format!("\nnote: {n}"));
-            }
-            s
-        }
-        (None, seq) => format!(
-            "audit log FAILED verification at event {}: {}",
-            seq.unwrap_or(0),
-            o.problem.clone().unwrap_or_default()
-        ),
-    })?;
-    Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-fn verify_file(path: &PathBuf, key: Option<VerifyingKey>) -> Result<(VerifyOutcome, Option<String>)> {
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut header_key = None;
-    let mut events: Vec<AuditEvent> = Vec::new();
-    let mut checkpoints: Vec<Checkpoint> = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed: ExportLine =
-            serde_json::from_str(&line).with_context(|| format!("{}:{}: not an audit export line", path.display(), i + 1))?;
-        match parsed {
-            ExportLine::Header { format, public_key, .. } => {
-                if format != EXPORT_FORMAT {
-                    bail!("{}: unknown export format {format}", path.display());
-                }
-                header_key = Some(public_key);
-            }
-            ExportLine::Event(e) => events.push(e),
-            ExportLine::Checkpoint(c) => checkpoints.push(c),
-        }
-    }
-    let mut note = None;
-    let key = match key {
-        Some(k) => Some(k),
-        None => {
-            note = Some("checkpoints were checked with the key named in the file itself; pass --public-key with the key you kept to rule out a re-signed file".to_owned());
-            header_key.map(|k| parse_public_key(&k).map_err(|e| anyhow!(e))).transpose()?
-        }
-    };
-    let mut v = ChainVerifier::new(key, checkpoints);
-    let walked = events.iter().try_for_each(|e| v.push(e));
-    let outcome = match walked {
-        Err(err) => Err(err).into(),
-        Ok(()) => v.finish(None).into(),
-    };
-    Ok((outcome, note))
-}
-
-async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
-    match cmd {
-        AuditCommand::Verify {
-            file,
-            data_dir,
-            store,
-            public_key,
-        } => {
-            let key = public_key
-                .as_deref()
-                .map(parse_public_key)
-                .transpose()
-                .map_err(|e| anyhow!("--public-key: {e}"))?;
-            if let Some(path) = file {
-                let (outcome, note) = verify_file(&path, key)?;
-                return print_verify(ctx, &outcome, note.as_deref());
-            }
-            if data_dir.is_some() || store.is_some() {
-                let (url, key) = match (&data_dir, store) {
-                    (Some(dir), _) => {
-                        let db = dir.join("jitgate.db");
-                        if !db.exists() {
-                            bail!("{} does not exist", db.display());
-                        }
-                        let key = match key {
-                            Some(k) => Some(k),
-                            None => Some(public_key_of_signing_file(&dir.join("audit-signing.key")).map_err(|e| anyhow!(e))?),
-                        };
-                        (db.display().to_string(), key)
-                    }
-                    (None, Some(url)) => (url, key),
-                    (None, None) => unreachable!(),
-                };
-                let store = jitgate_store::open_read_only(&url).await?;
-                let outcome = verify_store(store.clone(), key).await?;
-                let note = if outcome.ok && store.audit_checkpoints().await?.is_empty() {
-                    Some("the store has no signed checkpoints yet")
-                } else {
-                    None
-                };
-                return print_verify(ctx, &outcome, note);
-            }
-            let outcome = ctx.client()?.audit_verify().await?;
-            print_verify(ctx, &outcome, None)
-        }
-        AuditCommand::Export { output } => {
-            let c = ctx.client()?;
-            let key = c.audit_key().await?;
-            let events = c.all_audit_events(0).await?;
-            let checkpoints = c.audit_checkpoints().await?.checkpoints;
-            let mut out: Box<dyn Write> = match &output {
-                Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-                )),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            };
-            let header = ExportLine::Header {
-                format: EXPORT_FORMAT.into(),
-                key_id: key.key_id.clone(),
-                public_key: key.public_key.clone(),
-                exported_at: Timestamp::from_millis(events.last().map_or(0, |e| e.ts)),
-            };
-            writeln!(out, "{}", serde_json::to_string(&header)?)?;
-            let n = events.len();
-            for e in events {
-                writeln!(out, "{}", serde_json::to_string(&ExportLine::Event(e))?)?;
-            }
-            for cp in &checkpoints {
-                writeln!(out, "{}", serde_json::to_string(&ExportLine::Checkpoint(cp.clone()))?)?;
-            }
-            out.flush()?;
-            if let Some(p) = output {
-                let summary = serde_json::json!({"file": p.display().to_string(), "events": n, "checkpoints": checkpoints.len(), "key_id": key.key_id});
-                ctx.print(&summary, |_| {
-                    format!(
-                        "exported {n} events and {} checkpoints to {} (checkpoint key {})",
-                        checkpoints.len(),
-                        p.display(),
-                        key.key_id
-                    )
-                })?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        AuditCommand::Tail { lines, follow } => {
-            let c = ctx.client()?;
-            let head = c.audit_events(0, 1).await?.head_seq;
-            let mut after = (head - lines.max(0)).max(0);
-            loop {
-                let page = c.audit_events(after, 1000).await?;
-                if let Some(last) = page.events.last() {
-                    after = last.seq;
-                    if ctx.json {
-                        for e in &page.events {
-                            println!("{}", serde_json::to_string(e)?);
-                        }
-                    } else {
-                        println!("{}", output::events(&page.events));
-                    }
-                }
-                if !follow {
-                    return Ok(ExitCode::SUCCESS);
-                }
-                if page.events.len() < 1000 {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
-        }
-        AuditCommand::PublicKey => {
-            let k = ctx.client()?.audit_key().await?;
-            ctx.print(&k, |k| format!("{}  (key id {})", k.public_key, k.key_id))?;
-            Ok(ExitCode::SUCCESS)
-        }
-    }
 }
 
 async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {

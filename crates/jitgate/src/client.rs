@@ -316,6 +316,9 @@ impl Client {
     pub async fn audit_verify(&self) -> Result<VerifyOutcome> {
         self.call(Method::GET, "/audit/verify", None, None).await
     }
+    pub async fn audit_status(&self) -> Result<jitgate_api::AuditStatus> {
+        self.call(Method::GET, "/audit/status", None, None).await
+    }
     pub async fn audit_key(&self) -> Result<AuditKey> {
         self.call(Method::GET, "/audit/public-key", None, None).await
     }

@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod audit_witness;
 mod bad_input;
 mod gateway;
 mod gateway_integrity;

@@ -1,0 +1,501 @@
+//! `jitgate audit …`: verify (a store, the server's log or an exported file, against pinned
+//! keys and a witness), export (whole or from a sequence number on), tail, status, rotate-key,
+//! and the HTTP witness itself.
+
+use crate::cli::Ctx;
+use crate::output;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
+use jitgate_api::{ExportLine, VerifyOutcome, EXPORT_FORMAT};
+use jitgate_core::audit::{AuditEvent, ChainHead, ChainVerifier, Checkpoint, VerifyReport};
+use jitgate_core::Timestamp;
+use jitgate_server::audit_log::{parse_public_key, public_keys_beside, verify_store, VerifyingKey};
+use jitgate_server::clock::{Clock, SystemClock};
+use jitgate_server::Settings;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain and the signed, chained checkpoints, against a witness when given.
+    /// Exits 1 naming the first bad event or the missing checkpoint.
+    Verify {
+        /// Verify an exported JSONL file instead of the server's log.
+        #[arg(long, conflicts_with_all = ["data_dir", "store"])]
+        file: Option<PathBuf>,
+        /// Verify the store in this data directory directly (no server needed).
+        #[arg(long, conflicts_with = "store")]
+        data_dir: Option<PathBuf>,
+        /// Verify this store directly (postgres://… or a SQLite path).
+        #[arg(long, env = "JITGATE_VERIFY_STORE_URL", hide_env_values = true)]
+        store: Option<String>,
+        /// The server's configuration file: its store (unless --file, --data-dir or --store
+        /// say otherwise), its audit.public_key_file as the trusted key and its
+        /// audit.checkpoint_interval.
+        #[arg(long, env = "JITGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The trusted checkpoint key (the root): hex, or a file holding it. Repeat it for
+        /// several keys; after a rotation, the key that signed the first checkpoint suffices.
+        #[arg(long)]
+        public_key: Vec<String>,
+        /// A witness's copy of the checkpoints: its JSONL file, or an HTTP witness's URL (its
+        /// /export is read). Fails when the log lacks a witnessed checkpoint or does not reach it.
+        #[arg(long)]
+        witness: Vec<String>,
+        /// Also fail when events are left without a checkpoint for longer than the checkpoint
+        /// interval allows (a deleted checkpoint, or a writer that stopped checkpointing).
+        #[arg(long)]
+        strict: bool,
+        /// The checkpoint interval the writer keeps (default: the config's, else 10s).
+        #[arg(long, value_parser = jitgate_core::time::parse_duration)]
+        checkpoint_interval: Option<Duration>,
+    },
+    /// Write the log with its checkpoints as JSON Lines.
+    Export {
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Only the events after this sequence number (an incremental export; pick the last
+        /// checkpoint of the previous export so the start is signed).
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+    },
+    /// Show the latest events; --follow keeps printing new ones.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: i64,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// The log's head, its newest checkpoint and each witness's delivery; exits 1 when a
+    /// witness is failing.
+    Status,
+    /// Print the public key that signs checkpoints, to keep outside jitgate.
+    PublicKey,
+    /// Replace the signing key, the server stopped: a checkpoint signed by the old key
+    /// announces the new one; the old key file is kept as KEYFILE.retired-ID.
+    RotateKey {
+        /// The server's configuration file (its store and audit.signing_key_file).
+        #[arg(long, env = "JITGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The data directory (SQLite and the key file in it).
+        #[arg(long, env = "JITGATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run an HTTP witness: takes checkpoints signed by the audit key (POST /), keeps them in
+    /// an append-only, fsynced file, and serves them (GET /export). Run it on another machine.
+    Witness {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        listen: std::net::SocketAddr,
+        /// The file that keeps the checkpoints.
+        #[arg(long)]
+        file: PathBuf,
+        /// The audit public key it accepts (hex, or a file holding it).
+        #[arg(long)]
+        public_key: String,
+    },
+}
+
+fn now() -> Timestamp {
+    SystemClock.now()
+}
+
+fn print_verify(ctx: &Ctx, outcome: &VerifyOutcome, notes: &[String]) -> Result<ExitCode> {
+    ctx.print(outcome, |o| match (&o.report, o.first_bad_seq) {
+        (Some(r), _) => {
+            let mut s = format!(
+                "audit log OK: {} events, last #{} ({}); signed checkpoints verified: {}",
+                r.events,
+                r.last_seq,
+                &r.last_hash[..16.min(r.last_hash.len())],
+                r.checkpoints
+            );
+            if let Some(w) = r.witnessed {
+                s.push_str(&format!("; witnessed checkpoints found: {w}"));
+            }
+            if let Some((seq, ts)) = r.uncovered_from {
+                s.push_str(&format!(
+                    "\nnote: events {seq}..={} rest on the hash chain alone (no checkpoint since {})",
+                    r.last_seq,
+                    Timestamp::from_millis(ts)
+                ));
+            }
+            for n in notes {
+                s.push_str(&format!("\nnote: {n}"));
+            }
+            s
+        }
+        (None, seq) => format!(
+            "audit log FAILED verification at event {}: {}",
+            seq.unwrap_or(0),
+            o.problem.clone().unwrap_or_default()
+        ),
+    })?;
+    Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn verify_file(path: &Path, keys: Vec<VerifyingKey>, witness: Option<Vec<Checkpoint>>) -> Result<(VerifyOutcome, Vec<String>)> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut header_key = None;
+    let mut start = None;
+    let mut exported_at = None;
+    let mut events: Vec<AuditEvent> = Vec::new();
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: ExportLine =
+            serde_json::from_str(&line).with_context(|| format!("{}:{}: not an audit export line", path.display(), i + 1))?;
+        match parsed {
+            ExportLine::Header {
+                format,
+                public_key,
+                since,
+                anchor,
+                exported_at: at,
+                ..
+            } => {
+                exported_at = Some(at);
+                if format != EXPORT_FORMAT {
+                    bail!("{}: unknown export format {format}", path.display());
+                }
+                header_key = Some(public_key);
+                start = since.map(|s| (s, anchor));
+            }
+            ExportLine::Event(e) => events.push(e),
+            ExportLine::Checkpoint(c) => checkpoints.push(c),
+        }
+    }
+    let mut notes = Vec::new();
+    let keys = if keys.is_empty() {
+        warn_untrusted_key("the export file's own header");
+        notes.push("checkpoints were checked with the key named in the file itself; pass --public-key with the key you kept to rule out a re-signed file".to_owned());
+        header_key
+            .map(|k| parse_public_key(&k).map_err(|e| anyhow!(e)))
+            .transpose()?
+            .into_iter()
+            .collect()
+    } else {
+        keys
+    };
+    let mut v = ChainVerifier::new(keys, checkpoints);
+    if let Some(mut w) = witness {
+        // The witness goes on after the export was taken: what it took later is not in the
+        // file. (The export time is the file's own word: compare the last event with what
+        // you expect.)
+        if let Some(at) = exported_at {
+            w.retain(|c| c.ts <= at.as_millis());
+        }
+        v = v.with_witness(w);
+    }
+    if let Some((since, anchor)) = start {
+        if anchor.as_ref().is_none_or(|a| a.seq != since.seq) {
+            notes.push(format!(
+                "an incremental export from event {}: its starting hash is signed only when a checkpoint sits there",
+                since.seq
+            ));
+        }
+        v = match v.starting_after(since, anchor.as_ref()) {
+            Ok(v) => v,
+            Err(e) => return Ok((Err(e).into(), notes)),
+        };
+    }
+    let walked = events.iter().try_for_each(|e| v.push(e));
+    let outcome = match walked {
+        Err(err) => Err(err).into(),
+        Ok(()) => v.finish(None).into(),
+    };
+    Ok((outcome, notes))
+}
+
+/// Says, loudly and on stderr, that the key that checks the log came from beside the log.
+fn warn_untrusted_key(source: &str) {
+    eprintln!(
+        "WARNING: the audit public key was taken from {source}, not from a key you pinned. Whoever can rewrite \
+         the log can replace that key too and re-sign everything. Pin the key you kept with --public-key \
+         (or audit.public_key_file in the configuration)."
+    );
+}
+
+/// The witness's checkpoints: a JSONL file, or an HTTP witness's export.
+async fn read_witness(source: &str) -> Result<Vec<Checkpoint>> {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        let url = format!("{}/export", source.trim_end_matches('/'));
+        let resp = reqwest::get(&url).await.with_context(|| format!("GET {url}"))?;
+        if !resp.status().is_success() {
+            bail!("GET {url}: {}", resp.status());
+        }
+        let text = resp.text().await?;
+        jitgate_server::witness::parse_witness_lines(&text).map_err(|e| anyhow!("{url}: {e}"))
+    } else {
+        jitgate_server::witness::read_witness_file(Path::new(source)).map_err(|e| anyhow!(e))
+    }
+}
+
+fn load_config(path: &Path) -> Result<Settings> {
+    Settings::from_file(path).map_err(|e| anyhow!("invalid configuration: {e}"))
+}
+
+/// With --strict, an uncovered tail older than the interval allows turns success into failure.
+fn strict_outcome(outcome: VerifyOutcome, interval: Duration) -> VerifyOutcome {
+    let problem = outcome
+        .report
+        .as_ref()
+        .and_then(|r: &VerifyReport| r.uncovered_tail(now().as_millis(), interval.as_millis() as i64));
+    match problem {
+        Some(e) => Err(e).into(),
+        None => outcome,
+    }
+}
+
+pub(crate) async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify {
+            file,
+            data_dir,
+            store,
+            config,
+            public_key,
+            witness,
+            strict,
+            checkpoint_interval,
+        } => {
+            let settings = config.as_deref().map(load_config).transpose()?;
+            let mut keys = public_key
+                .iter()
+                .map(|k| parse_public_key(k))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow!("--public-key: {e}"))?;
+            if keys.is_empty() {
+                if let Some(p) = settings.as_ref().and_then(|s| s.audit_public_key_file.as_ref()) {
+                    let k =
+                        parse_public_key(&p.display().to_string()).map_err(|e| anyhow!("audit.public_key_file {}: {e}", p.display()))?;
+                    keys.push(k);
+                }
+            }
+            let interval = checkpoint_interval
+                .or(settings.as_ref().map(|s| s.checkpoint_interval))
+                .unwrap_or(Duration::from_secs(10));
+            let mut witnessed = None;
+            for w in &witness {
+                witnessed.get_or_insert_with(Vec::new).extend(read_witness(w).await?);
+            }
+            let mut notes = Vec::new();
+            if strict && witnessed.is_none() {
+                notes.push("no witness given: a log rolled back to an earlier checkpoint, with the later checkpoints deleted, looks whole without one".to_owned());
+            }
+            let outcome = if let Some(path) = file {
+                let (outcome, more) = verify_file(&path, keys, witnessed)?;
+                notes.extend(more);
+                outcome
+            } else if data_dir.is_some() || store.is_some() || settings.is_some() {
+                let mut s = settings.clone().unwrap_or_default();
+                if let Some(d) = &data_dir {
+                    s.data_dir = d.clone();
+                    s.store_url = None;
+                    s.signing_key_file = None;
+                }
+                if let Some(u) = store {
+                    s.store_url = Some(u);
+                }
+                let url = s.store_url();
+                if s.store_url.is_none() && !Path::new(&url).exists() {
+                    bail!("{url} does not exist");
+                }
+                if keys.is_empty() {
+                    let path = s.signing_key_path();
+                    if path.exists() {
+                        warn_untrusted_key(&format!("the signing key beside the data ({})", path.display()));
+                        keys = public_keys_beside(&path).map_err(|e| anyhow!(e))?;
+                    } else {
+                        eprintln!("WARNING: no trusted key: checkpoint signatures are NOT checked (pass --public-key)");
+                    }
+                }
+                let store = jitgate_store::open_read_only(&url).await?;
+                let outcome = verify_store(store.clone(), keys, witnessed).await?;
+                if outcome.ok && store.audit_last_checkpoint().await?.is_none() {
+                    notes.push("the store has no signed checkpoints yet".to_owned());
+                }
+                outcome
+            } else {
+                if witnessed.is_some() || !keys.is_empty() {
+                    bail!("--witness and --public-key check a store or a file you read yourself: add --file, --data-dir, --store or --config (through the server, it checks with its own key)");
+                }
+                ctx.client()?.audit_verify().await?
+            };
+            let outcome = if strict { strict_outcome(outcome, interval) } else { outcome };
+            print_verify(ctx, &outcome, &notes)
+        }
+        AuditCommand::Export { output, since } => export(ctx, output, since).await,
+        AuditCommand::Tail { lines, follow } => {
+            let c = ctx.client()?;
+            let head = c.audit_events(0, 1).await?.head_seq;
+            let mut after = (head - lines.max(0)).max(0);
+            loop {
+                let page = c.audit_events(after, 1000).await?;
+                if let Some(last) = page.events.last() {
+                    after = last.seq;
+                    if ctx.json {
+                        for e in &page.events {
+                            println!("{}", serde_json::to_string(e)?);
+                        }
+                    } else {
+                        println!("{}", output::events(&page.events));
+                    }
+                }
+                if !follow {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if page.events.len() < 1000 {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+        AuditCommand::Status => {
+            let st = ctx.client()?.audit_status().await?;
+            ctx.print(&st, |st| {
+                let mut s = format!(
+                    "head #{}; last checkpoint {} ; checkpoints every {} ms; key {}",
+                    st.head_seq,
+                    match (st.last_checkpoint_seq, st.last_checkpoint_at) {
+                        (Some(seq), Some(at)) => format!("#{seq} at {at}"),
+                        _ => "none".into(),
+                    },
+                    st.checkpoint_interval_ms,
+                    st.key_id
+                );
+                if st.witnesses.is_empty() {
+                    s.push_str("\nno witnesses configured: the checkpoints live only in the database");
+                }
+                for w in &st.witnesses {
+                    let state = match &w.failing_since {
+                        Some(since) => format!("FAILING since {since}: {}", w.last_error.clone().unwrap_or_default()),
+                        None => "ok".into(),
+                    };
+                    s.push_str(&format!(
+                        "\nwitness {}: {state}; has up to #{}; {} checkpoint(s) behind",
+                        w.witness,
+                        w.delivered_seq.map_or("?".into(), |d| d.to_string()),
+                        w.behind
+                    ));
+                }
+                s
+            })?;
+            Ok(if st.witnesses.iter().any(|w| w.failing()) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        AuditCommand::PublicKey => {
+            let k = ctx.client()?.audit_key().await?;
+            ctx.print(&k, |k| format!("{}  (key id {})", k.public_key, k.key_id))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::RotateKey { config, data_dir } => {
+            let mut s = config.as_deref().map(load_config).transpose()?.unwrap_or_default();
+            if let Some(d) = data_dir {
+                s.data_dir = d;
+            }
+            let store = jitgate_store::open(&s.store_url())
+                .await
+                .map_err(|e| anyhow!("{e} (stop the server first: the key changes while nothing signs)"))?;
+            let r = jitgate_server::audit_log::rotate_signing_key(store, &s.signing_key_path(), now())
+                .await
+                .map_err(|e| anyhow!(e))?;
+            ctx.print(&r, |r| {
+                format!(
+                    "audit signing key rotated: {} -> {} (announced in the checkpoint at event {}).\nnew public key: {}\n\
+                     Keep the old public key pinned for verification (it vouches for the new one); give every \
+                     instance the new key file before starting them.",
+                    r.old_key_id, r.new_key_id, r.checkpoint_seq, r.new_public_key
+                )
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Witness { listen, file, public_key } => {
+            let key = parse_public_key(&public_key).map_err(|e| anyhow!("--public-key: {e}"))?;
+            let w = jitgate_server::witness::HttpWitness::open(file.clone(), key).map_err(|e| anyhow!(e))?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            eprintln!(
+                "jitgate audit witness: listening on http://{}, keeping {}",
+                listener.local_addr()?,
+                file.display()
+            );
+            w.serve(listener).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn export(ctx: &Ctx, output: Option<PathBuf>, since: i64) -> Result<ExitCode> {
+    let c = ctx.client()?;
+    // Taken before reading: every checkpoint a witness took until then covers events read here.
+    let exported_at = now();
+    let key = c.audit_key().await?;
+    let since = since.max(0);
+    let events = c.all_audit_events(since).await?;
+    let last = events.last().map_or(since, |e| e.seq);
+    // Checkpoints written after the events were read would say events were cut off.
+    let all: Vec<Checkpoint> = c
+        .audit_checkpoints()
+        .await?
+        .checkpoints
+        .into_iter()
+        .filter(|cp| cp.seq <= last)
+        .collect();
+    let (before, checkpoints): (Vec<Checkpoint>, Vec<Checkpoint>) = all.into_iter().partition(|cp| cp.seq <= since);
+    let start = if since > 0 {
+        let page = c.audit_events(since - 1, 1).await?;
+        let e = page
+            .events
+            .into_iter()
+            .find(|e| e.seq == since)
+            .ok_or_else(|| anyhow!("there is no event {since}"))?;
+        Some(ChainHead { seq: e.seq, hash: e.hash })
+    } else {
+        None
+    };
+    let mut out: Box<dyn Write> = match &output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let header = ExportLine::Header {
+        format: EXPORT_FORMAT.into(),
+        key_id: key.key_id.clone(),
+        public_key: key.public_key.clone(),
+        exported_at,
+        anchor: start.as_ref().and_then(|_| before.last().cloned()),
+        since: start,
+    };
+    writeln!(out, "{}", serde_json::to_string(&header)?)?;
+    let n = events.len();
+    for e in events {
+        writeln!(out, "{}", serde_json::to_string(&ExportLine::Event(e))?)?;
+    }
+    for cp in &checkpoints {
+        writeln!(out, "{}", serde_json::to_string(&ExportLine::Checkpoint(cp.clone()))?)?;
+    }
+    out.flush()?;
+    if let Some(p) = output {
+        let summary = serde_json::json!({"file": p.display().to_string(), "events": n, "checkpoints": checkpoints.len(), "key_id": key.key_id, "since": since, "last_checkpoint": checkpoints.last().map(|c| c.seq)});
+        ctx.print(&summary, |_| {
+            format!(
+                "exported {n} events and {} checkpoints to {} (checkpoint key {})",
+                checkpoints.len(),
+                p.display(),
+                key.key_id
+            )
+        })?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
