@@ -8,7 +8,7 @@ use jitgate_api::{
     BootstrapBody, CreateUserBody, GroupView, LoginBody, LoginMfaBody, LoginOutcome, PasswordBody, SecretText, SessionToken, UserView,
     WebauthnChallenge, WhoAmI,
 };
-use jitgate_auth::{check_password_rules, hash_password, new_token, secrets_equal, token_hash, verify_password};
+use jitgate_auth::{check_password_rules, new_token, secrets_equal, token_hash};
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::GrantStatus;
 use jitgate_core::names::{GroupName, Username};
@@ -153,12 +153,8 @@ impl Core {
         // so neither timing nor message tells whether the name exists.
         let stored = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password_hash.clone());
         let password = SecretString::from(body.password.0);
-        let slot = hashing.slot().await;
-        // Argon2 takes tens of milliseconds of CPU: off the async workers.
-        let password_ok = tokio::task::spawn_blocking(move || verify_password(stored.as_deref(), &password))
-            .await
-            .unwrap_or(false);
-        drop(slot);
+        // Argon2 takes tens of milliseconds of CPU: on a hashing thread, off the async workers.
+        let password_ok = hashing.verify(stored, password).await?;
         let actor = name.as_ref().map_or("(invalid name)", Username::as_str).to_owned();
         let Some(user) = user.filter(|u| password_ok && !u.disabled) else {
             let event = NewEvent::new(
@@ -505,11 +501,7 @@ impl Core {
         let charged = self.charge_attempt(user, "password.change").await?;
         let stored = self.store.user(&caller.user.name).await?.and_then(|u| u.password_hash);
         let given = SecretString::from(current.0);
-        let slot = hashing.slot().await;
-        let ok = tokio::task::spawn_blocking(move || verify_password(stored.as_deref(), &given))
-            .await
-            .unwrap_or(false);
-        drop(slot);
+        let ok = hashing.verify(stored, given).await?;
         if ok {
             return self.refund_attempt(user, &charged).await;
         }
@@ -530,13 +522,7 @@ impl Core {
 
     /// Argon2 for a new password, under the same bound as logins and off the async workers.
     pub(crate) async fn hash_new_password(&self, password: SecretString) -> Result<String, ApiError> {
-        let slot = self.limits.hashing.admit()?.slot().await;
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-        drop(slot);
-        Ok(hash)
+        self.limits.hashing.admit()?.hash(password).await
     }
 
     pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, ApiError> {

@@ -12,17 +12,22 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use jitgate_auth::PasswordWorker;
+use secrecy::SecretString;
 
-/// Argon2id with the parameters of `jitgate-auth` holds 19 MiB while it runs: at most
-/// `running` of them at once, and at most `queue` more waiting; past that the answer is 503
-/// with `Retry-After`, so memory stays bounded whatever arrives.
+/// Argon2id holds 19 MiB while it runs: at most `running` run at once, each on a thread of
+/// its own that keeps its working memory for good ([`PasswordWorker`]), and at most `queue`
+/// more wait; past that the answer is 503 with `Retry-After`. Memory stays `running` × 19 MiB
+/// whatever arrives (tokio's blocking pool would run up to 512 at once, and the allocator
+/// would keep what each thread once took).
 pub struct HashLimiter {
-    permits: Arc<Semaphore>,
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     in_flight: Arc<AtomicUsize>,
     /// Running plus waiting.
     capacity: usize,
 }
+
+type Job = Box<dyn FnOnce(&mut PasswordWorker) + Send>;
 
 /// Counts one login from admission until its hash is done.
 struct InFlight(Arc<AtomicUsize>);
@@ -33,37 +38,69 @@ impl Drop for InFlight {
     }
 }
 
-/// Admitted to the queue: waits for a [`HashSlot`]; dropping it leaves the queue.
-pub struct HashTicket {
-    permits: Arc<Semaphore>,
-    in_flight: InFlight,
-}
-
-/// A place to hash a password, held while it runs.
-pub struct HashSlot {
-    _permit: OwnedSemaphorePermit,
+/// Admitted: a place in the queue for one hash; dropping it unused gives the place back.
+pub struct HashTicket<'a> {
+    limiter: &'a HashLimiter,
     _in_flight: InFlight,
 }
 
-impl HashTicket {
-    pub async fn slot(self) -> HashSlot {
-        let permit = self
-            .permits
-            .acquire_owned()
-            .await
-            .unwrap_or_else(|_| unreachable!("the hash semaphore is never closed"));
-        HashSlot {
-            _permit: permit,
-            _in_flight: self.in_flight,
+impl HashTicket<'_> {
+    async fn run<T: Send + 'static>(self, work: impl FnOnce(&mut PasswordWorker) -> T + Send + 'static) -> Result<T, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |w| {
+            let _ = tx.send(work(w));
+        });
+        let sent = self
+            .limiter
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(job);
+        if sent.is_err() {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "password checks are stopping"));
         }
+        rx.await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a password check failed"))
+    }
+
+    /// Checks `password` against `stored` (or the dummy hash when `None`), as
+    /// [`jitgate_auth::verify_password`].
+    pub async fn verify(self, stored: Option<String>, password: SecretString) -> Result<bool, ApiError> {
+        self.run(move |w| w.verify(stored.as_deref(), &password)).await
+    }
+
+    /// Hashes a new password, as [`jitgate_auth::hash_password`].
+    pub async fn hash(self, password: SecretString) -> Result<String, ApiError> {
+        self.run(move |w| w.hash(&password))
+            .await?
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
     }
 }
 
 impl HashLimiter {
     pub fn new(running: usize, queue: usize) -> Self {
         let running = running.max(1);
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..running {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("jitgate-argon2-{i}"))
+                .spawn(move || {
+                    // The 19 MiB come with the first job, and stay.
+                    let mut worker: Option<PasswordWorker> = None;
+                    loop {
+                        let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                        let Ok(job) = job else { return };
+                        job(worker.get_or_insert_with(PasswordWorker::new));
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password-hashing thread");
+            }
+        }
         Self {
-            permits: Arc::new(Semaphore::new(running)),
+            jobs: Mutex::new(tx),
             in_flight: Arc::new(AtomicUsize::new(0)),
             capacity: running + queue,
         }
@@ -76,7 +113,7 @@ impl HashLimiter {
 
     /// A place in the queue, or 503 when it is full. Taken before anything else of a login
     /// is done, so a refused login has cost nothing and counted nothing.
-    pub fn admit(&self) -> Result<HashTicket, ApiError> {
+    pub fn admit(&self) -> Result<HashTicket<'_>, ApiError> {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let in_flight = InFlight(self.in_flight.clone());
         if before >= self.capacity {
@@ -88,8 +125,8 @@ impl HashLimiter {
             ));
         }
         Ok(HashTicket {
-            permits: self.permits.clone(),
-            in_flight,
+            limiter: self,
+            _in_flight: in_flight,
         })
     }
 }
@@ -250,19 +287,23 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_queue_is_bounded() {
+    fn the_hash_queue_is_bounded_and_the_workers_answer_as_the_crate_does() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         rt.block_on(async {
             let l = HashLimiter::new(1, 2);
-            let running = l.admit().expect("first").slot().await;
-            let a = l.admit().expect("queued 1");
-            let b = l.admit().expect("queued 2");
+            let a = l.admit().expect("1");
+            let b = l.admit().expect("2");
+            let c = l.admit().expect("3");
             let refused = l.admit().err().expect("the queue is full");
             assert_eq!((refused.status, refused.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(1)));
             drop(a);
-            let _c = l.admit().expect("a place came free");
-            drop(running);
-            let _slot = b.slot().await;
+            let d = l.admit().expect("a place came free");
+            let pw = SecretString::from("a long test password".to_owned());
+            let hash = b.hash(pw.clone()).await.expect("hashed");
+            assert!(c.verify(Some(hash.clone()), pw).await.expect("checked"));
+            assert!(!d.verify(Some(hash), SecretString::from("wrong".to_owned())).await.expect("checked"));
+            // Every place was given back.
+            let _all: Vec<_> = (0..3).map(|_| l.admit().expect("free again")).collect();
         });
     }
 
