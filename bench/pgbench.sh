@@ -47,6 +47,9 @@ http = "127.0.0.1:18544"
 data_dir = "$work/data"
 [gateway]
 listen = "127.0.0.1:16544"
+# pgbench -C opens a connection per transaction from one address, far past the default rate
+# per address (600/min, a bound on anonymous traffic, not on a pool); the rest is default.
+connections_per_minute = 0
 [groups]
 engineers = ["alice"]
 db-owners = ["bob"]
