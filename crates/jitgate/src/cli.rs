@@ -22,7 +22,7 @@ const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 #[derive(Parser, Debug)]
 #[command(
     name = "jitgate",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("JITGATE_COMMIT"), ")"),
     about = "Just-in-time privileged access: request, approve, use, expire, audit."
 )]
 pub struct Cli {
@@ -68,14 +68,18 @@ enum Command {
     Resources,
     /// Ask for a role on a resource for a bounded time.
     Request {
+        /// The resource (`jitgate resources` lists them).
         resource: String,
+        /// The role on it to ask for.
         #[arg(long)]
         role: String,
         /// How long, like 30m or 2h (the role's default when absent).
         #[arg(long = "for")]
         duration: Option<String>,
+        /// Why you need it (approvers see it; roles may ask for a minimum length).
         #[arg(long, default_value = "")]
         reason: String,
+        /// A ticket reference, like INC-123 (required where the role names a pattern).
         #[arg(long)]
         ticket: Option<String>,
         /// Start later, at this RFC 3339 time.
@@ -90,14 +94,18 @@ enum Command {
     /// Break glass: access at once where a policy allows it, with a mandatory reason and a
     /// fresh second factor; every approver is alerted and reviews it after the fact.
     BreakGlass {
+        /// The resource.
         resource: String,
+        /// The role on it.
         #[arg(long)]
         role: String,
         /// How long, like 30m (capped by the role's break_glass_max_duration).
         #[arg(long = "for")]
         duration: Option<String>,
+        /// Why it cannot wait (mandatory; every approver reads it).
         #[arg(long)]
         reason: String,
+        /// A ticket reference, like INC-123.
         #[arg(long)]
         ticket: Option<String>,
         #[command(flatten)]
@@ -107,6 +115,7 @@ enum Command {
     /// and runs psql with it in PGPASSWORD (never on the command line), over TLS verified
     /// against the gateway certificate the server hands over (sslmode=verify-full).
     Connect {
+        /// The resource you hold a live grant on.
         resource: String,
         /// The granted role (needed only when you hold several on the resource).
         #[arg(long)]
@@ -126,17 +135,21 @@ enum Command {
     },
     /// Gateway sessions: yours, or everyone's with --all; --kill ends one (admins).
     Sessions {
+        /// Everyone's sessions (admins and audit readers), not only yours.
         #[arg(long)]
         all: bool,
         /// Only the open ones.
         #[arg(long)]
         live: bool,
+        /// End this session now (admins): its statement is stopped and the client cut off.
         #[arg(long, value_name = "SESSION")]
         kill: Option<String>,
     },
     /// Acknowledge a break-glass grant after the fact.
     Ack {
+        /// The break-glass request's id.
         id: String,
+        /// A note for the record.
         #[arg(long, default_value = "")]
         comment: String,
     },
@@ -147,22 +160,32 @@ enum Command {
     Policy(crate::cli_policy::PolicyCommand),
     /// List requests: yours, those waiting for your review, or all.
     Requests {
+        /// Those waiting for your review.
         #[arg(long, conflicts_with = "all")]
         review: bool,
+        /// Everyone's (admins and audit readers).
         #[arg(long)]
         all: bool,
+        /// Only this status: pending, approved, denied, cancelled, expired.
         #[arg(long)]
         status: Option<String>,
+        /// Only this resource.
         #[arg(long)]
         resource: Option<String>,
+        /// At most this many, newest first (1-1000).
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
     /// One request with its reviews, approval progress, grant and history.
-    Show { id: String },
+    Show {
+        /// The request's id (req_…).
+        id: String,
+    },
     /// Approve someone else's request.
     Approve {
+        /// The request's id (req_…).
         id: String,
+        /// A note for the requester and the record.
         #[arg(long, default_value = "")]
         comment: String,
         #[command(flatten)]
@@ -170,28 +193,39 @@ enum Command {
     },
     /// Deny a request.
     Deny {
+        /// The request's id (req_…).
         id: String,
+        /// Why (the requester sees it).
         #[arg(long, default_value = "")]
         comment: String,
         #[command(flatten)]
         mfa: MfaArgs,
     },
     /// Cancel your own pending request.
-    Cancel { id: String },
+    Cancel {
+        /// The request's id (req_…).
+        id: String,
+    },
     /// List grants: yours, or all.
     Grants {
+        /// Everyone's (admins, approvers of the resource, audit readers).
         #[arg(long)]
         all: bool,
+        /// Only this status: scheduled, active, expired, revoked.
         #[arg(long)]
         status: Option<String>,
+        /// Only this resource.
         #[arg(long)]
         resource: Option<String>,
+        /// At most this many, newest first (1-1000).
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
     /// End a grant early.
     Revoke {
+        /// The grant's id (grt_…).
         id: String,
+        /// Why it ends early (mandatory, on the record).
         #[arg(long)]
         reason: String,
     },
@@ -204,6 +238,17 @@ enum Command {
     /// Administration: bootstrap, users, groups, resources.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Print a shell completion script: `jitgate completions bash > /etc/bash_completion.d/jitgate`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff); with --dir, write one page per command there.
+    Man {
+        /// Write jitgate.1, jitgate-request.1, … into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -226,6 +271,7 @@ struct ServeArgs {
 enum AdminCommand {
     /// Create the first administrator with the one-time setup token `serve` printed.
     Bootstrap {
+        /// The first administrator's user name.
         #[arg(long, default_value = "admin")]
         username: String,
         /// Read the password from the first line of standard input (the setup token then
@@ -235,24 +281,32 @@ enum AdminCommand {
     },
     /// Reload the Cedar policy files (like SIGHUP); a bad set is refused and the old one stays.
     Reload,
+    /// Users: list, create, disable, enable, set a password, unlock.
     #[command(subcommand)]
     User(UserCommand),
+    /// Groups and their members (groups from the config file are re-applied at each start).
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Resources: list, apply, delete, upstream passwords, privilege check.
     #[command(subcommand)]
     Resource(ResourceCommand),
 }
 
 #[derive(Subcommand, Debug)]
 enum UserCommand {
+    /// Every user, with admin and disabled flags.
     List,
     /// Create a user; the password is asked for (or read with --password-stdin).
     Create {
+        /// The new user's name (lowercase letters, digits, `.`, `_`, `-`).
         username: String,
+        /// Make them an administrator.
         #[arg(long)]
         admin: bool,
+        /// A name for people to read.
         #[arg(long, default_value = "")]
         display_name: String,
+        /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
         /// Create the user without a password (they cannot log in until one is set).
@@ -261,53 +315,80 @@ enum UserCommand {
     },
     /// Disable a user: ends their sessions and revokes their live grants.
     Disable {
+        /// Whom to disable.
         username: String,
     },
+    /// Let a disabled user log in again.
     Enable {
+        /// Whom to enable.
         username: String,
     },
+    /// Set someone else's password (their sessions end); for your own, `jitgate password`.
     SetPassword {
+        /// Whose password.
         username: String,
+        /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
     },
     /// Lift the attempt limit or lock on an account after failed logins or codes.
     Unlock {
+        /// Whose account.
         username: String,
     },
 }
 
 #[derive(Subcommand, Debug)]
 enum GroupCommand {
+    /// Every group with its members.
     List,
-    Add { group: String, username: String },
-    Remove { group: String, username: String },
+    /// Add a member (the group is made if it does not exist).
+    Add {
+        /// The group.
+        group: String,
+        /// The user to add.
+        username: String,
+    },
+    /// Remove a member.
+    Remove {
+        /// The group.
+        group: String,
+        /// The user to remove.
+        username: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum ResourceCommand {
+    /// Every resource, with where it came from and which upstream password it uses.
     List,
     /// Create or replace a resource from a TOML or JSON file.
     Apply {
+        /// The resource file (one `[[resources]]` entry's fields, as in the config).
         file: PathBuf,
     },
+    /// Delete a resource made through the API (not one from the config file).
     Delete {
+        /// The resource's name.
         name: String,
     },
     /// Store the password of the resource's upstream service role, sealed with the server's
     /// secrets key (asked for at a terminal, or read with --password-stdin; never on argv).
     /// It takes precedence over `password_env`.
     SetPassword {
+        /// The resource's name.
         name: String,
         /// The password of this role's own upstream login (`login = "..."` on the role)
         /// instead of the service login's.
         #[arg(long)]
         role: Option<String>,
+        /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
     },
     /// Remove a stored upstream password (the gateway falls back to `password_env`).
     ClearPassword {
+        /// The resource's name.
         name: String,
         /// The role whose own login's password to remove.
         #[arg(long)]
@@ -316,6 +397,7 @@ enum ResourceCommand {
     /// Show what each role's upstream login can really do: attributes, memberships, and
     /// whether sessions are refused as privileged.
     Check {
+        /// The resource's name.
         name: String,
     },
 }
@@ -382,6 +464,15 @@ pub(crate) fn read_stdin_line(what: &str) -> Result<String> {
     Ok(line)
 }
 
+/// Writes generated text to standard output; a reader that stopped early (`| head`) is fine.
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to standard output"),
+    }
+}
+
 pub(crate) fn prompt_secret(prompt: &str) -> Result<String> {
     rpassword::prompt_password(prompt).context("cannot read from the terminal: use --password-stdin")
 }
@@ -398,8 +489,32 @@ fn password(from_stdin: bool, confirm: bool) -> Result<String> {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
-    if let Command::Serve(args) = cli.command {
-        return serve(args).await;
+    match cli.command {
+        Command::Serve(args) => return serve(args).await,
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "jitgate", &mut script);
+            write_stdout(&script)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    clap_mangen::generate_to(cmd, &dir).with_context(|| format!("cannot write man pages to {}", dir.display()))?;
+                    eprintln!("man pages written to {}", dir.display());
+                }
+                None => {
+                    let mut page = Vec::new();
+                    clap_mangen::Man::new(cmd).render(&mut page).context("cannot render the man page")?;
+                    write_stdout(&page)?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let creds = credentials::load()?;
     let server = cli
@@ -431,7 +546,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
     let ok = Ok(ExitCode::SUCCESS);
     match command {
-        Command::Serve(_) => unreachable!("handled before"),
+        Command::Serve(_) | Command::Completions { .. } | Command::Man { .. } => unreachable!("handled before"),
         Command::Login {
             username,
             password_stdin,
@@ -1155,5 +1270,38 @@ mod tests {
             assert!(!is_local_host(remote), "{remote}");
         }
         assert_eq!(uri_escape("/home/a b/ca&x=1.pem"), "/home/a%20b/ca%26x%3D1.pem");
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand and every argument says what it is for in `--help`.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{here} (the command itself)"));
+                }
+                walk(sub, &here, missing);
+            }
+        }
+        Cli::command().debug_assert();
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "jitgate", &mut missing);
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
     }
 }

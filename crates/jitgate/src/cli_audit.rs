@@ -64,8 +64,10 @@ pub enum AuditCommand {
     },
     /// Show the latest events; --follow keeps printing new ones.
     Tail {
+        /// How many of the latest events.
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: i64,
+        /// Keep printing new events as they come (Ctrl-C to stop).
         #[arg(long, short)]
         follow: bool,
     },

@@ -120,7 +120,10 @@ pub enum TotpCommand {
         mfa: MfaArgs,
     },
     /// Switch on a started enrolment with the app's current code.
-    Confirm { code: String },
+    Confirm {
+        /// The code the authenticator app shows now.
+        code: String,
+    },
     /// Remove the TOTP factor.
     Remove {
         #[command(flatten)]
@@ -130,8 +133,11 @@ pub enum TotpCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum WebauthnCommand {
+    /// Your passkeys and security keys.
     List,
+    /// Remove one (a fresh second factor is asked for).
     Remove {
+        /// The passkey's id, as `list` shows it.
         id: String,
         #[command(flatten)]
         mfa: MfaArgs,

@@ -21,12 +21,16 @@ pub enum PolicyCommand {
     /// Each action's decision for a person, role and duration, with the ids of the deciding
     /// policies.
     Explain {
+        /// The person the decisions are for.
         #[arg(long)]
         user: String,
+        /// The resource.
         #[arg(long)]
         resource: String,
+        /// The role on it.
         #[arg(long)]
         role: String,
+        /// How long the access would last, like 30m (the role's default when absent).
         #[arg(long = "for")]
         duration: Option<String>,
         /// Decide at this moment (RFC 3339) instead of now.
