@@ -70,7 +70,12 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 /// Parses spans such as `30m`, `1h30m`, `2h`, `90s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("'{s}' is not a duration (like 30m or 2h): {e}"))
+    let t = s.trim();
+    // A bare number has no unit; humantime would suggest "90ms", which no lease can be.
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("'{s}' has no unit: write it like {t}m, {t}s or {t}h"));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("'{s}' is not a duration (like 30m or 2h): {e}"))
 }
 
 pub fn format_duration(d: Duration) -> String {
@@ -94,6 +99,14 @@ pub mod duration_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_number_is_refused_with_the_units_it_could_mean() {
+        let e = parse_duration("90").unwrap_err();
+        assert!(e.contains("90m") && !e.contains("90ms"), "{e}");
+        assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+    }
 
     #[test]
     fn rfc3339_round_trip_keeps_millis() {

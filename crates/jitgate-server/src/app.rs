@@ -251,8 +251,10 @@ async fn serve_http(
         let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             let app = app.clone();
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            let started = std::time::Instant::now();
             async move {
-                match tokio::time::timeout(request_timeout, app.oneshot(req.map(axum::body::Body::new))).await {
+                let answer = match tokio::time::timeout(request_timeout, app.oneshot(req.map(axum::body::Body::new))).await {
                     Ok(answer) => answer,
                     Err(_) => Ok(axum::response::IntoResponse::into_response(crate::error::ApiError::new(
                         axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -262,7 +264,18 @@ async fn serve_http(
                             humantime_secs(request_timeout)
                         ),
                     ))),
+                };
+                // One line per request (probes at debug); the query string is left out.
+                if let Ok(r) = &answer {
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    let status = r.status().as_u16();
+                    if path == "/healthz" || path == "/readyz" {
+                        tracing::debug!(%peer, %method, path, status, ms, "http");
+                    } else {
+                        tracing::info!(%peer, %method, path, status, ms, "http");
+                    }
                 }
+                answer
             }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));

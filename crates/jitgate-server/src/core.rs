@@ -85,6 +85,23 @@ pub struct Core {
     pub(crate) witness_http: std::sync::OnceLock<reqwest::Client>,
 }
 
+/// One log line per committed audit event: every request, decision, grant change, session
+/// start and end, and refusal reaches the operator's log as well as the audit log. Recorded
+/// statements are many and go to the audit log only (debug here).
+fn log_events(events: &[AuditEvent]) {
+    for e in events {
+        let outcome = e.outcome.as_str();
+        if e.action == "session.statements" {
+            tracing::debug!(seq = e.seq, actor = %e.actor, target = %e.target, "{}", e.action);
+        } else if outcome == "success" {
+            tracing::info!(seq = e.seq, actor = %e.actor, target = %e.target, outcome, "{}", e.action);
+        } else {
+            let code = e.details.get("code").or_else(|| e.details.get("reason")).map(|c| c.to_string());
+            tracing::warn!(seq = e.seq, actor = %e.actor, target = %e.target, outcome, code, "{}", e.action);
+        }
+    }
+}
+
 /// The certificate a client trusts as the root when it verifies the gateway
 /// (`sslmode=verify-full sslrootcert=...`).
 #[derive(Debug, Clone)]
@@ -162,6 +179,7 @@ impl Core {
         if checkpointed {
             self.witnesses.wake();
         }
+        log_events(&events);
         Ok(events)
     }
 

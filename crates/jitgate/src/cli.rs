@@ -962,11 +962,23 @@ fn review_summary(verb: &str, d: &jitgate_api::RequestDetail) -> String {
     s
 }
 
+/// The server's log on standard error: `JITGATE_LOG` filters (default `info`);
+/// `JITGATE_LOG_FORMAT=json` writes one JSON object per line for log shippers; plain text is
+/// coloured only on a terminal, so a log file holds no escape codes.
+fn init_logging() -> Result<()> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JITGATE_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match std::env::var("JITGATE_LOG_FORMAT").unwrap_or_default().as_str() {
+        "json" => builder.json().with_current_span(false).init(),
+        "" | "text" => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        other => bail!("JITGATE_LOG_FORMAT={other:?}: use text or json"),
+    }
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("JITGATE_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging()?;
     let config_name = args.config.as_ref().map(|p| p.display().to_string());
     let mut settings = match &args.config {
         Some(p) => jitgate_server::Settings::from_file(p).map_err(|e| anyhow!("invalid configuration: {e}"))?,

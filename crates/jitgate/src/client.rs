@@ -14,10 +14,23 @@ pub enum ClientError {
     /// The server refused, with its code and message.
     #[error("{message}")]
     Api { status: u16, code: String, message: String },
-    #[error("cannot reach the jitgate server at {url}: {source}")]
-    Transport { url: String, source: reqwest::Error },
+    /// `reason` is the innermost cause only: reqwest's chain repeats the URL at each level.
+    #[error("cannot reach the jitgate server at {url}: {reason}")]
+    Transport { url: String, reason: String },
     #[error("unexpected answer from the server ({status}): {body}")]
     Unexpected { status: u16, body: String },
+}
+
+/// The innermost error's text ("Connection refused (os error 111)"), or a word for a timeout.
+fn root_cause(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "the request timed out".into();
+    }
+    let mut last: &dyn std::error::Error = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
 }
 
 impl ClientError {
@@ -119,14 +132,14 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|source| ClientError::Transport {
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
             url: self.base.clone(),
-            source,
+            reason: root_cause(&e),
         })?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|source| ClientError::Transport {
+        let text = resp.text().await.map_err(|e| ClientError::Transport {
             url: self.base.clone(),
-            source,
+            reason: root_cause(&e),
         })?;
         if status.is_success() {
             let text = if status == StatusCode::NO_CONTENT || text.is_empty() {
@@ -430,14 +443,14 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|source| ClientError::Transport {
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
             url: self.base.clone(),
-            source,
+            reason: root_cause(&e),
         })?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|source| ClientError::Transport {
+        let text = resp.text().await.map_err(|e| ClientError::Transport {
             url: self.base.clone(),
-            source,
+            reason: root_cause(&e),
         })?;
         Ok((status, text))
     }
