@@ -329,10 +329,17 @@ impl Core {
             PolicyAction::Connect,
         ] {
             let d = self.decide(action, &who, &asked, at).await?;
+            // `connect` is judged as the gateway judges it: a live grant is the permit, and
+            // only a forbid stops it (no permit is needed).
+            let allowed = if action == PolicyAction::Connect {
+                d.allowed || d.policies.is_empty()
+            } else {
+                d.allowed
+            };
             decisions.push(ActionDecision {
                 action: action.as_str().into(),
                 stage: None,
-                allowed: d.allowed,
+                allowed,
                 policies: d.policies,
                 errors: d.errors,
             });

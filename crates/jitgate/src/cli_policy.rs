@@ -117,7 +117,9 @@ pub async fn run(ctx: &Ctx, cmd: PolicyCommand) -> Result<ExitCode> {
                         Some(stage) => format!("{} ({stage})", d.action),
                         None => d.action.clone(),
                     };
-                    let why = if d.policies.is_empty() {
+                    let why = if d.policies.is_empty() && d.allowed {
+                        "no policy forbids it (a live grant is what lets a session in)".to_owned()
+                    } else if d.policies.is_empty() {
                         "no policy permits it".to_owned()
                     } else {
                         d.policies.join(", ")

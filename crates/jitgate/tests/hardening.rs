@@ -480,6 +480,10 @@ async fn a_request_for_a_forbidden_window_is_refused_when_it_is_made() {
     assert!(!request.allowed && request.policies.contains(&"no-access-2-to-5".to_owned()));
     let e = s.admin.explain(&explain(None)).await.unwrap();
     assert!(e.decisions.iter().find(|d| d.action == "request").unwrap().allowed);
+    // No policy permits `connect` and none forbids it at 00:55: a live grant gets in, and
+    // explain says so (issue #17).
+    let connect = e.decisions.iter().find(|d| d.action == "connect").unwrap();
+    assert!(connect.allowed && connect.policies.is_empty(), "{connect:?}");
 }
 
 #[tokio::test]
