@@ -34,7 +34,10 @@ impl SqliteStore {
             .open(&lock_path)
             .map_err(|e| StoreError::Open(format!("{}: {e}", lock_path.display())))?;
         if lock.try_lock().is_err() {
-            return Err(StoreError::Open(format!("{} is in use by another jitgate process", path.display())));
+            return Err(StoreError::Open(format!(
+                "{} is in use by another jitgate process: stop that one first (Ctrl-C in its terminal), or give this one another --data-dir",
+                path.display()
+            )));
         }
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)

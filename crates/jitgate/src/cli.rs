@@ -1017,9 +1017,12 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         }
     }
     eprintln!(
-        "jitgate {} listening on http://{} ({backend})",
+        "jitgate {} listening on http://{} ({backend}){}",
         env!("CARGO_PKG_VERSION"),
-        app.addr()
+        app.addr(),
+        app.gateway_addr()
+            .map(|g| format!("; PostgreSQL gateway on {g}"))
+            .unwrap_or_default()
     );
     if let Some(token) = app.setup_token() {
         use secrecy::ExposeSecret;
