@@ -669,6 +669,40 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
     }
 
     #[test]
+    fn the_production_and_container_examples_load() {
+        let text = include_str!("../../../examples/production.toml");
+        let s = Settings::from_toml("production.toml", text).unwrap();
+        assert!(s.mfa_required && s.store_url.as_deref().is_some_and(|u| u.starts_with("postgres://")));
+        assert_eq!(s.witnesses.len(), 2);
+        assert_eq!(s.limits.gateway_max_sessions_per_user, 5);
+        assert!(s.signing_key_path().starts_with("/etc/jitgate/keys"));
+        assert!(s.resources[0].roles.values().all(|r| r.login.is_some()), "no role hands out the service login");
+        let c = Settings::from_toml("container.toml", include_str!("../../../deploy/container.toml")).unwrap();
+        assert_eq!(c.http.port(), 8080);
+    }
+
+    #[test]
+    fn limits_are_read_and_zero_where_it_means_nothing_is_refused() {
+        let s = Settings::from_toml(
+            "x.toml",
+            "[server]\nheader_timeout = \"5s\"\nmax_connections = 10\n[auth]\nhash_concurrency = 3\nlogin_per_minute = 0\n\
+             [gateway]\nstartup_timeout = \"3s\"\nmax_sessions_per_user = 2\n[policy]\nstart_at_horizon = \"1d\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.limits.http_header_timeout, Duration::from_secs(5));
+        assert_eq!((s.limits.http_max_connections, s.limits.hash_concurrency), (10, 3));
+        assert_eq!(s.limits.login_rate.per_minute, 0);
+        assert_eq!(s.limits.gateway_startup_timeout, Duration::from_secs(3));
+        assert_eq!(s.limits.gateway_max_sessions_per_user, 2);
+        assert_eq!(s.start_at_horizon, Duration::from_secs(86400));
+        for bad in ["[server]\nheader_timeout = \"0s\"\n", "[server]\nmax_connections = 0\n", "[gateway]\nmax_unauthenticated = 0\n"] {
+            let e = Settings::from_toml("x.toml", bad).unwrap_err();
+            assert!(e.reason.contains("must be"), "{e}");
+            assert_eq!(e.line, 2, "{e}");
+        }
+    }
+
+    #[test]
     fn mfa_and_attempt_settings_are_checked() {
         let s = Settings::from_toml(
             "x.toml",
