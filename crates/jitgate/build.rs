@@ -26,5 +26,8 @@ fn main() {
         let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
         Some(if dirty { format!("{hash}-modified") } else { hash })
     });
-    println!("cargo:rustc-env=JITGATE_COMMIT={}", commit.unwrap_or_else(|| "unknown commit".into()));
+    println!(
+        "cargo:rustc-env=JITGATE_COMMIT={}",
+        commit.unwrap_or_else(|| "unknown commit".into())
+    );
 }

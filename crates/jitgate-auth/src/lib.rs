@@ -121,8 +121,12 @@ impl PasswordWorker {
 
     fn matches(&mut self, hash: &str, password: &[u8]) -> bool {
         let Ok(parsed) = PasswordHash::new(hash) else { return false };
-        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
-        let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else { return false };
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return false;
+        };
+        let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+            return false;
+        };
         let Ok(params) = Params::try_from(&parsed) else { return false };
         if params.m_cost() > MAX_STORED_M_KIB {
             return false;
@@ -164,7 +168,10 @@ impl PasswordWorker {
         let phc = PasswordHash {
             algorithm: Algorithm::Argon2id.ident(),
             version: Some(Version::V0x13.into()),
-            params: a.params().try_into().map_err(|e: argon2::password_hash::Error| AuthError::Hash(e.to_string()))?,
+            params: a
+                .params()
+                .try_into()
+                .map_err(|e: argon2::password_hash::Error| AuthError::Hash(e.to_string()))?,
             salt: Some(salt.as_salt()),
             hash: Some(output),
         };

@@ -100,28 +100,12 @@ async fn open(gateway: u16, token: &str, tls: bool) -> Result<Conn> {
     }
 }
 
-pub async fn idle(jitgate: &str, connections: usize, tls: bool) -> Result<()> {
-    let upstream = TcpListener::bind("127.0.0.1:0").await?;
-    let upstream_port = upstream.local_addr()?.port();
-    tokio::spawn(stand_in_upstream(upstream));
-    let dir = tempfile::tempdir()?;
-    let (http, gateway) = (free_port()?, free_port()?);
-    let config = dir.path().join("jitgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nhttp = \"127.0.0.1:{http}\"\ndata_dir = \"{}\"\n[gateway]\nlisten = \"127.0.0.1:{gateway}\"\n\
-             # Thousands of connections from one address on purpose: no rate per address.\nconnections_per_minute = 0\nmax_unauthenticated = 10000\n\
-             [groups]\nengineers = [\"alice\"]\ndb-owners = [\"bob\"]\n[[resources]]\nname = \"idle\"\n\
-             [resources.postgres]\nport = {upstream_port}\ndatabase = \"x\"\nuser = \"x\"\nrecord_statements = false\n\
-             [resources.roles.read]\nrequesters = [\"engineers\"]\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n\
-             # The stand-in upstream answers no query, so the privilege check is off.\nallow_privileged_login = true\n",
-            dir.path().join("data").display()
-        ),
-    )?;
+/// Starts `jitgate serve --config CONFIG` and reads its one-time setup token from standard
+/// error (the rest of which is drained). Returns the process, its pid and the token.
+pub async fn spawn_server(jitgate: &str, config: &std::path::Path) -> Result<(tokio::process::Child, u32, String)> {
     let mut server = tokio::process::Command::new(jitgate)
         .args(["serve", "--config"])
-        .arg(&config)
+        .arg(config)
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -147,6 +131,29 @@ pub async fn idle(jitgate: &str, connections: usize, tls: bool) -> Result<()> {
         let mut sink = Vec::new();
         let _ = stderr.read_to_end(&mut sink).await;
     });
+    Ok((server, pid, token))
+}
+
+pub async fn idle(jitgate: &str, connections: usize, tls: bool) -> Result<()> {
+    let upstream = TcpListener::bind("127.0.0.1:0").await?;
+    let upstream_port = upstream.local_addr()?.port();
+    tokio::spawn(stand_in_upstream(upstream));
+    let dir = tempfile::tempdir()?;
+    let (http, gateway) = (free_port()?, free_port()?);
+    let config = dir.path().join("jitgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhttp = \"127.0.0.1:{http}\"\ndata_dir = \"{}\"\n[gateway]\nlisten = \"127.0.0.1:{gateway}\"\n\
+             # Thousands of connections from one address on purpose: no rate per address.\nconnections_per_minute = 0\nmax_unauthenticated = 10000\n\
+             [groups]\nengineers = [\"alice\"]\ndb-owners = [\"bob\"]\n[[resources]]\nname = \"idle\"\n\
+             [resources.postgres]\nport = {upstream_port}\ndatabase = \"x\"\nuser = \"x\"\nrecord_statements = false\n\
+             [resources.roles.read]\nrequesters = [\"engineers\"]\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n\
+             # The stand-in upstream answers no query, so the privilege check is off.\nallow_privileged_login = true\n",
+            dir.path().join("data").display()
+        ),
+    )?;
+    let (mut server, pid, token) = spawn_server(jitgate, &config).await?;
     let anon = Client::new(&format!("http://127.0.0.1:{http}"), None);
     crate::bootstrap_with_users(&anon, token).await?;
     let pw = crate::PASSWORD;

@@ -6,7 +6,7 @@
 //! got, and the legitimate login's latency (to a session, honouring `Retry-After` as the CLI
 //! would).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 
 fn status_kib(pid: u32, field: &str) -> Result<u64> {
@@ -43,35 +43,7 @@ pub async fn run(jitgate: &str, concurrency: usize, seconds: u64, label: &str, e
             dir.path().join("data").display()
         ),
     )?;
-    let mut server = tokio::process::Command::new(jitgate)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("start jitgate serve")?;
-    let pid = server.id().context("server pid")?;
-    let mut stderr = tokio::io::BufReader::new(server.stderr.take().context("stderr")?);
-    let token = {
-        use tokio::io::AsyncBufReadExt;
-        let mut line = String::new();
-        let mut next_is_token = false;
-        loop {
-            line.clear();
-            if stderr.read_line(&mut line).await? == 0 {
-                bail!("the server ended before printing its setup token");
-            }
-            if next_is_token {
-                break line.trim().to_owned();
-            }
-            next_is_token = line.contains("one-time setup token");
-        }
-    };
-    tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut sink = Vec::new();
-        let _ = stderr.read_to_end(&mut sink).await;
-    });
+    let (mut server, pid, token) = crate::idle::spawn_server(jitgate, &config).await?;
     let base = format!("http://127.0.0.1:{http}");
     let anon = jitgate::client::Client::new(&base, None);
     crate::bootstrap_with_users(&anon, token).await?;

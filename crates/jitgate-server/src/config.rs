@@ -676,7 +676,10 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
         assert_eq!(s.witnesses.len(), 2);
         assert_eq!(s.limits.gateway_max_sessions_per_user, 5);
         assert!(s.signing_key_path().starts_with("/etc/jitgate/keys"));
-        assert!(s.resources[0].roles.values().all(|r| r.login.is_some()), "no role hands out the service login");
+        assert!(
+            s.resources[0].roles.values().all(|r| r.login.is_some()),
+            "no role hands out the service login"
+        );
         let c = Settings::from_toml("container.toml", include_str!("../../../deploy/container.toml")).unwrap();
         assert_eq!(c.http.port(), 8080);
     }
@@ -695,7 +698,11 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
         assert_eq!(s.limits.gateway_startup_timeout, Duration::from_secs(3));
         assert_eq!(s.limits.gateway_max_sessions_per_user, 2);
         assert_eq!(s.start_at_horizon, Duration::from_secs(86400));
-        for bad in ["[server]\nheader_timeout = \"0s\"\n", "[server]\nmax_connections = 0\n", "[gateway]\nmax_unauthenticated = 0\n"] {
+        for bad in [
+            "[server]\nheader_timeout = \"0s\"\n",
+            "[server]\nmax_connections = 0\n",
+            "[gateway]\nmax_unauthenticated = 0\n",
+        ] {
             let e = Settings::from_toml("x.toml", bad).unwrap_err();
             assert!(e.reason.contains("must be"), "{e}");
             assert_eq!(e.line, 2, "{e}");

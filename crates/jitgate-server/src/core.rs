@@ -253,7 +253,11 @@ impl Core {
     /// Every refusal is on the record: `denied` when the caller may not, `failure` when what
     /// they asked cannot be (a lease over the maximum, a connect without a live grant, …).
     pub async fn refused(&self, caller: &Caller, action: &str, target: &str, err: DomainError) -> ApiError {
-        let outcome = if err.is_authorization() { Outcome::Denied } else { Outcome::Failure };
+        let outcome = if err.is_authorization() {
+            Outcome::Denied
+        } else {
+            Outcome::Failure
+        };
         let details = serde_json::json!({"code": err.code(), "message": err.to_string()});
         self.audit_alone(NewEvent::new(caller.name(), action, target, outcome, details))
             .await;

@@ -5,15 +5,15 @@
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use jitgate_auth::PasswordWorker;
 use jitgate_core::Timestamp;
+use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use jitgate_auth::PasswordWorker;
-use secrecy::SecretString;
 
 /// Argon2id holds 19 MiB while it runs: at most `running` run at once, each on a thread of
 /// its own that keeps its working memory for good ([`PasswordWorker`]), and at most `queue`
@@ -57,7 +57,11 @@ impl HashTicket<'_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .send(job);
         if sent.is_err() {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "password checks are stopping"));
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "password checks are stopping",
+            ));
         }
         rx.await
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a password check failed"))
@@ -84,17 +88,15 @@ impl HashLimiter {
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..running {
             let rx = rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("jitgate-argon2-{i}"))
-                .spawn(move || {
-                    // The 19 MiB come with the first job, and stay.
-                    let mut worker: Option<PasswordWorker> = None;
-                    loop {
-                        let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
-                        let Ok(job) = job else { return };
-                        job(worker.get_or_insert_with(PasswordWorker::new));
-                    }
-                });
+            let spawned = std::thread::Builder::new().name(format!("jitgate-argon2-{i}")).spawn(move || {
+                // The 19 MiB come with the first job, and stay.
+                let mut worker: Option<PasswordWorker> = None;
+                loop {
+                    let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                    let Ok(job) = job else { return };
+                    job(worker.get_or_insert_with(PasswordWorker::new));
+                }
+            });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "could not start a password-hashing thread");
             }

@@ -56,13 +56,19 @@ async fn bad_requests_get_a_clear_code_and_change_nothing() {
     past.start_at = Some(jitgate_core::Timestamp::from_millis(0));
     assert_eq!(alice.create_request(&past).await.unwrap_err().code(), Some("start_in_past"));
     let after = snapshot(&s).await;
-    assert_eq!((after.1, after.2), (before.1, before.2), "no refused request left a request or grant");
+    assert_eq!(
+        (after.1, after.2),
+        (before.1, before.2),
+        "no refused request left a request or grant"
+    );
     // What was asked and refused is on the record, each once, as a failure (not a change).
     let events = s.admin.all_audit_events(before.0).await.unwrap();
     let refusals: Vec<_> = events.iter().filter(|e| e.seq > before.0).collect();
     assert_eq!(refusals.len() as i64, after.0 - before.0);
     assert!(
-        refusals.iter().all(|e| e.actor == "alice" && e.outcome == "failure" && e.details["code"].is_string()),
+        refusals
+            .iter()
+            .all(|e| e.actor == "alice" && e.outcome == "failure" && e.details["code"].is_string()),
         "{refusals:?}"
     );
 }
