@@ -19,7 +19,7 @@ use jitgate_policy::PolicyAction;
 use jitgate_proxy::relay::{EndReason, SessionStats, StatementBatch};
 use jitgate_proxy::upstream::UpstreamTarget;
 use jitgate_proxy::{Admission, AdmissionRequest, Broker, Refusal};
-use jitgate_store::{ConnectTokenRecord, DbSessionRecord, GrantFilter, KillTarget, SessionKill};
+use jitgate_store::{ConnectTokenRecord, DbSessionRecord, KillTarget, SessionKill};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use std::collections::HashMap;
@@ -571,18 +571,12 @@ impl Core {
             .resource(&resource_name)
             .await?
             .ok_or_else(|| DomainError::UnknownResource(body.resource.clone()))?;
-        let filter = GrantFilter {
-            user: Some(caller.user.name.clone()),
-            status: Some(GrantStatus::Active),
-            resource: Some(resource.name.clone()),
-            limit: 100,
-        };
         let live: Vec<_> = self
             .store
-            .grants(&filter)
+            .live_grants_of(&caller.user.name)
             .await?
             .into_iter()
-            .filter(|g| g.effective_status(now) == GrantStatus::Active)
+            .filter(|g| g.resource == resource.name && g.effective_status(now) == GrantStatus::Active)
             .filter(|g| body.role.as_deref().is_none_or(|r| g.role.as_str() == r))
             .collect();
         // Any live grant for the role will do (two can overlap: an extension, or break-glass

@@ -7,14 +7,12 @@ use crate::error::ApiError;
 use axum::http::StatusCode;
 use jitgate_api::{ActionDecision, ExplainBody, Explanation, PolicyReport};
 use jitgate_core::audit::{NewEvent, Outcome};
-use jitgate_core::grant::GrantStatus;
 use jitgate_core::names::{GroupName, RoleName, Username};
 use jitgate_core::policy::{Resource, RolePolicy};
 use jitgate_core::request::AccessRequest;
 use jitgate_core::time::parse_duration;
 use jitgate_core::{DomainError, Timestamp};
 use jitgate_policy::{stage_name, Decision, Facts, LoadError, Person, PolicyAction, PolicyEngine, PolicyFile, PolicyProblem, UnderReview};
-use jitgate_store::GrantFilter;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -116,15 +114,9 @@ impl Core {
     }
 
     async fn live_grants(&self, user: &Username, now: Timestamp) -> Result<BTreeSet<String>, ApiError> {
-        let filter = GrantFilter {
-            user: Some(user.clone()),
-            status: Some(GrantStatus::Active),
-            resource: None,
-            limit: 1000,
-        };
         Ok(self
             .store
-            .grants(&filter)
+            .live_grants_of(user)
             .await?
             .into_iter()
             .filter(|g| g.effective_status(now).is_live())

@@ -781,7 +781,25 @@ impl Core {
                 }
             }
         }
-        let mut grants = self.store.grants(&filter).await?;
+        let live_wanted = matches!(status, Some(GrantStatus::Active | GrantStatus::Scheduled));
+        let mut grants = match (&filter.user, live_wanted) {
+            // One's own live grants by index, however long one's history (the newest
+            // `limit` of all grants might hold none of them).
+            (Some(user), true) => {
+                let mut live = self.store.live_grants_of(user).await?;
+                live.retain(|g| filter.resource.as_ref().is_none_or(|r| &g.resource == r));
+                live.reverse();
+                live.truncate(usize::try_from(filter.limit).unwrap_or(1000));
+                live
+            }
+            _ => {
+                // Ended grants keep their stored status: the store can filter them.
+                if matches!(status, Some(GrantStatus::Expired | GrantStatus::Revoked)) {
+                    filter.status = status;
+                }
+                self.store.grants(&filter).await?
+            }
+        };
         for g in grants.iter_mut() {
             g.status = g.effective_status(now);
         }

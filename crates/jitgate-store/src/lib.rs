@@ -300,6 +300,9 @@ pub trait Store: Send + Sync + 'static {
     async fn grant(&self, id: &str) -> Result<Option<Grant>>;
     async fn grant_for_request(&self, request_id: &str) -> Result<Option<Grant>>;
     async fn grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>>;
+    /// `user`'s scheduled and active grants (those with a deadline still to come or not yet
+    /// swept), by index, however long their history; callers judge them at their `now`.
+    async fn live_grants_of(&self, user: &Username) -> Result<Vec<Grant>>;
     /// The earliest moment a grant or a pending request changes by itself.
     async fn next_deadline(&self) -> Result<Option<Timestamp>>;
     async fn audit_events(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>>;

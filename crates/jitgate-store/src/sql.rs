@@ -410,6 +410,11 @@ macro_rules! impl_store {
                 all(rows, grant_from)
             }
 
+            async fn live_grants_of(&self, user: &Username) -> Result<Vec<Grant>, StoreError> {
+                let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE username = $1 AND next_deadline IS NOT NULL ORDER BY created_at");
+                all(sqlx::query(&sql).bind(user.as_str()).fetch_all(&self.read).await?, grant_from)
+            }
+
             async fn next_deadline(&self) -> Result<Option<Timestamp>, StoreError> {
                 let g: Option<i64> = sqlx::query_scalar("SELECT MIN(next_deadline) FROM grants WHERE next_deadline IS NOT NULL")
                     .fetch_one(&self.read)

@@ -431,3 +431,65 @@ async fn an_on_call_shift_from_the_config_counts_while_it_lasts() {
         "policy:on-call-read"
     );
 }
+
+/// Issue #18: decisions read a person's live grants by index, not the newest 1,000 of their
+/// history: with 1,500 later, ended grants, the one live grant is still in the context.
+#[tokio::test]
+async fn a_live_grant_behind_a_long_history_is_in_the_policy_context() {
+    const NEEDS_READ: &str = r#"
+@id("write-needs-a-live-read")
+forbid(principal, action == Action::"request", resource == Role::"prod-db/write")
+unless { context.active_grants.contains("prod-db/read") };
+"#;
+    let (s, _dir) = spawn_with_policies(NEEDS_READ).await;
+    let alice = s.login("alice").await;
+    let r = ask(&alice, "read", "look at the data").await.unwrap();
+    s.login("bob").await.approve(&r.id, "ok").await.unwrap();
+    // 1,500 ended grants of alice's, all newer than the live one.
+    s.clock().advance(std::time::Duration::from_secs(60));
+    let now = s.clock().now();
+    let (mut tx, start) = s.core.begin().await.unwrap();
+    for i in 0..1500 {
+        let req = jitgate_core::request::AccessRequest {
+            id: format!("req_hist{i:06}"),
+            requester: "alice".parse().unwrap(),
+            resource: "prod-db".parse().unwrap(),
+            role: "read".parse().unwrap(),
+            reason: "history".into(),
+            ticket: None,
+            duration_secs: 60,
+            start_at: None,
+            status: RequestStatus::Approved,
+            created_at: now,
+            expires_at: now,
+            decided_at: Some(now),
+            extends_grant: None,
+            mfa_method: None,
+            break_glass: false,
+            acknowledged_by: None,
+            acknowledged_at: None,
+        };
+        tx.insert_request(&req).await.unwrap();
+        let mut g = jitgate_core::grant::Grant::from_request(format!("grt_hist{i:06}"), &req, None, now);
+        g.status = jitgate_core::grant::GrantStatus::Expired;
+        g.ends_at = now;
+        tx.insert_grant(&g).await.unwrap();
+    }
+    s.core.commit(tx, start).await.unwrap();
+    let mut write = request_body("prod-db", "write", Some("30m"), "fix the data");
+    write.ticket = Some("INC-7".into());
+    alice.create_request(&write).await.expect("the live read grant is seen");
+    // And without it (revoked), the forbid holds.
+    let active = jitgate::client::ListParams {
+        status: Some("active".into()),
+        ..Default::default()
+    };
+    let grants = alice.grants(&active).await.unwrap();
+    let live = grants
+        .iter()
+        .find(|g| g.status.as_str() == "active")
+        .unwrap_or_else(|| panic!("{grants:?}"));
+    alice.revoke(&live.id, "done").await.unwrap();
+    let e = alice.create_request(&write).await.unwrap_err();
+    assert!(e.to_string().contains("write-needs-a-live-read"), "{e}");
+}
