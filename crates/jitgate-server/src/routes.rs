@@ -148,8 +148,11 @@ async fn not_found() -> ApiError {
 /// Ready when the store answers. A failing audit witness does not take the instance out of
 /// service (access keeps working and checkpoints wait in the store) but is named here, one
 /// line each, for whoever watches.
+/// Ready while the store answers within a second: a probe must not hang on a store that is
+/// away (the pool would wait its own, longer timeout).
 async fn readyz(State(s): State<AppState>) -> Response {
-    match s.store.ping().await {
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(1), s.store.ping()).await;
+    match ping.unwrap_or_else(|_| Err(jitgate_store::StoreError::Open("no answer within 1 s".into()))) {
         Ok(()) => {
             let mut body = String::from("ready");
             for w in s.witnesses.statuses().into_iter().filter(|w| w.failing()) {
