@@ -116,6 +116,7 @@ impl Core {
         })
         .await?;
         tx.clear_attempts(user.as_str()).await?;
+        tx.clear_attempts(&crate::mfa::factor_key(user)).await?;
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),

@@ -21,15 +21,21 @@ use std::time::Duration;
 /// whatever arrives (tokio's blocking pool would run up to 512 at once, and the allocator
 /// would keep what each thread once took).
 pub struct HashLimiter {
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
     in_flight: Arc<AtomicUsize>,
     /// Running plus waiting.
     capacity: usize,
 }
 
-type Job = Box<dyn FnOnce(&mut PasswordWorker) + Send>;
+/// A hash to run, with its place in the count (given back when the hash is done, not when
+/// the caller stops waiting) and whether anyone still wants the answer.
+struct Job {
+    work: Box<dyn FnOnce(&mut PasswordWorker) + Send>,
+    wanted: Box<dyn Fn() -> bool + Send>,
+    _in_flight: InFlight,
+}
 
-/// Counts one login from admission until its hash is done.
+/// Counts one hash from admission until it is done or dropped unrun.
 struct InFlight(Arc<AtomicUsize>);
 
 impl Drop for InFlight {
@@ -41,26 +47,39 @@ impl Drop for InFlight {
 /// Admitted: a place in the queue for one hash; dropping it unused gives the place back.
 pub struct HashTicket<'a> {
     limiter: &'a HashLimiter,
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl HashTicket<'_> {
     async fn run<T: Send + 'static>(self, work: impl FnOnce(&mut PasswordWorker) -> T + Send + 'static) -> Result<T, ApiError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |w| {
-            let _ = tx.send(work(w));
-        });
-        let sent = self
-            .limiter
-            .jobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .send(job);
-        if sent.is_err() {
-            return Err(ApiError::new(
+        let (tx, rx) = tokio::sync::oneshot::channel::<T>();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        let answer = tx.clone();
+        let job = Job {
+            work: Box::new(move |w| {
+                let result = work(w);
+                if let Some(tx) = answer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                    let _ = tx.send(result);
+                }
+            }),
+            // A caller that went away (client gone, request timed out) wants no hash: its job
+            // is dropped unrun and its place given back.
+            wanted: Box::new(move || {
+                tx.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .as_ref()
+                    .is_some_and(|t| !t.is_closed())
+            }),
+            _in_flight: self.in_flight,
+        };
+        // The channel holds at most `capacity` jobs and admission holds at most `capacity`
+        // places, so this never waits.
+        if self.limiter.jobs.try_send(job).is_err() {
+            return Err(ApiError::busy(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
-                "password checks are stopping",
+                "too many logins at once: try again in a moment",
+                1,
             ));
         }
         rx.await
@@ -84,27 +103,32 @@ impl HashTicket<'_> {
 impl HashLimiter {
     pub fn new(running: usize, queue: usize) -> Self {
         let running = running.max(1);
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let capacity = running + queue;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(capacity);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..running {
             let rx = rx.clone();
-            let spawned = std::thread::Builder::new().name(format!("jitgate-argon2-{i}")).spawn(move || {
-                // The 19 MiB come with the first job, and stay.
-                let mut worker: Option<PasswordWorker> = None;
-                loop {
-                    let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
-                    let Ok(job) = job else { return };
-                    job(worker.get_or_insert_with(PasswordWorker::new));
-                }
-            });
+            let spawned = std::thread::Builder::new()
+                .name(format!("jitgate-argon2-{i}"))
+                .spawn(move || {
+                    // The 19 MiB come with the first job, and stay.
+                    let mut worker: Option<PasswordWorker> = None;
+                    loop {
+                        let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                        let Ok(job) = job else { return };
+                        if (job.wanted)() {
+                            (job.work)(worker.get_or_insert_with(PasswordWorker::new));
+                        }
+                    }
+                });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "could not start a password-hashing thread");
             }
         }
         Self {
-            jobs: Mutex::new(tx),
+            jobs: tx,
             in_flight: Arc::new(AtomicUsize::new(0)),
-            capacity: running + queue,
+            capacity,
         }
     }
 
@@ -126,10 +150,7 @@ impl HashLimiter {
                 1,
             ));
         }
-        Ok(HashTicket {
-            limiter: self,
-            _in_flight: in_flight,
-        })
+        Ok(HashTicket { limiter: self, in_flight })
     }
 }
 

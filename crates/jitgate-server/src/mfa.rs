@@ -118,6 +118,14 @@ pub(crate) struct Charge {
     after: AttemptState,
 }
 
+/// The attempt record of `user`'s second factors, apart from their password's: a factor
+/// proved must not wipe the count of password guesses (a stolen session could enrol a factor
+/// and spend its recovery codes to guess the current password for ever), and a password
+/// known must not wipe the count of factor guesses. `/` is never in a user name.
+pub(crate) fn factor_key(user: &Username) -> String {
+    format!("{user}/factor")
+}
+
 /// Why an attempt may not go ahead now.
 pub(crate) struct AttemptRefusal {
     code: &'static str,
@@ -364,7 +372,7 @@ impl Core {
     pub async fn unlock_user(&self, caller: &Caller, name: &Username) -> Result<(), ApiError> {
         self.require_admin(caller, "unlock_user").await?;
         let (mut tx, start) = self.begin().await?;
-        let was_limited = tx.clear_attempts(name.as_str()).await?;
+        let was_limited = tx.clear_attempts(name.as_str()).await? | tx.clear_attempts(&factor_key(name)).await?;
         tx.append_audit(
             NewEvent::new(
                 caller.name(),
@@ -482,11 +490,11 @@ impl Core {
         }
         let now = self.now();
         let (mut tx, start) = self.begin().await?;
-        let attempts = match self.attempt_gate_in(&mut *tx, user.as_str()).await? {
+        let attempts = match self.attempt_gate_in(&mut *tx, &factor_key(user)).await? {
             Ok(state) => state,
             Err(refusal) => {
                 drop(tx);
-                return Err(self.refuse_attempt(user.as_str(), "mfa.verify", refusal).await);
+                return Err(self.refuse_attempt(&factor_key(user), "mfa.verify", refusal).await);
             }
         };
         let (method, outcome) = if let Some(code) = &proof.otp {
@@ -510,7 +518,7 @@ impl Core {
         };
         match outcome {
             Ok(()) => {
-                tx.clear_attempts(user.as_str()).await?;
+                tx.clear_attempts(&factor_key(user)).await?;
                 if let Some(token_hash) = session {
                     tx.set_session_mfa(token_hash, now, method.as_str()).await?;
                 }
@@ -551,7 +559,7 @@ impl Core {
                     )
                     .await?;
                 }
-                self.count_failure(&mut *tx, user.as_str(), &attempts).await?;
+                self.count_failure(&mut *tx, &factor_key(user), &attempts).await?;
                 self.commit(tx, start).await?;
                 Err(ApiError::new(StatusCode::UNAUTHORIZED, refusal.code, refusal.message))
             }
@@ -759,11 +767,11 @@ impl Core {
         let user = &caller.user.name;
         let now = self.now();
         let (mut tx, start) = self.begin().await?;
-        let attempts = match self.attempt_gate_in(&mut *tx, user.as_str()).await? {
+        let attempts = match self.attempt_gate_in(&mut *tx, &factor_key(user)).await? {
             Ok(state) => state,
             Err(refusal) => {
                 drop(tx);
-                return Err(self.refuse_attempt(user.as_str(), "mfa.totp.enrol", refusal).await);
+                return Err(self.refuse_attempt(&factor_key(user), "mfa.totp.enrol", refusal).await);
             }
         };
         let Some(record) = tx.totp(user).await?.filter(|t| t.confirmed_at.is_none()) else {
@@ -786,7 +794,7 @@ impl Core {
                 now,
             )
             .await?;
-            self.count_failure(&mut *tx, user.as_str(), &attempts).await?;
+            self.count_failure(&mut *tx, &factor_key(user), &attempts).await?;
             self.commit(tx, start).await?;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -797,7 +805,7 @@ impl Core {
         tx.use_totp_step(user, i64::try_from(step).map_err(internal)?, Some(now)).await?;
         let recovery_codes = self.first_recovery_codes(&mut *tx, user, now).await?;
         tx.set_session_mfa(&caller.session.token_hash, now, Factor::Totp.as_str()).await?;
-        tx.clear_attempts(user.as_str()).await?;
+        tx.clear_attempts(&factor_key(user)).await?;
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),

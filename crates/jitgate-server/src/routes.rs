@@ -75,6 +75,15 @@ impl FromRequestParts<AppState> for ClientAddr {
 
 type R<T> = Result<Json<T>, ApiError>;
 
+/// Runs a credential check to its end even when the client goes away or the request times
+/// out: its hash, the failure it counts (or the charge it takes back) and its audit event
+/// happen whether or not anyone waits for the answer.
+async fn to_the_end<T: Send + 'static>(work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static) -> Result<T, ApiError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+}
+
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/bootstrap", post(bootstrap))
@@ -184,7 +193,8 @@ async fn bootstrap(
 
 async fn login(State(s): State<AppState>, ClientAddr(from): ClientAddr, Json(body): Json<LoginBody>) -> R<jitgate_api::LoginOutcome> {
     s.limits.logins.check_http(from)?;
-    Ok(Json(s.login(body).await?))
+    let core = s.clone();
+    Ok(Json(to_the_end(async move { core.login(body).await }).await?))
 }
 
 async fn login_mfa(
@@ -193,7 +203,8 @@ async fn login_mfa(
     Json(body): Json<LoginMfaBody>,
 ) -> R<jitgate_api::SessionToken> {
     s.limits.logins.check_http(from)?;
-    Ok(Json(s.login_mfa(body).await?))
+    let core = s.clone();
+    Ok(Json(to_the_end(async move { core.login_mfa(body).await }).await?))
 }
 
 async fn login_webauthn(
@@ -492,7 +503,8 @@ async fn set_password(
     P(name): P<String>,
     Json(body): Json<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
-    s.set_password(&caller, &username(&name)?, body).await?;
+    let (core, name) = (s.clone(), username(&name)?);
+    to_the_end(async move { core.set_password(&caller, &name, body).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

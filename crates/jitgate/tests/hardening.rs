@@ -182,7 +182,7 @@ async fn parallel_code_guesses(s: TestServer) {
         }
     }
     assert!(checked <= 5, "{checked} real code checks");
-    assert_eq!(s.core.store.attempts("alice").await.unwrap().unwrap().failures, checked);
+    assert_eq!(s.core.store.attempts("alice/factor").await.unwrap().unwrap().failures, checked);
     let e = alice.mfa_verify(&MfaProof::otp(&right)).await.unwrap_err();
     assert_eq!(e.code(), Some("too_many_attempts"), "the right code waits too");
 }
@@ -195,6 +195,37 @@ async fn parallel_code_guesses_get_at_most_the_allowed_checks() {
 #[tokio::test]
 async fn parallel_code_guesses_get_at_most_the_allowed_checks_on_postgres() {
     parallel_code_guesses(TestServer::spawn_pg(true).await).await;
+}
+
+/// The attack that found it: a stolen session of a person without a factor enrols one and
+/// spends a recovery code after every few guesses at the current password, to reset the count.
+#[tokio::test]
+async fn a_factor_proved_does_not_wipe_the_count_of_password_guesses() {
+    let s = TestServer::spawn(true).await;
+    let alice = s.login("alice").await;
+    let (_, codes) = enrol_totp(&s, &alice).await;
+    let mut codes = codes.into_iter();
+    let mut refused = None;
+    for round in 0..4 {
+        for i in 0..4 {
+            let e = alice
+                .change_password("alice", &format!("guess {round} {i}"), "a brand new password", None)
+                .await
+                .unwrap_err();
+            if e.code() != Some("invalid_credentials") {
+                refused = Some(e);
+                break;
+            }
+            s.clock().advance(Duration::from_secs(120));
+        }
+        if refused.is_some() {
+            break;
+        }
+        alice.mfa_verify(&MfaProof::recovery_code(&codes.next().unwrap())).await.unwrap();
+    }
+    let e = refused.expect("the guesses were stopped");
+    assert!(matches!(e.code(), Some("too_many_attempts" | "account_locked")), "{e}");
+    assert!(s.core.store.attempts("alice").await.unwrap().unwrap().failures >= 5);
 }
 
 #[tokio::test]
