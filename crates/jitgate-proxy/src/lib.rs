@@ -7,6 +7,7 @@
 //! The client never learns the upstream credentials, and no session outlives its grant.
 
 pub mod ending;
+pub mod per_address;
 pub mod protocol;
 pub mod relay;
 pub mod transport;
@@ -76,6 +77,9 @@ pub struct GatewayLimits {
     /// Connections not logged in yet, at most; past it new ones are closed at once (admitted
     /// sessions do not count).
     pub max_unauthenticated: usize,
+    /// The same per source address (IPv6: per /64), so that a few addresses cannot hold every
+    /// place.
+    pub max_unauthenticated_per_address: usize,
 }
 
 impl Default for GatewayLimits {
@@ -83,6 +87,7 @@ impl Default for GatewayLimits {
         Self {
             startup_timeout: std::time::Duration::from_secs(10),
             max_unauthenticated: 1024,
+            max_unauthenticated_per_address: 32,
         }
     }
 }
@@ -164,12 +169,17 @@ impl Gateway {
         // hold more sockets than this, whatever they do (admitted sessions do not count).
         let max = self.limits.max_unauthenticated.max(1);
         let logging_in = Arc::new(tokio::sync::Semaphore::new(max));
+        let per_address = per_address::PerAddress::default();
         let mut last_refusal_logged: Option<std::time::Instant> = None;
         loop {
             let mut pause = false;
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let Some(address_slot) = per_address.take(peer.ip(), self.limits.max_unauthenticated_per_address.max(1)) else {
+                            drop(stream);
+                            continue;
+                        };
                         let Ok(permit) = logging_in.clone().try_acquire_owned() else {
                             // Closed at once: a flood of half-open logins gets nothing to hold.
                             if last_refusal_logged.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
@@ -197,7 +207,7 @@ impl Gateway {
                         let tls = self.tls.clone();
                         let cancels = self.cancels.clone();
                         let deadline = tokio::time::Instant::now() + self.limits.startup_timeout;
-                        let budget = LoginBudget { _permit: permit, deadline };
+                        let budget = LoginBudget { _permit: permit, _address: address_slot, deadline };
                         tokio::spawn(async move { serve(stream, peer, broker, tls, cancels, budget).await });
                     }
                     Err(e) => {
@@ -226,6 +236,8 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, sqlstate: &st
 struct LoginBudget {
     /// Held, not read: dropping it frees the place.
     _permit: tokio::sync::OwnedSemaphorePermit,
+    /// The same for the place of its address.
+    _address: per_address::AddressSlot,
     deadline: tokio::time::Instant,
 }
 

@@ -115,6 +115,7 @@ impl Application {
                 let limits = jitgate_proxy::GatewayLimits {
                     startup_timeout: core.settings.limits.gateway_startup_timeout,
                     max_unauthenticated: core.settings.limits.gateway_max_unauthenticated,
+                    max_unauthenticated_per_address: core.settings.limits.gateway_max_unauthenticated_per_address,
                 };
                 let g = jitgate_proxy::Gateway::bind(at, broker, Some(tls), limits)
                     .await
@@ -214,6 +215,7 @@ async fn serve_http(
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt;
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.http_max_connections));
+    let per_address = crate::limits::PerAddress::default();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -234,6 +236,11 @@ async fn serve_http(
                 }
             },
             () = &mut stop => break,
+        };
+        let Some(address_slot) = per_address.take(peer.ip(), limits.http_max_connections_per_address) else {
+            // One address (or /64) may not hold every place.
+            drop(stream);
+            continue;
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             drop(stream);
@@ -278,10 +285,11 @@ async fn serve_http(
                 answer
             }
         });
+        let stream = crate::limits::StallGuard::new(stream, limits.http_header_timeout);
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = connection.await;
-            drop(permit);
+            drop((permit, address_slot));
         });
     }
     drop(listener);

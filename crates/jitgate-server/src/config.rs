@@ -201,6 +201,7 @@ struct ServerSection {
     #[serde(default, with = "opt_duration")]
     request_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -251,6 +252,7 @@ struct GatewaySection {
     #[serde(default, with = "opt_duration")]
     startup_timeout: Option<Duration>,
     max_unauthenticated: Option<usize>,
+    max_unauthenticated_per_address: Option<usize>,
     max_sessions_per_user: Option<u32>,
     connections_per_minute: Option<u32>,
     connection_burst: Option<u32>,
@@ -267,6 +269,7 @@ impl Default for GatewaySection {
             public_host: None,
             startup_timeout: None,
             max_unauthenticated: None,
+            max_unauthenticated_per_address: None,
             max_sessions_per_user: None,
             connections_per_minute: None,
             connection_burst: None,
@@ -524,6 +527,11 @@ fn apply_limits(settings: &mut Settings, parsed: &FileConfig, err_key: &dyn Fn(&
     positive_duration("server.header_timeout", parsed.server.header_timeout, &mut l.http_header_timeout)?;
     positive_duration("server.request_timeout", parsed.server.request_timeout, &mut l.http_request_timeout)?;
     positive_count("server.max_connections", parsed.server.max_connections, &mut l.http_max_connections)?;
+    positive_count(
+        "server.max_connections_per_address",
+        parsed.server.max_connections_per_address,
+        &mut l.http_max_connections_per_address,
+    )?;
     positive_count("auth.hash_concurrency", parsed.auth.hash_concurrency, &mut l.hash_concurrency)?;
     if let Some(q) = parsed.auth.hash_queue {
         l.hash_queue = q;
@@ -545,6 +553,11 @@ fn apply_limits(settings: &mut Settings, parsed: &FileConfig, err_key: &dyn Fn(&
         "gateway.max_unauthenticated",
         parsed.gateway.max_unauthenticated,
         &mut l.gateway_max_unauthenticated,
+    )?;
+    positive_count(
+        "gateway.max_unauthenticated_per_address",
+        parsed.gateway.max_unauthenticated_per_address,
+        &mut l.gateway_max_unauthenticated_per_address,
     )?;
     if let Some(n) = parsed.gateway.max_sessions_per_user {
         l.gateway_max_sessions_per_user = n;

@@ -108,19 +108,17 @@ impl HashLimiter {
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..running {
             let rx = rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("jitgate-argon2-{i}"))
-                .spawn(move || {
-                    // The 19 MiB come with the first job, and stay.
-                    let mut worker: Option<PasswordWorker> = None;
-                    loop {
-                        let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
-                        let Ok(job) = job else { return };
-                        if (job.wanted)() {
-                            (job.work)(worker.get_or_insert_with(PasswordWorker::new));
-                        }
+            let spawned = std::thread::Builder::new().name(format!("jitgate-argon2-{i}")).spawn(move || {
+                // The 19 MiB come with the first job, and stay.
+                let mut worker: Option<PasswordWorker> = None;
+                loop {
+                    let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                    let Ok(job) = job else { return };
+                    if (job.wanted)() {
+                        (job.work)(worker.get_or_insert_with(PasswordWorker::new));
                     }
-                });
+                }
+            });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "could not start a password-hashing thread");
             }
@@ -184,7 +182,7 @@ impl AddressLimiter {
     /// `Err(wait)` when `addr` is over its rate.
     pub fn check(&self, addr: IpAddr) -> Result<(), Duration> {
         let Some(l) = &self.limiter else { return Ok(()) };
-        l.check_key(&addr).map_err(|not_until| {
+        l.check_key(&address_key(addr)).map_err(|not_until| {
             use governor::clock::{Clock, DefaultClock};
             not_until.wait_time_from(DefaultClock::default().now())
         })
@@ -362,12 +360,17 @@ pub struct LimitSettings {
     pub http_request_timeout: Duration,
     /// Open HTTP connections at most (`server.max_connections`).
     pub http_max_connections: usize,
+    /// Open HTTP connections per address (IPv6: per /64) at most
+    /// (`server.max_connections_per_address`).
+    pub http_max_connections_per_address: usize,
     /// A gateway client must finish TLS, startup and authentication within this
     /// (`gateway.startup_timeout`).
     pub gateway_startup_timeout: Duration,
     /// Gateway connections that have not authenticated yet, at most
     /// (`gateway.max_unauthenticated`).
     pub gateway_max_unauthenticated: usize,
+    /// The same per address (IPv6: per /64) (`gateway.max_unauthenticated_per_address`).
+    pub gateway_max_unauthenticated_per_address: usize,
     /// Live gateway sessions per person; 0: no cap (`gateway.max_sessions_per_user`).
     pub gateway_max_sessions_per_user: u32,
     /// New gateway connections per source address (`gateway.connections_per_minute`,
@@ -385,8 +388,10 @@ impl Default for LimitSettings {
             http_header_timeout: Duration::from_secs(10),
             http_request_timeout: Duration::from_secs(30),
             http_max_connections: 1024,
+            http_max_connections_per_address: 64,
             gateway_startup_timeout: Duration::from_secs(10),
             gateway_max_unauthenticated: 1024,
+            gateway_max_unauthenticated_per_address: 32,
             gateway_max_sessions_per_user: 0,
             gateway_rate: RateSetting {
                 per_minute: 600,
@@ -431,5 +436,85 @@ pub async fn run_housekeeping(core: crate::core::AppState, mut stop: tokio::sync
         }
         core.limits.logins.shrink();
         core.limits.gateway.shrink();
+    }
+}
+
+pub use jitgate_proxy::per_address::{address_key, AddressSlot, PerAddress};
+
+/// A connection whose writes may not stall longer than a limit: a client that asks and never
+/// reads (pipelined requests, a large answer) would otherwise hold its connection, and its
+/// place under the cap, for ever, since hyper's header timeout does not run while it writes.
+pub struct StallGuard<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> StallGuard<S> {
+    pub fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Called when a write is pending: arms the deadline, or says it has passed.
+    fn check(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        let limit = self.limit;
+        let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => {
+                std::task::Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading")))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for StallGuard<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallGuard<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Ready(r) => {
+                self.stalled = None;
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => match self.check(cx) {
+                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                _ => std::task::Poll::Pending,
+            },
+        }
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            std::task::Poll::Ready(r) => {
+                self.stalled = None;
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => match self.check(cx) {
+                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                _ => std::task::Poll::Pending,
+            },
+        }
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

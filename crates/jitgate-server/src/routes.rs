@@ -78,7 +78,9 @@ type R<T> = Result<Json<T>, ApiError>;
 /// Runs a credential check to its end even when the client goes away or the request times
 /// out: its hash, the failure it counts (or the charge it takes back) and its audit event
 /// happen whether or not anyone waits for the answer.
-async fn to_the_end<T: Send + 'static>(work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static) -> Result<T, ApiError> {
+async fn to_the_end<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::spawn(work)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?

@@ -124,13 +124,18 @@ impl Core {
             "request.create"
         };
         let who = Subject::of(caller);
+        // An extension's access begins where the grant it extends ends: decide for that.
+        let extends_from = match &body.extends {
+            Some(id) => self.store.grant(id).await?.map(|g| g.ends_at),
+            None => None,
+        };
         let asked = Asked {
             resource: &resource,
             role: &role_name,
             duration: duration.unwrap_or(policy.default_duration),
             reason: &body.reason,
             ticket: body.ticket.as_deref(),
-            start_at: body.start_at,
+            start_at: body.start_at.max(extends_from),
         };
         if let Some(start) = body.start_at {
             let horizon = self.settings.start_at_horizon;

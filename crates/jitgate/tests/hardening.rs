@@ -673,3 +673,90 @@ async fn gateway_connections_past_an_address_rate_are_told_to_wait() {
     let text = String::from_utf8_lossy(&answer);
     assert!(answer.first() == Some(&b'E') && text.contains("too many connections"), "{text}");
 }
+
+// ---- after the attack (helper report, issue #12) ----
+
+/// A client that pipelines requests and never reads their answers is cut once the server's
+/// writes stall for the header timeout; with one place per address, the next connection from
+/// that address then gets in.
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_and_frees_its_place() {
+    let s = TestServer::spawn_with(Backend::Sqlite, false, |st| {
+        st.limits.http_header_timeout = Duration::from_secs(1);
+        st.limits.http_max_connections_per_address = 1;
+    })
+    .await;
+    let addr = s.url.trim_start_matches("http://").to_owned();
+    // The test's own API clients keep connections alive from 127.0.0.1: come from another.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let mut greedy = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let one = b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(400);
+    let _ = tokio::time::timeout(Duration::from_secs(3), greedy.write_all(&one)).await;
+    let from_same = || async {
+        let c = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        c.get(format!("{}/healthz", s.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    };
+    assert!(
+        !from_same().await,
+        "the place of 127.0.0.3 is held while the server can still write"
+    );
+    eventually_within("the stalled connection is cut", Duration::from_secs(20), from_same).await;
+    drop(greedy);
+}
+
+#[tokio::test]
+async fn gateway_connections_not_logged_in_are_capped_per_address() {
+    let s = TestServer::spawn_with(Backend::Sqlite, true, |st| {
+        st.limits.gateway_max_unauthenticated_per_address = 2;
+    })
+    .await;
+    let gw = s.core.gateway_addr.get().unwrap().to_string();
+    let from = |last: u8| {
+        let gw = gw.clone();
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(std::net::SocketAddr::from(([127, 0, 0, last], 0))).unwrap();
+            socket.connect(gw.parse().unwrap()).await.unwrap()
+        }
+    };
+    let _a = from(5).await;
+    let _b = from(5).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = from(5).await;
+    let took = closed_within(&mut third, Duration::from_secs(1)).await;
+    assert!(took < Duration::from_millis(900), "a third from the same address is closed at once");
+    // Another address is not held back.
+    let mut other = from(6).await;
+    let mut buf = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), other.read(&mut buf))
+            .await
+            .is_err(),
+        "another address's connection stays open, waiting for its startup"
+    );
+}
+
+#[tokio::test]
+async fn an_extension_is_decided_for_when_it_would_begin() {
+    let s = with_window_policies(|_| {}).await;
+    s.clock().set(at("2026-11-25T01:30:00Z"));
+    let alice = s.login("alice").await;
+    let r = alice
+        .create_request(&request_body("prod-db", "read", Some("1h"), "night maintenance"))
+        .await
+        .unwrap();
+    let grant = s.login("bob").await.approve(&r.id, "ok").await.unwrap().grant.unwrap();
+    // It ends at 02:30, inside the forbidden 02:00-05:00: an extension would begin there.
+    let mut more = request_body("prod-db", "read", Some("30m"), "night maintenance");
+    more.extends = Some(grant.id.clone());
+    let e = alice.create_request(&more).await.unwrap_err();
+    assert!(e.to_string().contains("no-access-2-to-5"), "{e}");
+}
