@@ -32,7 +32,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// One run: `concurrency` flooding workers for `seconds`, with `extra` lines in the config's
 /// `[auth]` section (the limits under test).
-pub async fn run(jitgate: &str, concurrency: usize, seconds: u64, label: &str, extra_auth: &str) -> Result<()> {
+/// `give_up_ms`: each flooding request is dropped after this long (0: never), as a flood of
+/// clients that hang up before their answer would.
+pub async fn run(jitgate: &str, concurrency: usize, seconds: u64, give_up_ms: u64, label: &str, extra_auth: &str) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let http = free_port()?;
     let config = dir.path().join("jitgate.toml");
@@ -55,7 +57,11 @@ pub async fn run(jitgate: &str, concurrency: usize, seconds: u64, label: &str, e
     let mut workers = Vec::with_capacity(concurrency);
     for i in 0..concurrency {
         let ip = std::net::IpAddr::from([127, 0, (2 + i / 250) as u8, (2 + i % 250) as u8]);
-        let client = reqwest::Client::builder().local_address(ip).build()?;
+        let mut client = reqwest::Client::builder().local_address(ip);
+        if give_up_ms > 0 {
+            client = client.timeout(Duration::from_millis(give_up_ms));
+        }
+        let client = client.build()?;
         let url = url.clone();
         workers.push(tokio::spawn(async move {
             let mut counts = [0u64; 4]; // 401, 429, 503, other
@@ -65,7 +71,11 @@ pub async fn run(jitgate: &str, concurrency: usize, seconds: u64, label: &str, e
                 let body = serde_json::json!({"username": format!("flood{i}x{n}"), "password": "not the password at all"});
                 let status = match client.post(&url).json(&body).send().await {
                     Ok(r) => r.status().as_u16(),
-                    Err(_) => 0,
+                    Err(_) => {
+                        // Gave up (or refused at the door): a moment before the next.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        0
+                    }
                 };
                 let slot = match status {
                     401 => 0,
@@ -130,7 +140,7 @@ pub async fn run(jitgate: &str, concurrency: usize, seconds: u64, label: &str, e
     let hwm = status_kib(pid, "VmHWM:")?;
     legit.sort();
     println!(
-        "login-flood {label} concurrency={concurrency} seconds={seconds} server_rss_mib: before={:.0} peak_sampled={:.0} hwm={:.0} \
+        "login-flood {label} concurrency={concurrency} seconds={seconds} give_up_ms={give_up_ms} server_rss_mib: before={:.0} peak_sampled={:.0} hwm={:.0} \
          flood_answers: 401={} 429={} 503={} other={} legit_logins: ok={} failed={legit_failed} p50_ms={:.0} p99_ms={:.0} max_ms={:.0}",
         rss_before as f64 / 1024.0,
         peak_rss as f64 / 1024.0,

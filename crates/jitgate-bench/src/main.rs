@@ -96,6 +96,10 @@ enum Cmd {
         /// no rate per address, as before the limits.
         #[arg(long)]
         unbounded: bool,
+        /// Each flooding request hangs up after this many milliseconds (0: waits for its
+        /// answer).
+        #[arg(long, default_value_t = 0)]
+        give_up_ms: u64,
     },
     Expiry {
         #[arg(long, default_value = "sqlite")]
@@ -551,13 +555,14 @@ async fn main() -> Result<()> {
             concurrency,
             seconds,
             unbounded,
+            give_up_ms,
         } => {
             let (label, extra) = if unbounded {
                 ("unbounded", "hash_concurrency = 512\nhash_queue = 100000\nlogin_per_minute = 0")
             } else {
                 ("defaults", "")
             };
-            login_flood::run(&jitgate, concurrency, seconds, label, extra).await
+            login_flood::run(&jitgate, concurrency, seconds, give_up_ms, label, extra).await
         }
         Cmd::Expiry {
             backend,

@@ -114,14 +114,7 @@ impl Core {
     }
 
     async fn live_grants(&self, user: &Username, now: Timestamp) -> Result<BTreeSet<String>, ApiError> {
-        Ok(self
-            .store
-            .live_grants_of(user)
-            .await?
-            .into_iter()
-            .filter(|g| g.effective_status(now).is_live())
-            .map(|g| format!("{}/{}", g.resource, g.role))
-            .collect())
+        Ok(self.store.active_roles_of(user, now).await?.into_iter().collect())
     }
 
     /// What the policies say about `action` by `who` on what is `asked`, decided at `now`

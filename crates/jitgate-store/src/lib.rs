@@ -303,6 +303,9 @@ pub trait Store: Send + Sync + 'static {
     /// `user`'s scheduled and active grants (those with a deadline still to come or not yet
     /// swept), by index, however long their history; callers judge them at their `now`.
     async fn live_grants_of(&self, user: &Username) -> Result<Vec<Grant>>;
+    /// The distinct `RESOURCE/ROLE` of `user`'s grants live at `now` — scheduled or active,
+    /// not ended (what policies see as `context.active_grants`) — from the index alone.
+    async fn active_roles_of(&self, user: &Username, now: Timestamp) -> Result<Vec<String>>;
     /// The earliest moment a grant or a pending request changes by itself.
     async fn next_deadline(&self) -> Result<Option<Timestamp>>;
     async fn audit_events(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>>;

@@ -415,6 +415,20 @@ macro_rules! impl_store {
                 all(sqlx::query(&sql).bind(user.as_str()).fetch_all(&self.read).await?, grant_from)
             }
 
+            async fn active_roles_of(&self, user: &Username, now: Timestamp) -> Result<Vec<String>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT DISTINCT resource, role FROM grants \
+                     WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2",
+                )
+                .bind(user.as_str())
+                .bind(now.as_millis())
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok(format!("{}/{}", r.try_get::<String, _>("resource")?, r.try_get::<String, _>("role")?)))
+                    .collect()
+            }
+
             async fn next_deadline(&self) -> Result<Option<Timestamp>, StoreError> {
                 let g: Option<i64> = sqlx::query_scalar("SELECT MIN(next_deadline) FROM grants WHERE next_deadline IS NOT NULL")
                     .fetch_one(&self.read)
