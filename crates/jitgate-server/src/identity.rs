@@ -325,6 +325,11 @@ impl Core {
 
     pub async fn create_user(&self, caller: &Caller, body: CreateUserBody) -> Result<UserView, ApiError> {
         self.require_admin(caller, "create_user").await?;
+        if body.admin {
+            // A new administrator is a way to every account: a stolen session alone must not
+            // make one when its owner has a factor to prove.
+            self.prove_factor_if_enrolled(caller, None, "user.create_admin").await?;
+        }
         let hash = match body.password {
             Some(p) => {
                 let p = SecretString::from(p.0);
@@ -457,6 +462,11 @@ impl Core {
         let password = SecretString::from(body.password.0);
         check_password_rules(&password).map_err(password_error)?;
         let mut method = None;
+        if !own {
+            // Resetting someone else's password hands over their account: the same fresh
+            // factor as for one's own, for an administrator who has one.
+            method = self.prove_factor_if_enrolled(caller, body.mfa.as_ref(), "password.reset").await?;
+        }
         if own {
             self.prove_current_password(caller, body.current_password).await?;
             method = self.prove_factor_if_enrolled(caller, body.mfa.as_ref(), "password.change").await?;

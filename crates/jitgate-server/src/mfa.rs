@@ -59,6 +59,8 @@ fn described(action: &str) -> &str {
         "review.approve" => "approving this request",
         "review.deny" => "denying this request",
         "password.change" => "changing your password",
+        "password.reset" => "setting someone else's password",
+        "user.create_admin" => "creating an administrator",
         other => other,
     }
 }

@@ -312,6 +312,9 @@ enum UserCommand {
         /// Create the user without a password (they cannot log in until one is set).
         #[arg(long, conflicts_with = "password_stdin")]
         no_password: bool,
+        /// Making an administrator asks for your fresh second factor, if you have one.
+        #[command(flatten)]
+        mfa: MfaArgs,
     },
     /// Disable a user: ends their sessions and revokes their live grants.
     Disable {
@@ -330,6 +333,9 @@ enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Asks for your fresh second factor, if you have one.
+        #[command(flatten)]
+        mfa: MfaArgs,
     },
     /// Lift the attempt limit or lock on an account after failed logins or codes.
     Unlock {
@@ -1120,6 +1126,7 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                     display_name,
                     password_stdin,
                     no_password,
+                    mfa,
                 } => {
                     let username = Username::parse(&username).map_err(|e| anyhow!(e))?;
                     let password = if no_password {
@@ -1127,14 +1134,14 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                     } else {
                         Some(password(password_stdin, !password_stdin)?)
                     };
-                    let u = c
-                        .create_user(&CreateUserBody {
-                            username,
-                            display_name,
-                            password: password.map(Into::into),
-                            admin,
-                        })
-                        .await?;
+                    let body = CreateUserBody {
+                        username,
+                        display_name,
+                        password: password.map(Into::into),
+                        admin,
+                    };
+                    let body = &body;
+                    let u = crate::cli_mfa::after_step_up(&mfa, &c, |c| async move { c.create_user(body).await }).await?;
                     ctx.print(&u, |u| {
                         format!("created user {}{}", u.username, if u.is_admin { " (admin)" } else { "" })
                     })?;
@@ -1153,9 +1160,14 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                         format!("{username} is unlocked; their failed attempts are forgotten")
                     })?;
                 }
-                UserCommand::SetPassword { username, password_stdin } => {
+                UserCommand::SetPassword {
+                    username,
+                    password_stdin,
+                    mfa,
+                } => {
                     let pw = password(password_stdin, !password_stdin)?;
-                    c.set_password(&username, &pw).await?;
+                    let (who, pw) = (&username, &pw);
+                    crate::cli_mfa::after_step_up(&mfa, &c, |c| async move { c.set_password(who, pw).await }).await?;
                     ctx.print(&serde_json::json!({"username": username, "password_set": true}), |_| {
                         format!("password set for {username}; their other sessions ended")
                     })?;

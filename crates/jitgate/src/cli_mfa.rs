@@ -146,7 +146,7 @@ pub enum WebauthnCommand {
 
 /// A change to one's own factors, which needs a fresh factor when one is enrolled: the proof
 /// given (or asked for when the server wants one) steps the session up first.
-async fn after_step_up<T, F, Fut>(args: &MfaArgs, c: &Client, change: F) -> Result<T>
+pub(crate) async fn after_step_up<T, F, Fut>(args: &MfaArgs, c: &Client, change: F) -> Result<T>
 where
     F: Fn(Client) -> Fut,
     Fut: Future<Output = ClientResult<T>>,

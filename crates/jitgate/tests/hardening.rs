@@ -760,3 +760,30 @@ async fn an_extension_is_decided_for_when_it_would_begin() {
     let e = alice.create_request(&more).await.unwrap_err();
     assert!(e.to_string().contains("no-access-2-to-5"), "{e}");
 }
+
+/// A stolen administrator's session cannot make a second administrator, or reset someone's
+/// password, without the owner's fresh factor (when the owner has one).
+#[tokio::test]
+async fn an_admin_with_a_factor_proves_it_to_make_an_admin_or_reset_a_password() {
+    let s = TestServer::spawn(true).await;
+    let (secret, _) = enrol_totp(&s, &s.admin).await;
+    s.clock().advance(Duration::from_secs(600));
+    let admin_body = jitgate_api::CreateUserBody {
+        username: "mallory".parse().unwrap(),
+        display_name: String::new(),
+        password: Some("a long test password".into()),
+        admin: true,
+    };
+    let e = s.admin.create_user(&admin_body).await.unwrap_err();
+    assert_eq!(api_code(&e), (Some(401), "mfa_required".into()));
+    let e = s.admin.set_password("bob", "bob's new password!").await.unwrap_err();
+    assert_eq!(api_code(&e), (Some(401), "mfa_required".into()));
+    // An ordinary user needs no step-up; after one, both go through.
+    let mut plain = admin_body.clone();
+    plain.username = "erin".parse().unwrap();
+    plain.admin = false;
+    s.admin.create_user(&plain).await.unwrap();
+    s.admin.mfa_verify(&MfaProof::otp(&code(&secret, s.clock().now()))).await.unwrap();
+    s.admin.create_user(&admin_body).await.unwrap();
+    s.admin.set_password("bob", "bob's new password!").await.unwrap();
+}
