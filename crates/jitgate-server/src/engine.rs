@@ -142,6 +142,23 @@ impl Core {
             jitgate_policy::PolicyAction::Request
         };
         let d = self.decide(action, &who, &asked, now).await?;
+        if d.allowed && !request.break_glass {
+            // Approved by a policy alone (no person approved it): that policy must still
+            // approve it for when it begins.
+            let by_people = tx
+                .reviews(&request.id)
+                .await?
+                .iter()
+                .any(|r| r.decision == jitgate_core::request::Decision::Approve && r.reviewer.person().is_some());
+            if !by_people {
+                let auto = self.decide(jitgate_policy::PolicyAction::AutoApprove, &who, &asked, now).await?;
+                if !auto.allowed {
+                    let mut why = vec!["no policy approves it by itself any more".to_owned()];
+                    why.extend(auto.policies);
+                    return Ok(Some(why));
+                }
+            }
+        }
         Ok((!d.allowed).then(|| {
             if d.policies.is_empty() {
                 vec!["no policy permits it any more".to_owned()]

@@ -787,3 +787,33 @@ async fn an_admin_with_a_factor_proves_it_to_make_an_admin_or_reset_a_password()
     s.admin.create_user(&admin_body).await.unwrap();
     s.admin.set_password("bob", "bob's new password!").await.unwrap();
 }
+
+/// A grant a policy approved by itself is approved again by policy when it begins, or it does
+/// not begin; one a person approved needs only the request to be allowed.
+#[tokio::test]
+async fn an_auto_approved_scheduled_grant_needs_its_approval_again_when_it_begins() {
+    let s = with_window_policies(|_| {}).await;
+    s.clock().set(at("2026-11-25T00:10:00Z"));
+    let alice = s.login("alice").await;
+    let mut body = request_body("prod-db", "read", Some("30m"), "night maintenance");
+    body.start_at = Some(at("2026-11-25T00:40:00Z"));
+    let auto = alice.create_request(&body).await.unwrap();
+    assert_eq!(auto.status.as_str(), "approved", "auto-approved for 00:40");
+    let auto_grant = alice.request(&auto.id).await.unwrap().grant.unwrap();
+    // The night rule narrows to nothing before 00:40.
+    let narrower = WINDOWS.replace("context.utc.hour < 1", "context.utc.hour < 0");
+    std::fs::write(s.settings().policy_dir.as_ref().unwrap().join("windows.cedar"), narrower).unwrap();
+    s.admin.reload().await.unwrap();
+    let by_bob = alice.create_request(&body).await.unwrap();
+    assert_eq!(by_bob.status.as_str(), "pending");
+    let bob_grant = s.login("bob").await.approve(&by_bob.id, "ok").await.unwrap().grant.unwrap();
+    s.clock().set(at("2026-11-25T00:40:00Z"));
+    eventually("the auto-approved grant is refused at its start", || async {
+        alice.grant(&auto_grant.id).await.unwrap().status.as_str() == "revoked"
+    })
+    .await;
+    eventually("the grant bob approved begins", || async {
+        alice.grant(&bob_grant.id).await.unwrap().status.as_str() == "active"
+    })
+    .await;
+}
