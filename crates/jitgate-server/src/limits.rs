@@ -459,9 +459,18 @@ impl<S> StallGuard<S> {
         }
     }
 
-    /// Called when a write is pending: arms the deadline, or says it has passed.
-    fn check(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    /// A write that made progress disarms the deadline; one still pending arms it, and fails
+    /// once it has passed.
+    fn guard<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
         use std::future::Future;
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
         let limit = self.limit;
         let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match sleep.as_mut().poll(cx) {
@@ -489,29 +498,13 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallGuard<S> {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
-            std::task::Poll::Ready(r) => {
-                self.stalled = None;
-                std::task::Poll::Ready(r)
-            }
-            std::task::Poll::Pending => match self.check(cx) {
-                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
-                _ => std::task::Poll::Pending,
-            },
-        }
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.guard(cx, polled)
     }
 
     fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
-        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
-            std::task::Poll::Ready(r) => {
-                self.stalled = None;
-                std::task::Poll::Ready(r)
-            }
-            std::task::Poll::Pending => match self.check(cx) {
-                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
-                _ => std::task::Poll::Pending,
-            },
-        }
+        let polled = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.guard(cx, polled)
     }
 
     fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {

@@ -428,8 +428,14 @@ impl Core {
         })
     }
 
-    /// For changes to a user's factors: a user who has a factor must have proved one lately,
-    /// so a stolen session alone cannot swap the factors.
+    /// Checks `proof` for the caller and makes their session fresh; the method that counted.
+    async fn prove_with_session(&self, caller: &Caller, proof: &MfaProof, action: &str) -> Result<String, ApiError> {
+        let factor = self
+            .verify_factor(&caller.user.name, proof, action, Some(&caller.session.token_hash))
+            .await?;
+        Ok(factor.as_str().to_owned())
+    }
+
     /// For a person with a second factor: the proof given (checked, and the session made
     /// fresh), else a session fresh within `mfa.freshness`, else `mfa_required`. For a person
     /// without one: nothing. Returns the method that counted.
@@ -440,10 +446,7 @@ impl Core {
         action: &str,
     ) -> Result<Option<String>, ApiError> {
         if let Some(proof) = proof {
-            let factor = self
-                .verify_factor(&caller.user.name, proof, action, Some(&caller.session.token_hash))
-                .await?;
-            return Ok(Some(factor.as_str().to_owned()));
+            return self.prove_with_session(caller, proof, action).await.map(Some);
         }
         if self.factors_of(&caller.user.name).await?.is_empty() {
             return Ok(None);
@@ -456,13 +459,10 @@ impl Core {
         Err(err)
     }
 
+    /// For changes to a user's factors: a user who has a factor must have proved one lately,
+    /// so a stolen session alone cannot swap the factors.
     async fn require_fresh_if_enrolled(&self, caller: &Caller, what: &str) -> Result<(), ApiError> {
-        if self.is_fresh(caller) || self.factors_of(&caller.user.name).await?.is_empty() {
-            return Ok(());
-        }
-        let err = mfa_required(what);
-        self.audit_step_up_refusal(caller, what, "-", err.code).await;
-        Err(err)
+        self.prove_factor_if_enrolled(caller, None, what).await.map(|_| ())
     }
 
     pub(crate) async fn audit_step_up_refusal(&self, caller: &Caller, action: &str, target: &str, code: &str) {
@@ -683,10 +683,7 @@ impl Core {
         target: &str,
     ) -> Result<Option<String>, ApiError> {
         if let Some(proof) = proof {
-            let factor = self
-                .verify_factor(&caller.user.name, proof, action, Some(&caller.session.token_hash))
-                .await?;
-            return Ok(Some(factor.as_str().to_owned()));
+            return self.prove_with_session(caller, proof, action).await.map(Some);
         }
         let enrolled = !self.factors_of(&caller.user.name).await?.is_empty();
         if self.settings.mfa_required && !enrolled {

@@ -195,8 +195,7 @@ async fn bootstrap(
 
 async fn login(State(s): State<AppState>, ClientAddr(from): ClientAddr, Json(body): Json<LoginBody>) -> R<jitgate_api::LoginOutcome> {
     s.limits.logins.check_http(from)?;
-    let core = s.clone();
-    Ok(Json(to_the_end(async move { core.login(body).await }).await?))
+    Ok(Json(to_the_end(async move { s.login(body).await }).await?))
 }
 
 async fn login_mfa(
@@ -205,8 +204,7 @@ async fn login_mfa(
     Json(body): Json<LoginMfaBody>,
 ) -> R<jitgate_api::SessionToken> {
     s.limits.logins.check_http(from)?;
-    let core = s.clone();
-    Ok(Json(to_the_end(async move { core.login_mfa(body).await }).await?))
+    Ok(Json(to_the_end(async move { s.login_mfa(body).await }).await?))
 }
 
 async fn login_webauthn(
@@ -505,8 +503,8 @@ async fn set_password(
     P(name): P<String>,
     Json(body): Json<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
-    let (core, name) = (s.clone(), username(&name)?);
-    to_the_end(async move { core.set_password(&caller, &name, body).await }).await?;
+    let name = username(&name)?;
+    to_the_end(async move { s.set_password(&caller, &name, body).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
