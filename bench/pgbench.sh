@@ -119,23 +119,36 @@ up=${UPSTREAM_HOST:-$PGH}
 case $up in /*) relay_up=$up/.s.PGSQL.$PGP;; *) relay_up=$up:$PGP;; esac
 target/release/jitgate-bench bare-relay --listen 127.0.0.1:16546 --upstream "$relay_up" 2>/dev/null & rpid=$!
 
-declare -A TPS P50
+declare -A TPS P50 CPU
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+proxy_pid() { case $1 in jitgate|norec|tls) echo "$jpid";; pgbouncer) cat "$work/pgbouncer.pid";; relay) echo "$rpid";; *) echo "";; esac; }
 run() { # run NAME PORT USER DB PASSWORD ARGS... (SSLMODE: the client's, disable by default)
   local name=$1 port=$2 user=$3 db=$4 pass=$5; shift 5
   local out tps lat p50="" log=()
   # One client: log every transaction, for the median latency (pgbench prints only averages).
   [[ " $* " == *" -c 1 "* ]] && { rm -f "$work"/lat.*; log=(-l --log-prefix="$work/lat"); }
+  local pid before cpu=""
+  pid=$(proxy_pid "$name"); [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   out=$(cd "$work" && PGPASSWORD=$pass PGSSLMODE=${SSLMODE:-disable} pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -T "$T" -j 2 "${log[@]}" "$@" "$db" 2>&1) || { echo "$name $*: FAILED"; echo "$out" | tail -3; return; }
   tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
   lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
   TPS["$name $*"]="${TPS["$name $*"]:-} $tps"
+  # The proxy's own CPU per transaction (µs): steadier than TPS on shared cores, since it does
+  # not depend on how the scheduler shared them out during the run.
+  if [ -n "$pid" ]; then
+    local tx; tx=$(awk '/^number of transactions actually processed: /{print $6; exit}' <<<"$out")
+    cpu=$(python3 -c "print(round(($(cpu_ticks "$pid") - $before) * 1e6 / $(getconf CLK_TCK) / max($tx, 1), 2))")
+    CPU["$name $*"]="${CPU["$name $*"]:-} $cpu"
+    cpu=" proxy_cpu_us_per_tx=$cpu"
+  fi
   if [ ${#log[@]} -gt 0 ]; then
     p50=$(cat "$work"/lat.* | awk '{print $3}' | sort -n | awk '{v[NR]=$1} END {printf "%.4f", v[int((NR+1)/2)]/1000}')
     P50["$name $*"]="${P50["$name $*"]:-} $p50"
     p50=" p50_ms=$p50"
   fi
   sleep 2 # let the pooler's idle server connections go
-  printf '%-9s %-26s tps=%-10s latency_avg_ms=%s%s\n' "$name" "$*" "$tps" "$lat" "$p50"
+  printf '%-9s %-26s tps=%-10s latency_avg_ms=%s%s%s\n' "$name" "$*" "$tps" "$lat" "$p50" "$cpu"
 }
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 case_all() { # the six ways, back to back
@@ -172,6 +185,14 @@ for k in "${!P50[@]}"; do
     d=$(median "${P50["direct $args"]}"); j=$(median "${P50[$k]}"); n=$(median "${P50["norec $args"]}"); t=$(median "${P50["tls $args"]}")
     b=$(median "${P50["pgbouncer $args"]}"); r=$(median "${P50["relay $args"]}")
     printf '%-22s %.4f %.4f %.4f %.4f %.4f %.4f   +%.4f  %+.4f\n' "$args" "$d" "$j" "$n" "$t" "$b" "$r" "$(python3 -c "print($j-$d)")" "$(python3 -c "print($j-$n)")";;
+  esac
+done | sort
+echo "# median proxy CPU per transaction (µs): jitgate norec tls pgbouncer relay; jitgate / relay, jitgate / pgbouncer"
+for k in "${!CPU[@]}"; do
+  case $k in jitgate*) args=${k#jitgate }
+    j=$(median "${CPU[$k]}"); n=$(median "${CPU["norec $args"]}"); t=$(median "${CPU["tls $args"]}")
+    b=$(median "${CPU["pgbouncer $args"]}"); r=$(median "${CPU["relay $args"]}")
+    printf '%-22s %6.2f %6.2f %6.2f %6.2f %6.2f   %.2f  %.2f\n' "$args" "$j" "$n" "$t" "$b" "$r" "$(python3 -c "print($j/max($r,1e-9))")" "$(python3 -c "print($j/max($b,1e-9))")";;
   esac
 done | sort
 echo "# jitgate RSS after the runs: $(awk '/VmRSS/{print $2, $3}' /proc/$jpid/status)"

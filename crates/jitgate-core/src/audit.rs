@@ -170,41 +170,58 @@ fn hash_of(seq: i64, ts: i64, texts: [&String; 4], details_json: &str, prev_hash
 /// level. The keys are sorted here rather than left to `serde_json::Map`, whose order depends
 /// on a cargo feature (`preserve_order`) that any crate in the build can switch on.
 pub fn canonical_json(v: &serde_json::Value) -> String {
-    let mut out = String::with_capacity(128);
+    let mut out = Vec::with_capacity(128);
     write_canonical(v, &mut out);
-    out
+    // serde_json writes valid UTF-8 only, and so does everything here.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Writes `v` as serde_json's compact form with every object's keys sorted, without copying
-/// the value (the events of a busy gateway carry batches of statements).
-fn write_canonical(v: &serde_json::Value, out: &mut String) {
+/// the value and without a string per key or leaf (the events of a busy gateway carry
+/// batches of statements, and this runs once per event on the audit writer's path).
+fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
     match v {
         serde_json::Value::Object(map) => {
-            let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+            out.push(b'{');
+            // Most objects are built with their keys in order already: no sort, no allocation.
+            let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b);
+            if sorted {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    write_entry(i, k, v, out);
                 }
-                out.push_str(&serde_json::to_string(k).unwrap_or_default());
-                out.push(':');
-                write_canonical(v, out);
+            } else {
+                let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    write_entry(i, k, v, out);
+                }
             }
-            out.push('}');
+            out.push(b'}');
         }
         serde_json::Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&serde_json::to_string(other).unwrap_or_default()),
+        // Writing to a Vec cannot fail.
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
+}
+
+fn write_entry(i: usize, key: &str, value: &serde_json::Value, out: &mut Vec<u8>) {
+    if i > 0 {
+        out.push(b',');
+    }
+    let _ = serde_json::to_writer(&mut *out, key);
+    out.push(b':');
+    write_canonical(value, out);
 }
 
 /// The hash an event must carry.

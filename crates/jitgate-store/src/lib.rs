@@ -453,7 +453,7 @@ pub trait WriteTx: Send {
     async fn relax_durability(&mut self) -> Result<()>;
 
     /// Appends an event to the chain, in this transaction.
-    async fn append_audit(&mut self, event: NewEvent, now: Timestamp) -> Result<AuditEvent>;
+    async fn append_audit(&mut self, event: NewEvent, now: Timestamp) -> Result<()>;
     async fn insert_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<()>;
     /// The newest checkpoint, read in this transaction (under the head's lock, so no other
     /// writer adds one meanwhile): what the next checkpoint links to.
