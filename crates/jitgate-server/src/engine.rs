@@ -179,6 +179,10 @@ impl Core {
             // From here until the sleep starts, every new deadline wakes the engine: one added
             // after the read below leaves a permit in the Notify, and the sleep ends at once.
             self.engine.sleeping_until.store(i64::MAX, Ordering::Release);
+            // What other instances announced before the read is in it.
+            if let Some(signal) = &shared {
+                signal.take_earliest();
+            }
             let next = match self.store.next_deadline().await {
                 Ok(n) => n,
                 Err(e) => {
@@ -199,20 +203,13 @@ impl Core {
                 }
                 continue;
             }
-            self.engine
-                .sleeping_until
-                .store(next.map_or(i64::MAX, |t| t.as_millis()), Ordering::Release);
+            let next_ms = next.map_or(i64::MAX, |t| t.as_millis());
+            self.engine.sleeping_until.store(next_ms, Ordering::Release);
             let clock = self.clock.clone();
             let until_deadline = async move {
                 match next {
                     Some(t) => clock.sleep_until(t).await,
                     None => std::future::pending().await,
-                }
-            };
-            let other_instance = async {
-                match &shared {
-                    Some(signal) => signal.notified().await,
-                    None => std::future::pending::<()>().await,
                 }
             };
             let recheck = async {
@@ -222,12 +219,27 @@ impl Core {
                     std::future::pending::<()>().await;
                 }
             };
-            tokio::select! {
-                _ = until_deadline => {}
-                _ = self.engine.notify.notified() => {}
-                _ = other_instance => {}
-                _ = recheck => {}
-                _ = stop.changed() => return,
+            tokio::pin!(until_deadline, recheck);
+            loop {
+                let other_instance = async {
+                    match &shared {
+                        Some(signal) => signal.notified().await,
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = &mut until_deadline => break,
+                    _ = self.engine.notify.notified() => break,
+                    _ = other_instance => {
+                        // A deadline after the one awaited changes nothing: no read (a busy
+                        // store announces one per request and per grant).
+                        if shared.as_ref().is_some_and(|s| s.take_earliest() < next_ms) {
+                            break;
+                        }
+                    }
+                    _ = &mut recheck => break,
+                    _ = stop.changed() => return,
+                }
             }
         }
     }

@@ -685,6 +685,9 @@ impl Core {
         if let Some(proof) = proof {
             return self.prove_with_session(caller, proof, action).await.map(Some);
         }
+        if !needed && !self.settings.mfa_required {
+            return Ok(None);
+        }
         let enrolled = !self.factors_of(&caller.user.name).await?.is_empty();
         if self.settings.mfa_required && !enrolled {
             let err = enrolment_required(action);

@@ -68,14 +68,23 @@ pub struct Subject {
     pub name: Username,
     pub groups: BTreeSet<GroupName>,
     pub is_admin: bool,
+    /// The roles they hold now, read once for all the decisions of one operation (a request
+    /// is decided as a request and for automatic approval, an approval for every stage). A
+    /// subject serves one operation, at one time.
+    live_roles: tokio::sync::OnceCell<BTreeSet<String>>,
 }
 
 impl Subject {
     pub fn of(caller: &Caller) -> Self {
+        Self::new(caller.user.name.clone(), caller.groups.clone(), caller.user.is_admin)
+    }
+
+    pub fn new(name: Username, groups: BTreeSet<GroupName>, is_admin: bool) -> Self {
         Self {
-            name: caller.user.name.clone(),
-            groups: caller.groups.clone(),
-            is_admin: caller.user.is_admin,
+            name,
+            groups,
+            is_admin,
+            live_roles: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -113,8 +122,10 @@ impl Core {
                 .any(|s| s.user == who.name && s.from <= now && now < s.until)
     }
 
-    async fn live_grants(&self, user: &Username, now: Timestamp) -> Result<BTreeSet<String>, ApiError> {
-        Ok(self.store.active_roles_of(user, now).await?.into_iter().collect())
+    async fn live_grants<'s>(&self, who: &'s Subject, now: Timestamp) -> Result<&'s BTreeSet<String>, ApiError> {
+        who.live_roles
+            .get_or_try_init(|| async { Ok(self.store.active_roles_of(&who.name, now).await?.into_iter().collect()) })
+            .await
     }
 
     /// What the policies say about `action` by `who` on what is `asked`, decided at `now`
@@ -122,7 +133,7 @@ impl Core {
     /// `on_call` are those of the moment it begins, and `context.start`/`context.end` its
     /// window; the grants already held are those of `now`.
     pub async fn decide(&self, action: PolicyAction, who: &Subject, asked: &Asked<'_>, now: Timestamp) -> Result<Decision, ApiError> {
-        let grants = self.live_grants(&who.name, now).await?;
+        let grants = self.live_grants(who, now).await?;
         let start = asked.start_at.map_or(now, |s| s.max(now));
         let facts = Facts {
             principal: who.person(),
@@ -131,7 +142,7 @@ impl Core {
             duration: asked.duration,
             reason: asked.reason,
             ticket: asked.ticket,
-            active_grants: &grants,
+            active_grants: grants,
             on_call: self.on_call(who, start),
             now: start,
             window: Some((start, start.saturating_add(asked.duration))),
@@ -142,11 +153,11 @@ impl Core {
 
     /// A person as decisions see them, read from the store.
     pub async fn subject(&self, name: &Username) -> Result<Subject, ApiError> {
-        Ok(Subject {
-            name: name.clone(),
-            groups: self.store.user_groups(name).await?,
-            is_admin: self.store.user(name).await?.is_some_and(|u| u.is_admin),
-        })
+        Ok(Subject::new(
+            name.clone(),
+            self.store.user_groups(name).await?,
+            self.store.user(name).await?.is_some_and(|u| u.is_admin),
+        ))
     }
 
     /// The `approve` decision for each stage of `policy`, with `approver` reviewing `request`
@@ -160,7 +171,7 @@ impl Core {
         policy: &RolePolicy,
         now: Timestamp,
     ) -> Result<Vec<(String, Decision)>, ApiError> {
-        let grants = self.live_grants(&approver.name, now).await?;
+        let grants = self.live_grants(approver, now).await?;
         let engine = self.policy();
         let on_call = self.on_call(approver, now);
         let mut out = Vec::with_capacity(policy.stages.len());
@@ -175,7 +186,7 @@ impl Core {
                 duration: Duration::from_secs(u64::try_from(request.duration_secs).unwrap_or(0)),
                 reason: &request.reason,
                 ticket: request.ticket.as_deref(),
-                active_grants: &grants,
+                active_grants: grants,
                 on_call,
                 now,
                 window: Some((start, start.saturating_add(duration))),
@@ -293,11 +304,7 @@ impl Core {
             None => policy.default_duration,
         };
         let at = body.at.unwrap_or_else(|| self.now());
-        let who = Subject {
-            groups: self.store.user_groups(&user).await?,
-            name: user.clone(),
-            is_admin: record.is_admin,
-        };
+        let who = Subject::new(user.clone(), self.store.user_groups(&user).await?, record.is_admin);
         let asked = Asked {
             resource: &resource,
             role: &role,
@@ -349,11 +356,7 @@ impl Core {
             acknowledged_by: None,
             acknowledged_at: None,
         };
-        let someone_else = Subject {
-            name: hypothetical.requester.clone(),
-            groups: BTreeSet::new(),
-            is_admin: false,
-        };
+        let someone_else = Subject::new(hypothetical.requester.clone(), BTreeSet::new(), false);
         for (stage, d) in self
             .stage_decisions(&who, &someone_else, &hypothetical, &resource, &policy, at)
             .await?

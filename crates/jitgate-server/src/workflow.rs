@@ -318,7 +318,7 @@ impl Core {
             Some(DomainError::SelfApprovalForbidden)
         } else if self
             .approver(
-                &caller.user.name,
+                Subject::of(caller),
                 &self.subject(&request.requester).await?,
                 &request,
                 &resource,
@@ -382,14 +382,13 @@ impl Core {
     /// approve for, and the forbids that stopped them where a stage would have let them.
     async fn approver(
         &self,
-        name: &Username,
+        who: Subject,
         requester: &Subject,
         request: &AccessRequest,
         resource: &Resource,
         policy: &jitgate_core::policy::RolePolicy,
         now: Timestamp,
     ) -> Result<(Approver, Vec<String>), ApiError> {
-        let who = self.subject(name).await?;
         let (stages, forbids) = self.approver_stages(&who, requester, request, resource, policy, now).await?;
         Ok((
             Approver {
@@ -479,11 +478,14 @@ impl Core {
         if r.requester == caller.user.name || self.is_audit_reader(caller) {
             return Ok(true);
         }
-        Ok(self
-            .store
-            .resource(&r.resource)
-            .await?
-            .is_some_and(|res| res.roles.get(&r.role).is_some_and(|p| p.is_approver(&caller.groups))))
+        Ok(self.sees_request(caller, r, self.store.resource(&r.resource).await?.as_ref()))
+    }
+
+    /// [`Core::may_see_request`] with the request's resource read already.
+    fn sees_request(&self, caller: &Caller, r: &AccessRequest, resource: Option<&Resource>) -> bool {
+        r.requester == caller.user.name
+            || self.is_audit_reader(caller)
+            || resource.is_some_and(|res| res.roles.get(&r.role).is_some_and(|p| p.is_approver(&caller.groups)))
     }
 
     pub async fn list_requests(
@@ -590,7 +592,8 @@ impl Core {
                 .filter(|r| r.decision == Decision::Approve)
                 .filter_map(|r| r.reviewer.person())
             {
-                approvers.push(self.approver(name, &requester, &request, res, p, now).await?.0);
+                let who = self.subject(name).await?;
+                approvers.push(self.approver(who, &requester, &request, res, p, now).await?.0);
             }
         }
         let stages = role.map(|p| p.stages.clone()).unwrap_or_default();
@@ -617,11 +620,12 @@ impl Core {
         // The second factor comes first, outside the review's transaction: checking it is a
         // change of its own (the code is used up, the attempt counted) whatever the review does.
         let pending = self.store.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
+        let resource = self.store.resource(&pending.resource).await?;
         // One who may not see it learns nothing, not even that it exists.
-        if !self.may_see_request(caller, &pending).await? {
+        if !self.sees_request(caller, &pending, resource.as_ref()) {
             return Err(self.hidden(caller, &action, id, "request").await);
         }
-        let needed = match self.store.resource(&pending.resource).await? {
+        let needed = match &resource {
             Some(r) => r.role(&pending.role).is_ok_and(|p| p.needs_mfa(MfaAction::Approve)) && decision == Decision::Approve,
             None => true,
         };
@@ -633,29 +637,29 @@ impl Core {
             self.step_up(caller, needed, body.mfa.as_ref(), &action, id).await?
         };
         let now = self.now();
+        let resource = resource.ok_or_else(|| DomainError::UnknownResource(pending.resource.to_string()))?;
+        let policy = resource.role(&pending.role)?;
+        // Who may approve for which stage is the policies' say (the stage groups are policies
+        // too). The reviewer and the requester are weighed before the transaction begins: what
+        // they are does not depend on what it reads (a request's resource, role, window and
+        // reason never change), and every writer waits while a transaction holds the audit head.
+        let requester = self.subject(&pending.requester).await?;
+        let (me, forbids) = self
+            .approver(Subject::of(caller), &requester, &pending, &resource, policy, now)
+            .await?;
         let (mut tx, start) = self.begin().await?;
         let request = tx.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
-        let resource = self
-            .store
-            .resource(&request.resource)
-            .await?
-            .ok_or_else(|| DomainError::UnknownResource(request.resource.to_string()))?;
-        let policy = resource.role(&request.role)?;
         let earlier = tx.reviews(id).await?;
-        // Who may approve for which stage is the policies' say (the stage groups are policies
-        // too); each earlier approver is weighed as of now, like the reviewer.
+        // Each earlier approver is weighed as of now, like the reviewer.
         let mut earlier_approvers = Vec::new();
-        let requester = self.subject(&request.requester).await?;
         for name in earlier
             .iter()
             .filter(|r| r.decision == Decision::Approve)
             .filter_map(|r| r.reviewer.person())
         {
-            earlier_approvers.push(self.approver(name, &requester, &request, &resource, policy, now).await?.0);
+            let who = self.subject(name).await?;
+            earlier_approvers.push(self.approver(who, &requester, &request, &resource, policy, now).await?.0);
         }
-        let (me, forbids) = self
-            .approver(&caller.user.name, &requester, &request, &resource, policy, now)
-            .await?;
         if request.requester != caller.user.name && me.stages.as_ref().is_some_and(BTreeSet::is_empty) && !forbids.is_empty() {
             drop(tx);
             let e = DomainError::ForbiddenByPolicy {

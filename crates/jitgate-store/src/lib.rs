@@ -271,13 +271,50 @@ impl Source {
     }
 }
 
+/// New deadlines that other instances (or this one) committed to a shared store.
+#[derive(Debug)]
+pub struct DeadlineSignal {
+    notify: tokio::sync::Notify,
+    /// The earliest deadline announced since the last [`DeadlineSignal::take_earliest`], in
+    /// milliseconds; `i64::MIN` when one of unknown time was (look again), `i64::MAX` none.
+    earliest: std::sync::atomic::AtomicI64,
+}
+
+impl Default for DeadlineSignal {
+    fn default() -> Self {
+        Self {
+            notify: tokio::sync::Notify::new(),
+            earliest: std::sync::atomic::AtomicI64::new(i64::MAX),
+        }
+    }
+}
+
+impl DeadlineSignal {
+    /// A deadline at `at` (milliseconds), or one of unknown time (`None`: a notification
+    /// without its time, or notifications that may have been missed).
+    pub fn announce(&self, at: Option<i64>) {
+        self.earliest.fetch_min(at.unwrap_or(i64::MIN), std::sync::atomic::Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    /// The earliest deadline announced since the last call, and forgets it.
+    pub fn take_earliest(&self) -> i64 {
+        self.earliest.swap(i64::MAX, std::sync::atomic::Ordering::AcqRel)
+    }
+}
+
 /// Reads that need no transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     /// For a store shared by several instances: fires when any instance added a deadline (a
-    /// request or a grant), so each expiry engine re-reads its next deadline.
-    fn deadline_signal(&self) -> Option<Arc<tokio::sync::Notify>>;
+    /// request or a grant), with the earliest one it added, so each expiry engine re-reads
+    /// its next deadline only when one comes before it.
+    fn deadline_signal(&self) -> Option<Arc<DeadlineSignal>>;
     /// For a store shared by several instances: the session kills any of them commits
     /// ([`WriteTx::send_session_kill`]). `None` for a store one process uses alone.
     fn session_kills(&self) -> Option<KillFeed>;

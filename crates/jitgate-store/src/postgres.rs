@@ -11,7 +11,7 @@ pub struct PgStore {
     read: PgPool,
     write: PgPool,
     cache: std::sync::Arc<crate::cache::Cache>,
-    deadline_signal: Option<std::sync::Arc<tokio::sync::Notify>>,
+    deadline_signal: Option<std::sync::Arc<crate::DeadlineSignal>>,
     kills: broadcast::Sender<SessionKill>,
     listening: watch::Receiver<bool>,
     _listener: std::sync::Arc<ListenerTask>,
@@ -45,7 +45,7 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let signal = std::sync::Arc::new(tokio::sync::Notify::new());
+        let signal = std::sync::Arc::new(crate::DeadlineSignal::default());
         let first = listen(&pool).await?;
         let (kills, _) = broadcast::channel(1024);
         let (listening_tx, listening) = watch::channel(true);
@@ -77,7 +77,7 @@ impl PgStore {
 async fn run_listener(
     pool: PgPool,
     first: PgListener,
-    deadlines: std::sync::Arc<tokio::sync::Notify>,
+    deadlines: std::sync::Arc<crate::DeadlineSignal>,
     kills: broadcast::Sender<SessionKill>,
     listening: watch::Sender<bool>,
 ) {
@@ -88,7 +88,7 @@ async fn run_listener(
             None => match listen(&pool).await {
                 Ok(l) => {
                     listening.send_replace(true);
-                    deadlines.notify_one();
+                    deadlines.announce(None);
                     tracing::info!("store notifications resumed");
                     l
                 }
@@ -110,7 +110,8 @@ async fn run_listener(
                     Some(kill) => drop(kills.send(kill)),
                     None => tracing::warn!(payload = n.payload(), "unreadable session kill notification"),
                 },
-                Ok(Some(_)) => deadlines.notify_one(),
+                // The payload is the earliest deadline the transaction added (milliseconds).
+                Ok(Some(n)) => deadlines.announce(n.payload().parse().ok()),
                 Ok(None) => break "connection lost".to_owned(),
                 Err(e) => break e.to_string(),
             }

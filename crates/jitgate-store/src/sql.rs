@@ -266,7 +266,7 @@ macro_rules! impl_store {
                 $backend
             }
 
-            fn deadline_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+            fn deadline_signal(&self) -> Option<std::sync::Arc<crate::DeadlineSignal>> {
                 self.deadline_signal.clone()
             }
 
@@ -291,7 +291,7 @@ macro_rules! impl_store {
                         ChainHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? }
                     }
                 };
-                Ok(Box::new($tx { head, tx, appended: Vec::new(), appended_details: Vec::new(), poisoned: false, slot, resources_changed: false, deadlines_changed: false }))
+                Ok(Box::new($tx { head, tx, appended: Vec::new(), appended_details: Vec::new(), poisoned: false, slot, resources_changed: false, earliest_deadline: None }))
             }
 
             async fn user(&self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
@@ -614,7 +614,9 @@ macro_rules! impl_store {
             poisoned: bool,
             slot: crate::cache::HeadSlot,
             resources_changed: bool,
-            deadlines_changed: bool,
+            /// The earliest deadline this transaction added (milliseconds), announced to every
+            /// instance at commit.
+            earliest_deadline: Option<i64>,
         }
 
         impl $tx {
@@ -627,6 +629,10 @@ macro_rules! impl_store {
                 } else {
                     StoreError::Database(e)
                 }
+            }
+
+            fn deadline_added(&mut self, at_ms: i64) {
+                self.earliest_deadline = Some(self.earliest_deadline.map_or(at_ms, |e| e.min(at_ms)));
             }
         }
 
@@ -796,7 +802,7 @@ macro_rules! impl_store {
             }
 
             async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
-                self.deadlines_changed = true;
+                self.deadline_added(r.expires_at.as_millis());
                 let sql = format!("INSERT INTO requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)");
                 sqlx::query(&sql)
                     .bind(&r.id)
@@ -858,7 +864,9 @@ macro_rules! impl_store {
             }
 
             async fn insert_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
-                self.deadlines_changed = true;
+                if let Some(d) = g.next_deadline() {
+                    self.deadline_added(d.as_millis());
+                }
                 let sql = format!("INSERT INTO grants ({GRANT_COLS}, next_deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
                 sqlx::query(&sql)
                     .bind(&g.id)
@@ -1298,9 +1306,10 @@ macro_rules! impl_store {
                     return Err(StoreError::Aborted);
                 }
                 // The audit_head row follows by trigger (see the migration).
-                if $backend == "postgres" && self.deadlines_changed {
-                    // Delivered at commit to every instance's expiry engine (see PgStore).
-                    sqlx::query("SELECT pg_notify($1, '')").bind(crate::DEADLINE_CHANNEL).execute(&mut *self.tx).await?;
+                if let Some(at) = self.earliest_deadline.filter(|_| $backend == "postgres") {
+                    // Delivered at commit to every instance's expiry engine (see PgStore), with
+                    // the time, so an engine waiting for an earlier deadline reads nothing.
+                    sqlx::query("SELECT pg_notify($1, $2)").bind(crate::DEADLINE_CHANNEL).bind(at.to_string()).execute(&mut *self.tx).await?;
                 }
                 let mut details = std::mem::take(&mut self.appended_details).into_iter();
                 for chunk in self.appended.chunks(1000) {

@@ -18,7 +18,7 @@ pub struct SqliteStore {
     /// Held while the store is open for writing: the cache is only right for the sole writer.
     _lock: Option<std::sync::Arc<std::fs::File>>,
     /// One process writes a SQLite file, so nobody else adds deadlines.
-    deadline_signal: Option<std::sync::Arc<tokio::sync::Notify>>,
+    deadline_signal: Option<std::sync::Arc<crate::DeadlineSignal>>,
 }
 
 impl SqliteStore {
