@@ -526,3 +526,23 @@ pub async fn open_read_only(url: &str) -> Result<Arc<dyn Store>> {
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DeadlineSignal;
+
+    #[test]
+    fn a_deadline_signal_keeps_the_earliest_announced_until_taken() {
+        let s = DeadlineSignal::default();
+        assert_eq!(s.take_earliest(), i64::MAX, "none announced");
+        s.announce(Some(5_000));
+        s.announce(Some(3_000));
+        s.announce(Some(9_000));
+        assert_eq!(s.take_earliest(), 3_000);
+        assert_eq!(s.take_earliest(), i64::MAX, "taken once");
+        // A notification without a time (or a listener that reconnected) means: look again.
+        s.announce(Some(1_000));
+        s.announce(None);
+        assert_eq!(s.take_earliest(), i64::MIN);
+    }
+}
