@@ -1,7 +1,7 @@
 //! Request and response bodies of the HTTP API under `/api/v1`. Domain records (requests,
 //! reviews, grants, audit events) travel as the domain types themselves.
 
-use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, VerifyError, VerifyReport};
+use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, SignedHead, VerifyError, VerifyReport};
 use jitgate_core::grant::Grant;
 use jitgate_core::names::{GroupName, Username};
 use jitgate_core::policy::Resource;
@@ -622,6 +622,10 @@ pub enum ExportLine {
         /// The last checkpoint at or before `since`, which the file's first checkpoint links to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         anchor: Option<Checkpoint>,
+        /// The server's signed word on the head the file ends at and when it was taken
+        /// (`GET /audit/head`). Files from before it have none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<SignedHead>,
     },
     Event(AuditEvent),
     Checkpoint(Checkpoint),

@@ -368,6 +368,47 @@ pub fn sign_checkpoint(key: &SigningKey, head: &ChainHead, ts: i64, prev: Checkp
     cp
 }
 
+/// The head as the server saw it when an audit export was taken, signed with the audit key:
+/// a file whose tail was cut, or whose export time was moved back (to hide checkpoints a
+/// witness took later), no longer matches what it says. Not stored: it vouches for one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHead {
+    pub seq: i64,
+    pub hash: String,
+    /// When it was read, in milliseconds.
+    pub ts: i64,
+    pub key_id: String,
+    pub signature: String,
+}
+
+fn head_message(h: &SignedHead) -> Vec<u8> {
+    // Its own prefix: no checkpoint signature can pass for a head's, nor the reverse.
+    let mut m = b"jitgate-audit-export-head-v1\0".to_vec();
+    m.extend_from_slice(&h.seq.to_be_bytes());
+    m.extend_from_slice(&(h.hash.len() as u32).to_be_bytes());
+    m.extend_from_slice(h.hash.as_bytes());
+    m.extend_from_slice(&h.ts.to_be_bytes());
+    m
+}
+
+pub fn sign_head(key: &SigningKey, head: &ChainHead, ts: i64) -> SignedHead {
+    let mut h = SignedHead {
+        seq: head.seq,
+        hash: head.hash.clone(),
+        ts,
+        key_id: key_id(&key.verifying_key()),
+        signature: String::new(),
+    };
+    h.signature = hex::encode(key.sign(&head_message(&h)).to_bytes());
+    h
+}
+
+pub fn head_signature_ok(key: &VerifyingKey, h: &SignedHead) -> bool {
+    let Ok(bytes) = hex::decode(&h.signature) else { return false };
+    let Ok(sig) = Signature::from_slice(&bytes) else { return false };
+    key.verify_strict(&head_message(h), &sig).is_ok()
+}
+
 pub fn checkpoint_signature_ok(key: &VerifyingKey, cp: &Checkpoint) -> bool {
     let Ok(bytes) = hex::decode(&cp.signature) else { return false };
     let Ok(sig) = Signature::from_slice(&bytes) else { return false };
@@ -404,6 +445,9 @@ pub enum VerifyError {
     BrokenCheckpointChain { seq: i64, why: String },
     #[error("checkpoint at event {seq}: differs from the witness's copy")]
     WitnessMismatch { seq: i64 },
+    /// An export does not end where the head the server signed for it says.
+    #[error("event {seq}: {why}")]
+    ExportHead { seq: i64, why: String },
     #[error("event {seq}: events {seq}..={last} are not covered by any checkpoint though the first is {age_ms} ms old (checkpoints come every {interval_ms} ms: one was deleted, or the writer stopped checkpointing)")]
     UncoveredTail {
         seq: i64,
@@ -426,6 +470,7 @@ impl VerifyError {
             | Self::MissingCheckpoint { seq, .. }
             | Self::BrokenCheckpointChain { seq, .. }
             | Self::WitnessMismatch { seq }
+            | Self::ExportHead { seq, .. }
             | Self::UncoveredTail { seq, .. } => *seq,
             Self::Gap { expected, .. } => *expected,
             Self::HeadMismatch { seq, head } => (*seq + 1).min(*head),
@@ -739,6 +784,37 @@ mod tests {
 
     fn key() -> SigningKey {
         SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    #[test]
+    fn a_signed_head_holds_its_place_and_time() {
+        let head = ChainHead {
+            seq: 12,
+            hash: "ab".repeat(32),
+        };
+        let h = sign_head(&key(), &head, 1_000);
+        assert!(head_signature_ok(&key().verifying_key(), &h));
+        for edited in [
+            SignedHead { seq: 11, ..h.clone() },
+            SignedHead { ts: 999, ..h.clone() },
+            SignedHead {
+                hash: "cd".repeat(32),
+                ..h.clone()
+            },
+        ] {
+            assert!(!head_signature_ok(&key().verifying_key(), &edited), "{edited:?}");
+        }
+        let other = SigningKey::from_bytes(&[8u8; 32]);
+        assert!(!head_signature_ok(&other.verifying_key(), &h));
+        // A checkpoint's signature over the same head does not pass for a head's.
+        let cp = sign_checkpoint(&key(), &head, 1_000, CheckpointLink::genesis(), None);
+        assert!(!head_signature_ok(
+            &key().verifying_key(),
+            &SignedHead {
+                signature: cp.signature,
+                ..h
+            }
+        ));
     }
 
     #[test]

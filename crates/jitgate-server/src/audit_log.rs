@@ -263,6 +263,13 @@ impl Core {
         })
     }
 
+    /// The committed head, signed now, for an export to end at.
+    pub async fn signed_head(&self, caller: &Caller) -> Result<jitgate_core::audit::SignedHead, ApiError> {
+        self.require_audit_reader(caller, "audit_head").await?;
+        let head = self.store.audit_head().await?;
+        Ok(jitgate_core::audit::sign_head(&self.signing_key, &head, self.now().as_millis()))
+    }
+
     pub fn audit_key(&self) -> AuditKey {
         let public = self.signing_key.verifying_key();
         AuditKey {

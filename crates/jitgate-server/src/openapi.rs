@@ -263,6 +263,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     ep(
         "get",
+        "/audit/head",
+        "The committed head, signed with the audit key, for an export to end at",
+        true,
+        None,
+        "SignedHead",
+    ),
+    ep(
+        "get",
         "/audit/public-key",
         "The Ed25519 key that signs audit checkpoints",
         true,
@@ -758,6 +766,16 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("AuditKey", &[("key_id", "string"), ("public_key", "string")]),
+    (
+        "SignedHead",
+        &[
+            ("seq", "integer"),
+            ("hash", "string"),
+            ("ts", "integer"),
+            ("key_id", "string"),
+            ("signature", "string"),
+        ],
+    ),
     (
         "CreateUserBody",
         &[

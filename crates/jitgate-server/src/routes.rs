@@ -124,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/verify", get(audit_verify))
         .route("/audit/status", get(audit_status))
         .route("/audit/public-key", get(audit_key))
+        .route("/audit/head", get(audit_head))
         .route("/admin/users", get(list_users).post(create_user))
         .route("/admin/users/{name}/disable", post(disable_user))
         .route("/admin/users/{name}/enable", post(enable_user))
@@ -467,6 +468,10 @@ async fn audit_verify(State(s): State<AppState>, caller: Caller) -> R<jitgate_ap
 
 async fn audit_status(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::AuditStatus> {
     Ok(Json(s.audit_status(&caller).await?))
+}
+
+async fn audit_head(State(s): State<AppState>, caller: Caller) -> R<jitgate_core::audit::SignedHead> {
+    Ok(Json(s.signed_head(&caller).await?))
 }
 
 async fn audit_key(State(s): State<AppState>, _caller: Caller) -> R<jitgate_api::AuditKey> {

@@ -7,7 +7,7 @@ use crate::output;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use jitgate_api::{ExportLine, VerifyOutcome, EXPORT_FORMAT};
-use jitgate_core::audit::{AuditEvent, ChainHead, ChainVerifier, Checkpoint, VerifyReport};
+use jitgate_core::audit::{AuditEvent, ChainHead, ChainVerifier, Checkpoint, VerifyError, VerifyReport};
 use jitgate_core::Timestamp;
 use jitgate_server::audit_log::{parse_public_key, public_keys_beside, verify_store, VerifyingKey};
 use jitgate_server::clock::{Clock, SystemClock};
@@ -143,7 +143,7 @@ fn verify_file(path: &Path, keys: Vec<VerifyingKey>, witness: Option<Vec<Checkpo
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut header_key = None;
     let mut start = None;
-    let mut exported_at = None;
+    let mut signed_head = None;
     let mut events: Vec<AuditEvent> = Vec::new();
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
@@ -159,10 +159,10 @@ fn verify_file(path: &Path, keys: Vec<VerifyingKey>, witness: Option<Vec<Checkpo
                 public_key,
                 since,
                 anchor,
-                exported_at: at,
+                head,
                 ..
             } => {
-                exported_at = Some(at);
+                signed_head = head;
                 if format != EXPORT_FORMAT {
                     bail!("{}: unknown export format {format}", path.display());
                 }
@@ -185,16 +185,24 @@ fn verify_file(path: &Path, keys: Vec<VerifyingKey>, witness: Option<Vec<Checkpo
     } else {
         keys
     };
+    // The head the server signed for this file, checked once the chain itself holds: the
+    // events must end exactly there. Taking it out of the header must not take its check
+    // with it.
+    let Some(signed_head) = signed_head else {
+        let why =
+            "the export has no signed head in its header (it was removed, or an older jitgate made the file: export it again)".to_owned();
+        return Ok((Err(VerifyError::ExportHead { seq: 0, why }).into(), notes));
+    };
+    let head_signed = keys.iter().any(|k| jitgate_core::audit::head_signature_ok(k, &signed_head));
     let mut v = ChainVerifier::new(keys, checkpoints);
     if let Some(mut w) = witness {
         // The witness goes on after the export was taken: what it took later is not in the
-        // file. (The export time is the file's own word: compare the last event with what
-        // you expect.)
-        if let Some(at) = exported_at {
-            w.retain(|c| c.ts <= at.as_millis());
-        }
+        // file. The signed head says where the file ends; without one, the export time (the
+        // file's own word) is all there is.
+        w.retain(|c| c.seq <= signed_head.seq);
         v = v.with_witness(w);
     }
+    let since_head = start.as_ref().map(|(s, _)| s.clone());
     if let Some((since, anchor)) = start {
         if anchor.as_ref().is_none_or(|a| a.seq != since.seq) {
             notes.push(format!(
@@ -210,9 +218,45 @@ fn verify_file(path: &Path, keys: Vec<VerifyingKey>, witness: Option<Vec<Checkpo
     let walked = events.iter().try_for_each(|e| v.push(e));
     let outcome = match walked {
         Err(err) => Err(err).into(),
-        Ok(()) => v.finish(None).into(),
+        Ok(()) if !head_signed => {
+            let why = "the head the file says the server signed is not signed by the audit key (its header was edited)".to_owned();
+            Err(VerifyError::ExportHead { seq: signed_head.seq, why }).into()
+        }
+        Ok(()) => match short_of_signed_head(&events, since_head.as_ref(), &signed_head) {
+            Some(err) => Err(err).into(),
+            None => v.finish(None).into(),
+        },
     };
     Ok((outcome, notes))
+}
+
+/// Where a file whose chain holds together still parts from the head the server signed for
+/// it: cut short, or run on past it.
+fn short_of_signed_head(events: &[AuditEvent], since: Option<&ChainHead>, h: &jitgate_core::audit::SignedHead) -> Option<VerifyError> {
+    let first = since.map_or(0, |s| s.seq);
+    let end = events
+        .last()
+        .map_or((first, since.map(|s| s.hash.as_str())), |e| (e.seq, Some(e.hash.as_str())));
+    if end.0 == h.seq && (end.0 == first || end.1 == Some(h.hash.as_str())) {
+        return None;
+    }
+    let (seq, why) = if end.0 < h.seq {
+        (
+            end.0 + 1,
+            format!(
+                "missing: the server signed the head as event {} when the file was exported (the tail was cut off)",
+                h.seq
+            ),
+        )
+    } else if end.0 > h.seq {
+        (
+            h.seq + 1,
+            format!("is past the head the server signed for this export (event {})", h.seq),
+        )
+    } else {
+        (h.seq, "differs from the head the server signed for this export".to_owned())
+    };
+    Some(VerifyError::ExportHead { seq, why })
 }
 
 /// Says, loudly and on stderr, that the key that checks the log came from beside the log.
@@ -442,8 +486,15 @@ async fn export(ctx: &Ctx, output: Option<PathBuf>, since: i64) -> Result<ExitCo
     // Taken before reading: every checkpoint a witness took until then covers events read here.
     let exported_at = now();
     let key = c.audit_key().await?;
+    // The server's signed word on where the log stood: the file ends exactly there, so a cut
+    // tail or a moved export time shows against it.
+    let head = c.audit_signed_head().await?;
     let since = since.max(0);
-    let events = c.all_audit_events(since).await?;
+    if since > head.seq {
+        bail!("there is no event {since}: the log ends at {}", head.seq);
+    }
+    let mut events = c.all_audit_events(since).await?;
+    events.retain(|e| e.seq <= head.seq);
     let last = events.last().map_or(since, |e| e.seq);
     // Checkpoints written after the events were read would say events were cut off.
     let all: Vec<Checkpoint> = c
@@ -478,6 +529,7 @@ async fn export(ctx: &Ctx, output: Option<PathBuf>, since: i64) -> Result<ExitCo
         exported_at,
         anchor: start.as_ref().and_then(|_| before.last().cloned()),
         since: start,
+        head: Some(head),
     };
     writeln!(out, "{}", serde_json::to_string(&header)?)?;
     let n = events.len();

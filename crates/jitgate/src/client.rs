@@ -332,6 +332,9 @@ impl Client {
     pub async fn audit_status(&self) -> Result<jitgate_api::AuditStatus> {
         self.call(Method::GET, "/audit/status", None, None).await
     }
+    pub async fn audit_signed_head(&self) -> Result<jitgate_core::audit::SignedHead> {
+        self.call(Method::GET, "/audit/head", None, None).await
+    }
     pub async fn audit_key(&self) -> Result<AuditKey> {
         self.call(Method::GET, "/audit/public-key", None, None).await
     }

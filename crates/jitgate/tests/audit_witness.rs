@@ -439,6 +439,64 @@ async fn an_insider_editing_an_export_is_caught_by_the_witness() {
             a.names
         );
     }
+
+    // The header is the insider's to edit too. Cut the tail and move the export time back
+    // before the witness's later checkpoints: the head the server signed still says where the
+    // file ended, with or without the witness.
+    let ExportLine::Header {
+        format,
+        key_id,
+        public_key,
+        exported_at,
+        since,
+        anchor,
+        head,
+    } = header.clone()
+    else {
+        unreachable!()
+    };
+    let signed = head.clone().expect("an export carries the server's signed head");
+    assert_eq!(signed.seq, log.head.seq, "the file ends at the head the server signed");
+    let mut cut = log.clone();
+    let keep = cut.events.len() - 3;
+    cut.events.truncate(keep);
+    let new_end = cut.events.last().unwrap().seq;
+    cut.checkpoints.retain(|c| c.seq <= new_end);
+    let first_cut_ts = log.events[keep].ts;
+    let with = |head: Option<jitgate_core::audit::SignedHead>| ExportLine::Header {
+        format: format.clone(),
+        key_id: key_id.clone(),
+        public_key: public_key.clone(),
+        exported_at: jitgate_core::Timestamp::from_millis(first_cut_ts.min(exported_at.as_millis()) - 1),
+        since: since.clone(),
+        anchor: anchor.clone(),
+        head,
+    };
+    let forged = jitgate_core::audit::SignedHead {
+        seq: new_end,
+        hash: cut.events.last().unwrap().hash.clone(),
+        ..signed.clone()
+    };
+    let b = bad.to_str().unwrap();
+    for (what, head, says) in [
+        (
+            "the signed head kept",
+            Some(signed.clone()),
+            format!("FAILED verification at event {0}: event {0}: missing", new_end + 1),
+        ),
+        ("the head moved to the cut", Some(forged), "header was edited".to_owned()),
+        ("the head taken out", None, "no signed head".to_owned()),
+    ] {
+        write_export(&bad, &cut, &with(head));
+        for args in [
+            vec!["audit", "verify", "--file", b, "--public-key", &key, "--witness", w],
+            vec!["audit", "verify", "--file", b, "--public-key", &key],
+        ] {
+            let out = jitgate(&args).await;
+            assert_eq!(out.code, 1, "{what}: {out:?}");
+            assert!(out.stdout.contains(&says), "{what}: expected {says:?}: {out:?}");
+        }
+    }
 }
 
 fn s_path(beside: &Path, name: &str) -> PathBuf {
