@@ -3,6 +3,9 @@
 # sudo). Sourced by scripts/test.sh; .ci/run runs it before the lints, which build too.
 #   gcc, pkg-config, libssl-dev  C parts: SQLite, and OpenSSL for webauthn-rs
 #   postgresql-client            psql and pg_isready for the PostgreSQL tests
+#   postgresql                   initdb, pg_ctl and postgres (/usr/lib/postgresql/*/bin) for the
+#                                tests that run a throwaway cluster of their own (gateway
+#                                logins, a store that stops and comes back)
 #   oathtool                     an independent TOTP implementation the tests check against
 set -euo pipefail
 
@@ -10,7 +13,7 @@ deps_log() { printf '[deps] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in gcc pkg-config libssl-dev postgresql-client oathtool; do
+for pkg in gcc pkg-config libssl-dev postgresql-client postgresql oathtool; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

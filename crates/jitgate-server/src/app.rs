@@ -74,7 +74,7 @@ impl Application {
         if settings.store_url.is_none() {
             create_private_dir(&settings.data_dir).map_err(|e| StartError::DataDir(settings.data_dir.display().to_string(), e))?;
         }
-        let store = jitgate_store::open(&settings.store_url()).await?;
+        let store = jitgate_store::open_with_timeout(&settings.store_url(), settings.store_timeout).await?;
         let key = load_or_create_signing_key(&settings.signing_key_path()).map_err(StartError::Key)?;
         for w in &settings.witnesses {
             if let crate::config::WitnessTarget::File(p) = w {
@@ -167,6 +167,7 @@ impl Application {
         let provisioner = tokio::spawn(crate::ephemeral::run_provisioner(self.core.clone(), self.stop_tx.subscribe()));
         let housekeeping = tokio::spawn(crate::limits::run_housekeeping(self.core.clone(), self.stop_tx.subscribe()));
         let checkpointer = tokio::spawn(self.core.clone().run_checkpointer(self.stop_tx.subscribe()));
+        let readiness = tokio::spawn(crate::readiness::run(self.core.clone(), self.stop_tx.subscribe()));
         let witnesses: Vec<_> = self
             .core
             .witnesses
@@ -189,6 +190,7 @@ impl Application {
         let _ = provisioner.await;
         let _ = housekeeping.await;
         let _ = checkpointer.await;
+        let _ = readiness.await;
         for w in witnesses {
             let _ = w.await;
         }

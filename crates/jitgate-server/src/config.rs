@@ -18,6 +18,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `None`: SQLite at `data_dir/jitgate.db`.
     pub store_url: Option<String>,
+    /// How long a PostgreSQL store operation, or taking or opening a connection for it, may
+    /// take before it fails (503 `store_unavailable`).
+    pub store_timeout: Duration,
     pub session_idle: Duration,
     pub session_max: Duration,
     /// `None`: `data_dir/audit-signing.key`.
@@ -108,6 +111,7 @@ impl Default for Settings {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("jitgate-data"),
             store_url: None,
+            store_timeout: jitgate_store::DEFAULT_TIMEOUT,
             session_idle: Duration::from_secs(3600),
             session_max: Duration::from_secs(12 * 3600),
             signing_key_file: None,
@@ -208,6 +212,8 @@ struct ServerSection {
 #[serde(deny_unknown_fields)]
 struct StoreSection {
     url: Option<String>,
+    #[serde(default, with = "opt_duration")]
+    timeout: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -380,6 +386,15 @@ impl Settings {
         let err_key = |key: &str, reason: String| err_at(text.find(key.rsplit('.').next().unwrap_or(key)).unwrap_or(0), reason);
         apply_limits(&mut settings, &parsed, &err_key)?;
         settings.store_url = parsed.store.url;
+        match parsed.store.timeout {
+            Some(d) if d.is_zero() => {
+                // `timeout` alone would find `[server]`'s `header_timeout` first.
+                let at = text.find("[store]").and_then(|i| text[i..].find("timeout").map(|j| i + j));
+                return Err(err_at(at.unwrap_or(0), "store.timeout must be longer than 0s".into()));
+            }
+            Some(d) => settings.store_timeout = d,
+            None => {}
+        }
         if let Some(h) = parsed.policy.start_at_horizon {
             settings.start_at_horizon = h;
         }
@@ -720,6 +735,15 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
             assert!(e.reason.contains("must be"), "{e}");
             assert_eq!(e.line, 2, "{e}");
         }
+    }
+
+    #[test]
+    fn the_store_timeout_is_read_and_zero_is_refused() {
+        assert_eq!(Settings::default().store_timeout, Duration::from_secs(1));
+        let s = Settings::from_toml("x.toml", "[store]\nurl = \"postgres://x@h/db\"\ntimeout = \"250ms\"\n").unwrap();
+        assert_eq!(s.store_timeout, Duration::from_millis(250));
+        let e = Settings::from_toml("x.toml", "[server]\nheader_timeout = \"5s\"\n[store]\ntimeout = \"0s\"\n").unwrap_err();
+        assert!(e.reason.contains("store.timeout must be longer than 0s") && e.line == 4, "{e}");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct Core {
     pub limits: crate::limits::Limits,
     /// Where checkpoints are published outside the database.
     pub witnesses: crate::witness::Witnesses,
+    /// Whether the store answered its last probe: what `/readyz` says without waiting on it.
+    pub readiness: crate::readiness::Readiness,
     pub(crate) witness_http: std::sync::OnceLock<reqwest::Client>,
 }
 
@@ -155,6 +157,7 @@ impl Core {
             gateway_ca: std::sync::OnceLock::new(),
             limits,
             witnesses: crate::witness::Witnesses::new(&settings_witnesses),
+            readiness: crate::readiness::Readiness::new(),
             witness_http: std::sync::OnceLock::new(),
         }
     }

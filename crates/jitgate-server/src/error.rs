@@ -66,6 +66,16 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => Self::conflict("already_exists", format!("{what} already exists")),
+            StoreError::Timeout { op, after } => {
+                tracing::error!(op, ?after, "store failure: no answer in time (store.timeout)");
+                let message = if op == "commit" {
+                    // The commit may have been made before the answer was lost.
+                    format!("the store did not confirm the change within {after:?}; check whether it was made before trying again")
+                } else {
+                    format!("the store did not answer within {after:?}; nothing was changed")
+                };
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message)
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 // Fail closed: nothing is granted when the store cannot be read or written.

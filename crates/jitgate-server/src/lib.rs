@@ -14,6 +14,7 @@ pub mod limits;
 pub mod mfa;
 pub mod openapi;
 pub mod policy;
+pub mod readiness;
 pub mod recording;
 pub mod routes;
 pub mod upstream;

@@ -157,28 +157,25 @@ async fn not_found() -> ApiError {
     )
 }
 
-/// Ready when the store answers. A failing audit witness does not take the instance out of
-/// service (access keeps working and checkpoints wait in the store) but is named here, one
-/// line each, for whoever watches.
-/// Ready while the store answers within a second: a probe must not hang on a store that is
-/// away (the pool would wait its own, longer timeout).
+/// Ready while the store answers the background probe ([`crate::readiness`]): the answer never
+/// waits on the store, so a probe gets it at once even while the store is away. A failing
+/// audit witness does not take the instance out of service (access keeps working and
+/// checkpoints wait in the store) but is named here, one line each, for whoever watches.
 async fn readyz(State(s): State<AppState>) -> Response {
-    let ping = tokio::time::timeout(std::time::Duration::from_secs(1), s.store.ping()).await;
-    match ping.unwrap_or_else(|_| Err(jitgate_store::StoreError::Open("no answer within 1 s".into()))) {
-        Ok(()) => {
-            let mut body = String::from("ready");
-            for w in s.witnesses.statuses().into_iter().filter(|w| w.failing()) {
-                body.push_str(&format!(
-                    "\naudit witness {} failing since {}: {}",
-                    w.witness,
-                    w.failing_since.map(|t| t.to_string()).unwrap_or_default(),
-                    w.last_error.unwrap_or_default()
-                ));
-            }
-            (StatusCode::OK, body).into_response()
-        }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
+    // The reason is in the log (the probe's warning), not in this anonymous answer.
+    if s.readiness.store_problem().is_some() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
     }
+    let mut body = String::from("ready");
+    for w in s.witnesses.statuses().into_iter().filter(|w| w.failing()) {
+        body.push_str(&format!(
+            "\naudit witness {} failing since {}: {}",
+            w.witness,
+            w.failing_since.map(|t| t.to_string()).unwrap_or_default(),
+            w.last_error.unwrap_or_default()
+        ));
+    }
+    (StatusCode::OK, body).into_response()
 }
 
 async fn openapi() -> Json<serde_json::Value> {

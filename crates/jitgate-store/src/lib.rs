@@ -16,6 +16,7 @@ use jitgate_core::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+mod bounded;
 mod cache;
 mod postgres;
 mod sql;
@@ -23,6 +24,7 @@ mod sql_mfa;
 mod sqlite;
 pub mod testing;
 
+pub use bounded::{Bounded, BULK_READ_TIMEOUT};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -40,7 +42,15 @@ pub enum StoreError {
     Aborted,
     #[error("cannot open store: {0}")]
     Open(String),
+    /// A call that did not finish within the store's deadline (`store.timeout`). For `commit`
+    /// the change is in doubt: it may have been made.
+    #[error("the store did not answer within {after:?} ({op})")]
+    Timeout { op: &'static str, after: std::time::Duration },
 }
+
+/// How long a PostgreSQL store operation (and taking or opening a connection for it) may take
+/// before it fails, unless configured otherwise (`store.timeout`).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The PostgreSQL notification channel for new deadlines.
 pub const DEADLINE_CHANNEL: &str = "jitgate_deadline";
@@ -501,10 +511,18 @@ pub trait WriteTx: Send {
 }
 
 /// Opens the store that `url` names: `postgres://…` / `postgresql://…`, `sqlite://PATH`, or a
-/// plain file path for SQLite. Migrations run on open.
+/// plain file path for SQLite. Migrations run on open. PostgreSQL operations give up after
+/// [`DEFAULT_TIMEOUT`].
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+    open_with_timeout(url, DEFAULT_TIMEOUT).await
+}
+
+/// [`open`], with PostgreSQL operations bounded by `timeout`: taking a connection from the pool
+/// (opening one included) and every call ([`Bounded`]). SQLite is a file in this process; its
+/// calls are not bounded.
+pub async fn open_with_timeout(url: &str, timeout: std::time::Duration) -> Result<Arc<dyn Store>> {
+    if is_postgres(url) {
+        Ok(Arc::new(Bounded::new(PgStore::connect_with(url, timeout).await?, timeout)))
     } else {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
         Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
@@ -514,12 +532,16 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 /// Opens a store only to read it (`audit verify` beside a running server): SQLite without its
 /// lock and migrations; PostgreSQL as usual.
 pub async fn open_read_only(url: &str) -> Result<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+    if is_postgres(url) {
+        open_with_timeout(url, DEFAULT_TIMEOUT).await
     } else {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
         Ok(Arc::new(SqliteStore::open_read_only(std::path::Path::new(path)).await?))
     }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// True for a unique-key violation, which the API answers as a conflict, not a failure.

@@ -38,10 +38,20 @@ async fn listen(pool: &PgPool) -> Result<PgListener> {
 }
 
 impl PgStore {
+    /// Connects with [`crate::DEFAULT_TIMEOUT`].
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, crate::DEFAULT_TIMEOUT).await
+    }
+
+    /// Connects, runs the migrations and starts listening for notifications. Taking a
+    /// connection from the pool gives up after `timeout`, and that includes opening one (sqlx
+    /// bounds each connect attempt by the acquire deadline, retrying a refused one until then):
+    /// a server that is down or unreachable fails a call within `timeout`. A call on a
+    /// connection already taken is not bounded here; [`crate::Bounded`] does that.
+    pub async fn connect_with(url: &str, timeout: Duration) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(timeout)
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;

@@ -1,5 +1,5 @@
 //! One behaviour, two backends: every check here runs against SQLite and against a fresh
-//! PostgreSQL database.
+//! PostgreSQL database (through [`jitgate_store::Bounded`], as the server opens it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use jitgate_core::audit::{sign_checkpoint, ChainVerifier, CheckpointLink, NewEvent, Outcome};
@@ -721,7 +721,9 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(testing::fresh_pg().await.unwrap());
+                    // As the server runs it: every call bounded by the default deadline.
+                    let pg = testing::fresh_pg().await.unwrap();
+                    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(jitgate_store::Bounded::new(pg, jitgate_store::DEFAULT_TIMEOUT));
                     assert_eq!(store.backend(), "postgres");
                     run(stringify!($case), store).await;
                 }

@@ -14,4 +14,5 @@ mod identity;
 mod mfa;
 mod mfa_support;
 mod policy;
+mod store_outage;
 mod workflow;

@@ -1,0 +1,302 @@
+//! Fast failure (issue #18): with its PostgreSQL store stopped, or frozen so that established
+//! connections get no answer, the server answers at once — 503 `store_unavailable`, `/readyz`
+//! not ready — and works again by itself when the store is back. The store is a throwaway
+//! cluster of this test's own, so it can be stopped, frozen and started again.
+
+use crate::support::*;
+use jitgate::client::Client;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The default `store.timeout` the server runs with here.
+const STORE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A throwaway PostgreSQL cluster (trust auth, a free port, a temporary directory), run as the
+/// `postgres` OS user when the tests run as root (initdb refuses root). Stopped and removed
+/// when dropped.
+struct Cluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn as_postgres(cmd: &str) -> std::process::Output {
+        let mut c = if running_as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", "sh", "-c", cmd]);
+            c
+        } else {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", cmd]);
+            c
+        };
+        c.output().expect("run initdb/pg_ctl")
+    }
+
+    fn new() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+            .max()
+            .expect("PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql: scripts/deps.sh installs them");
+        let dir = tempfile::tempdir().unwrap().keep();
+        if running_as_root() {
+            let chown = std::process::Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(chown.success(), "chown the cluster directory to postgres");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (d, b) = (dir.display(), bin.display());
+        let init = Self::as_postgres(&format!(
+            "'{b}/initdb' -D '{d}/data' -U postgres --auth=trust -E UTF8 >'{d}/initdb.log' 2>&1"
+        ));
+        assert!(
+            init.status.success(),
+            "initdb: {}",
+            std::fs::read_to_string(dir.join("initdb.log")).unwrap_or_default()
+        );
+        let cluster = Self { dir, bin, port };
+        cluster.start();
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn start(&self) {
+        let (d, b, port) = (self.dir.display(), self.bin.display(), self.port);
+        let out = Self::as_postgres(&format!(
+            "'{b}/pg_ctl' -D '{d}/data' -l '{d}/server.log' -o \"-p {port} -k '{d}' -c listen_addresses=127.0.0.1\" -w start"
+        ));
+        assert!(out.status.success(), "pg_ctl start: {out:?}");
+    }
+
+    /// Stops the server the hard way: every backend is gone at once, nothing is flushed.
+    fn stop_immediate(&self) {
+        let (d, b) = (self.dir.display(), self.bin.display());
+        let out = Self::as_postgres(&format!("'{b}/pg_ctl' -D '{d}/data' -m immediate -w stop"));
+        assert!(out.status.success(), "pg_ctl stop: {out:?}");
+    }
+
+    /// The postmaster and its children (backends and auxiliary processes), by their ids.
+    fn processes(&self) -> Vec<u32> {
+        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).expect("postmaster.pid");
+        let postmaster: u32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn signal(&self, signal: &str) {
+        for pid in self.processes() {
+            let status = std::process::Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill {signal} {pid}");
+        }
+    }
+
+    /// Freezes the whole server (SIGSTOP): connections stay open, nothing answers — what a
+    /// hung host or a network partition looks like from here.
+    fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    fn thaw(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.thaw_quietly();
+        let (d, b) = (self.dir.display(), self.bin.display());
+        let _ = Self::as_postgres(&format!("'{b}/pg_ctl' -D '{d}/data' -m immediate stop"));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Cluster {
+    /// SIGCONT to whatever still runs, ignoring failures (a failed test may leave it frozen).
+    fn thaw_quietly(&self) {
+        if self.dir.join("data/postmaster.pid").exists() {
+            for pid in self.processes() {
+                let _ = std::process::Command::new("kill").args(["-CONT", &pid.to_string()]).status();
+            }
+        }
+    }
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// Bob approves `id`: how long the answer took, and the error if it was one.
+async fn timed_approve(bob: &Client, id: &str) -> (Duration, Result<(), jitgate::client::ClientError>) {
+    let started = Instant::now();
+    let result = bob.approve(id, "").await.map(|_| ());
+    (started.elapsed(), result)
+}
+
+/// Asks `/readyz` until it is not 200, each answer within a second; returns how long after
+/// `since` it said so, and the slowest answer.
+async fn readyz_turns_unready(url: &str, since: Instant) -> (Duration, Duration) {
+    let anon = Client::new(url, None);
+    let mut slowest = Duration::ZERO;
+    loop {
+        let asked = Instant::now();
+        let (status, body) = anon.raw(reqwest::Method::GET, "/readyz", "text/plain", vec![]).await.unwrap();
+        let took = asked.elapsed();
+        slowest = slowest.max(took);
+        assert!(took < Duration::from_secs(1), "/readyz took {took:?}");
+        if status != 200 {
+            assert_eq!((status, body.as_str()), (503, "store unavailable"));
+            return (since.elapsed(), slowest);
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "/readyz still 200 {:?} into the outage",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// After the outage: the same approval succeeds, without a restart, and `/readyz` is 200 again.
+async fn recovers(s: &TestServer, bob: &Client, id: &str, since: Instant) -> Duration {
+    eventually_within("the approval succeeds once the store is back", Duration::from_secs(30), || async {
+        bob.approve(id, "").await.is_ok()
+    })
+    .await;
+    let anon = Client::new(&s.url, None);
+    eventually_within("/readyz is 200 again", Duration::from_secs(10), || async {
+        anon.raw(reqwest::Method::GET, "/readyz", "text/plain", vec![]).await.unwrap().0 == 200
+    })
+    .await;
+    since.elapsed()
+}
+
+fn assert_store_unavailable(what: &str, took: Duration, result: Result<(), jitgate::client::ClientError>) {
+    let err = result.expect_err(what);
+    assert_eq!((err.status(), err.code()), (Some(503), Some("store_unavailable")), "{what}: {err}");
+    assert!(took < 2 * STORE_TIMEOUT, "{what}: answered after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_its_store_stopped_or_frozen_the_server_fails_fast_and_recovers() {
+    let cluster = Cluster::new();
+    let s = TestServer::spawn_with(Backend::Postgres(cluster.url()), false, |settings| {
+        assert_eq!(settings.store_timeout, STORE_TIMEOUT, "the default");
+    })
+    .await;
+    let alice = s.login("alice").await;
+    let bob = s.login("bob").await;
+    let first = alice
+        .create_request(&request_body("prod-db", "read", None, "before the outage"))
+        .await
+        .unwrap();
+    let second = alice
+        .create_request(&request_body("prod-db", "read", None, "before the freeze"))
+        .await
+        .unwrap();
+
+    // Stopped: connections are closed, new ones refused (the pool retries until its deadline).
+    cluster.stop_immediate();
+    let stopped = Instant::now();
+    let (took, result) = timed_approve(&bob, &first.id).await;
+    eprintln!(
+        "store stopped: approval answered {:?} after {took:?}",
+        result.as_ref().err().and_then(|e| e.code())
+    );
+    assert_store_unavailable("an approval with the store stopped", took, result);
+    let (unready_after, slowest) = readyz_turns_unready(&s.url, stopped).await;
+    eprintln!("store stopped: /readyz not ready {unready_after:?} after the stop; slowest answer {slowest:?}");
+    cluster.start();
+    let back = Instant::now();
+    let recovered = recovers(&s, &bob, &first.id, back).await;
+    eprintln!("store started again: recovered {recovered:?} after the start, without a restart");
+
+    // Frozen: connections stay open and nothing answers; the kernel would wait minutes.
+    cluster.freeze();
+    let frozen = Instant::now();
+    let (took, result) = timed_approve(&bob, &second.id).await;
+    eprintln!(
+        "store frozen: approval answered {:?} after {took:?}",
+        result.as_ref().err().and_then(|e| e.code())
+    );
+    assert_store_unavailable("an approval with the store frozen", took, result);
+    let (unready_after, slowest) = readyz_turns_unready(&s.url, frozen).await;
+    eprintln!("store frozen: /readyz not ready {unready_after:?} after the freeze; slowest answer {slowest:?}");
+    cluster.thaw();
+    let thawed = Instant::now();
+    let recovered = recovers(&s, &bob, &second.id, thawed).await;
+    eprintln!("store thawed: recovered {recovered:?} after the thaw, without a restart");
+}
+
+/// The case the pool's acquire timeout does not cover: a call on a connection already taken
+/// (a transaction under way) when the server stops answering. The bounded store gives up after
+/// its deadline; the bare one would wait for TCP to give up, minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_an_established_connection_gives_up_at_the_deadline() {
+    use jitgate_core::names::Username;
+    let cluster = Cluster::new();
+    let bounded = jitgate_store::open_with_timeout(&cluster.url(), STORE_TIMEOUT).await.unwrap();
+    let bare = jitgate_store::PgStore::connect_with(&cluster.url(), STORE_TIMEOUT).await.unwrap();
+    let alice = Username::parse("alice").unwrap();
+
+    let mut tx = bounded.write().await.unwrap();
+    tx.user(&alice).await.unwrap();
+    cluster.freeze();
+    let started = Instant::now();
+    let err = tx.user(&alice).await.expect_err("no answer from a frozen server");
+    let took = started.elapsed();
+    eprintln!("frozen server, bounded store: {err} after {took:?}");
+    assert!(matches!(err, jitgate_store::StoreError::Timeout { op: "user", .. }), "{err}");
+    assert!(took < 2 * STORE_TIMEOUT, "gave up after {took:?}");
+    // The transaction is spent: no call waits on its connection again.
+    assert!(matches!(tx.commit().await, Err(jitgate_store::StoreError::Timeout { .. })));
+    cluster.thaw();
+
+    // Without the bound, the same call just waits (here until the server is thawed).
+    let mut tx = jitgate_store::Store::write(&bare).await.unwrap();
+    tx.user(&alice).await.unwrap();
+    cluster.freeze();
+    let waited = tokio::time::timeout(2 * STORE_TIMEOUT, tx.user(&alice)).await;
+    cluster.thaw();
+    assert!(waited.is_err(), "the bare store's call did not wait: {waited:?}");
+    drop(tx);
+
+    // And the bounded store works again once the server answers.
+    eventually_within("the bounded store answers again", Duration::from_secs(10), || async {
+        bounded.user(&alice).await.is_ok()
+    })
+    .await;
+}
