@@ -73,7 +73,7 @@ macro_rules! bounded_store {
                 self.inner.backend()
             }
 
-            fn deadline_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+            fn deadline_signal(&self) -> Option<Arc<crate::DeadlineSignal>> {
                 self.inner.deadline_signal()
             }
 
