@@ -416,10 +416,35 @@ macro_rules! impl_store {
             }
 
             async fn active_roles_of(&self, user: &Username, now: Timestamp) -> Result<Vec<String>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT DISTINCT resource, role FROM grants \
-                     WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2",
-                )
+                // A skip scan over the live-grants index: one probe per role held, however
+                // many grants of it there are (a DISTINCT reads them all). PostgreSQL takes
+                // the next role by LATERAL; SQLite, which has none, by rowid.
+                let sql = if $backend == "postgres" {
+                    "WITH RECURSIVE held(resource, role) AS ( \
+                       (SELECT resource, role FROM grants \
+                        WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+                        ORDER BY resource, role LIMIT 1) \
+                       UNION ALL \
+                       SELECT n.resource, n.role FROM held, LATERAL ( \
+                         SELECT resource, role FROM grants \
+                         WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+                           AND (resource, role) > (held.resource, held.role) \
+                         ORDER BY resource, role LIMIT 1) n) \
+                     SELECT resource, role FROM held"
+                } else {
+                    "WITH RECURSIVE held(resource, role) AS ( \
+                       SELECT resource, role FROM (SELECT resource, role FROM grants \
+                         WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+                         ORDER BY resource, role LIMIT 1) \
+                       UNION ALL \
+                       SELECT g.resource, g.role FROM held JOIN grants g ON g.rowid = ( \
+                         SELECT rowid FROM grants \
+                         WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+                           AND (resource, role) > (held.resource, held.role) \
+                         ORDER BY resource, role LIMIT 1)) \
+                     SELECT resource, role FROM held"
+                };
+                let rows = sqlx::query(sql)
                 .bind(user.as_str())
                 .bind(now.as_millis())
                 .fetch_all(&self.read)

@@ -702,6 +702,37 @@ async fn session_kills(store: &dyn Store) {
     }
 }
 
+/// The roles a person holds are read past any number of grants of the same role (a busy
+/// account renews one role many times), and only live ones count.
+async fn live_roles(store: &dyn Store) {
+    let mut tx = store.write().await.unwrap();
+    let mut grants = vec![
+        ("a-db", "write", 5_000, "alice"),
+        ("a-db", "read", 50, "alice"),    // ended before now
+        ("c-db", "read", 5_000, "carol"), // someone else's
+        ("a-db", "admin", 5_000, "alice"),
+        ("zz-db", "read", 5_000, "alice"),
+    ];
+    grants.extend(std::iter::repeat_n(("b-db", "read", 6_000, "alice"), 60));
+    for (i, (res, role, ends, user)) in grants.into_iter().enumerate() {
+        // One grant per request.
+        let r = request(&format!("r{i}"), user, 10, 1000);
+        tx.insert_request(&r).await.unwrap();
+        let mut g = Grant::from_request(format!("g{i}"), &r, None, t(10));
+        g.resource = ResourceName::parse(res).unwrap();
+        g.role = RoleName::parse(role).unwrap();
+        g.user = u(user);
+        g.ends_at = t(ends);
+        tx.insert_grant(&g).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut held = store.active_roles_of(&u("alice"), t(100)).await.unwrap();
+    held.sort();
+    assert_eq!(held, vec!["a-db/admin", "a-db/write", "b-db/read", "zz-db/read"]);
+    assert!(store.active_roles_of(&u("alice"), t(5_500)).await.unwrap() == vec!["b-db/read"]);
+    assert!(store.active_roles_of(&u("dave"), t(100)).await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($case:ident),*) => {
         mod sqlite {
@@ -743,6 +774,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "second_factors" => second_factors(&*store).await,
         "break_glass_and_notifications" => break_glass_and_notifications(&*store).await,
         "session_kills" => session_kills(&*store).await,
+        "live_roles" => live_roles(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -756,5 +788,6 @@ conformance!(
     meta,
     second_factors,
     break_glass_and_notifications,
-    session_kills
+    session_kills,
+    live_roles
 );
