@@ -16,6 +16,9 @@
 # UPSTREAM_HOST=/var/run/postgresql has jitgate and PgBouncer reach PostgreSQL over its Unix
 # socket (pgbench's direct runs stay on TCP, like the clients of both).
 # A shorter run of some cases: CLIENTS="8" PROTOCOLS="prepared" CONNECT_RUN=0 bench/pgbench.sh
+# PERF_RECORD=jitgate (or another name) keeps a perf call-graph profile of that run in perf-NAME.data (repository root).
+# GATEWAY_THREADS=N sets gateway.threads (default: one per four cores).
+# PERF_STAT=1 adds each proxy's context switches and system calls per transaction (perf stat).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=${SECONDS_PER_RUN:-15}
@@ -50,6 +53,7 @@ listen = "127.0.0.1:16544"
 # pgbench -C opens a connection per transaction from one address, far past the default rate
 # per address (600/min, a bound on anonymous traffic, not on a pool); the rest is default.
 connections_per_minute = 0
+${GATEWAY_THREADS:+threads = $GATEWAY_THREADS}
 [groups]
 engineers = ["alice"]
 db-owners = ["bob"]
@@ -130,7 +134,18 @@ run() { # run NAME PORT USER DB PASSWORD ARGS... (SSLMODE: the client's, disable
   [[ " $* " == *" -c 1 "* ]] && { rm -f "$work"/lat.*; log=(-l --log-prefix="$work/lat"); }
   local pid before cpu=""
   pid=$(proxy_pid "$name"); [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  # PERF_STAT=1: the proxy's context switches and system calls over the run (perf stat).
+  local perf_pid=""
+  if [ -n "${PERF_STAT:-}" ] && [ -n "$pid" ]; then
+    perf stat -x, -e context-switches,cpu-migrations,raw_syscalls:sys_enter -p "$pid" -o "$work/perf.$name" &>/dev/null & perf_pid=$!
+  fi
+  # PERF_RECORD=NAME: a call-graph profile of that proxy's run, kept as perf-NAME.data in the checkout.
+  local record_pid=""
+  if [ "${PERF_RECORD:-}" = "$name" ] && [ -n "$pid" ]; then
+    perf record -F 1999 -g -p "$pid" -o "$PWD/perf-$name.data" &>/dev/null & record_pid=$!
+  fi
   out=$(cd "$work" && PGPASSWORD=$pass PGSSLMODE=${SSLMODE:-disable} pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -T "$T" -j 2 "${log[@]}" "$@" "$db" 2>&1) || { echo "$name $*: FAILED"; echo "$out" | tail -3; return; }
+  [ -n "$record_pid" ] && { kill -INT "$record_pid"; wait "$record_pid" 2>/dev/null || true; }
   tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
   lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
   TPS["$name $*"]="${TPS["$name $*"]:-} $tps"
@@ -141,6 +156,10 @@ run() { # run NAME PORT USER DB PASSWORD ARGS... (SSLMODE: the client's, disable
     cpu=$(python3 -c "print(round(($(cpu_ticks "$pid") - $before) * 1e6 / $(getconf CLK_TCK) / max($tx, 1), 2))")
     CPU["$name $*"]="${CPU["$name $*"]:-} $cpu"
     cpu=" proxy_cpu_us_per_tx=$cpu"
+    if [ -n "$perf_pid" ]; then
+      kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null || true
+      cpu="$cpu$(awk -F, -v tx="$tx" '$3 ~ /context-switches|cpu-migrations|sys_enter/ {n=$3; sub(/.*:/, "", n); printf " %s_per_tx=%.2f", n, $1 / (tx > 0 ? tx : 1)}' "$work/perf.$name")"
+    fi
   fi
   if [ ${#log[@]} -gt 0 ]; then
     p50=$(cat "$work"/lat.* | awk '{print $3}' | sort -n | awk '{v[NR]=$1} END {printf "%.4f", v[int((NR+1)/2)]/1000}')

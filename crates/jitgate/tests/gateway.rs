@@ -2,6 +2,7 @@
 //! token is single use and bound to user and database, and a running session is closed when
 //! its grant is revoked or expires.
 
+use crate::cluster::{Cluster, HostAuth};
 use crate::support::*;
 use jitgate::client::Client;
 use jitgate_api::ConnectBody;
@@ -427,98 +428,6 @@ async fn psql_connects_over_tls_and_early_bytes_are_refused() {
     assert_eq!(answer.first(), Some(&b'E'), "{answer:?}");
 }
 
-/// A throwaway PostgreSQL cluster whose pg_hba asks for `method` (scram-sha-256 or md5) with
-/// the password of user `postgres`; stopped and removed when dropped.
-struct PasswordCluster {
-    dir: std::path::PathBuf,
-    bin: std::path::PathBuf,
-    port: u16,
-}
-
-impl PasswordCluster {
-    fn as_postgres(cmd: &str) -> std::process::Output {
-        let mut c = if running_as_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--", "sh", "-c", cmd]);
-            c
-        } else {
-            let mut c = std::process::Command::new("sh");
-            c.args(["-c", cmd]);
-            c
-        };
-        c.output().expect("run initdb/pg_ctl")
-    }
-
-    fn start(method: &str, password: &str) -> Self {
-        Self::start_with(method, password, |_| String::new())
-    }
-
-    /// `configure` gets the cluster's directory (to write files into) and returns lines for
-    /// postgresql.conf.
-    fn start_with(method: &str, password: &str, configure: impl FnOnce(&std::path::Path) -> String) -> Self {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL server binaries (scripts/test.sh installs them)")
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|b| b.join("initdb").exists())
-            .max()
-            .expect("initdb");
-        let dir = tempfile::tempdir().unwrap().keep();
-        std::fs::write(dir.join("pw"), password).unwrap();
-        let extra = configure(&dir);
-        if running_as_root() {
-            std::process::Command::new("chown")
-                .args(["-R", "postgres"])
-                .arg(&dir)
-                .status()
-                .unwrap();
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let (d, b) = (dir.display(), bin.display());
-        let init = Self::as_postgres(&format!(
-            "'{b}/initdb' -D '{d}/data' -U postgres --auth-host={method} --auth-local=trust --pwfile='{d}/pw' -E UTF8 >'{d}/initdb.log' 2>&1"
-        ));
-        assert!(
-            init.status.success(),
-            "initdb: {}",
-            std::fs::read_to_string(dir.join("initdb.log")).unwrap_or_default()
-        );
-        let mut conf = if method == "md5" { "password_encryption = md5\n" } else { "" }.to_owned();
-        conf.push_str(&extra);
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(dir.join("data/postgresql.conf"))
-            .and_then(|mut f| std::io::Write::write_all(&mut f, conf.as_bytes()))
-            .unwrap();
-        let start = Self::as_postgres(&format!(
-            "'{b}/pg_ctl' -D '{d}/data' -l '{d}/server.log' -o \"-p {port} -k '{d}' -c listen_addresses=127.0.0.1\" -w start"
-        ));
-        assert!(start.status.success(), "pg_ctl start: {start:?}");
-        if method == "md5" {
-            // The password was stored as SCRAM at initdb; store it again as md5.
-            let sql = format!("ALTER USER postgres PASSWORD '{password}'");
-            let out = Self::as_postgres(&format!("'{b}/psql' -h '{d}' -p {port} -U postgres -d postgres -Xqc \"{sql}\""));
-            assert!(out.status.success(), "{out:?}");
-        }
-        Self { dir, bin, port }
-    }
-}
-
-fn running_as_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
-
-impl Drop for PasswordCluster {
-    fn drop(&mut self) {
-        let (d, b) = (self.dir.display(), self.bin.display());
-        let _ = Self::as_postgres(&format!("'{b}/pg_ctl' -D '{d}/data' -m immediate stop"));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Every byte under `dir`, to look for secrets that must not be there.
 fn all_bytes_under(dir: &std::path::Path) -> Vec<u8> {
     let mut out = Vec::new();
@@ -564,7 +473,7 @@ async fn the_gateway_logs_in_upstream_with_scram_and_md5() {
     // SCRAM with the password sealed in the store; md5 with it in an environment variable.
     for method in ["scram-sha-256", "md5"] {
         let password = format!("upstream secret for {method}");
-        let cluster = PasswordCluster::start(method, &password);
+        let cluster = Cluster::password(method, &password);
         let s = TestServer::spawn(false).await;
         let extra = if method == "md5" {
             // Read by the gateway when it logs in upstream; this test owns the variable's name.
@@ -597,7 +506,7 @@ async fn the_gateway_logs_in_upstream_with_scram_and_md5() {
 #[tokio::test]
 async fn stored_upstream_passwords_are_sealed_admin_only_and_audited() {
     let password = "sealed upstream password";
-    let cluster = PasswordCluster::start("scram-sha-256", password);
+    let cluster = Cluster::password("scram-sha-256", password);
     let s = TestServer::spawn(false).await;
     s.admin
         .put_resource(&upstream_spec("vault", "127.0.0.1", cluster.port, ""))
@@ -706,7 +615,7 @@ async fn upstream_tls_follows_sslmode() {
     let (ca, cert, key) = test_pki();
     let (other_ca, _, _) = test_pki();
     let password = "tls upstream password";
-    let tls_cluster = PasswordCluster::start_with("scram-sha-256", password, |dir| {
+    let tls_cluster = Cluster::start_with(HostAuth::Password { method: "scram-sha-256", password }, |dir| {
         std::fs::write(dir.join("server.crt"), &cert).unwrap();
         std::fs::write(dir.join("server.key"), &key).unwrap();
         std::fs::set_permissions(dir.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -715,7 +624,7 @@ async fn upstream_tls_follows_sslmode() {
             d = dir.display()
         )
     });
-    let plain_cluster = PasswordCluster::start("scram-sha-256", password);
+    let plain_cluster = Cluster::password("scram-sha-256", password);
     let work = tempfile::tempdir().unwrap();
     let (ca_file, other_file) = (work.path().join("ca.pem"), work.path().join("other.pem"));
     std::fs::write(&ca_file, &ca).unwrap();
@@ -797,7 +706,7 @@ async fn upstream_tls_follows_sslmode() {
 #[tokio::test]
 async fn the_gateway_reaches_a_local_upstream_over_its_unix_socket() {
     // The throwaway cluster listens on a socket in its own directory, trust for local logins.
-    let cluster = PasswordCluster::start("scram-sha-256", "unused here");
+    let cluster = Cluster::password("scram-sha-256", "unused here");
     let s = TestServer::spawn(false).await;
     let dir = cluster.dir.display().to_string();
     s.admin.put_resource(&upstream_spec("sock", &dir, cluster.port, "")).await.unwrap();

@@ -2,6 +2,7 @@
 //! PostgreSQL. One test binary (as kanidm and zero2prod do), modules by topic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cluster;
 mod support;
 
 mod audit;

@@ -3,161 +3,13 @@
 //! not ready — and works again by itself when the store is back. The store is a throwaway
 //! cluster of this test's own, so it can be stopped, frozen and started again.
 
+use crate::cluster::Cluster;
 use crate::support::*;
 use jitgate::client::Client;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The default `store.timeout` the server runs with here.
 const STORE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A throwaway PostgreSQL cluster (trust auth, a free port, a temporary directory), run as the
-/// `postgres` OS user when the tests run as root (initdb refuses root). Stopped and removed
-/// when dropped.
-struct Cluster {
-    dir: PathBuf,
-    bin: PathBuf,
-    port: u16,
-}
-
-impl Cluster {
-    fn as_postgres(cmd: &str) -> std::process::Output {
-        let mut c = if running_as_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--", "sh", "-c", cmd]);
-            c
-        } else {
-            let mut c = std::process::Command::new("sh");
-            c.args(["-c", cmd]);
-            c
-        };
-        c.output().expect("run initdb/pg_ctl")
-    }
-
-    fn new() -> Self {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
-            .max()
-            .expect("PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql: scripts/deps.sh installs them");
-        let dir = tempfile::tempdir().unwrap().keep();
-        if running_as_root() {
-            let chown = std::process::Command::new("chown")
-                .args(["-R", "postgres"])
-                .arg(&dir)
-                .status()
-                .unwrap();
-            assert!(chown.success(), "chown the cluster directory to postgres");
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let (d, b) = (dir.display(), bin.display());
-        let init = Self::as_postgres(&format!(
-            "'{b}/initdb' -D '{d}/data' -U postgres --auth=trust -E UTF8 >'{d}/initdb.log' 2>&1"
-        ));
-        assert!(
-            init.status.success(),
-            "initdb: {}",
-            std::fs::read_to_string(dir.join("initdb.log")).unwrap_or_default()
-        );
-        let cluster = Self { dir, bin, port };
-        cluster.start();
-        cluster
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn start(&self) {
-        let (d, b, port) = (self.dir.display(), self.bin.display(), self.port);
-        let out = Self::as_postgres(&format!(
-            "'{b}/pg_ctl' -D '{d}/data' -l '{d}/server.log' -o \"-p {port} -k '{d}' -c listen_addresses=127.0.0.1\" -w start"
-        ));
-        assert!(out.status.success(), "pg_ctl start: {out:?}");
-    }
-
-    /// Stops the server the hard way: every backend is gone at once, nothing is flushed.
-    fn stop_immediate(&self) {
-        let (d, b) = (self.dir.display(), self.bin.display());
-        let out = Self::as_postgres(&format!("'{b}/pg_ctl' -D '{d}/data' -m immediate -w stop"));
-        assert!(out.status.success(), "pg_ctl stop: {out:?}");
-    }
-
-    /// The postmaster and its children (backends and auxiliary processes), by their ids.
-    fn processes(&self) -> Vec<u32> {
-        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).expect("postmaster.pid");
-        let postmaster: u32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
-        let mut pids = vec![postmaster];
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            if ppid == Some(postmaster) {
-                pids.push(pid);
-            }
-        }
-        pids
-    }
-
-    fn signal(&self, signal: &str) {
-        for pid in self.processes() {
-            let status = std::process::Command::new("kill")
-                .args([signal, &pid.to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success(), "kill {signal} {pid}");
-        }
-    }
-
-    /// Freezes the whole server (SIGSTOP): connections stay open, nothing answers — what a
-    /// hung host or a network partition looks like from here.
-    fn freeze(&self) {
-        self.signal("-STOP");
-    }
-
-    fn thaw(&self) {
-        self.signal("-CONT");
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.thaw_quietly();
-        let (d, b) = (self.dir.display(), self.bin.display());
-        let _ = Self::as_postgres(&format!("'{b}/pg_ctl' -D '{d}/data' -m immediate stop"));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Cluster {
-    /// SIGCONT to whatever still runs, ignoring failures (a failed test may leave it frozen).
-    fn thaw_quietly(&self) {
-        if self.dir.join("data/postmaster.pid").exists() {
-            for pid in self.processes() {
-                let _ = std::process::Command::new("kill").args(["-CONT", &pid.to_string()]).status();
-            }
-        }
-    }
-}
-
-fn running_as_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
 
 /// Bob approves `id`: how long the answer took, and the error if it was one.
 async fn timed_approve(bob: &Client, id: &str) -> (Duration, Result<(), jitgate::client::ClientError>) {
@@ -212,7 +64,7 @@ fn assert_store_unavailable(what: &str, took: Duration, result: Result<(), jitga
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_its_store_stopped_or_frozen_the_server_fails_fast_and_recovers() {
-    let cluster = Cluster::new();
+    let cluster = Cluster::trust();
     let s = TestServer::spawn_with(Backend::Postgres(cluster.url()), false, |settings| {
         assert_eq!(settings.store_timeout, STORE_TIMEOUT, "the default");
     })
@@ -267,7 +119,7 @@ async fn with_its_store_stopped_or_frozen_the_server_fails_fast_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_on_an_established_connection_gives_up_at_the_deadline() {
     use jitgate_core::names::Username;
-    let cluster = Cluster::new();
+    let cluster = Cluster::trust();
     let bounded = jitgate_store::open_with_timeout(&cluster.url(), STORE_TIMEOUT).await.unwrap();
     let bare = jitgate_store::PgStore::connect_with(&cluster.url(), STORE_TIMEOUT).await.unwrap();
     let alice = Username::parse("alice").unwrap();
