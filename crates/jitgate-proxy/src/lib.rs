@@ -69,6 +69,52 @@ pub trait Broker: Send + Sync + 'static {
     }
 }
 
+/// A broker whose calls run on another runtime: the gateway's sessions run on a runtime of
+/// their own (see [`Gateway::run`]), while the broker's work (the store, the audit log) belongs
+/// to the server's, whose connections and tasks must not end up registered with the gateway's.
+pub struct BrokerOnRuntime {
+    inner: Arc<dyn Broker>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl BrokerOnRuntime {
+    pub fn wrap(inner: Arc<dyn Broker>, runtime: tokio::runtime::Handle) -> Arc<dyn Broker> {
+        Arc::new(Self { inner, runtime })
+    }
+}
+
+fn runtime_gone() -> Refusal {
+    Refusal {
+        sqlstate: "57P03",
+        message: "jitgate: the gateway is shutting down".into(),
+    }
+}
+
+#[async_trait]
+impl Broker for BrokerOnRuntime {
+    async fn admit(&self, request: AdmissionRequest) -> Result<Admission, Refusal> {
+        let inner = self.inner.clone();
+        self.runtime
+            .spawn(async move { inner.admit(request).await })
+            .await
+            .unwrap_or_else(|_| Err(runtime_gone()))
+    }
+
+    async fn terminator(&self, session_id: &str) -> Option<UpstreamTarget> {
+        let (inner, id) = (self.inner.clone(), session_id.to_owned());
+        self.runtime.spawn(async move { inner.terminator(&id).await }).await.ok().flatten()
+    }
+
+    async fn ended(&self, session_id: &str, reason: &EndReason, stats: SessionStats) {
+        let (inner, id, reason) = (self.inner.clone(), session_id.to_owned(), reason.clone());
+        let _ = self.runtime.spawn(async move { inner.ended(&id, &reason, stats).await }).await;
+    }
+
+    fn allow_address(&self, peer: std::net::IpAddr) -> Result<(), std::time::Duration> {
+        self.inner.allow_address(peer)
+    }
+}
+
 /// What a connection that has not logged in yet may take.
 #[derive(Debug, Clone, Copy)]
 pub struct GatewayLimits {
@@ -93,7 +139,9 @@ impl Default for GatewayLimits {
 }
 
 pub struct Gateway {
-    listener: TcpListener,
+    /// Registered with a runtime only when [`Gateway::run`] starts, so that the runtime that
+    /// runs the gateway is the one whose I/O driver serves its sockets.
+    listener: std::net::TcpListener,
     broker: Arc<dyn Broker>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     cancels: Arc<Cancels>,
@@ -144,14 +192,16 @@ async fn forward_cancel(cancels: &Cancels, key: (i32, i32)) {
 impl Gateway {
     /// `tls`: the server configuration to answer SSLRequest with; without it the gateway
     /// declines TLS and accepts clients only from loopback.
-    pub async fn bind(
+    pub fn bind(
         addr: SocketAddr,
         broker: Arc<dyn Broker>,
         tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
         limits: GatewayLimits,
     ) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
         Ok(Self {
-            listener: TcpListener::bind(addr).await?,
+            listener,
             broker,
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
             cancels: Arc::new(Cancels::default()),
@@ -163,8 +213,17 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Accepts connections until `stop` turns true.
+    /// Accepts connections until `stop` turns true. Each connection's task runs on the runtime
+    /// this runs on: a runtime with fewer threads than the server's serves the relay with fewer
+    /// cross-thread wake-ups (see `gateway.threads`).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let listener = match TcpListener::from_std(self.listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "gateway: cannot take its listening socket; not accepting");
+                return;
+            }
+        };
         // Connections that have not logged in yet hold one of these: anonymous clients cannot
         // hold more sockets than this, whatever they do (admitted sessions do not count).
         let max = self.limits.max_unauthenticated.max(1);
@@ -174,7 +233,7 @@ impl Gateway {
         loop {
             let mut pause = false;
             tokio::select! {
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let Some(address_slot) = per_address.take(peer.ip(), self.limits.max_unauthenticated_per_address.max(1)) else {
                             drop(stream);

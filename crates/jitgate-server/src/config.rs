@@ -72,6 +72,9 @@ pub struct Settings {
     /// The host name clients reach the gateway by (and its certificate names), handed out with
     /// connect tokens; `None`: the listen address (`127.0.0.1` when it listens on all).
     pub gateway_public_host: Option<String>,
+    /// Worker threads of the gateway's own runtime (`gateway.threads`); default one per four
+    /// cores, at least one.
+    pub gateway_threads: usize,
     /// Bounds on what anonymous traffic can take: hashing, rates, timeouts, connections.
     pub limits: crate::limits::LimitSettings,
     /// How far ahead a request may ask its access to start (`policy.start_at_horizon`).
@@ -137,6 +140,7 @@ impl Default for Settings {
             gateway_tls: None,
             gateway_tls_ca: None,
             gateway_public_host: None,
+            gateway_threads: default_gateway_threads(),
             limits: crate::limits::LimitSettings::default(),
             start_at_horizon: Duration::from_secs(7 * 24 * 3600),
         }
@@ -262,6 +266,7 @@ struct GatewaySection {
     max_sessions_per_user: Option<u32>,
     connections_per_minute: Option<u32>,
     connection_burst: Option<u32>,
+    threads: Option<usize>,
 }
 
 impl Default for GatewaySection {
@@ -279,8 +284,15 @@ impl Default for GatewaySection {
             max_sessions_per_user: None,
             connections_per_minute: None,
             connection_burst: None,
+            threads: None,
         }
     }
+}
+
+/// One relay thread per four cores: a relay thread mostly waits on its sockets, and the
+/// server, the database and the clients need the rest (see `GatewayRuntime`).
+fn default_gateway_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(4))
 }
 
 fn yes() -> bool {
@@ -462,6 +474,22 @@ impl Settings {
             }
         }
         settings.gateway_public_host = parsed.gateway.public_host;
+        match parsed.gateway.threads {
+            Some(0) => {
+                return Err(err_key(
+                    "gateway.threads",
+                    "gateway.threads must be at least 1 (leave it out for one per four cores)".to_owned(),
+                ))
+            }
+            Some(n) if n > 256 => {
+                return Err(err_key(
+                    "gateway.threads",
+                    format!("gateway.threads = {n} is more than 256; the relay waits on sockets, it needs few threads"),
+                ))
+            }
+            Some(n) => settings.gateway_threads = n,
+            None => {}
+        }
         settings.gateway = if parsed.gateway.enabled {
             parsed.gateway.listen.or(settings.gateway)
         } else {
@@ -641,6 +669,18 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
         assert!(err.reason.contains("not a duration"), "{err}");
         let err = Settings::from_toml("x.toml", &GOOD.replace("alice", "Alice")).unwrap_err();
         assert!(err.reason.contains("not a valid user name"), "{err}");
+    }
+
+    #[test]
+    fn gateway_threads_default_to_one_per_four_cores_and_refuse_zero() {
+        let with = |extra: &str| Settings::from_toml("x.toml", &format!("[gateway]\n{extra}\n{GOOD}"));
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(with("").unwrap().gateway_threads, cores.div_ceil(4));
+        assert_eq!(with("threads = 3").unwrap().gateway_threads, 3);
+        let err = with("threads = 0").unwrap_err();
+        assert!(err.reason.contains("at least 1") && err.line == 2, "{err}");
+        assert!(with("threads = 1000").unwrap_err().reason.contains("more than 256"));
+        assert!(with("threads = -1").is_err());
     }
 
     #[test]

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 pub enum HostAuth<'a> {
     Trust,
     /// `scram-sha-256` or `md5`, with this password for user `postgres`.
-    Password { method: &'a str, password: &'a str },
+    Password {
+        method: &'a str,
+        password: &'a str,
+    },
 }
 
 pub struct Cluster {

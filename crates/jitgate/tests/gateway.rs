@@ -615,15 +615,21 @@ async fn upstream_tls_follows_sslmode() {
     let (ca, cert, key) = test_pki();
     let (other_ca, _, _) = test_pki();
     let password = "tls upstream password";
-    let tls_cluster = Cluster::start_with(HostAuth::Password { method: "scram-sha-256", password }, |dir| {
-        std::fs::write(dir.join("server.crt"), &cert).unwrap();
-        std::fs::write(dir.join("server.key"), &key).unwrap();
-        std::fs::set_permissions(dir.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        format!(
-            "ssl = on\nssl_cert_file = '{d}/server.crt'\nssl_key_file = '{d}/server.key'\n",
-            d = dir.display()
-        )
-    });
+    let tls_cluster = Cluster::start_with(
+        HostAuth::Password {
+            method: "scram-sha-256",
+            password,
+        },
+        |dir| {
+            std::fs::write(dir.join("server.crt"), &cert).unwrap();
+            std::fs::write(dir.join("server.key"), &key).unwrap();
+            std::fs::set_permissions(dir.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            format!(
+                "ssl = on\nssl_cert_file = '{d}/server.crt'\nssl_key_file = '{d}/server.key'\n",
+                d = dir.display()
+            )
+        },
+    );
     let plain_cluster = Cluster::password("scram-sha-256", password);
     let work = tempfile::tempdir().unwrap();
     let (ca_file, other_file) = (work.path().join("ca.pem"), work.path().join("other.pem"));
