@@ -400,6 +400,11 @@ pub struct NotificationView {
     pub subject: String,
     pub message: String,
     pub created_at: Timestamp,
+    /// For a break-glass alert: who acknowledged the use, once someone has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<Username>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

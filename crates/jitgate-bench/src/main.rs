@@ -50,6 +50,8 @@ enum Cmd {
         /// jitgate's HTTP witness on a loopback port, in this process).
         #[arg(long, default_value = "none")]
         witness: String,
+        #[command(flatten)]
+        history: History,
     },
     Verify {
         #[arg(long, default_value = "sqlite")]
@@ -113,6 +115,125 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         lead_s: u64,
     },
+}
+
+/// A store with a past, filled before the server starts (issue #18): the flows then run
+/// behind it, as they would after a year of use.
+#[derive(clap::Args, Clone, Copy, Default)]
+struct History {
+    /// Ended grants (each with its approved request) spread over --history-users people.
+    #[arg(long, default_value_t = 0)]
+    history_grants: usize,
+    /// People the history's grants belong to (u0000, u0001, ...).
+    #[arg(long, default_value_t = 1000)]
+    history_users: usize,
+    /// Ended grants of alice's own, the requester of every measured flow, so her decisions run
+    /// behind a long history of hers.
+    #[arg(long, default_value_t = 0)]
+    history_alice: usize,
+    /// Audit events in the history (chained, a signed checkpoint every 100,000).
+    #[arg(long, default_value_t = 0)]
+    history_events: i64,
+}
+
+impl History {
+    fn is_empty(&self) -> bool {
+        self.history_grants == 0 && self.history_alice == 0 && self.history_events == 0
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "history_grants={} history_alice={} history_events={}",
+            self.history_grants, self.history_alice, self.history_events
+        )
+    }
+
+    /// Writes the history into the store the server will open; returns how long it took.
+    async fn fill(&self, s: &Settings) -> Result<Duration> {
+        let started = Instant::now();
+        if self.is_empty() {
+            return Ok(started.elapsed());
+        }
+        std::fs::create_dir_all(&s.data_dir)?;
+        let store = jitgate_store::open(&s.store_url()).await?;
+        let key = jitgate_server::audit_log::load_or_create_signing_key(&s.signing_key_path()).map_err(anyhow::Error::msg)?;
+        let now = SystemClock.now();
+        let year_ms: i64 = 365 * 24 * 3600 * 1000;
+        let total = self.history_grants + self.history_alice;
+        let mut done = 0;
+        while done < total {
+            let mut tx = store.write().await?;
+            for i in done..(done + 2000).min(total) {
+                let user = if i < self.history_alice {
+                    "alice".to_owned()
+                } else {
+                    format!("u{:04}", i % self.history_users.max(1))
+                };
+                // Spread over the last year, oldest first, each 30 minutes long and over.
+                let created = Timestamp::from_millis(now.as_millis() - year_ms + (i as i64 * (year_ms - 3_600_000)) / total as i64);
+                let req = AccessRequest {
+                    id: format!("req_h{i:015}"),
+                    requester: user.parse().map_err(anyhow::Error::msg)?,
+                    resource: "prod-db".parse().map_err(anyhow::Error::msg)?,
+                    role: "read".parse().map_err(anyhow::Error::msg)?,
+                    reason: "an earlier investigation".into(),
+                    ticket: None,
+                    duration_secs: 1800,
+                    start_at: None,
+                    status: RequestStatus::Approved,
+                    created_at: created,
+                    expires_at: created,
+                    decided_at: Some(created),
+                    extends_grant: None,
+                    mfa_method: None,
+                    break_glass: false,
+                    acknowledged_by: None,
+                    acknowledged_at: None,
+                };
+                tx.insert_request(&req).await?;
+                let mut g = Grant::from_request(format!("grt_h{i:015}"), &req, None, created);
+                g.ends_at = Timestamp::from_millis(created.as_millis() + 1_800_000);
+                g.status = GrantStatus::Expired;
+                tx.insert_grant(&g).await?;
+            }
+            tx.commit().await?;
+            done = (done + 2000).min(total);
+        }
+        let mut written = 0;
+        while written < self.history_events {
+            let mut tx = store.write().await?;
+            let n = 20_000.min(self.history_events - written);
+            for i in written..written + n {
+                let details =
+                    serde_json::json!({"resource": "prod-db", "role": "read", "reason": "an earlier investigation", "duration_secs": 1800});
+                tx.append_audit(
+                    NewEvent::new(
+                        format!("u{:04}", i % 1000),
+                        "request.create",
+                        format!("req_e{i:015}"),
+                        Outcome::Success,
+                        details,
+                    ),
+                    Timestamp::from_millis(now.as_millis() - year_ms + i),
+                )
+                .await?;
+            }
+            written += n;
+            if written % 100_000 == 0 || written == self.history_events {
+                let prev = tx
+                    .last_checkpoint()
+                    .await?
+                    .map_or_else(jitgate_core::audit::CheckpointLink::genesis, |c| {
+                        jitgate_core::audit::CheckpointLink::of(&c)
+                    });
+                let at = now.as_millis() - year_ms + written;
+                let cp = jitgate_core::audit::sign_checkpoint(&key, &tx.head().await?, at, prev, None);
+                tx.insert_checkpoint(&cp).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(started.elapsed())
+    }
 }
 
 const POLICY: &str = r#"
@@ -184,8 +305,22 @@ impl Bench {
         clock: Option<jitgate_server::clock::SharedClock>,
         tweak: impl FnOnce(&mut Settings),
     ) -> Result<Self> {
+        Self::start_after(backend, dir, clock, tweak, History::default())
+            .await
+            .map(|(b, _)| b)
+    }
+
+    /// Starts the server on a store that `history` filled first; returns the fill time too.
+    async fn start_after(
+        backend: &str,
+        dir: &std::path::Path,
+        clock: Option<jitgate_server::clock::SharedClock>,
+        tweak: impl FnOnce(&mut Settings),
+        history: History,
+    ) -> Result<(Self, Duration)> {
         let mut s = settings(backend, dir).await?;
         tweak(&mut s);
+        let filled = history.fill(&s).await?;
         let app = Application::build(s, clock, None).await?;
         let url = format!("http://{}", app.addr());
         let token = app.setup_token().context("fresh store")?.expose_secret().to_owned();
@@ -193,7 +328,7 @@ impl Bench {
         let server = tokio::spawn(app.run_until_stopped());
         let anon = Client::new(&url, None);
         let admin = bootstrap_with_users(&anon, token).await?;
-        Ok(Self { anon, admin, stop, server })
+        Ok((Self { anon, admin, stop, server }, filled))
     }
 }
 
@@ -231,7 +366,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn flows(backend: &str, total: usize, concurrency: usize, witness: &str) -> Result<()> {
+async fn flows(backend: &str, total: usize, concurrency: usize, witness: &str, history: History) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let elsewhere = tempfile::tempdir()?;
     let mut witnesses = Vec::new();
@@ -254,13 +389,22 @@ async fn flows(backend: &str, total: usize, concurrency: usize, witness: &str) -
         anyhow::bail!("--witness is none, file, http or both");
     }
     let key_file = (witness != "none" && witness != "file").then(|| dir.path().join("witness-bench.key"));
-    let Bench { anon, admin, stop, server } = Bench::start_with(backend, dir.path(), None, |s| {
-        s.witnesses = witnesses;
-        if let Some(k) = key_file {
-            s.signing_key_file = Some(k);
-        }
-    })
+    let (Bench { anon, admin, stop, server }, filled) = Bench::start_after(
+        backend,
+        dir.path(),
+        None,
+        |s| {
+            s.witnesses = witnesses;
+            if let Some(k) = key_file {
+                s.signing_key_file = Some(k);
+            }
+        },
+        history,
+    )
     .await?;
+    if !history.is_empty() {
+        eprintln!("history filled in {:.1} s: {}", filled.as_secs_f64(), history.label());
+    }
     let alice = anon.with_token(&anon.login("alice", PASSWORD).await?.token);
     let bob = anon.with_token(&anon.login("bob", PASSWORD).await?.token);
     let body = CreateRequestBody {
@@ -314,8 +458,9 @@ async fn flows(backend: &str, total: usize, concurrency: usize, witness: &str) -
         .map(|w| format!("{}/{}", w.delivered_seq.unwrap_or(0), status.last_checkpoint_seq.unwrap_or(0)))
         .collect();
     println!(
-        "flows backend={backend} witness={witness} delivered={} flows={} concurrency={concurrency} seconds={secs:.2} flows_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} audit_events={} audit_ok={}",
+        "flows backend={backend} witness={witness} delivered={} {} flows={} concurrency={concurrency} seconds={secs:.2} flows_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} audit_events={} audit_ok={}",
         delivered.join(","),
+        history.label(),
         lat.len(),
         lat.len() as f64 / secs,
         percentile(&lat, 50.0),
@@ -444,7 +589,7 @@ async fn verify(backend: &str, events: i64) -> Result<()> {
                 .map_or_else(jitgate_core::audit::CheckpointLink::genesis, |c| {
                     jitgate_core::audit::CheckpointLink::of(&c)
                 });
-            let cp = jitgate_core::audit::sign_checkpoint(&key, &tx.head().clone(), 1_790_000_000_000, prev, None);
+            let cp = jitgate_core::audit::sign_checkpoint(&key, &tx.head().await?, 1_790_000_000_000, prev, None);
             tx.insert_checkpoint(&cp).await?;
         }
         tx.commit().await?;
@@ -545,7 +690,8 @@ async fn main() -> Result<()> {
             flows: n,
             concurrency,
             witness,
-        } => flows(&backend, n, concurrency, &witness).await,
+            history,
+        } => flows(&backend, n, concurrency, &witness, history).await,
         Cmd::Verify { backend, events } => verify(&backend, events).await,
         Cmd::Mfa { backend, logins } => mfa(&backend, logins).await,
         Cmd::Idle { jitgate, connections, tls } => idle::idle(&jitgate, connections, tls).await,

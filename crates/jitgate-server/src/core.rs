@@ -166,18 +166,23 @@ impl Core {
         self.clock.now()
     }
 
-    /// Begins a change. The second value is the audit head it started at.
-    pub async fn begin(&self) -> Result<(Box<dyn WriteTx>, i64), ApiError> {
-        let tx = self.store.write().await?;
-        let start = tx.head().seq;
-        Ok((tx, start))
+    /// Begins a change.
+    pub async fn begin(&self) -> Result<Box<dyn WriteTx>, ApiError> {
+        Ok(self.store.write().await?)
     }
 
-    /// Commits a change, adding a signed checkpoint when the chain crossed a multiple of
-    /// `checkpoint_every`, so a checkpoint is part of the same transaction as its events.
-    pub async fn commit(&self, mut tx: Box<dyn WriteTx>, start_seq: i64) -> Result<Vec<AuditEvent>, ApiError> {
+    /// Commits a change, adding a signed checkpoint when its events took the chain across a
+    /// multiple of `checkpoint_every`, so a checkpoint is part of the same transaction as its
+    /// events. A change without events does not wait for the chain's head at all.
+    pub async fn commit(&self, mut tx: Box<dyn WriteTx>) -> Result<Vec<AuditEvent>, ApiError> {
         let every = self.settings.checkpoint_every;
-        let checkpointed = tx.head().seq / every > start_seq / every && self.add_checkpoint(&mut *tx, None).await?;
+        let appended = i64::try_from(tx.appended()).unwrap_or(i64::MAX);
+        let checkpointed = if appended > 0 {
+            let head = tx.head().await?.seq;
+            head / every > (head - appended) / every && self.add_checkpoint(&mut *tx, None).await?
+        } else {
+            false
+        };
         let events = tx.commit().await?;
         if checkpointed {
             self.witnesses.wake();
@@ -190,7 +195,7 @@ impl Core {
     /// already. Read and written under the head's lock, so checkpoints form one line even
     /// with several instances.
     pub async fn add_checkpoint(&self, tx: &mut dyn WriteTx, announce: Option<&ed25519_dalek::VerifyingKey>) -> Result<bool, ApiError> {
-        let head = tx.head().clone();
+        let head = tx.head().await?;
         let last = tx.last_checkpoint().await?;
         if last.as_ref().is_some_and(|c| c.seq >= head.seq) || head.seq == 0 && announce.is_none() {
             return Ok(false);
@@ -204,7 +209,7 @@ impl Core {
     /// Writes a signed checkpoint at the current head if it has none yet: at start, at stop,
     /// and every `checkpoint_interval`.
     pub async fn checkpoint_now(&self) -> Result<(), ApiError> {
-        let (mut tx, _) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if self.add_checkpoint(&mut *tx, None).await? {
             tx.commit().await?;
             self.witnesses.wake();
@@ -243,9 +248,9 @@ impl Core {
     /// was not made.
     pub async fn audit_alone(&self, event: NewEvent) {
         let result = async {
-            let (mut tx, start) = self.begin().await?;
+            let mut tx = self.begin().await?;
             tx.append_audit(event, self.now()).await?;
-            self.commit(tx, start).await
+            self.commit(tx).await
         }
         .await;
         if let Err(e) = result {

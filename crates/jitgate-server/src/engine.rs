@@ -33,7 +33,7 @@ impl Core {
         let mut total = 0;
         loop {
             let now = self.now();
-            let (mut tx, start) = self.begin().await?;
+            let mut tx = self.begin().await?;
             let grants = tx.due_grants(now, BATCH).await?;
             let requests = tx.due_requests(now, BATCH).await?;
             if grants.is_empty() && requests.is_empty() {
@@ -102,7 +102,7 @@ impl Core {
                 .await?;
             }
             total += events.len() + requests.len();
-            self.commit(tx, start).await?;
+            self.commit(tx).await?;
             for (kind, g) in &events {
                 self.publish(*kind, g);
             }

@@ -101,7 +101,7 @@ impl Core {
             .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "upstream", e.to_string()))?;
         let sealed = self.secrets.seal(password.expose_secret().as_bytes(), &name);
         let now = self.now();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         tx.put_ephemeral_role(&EphemeralRoleRecord {
             grant_id: grant.id.clone(),
             resource: grant.resource.clone(),
@@ -125,7 +125,7 @@ impl Core {
             now,
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(Some((name, SecretString::from(password.expose_secret().to_owned()))))
     }
 
@@ -167,7 +167,7 @@ impl Core {
             return false;
         }
         let result = async {
-            let (mut tx, start) = self.begin().await?;
+            let mut tx = self.begin().await?;
             tx.put_ephemeral_role(&record).await?;
             tx.append_audit(
                 NewEvent::new(
@@ -183,7 +183,7 @@ impl Core {
             if first_failure && record.state == "revocation_pending" {
                 self.alert_stuck_revocation(&mut *tx, &record, now).await?;
             }
-            self.commit(tx, start).await
+            self.commit(tx).await
         }
         .await;
         if let Err(e) = result {

@@ -327,7 +327,7 @@ impl Broker for GatewayBroker {
         } else {
             None
         };
-        let (mut tx, start) = core.begin().await.map_err(unavailable)?;
+        let mut tx = core.begin().await.map_err(unavailable)?;
         let token = tx.redeem_connect_token(&hash, now).await.map_err(|e| unavailable(e.into()))?;
         let Some(token) = token.filter(|t| t.user.as_str() == req.user && t.resource.as_str() == req.database) else {
             // Whatever was wrong (unknown, used, expired, someone else's, another resource),
@@ -406,7 +406,7 @@ impl Broker for GatewayBroker {
         }
         .await;
         stored.map_err(|e| unavailable(e.into()))?;
-        core.commit(tx, start).await.map_err(unavailable)?;
+        core.commit(tx).await.map_err(unavailable)?;
         let target = match service {
             Some(t) => Ok(t),
             // Ephemeral access: the session logs in as the grant's own role (made now if the
@@ -499,7 +499,7 @@ impl Broker for GatewayBroker {
         record.bytes_out = i64::try_from(stats.bytes_to_client).unwrap_or(i64::MAX);
         record.statements = i64::try_from(stats.statements).unwrap_or(i64::MAX);
         let result = async {
-            let (mut tx, start) = core.begin().await?;
+            let mut tx = core.begin().await?;
             tx.end_db_session(&record).await?;
             let outcome = match (reason, stats.ending) {
                 (EndReason::Refused(_), _) => Outcome::Denied,
@@ -529,7 +529,7 @@ impl Broker for GatewayBroker {
                 core.now(),
             )
             .await?;
-            core.commit(tx, start).await
+            core.commit(tx).await
         }
         .await;
         if let Err(e) = result {
@@ -664,7 +664,7 @@ impl Core {
             expires_at: now.saturating_add(TOKEN_TTL).min(grant.ends_at),
             uses: i64::from(uses),
         };
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         tx.insert_connect_token(&record).await?;
         tx.append_audit(
             NewEvent::new(
@@ -677,7 +677,7 @@ impl Core {
             now,
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(ConnectToken {
             token: token.expose_secret().into(),
             username: caller.user.name.clone(),
@@ -723,7 +723,7 @@ impl Core {
         };
         let here = self.sessions.end(&kill) > 0;
         let recorded = async {
-            let (mut tx, start) = self.begin().await?;
+            let mut tx = self.begin().await?;
             let live = tx.kill_db_session(id, KILLED_BY_ADMIN).await?;
             if !live && !here {
                 return Ok(false);
@@ -736,7 +736,7 @@ impl Core {
                 self.now(),
             )
             .await?;
-            self.commit(tx, start).await?;
+            self.commit(tx).await?;
             Ok::<_, ApiError>(true)
         }
         .await;

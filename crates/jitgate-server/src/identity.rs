@@ -33,7 +33,7 @@ impl Core {
     /// On a store with no users, makes a new one-time setup token and returns it; the old one,
     /// if any, stops working.
     pub async fn prepare_bootstrap(&self) -> Result<Option<SecretString>, ApiError> {
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if tx.count_users().await? > 0 {
             return Ok(None);
         }
@@ -44,7 +44,7 @@ impl Core {
             self.now(),
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(Some(token))
     }
 
@@ -71,7 +71,7 @@ impl Core {
         }
         let hash = self.hash_new_password(password).await?;
         let now = self.now();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if tx.count_users().await? > 0 {
             return Err(ApiError::conflict("already_bootstrapped", "the first administrator exists already"));
         }
@@ -97,7 +97,7 @@ impl Core {
         )
         .await?;
         let token = self.open_session(&mut *tx, &user.name, None).await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(token)
     }
 
@@ -184,9 +184,9 @@ impl Core {
             (Some(proof), false) => Some(self.verify_factor(&user.name, proof, "login", None).await?),
             (None, false) => return self.login_ticket(&user.name, methods).await,
         };
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let token = self.open_session(&mut *tx, &user.name, mfa).await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(token.into())
     }
 
@@ -196,7 +196,7 @@ impl Core {
         let now = self.now();
         let ticket = new_token("jgt");
         let expires_at = now.saturating_add(CEREMONY_TTL);
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         tx.insert_challenge(
             &ChallengeRecord {
                 id: token_hash(ticket.expose_secret()),
@@ -219,7 +219,7 @@ impl Core {
             now,
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(LoginOutcome::MfaRequired {
             ticket: ticket.expose_secret().into(),
             methods: methods.into_iter().map(str::to_owned).collect(),
@@ -252,7 +252,7 @@ impl Core {
     pub async fn login_mfa(&self, body: LoginMfaBody) -> Result<SessionToken, ApiError> {
         let (ticket_id, user) = self.ticket_user(&body.ticket).await?;
         let factor = self.verify_factor(&user.name, &body.mfa, "login", None).await?;
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if tx.take_challenge(&ticket_id).await?.is_none() {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -261,7 +261,7 @@ impl Core {
             ));
         }
         let token = self.open_session(&mut *tx, &user.name, Some(factor)).await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(token)
     }
 
@@ -283,23 +283,23 @@ impl Core {
             return Err(ApiError::unauthenticated());
         }
         if session.last_seen_at.until(now) >= TOUCH_EVERY {
-            let (mut tx, start) = self.begin().await?;
+            let mut tx = self.begin().await?;
             tx.touch_session(&hash, now).await?;
-            self.commit(tx, start).await?;
+            self.commit(tx).await?;
         }
         let groups = self.store.user_groups(&user.name).await?;
         Ok(Caller { user, groups, session })
     }
 
     pub async fn logout(&self, caller: &Caller) -> Result<(), ApiError> {
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         tx.delete_session(&caller.session.token_hash).await?;
         tx.append_audit(
             NewEvent::new(caller.name(), "auth.logout", caller.name(), Outcome::Success, json!({})),
             self.now(),
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -347,7 +347,7 @@ impl Core {
             disabled: false,
             created_at: now,
         };
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         tx.insert_user(&user).await?;
         tx.append_audit(
             NewEvent::new(
@@ -360,7 +360,7 @@ impl Core {
             now,
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         self.user_view(user).await
     }
 
@@ -393,7 +393,7 @@ impl Core {
             return Err(ApiError::bad_request("cannot_disable_self", "you cannot disable your own account"));
         }
         let now = self.now();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let mut user = tx.user(name).await?.ok_or_else(|| ApiError::not_found("user"))?;
         user.disabled = disabled;
         tx.update_user(&user).await?;
@@ -441,7 +441,7 @@ impl Core {
                 revoked.push(g);
             }
         }
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         for g in &revoked {
             self.publish(GrantEventKind::Revoked, g);
         }
@@ -472,7 +472,7 @@ impl Core {
             method = self.prove_factor_if_enrolled(caller, body.mfa.as_ref(), "password.change").await?;
         }
         let hash = self.hash_new_password(password).await?;
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let mut user = tx.user(name).await?.ok_or_else(|| ApiError::not_found("user"))?;
         user.password_hash = Some(hash);
         tx.update_user(&user).await?;
@@ -492,7 +492,7 @@ impl Core {
             self.now(),
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -549,7 +549,7 @@ impl Core {
 
     pub async fn set_membership(&self, caller: &Caller, group: &GroupName, user: &Username, member: bool) -> Result<GroupView, ApiError> {
         self.require_admin(caller, "set_membership").await?;
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if member && tx.user(user).await?.is_none() {
             return Err(ApiError::not_found("user"));
         }
@@ -563,7 +563,7 @@ impl Core {
             self.now(),
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         let members = self.store.groups().await?.remove(group).unwrap_or_default();
         Ok(GroupView {
             name: group.clone(),
@@ -574,7 +574,7 @@ impl Core {
     /// Makes the store match the config file's groups and resources; what the API added stays.
     pub async fn apply_config(&self, file: Option<&str>) -> Result<(), ApiError> {
         let now = self.now();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         tx.clear_source(Source::Config).await?;
         for (group, members) in &self.settings.groups {
             tx.ensure_group(group, Source::Config).await?;
@@ -597,7 +597,7 @@ impl Core {
             now,
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 }

@@ -244,9 +244,9 @@ impl Core {
     /// [`Core::append_failure_event`] in a change of its own.
     pub(crate) async fn audit_failure_alone(&self, event: NewEvent) {
         let result = async {
-            let (mut tx, start) = self.begin().await?;
+            let mut tx = self.begin().await?;
             self.append_failure_event(&mut *tx, event).await?;
-            self.commit(tx, start).await
+            self.commit(tx).await
         }
         .await;
         if let Err(e) = result {
@@ -258,7 +258,7 @@ impl Core {
     /// record goes back to what it was when nothing else changed it since, else loses one
     /// failure (and the lock this charge brought, if any).
     pub(crate) async fn refund_attempt(&self, username: &str, charged: &Charge) -> Result<(), ApiError> {
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let now = attempt_state(&tx.lock_attempts(username).await?);
         let back = if now == charged.after {
             charged.before
@@ -280,7 +280,7 @@ impl Core {
             })
             .await?;
         }
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -289,9 +289,9 @@ impl Core {
     pub async fn prune_attempts(&self) -> Result<u64, ApiError> {
         let a = &self.settings.attempts;
         let before = self.now().saturating_sub(a.lock_for.max(a.max_delay));
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let gone = tx.prune_attempts(before).await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(gone)
     }
 
@@ -306,7 +306,7 @@ impl Core {
     /// inside the transaction (the password). A failure keeps the charge (and reports the
     /// lock it brought), a success takes it back ([`Core::refund_attempt`]).
     pub(crate) async fn charge_attempt(&self, username: &str, action: &str) -> Result<Charge, ApiError> {
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let before = match self.attempt_gate_in(&mut *tx, username).await? {
             Ok(state) => state,
             Err(refusal) => {
@@ -315,7 +315,7 @@ impl Core {
             }
         };
         let after = self.put_failure(&mut *tx, username, &before).await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(Charge { before, after })
     }
 
@@ -360,10 +360,10 @@ impl Core {
     /// audit event, and the lock the charge brought.
     pub(crate) async fn record_charged_failure(&self, username: &str, event: NewEvent, charged: &Charge) {
         let result = async {
-            let (mut tx, start) = self.begin().await?;
+            let mut tx = self.begin().await?;
             self.append_failure_event(&mut *tx, event).await?;
             self.audit_lock(&mut *tx, username, &charged.after).await?;
-            self.commit(tx, start).await
+            self.commit(tx).await
         }
         .await;
         if let Err(e) = result {
@@ -373,7 +373,7 @@ impl Core {
 
     pub async fn unlock_user(&self, caller: &Caller, name: &Username) -> Result<(), ApiError> {
         self.require_admin(caller, "unlock_user").await?;
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let was_limited = tx.clear_attempts(name.as_str()).await? | tx.clear_attempts(&factor_key(name)).await?;
         tx.append_audit(
             NewEvent::new(
@@ -386,7 +386,7 @@ impl Core {
             self.now(),
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -491,7 +491,7 @@ impl Core {
             ));
         }
         let now = self.now();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let attempts = match self.attempt_gate_in(&mut *tx, &factor_key(user)).await? {
             Ok(state) => state,
             Err(refusal) => {
@@ -533,7 +533,7 @@ impl Core {
                     now,
                 )
                 .await?;
-                self.commit(tx, start).await?;
+                self.commit(tx).await?;
                 Ok(method)
             }
             Err(refusal) => {
@@ -562,7 +562,7 @@ impl Core {
                     .await?;
                 }
                 self.count_failure(&mut *tx, &factor_key(user), &attempts).await?;
-                self.commit(tx, start).await?;
+                self.commit(tx).await?;
                 Err(ApiError::new(StatusCode::UNAUTHORIZED, refusal.code, refusal.message))
             }
         }
@@ -649,7 +649,7 @@ impl Core {
         let now = self.now();
         let expires_at = now.saturating_add(CEREMONY_TTL);
         let challenge_id = new_id("wac");
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         tx.insert_challenge(
             &ChallengeRecord {
                 id: challenge_id.clone(),
@@ -661,7 +661,7 @@ impl Core {
             now,
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(WebauthnChallenge {
             challenge_id,
             options,
@@ -735,7 +735,7 @@ impl Core {
         let material = totp::enrolment(&seed, params, &self.settings.mfa_issuer, user.as_str()).map_err(internal)?;
         let sealed = self.secrets.seal(&seed, user.as_str());
         let now = self.now();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         tx.put_totp(&TotpRecord {
             user: user.clone(),
             key_version: sealed.key_version,
@@ -753,7 +753,7 @@ impl Core {
             now,
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(TotpEnrolment {
             secret: material.secret_base32.into(),
             otpauth_uri: material.otpauth_uri.into(),
@@ -768,7 +768,7 @@ impl Core {
     pub async fn totp_enrol_confirm(&self, caller: &Caller, code: &SecretText) -> Result<FactorAdded, ApiError> {
         let user = &caller.user.name;
         let now = self.now();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let attempts = match self.attempt_gate_in(&mut *tx, &factor_key(user)).await? {
             Ok(state) => state,
             Err(refusal) => {
@@ -797,7 +797,7 @@ impl Core {
             )
             .await?;
             self.count_failure(&mut *tx, &factor_key(user), &attempts).await?;
-            self.commit(tx, start).await?;
+            self.commit(tx).await?;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_mfa",
@@ -819,7 +819,7 @@ impl Core {
             now,
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(FactorAdded {
             method: Factor::Totp.as_str().into(),
             recovery_codes,
@@ -861,7 +861,7 @@ impl Core {
     pub async fn totp_remove(&self, caller: &Caller) -> Result<(), ApiError> {
         self.require_fresh_if_enrolled(caller, "removing the TOTP factor").await?;
         let user = &caller.user.name;
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if !tx.delete_totp(user).await? {
             return Err(ApiError::not_found("TOTP factor"));
         }
@@ -870,7 +870,7 @@ impl Core {
             self.now(),
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -883,9 +883,9 @@ impl Core {
             ));
         }
         self.require_fresh_if_enrolled(caller, "making new recovery codes").await?;
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let codes = self.replace_recovery_codes(&mut *tx, user, self.now()).await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(RecoveryCodes { codes })
     }
 
@@ -908,7 +908,7 @@ impl Core {
     pub async fn passkey_register_finish(&self, caller: &Caller, body: &PasskeyFinishBody) -> Result<FactorAdded, ApiError> {
         let user = &caller.user.name;
         let now = self.now();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let challenge = tx
             .take_challenge(&body.challenge_id)
             .await?
@@ -936,7 +936,7 @@ impl Core {
                     now,
                 )
                 .await?;
-                self.commit(tx, start).await?;
+                self.commit(tx).await?;
                 return Err(ApiError::bad_request("webauthn_refused", e.to_string()));
             }
         };
@@ -971,7 +971,7 @@ impl Core {
             now,
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(FactorAdded {
             method: Factor::Webauthn.as_str().into(),
             recovery_codes,
@@ -982,7 +982,7 @@ impl Core {
     pub async fn passkey_remove(&self, caller: &Caller, credential_id: &str) -> Result<(), ApiError> {
         self.require_fresh_if_enrolled(caller, "removing a passkey").await?;
         let user = &caller.user.name;
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if !tx.delete_passkey(user, credential_id).await? {
             return Err(ApiError::not_found("passkey"));
         }
@@ -997,7 +997,7 @@ impl Core {
             self.now(),
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 }

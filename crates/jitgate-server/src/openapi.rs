@@ -691,6 +691,8 @@ const SCHEMAS: &[(&str, &[(&str, &str)])] = &[
             ("subject", "string"),
             ("message", "string"),
             ("created_at", "time"),
+            ("-acknowledged_by", "string"),
+            ("-acknowledged_at", "time"),
         ],
     ),
     ("RevokeBody", &[("reason", "string")]),

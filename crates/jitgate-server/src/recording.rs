@@ -191,7 +191,7 @@ pub async fn write_statements(core: AppState, mut rx: mpsc::Receiver<StatementBa
 }
 
 async fn write(core: &AppState, batches: &[StatementBatch]) -> Result<(), crate::error::ApiError> {
-    let (mut tx, start) = core.begin().await?;
+    let mut tx = core.begin().await?;
     for b in batches {
         let statements: Vec<Value> = b.statements.iter().map(statement_json).collect();
         let mut details = serde_json::Map::with_capacity(1);
@@ -208,7 +208,7 @@ async fn write(core: &AppState, batches: &[StatementBatch]) -> Result<(), crate:
         )
         .await?;
     }
-    core.commit(tx, start).await.map(|_| ())
+    core.commit(tx).await.map(|_| ())
 }
 
 #[cfg(test)]

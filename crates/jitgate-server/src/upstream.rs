@@ -158,7 +158,7 @@ impl Core {
         }
         let role = Self::credential_role(&resource, role)?;
         let sealed = self.secrets.seal(text.as_bytes(), &credential_owner(name, role.as_ref()));
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         tx.put_resource_credential(&ResourceCredentialRecord {
             resource: name.clone(),
             role: role.as_ref().map(ToString::to_string).unwrap_or_default(),
@@ -179,7 +179,7 @@ impl Core {
             self.now(),
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -193,7 +193,7 @@ impl Core {
             }
         };
         let key = role.as_ref().map(ToString::to_string).unwrap_or_default();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if !tx.delete_resource_credential(name, Some(&key)).await? {
             return Err(ApiError::not_found("stored credential"));
         }
@@ -208,7 +208,7 @@ impl Core {
             self.now(),
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 }

@@ -135,7 +135,7 @@ async fn failed(core: &Core, slot: &WitnessSlot, error: String, first: bool) {
         slot.target
     );
     let result = async {
-        let (mut tx, start) = core.begin().await?;
+        let mut tx = core.begin().await?;
         let admins: Vec<_> = core
             .store
             .users()
@@ -155,7 +155,7 @@ async fn failed(core: &Core, slot: &WitnessSlot, error: String, first: bool) {
             now,
         )
         .await?;
-        core.commit(tx, start).await
+        core.commit(tx).await
     }
     .await;
     if let Err(e) = result {

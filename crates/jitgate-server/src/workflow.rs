@@ -59,7 +59,7 @@ impl Core {
         if let Some(problem) = resource.problems().into_iter().next() {
             return Err(ApiError::bad_request("invalid_resource", problem));
         }
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if tx.resources_from(Source::Config).await?.contains(&resource.name) {
             return Err(ApiError::conflict(
                 "managed_by_config",
@@ -73,7 +73,7 @@ impl Core {
             self.now(),
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(ResourceView {
             resource,
             managed_by: "api".into(),
@@ -83,7 +83,7 @@ impl Core {
 
     pub async fn delete_resource(&self, caller: &Caller, name: &ResourceName) -> Result<(), ApiError> {
         self.require_admin(caller, "delete_resource").await?;
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if tx.resources_from(Source::Config).await?.contains(name) {
             return Err(ApiError::conflict(
                 "managed_by_config",
@@ -101,7 +101,7 @@ impl Core {
             self.now(),
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -177,13 +177,13 @@ impl Core {
         }
         if body.break_glass {
             if body.reason.trim().is_empty() {
-                return Err(DomainError::ReasonRequired.into());
+                return Err(self.refused(caller, action, &target, DomainError::ReasonRequired).await);
             }
             if asked.duration > policy.break_glass_max_duration {
-                return Err(DomainError::BreakGlassTooLong {
+                let too_long = DomainError::BreakGlassTooLong {
                     max: jitgate_core::time::format_duration(policy.break_glass_max_duration),
-                }
-                .into());
+                };
+                return Err(self.refused(caller, action, &target, too_long).await);
             }
         }
         let draft = RequestDraft {
@@ -215,18 +215,23 @@ impl Core {
             }
         };
         let now = self.now();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(grant_id) = &body.extends {
             let grant = tx.grant(grant_id).await?.ok_or_else(|| ApiError::not_found("grant to extend"))?;
-            if grant.user != caller.user.name || grant.resource != resource.name || grant.role != role_name {
-                return Err(DomainError::ExtensionMismatch.into());
-            }
             let status = grant.effective_status(now);
-            if !status.is_live() {
-                return Err(DomainError::GrantNotLive {
+            let refusal = if grant.user != caller.user.name || grant.resource != resource.name || grant.role != role_name {
+                Some(DomainError::ExtensionMismatch)
+            } else if !status.is_live() {
+                Some(DomainError::GrantNotLive {
                     status: status.to_string(),
-                }
-                .into());
+                })
+            } else {
+                None
+            };
+            if let Some(e) = refusal {
+                // The refusal is written in a change of its own; this one has written nothing.
+                drop(tx);
+                return Err(self.refused(caller, action, &target, e).await);
             }
         }
         let mut request = AccessRequest {
@@ -292,7 +297,7 @@ impl Core {
                 self.alert_approvers(&mut *tx, &request, &resource, now).await?;
             }
         }
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         self.engine.deadline_added(request.expires_at);
         if let Some(g) = &created {
             self.granted(g);
@@ -339,9 +344,13 @@ impl Core {
         if let Some(e) = refusal {
             return Err(self.refused(caller, "request.acknowledge", id, e).await);
         }
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         if !tx.acknowledge_request(id, &caller.user.name, now).await? {
-            return Err(DomainError::AlreadyAcknowledged.into());
+            // Another approver was first; the refusal is on the record like every other.
+            drop(tx);
+            return Err(self
+                .refused(caller, "request.acknowledge", id, DomainError::AlreadyAcknowledged)
+                .await);
         }
         tx.append_audit(
             NewEvent::new(
@@ -354,7 +363,7 @@ impl Core {
             now,
         )
         .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         let mut request = request;
         request.acknowledged_by = Some(caller.user.name.clone());
         request.acknowledged_at = Some(now);
@@ -363,19 +372,35 @@ impl Core {
     }
 
     pub async fn notifications(&self, caller: &Caller, limit: i64) -> Result<Vec<NotificationView>, ApiError> {
-        Ok(self
-            .store
-            .notifications(&caller.user.name, limit.clamp(1, 1000))
-            .await?
-            .into_iter()
-            .map(|n| NotificationView {
+        let stored = self.store.notifications(&caller.user.name, limit.clamp(1, 1000)).await?;
+        let mut views = Vec::with_capacity(stored.len());
+        for n in stored {
+            // Whether a break-glass alert still wants an acknowledgement is the request's state
+            // now, not the text written when it was raised; so the hint is added here.
+            let (mut message, mut acknowledged_by, mut acknowledged_at) = (n.message, None, None);
+            if n.kind == "break_glass" {
+                match self.store.request(&n.subject).await? {
+                    Some(r) if r.acknowledged_by.is_some() => {
+                        acknowledged_by = r.acknowledged_by;
+                        acknowledged_at = r.acknowledged_at;
+                    }
+                    Some(r) if !message.contains("jitgate ack ") => {
+                        message.push_str(&format!(" Acknowledge it with `jitgate ack {}`.", r.id));
+                    }
+                    _ => {}
+                }
+            }
+            views.push(NotificationView {
                 id: n.id,
                 kind: n.kind,
                 subject: n.subject,
-                message: n.message,
+                message,
                 created_at: n.created_at,
-            })
-            .collect())
+                acknowledged_by,
+                acknowledged_at,
+            });
+        }
+        Ok(views)
     }
 
     /// `name` as an approver of `request` by `requester`: the stages the policies let them
@@ -450,14 +475,13 @@ impl Core {
             .cloned()
             .collect();
         let message = format!(
-            "{} broke glass: {} on {} for {} — \"{}\". Review it with `jitgate show {}` and acknowledge with `jitgate ack {}`.",
+            "{} broke glass: {} on {} for {} — \"{}\". Review it with `jitgate show {}`.",
             request.requester,
             request.role,
             request.resource,
             jitgate_core::time::format_duration(std::time::Duration::from_secs(u64::try_from(request.duration_secs).unwrap_or(0))),
             request.reason,
             request.id,
-            request.id
         );
         let recipients: Vec<Username> = recipients.into_iter().collect();
         crate::core::alert(
@@ -647,7 +671,7 @@ impl Core {
         let (me, forbids) = self
             .approver(Subject::of(caller), &requester, &pending, &resource, policy, now)
             .await?;
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let request = tx.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
         let earlier = tx.reviews(id).await?;
         // Each earlier approver is weighed as of now, like the reviewer.
@@ -712,7 +736,7 @@ impl Core {
                 created = Some(self.create_grant(&mut *tx, &request, caller.name(), now).await?);
             }
         }
-        let recorded = self.commit(tx, start).await?;
+        let recorded = self.commit(tx).await?;
         if let Some(g) = &created {
             self.granted(g);
         }
@@ -731,7 +755,7 @@ impl Core {
 
     pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<AccessRequest, ApiError> {
         let now = self.now();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let mut request = tx.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
         if request.requester != caller.user.name && !self.may_see_request(caller, &request).await? {
             drop(tx);
@@ -744,7 +768,7 @@ impl Core {
         tx.set_request_status(id, RequestStatus::Cancelled, now).await?;
         tx.append_audit(NewEvent::new(caller.name(), "request.cancel", id, Outcome::Success, json!({})), now)
             .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         request.status = RequestStatus::Cancelled;
         request.decided_at = Some(now);
         Ok(request)
@@ -842,7 +866,7 @@ impl Core {
 
     pub async fn revoke(&self, caller: &Caller, id: &str, reason: &str) -> Result<Grant, ApiError> {
         let now = self.now();
-        let (mut tx, start) = self.begin().await?;
+        let mut tx = self.begin().await?;
         let mut grant = tx.grant(id).await?.ok_or_else(|| ApiError::not_found("grant"))?;
         let may = self.may_act_on_grant(caller, &grant).await?;
         if !may && !self.is_audit_reader(caller) {
@@ -873,7 +897,7 @@ impl Core {
         // the event below reaches its kill switch.
         tx.send_session_kill(&crate::gateway::grant_ended(id, crate::gateway::GRANT_REVOKED))
             .await?;
-        self.commit(tx, start).await?;
+        self.commit(tx).await?;
         self.publish(GrantEventKind::Revoked, &grant);
         Ok(grant)
     }

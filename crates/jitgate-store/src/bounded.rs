@@ -178,8 +178,8 @@ macro_rules! bounded_tx {
     ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
         #[async_trait]
         impl WriteTx for BoundedTx {
-            fn head(&self) -> &ChainHead {
-                self.inner.head()
+            fn appended(&self) -> usize {
+                self.inner.appended()
             }
 
             /// A commit that times out is in doubt: it may have been made (the error says so).
@@ -203,6 +203,7 @@ macro_rules! bounded_tx {
 }
 
 bounded_tx! {
+    head() -> ChainHead;
     user(name: &Username) -> Option<UserRecord>;
     user_groups(name: &Username) -> BTreeSet<GroupName>;
     count_users() -> i64;

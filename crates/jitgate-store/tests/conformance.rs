@@ -336,7 +336,7 @@ async fn requests_reviews_and_grants(store: &dyn Store) {
 
 async fn audit_chain(store: &dyn Store) {
     let mut tx = store.write().await.unwrap();
-    assert_eq!(tx.head().seq, 0);
+    assert_eq!(tx.head().await.unwrap().seq, 0);
     tx.append_audit(ev("one"), t(1)).await.unwrap();
     tx.append_audit(ev("two"), t(2)).await.unwrap();
     let committed = tx.commit().await.unwrap();
@@ -350,11 +350,11 @@ async fn audit_chain(store: &dyn Store) {
 
     let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
     let mut tx = store.write().await.unwrap();
-    assert_eq!(tx.head().hash, committed[1].hash);
+    assert_eq!(tx.head().await.unwrap().hash, committed[1].hash);
     tx.append_audit(ev("three"), t(4)).await.unwrap();
-    assert_eq!(tx.head().seq, 3);
+    assert_eq!(tx.head().await.unwrap().seq, 3);
     assert_eq!(tx.last_checkpoint().await.unwrap(), None);
-    let first = sign_checkpoint(&key, tx.head(), 5, CheckpointLink::genesis(), None);
+    let first = sign_checkpoint(&key, &tx.head().await.unwrap(), 5, CheckpointLink::genesis(), None);
     tx.insert_checkpoint(&first).await.unwrap();
     tx.commit().await.unwrap();
     // A second checkpoint, chained to the first and announcing a key, comes back as written.
@@ -363,7 +363,7 @@ async fn audit_chain(store: &dyn Store) {
     let last = tx.last_checkpoint().await.unwrap().unwrap();
     assert_eq!(last, first);
     let next = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]).verifying_key();
-    let second = sign_checkpoint(&key, tx.head(), 7, CheckpointLink::of(&last), Some(&next));
+    let second = sign_checkpoint(&key, &tx.head().await.unwrap(), 7, CheckpointLink::of(&last), Some(&next));
     tx.insert_checkpoint(&second).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(store.audit_checkpoints().await.unwrap(), vec![first.clone(), second.clone()]);
@@ -391,6 +391,55 @@ async fn audit_chain(store: &dyn Store) {
     let report = v.finish(Some(&store.audit_head().await.unwrap())).unwrap();
     assert_eq!(report.last_seq, 4);
     assert_eq!(report.checkpoints, 2);
+}
+
+/// A transaction takes the chain's head when it needs it (at the latest when it commits its
+/// events), not when it begins: one that began first but commits last is chained last, a
+/// change without events never waits for the head, and one with events waits for the holder.
+/// SQLite has a single writer connection, so there transactions never overlap and this is
+/// PostgreSQL's case.
+async fn chained_in_commit_order(store: std::sync::Arc<dyn Store>) {
+    if store.backend() != "postgres" {
+        return;
+    }
+    let patience = std::time::Duration::from_millis(300);
+    let mut first = store.write().await.unwrap();
+    first.append_audit(ev("began first"), t(1)).await.unwrap();
+    let mut second = store.write().await.unwrap();
+    second.append_audit(ev("began second"), t(2)).await.unwrap();
+    second.commit().await.unwrap();
+
+    assert_eq!(first.head().await.unwrap().seq, 2, "the head is taken after the second's commit");
+    // `first` holds the head now: a change without events commits meanwhile ...
+    let mut quiet = store.write().await.unwrap();
+    quiet.insert_db_session(&db_session("q1")).await.unwrap();
+    tokio::time::timeout(patience, quiet.commit())
+        .await
+        .expect("no wait for the head")
+        .unwrap();
+    // ... and one with events waits until the holder is done.
+    let s = store.clone();
+    let waiting = tokio::spawn(async move {
+        let mut tx = s.write().await.unwrap();
+        tx.append_audit(ev("waited"), t(3)).await.unwrap();
+        tx.commit().await.unwrap()
+    });
+    tokio::time::sleep(patience).await;
+    assert!(!waiting.is_finished(), "a writer with events waits for the head's holder");
+    first.commit().await.unwrap();
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(waited[0].seq, 3);
+
+    let events = store.audit_events(0, 10).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["began second", "began first", "waited"]);
+    let mut v = ChainVerifier::new(vec![], vec![]);
+    for e in &events {
+        v.push(e).unwrap();
+    }
 }
 
 async fn writers_are_serialized(store: std::sync::Arc<dyn Store>) {
@@ -770,6 +819,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "requests_reviews_and_grants" => requests_reviews_and_grants(&*store).await,
         "audit_chain" => audit_chain(&*store).await,
         "writers_are_serialized" => writers_are_serialized(store).await,
+        "chained_in_commit_order" => chained_in_commit_order(store).await,
         "meta" => meta(&*store).await,
         "second_factors" => second_factors(&*store).await,
         "break_glass_and_notifications" => break_glass_and_notifications(&*store).await,
@@ -785,6 +835,7 @@ conformance!(
     requests_reviews_and_grants,
     audit_chain,
     writers_are_serialized,
+    chained_in_commit_order,
     meta,
     second_factors,
     break_glass_and_notifications,

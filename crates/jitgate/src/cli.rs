@@ -253,6 +253,15 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct ServeArgs {
+    // The client flags are global so that they work after any verb; they mean nothing to the
+    // server, so `serve` takes them as arguments of its own, hidden from its help (clap does not
+    // hand a global argument to a subcommand that has one of the same name).
+    /// Not used by the server.
+    #[arg(id = "server", long = "server", hide = true)]
+    _server: Option<String>,
+    /// Not used by the server.
+    #[arg(id = "json", long = "json", hide = true)]
+    _json: bool,
     /// Configuration file (TOML).
     #[arg(long, env = "JITGATE_CONFIG")]
     config: Option<PathBuf>,
@@ -583,7 +592,12 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                 credentials: path.display().to_string(),
             };
             ctx.print(&out, |o| {
-                format!("logged in to {} as {} (session ends by {})", o.server, o.username, o.expires_at)
+                format!(
+                    "logged in to {} as {} (session ends by {})",
+                    o.server,
+                    o.username,
+                    output::when(o.expires_at)
+                )
             })?;
             ok
         }
@@ -701,6 +715,18 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                 break_glass: false,
             };
             let r = send_request(ctx, body, &mfa).await?;
+            // The request names no reviewer; an approval at once came from a policy, and the
+            // requester should know which one.
+            let approving_policy = if r.status == jitgate_core::request::RequestStatus::Approved && !ctx.json {
+                ctx.client()?.request(r.id.as_str()).await.ok().and_then(|d| {
+                    d.reviews.into_iter().find_map(|v| match v.reviewer {
+                        jitgate_core::request::Reviewer::Policy(p) => Some(p),
+                        jitgate_core::request::Reviewer::Person(_) => None,
+                    })
+                })
+            } else {
+                None
+            };
             ctx.print(&r, |r| {
                 let what = format!(
                     "{}: {} on {} for {}",
@@ -710,9 +736,12 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                     jitgate_core::time::format_duration(std::time::Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0)))
                 );
                 let state = if r.status == jitgate_core::request::RequestStatus::Approved {
-                    "is approved by policy: the grant is yours (jitgate grants)".to_owned()
+                    match &approving_policy {
+                        Some(p) => format!("is approved by policy `{p}`: the grant is yours (jitgate grants)"),
+                        None => "is approved by policy: the grant is yours (jitgate grants)".to_owned(),
+                    }
                 } else {
-                    format!("is pending approval (expires {} unless approved)", r.expires_at)
+                    format!("is pending approval (expires {} unless approved)", output::when(r.expires_at))
                 };
                 format!("{what} {state}\nshow it with: jitgate show {}", r.id)
             })?;
@@ -869,7 +898,11 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                     "gateway_ca_sha256": t.gateway_ca_sha256,
                 });
                 ctx.print(&out, |_| {
-                    format!("{dsn}\npassword (one use, until {}): {}", t.expires_at, t.token.expose())
+                    format!(
+                        "{dsn}\npassword (one use, until {}): {}",
+                        output::when(t.expires_at),
+                        t.token.expose()
+                    )
                 })?;
                 return ok;
             }
@@ -907,7 +940,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                             s.id.clone(),
                             s.user.to_string(),
                             format!("{}/{}", s.resource, s.role),
-                            s.started_at.to_string(),
+                            output::when(s.started_at),
                             s.end_reason.clone().unwrap_or_else(|| "live".into()),
                             s.statements.to_string(),
                         ]
@@ -929,7 +962,17 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                     return "no notifications".into();
                 }
                 l.iter()
-                    .map(|n| format!("{}  {}", n.created_at, n.message))
+                    .map(|n| match (&n.acknowledged_by, n.acknowledged_at) {
+                        (Some(by), Some(at)) => {
+                            format!(
+                                "{}  {} (acknowledged by {by} at {})",
+                                output::when(n.created_at),
+                                n.message,
+                                output::when(at)
+                            )
+                        }
+                        _ => format!("{}  {}", output::when(n.created_at), n.message),
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             })?;
@@ -1330,5 +1373,141 @@ mod help_tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "jitgate", &mut missing);
         assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
+
+    #[test]
+    fn serve_help_leaves_out_the_client_flags_that_other_verbs_keep() {
+        let help = |path: &[&str]| {
+            let args = ["jitgate"].iter().chain(path).chain(&["--help"]).copied();
+            let e = Cli::command().try_get_matches_from(args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+            e.to_string()
+        };
+        let serve = help(&["serve"]);
+        assert!(serve.contains("--config"), "{serve}");
+        assert!(!serve.contains("--server") && !serve.contains("--json"), "{serve}");
+        let requests = help(&["requests"]);
+        assert!(requests.contains("--server") && requests.contains("--json"), "{requests}");
+        // Hidden is not removed: a stray `--json` after `serve` still parses as before.
+        assert!(Cli::command().try_get_matches_from(["jitgate", "serve", "--json"]).is_ok());
+    }
+
+    /// Every `jitgate ...` command in the README's shell blocks is one the CLI accepts, so the
+    /// README cannot drift from the flags and verbs that exist.
+    #[test]
+    fn every_command_in_the_readme_parses() {
+        let readme = include_str!("../../../README.md");
+        let commands = readme_commands(readme);
+        assert!(commands.len() > 40, "found only {} commands in the README", commands.len());
+        let mut bad = Vec::new();
+        for words in &commands {
+            if let Err(e) = Cli::command().try_get_matches_from(words) {
+                use clap::error::ErrorKind;
+                if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                    bad.push(format!("{}\n    {}", words.join(" "), e.to_string().lines().next().unwrap_or("")));
+                }
+            }
+        }
+        assert!(bad.is_empty(), "README commands the CLI refuses:\n{}", bad.join("\n"));
+    }
+
+    /// The `jitgate` invocations in the README's ```sh blocks, as words: continuations joined,
+    /// `$(...)` replaced by a placeholder (and its own `jitgate` calls taken too), comments cut,
+    /// pipelines and `;`/`&&` lists split, leading `VAR=value` words dropped.
+    fn readme_commands(readme: &str) -> Vec<Vec<String>> {
+        let mut lines = Vec::new();
+        let mut in_sh = false;
+        let mut pending = String::new();
+        for line in readme.lines() {
+            if line.starts_with("```") {
+                in_sh = !in_sh && line.trim() == "```sh";
+                continue;
+            }
+            if !in_sh {
+                continue;
+            }
+            match line.strip_suffix('\\') {
+                Some(head) => pending.push_str(head),
+                None => {
+                    pending.push_str(line);
+                    lines.push(std::mem::take(&mut pending));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for line in lines {
+            let mut pieces = vec![line];
+            while let Some(piece) = pieces.pop() {
+                let (outer, inner) = take_substitutions(&piece);
+                pieces.extend(inner);
+                for segment in split_commands(&outer) {
+                    let Some(mut words) = shlex::split(&segment) else {
+                        panic!("cannot split README line: {segment}")
+                    };
+                    while words.first().is_some_and(|w| w.contains('=') && !w.starts_with('-')) {
+                        words.remove(0);
+                    }
+                    if words.first().is_some_and(|w| w == "jitgate") {
+                        out.push(words);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `a $(b) c` -> (`a X c`, [`b`]), for nested parentheses too.
+    fn take_substitutions(s: &str) -> (String, Vec<String>) {
+        let (mut outer, mut inner) = (String::new(), Vec::new());
+        let mut rest = s;
+        while let Some(at) = rest.find("$(") {
+            outer.push_str(&rest[..at]);
+            let body = &rest[at + 2..];
+            let mut depth = 1;
+            let end = body
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map_or(body.len(), |(i, _)| i);
+            inner.push(body[..end].to_owned());
+            outer.push('X');
+            rest = body.get(end + 1..).unwrap_or("");
+        }
+        outer.push_str(rest);
+        (outer, inner)
+    }
+
+    /// Splits at `|`, `;` and `&&` outside quotes and drops a `#` comment.
+    fn split_commands(s: &str) -> Vec<String> {
+        let (mut out, mut cur, mut quote) = (Vec::new(), String::new(), None::<char>);
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (Some(q), c) if c == q => {
+                    quote = None;
+                    cur.push(c);
+                }
+                (Some(_), c) => cur.push(c),
+                (None, '\'' | '"') => {
+                    quote = Some(c);
+                    cur.push(c);
+                }
+                (None, '#') if cur.is_empty() || cur.ends_with(char::is_whitespace) => break,
+                (None, '|' | ';') => out.push(std::mem::take(&mut cur)),
+                (None, '&') if chars.peek() == Some(&'&') => {
+                    chars.next();
+                    out.push(std::mem::take(&mut cur));
+                }
+                (None, c) => cur.push(c),
+            }
+        }
+        out.push(cur);
+        out.into_iter().filter(|s| !s.trim().is_empty()).collect()
     }
 }

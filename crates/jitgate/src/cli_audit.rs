@@ -122,7 +122,7 @@ fn print_verify(ctx: &Ctx, outcome: &VerifyOutcome, notes: &[String]) -> Result<
                 s.push_str(&format!(
                     "\nnote: events {seq}..={} rest on the hash chain alone (no checkpoint since {})",
                     r.last_seq,
-                    Timestamp::from_millis(ts)
+                    output::when(Timestamp::from_millis(ts))
                 ));
             }
             for n in notes {
@@ -406,10 +406,10 @@ pub(crate) async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
             let st = ctx.client()?.audit_status().await?;
             ctx.print(&st, |st| {
                 let mut s = format!(
-                    "head #{}; last checkpoint {} ; checkpoints every {} ms; key {}",
+                    "head #{}; last checkpoint {}; checkpoints every {} ms; key {}",
                     st.head_seq,
                     match (st.last_checkpoint_seq, st.last_checkpoint_at) {
-                        (Some(seq), Some(at)) => format!("#{seq} at {at}"),
+                        (Some(seq), Some(at)) => format!("#{seq} at {}", output::when(at)),
                         _ => "none".into(),
                     },
                     st.checkpoint_interval_ms,
@@ -420,7 +420,11 @@ pub(crate) async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
                 }
                 for w in &st.witnesses {
                     let state = match &w.failing_since {
-                        Some(since) => format!("FAILING since {since}: {}", w.last_error.clone().unwrap_or_default()),
+                        Some(since) => format!(
+                            "FAILING since {}: {}",
+                            output::when(*since),
+                            w.last_error.clone().unwrap_or_default()
+                        ),
                         None => "ok".into(),
                     };
                     s.push_str(&format!(

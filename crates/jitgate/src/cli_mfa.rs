@@ -4,6 +4,7 @@
 
 use crate::cli::{prompt_secret, read_stdin_line, Ctx};
 use crate::client::{session_of, Client, ClientError, Result as ClientResult};
+use crate::output;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use jitgate_api::{LoginOutcome, MfaProof, SessionToken};
@@ -206,7 +207,7 @@ pub async fn run(ctx: &Ctx, cmd: MfaCommand) -> Result<ExitCode> {
                     s.recovery_codes_left
                 );
                 match s.fresh_until {
-                    Some(t) => out.push_str(&format!("\nstep-up fresh until {t}")),
+                    Some(t) => out.push_str(&format!("\nstep-up fresh until {}", output::when(t))),
                     None => out.push_str("\nno fresh step-up"),
                 }
                 if s.required {
@@ -223,7 +224,7 @@ pub async fn run(ctx: &Ctx, cmd: MfaCommand) -> Result<ExitCode> {
             };
             let up = c.mfa_verify(&proof).await?;
             ctx.print(&up, |u| {
-                format!("second factor ({}) accepted; fresh until {}", u.method, u.fresh_until)
+                format!("second factor ({}) accepted; fresh until {}", u.method, output::when(u.fresh_until))
             })?;
         }
         MfaCommand::Totp(TotpCommand::Enroll { mfa }) => {
@@ -280,8 +281,8 @@ pub async fn run(ctx: &Ctx, cmd: MfaCommand) -> Result<ExitCode> {
                         vec![
                             p.id.clone(),
                             p.name.clone(),
-                            p.created_at.to_string(),
-                            p.last_used_at.map_or("-".into(), |t| t.to_string()),
+                            output::when(p.created_at),
+                            p.last_used_at.map_or("-".into(), output::when),
                         ]
                     })
                     .collect();

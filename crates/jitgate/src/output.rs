@@ -28,9 +28,11 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     out.join("\n")
 }
 
-fn short_time(t: Timestamp) -> String {
+/// Every time a person reads, in one style, to the second and marked UTC (the server's clock
+/// and the audit log are UTC; `--json` gives RFC 3339 with milliseconds).
+pub fn when(t: Timestamp) -> String {
     let s = t.to_rfc3339();
-    s.get(..19).map(|p| format!("{}Z", p.replace('T', " "))).unwrap_or(s)
+    s.get(..19).map(|p| format!("{} UTC", p.replace('T', " "))).unwrap_or(s)
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -55,7 +57,7 @@ pub fn requests(list: &[RequestView]) -> String {
                 format!("{}/{}", r.resource, r.role),
                 r.requester.to_string(),
                 format_duration(Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0))),
-                short_time(r.created_at),
+                when(r.created_at),
                 truncate(&r.reason, 40),
             ]
         })
@@ -75,8 +77,8 @@ pub fn grants(list: &[Grant]) -> String {
                 g.status.to_string(),
                 format!("{}/{}", g.resource, g.role),
                 g.user.to_string(),
-                short_time(g.starts_at),
-                short_time(g.ends_at),
+                when(g.starts_at),
+                when(g.ends_at),
                 g.db_role.clone().unwrap_or_else(|| "-".into()),
             ]
         })
@@ -92,8 +94,8 @@ pub fn grant(g: &Grant) -> String {
         g.user,
         g.resource,
         g.role,
-        short_time(g.starts_at),
-        short_time(g.ends_at)
+        when(g.starts_at),
+        when(g.ends_at)
     );
     if let (Some(by), Some(reason)) = (&g.revoked_by, &g.revoke_reason) {
         s.push_str(&format!("\nrevoked by {by}: {reason}"));
@@ -110,7 +112,7 @@ pub fn events(list: &[AuditEvent]) -> String {
         .map(|e| {
             vec![
                 e.seq.to_string(),
-                short_time(Timestamp::from_millis(e.ts)),
+                when(Timestamp::from_millis(e.ts)),
                 e.actor.clone(),
                 e.action.clone(),
                 e.target.clone(),
@@ -138,11 +140,11 @@ pub fn detail(d: &RequestDetail) -> String {
         out.push(format!("ticket    {t}"));
     }
     if let Some(s) = r.start_at {
-        out.push(format!("starts    {}", short_time(s)));
+        out.push(format!("starts    {}", when(s)));
     }
-    out.push(format!("created   {}", short_time(r.created_at)));
+    out.push(format!("created   {}", when(r.created_at)));
     if r.status == jitgate_core::request::RequestStatus::Pending {
-        out.push(format!("expires   {} unless approved", short_time(r.expires_at)));
+        out.push(format!("expires   {} unless approved", when(r.expires_at)));
     }
     out.push("approvals".into());
     for s in &d.progress.stages {
@@ -161,9 +163,16 @@ pub fn detail(d: &RequestDetail) -> String {
             } else {
                 format!(": {}", v.comment)
             };
+            // The factor the reviewer proved (absent for a policy's automatic approval).
+            let factor = v.mfa_method.as_deref().map(|m| format!(" with {m}")).unwrap_or_default();
+            let stage = v
+                .stage
+                .and_then(|i| d.progress.stages.get(usize::try_from(i).ok()?))
+                .map(|s| format!(" ({} stage)", s.name))
+                .unwrap_or_default();
             out.push(format!(
-                "  {} {} {}{comment}",
-                short_time(v.created_at),
+                "  {} {} {}{stage}{factor}{comment}",
+                when(v.created_at),
                 v.reviewer,
                 v.decision.as_str()
             ));
@@ -178,7 +187,7 @@ pub fn detail(d: &RequestDetail) -> String {
             out.push(format!(
                 "  #{} {} {} {} ({})",
                 e.seq,
-                short_time(Timestamp::from_millis(e.ts)),
+                when(Timestamp::from_millis(e.ts)),
                 e.actor,
                 e.action,
                 e.outcome

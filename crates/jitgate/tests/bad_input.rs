@@ -318,3 +318,109 @@ pub fn conforms(v: &serde_json::Value, schema: &serde_json::Value, all: &serde_j
         Some(other) => panic!("{at}: unknown schema type {other}"),
     }
 }
+
+/// The workflow's refusals, walked code by code (the request-form codes are walked in
+/// `bad_requests_get_a_clear_code_and_change_nothing`, the policy and break-glass ones in
+/// `policy.rs`): each is answered with its code and leaves exactly one event naming it, by the
+/// person refused; nothing else changes.
+#[tokio::test]
+async fn every_workflow_refusal_is_on_the_record_with_its_code() {
+    // Engineers read the audit log here: alice sees dave's grant but may not end it.
+    let s = TestServer::spawn_with(Backend::Sqlite, false, |settings| {
+        settings.audit_reader_groups.insert("engineers".parse().unwrap());
+    })
+    .await;
+    let (alice, bob, dave) = (s.login("alice").await, s.login("bob").await, s.login("dave").await);
+    // One request still pending, one approved (a live grant), one cancelled.
+    let pending = alice
+        .create_request(&request_body("prod-db", "read", None, "valid reason"))
+        .await
+        .unwrap();
+    let approved = alice
+        .create_request(&request_body("prod-db", "read", None, "valid reason"))
+        .await
+        .unwrap();
+    bob.approve(approved.id.as_str(), "ok").await.unwrap();
+    let grant = alice.request(approved.id.as_str()).await.unwrap().grant.unwrap();
+    let cancelled = alice
+        .create_request(&request_body("prod-db", "read", None, "valid reason"))
+        .await
+        .unwrap();
+    alice.cancel(cancelled.id.as_str()).await.unwrap();
+    let ended = alice
+        .create_request(&request_body("prod-db", "read", None, "valid reason"))
+        .await
+        .unwrap();
+    bob.approve(ended.id.as_str(), "ok").await.unwrap();
+    let ended_grant = alice.request(ended.id.as_str()).await.unwrap().grant.unwrap();
+    alice.revoke(ended_grant.id.as_str(), "done").await.unwrap();
+    let dave_request = dave
+        .create_request(&request_body("prod-db", "read", None, "valid reason"))
+        .await
+        .unwrap();
+    bob.approve(dave_request.id.as_str(), "ok").await.unwrap();
+    let dave_grant = dave.request(dave_request.id.as_str()).await.unwrap().grant.unwrap();
+
+    let mut extend_other = request_body("prod-db", "read", None, "valid reason");
+    extend_other.extends = Some(dave_grant.id.to_string());
+    let mut extend_ended = request_body("prod-db", "read", None, "valid reason");
+    extend_ended.extends = Some(ended_grant.id.to_string());
+
+    let mut after = s.audit_head().await;
+    let mut walked = std::collections::BTreeSet::new();
+    // Each refusal: its status and code, and exactly one new event, by the person refused,
+    // `denied` or `failure`, naming the code.
+    macro_rules! refused {
+        ($who:literal, $status:literal, $code:literal, $call:expr) => {{
+            let err = $call.await.map(|_| ()).unwrap_err();
+            assert_eq!((err.status(), err.code()), (Some($status), Some($code)), "{}: {err:?}", $who);
+            let events = s.admin.all_audit_events(after).await.unwrap();
+            assert_eq!(events.len(), 1, "{} refused {} leaves one event: {events:?}", $who, $code);
+            let e = &events[0];
+            assert_eq!(e.actor, $who, "{e:?}");
+            assert!(e.outcome == "denied" || e.outcome == "failure", "{e:?}");
+            assert_eq!(e.details["code"], $code, "{e:?}");
+            after = e.seq;
+            walked.insert($code);
+        }};
+    }
+    refused!("alice", 403, "self_approval_forbidden", alice.approve(pending.id.as_str(), ""));
+    // An administrator sees every request but approves only where a stage names them.
+    refused!("admin", 403, "not_an_approver", s.admin.approve(pending.id.as_str(), ""));
+    refused!("bob", 409, "request_not_pending", bob.approve(cancelled.id.as_str(), ""));
+    refused!("bob", 403, "not_requester", bob.cancel(pending.id.as_str()));
+    refused!("alice", 409, "request_not_pending", alice.cancel(approved.id.as_str()));
+    refused!("alice", 409, "grant_not_live", alice.revoke(ended_grant.id.as_str(), "again"));
+    refused!(
+        "alice",
+        403,
+        "not_allowed_to_revoke",
+        alice.revoke(dave_grant.id.as_str(), "seen enough")
+    );
+    refused!("alice", 400, "revoke_reason_required", alice.revoke(grant.id.as_str(), ""));
+    refused!("alice", 400, "extension_mismatch", alice.create_request(&extend_other));
+    refused!("alice", 409, "grant_not_live", alice.create_request(&extend_ended));
+    refused!("bob", 409, "not_break_glass", bob.acknowledge(approved.id.as_str(), ""));
+    refused!(
+        "bob",
+        403,
+        "not_eligible",
+        bob.create_request(&request_body("prod-db", "read", None, "valid reason"))
+    );
+    // Two stages: bob's approval leaves it pending for security, and his second is refused.
+    let mut write = request_body("prod-db", "write", None, "valid reason");
+    write.ticket = Some("INC-1".into());
+    let write = alice.create_request(&write).await.unwrap();
+    bob.approve(write.id.as_str(), "ok").await.unwrap();
+    let approved_at = s.audit_head().await;
+    assert!(approved_at > after, "the request and the approval are on the record");
+    after = approved_at;
+    refused!("bob", 409, "already_reviewed", bob.approve(write.id.as_str(), "twice"));
+    assert_eq!(after, s.audit_head().await, "nothing else was written");
+    assert_eq!(walked.len(), 11);
+
+    // Nothing the refusals touched changed.
+    let now = jitgate_server::clock::Clock::now(&jitgate_server::clock::SystemClock);
+    assert!(alice.grant(grant.id.as_str()).await.unwrap().effective_status(now).is_live());
+    assert!(dave.grant(dave_grant.id.as_str()).await.unwrap().effective_status(now).is_live());
+}

@@ -15,5 +15,6 @@ mod identity;
 mod mfa;
 mod mfa_support;
 mod policy;
+mod quickstart;
 mod store_outage;
 mod workflow;

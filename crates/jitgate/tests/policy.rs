@@ -160,6 +160,8 @@ async fn break_glass_grants_at_once_alerts_the_approvers_and_waits_for_their_rev
         assert_eq!(inbox.len(), 1, "{approver}");
         assert_eq!(inbox[0].subject, r.id);
         assert!(inbox[0].message.contains("dave broke glass"));
+        assert!(inbox[0].message.contains(&format!("jitgate ack {}", r.id)), "{}", inbox[0].message);
+        assert!(inbox[0].acknowledged_by.is_none());
     }
     assert!(dave.notifications().await.unwrap().is_empty());
 
@@ -181,6 +183,23 @@ async fn break_glass_grants_at_once_alerts_the_approvers_and_waits_for_their_rev
         s.login("carol").await.acknowledge(&r.id, "").await.unwrap_err().code(),
         Some("already_acknowledged")
     );
+    // The alert now says who acknowledged it, and no longer asks anyone to.
+    let inbox = s.login("sam").await.notifications().await.unwrap();
+    assert_eq!(inbox[0].acknowledged_by.as_ref().map(|u| u.as_str()), Some("bob"));
+    assert!(inbox[0].acknowledged_at.is_some());
+    assert!(!inbox[0].message.contains("jitgate ack"), "{}", inbox[0].message);
+    // The break-glass refusals are on the record with their codes, by the person refused.
+    let events = s.admin.all_audit_events(0).await.unwrap();
+    for (who, code) in [
+        ("alice", "break_glass_not_allowed"),
+        ("dave", "break_glass_too_long"),
+        ("carol", "already_acknowledged"),
+    ] {
+        assert!(
+            events.iter().any(|e| e.actor == who && e.details["code"] == code),
+            "no event for {who}'s {code}"
+        );
+    }
     let list = bob
         .requests(&jitgate::client::ListParams {
             scope: Some("review".into()),
@@ -448,7 +467,7 @@ unless { context.active_grants.contains("prod-db/read") };
     // 1,500 ended grants of alice's, all newer than the live one.
     s.clock().advance(std::time::Duration::from_secs(60));
     let now = s.clock().now();
-    let (mut tx, start) = s.core.begin().await.unwrap();
+    let mut tx = s.core.begin().await.unwrap();
     for i in 0..1500 {
         let req = jitgate_core::request::AccessRequest {
             id: format!("req_hist{i:06}"),
@@ -475,7 +494,7 @@ unless { context.active_grants.contains("prod-db/read") };
         g.ends_at = now;
         tx.insert_grant(&g).await.unwrap();
     }
-    s.core.commit(tx, start).await.unwrap();
+    s.core.commit(tx).await.unwrap();
     let mut write = request_body("prod-db", "write", Some("30m"), "fix the data");
     write.ticket = Some("INC-7".into());
     alice.create_request(&write).await.expect("the live read grant is seen");
