@@ -27,6 +27,20 @@ witnesses() {
   done
 }
 if [ "${ONLY:-}" = witness ]; then witnesses; exit 0; fi
+# Issue #18: flows behind a year of history (100,000 ended grants of 1,000 people, 1,500 of
+# the flows' requester, 1,000,000 audit events), 500 and 5,000 flows, beside none.
+# ONLY=history runs just this part.
+history() {
+  for backend in sqlite postgres; do
+    if [ "$backend" = postgres ]; then psql "$JITGATE_TEST_PG_URL" -qc checkpoint >/dev/null 2>&1 || true; fi
+    for n in 500 5000; do
+      $b flows --backend "$backend" --flows "$n" --concurrency 8
+      $b flows --backend "$backend" --flows "$n" --concurrency 8 \
+        --history-grants 100000 --history-alice 1500 --history-events 1000000
+    done
+  done
+}
+if [ "${ONLY:-}" = history ]; then history; exit 0; fi
 for backend in sqlite postgres; do
   if [ "$backend" = postgres ]; then psql "$JITGATE_TEST_PG_URL" -qc checkpoint >/dev/null 2>&1 || true; fi
   for run in 1 2 3; do
@@ -38,4 +52,5 @@ for backend in sqlite postgres; do
   done
   $b verify --backend "$backend" --events "${EVENTS:-1000000}"
 done
+history
 witnesses

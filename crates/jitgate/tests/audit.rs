@@ -165,3 +165,47 @@ async fn audit_tail_shows_the_newest_events() {
     assert_eq!(lines[2]["action"], "auth.login");
     assert_eq!(lines[2]["seq"], s.audit_head().await);
 }
+
+/// Writers take the chain's head only at commit: two instances on one PostgreSQL database,
+/// each with several clients making and approving requests at once, with a checkpoint every
+/// ten events, still write one unbroken chain, every event once, and one line of checkpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_writing_at_once_keep_one_chain_and_one_line_of_checkpoints() {
+    let url = jitgate_store::testing::fresh_pg_database().await.unwrap();
+    let a = TestServer::spawn_with(Backend::Postgres(url), false, |s| s.checkpoint_every = 10).await;
+    let b = a.another_instance().await;
+    let head_before = a.audit_head().await;
+    let mut tasks = Vec::new();
+    for server in [&a, &b] {
+        for _ in 0..4 {
+            let (alice, bob) = (server.login("alice").await, server.login("bob").await);
+            tasks.push(tokio::spawn(async move {
+                for i in 0..15 {
+                    let r = alice
+                        .create_request(&request_body("prod-db", "read", Some("5m"), &format!("INC-{i} concurrent work")))
+                        .await
+                        .unwrap();
+                    bob.approve(&r.id, "").await.unwrap();
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let verified = a.admin.audit_verify().await.unwrap();
+    assert!(verified.ok, "{verified:?}");
+    let report = verified.report.unwrap();
+    // Each flow writes request.create, review.approve, request.approved and grant.create.
+    let events = a.admin.all_audit_events(head_before).await.unwrap();
+    for action in ["request.create", "review.approve", "request.approved", "grant.create"] {
+        assert_eq!(events.iter().filter(|e| e.action == action).count(), 2 * 4 * 15, "{action}");
+    }
+    let checkpoints = a.admin.audit_checkpoints().await.unwrap().checkpoints;
+    assert!(checkpoints.len() >= 2 * 4 * 15 * 4 / 10 - 1, "{} checkpoints", checkpoints.len());
+    assert!(report.checkpoints + 1 >= checkpoints.len(), "verify checked the checkpoints");
+    for pair in checkpoints.windows(2) {
+        assert!(pair[0].seq < pair[1].seq);
+        assert_eq!(pair[1].prev.as_ref().map(|p| p.seq), Some(pair[0].seq), "one line of checkpoints");
+    }
+}
