@@ -18,7 +18,10 @@ only=" ${ONLY:-flows history expiry verify mfa pgbench startup idle flood} "
 want() { [[ "$only" == *" $1 "* ]]; }
 
 echo "# bench/all.sh: building (release)" >&2
-cargo build --release -q -p jitgate -p jitgate-bench
+# Built one package at a time, as the scripts it calls build them (building both at once
+# unifies features differently and makes each script rebuild).
+cargo build --release -q -p jitgate
+cargo build --release -q -p jitgate-bench
 b=target/release/jitgate-bench
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
@@ -26,13 +29,21 @@ trap 'rm -f "$results"' EXIT
 metric() { printf '%s %s %s\n' "$1" "$2" "$3" >>"$results"; printf '  %-44s %s\n' "$1" "$2" >&2; }
 # field LINE KEY: the value of KEY=... in a key=value line.
 field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2; exit }'; }
-run() { echo "# $*" >&2; "$@" 2>/dev/null | tail -n 1; }
+# run PREFIX COMMAND...: the last line of COMMAND's output that starts with PREFIX; a command
+# that fails is reported and gives no figure (the comparison then says so).
+run() {
+  local prefix=$1; shift
+  echo "# $*" >&2
+  local out
+  out=$("$@" 2>/tmp/bench-all-last.err) || { echo "  FAILED: $* (see /tmp/bench-all-last.err)" >&2; return 0; }
+  grep "^$prefix " <<<"$out" | tail -n 1
+}
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)" >&2
 
 if want flows; then
   for backend in sqlite postgres; do
-    line=$(run $b flows --backend $backend --flows 2000 --concurrency 8)
+    line=$(run flows $b flows --backend $backend --flows 2000 --concurrency 8)
     metric "flows.$backend.c8.flows_per_s" "$(field "$line" flows_per_s)" higher
     metric "flows.$backend.c8.p99_ms" "$(field "$line" p99_ms)" lower
   done
@@ -41,7 +52,7 @@ if want history; then
   # Issue #18: behind 100,000 ended grants of 1,000 people, 1,500 of alice's own (the flows'
   # requester) and 200,000 audit events.
   for backend in sqlite postgres; do
-    line=$(run $b flows --backend $backend --flows 2000 --concurrency 8 \
+    line=$(run flows $b flows --backend $backend --flows 2000 --concurrency 8 \
       --history-grants 100000 --history-alice 1500 --history-events 200000)
     metric "flows_history.$backend.c8.flows_per_s" "$(field "$line" flows_per_s)" higher
     metric "flows_history.$backend.c8.p99_ms" "$(field "$line" p99_ms)" lower
@@ -49,16 +60,16 @@ if want history; then
 fi
 if want expiry; then
   for backend in sqlite postgres; do
-    line=$(run $b expiry --backend $backend --grants 10000 --window-ms 1000)
+    line=$(run expiry $b expiry --backend $backend --grants 10000 --window-ms 1000)
     metric "expiry.$backend.p99_ms" "$(field "$line" p99_ms)" lower
   done
 fi
 if want verify; then
-  line=$(run $b verify --backend sqlite --events 200000)
+  line=$(run verify $b verify --backend sqlite --events 200000)
   metric "verify.sqlite.events_per_s" "$(field "$line" events_per_s)" higher
 fi
 if want mfa; then
-  line=$(run $b mfa --backend sqlite --logins 50)
+  line=$(run mfa $b mfa --backend sqlite --logins 50)
   metric "mfa.sqlite.login_password_totp_p50_ms" "$(field "$line" login_password_totp_p50_ms)" lower
 fi
 if want pgbench; then
@@ -81,11 +92,11 @@ if want startup; then
   metric "startup.fresh_ms" "$(awk '/startup fresh/ { print $3 }' <<<"$out")" lower
 fi
 if want idle; then
-  line=$(run $b idle --connections 2000)
+  line=$(run idle $b idle --connections 2000)
   metric "idle.per_connection_kib" "$(field "$line" overall)" lower
 fi
 if want flood; then
-  line=$(run $b login-flood --seconds 5)
+  line=$(run login-flood $b login-flood --seconds 5)
   metric "flood.server_rss_hwm_mib" "$(field "$line" hwm)" lower
 fi
 
@@ -105,9 +116,12 @@ drops = 0
 print(f"{'figure':44} {'now':>10} {'recorded':>10} {'change':>8}")
 rows = []
 for line in open(results):
-    name, value, better = line.split()
+    parts = line.split()
+    name, better = parts[0], parts[-1]
     try:
-        v = float(value)
+        v = float(parts[1]) if len(parts) == 3 else None
+        if v is None:
+            raise ValueError
     except ValueError:
         print(f"{name:44} {'(none)':>10}  the run gave no figure")
         drops += 1

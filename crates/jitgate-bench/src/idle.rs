@@ -145,7 +145,7 @@ pub async fn idle(jitgate: &str, connections: usize, tls: bool) -> Result<()> {
         &config,
         format!(
             "[server]\nhttp = \"127.0.0.1:{http}\"\ndata_dir = \"{}\"\n[gateway]\nlisten = \"127.0.0.1:{gateway}\"\n\
-             # Thousands of connections from one address on purpose: no rate per address.\nconnections_per_minute = 0\nmax_unauthenticated = 10000\n\
+             # Thousands of connections from one address on purpose: no rate per address.\nconnections_per_minute = 0\nmax_unauthenticated = 10000\nmax_unauthenticated_per_address = 10000\n\
              [groups]\nengineers = [\"alice\"]\ndb-owners = [\"bob\"]\n[[resources]]\nname = \"idle\"\n\
              [resources.postgres]\nport = {upstream_port}\ndatabase = \"x\"\nuser = \"x\"\nrecord_statements = false\n\
              [resources.roles.read]\nrequesters = [\"engineers\"]\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n\
