@@ -171,25 +171,7 @@ impl History {
                 };
                 // Spread over the last year, oldest first, each 30 minutes long and over.
                 let created = Timestamp::from_millis(now.as_millis() - year_ms + (i as i64 * (year_ms - 3_600_000)) / total as i64);
-                let req = AccessRequest {
-                    id: format!("req_h{i:015}"),
-                    requester: user.parse().map_err(anyhow::Error::msg)?,
-                    resource: "prod-db".parse().map_err(anyhow::Error::msg)?,
-                    role: "read".parse().map_err(anyhow::Error::msg)?,
-                    reason: "an earlier investigation".into(),
-                    ticket: None,
-                    duration_secs: 1800,
-                    start_at: None,
-                    status: RequestStatus::Approved,
-                    created_at: created,
-                    expires_at: created,
-                    decided_at: Some(created),
-                    extends_grant: None,
-                    mfa_method: None,
-                    break_glass: false,
-                    acknowledged_by: None,
-                    acknowledged_at: None,
-                };
+                let req = approved_request(format!("req_h{i:015}"), &user, "an earlier investigation", 1800, created)?;
                 tx.insert_request(&req).await?;
                 let mut g = Grant::from_request(format!("grt_h{i:015}"), &req, None, created);
                 g.ends_at = Timestamp::from_millis(created.as_millis() + 1_800_000);
@@ -220,20 +202,48 @@ impl History {
             }
             written += n;
             if written % 100_000 == 0 || written == self.history_events {
-                let prev = tx
-                    .last_checkpoint()
-                    .await?
-                    .map_or_else(jitgate_core::audit::CheckpointLink::genesis, |c| {
-                        jitgate_core::audit::CheckpointLink::of(&c)
-                    });
-                let at = now.as_millis() - year_ms + written;
-                let cp = jitgate_core::audit::sign_checkpoint(&key, &tx.head().await?, at, prev, None);
-                tx.insert_checkpoint(&cp).await?;
+                checkpoint(&mut *tx, &key, now.as_millis() - year_ms + written).await?;
             }
             tx.commit().await?;
         }
         Ok(started.elapsed())
     }
+}
+
+/// An approved request of `requester` for read on prod-db, made and decided at `at`.
+fn approved_request(id: String, requester: &str, reason: &str, duration_secs: i64, at: Timestamp) -> Result<AccessRequest> {
+    Ok(AccessRequest {
+        id,
+        requester: requester.parse().map_err(anyhow::Error::msg)?,
+        resource: "prod-db".parse().map_err(anyhow::Error::msg)?,
+        role: "read".parse().map_err(anyhow::Error::msg)?,
+        reason: reason.into(),
+        ticket: None,
+        duration_secs,
+        start_at: None,
+        status: RequestStatus::Approved,
+        created_at: at,
+        expires_at: at,
+        decided_at: Some(at),
+        extends_grant: None,
+        mfa_method: None,
+        break_glass: false,
+        acknowledged_by: None,
+        acknowledged_at: None,
+    })
+}
+
+/// Signs the transaction's head as the checkpoint after the newest one, at `at_ms`.
+async fn checkpoint(tx: &mut dyn jitgate_store::WriteTx, key: &ed25519_dalek::SigningKey, at_ms: i64) -> Result<()> {
+    let prev = tx
+        .last_checkpoint()
+        .await?
+        .map_or_else(jitgate_core::audit::CheckpointLink::genesis, |c| {
+            jitgate_core::audit::CheckpointLink::of(&c)
+        });
+    let cp = jitgate_core::audit::sign_checkpoint(key, &tx.head().await?, at_ms, prev, None);
+    tx.insert_checkpoint(&cp).await?;
+    Ok(())
 }
 
 const POLICY: &str = r#"
@@ -583,14 +593,7 @@ async fn verify(backend: &str, events: i64) -> Result<()> {
         }
         written += batch.min(events - written);
         if written % 100_000 == 0 || written == events {
-            let prev = tx
-                .last_checkpoint()
-                .await?
-                .map_or_else(jitgate_core::audit::CheckpointLink::genesis, |c| {
-                    jitgate_core::audit::CheckpointLink::of(&c)
-                });
-            let cp = jitgate_core::audit::sign_checkpoint(&key, &tx.head().await?, 1_790_000_000_000, prev, None);
-            tx.insert_checkpoint(&cp).await?;
+            checkpoint(&mut *tx, &key, 1_790_000_000_000).await?;
         }
         tx.commit().await?;
     }
@@ -621,25 +624,7 @@ async fn expiry(backend: &str, n: usize, window_ms: i64, lead_s: u64) -> Result<
         let mut tx = core.store.write().await?;
         for i in inserted..(inserted + 2000).min(n) {
             let ends = Timestamp::from_millis(start.as_millis() + (i as i64 * window_ms) / n as i64);
-            let req = AccessRequest {
-                id: format!("req_{i:016}"),
-                requester: "alice".parse().map_err(anyhow::Error::msg)?,
-                resource: "prod-db".parse().map_err(anyhow::Error::msg)?,
-                role: "read".parse().map_err(anyhow::Error::msg)?,
-                reason: "benchmark".into(),
-                ticket: None,
-                duration_secs: 60,
-                start_at: None,
-                status: RequestStatus::Approved,
-                created_at: clock.now(),
-                expires_at: clock.now(),
-                decided_at: Some(clock.now()),
-                extends_grant: None,
-                mfa_method: None,
-                break_glass: false,
-                acknowledged_by: None,
-                acknowledged_at: None,
-            };
+            let req = approved_request(format!("req_{i:016}"), "alice", "benchmark", 60, clock.now())?;
             tx.insert_request(&req).await?;
             let mut g = Grant::from_request(format!("grt_{i:016}"), &req, None, clock.now());
             g.ends_at = ends;
