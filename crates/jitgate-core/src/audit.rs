@@ -252,14 +252,6 @@ impl ChainHead {
     /// Like [`ChainHead::append`], also returning the details as the canonical text they are
     /// hashed as (and stored as: written once, not again at commit).
     pub fn append_stored(&mut self, event: NewEvent, ts_ms: i64) -> (AuditEvent, String) {
-        let details_json = canonical_json(&event.details);
-        self.append_canonical(event, ts_ms, details_json)
-    }
-
-    /// [`ChainHead::append_stored`] with the details' canonical text made beforehand (by
-    /// [`canonical_json`] of `event.details`): a store makes it before it holds the head, so
-    /// that writers wait on each other only for the hashing.
-    pub fn append_canonical(&mut self, event: NewEvent, ts_ms: i64, details_json: String) -> (AuditEvent, String) {
         let mut out = AuditEvent {
             seq: self.seq + 1,
             ts: ts_ms,
@@ -271,6 +263,7 @@ impl ChainHead {
             prev_hash: self.hash.clone(),
             hash: String::new(),
         };
+        let details_json = canonical_json(&out.details);
         out.hash = hash_of(
             out.seq,
             out.ts,

@@ -2,10 +2,9 @@
 //! database may (SQLite: one process, guarded by a lock file); PostgreSQL is shared between
 //! instances, so its cache is disabled and every read goes to the database.
 //!
-//! The audit head is kept in an async mutex that a write transaction takes when it first needs
-//! the head (at the latest when it commits appended events) and holds until after its commit
-//! has updated the head, so no writer can start from a head an earlier writer has moved but not
-//! yet recorded. A transaction that ends any other way (rolled
+//! The audit head is kept in an async mutex that every write transaction holds from before it
+//! begins until after its commit has updated the head, so no writer can start from a head an
+//! earlier writer has moved but not yet recorded. A transaction that ends any other way (rolled
 //! back, failed, or dropped halfway through its commit) empties the slot, and the next writer
 //! reads the head from the database.
 
@@ -95,7 +94,7 @@ impl Cache {
         }
     }
 
-    pub(crate) fn forget_resources(&self) {
+    fn forget_resources(&self) {
         if let Ok(mut r) = self.resources.lock() {
             *r = None;
         }

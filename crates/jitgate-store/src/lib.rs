@@ -2,11 +2,11 @@
 //! and PostgreSQL (several instances sharing one database). Both run the same SQL text, written
 //! once in [`sql`], and pass the same conformance suite (`tests/conformance.rs`).
 //!
-//! Every change happens in a [`WriteTx`]. The audit event that records a change is appended in
-//! the same transaction as the change; the transaction takes the audit chain's head (and with
-//! it the writers' lock) only when it must, at the latest at commit, and holds it to the end:
-//! the chain never forks, its order is the order of commits, and writers wait on each other
-//! only for the chaining and the commit, not for the whole change.
+//! Every change happens in a [`WriteTx`], which holds the audit chain's head for its whole
+//! life: writers are serialized, so the audit event that records a change is appended in the
+//! same transaction as the change, and the chain never forks. The serialization is also what
+//! makes each change's reads and writes one step (two approvals of one request, two engines
+//! expiring one grant): a change relies on no other lock.
 
 use async_trait::async_trait;
 use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
@@ -331,8 +331,7 @@ pub trait Store: Send + Sync + 'static {
     /// ([`WriteTx::send_session_kill`]). `None` for a store one process uses alone.
     fn session_kills(&self) -> Option<KillFeed>;
     async fn ping(&self) -> Result<()>;
-    /// Begins a write transaction. It takes the audit chain's head when it first needs it
-    /// ([`WriteTx::head`], or the commit of appended events) and holds it until commit or drop.
+    /// Begins a write transaction. It holds the audit chain's head until commit or drop.
     async fn write(&self) -> Result<Box<dyn WriteTx>>;
 
     async fn user(&self, name: &Username) -> Result<Option<UserRecord>>;
@@ -394,8 +393,8 @@ pub trait Store: Send + Sync + 'static {
 /// One all-or-nothing change. Dropping it without `commit` rolls everything back.
 #[async_trait]
 pub trait WriteTx: Send {
-    /// The chain's head after the events appended so far. The first call takes the head (it
-    /// waits for the writers before it); from then on this transaction holds it.
+    /// The chain's head after the events appended so far (async so that a store may take it
+    /// late; both take it at begin today, see the module documentation).
     async fn head(&mut self) -> Result<ChainHead>;
     /// How many events this transaction has appended.
     fn appended(&self) -> usize;

@@ -11,10 +11,6 @@ pub struct PgStore {
     read: PgPool,
     write: PgPool,
     cache: std::sync::Arc<crate::cache::Cache>,
-    /// Write transactions open at once in this process. Each holds a connection while it waits
-    /// for the chain's head, and some read outside their transaction too: the cap leaves room
-    /// in the pool for those reads and for everyone else's.
-    writers: std::sync::Arc<tokio::sync::Semaphore>,
     deadline_signal: Option<std::sync::Arc<crate::DeadlineSignal>>,
     kills: broadcast::Sender<SessionKill>,
     listening: watch::Receiver<bool>,
@@ -41,12 +37,6 @@ async fn listen(pool: &PgPool) -> Result<PgListener> {
     Ok(listener)
 }
 
-/// Connections in the pool (one of them listens for notifications).
-const PG_POOL: u32 = 16;
-/// Write transactions open at once: at most this many connections wait for the chain's head,
-/// and as many again can serve their reads.
-const PG_WRITERS: usize = 6;
-
 impl PgStore {
     /// Connects with [`crate::DEFAULT_TIMEOUT`].
     pub async fn connect(url: &str) -> Result<Self> {
@@ -60,7 +50,7 @@ impl PgStore {
     /// connection already taken is not bounded here; [`crate::Bounded`] does that.
     pub async fn connect_with(url: &str, timeout: Duration) -> Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(PG_POOL)
+            .max_connections(16)
             .acquire_timeout(timeout)
             .connect(url)
             .await?;
@@ -74,7 +64,6 @@ impl PgStore {
             read: pool.clone(),
             write: pool,
             cache: crate::cache::Cache::disabled(),
-            writers: std::sync::Arc::new(tokio::sync::Semaphore::new(PG_WRITERS)),
             deadline_signal: Some(signal),
             kills,
             listening,

@@ -280,21 +280,18 @@ macro_rules! impl_store {
             }
 
             async fn write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
-                let writer = self.writers.clone().acquire_owned().await.map_err(|_| StoreError::Aborted)?;
-                let tx = self.write.begin().await?;
-                Ok(Box::new($tx {
-                    _writer: writer,
-                    head: ChainHead::genesis(),
-                    tx,
-                    pending: Vec::new(),
-                    appended: Vec::new(),
-                    appended_details: Vec::new(),
-                    poisoned: false,
-                    cache: self.cache.clone(),
-                    slot: None,
-                    resources_changed: false,
-                    earliest_deadline: None,
-                }))
+                let slot = self.cache.hold_head().await;
+                let mut tx = self.write.begin().await?;
+                let head = match slot.known() {
+                    Some(head) => head,
+                    None => {
+                        let row = sqlx::query(concat!("SELECT seq, hash FROM audit_head WHERE id = 1", $lock))
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        ChainHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? }
+                    }
+                };
+                Ok(Box::new($tx { head, tx, appended: Vec::new(), appended_details: Vec::new(), poisoned: false, slot, resources_changed: false, earliest_deadline: None }))
             }
 
             async fn user(&self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
@@ -635,25 +632,16 @@ macro_rules! impl_store {
 
         pub struct $tx {
             tx: sqlx::Transaction<'static, $db>,
-            /// The chain's head after `appended`; meaningful once `slot` is taken.
             head: ChainHead,
-            /// Events appended before the head was taken, with their details' canonical text
-            /// (made here, outside the writers' lock), chained when it is taken.
-            pending: Vec<(NewEvent, i64, String)>,
             appended: Vec<AuditEvent>,
             /// Each appended event's details as the canonical text it was hashed as.
             appended_details: Vec<String>,
             poisoned: bool,
-            cache: std::sync::Arc<crate::cache::Cache>,
-            /// The writers' lock on the head, from the first need of it to the end.
-            slot: Option<crate::cache::HeadSlot>,
+            slot: crate::cache::HeadSlot,
             resources_changed: bool,
             /// The earliest deadline this transaction added (milliseconds), announced to every
             /// instance at commit.
             earliest_deadline: Option<i64>,
-            /// This transaction's place among the writers (dropped last, after the connection
-            /// is back).
-            _writer: tokio::sync::OwnedSemaphorePermit,
         }
 
         impl $tx {
@@ -671,46 +659,16 @@ macro_rules! impl_store {
             fn deadline_added(&mut self, at_ms: i64) {
                 self.earliest_deadline = Some(self.earliest_deadline.map_or(at_ms, |e| e.min(at_ms)));
             }
-
-            /// Takes the head: the in-process writers' lock, then (unless this process is the
-            /// only writer and knows the head) the head row, locked until commit so that other
-            /// instances wait too; then chains what was appended before. Nothing after this in
-            /// a transaction waits on a lock a waiting writer could hold: the head is taken
-            /// last, after every row the change locks.
-            async fn take_head(&mut self) -> Result<(), StoreError> {
-                if self.slot.is_some() {
-                    return Ok(());
-                }
-                let slot = self.cache.hold_head().await;
-                let mut head = match slot.known() {
-                    Some(head) => head,
-                    None => {
-                        let row = sqlx::query(concat!("SELECT seq, hash FROM audit_head WHERE id = 1", $lock))
-                            .fetch_one(&mut *self.tx)
-                            .await?;
-                        ChainHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? }
-                    }
-                };
-                for (event, ts, details) in self.pending.drain(..) {
-                    let (e, d) = head.append_canonical(event, ts, details);
-                    self.appended.push(e);
-                    self.appended_details.push(d);
-                }
-                self.head = head;
-                self.slot = Some(slot);
-                Ok(())
-            }
         }
 
         #[async_trait]
         impl WriteTx for $tx {
             async fn head(&mut self) -> Result<ChainHead, StoreError> {
-                self.take_head().await?;
                 Ok(self.head.clone())
             }
 
             fn appended(&self) -> usize {
-                self.pending.len() + self.appended.len()
+                self.appended.len()
             }
 
             async fn user(&mut self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
@@ -1344,14 +1302,9 @@ macro_rules! impl_store {
                 // trip to the database, not one each. Nothing is handed back but the head
                 // (`head()`): a copy of the event would copy its details, and the gateway's
                 // carry hundreds of statements.
-                let details = jitgate_core::audit::canonical_json(&event.details);
-                if self.slot.is_some() {
-                    let (e, details) = self.head.append_canonical(event, now.as_millis(), details);
-                    self.appended.push(e);
-                    self.appended_details.push(details);
-                } else {
-                    self.pending.push((event, now.as_millis(), details));
-                }
+                let (e, details) = self.head.append_stored(event, now.as_millis());
+                self.appended.push(e);
+                self.appended_details.push(details);
                 Ok(())
             }
 
@@ -1372,8 +1325,6 @@ macro_rules! impl_store {
             }
 
             async fn last_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
-                // Under the head's lock, so that no other writer adds one meanwhile.
-                self.take_head().await?;
                 let sql = format!("SELECT {CHECKPOINT_COLS} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1");
                 let row = sqlx::query(&sql).fetch_optional(&mut *self.tx).await?;
                 row.as_ref().map(checkpoint_from).transpose()
@@ -1382,9 +1333,6 @@ macro_rules! impl_store {
             async fn commit(mut self: Box<Self>) -> Result<Vec<AuditEvent>, StoreError> {
                 if self.poisoned {
                     return Err(StoreError::Aborted);
-                }
-                if !self.pending.is_empty() {
-                    self.take_head().await?;
                 }
                 // The audit_head row follows by trigger (see the migration).
                 if let Some(at) = self.earliest_deadline.filter(|_| $backend == "postgres") {
@@ -1411,11 +1359,7 @@ macro_rules! impl_store {
                 }
                 let this = *self;
                 this.tx.commit().await?;
-                match this.slot {
-                    Some(slot) => slot.committed(&this.head, this.resources_changed),
-                    None if this.resources_changed => this.cache.forget_resources(),
-                    None => {}
-                }
+                this.slot.committed(&this.head, this.resources_changed);
                 Ok(this.appended)
             }
         }

@@ -15,9 +15,6 @@ pub struct SqliteStore {
     write: SqlitePool,
     path: PathBuf,
     cache: std::sync::Arc<crate::cache::Cache>,
-    /// One write transaction at a time (the write pool has one connection): waiting here
-    /// rather than for the pool keeps waiters in order and free of the pool's own deadline.
-    writers: std::sync::Arc<tokio::sync::Semaphore>,
     /// Held while the store is open for writing: the cache is only right for the sole writer.
     _lock: Option<std::sync::Arc<std::fs::File>>,
     /// One process writes a SQLite file, so nobody else adds deadlines.
@@ -68,7 +65,6 @@ impl SqliteStore {
             write,
             path: path.to_owned(),
             cache: crate::cache::Cache::sole_writer(),
-            writers: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             _lock: Some(std::sync::Arc::new(lock)),
             deadline_signal: None,
         })
@@ -93,7 +89,6 @@ impl SqliteStore {
             read,
             path: path.to_owned(),
             cache: crate::cache::Cache::disabled(),
-            writers: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             _lock: None,
             deadline_signal: None,
         })

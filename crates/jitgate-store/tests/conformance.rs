@@ -393,55 +393,6 @@ async fn audit_chain(store: &dyn Store) {
     assert_eq!(report.checkpoints, 2);
 }
 
-/// A transaction takes the chain's head when it needs it (at the latest when it commits its
-/// events), not when it begins: one that began first but commits last is chained last, a
-/// change without events never waits for the head, and one with events waits for the holder.
-/// SQLite has a single writer connection, so there transactions never overlap and this is
-/// PostgreSQL's case.
-async fn chained_in_commit_order(store: std::sync::Arc<dyn Store>) {
-    if store.backend() != "postgres" {
-        return;
-    }
-    let patience = std::time::Duration::from_millis(300);
-    let mut first = store.write().await.unwrap();
-    first.append_audit(ev("began first"), t(1)).await.unwrap();
-    let mut second = store.write().await.unwrap();
-    second.append_audit(ev("began second"), t(2)).await.unwrap();
-    second.commit().await.unwrap();
-
-    assert_eq!(first.head().await.unwrap().seq, 2, "the head is taken after the second's commit");
-    // `first` holds the head now: a change without events commits meanwhile ...
-    let mut quiet = store.write().await.unwrap();
-    quiet.insert_db_session(&db_session("q1")).await.unwrap();
-    tokio::time::timeout(patience, quiet.commit())
-        .await
-        .expect("no wait for the head")
-        .unwrap();
-    // ... and one with events waits until the holder is done.
-    let s = store.clone();
-    let waiting = tokio::spawn(async move {
-        let mut tx = s.write().await.unwrap();
-        tx.append_audit(ev("waited"), t(3)).await.unwrap();
-        tx.commit().await.unwrap()
-    });
-    tokio::time::sleep(patience).await;
-    assert!(!waiting.is_finished(), "a writer with events waits for the head's holder");
-    first.commit().await.unwrap();
-    let waited = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(waited[0].seq, 3);
-
-    let events = store.audit_events(0, 10).await.unwrap();
-    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["began second", "began first", "waited"]);
-    let mut v = ChainVerifier::new(vec![], vec![]);
-    for e in &events {
-        v.push(e).unwrap();
-    }
-}
-
 async fn writers_are_serialized(store: std::sync::Arc<dyn Store>) {
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -819,7 +770,6 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "requests_reviews_and_grants" => requests_reviews_and_grants(&*store).await,
         "audit_chain" => audit_chain(&*store).await,
         "writers_are_serialized" => writers_are_serialized(store).await,
-        "chained_in_commit_order" => chained_in_commit_order(store).await,
         "meta" => meta(&*store).await,
         "second_factors" => second_factors(&*store).await,
         "break_glass_and_notifications" => break_glass_and_notifications(&*store).await,
@@ -835,7 +785,6 @@ conformance!(
     requests_reviews_and_grants,
     audit_chain,
     writers_are_serialized,
-    chained_in_commit_order,
     meta,
     second_factors,
     break_glass_and_notifications,

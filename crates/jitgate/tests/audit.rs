@@ -209,3 +209,35 @@ async fn two_instances_writing_at_once_keep_one_chain_and_one_line_of_checkpoint
         assert_eq!(pair[1].prev.as_ref().map(|p| p.seq), Some(pair[0].seq), "one line of checkpoints");
     }
 }
+
+/// Every change reads and writes as one step, whichever instance makes it: the two stages of
+/// a request approved at the same moment through two instances both count, and the request
+/// gets exactly one grant (a change that read the request before the other committed would
+/// leave it pending, or grant it twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stages_approved_at_once_through_two_instances_make_one_grant() {
+    let a = TestServer::spawn_pg(false).await;
+    let b = a.another_instance().await;
+    let alice = a.login("alice").await;
+    let (bob, sam) = (a.login("bob").await, b.login("sam").await);
+    for i in 0..10 {
+        let mut body = request_body("prod-db", "write", Some("5m"), &format!("INC-{i} both stages at once"));
+        body.ticket = Some(format!("INC-{i}"));
+        let r = alice.create_request(&body).await.unwrap();
+        let (by_bob, by_sam) = tokio::join!(bob.approve(&r.id, ""), sam.approve(&r.id, ""));
+        by_bob.unwrap();
+        by_sam.unwrap();
+        let detail = alice.request(&r.id).await.unwrap();
+        assert_eq!(detail.request.status.to_string(), "approved", "round {i}: {detail:?}");
+        assert!(detail.grant.is_some(), "round {i}");
+        let grants = alice
+            .grants(&jitgate::client::ListParams {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(grants.iter().filter(|g| g.request_id == r.id).count(), 1, "round {i}");
+    }
+    assert!(a.admin.audit_verify().await.unwrap().ok);
+}
