@@ -37,6 +37,10 @@ async fn listen(pool: &PgPool) -> Result<PgListener> {
     Ok(listener)
 }
 
+/// A transaction idle this long (a frozen or cut-off instance holding locks) is ended by the
+/// database; jitgate's own transactions are never idle for more than a few milliseconds.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(10);
+
 impl PgStore {
     /// Connects with [`crate::DEFAULT_TIMEOUT`].
     pub async fn connect(url: &str) -> Result<Self> {
@@ -48,13 +52,38 @@ impl PgStore {
     /// bounds each connect attempt by the acquire deadline, retrying a refused one until then):
     /// a server that is down or unreachable fails a call within `timeout`. A call on a
     /// connection already taken is not bounded here; [`crate::Bounded`] does that.
+    ///
+    /// Every connection also waits for a lock no longer than `timeout` (`lock_timeout`), and is
+    /// ended by the database after [`IDLE_IN_TRANSACTION`] idle inside a transaction: a call that
+    /// gives up on a lock must not leave its connection queued behind it in the database (the
+    /// pool would drain, one stuck connection per try, until reads failed too), and a peer
+    /// instance that froze while holding the audit head must not hold it for ever.
     pub async fn connect_with(url: &str, timeout: Duration) -> Result<Self> {
+        let limits = format!(
+            "SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}",
+            timeout.as_millis().max(1),
+            IDLE_IN_TRANSACTION.as_millis()
+        );
+        let on_connect = limits.clone();
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(timeout)
+            .after_connect(move |conn, _| {
+                let limits = on_connect.clone();
+                Box::pin(async move {
+                    sqlx::Executor::execute(conn, limits.as_str()).await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        {
+            // Migrations may wait for other instances' transactions to end: not bounded.
+            let mut conn = pool.acquire().await?;
+            sqlx::raw_sql("SET lock_timeout = 0").execute(&mut *conn).await?;
+            sqlx::migrate!("./migrations/postgres").run(&mut *conn).await?;
+            sqlx::raw_sql(&limits).execute(&mut *conn).await?;
+        }
         let signal = std::sync::Arc::new(crate::DeadlineSignal::default());
         let first = listen(&pool).await?;
         let (kills, _) = broadcast::channel(1024);

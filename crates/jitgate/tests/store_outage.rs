@@ -152,3 +152,49 @@ async fn a_call_on_an_established_connection_gives_up_at_the_deadline() {
     })
     .await;
 }
+
+/// A transaction elsewhere that holds the audit head (a frozen peer instance, a stray `psql`)
+/// costs writers a quick 503 and nothing more: each waits for the lock no longer than the store
+/// deadline on the database's side too, so no connection stays stuck behind it, and reads and
+/// `/readyz` keep answering however long the lock is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_lock_held_elsewhere_fails_writes_fast_and_leaves_reads_working() {
+    use sqlx::Connection;
+    let s = TestServer::spawn_pg(false).await;
+    let url = s.settings().store_url.clone().unwrap();
+    let alice = s.login("alice").await;
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // Writers one after another for longer than the pool has connections to lose.
+    let held = Instant::now();
+    let mut refused = 0;
+    while held.elapsed() < Duration::from_secs(20) {
+        let asked = Instant::now();
+        let err = alice
+            .create_request(&request_body("prod-db", "read", None, "while the head is held"))
+            .await
+            .unwrap_err();
+        assert_eq!((err.status(), err.code()), (Some(503), Some("store_unavailable")), "{err:?}");
+        assert!(asked.elapsed() < STORE_TIMEOUT * 3, "refused after {:?}", asked.elapsed());
+        refused += 1;
+    }
+    assert!(refused >= 6, "{refused} writes tried");
+    // Reads and readiness still answer, 20 s into the hold.
+    let asked = Instant::now();
+    alice.whoami().await.expect("reads work while the head is held elsewhere");
+    let (status, _) = Client::new(&s.url, None)
+        .raw(reqwest::Method::GET, "/readyz", "text/plain", vec![])
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "ready: the store answers, only the head is busy");
+    assert!(asked.elapsed() < STORE_TIMEOUT, "{:?}", asked.elapsed());
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    alice
+        .create_request(&request_body("prod-db", "read", None, "after the hold"))
+        .await
+        .expect("writes work again once the lock is gone");
+}
