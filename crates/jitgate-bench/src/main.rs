@@ -241,7 +241,7 @@ async fn checkpoint(tx: &mut dyn jitgate_store::WriteTx, key: &ed25519_dalek::Si
         .map_or_else(jitgate_core::audit::CheckpointLink::genesis, |c| {
             jitgate_core::audit::CheckpointLink::of(&c)
         });
-    let cp = jitgate_core::audit::sign_checkpoint(key, &tx.head().await?, at_ms, prev, None);
+    let cp = jitgate_core::audit::sign_checkpoint(key, tx.head(), at_ms, prev, None);
     tx.insert_checkpoint(&cp).await?;
     Ok(())
 }

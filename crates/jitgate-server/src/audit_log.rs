@@ -212,13 +212,7 @@ pub async fn rotate_signing_key(store: Arc<dyn Store>, path: &Path, now: jitgate
             .await
             .map_err(|e| e.to_string())?;
             let prev = last.as_ref().map_or_else(CheckpointLink::genesis, CheckpointLink::of);
-            let cp = sign_checkpoint(
-                &old,
-                &tx.head().await.map_err(|e| e.to_string())?,
-                now.as_millis(),
-                prev,
-                Some(&new.verifying_key()),
-            );
+            let cp = sign_checkpoint(&old, tx.head(), now.as_millis(), prev, Some(&new.verifying_key()));
             tx.insert_checkpoint(&cp).await.map_err(|e| e.to_string())?;
             tx.commit().await.map_err(|e| e.to_string())?;
             cp.seq

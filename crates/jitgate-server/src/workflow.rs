@@ -666,8 +666,7 @@ impl Core {
         // Who may approve for which stage is the policies' say (the stage groups are policies
         // too). The reviewer and the requester are weighed before the transaction begins: what
         // they are does not depend on what it reads (a request's resource, role, window and
-        // reason never change), and a transaction that reads less holds its connection (and,
-        // at commit, the audit head every writer queues for) for less time.
+        // reason never change), and every writer waits while a transaction holds the audit head.
         let requester = self.subject(&pending.requester).await?;
         let (me, forbids) = self
             .approver(Subject::of(caller), &requester, &pending, &resource, policy, now)

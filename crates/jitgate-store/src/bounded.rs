@@ -178,6 +178,10 @@ macro_rules! bounded_tx {
     ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
         #[async_trait]
         impl WriteTx for BoundedTx {
+            fn head(&self) -> &ChainHead {
+                self.inner.head()
+            }
+
             fn appended(&self) -> usize {
                 self.inner.appended()
             }
@@ -203,7 +207,6 @@ macro_rules! bounded_tx {
 }
 
 bounded_tx! {
-    head() -> ChainHead;
     user(name: &Username) -> Option<UserRecord>;
     user_groups(name: &Username) -> BTreeSet<GroupName>;
     count_users() -> i64;

@@ -393,9 +393,8 @@ pub trait Store: Send + Sync + 'static {
 /// One all-or-nothing change. Dropping it without `commit` rolls everything back.
 #[async_trait]
 pub trait WriteTx: Send {
-    /// The chain's head after the events appended so far (async so that a store may take it
-    /// late; both take it at begin today, see the module documentation).
-    async fn head(&mut self) -> Result<ChainHead>;
+    /// The chain's head after the events appended so far.
+    fn head(&self) -> &ChainHead;
     /// How many events this transaction has appended.
     fn appended(&self) -> usize;
 

@@ -663,8 +663,8 @@ macro_rules! impl_store {
 
         #[async_trait]
         impl WriteTx for $tx {
-            async fn head(&mut self) -> Result<ChainHead, StoreError> {
-                Ok(self.head.clone())
+            fn head(&self) -> &ChainHead {
+                &self.head
             }
 
             fn appended(&self) -> usize {

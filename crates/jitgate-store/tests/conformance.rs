@@ -336,7 +336,7 @@ async fn requests_reviews_and_grants(store: &dyn Store) {
 
 async fn audit_chain(store: &dyn Store) {
     let mut tx = store.write().await.unwrap();
-    assert_eq!(tx.head().await.unwrap().seq, 0);
+    assert_eq!(tx.head().seq, 0);
     tx.append_audit(ev("one"), t(1)).await.unwrap();
     tx.append_audit(ev("two"), t(2)).await.unwrap();
     let committed = tx.commit().await.unwrap();
@@ -350,11 +350,11 @@ async fn audit_chain(store: &dyn Store) {
 
     let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
     let mut tx = store.write().await.unwrap();
-    assert_eq!(tx.head().await.unwrap().hash, committed[1].hash);
+    assert_eq!(tx.head().hash, committed[1].hash);
     tx.append_audit(ev("three"), t(4)).await.unwrap();
-    assert_eq!(tx.head().await.unwrap().seq, 3);
+    assert_eq!(tx.head().seq, 3);
     assert_eq!(tx.last_checkpoint().await.unwrap(), None);
-    let first = sign_checkpoint(&key, &tx.head().await.unwrap(), 5, CheckpointLink::genesis(), None);
+    let first = sign_checkpoint(&key, tx.head(), 5, CheckpointLink::genesis(), None);
     tx.insert_checkpoint(&first).await.unwrap();
     tx.commit().await.unwrap();
     // A second checkpoint, chained to the first and announcing a key, comes back as written.
@@ -363,7 +363,7 @@ async fn audit_chain(store: &dyn Store) {
     let last = tx.last_checkpoint().await.unwrap().unwrap();
     assert_eq!(last, first);
     let next = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]).verifying_key();
-    let second = sign_checkpoint(&key, &tx.head().await.unwrap(), 7, CheckpointLink::of(&last), Some(&next));
+    let second = sign_checkpoint(&key, tx.head(), 7, CheckpointLink::of(&last), Some(&next));
     tx.insert_checkpoint(&second).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(store.audit_checkpoints().await.unwrap(), vec![first.clone(), second.clone()]);
