@@ -17,6 +17,7 @@
 # socket (pgbench's direct runs stay on TCP, like the clients of both).
 # A shorter run of some cases: CLIENTS="8" PROTOCOLS="prepared" CONNECT_RUN=0 bench/pgbench.sh
 # PERF_RECORD=jitgate (or another name) keeps a perf call-graph profile of that run in perf-NAME.data (repository root).
+# JITGATE_BIN=PATH runs another build of jitgate (to compare two side by side).
 # GATEWAY_THREADS=N sets gateway.threads (default: one per four cores).
 # PERF_STAT=1 adds each proxy's context switches and system calls per transaction (perf stat).
 set -euo pipefail
@@ -31,7 +32,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 command -v pgbouncer >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
 command -v pgbench >/dev/null || { echo "pgbench missing (postgresql-client)"; exit 1; }
 cargo build --release -q -p jitgate -p jitgate-bench
-J=$PWD/target/release/jitgate
+J=${JITGATE_BIN:-$PWD/target/release/jitgate}
 work=$(mktemp -d /tmp/jitgate-pgbench.XXXXXX)
 cleanup() { for p in ${jpid:-} ${bpid:-} ${rpid:-}; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
