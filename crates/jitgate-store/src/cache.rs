@@ -1,27 +1,51 @@
-//! What a store may remember between transactions. Only a store that is the sole writer of its
-//! database may (SQLite: one process, guarded by a lock file); PostgreSQL is shared between
-//! instances, so its cache is disabled and every read goes to the database.
+//! What a store may remember between transactions.
 //!
-//! The audit head is kept in an async mutex that every write transaction holds from before it
-//! begins until after its commit has updated the head, so no writer can start from a head an
-//! earlier writer has moved but not yet recorded. A transaction that ends any other way (rolled
-//! back, failed, or dropped halfway through its commit) empties the slot, and the next writer
-//! reads the head from the database.
+//! The audit head is remembered only by a store that is the sole writer of its database
+//! (SQLite: one process, guarded by a lock file). It is kept in an async mutex that every write
+//! transaction holds from before it begins until after its commit has updated the head, so no
+//! writer can start from a head an earlier writer has moved but not yet recorded. A transaction
+//! that ends any other way (rolled back, failed, or dropped halfway through its commit) empties
+//! the slot, and the next writer reads the head from the database.
+//!
+//! The directory (resources and who is in which group) is read on every decision and changes
+//! rarely, so it is remembered too: by a sole writer, forgotten when one of its own changes
+//! commits; and by a store shared between instances (PostgreSQL), forgotten also when the
+//! database announces a change (a trigger on those tables notifies at commit, whoever made the
+//! change, even by hand) and not used at all while those announcements cannot be heard. A read
+//! that began before a change was forgotten is not remembered (a generation counter), so a
+//! slow read cannot put back what a change replaced.
 
 use jitgate_core::audit::ChainHead;
-use jitgate_core::names::ResourceName;
+use jitgate_core::names::{GroupName, ResourceName, Username};
 use jitgate_core::policy::Resource;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 pub(crate) type ResourceMap = Arc<BTreeMap<ResourceName, Resource>>;
 
+/// People whose groups are remembered at most; beyond, the memory starts over.
+const GROUPS_OF_AT_MOST: usize = 10_000;
+
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
+    /// Sole writer: the head and the directory.
     enabled: bool,
+    /// Shared database: the directory, while `heard`.
+    shared: bool,
+    /// Shared: changes are being announced to this instance.
+    heard: AtomicBool,
     head: Arc<AsyncMutex<Option<ChainHead>>>,
-    resources: Mutex<Option<ResourceMap>>,
+    directory: Mutex<Directory>,
+}
+
+#[derive(Debug, Default)]
+struct Directory {
+    /// Moves on at every change forgotten.
+    generation: u64,
+    resources: Option<ResourceMap>,
+    groups: HashMap<Username, BTreeSet<GroupName>>,
 }
 
 /// A write transaction's hold on the head slot.
@@ -42,22 +66,24 @@ impl HeadSlot {
     }
 
     /// After a successful commit.
-    pub(crate) fn committed(mut self, head: &ChainHead, resources_changed: bool) {
+    pub(crate) fn committed(mut self, head: &ChainHead, directory_changed: bool) {
         self.done = true;
         if self.cache.enabled {
             *self.guard = Some(head.clone());
-            if resources_changed {
-                self.cache.forget_resources();
-            }
+        }
+        if directory_changed {
+            self.cache.forget_directory();
         }
     }
 }
 
 impl Drop for HeadSlot {
     fn drop(&mut self) {
-        if !self.done && self.cache.enabled {
-            *self.guard = None;
-            self.cache.forget_resources();
+        if !self.done {
+            if self.cache.enabled {
+                *self.guard = None;
+            }
+            self.cache.forget_directory();
         }
     }
 }
@@ -70,6 +96,15 @@ impl Cache {
         })
     }
 
+    /// A database other instances write too: only the directory, forgotten on announcements.
+    pub(crate) fn shared() -> Arc<Self> {
+        Arc::new(Self {
+            shared: true,
+            ..Default::default()
+        })
+    }
+
+    /// Remembers nothing (a read-only view of a database another process writes).
     pub(crate) fn disabled() -> Arc<Self> {
         Arc::new(Self::default())
     }
@@ -82,25 +117,65 @@ impl Cache {
         }
     }
 
-    pub(crate) fn resources(&self) -> Option<ResourceMap> {
-        self.resources.lock().ok().and_then(|r| r.clone())
+    /// Whether the directory may be remembered now.
+    fn directory_enabled(&self) -> bool {
+        self.enabled || self.shared && self.heard.load(Ordering::Acquire)
     }
 
-    pub(crate) fn keep_resources(&self, map: ResourceMap) {
-        if self.enabled {
-            if let Ok(mut r) = self.resources.lock() {
-                *r = Some(map);
+    /// Where remembering stands, taken before a read whose result is to be remembered.
+    pub(crate) fn generation(&self) -> Option<u64> {
+        if !self.directory_enabled() {
+            return None;
+        }
+        self.directory.lock().ok().map(|d| d.generation)
+    }
+
+    pub(crate) fn resources(&self) -> Option<ResourceMap> {
+        if !self.directory_enabled() {
+            return None;
+        }
+        self.directory.lock().ok().and_then(|d| d.resources.clone())
+    }
+
+    pub(crate) fn keep_resources(&self, map: ResourceMap, read_at: u64) {
+        if let Ok(mut d) = self.directory.lock() {
+            if d.generation == read_at && self.directory_enabled() {
+                d.resources = Some(map);
             }
         }
     }
 
-    fn forget_resources(&self) {
-        if let Ok(mut r) = self.resources.lock() {
-            *r = None;
+    pub(crate) fn groups_of(&self, user: &Username) -> Option<BTreeSet<GroupName>> {
+        if !self.directory_enabled() {
+            return None;
+        }
+        self.directory.lock().ok().and_then(|d| d.groups.get(user).cloned())
+    }
+
+    pub(crate) fn keep_groups_of(&self, user: &Username, groups: BTreeSet<GroupName>, read_at: u64) {
+        if let Ok(mut d) = self.directory.lock() {
+            if d.generation == read_at && self.directory_enabled() {
+                if d.groups.len() >= GROUPS_OF_AT_MOST {
+                    d.groups.clear();
+                }
+                d.groups.insert(user.clone(), groups);
+            }
         }
     }
 
-    pub(crate) fn is_enabled(&self) -> bool {
-        self.enabled
+    /// After a change to the directory committed here or was announced by the database.
+    pub(crate) fn forget_directory(&self) {
+        if let Ok(mut d) = self.directory.lock() {
+            d.generation += 1;
+            d.resources = None;
+            d.groups.clear();
+        }
+    }
+
+    /// Shared: whether changes are announced to this instance. Both ways the directory is
+    /// forgotten: announcements may have been missed while they were not heard.
+    pub(crate) fn set_heard(&self, heard: bool) {
+        self.heard.store(heard, Ordering::Release);
+        self.forget_directory();
     }
 }

@@ -58,6 +58,8 @@ pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub const DEADLINE_CHANNEL: &str = "jitgate_deadline";
 /// The PostgreSQL notification channel for gateway sessions to end on every instance.
 pub const SESSION_KILL_CHANNEL: &str = "jitgate_session_kill";
+/// Where PostgreSQL announces changes to resources and groups (by trigger, see migration 0010).
+pub const DIRECTORY_CHANNEL: &str = "jitgate_directory";
 
 /// Which gateway sessions a [`SessionKill`] ends.
 #[derive(Debug, Clone, PartialEq, Eq)]

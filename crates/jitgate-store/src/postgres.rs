@@ -33,7 +33,9 @@ async fn listen(pool: &PgPool) -> Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
     // A lost connection is for `run_listener` to see, not to be mended silently.
     listener.eager_reconnect(false);
-    listener.listen_all([crate::DEADLINE_CHANNEL, crate::SESSION_KILL_CHANNEL]).await?;
+    listener
+        .listen_all([crate::DEADLINE_CHANNEL, crate::SESSION_KILL_CHANNEL, crate::DIRECTORY_CHANNEL])
+        .await?;
     Ok(listener)
 }
 
@@ -88,11 +90,20 @@ impl PgStore {
         let first = listen(&pool).await?;
         let (kills, _) = broadcast::channel(1024);
         let (listening_tx, listening) = watch::channel(true);
-        let task = tokio::spawn(run_listener(pool.clone(), first, signal.clone(), kills.clone(), listening_tx));
+        let cache = crate::cache::Cache::shared();
+        cache.set_heard(true);
+        let task = tokio::spawn(run_listener(
+            pool.clone(),
+            first,
+            signal.clone(),
+            kills.clone(),
+            listening_tx,
+            cache.clone(),
+        ));
         Ok(Self {
             read: pool.clone(),
             write: pool,
-            cache: crate::cache::Cache::disabled(),
+            cache,
             deadline_signal: Some(signal),
             kills,
             listening,
@@ -119,6 +130,7 @@ async fn run_listener(
     deadlines: std::sync::Arc<crate::DeadlineSignal>,
     kills: broadcast::Sender<SessionKill>,
     listening: watch::Sender<bool>,
+    directory: std::sync::Arc<crate::cache::Cache>,
 ) {
     let mut listener = Some(first);
     loop {
@@ -127,6 +139,7 @@ async fn run_listener(
             None => match listen(&pool).await {
                 Ok(l) => {
                     listening.send_replace(true);
+                    directory.set_heard(true);
                     deadlines.announce(None);
                     tracing::info!("store notifications resumed");
                     l
@@ -149,6 +162,7 @@ async fn run_listener(
                     Some(kill) => drop(kills.send(kill)),
                     None => tracing::warn!(payload = n.payload(), "unreadable session kill notification"),
                 },
+                Ok(Some(n)) if n.channel() == crate::DIRECTORY_CHANNEL => directory.forget_directory(),
                 // The payload is the earliest deadline the transaction added (milliseconds).
                 Ok(Some(n)) => deadlines.announce(n.payload().parse().ok()),
                 Ok(None) => break "connection lost".to_owned(),
@@ -156,6 +170,7 @@ async fn run_listener(
             }
         };
         drop(l);
+        directory.set_heard(false);
         listening.send_replace(false);
         tracing::warn!(error = %lost, "store notifications interrupted; reconnecting");
     }

@@ -291,7 +291,7 @@ macro_rules! impl_store {
                         ChainHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? }
                     }
                 };
-                Ok(Box::new($tx { head, tx, appended: Vec::new(), appended_details: Vec::new(), poisoned: false, slot, resources_changed: false, earliest_deadline: None }))
+                Ok(Box::new($tx { head, tx, appended: Vec::new(), appended_details: Vec::new(), poisoned: false, slot, directory_changed: false, earliest_deadline: None }))
             }
 
             async fn user(&self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
@@ -304,7 +304,15 @@ macro_rules! impl_store {
             }
 
             async fn user_groups(&self, user: &Username) -> Result<BTreeSet<GroupName>, StoreError> {
-                q_user_groups(&self.read, user).await
+                if let Some(groups) = self.cache.groups_of(user) {
+                    return Ok(groups);
+                }
+                let read_at = self.cache.generation();
+                let groups = q_user_groups(&self.read, user).await?;
+                if let Some(read_at) = read_at {
+                    self.cache.keep_groups_of(user, groups.clone(), read_at);
+                }
+                Ok(groups)
             }
 
             async fn groups(&self) -> Result<BTreeMap<GroupName, Vec<Username>>, StoreError> {
@@ -355,16 +363,13 @@ macro_rules! impl_store {
             }
 
             async fn resource(&self, res: &ResourceName) -> Result<Option<Resource>, StoreError> {
-                if self.cache.is_enabled() {
-                    let map = match self.cache.resources() {
-                        Some(map) => map,
-                        None => {
-                            let all = self.resources().await?;
-                            let map = std::sync::Arc::new(all.into_iter().map(|r| (r.name.clone(), r)).collect::<BTreeMap<_, _>>());
-                            self.cache.keep_resources(map.clone());
-                            map
-                        }
-                    };
+                if let Some(map) = self.cache.resources() {
+                    return Ok(map.get(res).cloned());
+                }
+                if let Some(read_at) = self.cache.generation() {
+                    let all = self.resources().await?;
+                    let map = std::sync::Arc::new(all.into_iter().map(|r| (r.name.clone(), r)).collect::<BTreeMap<_, _>>());
+                    self.cache.keep_resources(map.clone(), read_at);
                     return Ok(map.get(res).cloned());
                 }
                 sqlx::query("SELECT spec FROM resources WHERE name = $1")
@@ -638,7 +643,7 @@ macro_rules! impl_store {
             appended_details: Vec<String>,
             poisoned: bool,
             slot: crate::cache::HeadSlot,
-            resources_changed: bool,
+            directory_changed: bool,
             /// The earliest deadline this transaction added (milliseconds), announced to every
             /// instance at commit.
             earliest_deadline: Option<i64>,
@@ -720,6 +725,7 @@ macro_rules! impl_store {
             }
 
             async fn set_member(&mut self, g: &GroupName, u: &Username, member: bool, source: Source) -> Result<bool, StoreError> {
+                self.directory_changed = true;
                 let done = if member {
                     self.ensure_group(g, source).await?;
                     sqlx::query("INSERT INTO group_members (group_name, username, source) VALUES ($1, $2, $3) ON CONFLICT (group_name, username) DO NOTHING")
@@ -739,6 +745,7 @@ macro_rules! impl_store {
             }
 
             async fn clear_source(&mut self, source: Source) -> Result<(), StoreError> {
+                self.directory_changed = true;
                 sqlx::query("DELETE FROM group_members WHERE source = $1").bind(source.as_str()).execute(&mut *self.tx).await?;
                 sqlx::query("DELETE FROM groups WHERE source = $1 AND name NOT IN (SELECT group_name FROM group_members)")
                     .bind(source.as_str())
@@ -793,7 +800,7 @@ macro_rules! impl_store {
             }
 
             async fn put_resource(&mut self, r: &Resource, source: Source, now: Timestamp) -> Result<(), StoreError> {
-                self.resources_changed = true;
+                self.directory_changed = true;
                 let spec = serde_json::to_string(r).map_err(|e| corrupt("resource", e))?;
                 sqlx::query(
                     "INSERT INTO resources (name, spec, source, updated_at) VALUES ($1, $2, $3, $4) \
@@ -809,7 +816,7 @@ macro_rules! impl_store {
             }
 
             async fn delete_resource(&mut self, res: &ResourceName) -> Result<bool, StoreError> {
-                self.resources_changed = true;
+                self.directory_changed = true;
                 let r = sqlx::query("DELETE FROM resources WHERE name = $1").bind(res.as_str()).execute(&mut *self.tx).await?;
                 Ok(r.rows_affected() > 0)
             }
@@ -1335,14 +1342,21 @@ macro_rules! impl_store {
                     return Err(StoreError::Aborted);
                 }
                 // The audit_head row follows by trigger (see the migration).
-                if let Some(at) = self.earliest_deadline.filter(|_| $backend == "postgres") {
-                    // Delivered at commit to every instance's expiry engine (see PgStore), with
-                    // the time, so an engine waiting for an earlier deadline reads nothing.
-                    sqlx::query("SELECT pg_notify($1, $2)").bind(crate::DEADLINE_CHANNEL).bind(at.to_string()).execute(&mut *self.tx).await?;
+                // A new deadline is announced at commit to every instance's expiry engine (see
+                // PgStore), with the time, so an engine waiting for an earlier one reads nothing.
+                // The announcement rides on the events' insert: one round trip less while the
+                // head is held.
+                let mut deadline = self.earliest_deadline.filter(|_| $backend == "postgres").map(|at| at.to_string());
+                if self.appended.is_empty() {
+                    if let Some(at) = deadline.take() {
+                        sqlx::query("SELECT pg_notify($1, $2)").bind(crate::DEADLINE_CHANNEL).bind(at).execute(&mut *self.tx).await?;
+                    }
                 }
                 let mut details = std::mem::take(&mut self.appended_details).into_iter();
                 for chunk in self.appended.chunks(1000) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO audit_events ({AUDIT_COLS}) "));
+                    let announce = deadline.take();
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(if announce.is_some() { "WITH inserted AS (" } else { "" });
+                    insert.push(format!("INSERT INTO audit_events ({AUDIT_COLS}) "));
                     let texts: Vec<String> = details.by_ref().take(chunk.len()).collect();
                     insert.push_values(chunk.iter().zip(texts), |mut row, (e, d)| {
                         row.push_bind(e.seq)
@@ -1355,11 +1369,15 @@ macro_rules! impl_store {
                             .push_bind(e.prev_hash.clone())
                             .push_bind(e.hash.clone());
                     });
+                    if let Some(at) = announce {
+                        insert.push(" RETURNING 1) SELECT pg_notify(").push_bind(crate::DEADLINE_CHANNEL).push(", ").push_bind(at);
+                        insert.push(") FROM (SELECT 1 FROM inserted LIMIT 1) AS announced");
+                    }
                     insert.build().execute(&mut *self.tx).await?;
                 }
                 let this = *self;
                 this.tx.commit().await?;
-                this.slot.committed(&this.head, this.resources_changed);
+                this.slot.committed(&this.head, this.directory_changed);
                 Ok(this.appended)
             }
         }

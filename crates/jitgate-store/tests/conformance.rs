@@ -763,6 +763,53 @@ macro_rules! conformance {
     };
 }
 
+/// Resources and group memberships are remembered between decisions (issue #18): a change
+/// made here is seen at once after its commit, and one rolled back is never seen.
+async fn directory_is_never_stale_here(store: &dyn Store) {
+    let name = ResourceName::parse("prod-db").unwrap();
+    let mut tx = store.write().await.unwrap();
+    tx.insert_user(&user("alice")).await.unwrap();
+    tx.set_member(&g("engineers"), &u("alice"), true, Source::Api).await.unwrap();
+    tx.set_member(&g("db-owners"), &u("alice"), true, Source::Config).await.unwrap();
+    tx.put_resource(&resource(), Source::Config, t(1)).await.unwrap();
+    tx.commit().await.unwrap();
+    let both = [g("db-owners"), g("engineers")]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>();
+    // Twice: the second answer may come from memory.
+    for _ in 0..2 {
+        assert_eq!(store.user_groups(&u("alice")).await.unwrap(), both);
+        assert!(store.resource(&name).await.unwrap().is_some());
+    }
+    // Changed and dropped without a commit: nothing of it is seen.
+    let mut tx = store.write().await.unwrap();
+    tx.set_member(&g("engineers"), &u("alice"), false, Source::Api).await.unwrap();
+    tx.delete_resource(&name).await.unwrap();
+    drop(tx);
+    assert_eq!(store.user_groups(&u("alice")).await.unwrap(), both);
+    assert!(store.resource(&name).await.unwrap().is_some());
+    // Committed: seen by the very next read.
+    let mut tx = store.write().await.unwrap();
+    tx.set_member(&g("engineers"), &u("alice"), false, Source::Api).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.user_groups(&u("alice")).await.unwrap(),
+        [g("db-owners")].into_iter().collect()
+    );
+    let mut tx = store.write().await.unwrap();
+    tx.clear_source(Source::Config).await.unwrap();
+    tx.delete_resource(&name).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.user_groups(&u("alice")).await.unwrap().is_empty());
+    assert!(store.resource(&name).await.unwrap().is_none());
+    let mut tx = store.write().await.unwrap();
+    tx.put_resource(&resource(), Source::Api, t(2)).await.unwrap();
+    tx.set_member(&g("security"), &u("alice"), true, Source::Api).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.resource(&name).await.unwrap().is_some());
+    assert_eq!(store.user_groups(&u("alice")).await.unwrap(), [g("security")].into_iter().collect());
+}
+
 async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
     match case {
         "users_groups_and_sessions" => users_groups_and_sessions(&*store).await,
@@ -775,6 +822,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "break_glass_and_notifications" => break_glass_and_notifications(&*store).await,
         "session_kills" => session_kills(&*store).await,
         "live_roles" => live_roles(&*store).await,
+        "directory_is_never_stale_here" => directory_is_never_stale_here(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -789,5 +837,60 @@ conformance!(
     second_factors,
     break_glass_and_notifications,
     session_kills,
-    live_roles
+    live_roles,
+    directory_is_never_stale_here
 );
+
+/// PostgreSQL is shared: a change made through another instance, or by hand with SQL, reaches
+/// what this instance remembers of the directory (announced by trigger at commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_directory_changes_made_elsewhere_are_seen() {
+    let url = testing::fresh_pg_database().await.unwrap();
+    let here = jitgate_store::PgStore::connect(&url).await.unwrap();
+    let elsewhere = jitgate_store::PgStore::connect(&url).await.unwrap();
+    let by_hand = sqlx::PgPool::connect(&url).await.unwrap();
+    let name = ResourceName::parse("prod-db").unwrap();
+    let mut tx = elsewhere.write().await.unwrap();
+    tx.insert_user(&user("alice")).await.unwrap();
+    tx.set_member(&g("engineers"), &u("alice"), true, Source::Api).await.unwrap();
+    tx.put_resource(&resource(), Source::Api, t(1)).await.unwrap();
+    tx.commit().await.unwrap();
+    let engineers = [g("engineers")].into_iter().collect::<std::collections::BTreeSet<_>>();
+    // Read twice here, so the answers are remembered.
+    for _ in 0..2 {
+        assert_eq!(here.user_groups(&u("alice")).await.unwrap(), engineers);
+        assert!(here.resource(&name).await.unwrap().is_some());
+    }
+    async fn eventually(what: &str, mut seen: impl AsyncFnMut() -> bool) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !seen().await {
+            assert!(std::time::Instant::now() < until, "{what} not seen here within 2 s");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    let mut tx = elsewhere.write().await.unwrap();
+    tx.set_member(&g("engineers"), &u("alice"), false, Source::Api).await.unwrap();
+    tx.delete_resource(&name).await.unwrap();
+    tx.commit().await.unwrap();
+    eventually("a membership removed by another instance", async || {
+        here.user_groups(&u("alice")).await.unwrap().is_empty()
+    })
+    .await;
+    eventually("a resource deleted by another instance", async || {
+        here.resource(&name).await.unwrap().is_none()
+    })
+    .await;
+    sqlx::query("INSERT INTO group_members (group_name, username, source) VALUES ('engineers', 'alice', 'api')")
+        .execute(&by_hand)
+        .await
+        .unwrap();
+    eventually("a membership added by hand", async || {
+        here.user_groups(&u("alice")).await.unwrap() == engineers
+    })
+    .await;
+    sqlx::query("DELETE FROM group_members").execute(&by_hand).await.unwrap();
+    eventually("memberships deleted by hand", async || {
+        here.user_groups(&u("alice")).await.unwrap().is_empty()
+    })
+    .await;
+}
