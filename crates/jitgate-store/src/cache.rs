@@ -13,7 +13,11 @@
 //! database announces a change (a trigger on those tables notifies at commit, whoever made the
 //! change, even by hand) and not used at all while those announcements cannot be heard. A read
 //! that began before a change was forgotten is not remembered (a generation counter), so a
-//! slow read cannot put back what a change replaced.
+//! slow read cannot put back what a change replaced. Nothing is remembered for longer than
+//! [`REMEMBER_FOR`]: a listener whose connection died without a word (a NAT or load balancer
+//! dropping an idle flow) hears nothing and cannot tell, and a change made with the triggers
+//! off (or by hand to a SQLite file) is not announced; the age bounds how long either goes
+//! unseen.
 
 use jitgate_core::audit::ChainHead;
 use jitgate_core::names::{GroupName, ResourceName, Username};
@@ -21,12 +25,17 @@ use jitgate_core::policy::Resource;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 pub(crate) type ResourceMap = Arc<BTreeMap<ResourceName, Resource>>;
 
 /// People whose groups are remembered at most; beyond, the memory starts over.
 const GROUPS_OF_AT_MOST: usize = 10_000;
+/// The longest a remembered answer is used: the bound on how long a change nobody announced
+/// goes unseen. Decisions come by the hundred a second under load, so one read per two seconds
+/// keeps nearly all of the saving.
+pub const REMEMBER_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
@@ -44,8 +53,12 @@ pub(crate) struct Cache {
 struct Directory {
     /// Moves on at every change forgotten.
     generation: u64,
-    resources: Option<ResourceMap>,
-    groups: HashMap<Username, BTreeSet<GroupName>>,
+    resources: Option<(Instant, ResourceMap)>,
+    groups: HashMap<Username, (Instant, BTreeSet<GroupName>)>,
+}
+
+fn fresh(read_at: Instant) -> bool {
+    read_at.elapsed() < REMEMBER_FOR
 }
 
 /// A write transaction's hold on the head slot.
@@ -122,25 +135,28 @@ impl Cache {
         self.enabled || self.shared && self.heard.load(Ordering::Acquire)
     }
 
-    /// Where remembering stands, taken before a read whose result is to be remembered.
-    pub(crate) fn generation(&self) -> Option<u64> {
+    /// Where remembering stands, taken before a read whose result is to be remembered: the
+    /// generation, and when the read began (its answer's age counts from there).
+    pub(crate) fn generation(&self) -> Option<(u64, Instant)> {
         if !self.directory_enabled() {
             return None;
         }
-        self.directory.lock().ok().map(|d| d.generation)
+        let now = Instant::now();
+        self.directory.lock().ok().map(|d| (d.generation, now))
     }
 
     pub(crate) fn resources(&self) -> Option<ResourceMap> {
         if !self.directory_enabled() {
             return None;
         }
-        self.directory.lock().ok().and_then(|d| d.resources.clone())
+        let d = self.directory.lock().ok()?;
+        d.resources.as_ref().filter(|(at, _)| fresh(*at)).map(|(_, map)| map.clone())
     }
 
-    pub(crate) fn keep_resources(&self, map: ResourceMap, read_at: u64) {
+    pub(crate) fn keep_resources(&self, map: ResourceMap, (generation, read_at): (u64, Instant)) {
         if let Ok(mut d) = self.directory.lock() {
-            if d.generation == read_at && self.directory_enabled() {
-                d.resources = Some(map);
+            if d.generation == generation && self.directory_enabled() {
+                d.resources = Some((read_at, map));
             }
         }
     }
@@ -149,16 +165,20 @@ impl Cache {
         if !self.directory_enabled() {
             return None;
         }
-        self.directory.lock().ok().and_then(|d| d.groups.get(user).cloned())
+        let d = self.directory.lock().ok()?;
+        d.groups.get(user).filter(|(at, _)| fresh(*at)).map(|(_, groups)| groups.clone())
     }
 
-    pub(crate) fn keep_groups_of(&self, user: &Username, groups: BTreeSet<GroupName>, read_at: u64) {
+    pub(crate) fn keep_groups_of(&self, user: &Username, groups: BTreeSet<GroupName>, (generation, read_at): (u64, Instant)) {
         if let Ok(mut d) = self.directory.lock() {
-            if d.generation == read_at && self.directory_enabled() {
+            if d.generation == generation && self.directory_enabled() {
                 if d.groups.len() >= GROUPS_OF_AT_MOST {
-                    d.groups.clear();
+                    d.groups.retain(|_, (at, _)| fresh(*at));
+                    if d.groups.len() >= GROUPS_OF_AT_MOST {
+                        d.groups.clear();
+                    }
                 }
-                d.groups.insert(user.clone(), groups);
+                d.groups.insert(user.clone(), (read_at, groups));
             }
         }
     }

@@ -27,6 +27,8 @@ mod sqlite;
 pub mod testing;
 
 pub use bounded::{Bounded, BULK_READ_TIMEOUT};
+/// How long an instance may use what it remembers of resources and group memberships.
+pub use cache::REMEMBER_FOR as DIRECTORY_REMEMBERED_FOR;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

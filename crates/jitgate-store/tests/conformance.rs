@@ -841,10 +841,25 @@ conformance!(
     directory_is_never_stale_here
 );
 
-/// PostgreSQL is shared: a change made through another instance, or by hand with SQL, reaches
-/// what this instance remembers of the directory (announced by trigger at commit).
+/// Polls `seen` until it holds; fails after `within`.
+async fn eventually(what: &str, within: std::time::Duration, mut seen: impl AsyncFnMut() -> bool) {
+    let until = std::time::Instant::now() + within;
+    while !seen().await {
+        assert!(std::time::Instant::now() < until, "{what} not seen here within {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Announcements arrive in milliseconds; this bound is well under what the directory may be
+/// remembered for, so only the announcement can make these tests pass.
+const ANNOUNCED_WITHIN: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// PostgreSQL is shared: a change made through another instance, or by hand with SQL (even with
+/// ordinary triggers off), reaches what this instance remembers of the directory (announced by
+/// trigger at commit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_directory_changes_made_elsewhere_are_seen() {
+    assert!(ANNOUNCED_WITHIN < jitgate_store::DIRECTORY_REMEMBERED_FOR);
     let url = testing::fresh_pg_database().await.unwrap();
     let here = jitgate_store::PgStore::connect(&url).await.unwrap();
     let elsewhere = jitgate_store::PgStore::connect(&url).await.unwrap();
@@ -861,22 +876,15 @@ async fn postgres_directory_changes_made_elsewhere_are_seen() {
         assert_eq!(here.user_groups(&u("alice")).await.unwrap(), engineers);
         assert!(here.resource(&name).await.unwrap().is_some());
     }
-    async fn eventually(what: &str, mut seen: impl AsyncFnMut() -> bool) {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while !seen().await {
-            assert!(std::time::Instant::now() < until, "{what} not seen here within 2 s");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    }
     let mut tx = elsewhere.write().await.unwrap();
     tx.set_member(&g("engineers"), &u("alice"), false, Source::Api).await.unwrap();
     tx.delete_resource(&name).await.unwrap();
     tx.commit().await.unwrap();
-    eventually("a membership removed by another instance", async || {
+    eventually("a membership removed by another instance", ANNOUNCED_WITHIN, async || {
         here.user_groups(&u("alice")).await.unwrap().is_empty()
     })
     .await;
-    eventually("a resource deleted by another instance", async || {
+    eventually("a resource deleted by another instance", ANNOUNCED_WITHIN, async || {
         here.resource(&name).await.unwrap().is_none()
     })
     .await;
@@ -884,13 +892,89 @@ async fn postgres_directory_changes_made_elsewhere_are_seen() {
         .execute(&by_hand)
         .await
         .unwrap();
-    eventually("a membership added by hand", async || {
+    eventually("a membership added by hand", ANNOUNCED_WITHIN, async || {
         here.user_groups(&u("alice")).await.unwrap() == engineers
     })
     .await;
-    sqlx::query("DELETE FROM group_members").execute(&by_hand).await.unwrap();
-    eventually("memberships deleted by hand", async || {
+    // As pg_restore --disable-triggers and a replication subscriber run: ordinary triggers off.
+    let mut conn = by_hand.acquire().await.unwrap();
+    sqlx::raw_sql("SET session_replication_role = replica; DELETE FROM group_members")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    eventually("memberships deleted by hand, triggers off", ANNOUNCED_WITHIN, async || {
         here.user_groups(&u("alice")).await.unwrap().is_empty()
     })
     .await;
+}
+
+/// A listener whose connection died without a word (a NAT or load balancer dropping an idle
+/// flow) hears nothing and cannot tell: what the instance remembers must still age out, so a
+/// removed membership is seen within the remembering time while other connections work on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_directory_is_not_remembered_for_ever_behind_a_silent_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = testing::fresh_pg_database().await.unwrap();
+    let (pg_host, pg_db) = url.split_once('@').unwrap().1.split_once('/').unwrap();
+    let (pg_host, pg_db) = (pg_host.to_owned(), pg_db.to_owned());
+    // A relay to PostgreSQL that can cut the LISTEN connection's upstream side while keeping
+    // the client side open and silent.
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let via_relay = format!("{}@{}/{pg_db}", url.split_once('@').unwrap().0, relay.local_addr().unwrap());
+    let (cut, _) = tokio::sync::watch::channel(false);
+    let cut_listen = cut.clone();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        loop {
+            let (client, _) = relay.accept().await.unwrap();
+            let upstream = tokio::net::TcpStream::connect(&pg_host).await.unwrap();
+            let (mut cut, keep) = (cut_listen.subscribe(), keep.clone());
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                let (mut from_client, mut from_upstream) = (vec![0u8; 65536], vec![0u8; 65536]);
+                let mut listens = false;
+                loop {
+                    tokio::select! {
+                        r = cr.read(&mut from_client) => {
+                            let Ok(n @ 1..) = r else { return };
+                            listens |= from_client[..n].windows(6).any(|w| w == b"LISTEN");
+                            if uw.write_all(&from_client[..n]).await.is_err() { return }
+                        }
+                        r = ur.read(&mut from_upstream) => {
+                            let Ok(n @ 1..) = r else { return };
+                            if cw.write_all(&from_upstream[..n]).await.is_err() { return }
+                        }
+                        () = async { drop(cut.wait_for(|c| *c).await) }, if listens => {
+                            drop((ur, uw));
+                            keep.lock().unwrap().push((cr, cw));
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let here = jitgate_store::PgStore::connect(&via_relay).await.unwrap();
+    let elsewhere = jitgate_store::PgStore::connect(&url).await.unwrap();
+    let mut tx = elsewhere.write().await.unwrap();
+    tx.insert_user(&user("alice")).await.unwrap();
+    tx.set_member(&g("db-owners"), &u("alice"), true, Source::Api).await.unwrap();
+    tx.commit().await.unwrap();
+    cut.send_replace(true);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Remembered after the cut, so nothing announced can have cleared it.
+    for _ in 0..2 {
+        assert!(here.user_groups(&u("alice")).await.unwrap().contains(&g("db-owners")));
+    }
+    let mut tx = elsewhere.write().await.unwrap();
+    tx.set_member(&g("db-owners"), &u("alice"), false, Source::Api).await.unwrap();
+    tx.commit().await.unwrap();
+    let within = jitgate_store::DIRECTORY_REMEMBERED_FOR + std::time::Duration::from_secs(2);
+    eventually("a removal behind a silent listener", within, async || {
+        here.user_groups(&u("alice")).await.unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(held.lock().unwrap().len(), 1, "the listener's connection, and only it, was cut");
 }

@@ -14,3 +14,9 @@ CREATE TRIGGER groups_announce AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON g
     FOR EACH STATEMENT EXECUTE FUNCTION jitgate_directory_changed();
 CREATE TRIGGER group_members_announce AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON group_members
     FOR EACH STATEMENT EXECUTE FUNCTION jitgate_directory_changed();
+
+-- Fired even in sessions with session_replication_role = replica (pg_restore
+-- --disable-triggers, a logical replication subscriber), which skip ordinary triggers.
+ALTER TABLE resources ENABLE ALWAYS TRIGGER resources_announce;
+ALTER TABLE groups ENABLE ALWAYS TRIGGER groups_announce;
+ALTER TABLE group_members ENABLE ALWAYS TRIGGER group_members_announce;
