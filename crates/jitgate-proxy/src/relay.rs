@@ -5,7 +5,7 @@
 
 use crate::protocol::framing::{Event, Framer};
 use crate::protocol::statement::{RecordedStatement, StatementCapture, StatementKind};
-use crate::protocol::{backend, frontend};
+use crate::protocol::{backend, frontend, sqlstate};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -264,11 +264,11 @@ where
         }
     }
     let last_words = match &end {
-        EndReason::Killed(why) => Some(("57P01", format!("jitgate: {why}"))),
-        EndReason::ProtocolError(e) if client_broke_protocol => Some(("08P01", format!("jitgate: {e}"))),
+        EndReason::Killed(why) => Some((sqlstate::ADMIN_SHUTDOWN, format!("jitgate: {why}"))),
+        EndReason::ProtocolError(e) if client_broke_protocol => Some((sqlstate::PROTOCOL_VIOLATION, format!("jitgate: {e}"))),
         _ => None,
     };
-    if let Some((sqlstate, text)) = last_words.filter(|_| !client_cut_off) {
+    if let Some((code, text)) = last_words.filter(|_| !client_cut_off) {
         if !upstream_frames.at_boundary() {
             let finish = async {
                 loop {
@@ -291,7 +291,7 @@ where
             let _ = tokio::time::timeout(FINISH_WITHIN, finish).await;
         }
         if upstream_frames.at_boundary() {
-            let _ = client.write_all(&backend::error(true, sqlstate, &text)).await;
+            let _ = client.write_all(&backend::error(true, code, &text)).await;
         }
     }
     let _ = client.flush().await;

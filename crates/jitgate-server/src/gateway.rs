@@ -278,13 +278,6 @@ async fn check_sessions_against_store(core: AppState) {
     }
 }
 
-fn refusal(message: impl Into<String>) -> Refusal {
-    Refusal {
-        sqlstate: "28000",
-        message: format!("jitgate: {}", message.into()),
-    }
-}
-
 #[async_trait]
 impl Broker for GatewayBroker {
     fn allow_address(&self, peer: std::net::IpAddr) -> Result<(), std::time::Duration> {
@@ -305,23 +298,17 @@ impl Broker for GatewayBroker {
             );
             async move { core.audit_alone(event).await }
         };
-        let unavailable = |e: ApiError| Refusal {
-            sqlstate: "08006",
-            message: format!("jitgate: {}", e.message),
-        };
+        let unavailable = |e: ApiError| Refusal::unavailable(e.message);
         let cap = core.settings.limits.gateway_max_sessions_per_user;
         let _slot = if cap > 0 {
             match Sessions::reserve(core, &req.user, cap) {
                 Some(slot) => Some(slot),
                 None => {
                     denied("too many sessions").await;
-                    return Err(Refusal {
-                        sqlstate: "53300",
-                        message: format!(
-                            "jitgate: {} has {cap} gateway sessions open already (gateway.max_sessions_per_user); close one first",
-                            req.user
-                        ),
-                    });
+                    return Err(Refusal::too_many(format_args!(
+                        "{} has {cap} gateway sessions open already (gateway.max_sessions_per_user); close one first",
+                        req.user
+                    )));
                 }
             }
         } else {
@@ -334,7 +321,7 @@ impl Broker for GatewayBroker {
             // the token is spent if it existed: redeeming marked it.
             drop(tx);
             denied("the connect token is unknown, used, expired, or for another user or database").await;
-            return Err(refusal(
+            return Err(Refusal::not_authorized(
                 "the connect token is not valid for this user and database (get a new one with `jitgate connect`)",
             ));
         };
@@ -342,10 +329,10 @@ impl Broker for GatewayBroker {
         let Some(grant) = grant.filter(|g| g.effective_status(now) == GrantStatus::Active) else {
             drop(tx);
             denied("the grant is not active").await;
-            return Err(refusal("access grant expired or not active"));
+            return Err(Refusal::not_authorized("access grant expired or not active"));
         };
         let resource = core.store.resource(&token.resource).await.map_err(|e| unavailable(e.into()))?;
-        let role_name: RoleName = token.role.parse().map_err(|_| refusal("unknown role"))?;
+        let role_name: RoleName = token.role.parse().map_err(|_| Refusal::not_authorized("unknown role"))?;
         let Some((resource, ephemeral_access)) = resource.and_then(|r| {
             let p = r.roles.get(&role_name)?;
             r.postgres.as_ref()?;
@@ -354,7 +341,7 @@ impl Broker for GatewayBroker {
         }) else {
             drop(tx);
             denied("the resource has no postgres target").await;
-            return Err(refusal("this resource is not reachable through the gateway"));
+            return Err(Refusal::not_authorized("this resource is not reachable through the gateway"));
         };
         let application = format!("jitgate:{}", grant.user);
         // Proxy access logs in as the role's login, resolved (password, TLS roots) before the
@@ -368,10 +355,7 @@ impl Broker for GatewayBroker {
                 Err(why) => {
                     drop(tx);
                     denied(&why).await;
-                    return Err(Refusal {
-                        sqlstate: "08006",
-                        message: format!("jitgate: the gateway cannot log in upstream: {why}"),
-                    });
+                    return Err(Refusal::unavailable(format_args!("the gateway cannot log in upstream: {why}")));
                 }
             }
         };
@@ -433,10 +417,7 @@ impl Broker for GatewayBroker {
                     },
                 );
                 self.ended(&record.id, &reason, SessionStats::default()).await;
-                return Err(Refusal {
-                    sqlstate: "08006",
-                    message: format!("jitgate: the grant's database role is not available: {why}"),
-                });
+                return Err(Refusal::unavailable(format_args!("the grant's database role is not available: {why}")));
             }
         };
         let (kill, kill_rx) = watch::channel(None);

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod framing;
+pub mod sqlstate;
 pub mod frontend;
 pub mod startup;
 pub mod statement;
