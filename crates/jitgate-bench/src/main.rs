@@ -191,7 +191,7 @@ impl History {
                 tx.append_audit(
                     NewEvent::new(
                         format!("u{:04}", i % 1000),
-                        "request.create",
+                        jitgate_core::actions::REQUEST_CREATE,
                         format!("req_e{i:015}"),
                         Outcome::Success,
                         details,
@@ -582,7 +582,7 @@ async fn verify(backend: &str, events: i64) -> Result<()> {
             tx.append_audit(
                 NewEvent::new(
                     "alice",
-                    "request.create",
+                    jitgate_core::actions::REQUEST_CREATE,
                     format!("req_{:016}", written + i),
                     Outcome::Success,
                     details,

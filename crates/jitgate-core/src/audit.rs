@@ -57,9 +57,12 @@ impl NewEvent {
         outcome: Outcome,
         details: serde_json::Value,
     ) -> Self {
+        let action = action.into();
+        // Every action is in the one list (and so in the README); a new one goes there first.
+        debug_assert!(crate::actions::is_known(&action), "audit action {action:?} is not in jitgate_core::actions");
         Self {
             actor: actor.into(),
-            action: action.into(),
+            action,
             target: target.into(),
             outcome,
             details,
@@ -854,13 +857,13 @@ mod tests {
         let sorted_text = r#"{"a":["x\"y",null],"m":{"k":"é\n"},"z":1}"#;
         assert_eq!(canonical_json(&details), sorted_text);
         let sorted_details: serde_json::Value = serde_json::from_str(sorted_text).unwrap();
-        let e = ChainHead::genesis().append(NewEvent::new("al\"ice", "a.b", "t/1", Outcome::Denied, details.clone()), 42);
+        let e = ChainHead::genesis().append(NewEvent::new("al\"ice", "grant.revoke", "t/1", Outcome::Denied, details.clone()), 42);
         let c = Canonical {
             v: 1,
             seq: 1,
             ts: 42,
             actor: "al\"ice",
-            action: "a.b",
+            action: "grant.revoke",
             target: "t/1",
             outcome: "denied",
             details: &sorted_details,
@@ -875,8 +878,8 @@ mod tests {
         let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":2}"#).unwrap();
         let b: serde_json::Value = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
         let mut head = ChainHead::genesis();
-        let ea = head.clone().append(NewEvent::new("x", "y", "z", Outcome::Success, a), 1);
-        let eb = head.append(NewEvent::new("x", "y", "z", Outcome::Success, b), 1);
+        let ea = head.clone().append(NewEvent::new("x", "grant.revoke", "z", Outcome::Success, a), 1);
+        let eb = head.append(NewEvent::new("x", "grant.revoke", "z", Outcome::Success, b), 1);
         assert_eq!(ea.hash, eb.hash);
     }
 

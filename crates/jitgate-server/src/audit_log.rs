@@ -1,5 +1,6 @@
 //! The audit signing key (a file outside the database) and verification of the live chain.
 
+use jitgate_core::actions;
 use crate::core::{Caller, Core};
 use crate::error::ApiError;
 use ed25519_dalek::SigningKey;
@@ -202,7 +203,7 @@ pub async fn rotate_signing_key(store: Arc<dyn Store>, path: &Path, now: jitgate
             tx.append_audit(
                 NewEvent::new(
                     "system",
-                    "audit.key_rotated",
+                    actions::AUDIT_KEY_ROTATED,
                     new_id.clone(),
                     Outcome::Success,
                     serde_json::json!({"old_key_id": old_id, "new_key_id": new_id, "new_public_key": new_public}),

@@ -1,6 +1,7 @@
 //! The shared state every handler and the expiry engine work on, and the helpers that make
 //! each change all-or-nothing with its audit event.
 
+use jitgate_core::actions;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -93,7 +94,7 @@ pub struct Core {
 fn log_events(events: &[AuditEvent]) {
     for e in events {
         let outcome = e.outcome.as_str();
-        if e.action == "session.statements" {
+        if e.action == actions::SESSION_STATEMENTS {
             tracing::debug!(seq = e.seq, actor = %e.actor, target = %e.target, "{}", e.action);
         } else if outcome == "success" {
             tracing::info!(seq = e.seq, actor = %e.actor, target = %e.target, outcome, "{}", e.action);

@@ -5,6 +5,7 @@
 //! Exactly once: transitions are made inside a write transaction, which holds the audit head,
 //! so two engines (two instances on PostgreSQL) never both see the same grant as due.
 
+use jitgate_core::actions;
 use crate::core::{Core, GrantEventKind};
 use crate::error::ApiError;
 use jitgate_core::audit::{NewEvent, Outcome};
@@ -59,7 +60,7 @@ impl Core {
                         let details =
                             json!({"user": g.user, "resource": g.resource, "role": g.role, "reason": why, "policies": forbidden_by});
                         tx.append_audit(
-                            NewEvent::new("system", "grant.activate", g.id.as_str(), Outcome::Denied, details),
+                            NewEvent::new("system", actions::GRANT_ACTIVATE, g.id.as_str(), Outcome::Denied, details),
                             now,
                         )
                         .await?;
@@ -71,12 +72,12 @@ impl Core {
                     Transition::Activate => {
                         g.status = GrantStatus::Active;
                         activated.push(g.id.clone());
-                        (GrantEventKind::Activated, "grant.activate")
+                        (GrantEventKind::Activated, actions::GRANT_ACTIVATE)
                     }
                     Transition::Expire => {
                         g.status = GrantStatus::Expired;
                         expired.push(g.id.clone());
-                        (GrantEventKind::Expired, "grant.expire")
+                        (GrantEventKind::Expired, actions::GRANT_EXPIRE)
                     }
                 };
                 let details = json!({"user": g.user, "resource": g.resource, "role": g.role, "deadline": g.ends_at.as_millis()});
@@ -92,7 +93,7 @@ impl Core {
                 tx.append_audit(
                     NewEvent::new(
                         "system",
-                        "request.expire",
+                        actions::REQUEST_EXPIRE,
                         r.id.as_str(),
                         Outcome::Success,
                         json!({"requester": r.requester}),

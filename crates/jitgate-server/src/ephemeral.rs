@@ -10,6 +10,7 @@
 //! the service login as its member (`ROLE`), which gives it the privileges of the grant's role
 //! that `DROP OWNED` and `pg_terminate_backend` ask for.
 
+use jitgate_core::actions;
 use crate::core::{AppState, Core, GrantEventKind};
 use crate::error::ApiError;
 use crate::upstream::Login;
@@ -117,7 +118,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 "system",
-                "grant.db_role.create",
+                actions::GRANT_DB_ROLE_CREATE,
                 grant.id.as_str(),
                 Outcome::Success,
                 json!({"role": name, "member_of": memberships}),
@@ -152,8 +153,8 @@ impl Core {
         .await;
         let now = self.now();
         let (state, action, outcome_kind) = match &outcome {
-            Ok(()) => ("revoked", "grant.db_role.revoked", Outcome::Success),
-            Err(_) => ("revocation_pending", "grant.db_role.revoke_failed", Outcome::Failure),
+            Ok(()) => ("revoked", actions::GRANT_DB_ROLE_REVOKED, Outcome::Success),
+            Err(_) => ("revocation_pending", actions::GRANT_DB_ROLE_REVOKE_FAILED, Outcome::Failure),
         };
         // A retry that fails as the last one did changes nothing worth an event: the first
         // failure is on the record (with an alert), and so is the confirmation.

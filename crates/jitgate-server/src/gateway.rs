@@ -2,6 +2,7 @@
 //! gateway clients (the [`Broker`]), session records and audit events, and the kill switch
 //! that ends every session of a grant the moment the grant ends.
 
+use jitgate_core::actions;
 use crate::core::{new_id, AppState, Caller, Core, GrantEventKind};
 use crate::error::ApiError;
 use crate::policy::{Asked, Subject};
@@ -291,7 +292,7 @@ impl Broker for GatewayBroker {
         let denied = |why: &str| {
             let event = NewEvent::new(
                 req.user.as_str(),
-                "session.start",
+                actions::SESSION_START,
                 req.database.as_str(),
                 Outcome::Denied,
                 json!({"reason": why, "peer": req.peer.to_string()}),
@@ -378,7 +379,7 @@ impl Broker for GatewayBroker {
             tx.append_audit(
                 NewEvent::new(
                     record.user.as_str(),
-                    "session.start",
+                    actions::SESSION_START,
                     record.id.as_str(),
                     Outcome::Success,
                     json!({"grant": record.grant_id, "resource": record.resource, "role": record.role, "peer": record.peer}),
@@ -492,7 +493,7 @@ impl Broker for GatewayBroker {
             tx.append_audit(
                 NewEvent::new(
                     record.user.as_str(),
-                    "session.end",
+                    actions::SESSION_END,
                     record.id.as_str(),
                     outcome,
                     {
@@ -571,7 +572,7 @@ impl Core {
                 return Err(self
                     .refused(
                         caller,
-                        "session.connect",
+                        actions::SESSION_CONNECT,
                         resource.name.as_str(),
                         DomainError::GrantNotLive {
                             status: "missing: request access first".into(),
@@ -617,13 +618,13 @@ impl Core {
                 action: "connect".into(),
                 policies: d.policies,
             };
-            return Err(self.refused(caller, "session.connect", &target, e).await);
+            return Err(self.refused(caller, actions::SESSION_CONNECT, &target, e).await);
         }
         self.step_up(
             caller,
             policy.needs_mfa(MfaAction::Connect),
             body.mfa.as_ref(),
-            "session.connect",
+            actions::SESSION_CONNECT,
             &target,
         )
         .await?;
@@ -650,7 +651,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 caller.name(),
-                "session.token",
+                actions::SESSION_TOKEN,
                 grant.id.as_str(),
                 Outcome::Success,
                 json!({"resource": record.resource, "role": record.role, "uses": uses}),
@@ -713,7 +714,7 @@ impl Core {
                 tx.send_session_kill(&kill).await?;
             }
             tx.append_audit(
-                NewEvent::new(caller.name(), "session.kill", id, Outcome::Success, json!({})),
+                NewEvent::new(caller.name(), actions::SESSION_KILL, id, Outcome::Success, json!({})),
                 self.now(),
             )
             .await?;

@@ -1,5 +1,6 @@
 //! People: bootstrap, password login, sessions, users and groups, and applying the config.
 
+use jitgate_core::actions;
 use crate::core::{Caller, Core, GrantEventKind};
 use crate::error::ApiError;
 use crate::mfa::{Factor, CEREMONY_TTL, PURPOSE_LOGIN};
@@ -40,7 +41,7 @@ impl Core {
         let token = new_token("jgsetup");
         tx.set_meta(SETUP_TOKEN_KEY, &token_hash(token.expose_secret())).await?;
         tx.append_audit(
-            NewEvent::new("system", "auth.setup_token", "bootstrap", Outcome::Success, json!({})),
+            NewEvent::new("system", actions::AUTH_SETUP_TOKEN, "bootstrap", Outcome::Success, json!({})),
             self.now(),
         )
         .await?;
@@ -57,7 +58,7 @@ impl Core {
         if !valid {
             self.audit_alone(NewEvent::new(
                 body.username.as_str(),
-                "auth.bootstrap",
+                actions::AUTH_BOOTSTRAP,
                 "bootstrap",
                 Outcome::Failure,
                 json!({"reason": "bad setup token"}),
@@ -88,7 +89,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 user.name.as_str(),
-                "auth.bootstrap",
+                actions::AUTH_BOOTSTRAP,
                 user.name.as_str(),
                 Outcome::Success,
                 json!({"admin": true}),
@@ -120,7 +121,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),
-                "auth.login",
+                actions::AUTH_LOGIN,
                 user.as_str(),
                 Outcome::Success,
                 json!({"method": "password", "mfa": mfa.map(Factor::as_str)}),
@@ -143,7 +144,7 @@ impl Core {
         let hashing = self.limits.hashing.admit()?;
         let name = Username::parse(&body.username).ok();
         let charged = match &name {
-            Some(n) => Some(self.charge_attempt(n.as_str(), "auth.login").await?),
+            Some(n) => Some(self.charge_attempt(n.as_str(), actions::AUTH_LOGIN).await?),
             None => None,
         };
         let user = match &name {
@@ -160,7 +161,7 @@ impl Core {
         let Some(user) = user.filter(|u| password_ok && !u.disabled) else {
             let event = NewEvent::new(
                 actor.clone(),
-                "auth.login",
+                actions::AUTH_LOGIN,
                 actor.clone(),
                 Outcome::Failure,
                 json!({"method": "password"}),
@@ -211,7 +212,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),
-                "auth.login",
+                actions::AUTH_LOGIN,
                 user.as_str(),
                 Outcome::Success,
                 json!({"method": "password", "next": "mfa"}),
@@ -295,7 +296,7 @@ impl Core {
         let mut tx = self.begin().await?;
         tx.delete_session(&caller.session.token_hash).await?;
         tx.append_audit(
-            NewEvent::new(caller.name(), "auth.logout", caller.name(), Outcome::Success, json!({})),
+            NewEvent::new(caller.name(), actions::AUTH_LOGOUT, caller.name(), Outcome::Success, json!({})),
             self.now(),
         )
         .await?;
@@ -328,7 +329,7 @@ impl Core {
         if body.admin {
             // A new administrator is a way to every account: a stolen session alone must not
             // make one when its owner has a factor to prove.
-            self.prove_factor_if_enrolled(caller, None, "user.create_admin").await?;
+            self.prove_factor_if_enrolled(caller, None, actions::USER_CREATE_ADMIN).await?;
         }
         let hash = match body.password {
             Some(p) => {
@@ -352,7 +353,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 caller.name(),
-                "user.create",
+                actions::USER_CREATE,
                 user.name.as_str(),
                 Outcome::Success,
                 json!({"admin": user.is_admin}),
@@ -397,7 +398,7 @@ impl Core {
         let mut user = tx.user(name).await?.ok_or_else(|| ApiError::not_found("user"))?;
         user.disabled = disabled;
         tx.update_user(&user).await?;
-        let action = if disabled { "user.disable" } else { "user.enable" };
+        let action = if disabled { actions::USER_DISABLE } else { actions::USER_ENABLE };
         tx.append_audit(
             NewEvent::new(caller.name(), action, name.as_str(), Outcome::Success, json!({})),
             now,
@@ -427,7 +428,7 @@ impl Core {
                 tx.append_audit(
                     NewEvent::new(
                         caller.name(),
-                        "grant.revoke",
+                        actions::GRANT_REVOKE,
                         g.id.as_str(),
                         Outcome::Success,
                         json!({"reason": "user disabled", "user": name}),
@@ -465,11 +466,11 @@ impl Core {
         if !own {
             // Resetting someone else's password hands over their account: the same fresh
             // factor as for one's own, for an administrator who has one.
-            method = self.prove_factor_if_enrolled(caller, body.mfa.as_ref(), "password.reset").await?;
+            method = self.prove_factor_if_enrolled(caller, body.mfa.as_ref(), actions::PASSWORD_RESET).await?;
         }
         if own {
             self.prove_current_password(caller, body.current_password).await?;
-            method = self.prove_factor_if_enrolled(caller, body.mfa.as_ref(), "password.change").await?;
+            method = self.prove_factor_if_enrolled(caller, body.mfa.as_ref(), actions::PASSWORD_CHANGE).await?;
         }
         let hash = self.hash_new_password(password).await?;
         let mut tx = self.begin().await?;
@@ -484,7 +485,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 caller.name(),
-                "user.password",
+                actions::USER_PASSWORD,
                 name.as_str(),
                 Outcome::Success,
                 json!({"own": own, "sessions_ended": ended, "mfa": method}),
@@ -500,7 +501,7 @@ impl Core {
     /// and hashing bound as a login (a wrong one counts as a failed login).
     async fn prove_current_password(&self, caller: &Caller, current: Option<SecretText>) -> Result<(), ApiError> {
         let Some(current) = current else {
-            self.audit_step_up_refusal(caller, "password.change", caller.name(), "current_password_required")
+            self.audit_step_up_refusal(caller, actions::PASSWORD_CHANGE, caller.name(), "current_password_required")
                 .await;
             return Err(ApiError::bad_request(
                 "current_password_required",
@@ -509,7 +510,7 @@ impl Core {
         };
         let hashing = self.limits.hashing.admit()?;
         let user = caller.user.name.as_str();
-        let charged = self.charge_attempt(user, "password.change").await?;
+        let charged = self.charge_attempt(user, actions::PASSWORD_CHANGE).await?;
         let stored = self.store.user(&caller.user.name).await?.and_then(|u| u.password_hash);
         let given = SecretString::from(current.0);
         let ok = hashing.verify(stored, given).await?;
@@ -518,7 +519,7 @@ impl Core {
         }
         let event = NewEvent::new(
             user,
-            "password.change",
+            actions::PASSWORD_CHANGE,
             user,
             Outcome::Failure,
             json!({"reason": "wrong current password"}),
@@ -557,7 +558,7 @@ impl Core {
         if !member && !changed {
             return Err(ApiError::not_found("membership"));
         }
-        let action = if member { "group.member.add" } else { "group.member.remove" };
+        let action = if member { actions::GROUP_MEMBER_ADD } else { actions::GROUP_MEMBER_REMOVE };
         tx.append_audit(
             NewEvent::new(caller.name(), action, group.as_str(), Outcome::Success, json!({"user": user})),
             self.now(),
@@ -593,7 +594,7 @@ impl Core {
         }
         let details = json!({"file": file, "groups": self.settings.groups.len(), "resources": wanted});
         tx.append_audit(
-            NewEvent::new("system", "config.apply", file.unwrap_or("(defaults)"), Outcome::Success, details),
+            NewEvent::new("system", actions::CONFIG_APPLY, file.unwrap_or("(defaults)"), Outcome::Success, details),
             now,
         )
         .await?;

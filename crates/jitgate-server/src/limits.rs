@@ -290,15 +290,16 @@ impl FailureSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jitgate_core::actions;
 
     #[test]
     fn past_the_rate_failures_are_counted_and_summarised_once_the_minute_is_over() {
         let s = FailureSummary::new(3);
         let t0 = Timestamp::from_millis(1_000_000);
-        let own: Vec<bool> = (0..10).map(|_| s.admit("auth.login", t0).0).collect();
+        let own: Vec<bool> = (0..10).map(|_| s.admit(actions::AUTH_LOGIN, t0).0).collect();
         assert_eq!(own.iter().filter(|o| **o).count(), 3);
         assert_eq!(s.due(t0.saturating_add(Duration::from_secs(59))), None);
-        let (own, summary) = s.admit("auth.login", t0.saturating_add(WINDOW));
+        let (own, summary) = s.admit(actions::AUTH_LOGIN, t0.saturating_add(WINDOW));
         assert!(own, "a new minute writes again");
         let summary = summary.expect("the minute before is summarised");
         assert_eq!(summary.total(), 7);

@@ -5,6 +5,7 @@
 //! does so in the same transaction as its audit event and the attempt count, so a code is
 //! accepted once even when several instances share the store.
 
+use jitgate_core::actions;
 use crate::core::{new_id, Caller, Core};
 use crate::error::ApiError;
 use axum::http::StatusCode;
@@ -55,12 +56,12 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 /// An action as people say it, for messages.
 fn described(action: &str) -> &str {
     match action {
-        "request.create" => "requesting this role",
-        "review.approve" => "approving this request",
-        "review.deny" => "denying this request",
-        "password.change" => "changing your password",
-        "password.reset" => "setting someone else's password",
-        "user.create_admin" => "creating an administrator",
+        actions::REQUEST_CREATE => "requesting this role",
+        actions::REVIEW_APPROVE => "approving this request",
+        actions::REVIEW_DENY => "denying this request",
+        actions::PASSWORD_CHANGE => "changing your password",
+        actions::PASSWORD_RESET => "setting someone else's password",
+        actions::USER_CREATE_ADMIN => "creating an administrator",
         other => other,
     }
 }
@@ -107,7 +108,7 @@ impl Refusal {
 fn summary_event(s: &crate::limits::Summary) -> NewEvent {
     NewEvent::new(
         "system",
-        "auth.failures_summarised",
+        actions::AUTH_FAILURES_SUMMARISED,
         "anonymous",
         Outcome::Failure,
         json!({"count": s.total(), "by_action": s.by_action, "from": s.from.as_millis(), "to": s.to.as_millis()}),
@@ -337,7 +338,7 @@ impl Core {
             tx.append_audit(
                 NewEvent::new(
                     "system",
-                    "auth.locked",
+                    actions::AUTH_LOCKED,
                     username,
                     Outcome::Success,
                     json!({"failures": state.failures, "until": until.as_millis()}),
@@ -378,7 +379,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 caller.name(),
-                "auth.unlock",
+                actions::AUTH_UNLOCK,
                 name.as_str(),
                 Outcome::Success,
                 json!({"was_limited": was_limited}),
@@ -468,7 +469,7 @@ impl Core {
     pub(crate) async fn audit_step_up_refusal(&self, caller: &Caller, action: &str, target: &str, code: &str) {
         self.audit_alone(NewEvent::new(
             caller.name(),
-            "mfa.step_up",
+            actions::MFA_STEP_UP,
             target,
             Outcome::Denied,
             json!({"action": action, "code": code}),
@@ -496,7 +497,7 @@ impl Core {
             Ok(state) => state,
             Err(refusal) => {
                 drop(tx);
-                return Err(self.refuse_attempt(&factor_key(user), "mfa.verify", refusal).await);
+                return Err(self.refuse_attempt(&factor_key(user), actions::MFA_VERIFY, refusal).await);
             }
         };
         let (method, outcome) = if let Some(code) = &proof.otp {
@@ -529,7 +530,7 @@ impl Core {
                     details["codes_left"] = json!(tx.recovery_codes_left(user).await?);
                 }
                 tx.append_audit(
-                    NewEvent::new(user.as_str(), "mfa.verify", user.as_str(), Outcome::Success, details),
+                    NewEvent::new(user.as_str(), actions::MFA_VERIFY, user.as_str(), Outcome::Success, details),
                     now,
                 )
                 .await?;
@@ -540,7 +541,7 @@ impl Core {
                 tx.append_audit(
                     NewEvent::new(
                         user.as_str(),
-                        "mfa.verify",
+                        actions::MFA_VERIFY,
                         user.as_str(),
                         Outcome::Failure,
                         json!({"method": method.as_str(), "purpose": purpose, "reason": refusal.message}),
@@ -552,7 +553,7 @@ impl Core {
                     tx.append_audit(
                         NewEvent::new(
                             user.as_str(),
-                            "mfa.replay",
+                            actions::MFA_REPLAY,
                             user.as_str(),
                             Outcome::Denied,
                             json!({"method": method.as_str(), "purpose": purpose}),
@@ -749,7 +750,7 @@ impl Core {
         })
         .await?;
         tx.append_audit(
-            NewEvent::new(user.as_str(), "mfa.totp.enrol_start", user.as_str(), Outcome::Success, json!({})),
+            NewEvent::new(user.as_str(), actions::MFA_TOTP_ENROL_START, user.as_str(), Outcome::Success, json!({})),
             now,
         )
         .await?;
@@ -773,7 +774,7 @@ impl Core {
             Ok(state) => state,
             Err(refusal) => {
                 drop(tx);
-                return Err(self.refuse_attempt(&factor_key(user), "mfa.totp.enrol", refusal).await);
+                return Err(self.refuse_attempt(&factor_key(user), actions::MFA_TOTP_ENROL, refusal).await);
             }
         };
         let Some(record) = tx.totp(user).await?.filter(|t| t.confirmed_at.is_none()) else {
@@ -788,7 +789,7 @@ impl Core {
             tx.append_audit(
                 NewEvent::new(
                     user.as_str(),
-                    "mfa.totp.enrol",
+                    actions::MFA_TOTP_ENROL,
                     user.as_str(),
                     Outcome::Failure,
                     json!({"reason": "wrong code"}),
@@ -811,7 +812,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),
-                "mfa.totp.enrol",
+                actions::MFA_TOTP_ENROL,
                 user.as_str(),
                 Outcome::Success,
                 json!({"algorithm": record.algorithm, "digits": record.digits, "period_secs": record.period_secs}),
@@ -847,7 +848,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),
-                "mfa.recovery.generate",
+                actions::MFA_RECOVERY_GENERATE,
                 user.as_str(),
                 Outcome::Success,
                 json!({"count": hashes.len()}),
@@ -866,7 +867,7 @@ impl Core {
             return Err(ApiError::not_found("TOTP factor"));
         }
         tx.append_audit(
-            NewEvent::new(user.as_str(), "mfa.totp.remove", user.as_str(), Outcome::Success, json!({})),
+            NewEvent::new(user.as_str(), actions::MFA_TOTP_REMOVE, user.as_str(), Outcome::Success, json!({})),
             self.now(),
         )
         .await?;
@@ -928,7 +929,7 @@ impl Core {
                 tx.append_audit(
                     NewEvent::new(
                         user.as_str(),
-                        "mfa.webauthn.register",
+                        actions::MFA_WEBAUTHN_REGISTER,
                         user.as_str(),
                         Outcome::Failure,
                         json!({"reason": e.to_string()}),
@@ -963,7 +964,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),
-                "mfa.webauthn.register",
+                actions::MFA_WEBAUTHN_REGISTER,
                 user.as_str(),
                 Outcome::Success,
                 json!({"credential": record.credential_id, "name": record.name}),
@@ -989,7 +990,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),
-                "mfa.webauthn.remove",
+                actions::MFA_WEBAUTHN_REMOVE,
                 user.as_str(),
                 Outcome::Success,
                 json!({"credential": credential_id}),

@@ -1,6 +1,7 @@
 //! Cedar policies in the server: reading the `*.cedar` files, the facts each decision sees
 //! (groups, live grants, on-call, the time), reload that keeps the last good set, and explain.
 
+use jitgate_core::actions;
 use crate::config::Settings;
 use crate::core::{Caller, Core};
 use crate::error::ApiError;
@@ -240,7 +241,7 @@ impl Core {
                 *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(engine);
                 self.audit_alone(NewEvent::new(
                     actor,
-                    "policy.reload",
+                    actions::POLICY_RELOAD,
                     "policies",
                     Outcome::Success,
                     json!({"policies": report.policies}),
@@ -252,7 +253,7 @@ impl Core {
                 let problems: Vec<String> = e.0.iter().map(ToString::to_string).collect();
                 self.audit_alone(NewEvent::new(
                     actor,
-                    "policy.reload",
+                    actions::POLICY_RELOAD,
                     "policies",
                     Outcome::Failure,
                     json!({"problems": problems, "kept": self.policy().policy_ids()}),

@@ -5,6 +5,7 @@
 //! that cannot be written is retried until it is; meanwhile the bounded queue fills and the
 //! sessions wait, so a statement is never dropped.
 
+use jitgate_core::actions;
 use crate::core::AppState;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_proxy::protocol::statement::RecordedStatement;
@@ -199,7 +200,7 @@ async fn write(core: &AppState, batches: &[StatementBatch]) -> Result<(), crate:
         tx.append_audit(
             NewEvent::new(
                 "gateway",
-                "session.statements",
+                actions::SESSION_STATEMENTS,
                 &*b.session,
                 Outcome::Success,
                 Value::Object(details),

@@ -2,6 +2,7 @@
 //! in the store, or from an environment variable), TLS as the resource's `sslmode` says, and
 //! the administrators' verbs that set and clear the sealed password.
 
+use jitgate_core::actions;
 use crate::core::{Caller, Core};
 use crate::error::ApiError;
 use jitgate_api::{LoginCheck, MemberOf, ResourceCheck, RoleCheck};
@@ -171,7 +172,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 caller.name(),
-                "resource.credential.set",
+                actions::RESOURCE_CREDENTIAL_SET,
                 name.as_str(),
                 Outcome::Success,
                 json!({"key_version": sealed.key_version, "role": role}),
@@ -200,7 +201,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 caller.name(),
-                "resource.credential.clear",
+                actions::RESOURCE_CREDENTIAL_CLEAR,
                 name.as_str(),
                 Outcome::Success,
                 json!({"role": role}),

@@ -6,6 +6,7 @@
 //! acknowledged: nothing is skipped, a witness that was down catches up, and the store stays
 //! the one source of what to send. Delivery runs beside the writers, never in their way.
 
+use jitgate_core::actions;
 use crate::config::WitnessTarget;
 use crate::core::Core;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
@@ -171,7 +172,7 @@ async fn recovered(core: &Core, slot: &WitnessSlot) {
     tracing::info!(witness = %slot.target, "the audit witness has caught up");
     core.audit_alone(jitgate_core::audit::NewEvent::new(
         "system",
-        "audit.witness_recovered",
+        actions::AUDIT_WITNESS_RECOVERED,
         slot.target.to_string(),
         jitgate_core::audit::Outcome::Success,
         serde_json::json!({"failing_since": since}),

@@ -1,5 +1,6 @@
 //! The access workflow: requests, reviews, grants, revocation.
 
+use jitgate_core::actions;
 use crate::core::{new_id, Caller, Core, GrantEventKind};
 use crate::error::ApiError;
 use crate::policy::{Asked, Subject};
@@ -69,7 +70,7 @@ impl Core {
         tx.put_resource(&resource, Source::Api, self.now()).await?;
         let details = serde_json::to_value(&resource).unwrap_or_default();
         tx.append_audit(
-            NewEvent::new(caller.name(), "resource.put", resource.name.as_str(), Outcome::Success, details),
+            NewEvent::new(caller.name(), actions::RESOURCE_PUT, resource.name.as_str(), Outcome::Success, details),
             self.now(),
         )
         .await?;
@@ -97,7 +98,7 @@ impl Core {
         // inherit a login it was never given.
         tx.delete_resource_credential(name, None).await?;
         tx.append_audit(
-            NewEvent::new(caller.name(), "resource.delete", name.as_str(), Outcome::Success, json!({})),
+            NewEvent::new(caller.name(), actions::RESOURCE_DELETE, name.as_str(), Outcome::Success, json!({})),
             self.now(),
         )
         .await?;
@@ -119,9 +120,9 @@ impl Core {
         };
         let target = format!("{}/{}", resource.name, role_name);
         let action = if body.break_glass {
-            "request.break_glass"
+            actions::REQUEST_BREAK_GLASS
         } else {
-            "request.create"
+            actions::REQUEST_CREATE
         };
         let who = Subject::of(caller);
         // An extension's access begins where the grant it extends ends: decide for that.
@@ -284,7 +285,7 @@ impl Core {
             tx.append_audit(
                 NewEvent::new(
                     by.as_str(),
-                    "request.approved",
+                    actions::REQUEST_APPROVED,
                     request.id.as_str(),
                     Outcome::Success,
                     json!({"policy": policy_id, "break_glass": request.break_glass}),
@@ -311,7 +312,7 @@ impl Core {
         let now = self.now();
         let request = self.store.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
         if !self.may_see_request(caller, &request).await? {
-            return Err(self.hidden(caller, "request.acknowledge", id, "request").await);
+            return Err(self.hidden(caller, actions::REQUEST_ACKNOWLEDGE, id, "request").await);
         }
         let resource = self
             .store
@@ -342,20 +343,20 @@ impl Core {
             None
         };
         if let Some(e) = refusal {
-            return Err(self.refused(caller, "request.acknowledge", id, e).await);
+            return Err(self.refused(caller, actions::REQUEST_ACKNOWLEDGE, id, e).await);
         }
         let mut tx = self.begin().await?;
         if !tx.acknowledge_request(id, &caller.user.name, now).await? {
             // Another approver was first; the refusal is on the record like every other.
             drop(tx);
             return Err(self
-                .refused(caller, "request.acknowledge", id, DomainError::AlreadyAcknowledged)
+                .refused(caller, actions::REQUEST_ACKNOWLEDGE, id, DomainError::AlreadyAcknowledged)
                 .await);
         }
         tx.append_audit(
             NewEvent::new(
                 caller.name(),
-                "request.acknowledge",
+                actions::REQUEST_ACKNOWLEDGE,
                 id,
                 Outcome::Success,
                 json!({"comment": comment.trim()}),
@@ -438,7 +439,7 @@ impl Core {
             "starts_at": grant.starts_at.as_millis(), "ends_at": grant.ends_at.as_millis(), "status": grant.status,
         });
         tx.append_audit(
-            NewEvent::new(actor, "grant.create", grant.id.as_str(), Outcome::Success, details),
+            NewEvent::new(actor, actions::GRANT_CREATE, grant.id.as_str(), Outcome::Success, details),
             now,
         )
         .await?;
@@ -759,14 +760,14 @@ impl Core {
         let mut request = tx.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
         if request.requester != caller.user.name && !self.may_see_request(caller, &request).await? {
             drop(tx);
-            return Err(self.hidden(caller, "request.cancel", id, "request").await);
+            return Err(self.hidden(caller, actions::REQUEST_CANCEL, id, "request").await);
         }
         if let Err(e) = request.cancel(&caller.user.name, now) {
             drop(tx);
-            return Err(self.refused(caller, "request.cancel", id, e).await);
+            return Err(self.refused(caller, actions::REQUEST_CANCEL, id, e).await);
         }
         tx.set_request_status(id, RequestStatus::Cancelled, now).await?;
-        tx.append_audit(NewEvent::new(caller.name(), "request.cancel", id, Outcome::Success, json!({})), now)
+        tx.append_audit(NewEvent::new(caller.name(), actions::REQUEST_CANCEL, id, Outcome::Success, json!({})), now)
             .await?;
         self.commit(tx).await?;
         request.status = RequestStatus::Cancelled;
@@ -871,11 +872,11 @@ impl Core {
         let may = self.may_act_on_grant(caller, &grant).await?;
         if !may && !self.is_audit_reader(caller) {
             drop(tx);
-            return Err(self.hidden(caller, "grant.revoke", id, "grant").await);
+            return Err(self.hidden(caller, actions::GRANT_REVOKE, id, "grant").await);
         }
         if let Err(e) = grant.check_revoke(reason, now, may) {
             drop(tx);
-            return Err(self.refused(caller, "grant.revoke", id, e).await);
+            return Err(self.refused(caller, actions::GRANT_REVOKE, id, e).await);
         }
         grant.status = GrantStatus::Revoked;
         grant.revoked_at = Some(now);
@@ -885,7 +886,7 @@ impl Core {
         tx.append_audit(
             NewEvent::new(
                 caller.name(),
-                "grant.revoke",
+                actions::GRANT_REVOKE,
                 id,
                 Outcome::Success,
                 json!({"reason": grant.revoke_reason, "user": grant.user}),
