@@ -134,6 +134,26 @@ impl Grant {
         }
     }
 
+    /// Ends the grant at `now`: revoked by `by` (`None`: by the system, as when a policy forbids
+    /// the access at its start) for `reason`. Only a grant not ended yet can be revoked, and
+    /// never without a reason; who may revoke is [`Grant::check_revoke`]'s question.
+    pub fn revoke(&mut self, by: Option<Username>, reason: &str, now: Timestamp) -> Result<(), DomainError> {
+        if !self.status.is_live() {
+            return Err(DomainError::GrantNotLive {
+                status: self.status.to_string(),
+            });
+        }
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(DomainError::RevokeReasonRequired);
+        }
+        self.status = GrantStatus::Revoked;
+        self.revoked_at = Some(now);
+        self.revoked_by = by;
+        self.revoke_reason = Some(reason.to_owned());
+        Ok(())
+    }
+
     pub fn check_revoke(&self, reason: &str, now: Timestamp, may_revoke: bool) -> Result<(), DomainError> {
         if !may_revoke {
             return Err(DomainError::NotAllowedToRevoke);
@@ -192,6 +212,22 @@ mod tests {
         let mut done = g;
         done.status = GrantStatus::Expired;
         assert_eq!(done.due_transition(Timestamp::from_millis(99_999)), None);
+    }
+
+    #[test]
+    fn a_revoke_ends_a_live_grant_once_and_needs_a_reason() {
+        let now = Timestamp::from_millis(2_000);
+        let mut g = Grant::from_request("g".into(), &req(None), None, Timestamp::from_millis(1_000));
+        assert_eq!(g.revoke(None, "  ", now).unwrap_err().code(), "revoke_reason_required");
+        assert_eq!(g.status, GrantStatus::Active, "a refused revoke changes nothing");
+        let bob = Username::parse("bob").unwrap();
+        g.revoke(Some(bob.clone()), " done early ", now).unwrap();
+        assert_eq!(
+            (g.status, g.revoked_at, g.revoked_by.clone(), g.revoke_reason.as_deref()),
+            (GrantStatus::Revoked, Some(now), Some(bob), Some("done early"))
+        );
+        assert_eq!(g.revoke(None, "again", now).unwrap_err().code(), "grant_not_live");
+        assert_eq!(g.revoked_at, Some(now), "the first revoke stands");
     }
 
     #[test]

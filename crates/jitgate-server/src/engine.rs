@@ -53,9 +53,8 @@ impl Core {
                         // Judged again for the time access happens: a policy that forbids it
                         // now wins over the approval given before.
                         let why = format!("a policy forbids this access at its start ({})", forbidden_by.join(", "));
-                        g.status = GrantStatus::Revoked;
-                        g.revoked_at = Some(now);
-                        g.revoke_reason = Some(why.clone());
+                        // Scheduled, so live: the revoke cannot be refused.
+                        let _ = g.revoke(None, &why, now);
                         tx.update_grant(&g).await?;
                         let details =
                             json!({"user": g.user, "resource": g.resource, "role": g.role, "reason": why, "policies": forbidden_by});

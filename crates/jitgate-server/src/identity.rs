@@ -11,7 +11,6 @@ use jitgate_api::{
 };
 use jitgate_auth::{check_password_rules, new_token, secrets_equal, token_hash};
 use jitgate_core::audit::{NewEvent, Outcome};
-use jitgate_core::grant::GrantStatus;
 use jitgate_core::names::{GroupName, Username};
 use jitgate_store::{ChallengeRecord, GrantFilter, SessionRecord, Source, UserRecord, WriteTx};
 use secrecy::{ExposeSecret, SecretString};
@@ -417,13 +416,10 @@ impl Core {
                 .await?;
             for g in live.into_iter().filter(|g| g.status.is_live()) {
                 let Some(mut g) = tx.grant(&g.id).await? else { continue };
-                if !g.status.is_live() {
+                // A grant that ended meanwhile is left as it is.
+                if g.revoke(Some(caller.user.name.clone()), "user disabled", now).is_err() {
                     continue;
                 }
-                g.status = GrantStatus::Revoked;
-                g.revoked_at = Some(now);
-                g.revoked_by = Some(caller.user.name.clone());
-                g.revoke_reason = Some("user disabled".into());
                 tx.update_grant(&g).await?;
                 tx.append_audit(
                     NewEvent::new(

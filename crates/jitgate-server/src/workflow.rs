@@ -878,10 +878,10 @@ impl Core {
             drop(tx);
             return Err(self.refused(caller, actions::GRANT_REVOKE, id, e).await);
         }
-        grant.status = GrantStatus::Revoked;
-        grant.revoked_at = Some(now);
-        grant.revoked_by = Some(caller.user.name.clone());
-        grant.revoke_reason = Some(reason.trim().to_owned());
+        if let Err(e) = grant.revoke(Some(caller.user.name.clone()), reason, now) {
+            drop(tx);
+            return Err(self.refused(caller, actions::GRANT_REVOKE, id, e).await);
+        }
         tx.update_grant(&grant).await?;
         tx.append_audit(
             NewEvent::new(
