@@ -59,7 +59,10 @@ impl NewEvent {
     ) -> Self {
         let action = action.into();
         // Every action is in the one list (and so in the README); a new one goes there first.
-        debug_assert!(crate::actions::is_known(&action), "audit action {action:?} is not in jitgate_core::actions");
+        debug_assert!(
+            crate::actions::is_known(&action),
+            "audit action {action:?} is not in jitgate_core::actions"
+        );
         Self {
             actor: actor.into(),
             action,
@@ -857,7 +860,10 @@ mod tests {
         let sorted_text = r#"{"a":["x\"y",null],"m":{"k":"é\n"},"z":1}"#;
         assert_eq!(canonical_json(&details), sorted_text);
         let sorted_details: serde_json::Value = serde_json::from_str(sorted_text).unwrap();
-        let e = ChainHead::genesis().append(NewEvent::new("al\"ice", "grant.revoke", "t/1", Outcome::Denied, details.clone()), 42);
+        let e = ChainHead::genesis().append(
+            NewEvent::new("al\"ice", "grant.revoke", "t/1", Outcome::Denied, details.clone()),
+            42,
+        );
         let c = Canonical {
             v: 1,
             seq: 1,

@@ -46,6 +46,42 @@ impl fmt::Display for GrantStatus {
     }
 }
 
+/// Where a grant's ephemeral database role stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DbRoleState {
+    /// Made upstream; in use while the grant lasts.
+    Active,
+    /// The grant ended but removing the role failed; retried with back-off.
+    RevocationPending,
+    /// Confirmed gone upstream.
+    Revoked,
+}
+
+impl DbRoleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::RevocationPending => "revocation_pending",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "revocation_pending" => Some(Self::RevocationPending),
+            "revoked" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DbRoleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grant {
     pub id: String,

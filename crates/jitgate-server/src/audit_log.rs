@@ -1,10 +1,10 @@
 //! The audit signing key (a file outside the database) and verification of the live chain.
 
-use jitgate_core::actions;
 use crate::core::{Caller, Core};
 use crate::error::ApiError;
 use ed25519_dalek::SigningKey;
 use jitgate_api::{AuditKey, AuditPage, VerifyOutcome};
+use jitgate_core::actions;
 use jitgate_core::audit::{key_id, sign_checkpoint, ChainVerifier, Checkpoint, CheckpointLink, NewEvent, Outcome};
 use jitgate_store::Store;
 use std::io::Write;

@@ -1,13 +1,13 @@
 //! The shared state every handler and the expiry engine work on, and the helpers that make
 //! each change all-or-nothing with its audit event.
 
-use jitgate_core::actions;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::error::ApiError;
 use ed25519_dalek::SigningKey;
 use jitgate_auth::passkeys::RelyingParty;
 use jitgate_auth::secret_box::KeyRing;
+use jitgate_core::actions;
 use jitgate_core::audit::{sign_checkpoint, AuditEvent, CheckpointLink, NewEvent, Outcome};
 use jitgate_core::grant::Grant;
 use jitgate_core::names::GroupName;

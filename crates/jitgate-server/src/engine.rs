@@ -5,9 +5,9 @@
 //! Exactly once: transitions are made inside a write transaction, which holds the audit head,
 //! so two engines (two instances on PostgreSQL) never both see the same grant as due.
 
-use jitgate_core::actions;
 use crate::core::{Core, GrantEventKind};
 use crate::error::ApiError;
+use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::{GrantStatus, Transition};
 use serde_json::json;

@@ -10,12 +10,12 @@
 //! the service login as its member (`ROLE`), which gives it the privileges of the grant's role
 //! that `DROP OWNED` and `pg_terminate_backend` ask for.
 
-use jitgate_core::actions;
 use crate::core::{AppState, Core, GrantEventKind};
 use crate::error::ApiError;
 use crate::upstream::Login;
+use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
-use jitgate_core::grant::Grant;
+use jitgate_core::grant::{DbRoleState, Grant};
 use jitgate_core::policy::{AccessMode, Resource};
 use jitgate_core::Timestamp;
 use jitgate_proxy::upstream::{execute, query_all, quote_identifier as ident, quote_literal as lit};
@@ -64,7 +64,7 @@ impl Core {
             return Ok(None);
         };
         if let Some(existing) = self.store.ephemeral_role(&grant.id).await? {
-            if existing.state != "active" {
+            if existing.state != DbRoleState::Active {
                 return Err(ApiError::conflict("grant_ended", "the grant's database role was removed"));
             }
             let sealed = jitgate_auth::secret_box::Sealed {
@@ -109,7 +109,7 @@ impl Core {
             role_name: name.clone(),
             key_version: sealed.key_version,
             sealed_password: sealed.data,
-            state: "active".into(),
+            state: DbRoleState::Active,
             last_error: None,
             created_at: now,
             revoked_at: None,
@@ -136,7 +136,7 @@ impl Core {
         let Ok(Some(mut record)) = self.store.ephemeral_role(grant_id).await else {
             return false;
         };
-        if record.state == "revoked" {
+        if record.state == DbRoleState::Revoked {
             return true;
         }
         let outcome = async {
@@ -153,16 +153,20 @@ impl Core {
         .await;
         let now = self.now();
         let (state, action, outcome_kind) = match &outcome {
-            Ok(()) => ("revoked", actions::GRANT_DB_ROLE_REVOKED, Outcome::Success),
-            Err(_) => ("revocation_pending", actions::GRANT_DB_ROLE_REVOKE_FAILED, Outcome::Failure),
+            Ok(()) => (DbRoleState::Revoked, actions::GRANT_DB_ROLE_REVOKED, Outcome::Success),
+            Err(_) => (
+                DbRoleState::RevocationPending,
+                actions::GRANT_DB_ROLE_REVOKE_FAILED,
+                Outcome::Failure,
+            ),
         };
         // A retry that fails as the last one did changes nothing worth an event: the first
         // failure is on the record (with an alert), and so is the confirmation.
-        let first_failure = record.state != "revocation_pending";
+        let first_failure = record.state != DbRoleState::RevocationPending;
         let repeated = !first_failure && outcome.is_err() && record.last_error == outcome.as_ref().err().cloned();
-        record.state = state.into();
+        record.state = state;
         record.last_error = outcome.err();
-        record.revoked_at = (state == "revoked").then_some(now);
+        record.revoked_at = (state == DbRoleState::Revoked).then_some(now);
         if repeated {
             tracing::warn!(grant = grant_id, error = ?record.last_error, "a database role's removal failed again");
             return false;
@@ -181,7 +185,7 @@ impl Core {
                 now,
             )
             .await?;
-            if first_failure && record.state == "revocation_pending" {
+            if first_failure && record.state == DbRoleState::RevocationPending {
                 self.alert_stuck_revocation(&mut *tx, &record, now).await?;
             }
             self.commit(tx).await
@@ -190,7 +194,7 @@ impl Core {
         if let Err(e) = result {
             tracing::error!(error = %e.message, grant = grant_id, "could not record a database role's removal");
         }
-        record.state == "revoked"
+        record.state == DbRoleState::Revoked
     }
 
     /// One alert to every administrator: a grant's database role outlives its grant.
@@ -274,7 +278,7 @@ pub async fn run_provisioner(core: AppState, mut stop: tokio::sync::watch::Recei
             },
             _ = retry.tick() => {
                 let now = tokio::time::Instant::now();
-                for pending in core.store.ephemeral_roles_in("revocation_pending").await.unwrap_or_default() {
+                for pending in core.store.ephemeral_roles_in(DbRoleState::RevocationPending).await.unwrap_or_default() {
                     let due = backoff.get(&pending.grant_id).is_none_or(|b| b.next <= now);
                     if !due {
                         continue;
@@ -288,7 +292,7 @@ pub async fn run_provisioner(core: AppState, mut stop: tokio::sync::watch::Recei
                     }
                 }
                 // Grants that ended while nobody listened (before a start, say).
-                for active in core.store.ephemeral_roles_in("active").await.unwrap_or_default() {
+                for active in core.store.ephemeral_roles_in(DbRoleState::Active).await.unwrap_or_default() {
                     let live = core.store.grant(&active.grant_id).await.ok().flatten().is_some_and(|g| g.effective_status(core.now()).is_live());
                     if !live {
                         core.retire_ephemeral(&active.grant_id).await;

@@ -2,7 +2,6 @@
 //! gateway clients (the [`Broker`]), session records and audit events, and the kill switch
 //! that ends every session of a grant the moment the grant ends.
 
-use jitgate_core::actions;
 use crate::core::{new_id, AppState, Caller, Core, GrantEventKind};
 use crate::error::ApiError;
 use crate::policy::{Asked, Subject};
@@ -11,6 +10,7 @@ use async_trait::async_trait;
 use axum::http::StatusCode;
 use jitgate_api::{ConnectBody, ConnectToken, DbSessionView};
 use jitgate_auth::{new_token, token_hash};
+use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::GrantStatus;
 use jitgate_core::names::{ResourceName, RoleName, Username};
@@ -418,7 +418,9 @@ impl Broker for GatewayBroker {
                     },
                 );
                 self.ended(&record.id, &reason, SessionStats::default()).await;
-                return Err(Refusal::unavailable(format_args!("the grant's database role is not available: {why}")));
+                return Err(Refusal::unavailable(format_args!(
+                    "the grant's database role is not available: {why}"
+                )));
             }
         };
         let (kill, kill_rx) = watch::channel(None);

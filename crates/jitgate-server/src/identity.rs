@@ -1,6 +1,5 @@
 //! People: bootstrap, password login, sessions, users and groups, and applying the config.
 
-use jitgate_core::actions;
 use crate::core::{Caller, Core, GrantEventKind};
 use crate::error::ApiError;
 use crate::mfa::{Factor, CEREMONY_TTL, PURPOSE_LOGIN};
@@ -10,6 +9,7 @@ use jitgate_api::{
     WebauthnChallenge, WhoAmI,
 };
 use jitgate_auth::{check_password_rules, new_token, secrets_equal, token_hash};
+use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::names::{GroupName, Username};
 use jitgate_store::{ChallengeRecord, GrantFilter, SessionRecord, Source, UserRecord, WriteTx};
@@ -462,11 +462,15 @@ impl Core {
         if !own {
             // Resetting someone else's password hands over their account: the same fresh
             // factor as for one's own, for an administrator who has one.
-            method = self.prove_factor_if_enrolled(caller, body.mfa.as_ref(), actions::PASSWORD_RESET).await?;
+            method = self
+                .prove_factor_if_enrolled(caller, body.mfa.as_ref(), actions::PASSWORD_RESET)
+                .await?;
         }
         if own {
             self.prove_current_password(caller, body.current_password).await?;
-            method = self.prove_factor_if_enrolled(caller, body.mfa.as_ref(), actions::PASSWORD_CHANGE).await?;
+            method = self
+                .prove_factor_if_enrolled(caller, body.mfa.as_ref(), actions::PASSWORD_CHANGE)
+                .await?;
         }
         let hash = self.hash_new_password(password).await?;
         let mut tx = self.begin().await?;
@@ -554,7 +558,11 @@ impl Core {
         if !member && !changed {
             return Err(ApiError::not_found("membership"));
         }
-        let action = if member { actions::GROUP_MEMBER_ADD } else { actions::GROUP_MEMBER_REMOVE };
+        let action = if member {
+            actions::GROUP_MEMBER_ADD
+        } else {
+            actions::GROUP_MEMBER_REMOVE
+        };
         tx.append_audit(
             NewEvent::new(caller.name(), action, group.as_str(), Outcome::Success, json!({"user": user})),
             self.now(),
@@ -590,7 +598,13 @@ impl Core {
         }
         let details = json!({"file": file, "groups": self.settings.groups.len(), "resources": wanted});
         tx.append_audit(
-            NewEvent::new("system", actions::CONFIG_APPLY, file.unwrap_or("(defaults)"), Outcome::Success, details),
+            NewEvent::new(
+                "system",
+                actions::CONFIG_APPLY,
+                file.unwrap_or("(defaults)"),
+                Outcome::Success,
+                details,
+            ),
             now,
         )
         .await?;

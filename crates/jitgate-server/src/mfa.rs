@@ -5,7 +5,6 @@
 //! does so in the same transaction as its audit event and the attempt count, so a code is
 //! accepted once even when several instances share the store.
 
-use jitgate_core::actions;
 use crate::core::{new_id, Caller, Core};
 use crate::error::ApiError;
 use axum::http::StatusCode;
@@ -18,6 +17,7 @@ use jitgate_auth::passkeys::StoredPasskey;
 use jitgate_auth::recovery::{new_recovery_codes, recovery_code_hash};
 use jitgate_auth::secret_box::Sealed;
 use jitgate_auth::totp::{self, TotpAlgorithm, TotpCheck, TotpParams};
+use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::names::Username;
 use jitgate_core::policy::mfa_is_fresh;
@@ -750,7 +750,13 @@ impl Core {
         })
         .await?;
         tx.append_audit(
-            NewEvent::new(user.as_str(), actions::MFA_TOTP_ENROL_START, user.as_str(), Outcome::Success, json!({})),
+            NewEvent::new(
+                user.as_str(),
+                actions::MFA_TOTP_ENROL_START,
+                user.as_str(),
+                Outcome::Success,
+                json!({}),
+            ),
             now,
         )
         .await?;

@@ -1,12 +1,12 @@
 //! Cedar policies in the server: reading the `*.cedar` files, the facts each decision sees
 //! (groups, live grants, on-call, the time), reload that keeps the last good set, and explain.
 
-use jitgate_core::actions;
 use crate::config::Settings;
 use crate::core::{Caller, Core};
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use jitgate_api::{ActionDecision, ExplainBody, Explanation, PolicyReport};
+use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::names::{GroupName, RoleName, Username};
 use jitgate_core::policy::{Resource, RolePolicy};

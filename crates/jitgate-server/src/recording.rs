@@ -5,8 +5,8 @@
 //! that cannot be written is retried until it is; meanwhile the bounded queue fills and the
 //! sessions wait, so a statement is never dropped.
 
-use jitgate_core::actions;
 use crate::core::AppState;
+use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_proxy::protocol::statement::RecordedStatement;
 use jitgate_proxy::relay::StatementBatch;

@@ -2,10 +2,10 @@
 //! in the store, or from an environment variable), TLS as the resource's `sslmode` says, and
 //! the administrators' verbs that set and clear the sealed password.
 
-use jitgate_core::actions;
 use crate::core::{Caller, Core};
 use crate::error::ApiError;
 use jitgate_api::{LoginCheck, MemberOf, ResourceCheck, RoleCheck};
+use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::names::{ResourceName, RoleName};
 use jitgate_core::policy::AccessMode;

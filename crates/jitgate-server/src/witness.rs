@@ -6,11 +6,11 @@
 //! acknowledged: nothing is skipped, a witness that was down catches up, and the store stays
 //! the one source of what to send. Delivery runs beside the writers, never in their way.
 
-use jitgate_core::actions;
 use crate::config::WitnessTarget;
 use crate::core::Core;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use jitgate_api::ExportLine;
+use jitgate_core::actions;
 use jitgate_core::audit::{checkpoint_hash, checkpoint_signature_ok, key_id, parse_verifying_key, Checkpoint, CheckpointLink};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -1,12 +1,12 @@
 //! The access workflow: requests, reviews, grants, revocation.
 
-use jitgate_core::actions;
 use crate::core::{new_id, Caller, Core, GrantEventKind};
 use crate::error::ApiError;
 use crate::policy::{Asked, Subject};
 use jitgate_api::{CreateRequestBody, NotificationView, RequestDetail, RequestView, ResourceView, ReviewBody};
+use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
-use jitgate_core::grant::{Grant, GrantStatus};
+use jitgate_core::grant::{DbRoleState, Grant, GrantStatus};
 use jitgate_core::names::{GroupName, Username};
 use jitgate_core::names::{ResourceName, RoleName};
 use jitgate_core::policy::{MfaAction, RequestDraft, Resource};
@@ -70,7 +70,13 @@ impl Core {
         tx.put_resource(&resource, Source::Api, self.now()).await?;
         let details = serde_json::to_value(&resource).unwrap_or_default();
         tx.append_audit(
-            NewEvent::new(caller.name(), actions::RESOURCE_PUT, resource.name.as_str(), Outcome::Success, details),
+            NewEvent::new(
+                caller.name(),
+                actions::RESOURCE_PUT,
+                resource.name.as_str(),
+                Outcome::Success,
+                details,
+            ),
             self.now(),
         )
         .await?;
@@ -767,8 +773,11 @@ impl Core {
             return Err(self.refused(caller, actions::REQUEST_CANCEL, id, e).await);
         }
         tx.set_request_status(id, RequestStatus::Cancelled, now).await?;
-        tx.append_audit(NewEvent::new(caller.name(), actions::REQUEST_CANCEL, id, Outcome::Success, json!({})), now)
-            .await?;
+        tx.append_audit(
+            NewEvent::new(caller.name(), actions::REQUEST_CANCEL, id, Outcome::Success, json!({})),
+            now,
+        )
+        .await?;
         self.commit(tx).await?;
         request.status = RequestStatus::Cancelled;
         request.decided_at = Some(now);
@@ -847,8 +856,10 @@ impl Core {
     /// Fills in where an ephemeral grant's database role stands.
     async fn describe_db_role(&self, g: &mut Grant) -> Result<(), ApiError> {
         if let Some(r) = self.store.ephemeral_role(&g.id).await? {
-            g.db_role = Some(match r.state.as_str() {
-                "revocation_pending" => format!("{}: revocation pending ({})", r.role_name, r.last_error.unwrap_or_default()),
+            g.db_role = Some(match r.state {
+                DbRoleState::RevocationPending => {
+                    format!("{}: revocation pending ({})", r.role_name, r.last_error.unwrap_or_default())
+                }
                 other => format!("{}: {other}", r.role_name),
             });
         }

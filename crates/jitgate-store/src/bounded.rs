@@ -18,7 +18,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
-use jitgate_core::grant::{Grant, GrantStatus};
+use jitgate_core::grant::{DbRoleState, Grant, GrantStatus};
 use jitgate_core::names::{GroupName, ResourceName, Username};
 use jitgate_core::policy::Resource;
 use jitgate_core::request::{AccessRequest, RequestStatus, Review};
@@ -141,7 +141,7 @@ bounded_store! {
         requests_awaiting_ack(limit: i64) -> Vec<AccessRequest>;
         ephemeral_role(grant_id: &str) -> Option<EphemeralRoleRecord>;
         resource_credential(resource: &ResourceName, role: &str) -> Option<ResourceCredentialRecord>;
-        ephemeral_roles_in(state: &str) -> Vec<EphemeralRoleRecord>;
+        ephemeral_roles_in(state: DbRoleState) -> Vec<EphemeralRoleRecord>;
         db_sessions(user: Option<&Username>, live_only: bool, limit: i64) -> Vec<DbSessionRecord>;
         notifications(recipient: &Username, limit: i64) -> Vec<NotificationRecord>;
         killed_db_sessions(ids: &[String]) -> Vec<(String, String)>;

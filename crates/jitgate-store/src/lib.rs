@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
-use jitgate_core::grant::{Grant, GrantStatus};
+use jitgate_core::grant::{DbRoleState, Grant, GrantStatus};
 use jitgate_core::names::{GroupName, ResourceName, Username};
 use jitgate_core::policy::Resource;
 use jitgate_core::request::{AccessRequest, RequestStatus, Review};
@@ -197,8 +197,7 @@ pub struct ConnectTokenRecord {
     pub uses: i64,
 }
 
-/// A database role made for one grant (ephemeral access) and where its removal stands:
-/// `active`, `revocation_pending` (removal failed; retried), `revoked` (confirmed gone).
+/// A database role made for one grant (ephemeral access) and where its removal stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EphemeralRoleRecord {
     pub grant_id: String,
@@ -206,7 +205,7 @@ pub struct EphemeralRoleRecord {
     pub role_name: String,
     pub key_version: u32,
     pub sealed_password: String,
-    pub state: String,
+    pub state: DbRoleState,
     pub last_error: Option<String>,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
@@ -384,7 +383,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ephemeral_role(&self, grant_id: &str) -> Result<Option<EphemeralRoleRecord>>;
     async fn resource_credential(&self, resource: &ResourceName, role: &str) -> Result<Option<ResourceCredentialRecord>>;
     /// Ephemeral roles in `state`, oldest first.
-    async fn ephemeral_roles_in(&self, state: &str) -> Result<Vec<EphemeralRoleRecord>>;
+    async fn ephemeral_roles_in(&self, state: DbRoleState) -> Result<Vec<EphemeralRoleRecord>>;
     /// Gateway sessions, newest first: the live ones only, or all, of one user or everyone.
     async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<DbSessionRecord>>;
     /// A person's alerts, newest first.

@@ -21,7 +21,7 @@ macro_rules! impl_store {
         use crate::{ConnectTokenRecord, DbSessionRecord, EphemeralRoleRecord, GrantFilter, ResourceCredentialRecord, NotificationRecord, RequestFilter, SessionRecord, Source, Store, StoreError, UserRecord, WriteTx};
         use async_trait::async_trait;
         use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
-        use jitgate_core::grant::{Grant, GrantStatus};
+        use jitgate_core::grant::{DbRoleState, Grant, GrantStatus};
         use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
         use jitgate_core::policy::Resource;
         use jitgate_core::request::{AccessRequest, Decision, RequestStatus, Review};
@@ -136,7 +136,10 @@ macro_rules! impl_store {
                 role_name: row.try_get("role_name")?,
                 key_version: u32::try_from(row.try_get::<i64, _>("key_version")?).map_err(|e| corrupt("key version", e))?,
                 sealed_password: row.try_get("sealed_password")?,
-                state: row.try_get("state")?,
+                state: {
+                    let state: String = row.try_get("state")?;
+                    DbRoleState::parse(&state).ok_or_else(|| corrupt("ephemeral role state", state))?
+                },
                 last_error: row.try_get("last_error")?,
                 created_at: ts(row.try_get("created_at")?),
                 revoked_at: opt_ts(row.try_get("revoked_at")?),
@@ -559,9 +562,9 @@ macro_rules! impl_store {
                     .transpose()
             }
 
-            async fn ephemeral_roles_in(&self, state: &str) -> Result<Vec<EphemeralRoleRecord>, StoreError> {
+            async fn ephemeral_roles_in(&self, state: DbRoleState) -> Result<Vec<EphemeralRoleRecord>, StoreError> {
                 let sql = format!("SELECT {EPHEMERAL_COLS} FROM ephemeral_roles WHERE state = $1 ORDER BY created_at, grant_id");
-                all(sqlx::query(&sql).bind(state).fetch_all(&self.read).await?, ephemeral_from)
+                all(sqlx::query(&sql).bind(state.as_str()).fetch_all(&self.read).await?, ephemeral_from)
             }
 
             async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<DbSessionRecord>, StoreError> {
@@ -1018,7 +1021,7 @@ macro_rules! impl_store {
                     .bind(&e.role_name)
                     .bind(i64::from(e.key_version))
                     .bind(&e.sealed_password)
-                    .bind(&e.state)
+                    .bind(e.state.as_str())
                     .bind(&e.last_error)
                     .bind(e.created_at.as_millis())
                     .bind(e.revoked_at.map(Timestamp::as_millis))

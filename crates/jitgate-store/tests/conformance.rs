@@ -72,7 +72,13 @@ fn request(id: &str, requester: &str, created: i64, expires: i64) -> AccessReque
 
 fn ev(label: &str) -> NewEvent {
     // The label rides in the target and the details: an event's action must be a real one.
-    NewEvent::new("tester", jitgate_core::actions::POLICY_RELOAD, label, Outcome::Success, json!({"k": label}))
+    NewEvent::new(
+        "tester",
+        jitgate_core::actions::POLICY_RELOAD,
+        label,
+        Outcome::Success,
+        json!({"k": label}),
+    )
 }
 
 async fn users_groups_and_sessions(store: &dyn Store) {
@@ -381,7 +387,11 @@ async fn audit_chain(store: &dyn Store) {
     assert_eq!(store.audit_rows(1, 1).await.unwrap()[0].seq, 2);
     assert_eq!(store.audit_events(2, 100).await.unwrap().len(), 2);
     assert_eq!(
-        store.audit_events_for(&["two".to_owned(), "four".to_owned(), "nothing".to_owned(), "lost".to_owned()]).await.unwrap().len(),
+        store
+            .audit_events_for(&["two".to_owned(), "four".to_owned(), "nothing".to_owned(), "lost".to_owned()])
+            .await
+            .unwrap()
+            .len(),
         2,
         "the events of these targets, and none of a rolled-back change"
     );
@@ -812,6 +822,56 @@ async fn directory_is_never_stale_here(store: &dyn Store) {
     assert_eq!(store.user_groups(&u("alice")).await.unwrap(), [g("security")].into_iter().collect());
 }
 
+async fn ephemeral_roles(store: &dyn Store) {
+    use jitgate_core::grant::DbRoleState;
+    use jitgate_store::EphemeralRoleRecord;
+    let role = |id: &str, created: i64| EphemeralRoleRecord {
+        grant_id: id.into(),
+        resource: ResourceName::parse("prod-db").unwrap(),
+        role_name: format!("jg_{id}"),
+        key_version: 1,
+        sealed_password: "sealed".into(),
+        state: DbRoleState::Active,
+        last_error: None,
+        created_at: t(created),
+        revoked_at: None,
+    };
+    let mut tx = store.write().await.unwrap();
+    tx.put_ephemeral_role(&role("g2", 2)).await.unwrap();
+    tx.put_ephemeral_role(&role("g1", 1)).await.unwrap();
+    tx.commit().await.unwrap();
+    let active: Vec<String> = store
+        .ephemeral_roles_in(DbRoleState::Active)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.grant_id)
+        .collect();
+    assert_eq!(active, ["g1", "g2"], "oldest first");
+    // A failed removal, then a confirmed one: the state, the error and the time follow.
+    let mut stuck = role("g1", 1);
+    stuck.state = DbRoleState::RevocationPending;
+    stuck.last_error = Some("permission denied".into());
+    let mut tx = store.write().await.unwrap();
+    tx.put_ephemeral_role(&stuck).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.ephemeral_role("g1").await.unwrap(), Some(stuck.clone()));
+    assert_eq!(
+        store.ephemeral_roles_in(DbRoleState::RevocationPending).await.unwrap(),
+        [stuck.clone()]
+    );
+    let mut gone = stuck;
+    gone.state = DbRoleState::Revoked;
+    gone.last_error = None;
+    gone.revoked_at = Some(t(9));
+    let mut tx = store.write().await.unwrap();
+    tx.put_ephemeral_role(&gone).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.ephemeral_role("g1").await.unwrap(), Some(gone));
+    assert!(store.ephemeral_roles_in(DbRoleState::RevocationPending).await.unwrap().is_empty());
+    assert_eq!(store.ephemeral_roles_in(DbRoleState::Active).await.unwrap().len(), 1);
+}
+
 async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
     match case {
         "users_groups_and_sessions" => users_groups_and_sessions(&*store).await,
@@ -825,6 +885,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "session_kills" => session_kills(&*store).await,
         "live_roles" => live_roles(&*store).await,
         "directory_is_never_stale_here" => directory_is_never_stale_here(&*store).await,
+        "ephemeral_roles" => ephemeral_roles(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -840,7 +901,8 @@ conformance!(
     break_glass_and_notifications,
     session_kills,
     live_roles,
-    directory_is_never_stale_here
+    directory_is_never_stale_here,
+    ephemeral_roles
 );
 
 /// Polls `seen` until it holds; fails after `within`.
