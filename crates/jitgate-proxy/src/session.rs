@@ -221,10 +221,7 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin + Pending>(
             "connect tokens are only accepted over TLS or from this host (use sslmode=require)",
         ));
     }
-    stream
-        .write_all(&backend::auth_cleartext())
-        .await
-        .map_err(Refusal::unavailable)?;
+    stream.write_all(&backend::auth_cleartext()).await.map_err(Refusal::unavailable)?;
     let mut msg = vec![0u8; 5];
     if stream.read_exact(&mut msg).await.is_err() {
         return Ok(None);

@@ -1,6 +1,8 @@
 //! Human-readable output. `--json` bypasses all of this.
 
-use jitgate_api::{RequestDetail, RequestView};
+use jitgate_api::{
+    DbSessionView, Explanation, GroupView, NotificationView, PasskeyView, RequestDetail, RequestView, ResourceView, UserView,
+};
 use jitgate_core::audit::AuditEvent;
 use jitgate_core::grant::Grant;
 use jitgate_core::time::format_duration;
@@ -104,6 +106,76 @@ pub fn grant(g: &Grant) -> String {
         s.push_str(&format!("\ndatabase role {role}"));
     }
     s
+}
+
+/// `jitgate resources`: each role one can ask for, its longest duration and its approvals.
+pub fn requestable(list: &[ResourceView]) -> String {
+    if list.is_empty() {
+        return "no resources".into();
+    }
+    let rows = list
+        .iter()
+        .flat_map(|v| {
+            v.resource.roles.iter().map(move |(name, p)| {
+                let stages = p
+                    .stages
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}×{}",
+                            s.min_approvals,
+                            s.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join("|")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                vec![
+                    v.resource.name.to_string(),
+                    name.to_string(),
+                    format_duration(p.max_duration),
+                    stages,
+                ]
+            })
+        })
+        .collect();
+    table(&["RESOURCE", "ROLE", "MAX", "APPROVALS"], rows)
+}
+
+/// `jitgate sessions`: gateway sessions, live or ended.
+pub fn sessions(list: &[DbSessionView]) -> String {
+    if list.is_empty() {
+        return "no sessions".into();
+    }
+    let rows = list
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                s.user.to_string(),
+                format!("{}/{}", s.resource, s.role),
+                when(s.started_at),
+                s.end_reason.clone().unwrap_or_else(|| "live".into()),
+                s.statements.to_string(),
+            ]
+        })
+        .collect();
+    table(&["ID", "USER", "ACCESS", "STARTED", "STATE", "STATEMENTS"], rows)
+}
+
+/// `jitgate notifications`: one line per alert, with who acknowledged it.
+pub fn notifications(list: &[NotificationView]) -> String {
+    if list.is_empty() {
+        return "no notifications".into();
+    }
+    list.iter()
+        .map(|n| match (&n.acknowledged_by, n.acknowledged_at) {
+            (Some(by), Some(at)) => {
+                format!("{}  {} (acknowledged by {by} at {})", when(n.created_at), n.message, when(at))
+            }
+            _ => format!("{}  {}", when(n.created_at), n.message),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn events(list: &[AuditEvent]) -> String {
@@ -250,4 +322,111 @@ pub fn resource_check(c: &jitgate_api::ResourceCheck) -> String {
         login_lines(&mut out, "    ", &r.login);
     }
     out.join("\n")
+}
+
+/// `jitgate policy explain`: each action's decision and the policies behind it.
+pub fn explanation(e: &Explanation) -> String {
+    let mut s = format!(
+        "{} on {}/{} at {} ({}{}):",
+        e.user,
+        e.resource,
+        e.role,
+        e.at,
+        e.time_zone,
+        if e.on_call { ", on call" } else { "" }
+    );
+    for d in &e.decisions {
+        let action = match &d.stage {
+            Some(stage) => format!("{} ({stage})", d.action),
+            None => d.action.clone(),
+        };
+        let why = if d.policies.is_empty() && d.allowed {
+            "no policy forbids it (a live grant is what lets a session in)".to_owned()
+        } else if d.policies.is_empty() {
+            "no policy permits it".to_owned()
+        } else {
+            d.policies.join(", ")
+        };
+        s.push_str(&format!(
+            "\n  {:<22} {:<5}  {why}",
+            action,
+            if d.allowed { "allow" } else { "deny" }
+        ));
+        for err in &d.errors {
+            s.push_str(&format!("\n      error: {err}"));
+        }
+    }
+    s
+}
+
+/// `jitgate mfa webauthn list`.
+pub fn passkeys(list: &[PasskeyView]) -> String {
+    if list.is_empty() {
+        return "no passkeys or security keys".into();
+    }
+    let rows = list
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.clone(),
+                p.name.clone(),
+                when(p.created_at),
+                p.last_used_at.map_or("-".into(), when),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "ADDED", "LAST USED"], rows)
+}
+
+/// `jitgate admin user list`.
+pub fn users(list: &[UserView]) -> String {
+    let rows = list
+        .iter()
+        .map(|u| {
+            let state = if u.disabled {
+                "disabled"
+            } else if !u.has_password {
+                "no password"
+            } else {
+                "active"
+            };
+            vec![
+                u.username.to_string(),
+                if u.is_admin { "yes".into() } else { "no".into() },
+                state.into(),
+                u.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","),
+            ]
+        })
+        .collect();
+    table(&["USER", "ADMIN", "STATE", "GROUPS"], rows)
+}
+
+/// `jitgate admin group list`.
+pub fn groups(list: &[GroupView]) -> String {
+    let rows = list
+        .iter()
+        .map(|g| {
+            vec![
+                g.name.to_string(),
+                g.members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "),
+            ]
+        })
+        .collect();
+    table(&["GROUP", "MEMBERS"], rows)
+}
+
+/// `jitgate admin resource list`: each resource's kind, roles and upstream password.
+pub fn resources(list: &[ResourceView]) -> String {
+    let rows = list
+        .iter()
+        .map(|v| {
+            vec![
+                v.resource.name.to_string(),
+                v.resource.kind.clone(),
+                v.resource.roles.keys().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
+                v.upstream_credential.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(&["RESOURCE", "KIND", "ROLES", "UPSTREAM PASSWORD"], rows)
 }

@@ -395,6 +395,65 @@ async fn garbage_on_the_gateway_port_is_refused_without_harm() {
     assert!(tokio::net::TcpStream::connect(gw).await.is_ok());
 }
 
+/// `jitgate serve --pg ADDR` (or `JITGATE_PG`) puts the gateway there instead of where
+/// `[gateway] listen` says, as `--http` does for the API; a gateway the file switched off is not
+/// switched on by it.
+#[tokio::test]
+async fn serve_pg_moves_the_gateway_from_where_the_config_puts_it() {
+    use tokio::io::AsyncBufReadExt;
+    // The configured address is taken: a server that tried to listen there would not start.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let configured = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("jitgate.toml");
+    std::fs::write(&cfg, format!("{CONFIG}\n[gateway]\nlisten = \"{configured}\"\n")).unwrap();
+    let serve = |data: &str| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitgate"));
+        cmd.args(["serve", "--http", "127.0.0.1:0", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.path().join(data))
+            .env_remove("JITGATE_PG")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    };
+    for by_env in [false, true] {
+        let mut cmd = serve(if by_env { "data-env" } else { "data-flag" });
+        if by_env {
+            cmd.env("JITGATE_PG", "127.0.0.1:0");
+        } else {
+            cmd.args(["--pg", "127.0.0.1:0"]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let started = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains("listening on") {
+                    return line;
+                }
+            }
+            panic!("the server ended without starting (by_env: {by_env})");
+        })
+        .await
+        .expect("started within 20 s");
+        let gw: std::net::SocketAddr = started
+            .split_once("PostgreSQL gateway on ")
+            .map(|(_, at)| at.trim().parse().unwrap())
+            .unwrap_or_else(|| panic!("no gateway address in {started:?}"));
+        assert!(gw.ip().is_loopback() && gw.port() != configured.port(), "{started}");
+        assert!(tokio::net::TcpStream::connect(gw).await.is_ok(), "{started}");
+        child.kill().await.unwrap();
+    }
+
+    std::fs::write(&cfg, format!("{CONFIG}\n[gateway]\nenabled = false\n")).unwrap();
+    let out = serve("data-off").args(["--pg", "127.0.0.1:0"]).output().await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--pg") && err.contains("enabled = false"), "{err}");
+    drop(taken);
+}
+
 #[tokio::test]
 async fn psql_connects_over_tls_and_early_bytes_are_refused() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

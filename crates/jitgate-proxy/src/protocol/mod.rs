@@ -9,8 +9,8 @@
 
 pub mod backend;
 pub mod framing;
-pub mod sqlstate;
 pub mod frontend;
+pub mod sqlstate;
 pub mod startup;
 pub mod statement;
 

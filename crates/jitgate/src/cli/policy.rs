@@ -1,7 +1,8 @@
 //! `jitgate policy check` (offline: the config and its `*.cedar` files) and
 //! `jitgate policy explain` (through the server, which knows groups and live grants).
 
-use crate::cli::Ctx;
+use super::context::Ctx;
+use crate::output;
 use anyhow::{anyhow, Result};
 use clap::Subcommand;
 use jitgate_api::ExplainBody;
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Subcommand, Debug)]
-pub enum PolicyCommand {
+pub(super) enum PolicyCommand {
     /// Validate the config file's Cedar policies against jitgate's schema, without a server.
     /// Exits 1 listing each problem as file:line:column.
     Check {
@@ -49,7 +50,7 @@ pub enum PolicyCommand {
     },
 }
 
-pub async fn run(ctx: &Ctx, cmd: PolicyCommand) -> Result<ExitCode> {
+pub(super) async fn run(ctx: &Ctx, cmd: PolicyCommand) -> Result<ExitCode> {
     match cmd {
         PolicyCommand::Check { config } => {
             let settings = jitgate_server::Settings::from_file(&config).map_err(|e| anyhow!("invalid configuration: {e}"))?;
@@ -102,39 +103,7 @@ pub async fn run(ctx: &Ctx, cmd: PolicyCommand) -> Result<ExitCode> {
                 ticket,
             };
             let e = ctx.client()?.explain(&body).await?;
-            ctx.print(&e, |e| {
-                let mut s = format!(
-                    "{} on {}/{} at {} ({}{}):",
-                    e.user,
-                    e.resource,
-                    e.role,
-                    e.at,
-                    e.time_zone,
-                    if e.on_call { ", on call" } else { "" }
-                );
-                for d in &e.decisions {
-                    let action = match &d.stage {
-                        Some(stage) => format!("{} ({stage})", d.action),
-                        None => d.action.clone(),
-                    };
-                    let why = if d.policies.is_empty() && d.allowed {
-                        "no policy forbids it (a live grant is what lets a session in)".to_owned()
-                    } else if d.policies.is_empty() {
-                        "no policy permits it".to_owned()
-                    } else {
-                        d.policies.join(", ")
-                    };
-                    s.push_str(&format!(
-                        "\n  {:<22} {:<5}  {why}",
-                        action,
-                        if d.allowed { "allow" } else { "deny" }
-                    ));
-                    for err in &d.errors {
-                        s.push_str(&format!("\n      error: {err}"));
-                    }
-                }
-                s
-            })?;
+            ctx.print(&e, output::explanation)?;
             Ok(ExitCode::SUCCESS)
         }
     }
