@@ -5,8 +5,8 @@
 //! not what is measured.
 
 use anyhow::{bail, Context, Result};
-use jitgate::client::Client;
 use jitgate_api::ConnectBody;
+use jitgate_client::Client;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

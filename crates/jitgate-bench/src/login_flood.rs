@@ -47,7 +47,7 @@ pub async fn run(jitgate: &str, concurrency: usize, seconds: u64, give_up_ms: u6
     )?;
     let (mut server, pid, token) = crate::idle::spawn_server(jitgate, &config).await?;
     let base = format!("http://127.0.0.1:{http}");
-    let anon = jitgate::client::Client::new(&base, None);
+    let anon = jitgate_client::Client::new(&base, None);
     crate::bootstrap_with_users(&anon, token).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_before = status_kib(pid, "VmRSS:")?;

@@ -18,8 +18,8 @@ mod login_flood;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use jitgate::client::Client;
 use jitgate_api::{BootstrapBody, CreateRequestBody, CreateUserBody};
+use jitgate_client::Client;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::{Grant, GrantStatus};
 use jitgate_core::request::{AccessRequest, RequestStatus};

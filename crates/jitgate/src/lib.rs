@@ -1,6 +1,6 @@
-//! The `jitgate` command: `serve` and every client verb, through the typed [`client::Client`].
+//! The `jitgate` command: `serve` and every client verb, through the typed client of
+//! `jitgate-client`.
 
 pub mod cli;
-pub mod client;
 pub mod credentials;
 mod output;

@@ -231,7 +231,7 @@ async fn two_stages_approved_at_once_through_two_instances_make_one_grant() {
         assert_eq!(detail.request.status.to_string(), "approved", "round {i}: {detail:?}");
         assert!(detail.grant.is_some(), "round {i}");
         let grants = alice
-            .grants(&jitgate::client::ListParams {
+            .grants(&jitgate_client::ListParams {
                 limit: Some(1000),
                 ..Default::default()
             })

@@ -533,7 +533,7 @@ async fn a_witness_that_is_down_is_caught_up_once_back_and_the_gap_shows_meanwhi
     })
     .await;
     // Visible: /readyz detail (still ready), `audit status` (exit 1), an alert on the record.
-    let (code, body) = jitgate::client::Client::new(&s.url, None)
+    let (code, body) = jitgate_client::Client::new(&s.url, None)
         .raw(reqwest::Method::GET, "/readyz", "text/plain", vec![])
         .await
         .unwrap();

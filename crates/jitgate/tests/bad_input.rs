@@ -1,5 +1,5 @@
 use crate::support::*;
-use jitgate::client::{Client, ListParams};
+use jitgate_client::{Client, ListParams};
 use reqwest::Method;
 
 async fn snapshot(s: &TestServer) -> (i64, usize, usize) {

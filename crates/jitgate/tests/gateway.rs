@@ -4,8 +4,8 @@
 
 use crate::cluster::{Cluster, HostAuth};
 use crate::support::*;
-use jitgate::client::Client;
 use jitgate_api::ConnectBody;
+use jitgate_client::Client;
 use std::time::{Duration, Instant};
 
 /// `jitgate connect` verifies the gateway's certificate.

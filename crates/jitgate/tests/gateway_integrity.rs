@@ -393,7 +393,7 @@ async fn ephemeral_grant(
     service: &str,
     extra: &str,
     db_roles: &[String],
-) -> (jitgate::client::Client, jitgate_core::grant::Grant) {
+) -> (jitgate_client::Client, jitgate_core::grant::Grant) {
     let spec = format!(
         "name = \"eph\"\n[postgres]\nhost = \"{}\"\nport = {}\ndatabase = \"{}\"\nuser = \"{service}\"\n{extra}\n\
          [roles.rw]\nrequesters = [\"engineers\"]\nmax_duration = \"1h\"\nstages = [{{ groups = [\"db-owners\"] }}]\nmfa = []\n\
@@ -411,7 +411,7 @@ async fn ephemeral_grant(
 }
 
 /// Waits until the grant's database role is removed, confirmed.
-async fn role_removed(alice: &jitgate::client::Client, grant: &str) {
+async fn role_removed(alice: &jitgate_client::Client, grant: &str) {
     crate::support::eventually("the role is removed and confirmed", || async {
         alice.grant(grant).await.unwrap().db_role.is_some_and(|d| d.ends_with(": revoked"))
     })

@@ -4,8 +4,8 @@
 
 use crate::mfa_support::*;
 use crate::support::*;
-use jitgate::client::{Client, ClientError};
 use jitgate_api::{ExplainBody, MfaProof};
+use jitgate_client::{Client, ClientError};
 use jitgate_server::clock::Clock;
 use jitgate_server::limits::RateSetting;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 use crate::support::*;
-use jitgate::client::Client;
+use jitgate_client::Client;
 use std::time::Duration;
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn only_admins_administer() {
     assert_eq!(alice.audit_verify().await.unwrap_err().status(), Some(403));
     assert_eq!(
         alice
-            .requests(&jitgate::client::ListParams {
+            .requests(&jitgate_client::ListParams {
                 scope: Some("all".into()),
                 ..Default::default()
             })

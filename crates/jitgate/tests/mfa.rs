@@ -3,8 +3,8 @@
 //! authenticator, and codes from an independent TOTP implementation (oathtool).
 
 use crate::support::*;
-use jitgate::client::Client;
 use jitgate_api::{LoginOutcome, MfaProof, WebauthnAssertion};
+use jitgate_client::Client;
 use jitgate_core::Timestamp;
 use jitgate_server::clock::{Clock, SharedClock};
 use std::time::Duration;

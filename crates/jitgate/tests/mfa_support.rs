@@ -1,7 +1,7 @@
 //! Playing an authenticator app in tests.
 
 use crate::support::*;
-use jitgate::client::Client;
+use jitgate_client::Client;
 use jitgate_core::Timestamp;
 use jitgate_server::clock::Clock;
 use std::time::Duration;

@@ -4,8 +4,8 @@
 
 use crate::mfa_support::{code, enrol_totp};
 use crate::support::*;
-use jitgate::client::Client;
 use jitgate_api::{ExplainBody, MfaProof};
+use jitgate_client::Client;
 use jitgate_core::request::RequestStatus;
 use jitgate_core::Timestamp;
 use jitgate_server::clock::Clock;
@@ -52,7 +52,7 @@ async fn spawn_with_policies(text: &str) -> (TestServer, PathBuf) {
     (s, dir)
 }
 
-async fn ask(c: &Client, role: &str, reason: &str) -> Result<jitgate_core::request::AccessRequest, jitgate::client::ClientError> {
+async fn ask(c: &Client, role: &str, reason: &str) -> Result<jitgate_core::request::AccessRequest, jitgate_client::ClientError> {
     c.create_request(&request_body("prod-db", role, Some("30m"), reason)).await
 }
 
@@ -167,7 +167,7 @@ async fn break_glass_grants_at_once_alerts_the_approvers_and_waits_for_their_rev
 
     // The after-the-fact review stays on the approvers' list until one acknowledges it.
     let bob = s.login("bob").await;
-    let review_scope = jitgate::client::ListParams {
+    let review_scope = jitgate_client::ListParams {
         scope: Some("review".into()),
         ..Default::default()
     };
@@ -201,7 +201,7 @@ async fn break_glass_grants_at_once_alerts_the_approvers_and_waits_for_their_rev
         );
     }
     let list = bob
-        .requests(&jitgate::client::ListParams {
+        .requests(&jitgate_client::ListParams {
             scope: Some("review".into()),
             ..Default::default()
         })
@@ -499,7 +499,7 @@ unless { context.active_grants.contains("prod-db/read") };
     write.ticket = Some("INC-7".into());
     alice.create_request(&write).await.expect("the live read grant is seen");
     // And without it (revoked), the forbid holds.
-    let active = jitgate::client::ListParams {
+    let active = jitgate_client::ListParams {
         status: Some("active".into()),
         ..Default::default()
     };

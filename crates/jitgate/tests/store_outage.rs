@@ -5,14 +5,14 @@
 
 use crate::cluster::Cluster;
 use crate::support::*;
-use jitgate::client::Client;
+use jitgate_client::Client;
 use std::time::{Duration, Instant};
 
 /// The default `store.timeout` the server runs with here.
 const STORE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bob approves `id`: how long the answer took, and the error if it was one.
-async fn timed_approve(bob: &Client, id: &str) -> (Duration, Result<(), jitgate::client::ClientError>) {
+async fn timed_approve(bob: &Client, id: &str) -> (Duration, Result<(), jitgate_client::ClientError>) {
     let started = Instant::now();
     let result = bob.approve(id, "").await.map(|_| ());
     (started.elapsed(), result)
@@ -56,7 +56,7 @@ async fn recovers(s: &TestServer, bob: &Client, id: &str, since: Instant) -> Dur
     since.elapsed()
 }
 
-fn assert_store_unavailable(what: &str, took: Duration, result: Result<(), jitgate::client::ClientError>) {
+fn assert_store_unavailable(what: &str, took: Duration, result: Result<(), jitgate_client::ClientError>) {
     let err = result.expect_err(what);
     assert_eq!((err.status(), err.code()), (Some(503), Some("store_unavailable")), "{what}: {err}");
     assert!(took < 2 * STORE_TIMEOUT, "{what}: answered after {took:?}");

@@ -1,5 +1,5 @@
-use jitgate::client::Client;
 use jitgate_api::BootstrapBody;
+use jitgate_client::Client;
 use jitgate_core::names::Username;
 use jitgate_core::Timestamp;
 use jitgate_server::clock::{ManualClock, SharedClock};

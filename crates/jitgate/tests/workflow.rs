@@ -1,5 +1,5 @@
 use crate::support::*;
-use jitgate::client::ListParams;
+use jitgate_client::ListParams;
 use jitgate_core::grant::GrantStatus;
 use jitgate_core::request::RequestStatus;
 use jitgate_server::core::GrantEventKind;
@@ -416,7 +416,7 @@ async fn without_its_store_the_server_fails_closed() {
         .unwrap_err();
     assert_eq!(err.status(), Some(503));
     // Readiness is the background probe's last outcome: it follows within a probe or two.
-    let anon = jitgate::client::Client::new(&s.url, None);
+    let anon = jitgate_client::Client::new(&s.url, None);
     crate::support::eventually_within("not ready without a store", Duration::from_secs(10), || async {
         anon.raw(reqwest::Method::GET, "/readyz", "text/plain", vec![]).await.unwrap().0 == 503
     })

@@ -83,7 +83,12 @@ pub(super) async fn connect(ctx: &Ctx, args: ConnectArgs) -> Result<ExitCode> {
     } else {
         t.host.clone()
     };
-    let mut dsn = format!("postgresql://{}@{host}:{}/{}", t.username, t.port, t.dbname);
+    let mut dsn = format!(
+        "postgresql://{}@{host}:{}/{}",
+        uri_escape(t.username.as_str()),
+        t.port,
+        uri_escape(&t.dbname)
+    );
     if let Some(root) = &root {
         dsn.push_str("?sslmode=verify-full&sslrootcert=");
         dsn.push_str(&uri_escape(&root.display().to_string()));
@@ -140,17 +145,12 @@ fn is_local_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Percent-encodes what may not stand as is in a URI query value.
+/// Percent-encodes a value for a libpq connection URI: everything but unreserved characters
+/// (and `/` in a path) is escaped, so a path with `&`, `=` or a space cannot add parameters.
 fn uri_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    const KEEP: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    utf8_percent_encode(s, KEEP).to_string()
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! What every verb shares: the server and the saved login ([`Ctx`]), printing text or JSON, and
 //! reading secrets from a prompt or standard input (never from argv).
 
-use crate::client::Client;
 use crate::credentials::{self, Credentials};
 use anyhow::{bail, Context, Result};
+use jitgate_client::Client;
 use serde::Serialize;
 use std::io::BufRead;
 use std::path::PathBuf;

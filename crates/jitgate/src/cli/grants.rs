@@ -1,10 +1,10 @@
 //! `jitgate grants` and `jitgate revoke`: the leases approved requests made.
 
 use super::context::Ctx;
-use crate::client::ListParams;
 use crate::output;
 use anyhow::Result;
 use clap::Args;
+use jitgate_client::ListParams;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]

@@ -18,10 +18,10 @@ mod requests;
 mod second_factor;
 mod serve;
 
-use crate::client::ClientError;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use context::Ctx;
+use jitgate_client::ClientError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

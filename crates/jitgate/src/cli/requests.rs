@@ -3,11 +3,11 @@
 
 use super::context::Ctx;
 use super::second_factor::{with_second_factor, MfaArgs};
-use crate::client::ListParams;
 use crate::output;
 use anyhow::{anyhow, Result};
 use clap::Args;
 use jitgate_api::CreateRequestBody;
+use jitgate_client::ListParams;
 use jitgate_core::Timestamp;
 use std::process::ExitCode;
 

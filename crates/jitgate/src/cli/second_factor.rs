@@ -3,10 +3,10 @@
 //! server says a fresh factor is due.
 
 use super::context::{prompt_secret, read_stdin_line, Ctx};
-use crate::client::{session_of, Client, ClientError, Result as ClientResult};
 use anyhow::{bail, Result};
 use clap::Args;
 use jitgate_api::{LoginOutcome, MfaProof, SessionToken};
+use jitgate_client::{session_of, Client, ClientError, Result as ClientResult};
 use std::future::Future;
 use std::io::IsTerminal;
 

@@ -1,4 +1,7 @@
-//! A typed client for the HTTP API. The CLI uses it, and so do the integration tests.
+//! A typed client for jitgate's HTTP API (`/api/v1`), one method per endpoint, with the
+//! request and answer types of `jitgate-api`. The CLI, the benchmarks and the integration
+//! tests all call the server through it. Path parameters are percent-encoded as URL path
+//! segments by `url`, so an id cannot reach another endpoint.
 
 use jitgate_api::*;
 use jitgate_core::audit::AuditEvent;
@@ -117,12 +120,12 @@ impl Client {
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
-        path: &str,
+        path: &[&str],
         query: Option<&dyn erased::Query>,
         body: Option<serde_json::Value>,
     ) -> Result<T> {
-        let url = format!("{}/api/v1{}", self.base, path);
-        let mut req = self.http.request(method, &url);
+        let url = self.endpoint(path)?;
+        let mut req = self.http.request(method, url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -165,12 +168,36 @@ impl Client {
         }
     }
 
+    /// `/api/v1/` and the path's segments, each percent-encoded as one segment (`/`, `?`, `#`
+    /// and `%` in an id stay inside it). `.` and `..` mean "this" and "up" to every URL parser
+    /// on the way, so no id may be one.
+    fn endpoint(&self, path: &[&str]) -> Result<url::Url> {
+        let bad = |reason: String| ClientError::Transport {
+            url: self.base.clone(),
+            reason,
+        };
+        if let Some(s) = path.iter().find(|s| s.is_empty() || **s == "." || **s == "..") {
+            return Err(ClientError::Api {
+                status: 400,
+                code: "invalid_input".into(),
+                message: format!("{s:?} cannot name anything"),
+            });
+        }
+        let mut url = url::Url::parse(&self.base).map_err(|e| bad(format!("not a URL: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| bad("not a URL a path can follow".into()))?
+            .pop_if_empty()
+            .extend(["api", "v1"])
+            .extend(path);
+        Ok(url)
+    }
+
     fn json<T: Serialize>(v: &T) -> Option<serde_json::Value> {
         serde_json::to_value(v).ok()
     }
 
     pub async fn bootstrap(&self, body: &BootstrapBody) -> Result<SessionToken> {
-        self.call(Method::POST, "/bootstrap", None, Self::json(body)).await
+        self.call(Method::POST, &["bootstrap"], None, Self::json(body)).await
     }
     /// Logs in; a user with a second factor gets `MfaRequired` and a ticket, unless `mfa`
     /// carries the factor already.
@@ -180,7 +207,7 @@ impl Client {
             password: password.into(),
             mfa,
         };
-        self.call(Method::POST, "/login", None, Self::json(&body)).await
+        self.call(Method::POST, &["login"], None, Self::json(&body)).await
     }
     /// A password-only login; a second factor being due is an `mfa_required` error.
     pub async fn login(&self, username: &str, password: &str) -> Result<SessionToken> {
@@ -194,96 +221,95 @@ impl Client {
             ticket: ticket.into(),
             mfa,
         };
-        self.call(Method::POST, "/login/mfa", None, Self::json(&body)).await
+        self.call(Method::POST, &["login", "mfa"], None, Self::json(&body)).await
     }
     pub async fn login_webauthn(&self, ticket: &str) -> Result<WebauthnChallenge> {
         let body = TicketBody { ticket: ticket.into() };
-        self.call(Method::POST, "/login/webauthn", None, Self::json(&body)).await
+        self.call(Method::POST, &["login", "webauthn"], None, Self::json(&body)).await
     }
     pub async fn mfa_status(&self) -> Result<MfaStatus> {
-        self.call(Method::GET, "/mfa", None, None).await
+        self.call(Method::GET, &["mfa"], None, None).await
     }
     pub async fn mfa_verify(&self, proof: &MfaProof) -> Result<SteppedUp> {
-        self.call(Method::POST, "/mfa/verify", None, Self::json(proof)).await
+        self.call(Method::POST, &["mfa", "verify"], None, Self::json(proof)).await
     }
     pub async fn totp_enrol(&self) -> Result<TotpEnrolment> {
-        self.call(Method::POST, "/mfa/totp", None, None).await
+        self.call(Method::POST, &["mfa", "totp"], None, None).await
     }
     pub async fn totp_confirm(&self, code: &str) -> Result<FactorAdded> {
         let body = CodeBody { code: code.into() };
-        self.call(Method::POST, "/mfa/totp/confirm", None, Self::json(&body)).await
+        self.call(Method::POST, &["mfa", "totp", "confirm"], None, Self::json(&body)).await
     }
     pub async fn totp_remove(&self) -> Result<()> {
-        self.call(Method::DELETE, "/mfa/totp", None, None).await
+        self.call(Method::DELETE, &["mfa", "totp"], None, None).await
     }
     pub async fn new_recovery_codes(&self) -> Result<RecoveryCodes> {
-        self.call(Method::POST, "/mfa/recovery-codes", None, None).await
+        self.call(Method::POST, &["mfa", "recovery-codes"], None, None).await
     }
     pub async fn webauthn_challenge(&self) -> Result<WebauthnChallenge> {
-        self.call(Method::POST, "/mfa/webauthn/challenge", None, None).await
+        self.call(Method::POST, &["mfa", "webauthn", "challenge"], None, None).await
     }
     pub async fn passkey_start(&self, name: &str) -> Result<WebauthnChallenge> {
         let body = PasskeyStartBody { name: name.to_owned() };
-        self.call(Method::POST, "/mfa/webauthn/register", None, Self::json(&body)).await
+        self.call(Method::POST, &["mfa", "webauthn", "register"], None, Self::json(&body))
+            .await
     }
     pub async fn passkey_finish(&self, challenge_id: &str, credential: serde_json::Value) -> Result<FactorAdded> {
         let body = PasskeyFinishBody {
             challenge_id: challenge_id.to_owned(),
             credential,
         };
-        self.call(Method::POST, "/mfa/webauthn/register/finish", None, Self::json(&body))
+        self.call(Method::POST, &["mfa", "webauthn", "register", "finish"], None, Self::json(&body))
             .await
     }
     pub async fn passkey_remove(&self, id: &str) -> Result<()> {
-        self.call(Method::DELETE, &format!("/mfa/webauthn/{}", seg(id)), None, None).await
+        self.call(Method::DELETE, &["mfa", "webauthn", id], None, None).await
     }
     pub async fn acknowledge(&self, id: &str, comment: &str) -> Result<AccessRequest> {
         let body = AckBody {
             comment: comment.to_owned(),
         };
-        self.call(Method::POST, &format!("/requests/{}/ack", seg(id)), None, Self::json(&body))
-            .await
+        self.call(Method::POST, &["requests", id, "ack"], None, Self::json(&body)).await
     }
     pub async fn notifications(&self) -> Result<Vec<NotificationView>> {
-        self.call(Method::GET, "/notifications", None, None).await
+        self.call(Method::GET, &["notifications"], None, None).await
     }
     pub async fn explain(&self, body: &ExplainBody) -> Result<Explanation> {
-        self.call(Method::POST, "/policy/explain", None, Self::json(body)).await
+        self.call(Method::POST, &["policy", "explain"], None, Self::json(body)).await
     }
     pub async fn reload(&self) -> Result<PolicyReport> {
-        self.call(Method::POST, "/admin/reload", None, None).await
+        self.call(Method::POST, &["admin", "reload"], None, None).await
     }
     pub async fn connect(&self, body: &ConnectBody) -> Result<ConnectToken> {
-        self.call(Method::POST, "/connect", None, Self::json(body)).await
+        self.call(Method::POST, &["connect"], None, Self::json(body)).await
     }
     pub async fn db_sessions(&self, all: bool, live: bool) -> Result<Vec<DbSessionView>> {
         let q = [("all", all.to_string()), ("live", live.to_string())];
-        self.call(Method::GET, "/sessions", Some(&q), None).await
+        self.call(Method::GET, &["sessions"], Some(&q), None).await
     }
     pub async fn kill_session(&self, id: &str) -> Result<()> {
-        self.call(Method::POST, &format!("/sessions/{}/kill", seg(id)), None, None).await
+        self.call(Method::POST, &["sessions", id, "kill"], None, None).await
     }
     pub async fn unlock_user(&self, name: &str) -> Result<()> {
-        self.call(Method::POST, &format!("/admin/users/{}/unlock", seg(name)), None, None)
-            .await
+        self.call(Method::POST, &["admin", "users", name, "unlock"], None, None).await
     }
     pub async fn logout(&self) -> Result<()> {
-        self.call(Method::POST, "/logout", None, None).await
+        self.call(Method::POST, &["logout"], None, None).await
     }
     pub async fn whoami(&self) -> Result<WhoAmI> {
-        self.call(Method::GET, "/whoami", None, None).await
+        self.call(Method::GET, &["whoami"], None, None).await
     }
     pub async fn resources(&self) -> Result<Vec<ResourceView>> {
-        self.call(Method::GET, "/resources", None, None).await
+        self.call(Method::GET, &["resources"], None, None).await
     }
     pub async fn create_request(&self, body: &CreateRequestBody) -> Result<AccessRequest> {
-        self.call(Method::POST, "/requests", None, Self::json(body)).await
+        self.call(Method::POST, &["requests"], None, Self::json(body)).await
     }
     pub async fn requests(&self, params: &ListParams) -> Result<Vec<RequestView>> {
-        self.call(Method::GET, "/requests", Some(params), None).await
+        self.call(Method::GET, &["requests"], Some(params), None).await
     }
     pub async fn request(&self, id: &str) -> Result<RequestDetail> {
-        self.call(Method::GET, &format!("/requests/{}", seg(id)), None, None).await
+        self.call(Method::GET, &["requests", id], None, None).await
     }
     pub async fn approve(&self, id: &str, comment: &str) -> Result<RequestDetail> {
         self.review(id, true, comment, None).await
@@ -298,22 +324,21 @@ impl Client {
             comment: comment.to_owned(),
             mfa,
         };
-        self.call(Method::POST, &format!("/requests/{}/{verb}", seg(id)), None, Self::json(&body))
-            .await
+        self.call(Method::POST, &["requests", id, verb], None, Self::json(&body)).await
     }
     pub async fn cancel(&self, id: &str) -> Result<AccessRequest> {
-        self.call(Method::POST, &format!("/requests/{}/cancel", seg(id)), None, None).await
+        self.call(Method::POST, &["requests", id, "cancel"], None, None).await
     }
     pub async fn grants(&self, params: &ListParams) -> Result<Vec<Grant>> {
-        self.call(Method::GET, "/grants", Some(params), None).await
+        self.call(Method::GET, &["grants"], Some(params), None).await
     }
     pub async fn grant(&self, id: &str) -> Result<Grant> {
-        self.call(Method::GET, &format!("/grants/{}", seg(id)), None, None).await
+        self.call(Method::GET, &["grants", id], None, None).await
     }
     pub async fn revoke(&self, id: &str, reason: &str) -> Result<Grant> {
         self.call(
             Method::POST,
-            &format!("/grants/{}/revoke", seg(id)),
+            &["grants", id, "revoke"],
             None,
             Self::json(&RevokeBody { reason: reason.to_owned() }),
         )
@@ -321,22 +346,22 @@ impl Client {
     }
     pub async fn audit_events(&self, after: i64, limit: i64) -> Result<AuditPage> {
         let q = [("after", after), ("limit", limit)];
-        self.call(Method::GET, "/audit/events", Some(&q), None).await
+        self.call(Method::GET, &["audit", "events"], Some(&q), None).await
     }
     pub async fn audit_checkpoints(&self) -> Result<CheckpointList> {
-        self.call(Method::GET, "/audit/checkpoints", None, None).await
+        self.call(Method::GET, &["audit", "checkpoints"], None, None).await
     }
     pub async fn audit_verify(&self) -> Result<VerifyOutcome> {
-        self.call(Method::GET, "/audit/verify", None, None).await
+        self.call(Method::GET, &["audit", "verify"], None, None).await
     }
     pub async fn audit_status(&self) -> Result<jitgate_api::AuditStatus> {
-        self.call(Method::GET, "/audit/status", None, None).await
+        self.call(Method::GET, &["audit", "status"], None, None).await
     }
     pub async fn audit_signed_head(&self) -> Result<jitgate_core::audit::SignedHead> {
-        self.call(Method::GET, "/audit/head", None, None).await
+        self.call(Method::GET, &["audit", "head"], None, None).await
     }
     pub async fn audit_key(&self) -> Result<AuditKey> {
-        self.call(Method::GET, "/audit/public-key", None, None).await
+        self.call(Method::GET, &["audit", "public-key"], None, None).await
     }
     /// Every event after `after`, page by page.
     pub async fn all_audit_events(&self, mut after: i64) -> Result<Vec<AuditEvent>> {
@@ -349,20 +374,19 @@ impl Client {
         }
     }
     pub async fn users(&self) -> Result<Vec<UserView>> {
-        self.call(Method::GET, "/admin/users", None, None).await
+        self.call(Method::GET, &["admin", "users"], None, None).await
     }
     pub async fn create_user(&self, body: &CreateUserBody) -> Result<UserView> {
-        self.call(Method::POST, "/admin/users", None, Self::json(body)).await
+        self.call(Method::POST, &["admin", "users"], None, Self::json(body)).await
     }
     pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<UserView> {
         let verb = if disabled { "disable" } else { "enable" };
-        self.call(Method::POST, &format!("/admin/users/{}/{verb}", seg(name)), None, None)
-            .await
+        self.call(Method::POST, &["admin", "users", name, verb], None, None).await
     }
     pub async fn set_password(&self, name: &str, password: &str) -> Result<()> {
         self.call(
             Method::POST,
-            &format!("/admin/users/{}/password", seg(name)),
+            &["admin", "users", name, "password"],
             None,
             Self::json(&PasswordBody {
                 password: password.into(),
@@ -376,7 +400,7 @@ impl Client {
     pub async fn change_password(&self, name: &str, current: &str, new: &str, mfa: Option<MfaProof>) -> Result<()> {
         self.call(
             Method::POST,
-            &format!("/admin/users/{}/password", seg(name)),
+            &["admin", "users", name, "password"],
             None,
             Self::json(&PasswordBody {
                 password: new.into(),
@@ -387,17 +411,16 @@ impl Client {
         .await
     }
     pub async fn groups(&self) -> Result<Vec<GroupView>> {
-        self.call(Method::GET, "/admin/groups", None, None).await
+        self.call(Method::GET, &["admin", "groups"], None, None).await
     }
     pub async fn set_member(&self, group: &str, user: &str, member: bool) -> Result<GroupView> {
         let method = if member { Method::PUT } else { Method::DELETE };
-        self.call(method, &format!("/admin/groups/{}/members/{}", seg(group), seg(user)), None, None)
-            .await
+        self.call(method, &["admin", "groups", group, "members", user], None, None).await
     }
     pub async fn put_resource(&self, resource: &Resource) -> Result<ResourceView> {
         self.call(
             Method::PUT,
-            &format!("/admin/resources/{}", seg(resource.name.as_str())),
+            &["admin", "resources", resource.name.as_str()],
             None,
             Self::json(resource),
         )
@@ -409,7 +432,7 @@ impl Client {
         let q: Vec<(&str, String)> = role.map(|r| ("role", r.to_owned())).into_iter().collect();
         self.call(
             Method::PUT,
-            &format!("/admin/resources/{}/credential", seg(name)),
+            &["admin", "resources", name, "credential"],
             Some(&q),
             Self::json(&PasswordBody {
                 password: password.into(),
@@ -421,22 +444,15 @@ impl Client {
     }
     pub async fn clear_resource_credential(&self, name: &str, role: Option<&str>) -> Result<()> {
         let q: Vec<(&str, String)> = role.map(|r| ("role", r.to_owned())).into_iter().collect();
-        self.call(
-            Method::DELETE,
-            &format!("/admin/resources/{}/credential", seg(name)),
-            Some(&q),
-            None,
-        )
-        .await
+        self.call(Method::DELETE, &["admin", "resources", name, "credential"], Some(&q), None)
+            .await
     }
     /// What each role's upstream login can really do.
     pub async fn check_resource(&self, name: &str) -> Result<jitgate_api::ResourceCheck> {
-        self.call(Method::GET, &format!("/admin/resources/{}/check", seg(name)), None, None)
-            .await
+        self.call(Method::GET, &["admin", "resources", name, "check"], None, None).await
     }
     pub async fn delete_resource(&self, name: &str) -> Result<()> {
-        self.call(Method::DELETE, &format!("/admin/resources/{}", seg(name)), None, None)
-            .await
+        self.call(Method::DELETE, &["admin", "resources", name], None, None).await
     }
 
     /// A raw call for tests of malformed input: returns the status and the body text.
@@ -457,19 +473,6 @@ impl Client {
         })?;
         Ok((status, text))
     }
-}
-
-/// Percent-encodes one path segment, so an id with `/` or `?` cannot reach another endpoint.
-fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 mod erased {
@@ -512,5 +515,42 @@ mod erased {
         fn pairs(&self) -> Vec<(String, String)> {
             self.iter().map(|(k, v)| ((*k).to_owned(), v.to_string())).collect()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_stay_inside_their_segment() {
+        let c = Client::new("http://127.0.0.1:8080/", None);
+        let url = |path: &[&str]| c.endpoint(path).map(|u| u.to_string());
+        assert_eq!(
+            url(&["grants", "g_1", "revoke"]).unwrap(),
+            "http://127.0.0.1:8080/api/v1/grants/g_1/revoke"
+        );
+        assert_eq!(
+            url(&["requests", "a/../../admin?x=1#f", "cancel"]).unwrap(),
+            "http://127.0.0.1:8080/api/v1/requests/a%2F..%2F..%2Fadmin%3Fx=1%23f/cancel"
+        );
+        assert_eq!(
+            url(&["admin", "users", "50%"]).unwrap(),
+            "http://127.0.0.1:8080/api/v1/admin/users/50%25"
+        );
+        for id in ["..", ".", ""] {
+            let err = url(&["requests", id, "cancel"]).unwrap_err();
+            assert_eq!(err.code(), Some("invalid_input"), "{id:?}");
+        }
+        // Behind a reverse proxy, under a path of its own.
+        let behind = Client::new("https://example.org/jitgate", None);
+        assert_eq!(
+            behind.endpoint(&["whoami"]).unwrap().to_string(),
+            "https://example.org/jitgate/api/v1/whoami"
+        );
+        assert!(matches!(
+            Client::new("not a url", None).endpoint(&["whoami"]),
+            Err(ClientError::Transport { .. })
+        ));
     }
 }
