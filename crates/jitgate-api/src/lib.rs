@@ -21,6 +21,20 @@ impl SecretText {
     }
 }
 
+/// A secret travels as a string; the document says it is one, so tools do not show it.
+impl utoipa::PartialSchema for SecretText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Password,
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SecretText {}
+
 impl std::fmt::Debug for SecretText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")
@@ -46,18 +60,18 @@ impl From<String> for SecretText {
 }
 
 /// Every error answer: `{"error": {"code": "...", "message": "..."}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     pub username: String,
@@ -69,7 +83,7 @@ pub struct LoginBody {
 }
 
 /// A second factor, given with an action or to a step-up: exactly one of the three.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MfaProof {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,7 +112,7 @@ impl MfaProof {
 
 /// A WebAuthn assertion answering the challenge `challenge_id`. `credential` is the browser's
 /// `PublicKeyCredential` as JSON (what `navigator.credentials.get` returns, serialized).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebauthnAssertion {
     pub challenge_id: String,
@@ -107,7 +121,7 @@ pub struct WebauthnAssertion {
 
 /// What `POST /auth/login` answers: a session, or a ticket to finish the login with a second
 /// factor (`POST /auth/login/mfa`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum LoginOutcome {
     Authenticated {
@@ -133,14 +147,14 @@ impl From<SessionToken> for LoginOutcome {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginMfaBody {
     pub ticket: SecretText,
     pub mfa: MfaProof,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketBody {
     pub ticket: SecretText,
@@ -148,14 +162,14 @@ pub struct TicketBody {
 
 /// A WebAuthn ceremony to complete: `options` goes to `navigator.credentials.create/get` (or a
 /// software authenticator); the answer comes back with `challenge_id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebauthnChallenge {
     pub challenge_id: String,
     pub options: serde_json::Value,
     pub expires_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PasskeyView {
     pub id: String,
     pub name: String,
@@ -163,7 +177,7 @@ pub struct PasskeyView {
     pub last_used_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MfaStatus {
     /// A confirmed TOTP factor.
     pub totp: bool,
@@ -178,7 +192,7 @@ pub struct MfaStatus {
 }
 
 /// A started TOTP enrolment. `secret` and `otpauth_uri` carry the seed: show them once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TotpEnrolment {
     pub secret: SecretText,
     pub otpauth_uri: SecretText,
@@ -188,7 +202,7 @@ pub struct TotpEnrolment {
     pub period_secs: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeBody {
     pub code: SecretText,
@@ -196,26 +210,26 @@ pub struct CodeBody {
 
 /// A factor was added. `recovery_codes` is set when this was the user's first factor: the only
 /// time they are shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FactorAdded {
     pub method: String,
     pub recovery_codes: Option<Vec<SecretText>>,
     pub passkey: Option<PasskeyView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecoveryCodes {
     pub codes: Vec<SecretText>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasskeyStartBody {
     /// A label for the credential, like `laptop` or `yubikey`.
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasskeyFinishBody {
     pub challenge_id: String,
@@ -223,13 +237,13 @@ pub struct PasskeyFinishBody {
 }
 
 /// A step-up was accepted: the session's factor is fresh until `fresh_until`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SteppedUp {
     pub method: String,
     pub fresh_until: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapBody {
     pub setup_token: SecretText,
@@ -237,14 +251,14 @@ pub struct BootstrapBody {
     pub password: SecretText,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionToken {
     pub token: SecretText,
     pub username: Username,
     pub expires_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     pub username: Username,
     pub display_name: String,
@@ -253,7 +267,7 @@ pub struct WhoAmI {
     pub session_expires_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequestBody {
     pub resource: String,
@@ -281,7 +295,7 @@ pub struct CreateRequestBody {
 }
 
 /// `POST /connect`: a one-time token for the gateway, for a live grant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectBody {
     pub resource: String,
@@ -298,7 +312,7 @@ pub struct ConnectBody {
 
 /// What a client needs to open one session through the gateway: the token is the password,
 /// good once and for a minute.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConnectToken {
     pub token: SecretText,
     pub username: Username,
@@ -319,7 +333,7 @@ pub struct ConnectToken {
     pub gateway_ca_sha256: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DbSessionView {
     pub id: String,
     pub grant_id: String,
@@ -336,7 +350,7 @@ pub struct DbSessionView {
 }
 
 /// `POST /policy/explain`: what the policies say for a person, a role and a duration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainBody {
     pub user: String,
@@ -357,7 +371,7 @@ pub struct ExplainBody {
     pub ticket: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActionDecision {
     pub action: String,
     /// For `approve`: the stage the approval would count for.
@@ -368,7 +382,7 @@ pub struct ActionDecision {
     pub errors: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Explanation {
     pub user: Username,
     pub resource: String,
@@ -380,20 +394,20 @@ pub struct Explanation {
 }
 
 /// The policies in force after a reload.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyReport {
     pub policies: Vec<String>,
     pub time_zone: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
     #[serde(default)]
     pub comment: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotificationView {
     pub id: String,
     pub kind: String,
@@ -407,7 +421,7 @@ pub struct NotificationView {
     pub acknowledged_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewBody {
     #[serde(default)]
@@ -417,21 +431,21 @@ pub struct ReviewBody {
     pub mfa: Option<MfaProof>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
     pub reason: String,
 }
 
 /// A request as the API shows it: the stored record with its status as of now.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestView {
     #[serde(flatten)]
     pub request: AccessRequest,
     pub grant_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestDetail {
     pub request: AccessRequest,
     pub reviews: Vec<Review>,
@@ -442,7 +456,7 @@ pub struct RequestDetail {
     pub history: Vec<AuditEvent>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateUserBody {
     pub username: Username,
     #[serde(default)]
@@ -453,7 +467,7 @@ pub struct CreateUserBody {
     pub admin: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     pub password: SecretText,
@@ -466,7 +480,7 @@ pub struct PasswordBody {
     pub mfa: Option<MfaProof>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub username: Username,
     pub display_name: String,
@@ -477,7 +491,7 @@ pub struct UserView {
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupView {
     pub name: GroupName,
     pub members: Vec<Username>,
@@ -494,8 +508,48 @@ pub struct ResourceView {
     pub upstream_credential: Option<String>,
 }
 
+/// The resource's own fields and the two this view adds, as one object: `Resource` refuses
+/// unknown fields when it is read (`additionalProperties: false`), so the `allOf` that
+/// `#[serde(flatten)]` would be documented as could never be satisfied.
+impl utoipa::PartialSchema for ResourceView {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
+        use utoipa::openapi::RefOr;
+        let mut view = match <Resource as utoipa::PartialSchema>::schema() {
+            RefOr::T(Schema::Object(o)) => o,
+            _ => Object::new(),
+        };
+        view.additional_properties = None;
+        view.description = Some("A resource as the API shows it: its configuration and who manages it".into());
+        view.properties.insert(
+            "managed_by".into(),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("`config` or `api`"))
+                .into(),
+        );
+        view.required.push("managed_by".into());
+        view.properties.insert(
+            "upstream_credential".into(),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "Where the gateway's upstream password comes from (`sealed`, `env` or `none`); shown to administrators",
+                ))
+                .into(),
+        );
+        RefOr::T(Schema::Object(view))
+    }
+}
+
+impl utoipa::ToSchema for ResourceView {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        <Resource as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 /// What each role of a resource gives a session upstream: `jitgate admin resource check`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResourceCheck {
     pub resource: String,
     /// The service login (the provisioner's, and the sessions' of roles without a login).
@@ -503,7 +557,7 @@ pub struct ResourceCheck {
     pub roles: Vec<RoleCheck>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoleCheck {
     pub role: String,
     /// `proxy` or `ephemeral`.
@@ -515,7 +569,7 @@ pub struct RoleCheck {
     pub sessions_allowed: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginCheck {
     pub name: String,
     /// Whether the gateway could log in and read the login's roles.
@@ -530,31 +584,31 @@ pub struct LoginCheck {
     pub privileges: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberOf {
     pub role: String,
     pub attributes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub events: Vec<AuditEvent>,
     pub head_seq: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditKey {
     pub key_id: String,
     /// Hex of the Ed25519 public key that signs checkpoints.
     pub public_key: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckpointList {
     pub checkpoints: Vec<Checkpoint>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VerifyOutcome {
     pub ok: bool,
     pub report: Option<VerifyReport>,
@@ -583,7 +637,7 @@ impl From<Result<VerifyReport, VerifyError>> for VerifyOutcome {
 }
 
 /// Where the audit log stands: its head, its newest checkpoint, and each witness.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditStatus {
     pub head_seq: i64,
     pub last_checkpoint_seq: Option<i64>,
@@ -594,7 +648,7 @@ pub struct AuditStatus {
 }
 
 /// What one witness has and how its delivery goes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct WitnessStatus {
     pub witness: String,
     /// The last checkpoint it acknowledged (`None`: not known yet).
@@ -612,7 +666,7 @@ impl WitnessStatus {
 }
 
 /// One line of an exported audit file (JSON Lines).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExportLine {
     Header {

@@ -75,6 +75,7 @@ impl NewEvent {
 
 /// An event in the chain, exactly as stored and exported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     pub seq: i64,
     /// Milliseconds since the Unix epoch.
@@ -237,6 +238,7 @@ pub fn compute_hash(e: &AuditEvent) -> String {
 
 /// The end of the chain: what the next event links to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChainHead {
     pub seq: i64,
     pub hash: String,
@@ -286,6 +288,7 @@ impl ChainHead {
 /// Where a checkpoint points back to: the checkpoint before it, by sequence number and
 /// [`checkpoint_hash`]. The first checkpoint points to [`CheckpointLink::genesis`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckpointLink {
     pub seq: i64,
     pub hash: String,
@@ -311,6 +314,7 @@ impl CheckpointLink {
 /// before it was `prev` (so deleting a checkpoint breaks the next one's link) and, on a key
 /// rotation, which key signs from the next checkpoint on (`next_key`, signed by the old key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Checkpoint {
     pub seq: i64,
     pub hash: String,
@@ -378,6 +382,7 @@ pub fn sign_checkpoint(key: &SigningKey, head: &ChainHead, ts: i64, prev: Checkp
 /// a file whose tail was cut, or whose export time was moved back (to hide checkpoints a
 /// witness took later), no longer matches what it says. Not stored: it vouches for one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedHead {
     pub seq: i64,
     pub hash: String,
@@ -485,6 +490,7 @@ impl VerifyError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyReport {
     pub events: i64,
     pub last_seq: i64,

@@ -38,7 +38,34 @@ macro_rules! name_type {
                 Self::parse(s)
             }
         }
+
+        /// What [`validate_name`] accepts, as the API document states it.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                name_schema($what)
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $ty {}
     };
+}
+
+/// The pattern [`validate_name`] enforces (its length too: 1 to 64).
+pub const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9._-]{0,63}$";
+
+#[cfg(feature = "openapi")]
+fn name_schema(what: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(format!(
+            "A {what}: lower-case letters, digits, '.', '_' and '-', starting with a letter or digit; 1 to 64 characters"
+        )))
+        .min_length(Some(1))
+        .max_length(Some(64))
+        .pattern(Some(NAME_PATTERN))
+        .into()
 }
 
 name_type!(
@@ -76,5 +103,15 @@ mod tests {
         assert!(Username::parse("a b").is_err());
         assert!(Username::parse(&"a".repeat(65)).is_err());
         assert!(serde_json::from_str::<Username>("\"bad name\"").is_err());
+    }
+
+    #[test]
+    fn the_documented_pattern_is_what_parse_accepts() {
+        let pattern = regex::Regex::new(NAME_PATTERN).unwrap();
+        let samples = ["a", "0", "a.b-c_1", "", "A", "-x", ".x", "a b", "é", "a/b", "ab\n"];
+        let long = ["a".repeat(64), "a".repeat(65)];
+        for s in samples.iter().copied().chain(long.iter().map(String::as_str)) {
+            assert_eq!(pattern.is_match(s), Username::parse(s).is_ok(), "{s:?}");
+        }
     }
 }

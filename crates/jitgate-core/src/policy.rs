@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Resource {
     pub name: ResourceName,
@@ -25,6 +26,7 @@ pub struct Resource {
 
 /// An upstream PostgreSQL server and the service role the gateway logs in as (`proxy` mode).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PostgresTarget {
     /// A host name or IP address, or (starting with `/`) the directory of the server's Unix
@@ -60,6 +62,7 @@ pub struct PostgresTarget {
 
 /// How the gateway protects its connection to an upstream PostgreSQL.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum UpstreamTlsMode {
     #[default]
@@ -141,6 +144,7 @@ fn default_kind() -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RolePolicy {
     /// Groups whose members may request this role.
@@ -148,11 +152,14 @@ pub struct RolePolicy {
     /// Approval stages, AND-ed: each needs its own distinct approvers.
     pub stages: Vec<Stage>,
     #[serde(with = "duration_text", default = "default_max")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1h"))]
     pub max_duration: Duration,
     #[serde(with = "duration_text", default = "default_duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1h"))]
     pub default_duration: Duration,
     /// How long a request may wait for its approvals before it expires.
     #[serde(with = "duration_text", default = "default_pending_ttl")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1h"))]
     pub pending_ttl: Duration,
     #[serde(default)]
     pub reason: ReasonRules,
@@ -189,6 +196,7 @@ pub struct RolePolicy {
     pub db_roles: Vec<String>,
     /// The longest break-glass access on this role (break-glass itself is allowed by policy).
     #[serde(with = "duration_text", default = "default_break_glass_max")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1h"))]
     pub break_glass_max_duration: Duration,
 }
 
@@ -197,6 +205,7 @@ fn default_break_glass_max() -> Duration {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AccessMode {
     #[default]
@@ -206,6 +215,7 @@ pub enum AccessMode {
 
 /// The privileged actions a role can ask a fresh second factor for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MfaAction {
     Request,
@@ -251,6 +261,7 @@ fn default_pending_ttl() -> Duration {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     #[serde(default)]
@@ -265,6 +276,7 @@ fn one() -> u32 {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReasonRules {
     #[serde(default = "yes")]

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
     Pending,
@@ -49,6 +50,7 @@ impl fmt::Display for RequestStatus {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     Approve,
@@ -72,6 +74,7 @@ impl Decision {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessRequest {
     pub id: String,
     pub requester: Username,
@@ -139,6 +142,20 @@ impl std::fmt::Display for Reviewer {
     }
 }
 
+/// A user name, or `policy:ID` for a policy that approved by itself.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Reviewer {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A user name, or `policy:ID` for a policy that approved by itself"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Reviewer {}
+
 impl TryFrom<String> for Reviewer {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -164,6 +181,7 @@ impl std::str::FromStr for Reviewer {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Review {
     pub request_id: String,
     pub reviewer: Reviewer,
@@ -200,6 +218,7 @@ impl Approver {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageProgress {
     pub name: String,
     pub needed: u32,
@@ -207,6 +226,7 @@ pub struct StageProgress {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Progress {
     pub stages: Vec<StageProgress>,
     pub satisfied: bool,

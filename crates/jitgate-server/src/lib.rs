@@ -12,7 +12,7 @@ pub mod gateway;
 pub mod identity;
 pub mod limits;
 pub mod mfa;
-pub mod openapi;
+
 pub mod policy;
 pub mod readiness;
 pub mod recording;

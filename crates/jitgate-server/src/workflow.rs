@@ -19,7 +19,7 @@ use jitgate_store::{GrantFilter, RequestFilter, Source, WriteTx};
 use serde_json::json;
 use std::collections::BTreeSet;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     Mine,

@@ -1,0 +1,296 @@
+//! The HTTP API: thin handlers that turn requests into calls on [`Core`], one module per area,
+//! and the OpenAPI document made from their annotations and the `jitgate-api` types
+//! (`/api/v1/openapi.json`).
+
+mod admin;
+mod audit;
+mod gateway;
+mod grants;
+mod identity;
+mod mfa;
+mod requests;
+
+use crate::core::{AppState, Caller};
+use crate::error::ApiError;
+use crate::workflow::Scope;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use jitgate_api::{
+    AckBody, BootstrapBody, CodeBody, ConnectBody, CreateRequestBody, CreateUserBody, ExplainBody, LoginBody, LoginMfaBody, MfaProof,
+    PasskeyFinishBody, PasskeyStartBody, PasswordBody, ReviewBody, RevokeBody, TicketBody,
+};
+use jitgate_core::grant::GrantStatus;
+use jitgate_core::names::{GroupName, ResourceName, Username};
+use jitgate_core::policy::Resource;
+use jitgate_core::request::{Decision, RequestStatus};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::OpenApi;
+
+/// Bodies larger than this are refused with 413 before they are parsed.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// JSON in and out, with our error shape for bodies that do not parse.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Q<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct P<T>(pub T);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        match token {
+            Some(t) => state.authenticate(t).await,
+            None => Err(ApiError::unauthenticated()),
+        }
+    }
+}
+
+/// The address a request came from (the TCP peer; jitgate does not read `X-Forwarded-For`,
+/// which anyone can write). Unspecified when the router runs without a listener.
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let addr = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        Ok(Self(addr))
+    }
+}
+
+type R<T> = Result<Json<T>, ApiError>;
+
+/// Runs a credential check to its end even when the client goes away or the request times
+/// out: its hash, the failure it counts (or the charge it takes back) and its audit event
+/// happen whether or not anyone waits for the answer.
+async fn to_the_end<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    scope: Option<Scope>,
+    status: Option<String>,
+    resource: Option<String>,
+    limit: Option<i64>,
+}
+
+impl ListQuery {
+    fn resource(&self) -> Result<Option<ResourceName>, ApiError> {
+        self.resource
+            .as_deref()
+            .map(|r| ResourceName::parse(r).map_err(|e| ApiError::bad_request("invalid_query", e)))
+            .transpose()
+    }
+}
+
+/// Every refusal answers with [`jitgate_api::ErrorBody`]; these are the statuses one can have.
+/// Each operation lists them all: which of them a given call can meet depends on the caller,
+/// the data and the server's state, not only on the operation.
+pub(crate) struct Refusals;
+
+impl utoipa::IntoResponses for Refusals {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+        [
+            (
+                "400",
+                "The input is not valid (a field, a query parameter, a policy's requirement); nothing changed",
+            ),
+            ("401", "Not logged in, the session ended, or a second factor is due or wrong"),
+            ("403", "The caller may not do this"),
+            ("404", "No such thing, or not one the caller may see"),
+            ("409", "The current state does not allow it (already decided, already ended, ...)"),
+            ("413", "The body is too large"),
+            ("415", "The body is not JSON"),
+            ("422", "The body is JSON but not of the expected shape"),
+            ("429", "Too many attempts or requests; the message says when to try again"),
+            ("503", "The store is unavailable; nothing changed"),
+        ]
+        .into_iter()
+        .map(|(status, description)| {
+            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+            (
+                status.to_owned(),
+                ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", content)
+                    .build()
+                    .into(),
+            )
+        })
+        .collect()
+    }
+}
+
+/// The bearer token every logged-in call carries.
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API document: the paths from the handlers' annotations, the schemas from the types they
+/// take and give.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "jitgate", description = "Just-in-time privileged access: requests, approvals, grants, audit."),
+    paths(openapi, identity::bootstrap, identity::login, identity::login_mfa, identity::login_webauthn, identity::logout, identity::whoami, identity::list_users, identity::create_user, identity::disable_user, identity::enable_user, identity::set_password, identity::unlock_user, identity::list_groups, identity::add_member, identity::remove_member, mfa::mfa_status, mfa::mfa_verify, mfa::totp_enrol, mfa::totp_remove, mfa::totp_confirm, mfa::recovery_codes, mfa::webauthn_challenge, mfa::passkey_start, mfa::passkey_finish, mfa::passkey_remove, requests::list_resources, requests::list_requests, requests::create_request, requests::show_request, requests::approve, requests::deny, requests::cancel, requests::acknowledge, requests::notifications, requests::explain, gateway::connect, gateway::list_sessions, gateway::kill_session, admin::reload, admin::put_resource, admin::delete_resource, admin::check_resource, admin::put_resource_credential, admin::delete_resource_credential, grants::list_grants, grants::show_grant, grants::revoke, audit::audit_events, audit::audit_checkpoints, audit::audit_verify, audit::audit_status, audit::audit_key, audit::audit_head),
+    components(schemas(jitgate_api::ErrorBody)),
+    modifiers(&BearerToken),
+)]
+pub struct ApiDoc;
+
+/// The document as served.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(identity::routes())
+        .merge(mfa::routes())
+        .merge(requests::routes())
+        .merge(grants::routes())
+        .merge(gateway::routes())
+        .merge(admin::routes())
+        .merge(audit::routes())
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found);
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_endpoint",
+        "there is no such endpoint; see /api/v1/openapi.json",
+    )
+}
+
+/// Ready while the store answers the background probe ([`crate::readiness`]): the answer never
+/// waits on the store, so a probe gets it at once even while the store is away. A failing
+/// audit witness does not take the instance out of service (access keeps working and
+/// checkpoints wait in the store) but is named here, one line each, for whoever watches.
+async fn readyz(State(s): State<AppState>) -> Response {
+    // The reason is in the log (the probe's warning), not in this anonymous answer.
+    if s.readiness.store_problem().is_some() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
+    }
+    let mut body = String::from("ready");
+    for w in s.witnesses.statuses().into_iter().filter(|w| w.failing()) {
+        body.push_str(&format!(
+            "\naudit witness {} failing since {}: {}",
+            w.witness,
+            w.failing_since.map(|t| t.to_string()).unwrap_or_default(),
+            w.last_error.unwrap_or_default()
+        ));
+    }
+    (StatusCode::OK, body).into_response()
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    summary = "This document",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")),
+)]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi_document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route an area module registers is in the document with the same method, and the
+    /// document names no operation that is not routed: the two cannot drift apart.
+    #[test]
+    fn the_document_lists_exactly_the_routes() {
+        let sources = [
+            include_str!("admin.rs"),
+            include_str!("audit.rs"),
+            include_str!("gateway.rs"),
+            include_str!("grants.rs"),
+            include_str!("identity.rs"),
+            include_str!("mfa.rs"),
+            include_str!("requests.rs"),
+        ];
+        let route = regex::Regex::new(r#"\.route\(\s*"([^"]+)",\s*([a-z]+\([a-z_]+\)(?:\s*\.[a-z]+\([a-z_]+\))*),?\s*\)"#).unwrap();
+        let method = regex::Regex::new(r"([a-z]+)\([a-z_]+\)").unwrap();
+        let mut routed: Vec<(String, String)> = sources
+            .iter()
+            .flat_map(|src| {
+                route
+                    .captures_iter(src)
+                    .map(|c| (c[1].to_owned(), c[2].to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .flat_map(|(path, chain)| {
+                method
+                    .captures_iter(&chain)
+                    .map(|m| (m[1].to_owned(), format!("/api/v1{path}")))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        routed.push(("get".into(), "/api/v1/openapi.json".into()));
+        routed.sort();
+        let doc = serde_json::to_value(openapi_document()).unwrap();
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| (m.clone(), path.clone())))
+            .collect();
+        documented.sort();
+        assert!(routed.len() > 50, "{routed:?}");
+        assert_eq!(routed, documented);
+    }
+}
