@@ -7,13 +7,15 @@
 #                                tests that run a throwaway cluster of their own (gateway
 #                                logins, a store that stops and comes back)
 #   oathtool                     an independent TOTP implementation the tests check against
+#   python3-venv, curl           scripts/api-fuzz.sh: schemathesis (from PyPI) in a venv, and the
+#                                server's bootstrap
 set -euo pipefail
 
 deps_log() { printf '[deps] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in gcc pkg-config libssl-dev postgresql-client postgresql oathtool; do
+for pkg in gcc pkg-config libssl-dev postgresql-client postgresql oathtool python3-venv curl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -3,7 +3,7 @@
 # then runs every test of the workspace. Works on a fresh Debian machine as root or with sudo.
 #
 #   scripts/test.sh            # all tests
-#   scripts/test.sh -p jitgate # extra arguments go to `cargo test`
+#   scripts/test.sh -p jitgate # extra arguments go to `cargo test` (and skip the API fuzzing)
 #
 # PostgreSQL: JITGATE_TEST_PG_URL if set; else the local server on 127.0.0.1:5432 if it lets
 # `postgres` in without a password; else a throwaway cluster (initdb, trust auth, a free port)
@@ -77,4 +77,10 @@ fi
 # doc-test binary with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$out"
+# The whole suite also runs the API against its own document (schemathesis, about a minute).
+if [ $# -eq 0 ]; then
+  fuzz=0
+  scripts/api-fuzz.sh target/debug/jitgate || fuzz=$?
+  if [ "$fuzz" = 0 ]; then log "api-fuzz: no failures"; else log "api-fuzz: FAILED (exit $fuzz)"; status=1; fi
+fi
 exit "$status"

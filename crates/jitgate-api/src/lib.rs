@@ -83,7 +83,7 @@ pub struct LoginBody {
 }
 
 /// A second factor, given with an action or to a step-up: exactly one of the three.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MfaProof {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +92,38 @@ pub struct MfaProof {
     pub recovery_code: Option<SecretText>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webauthn: Option<WebauthnAssertion>,
+}
+
+/// Exactly one of `otp`, `recovery_code` or `webauthn`, none of them null.
+impl utoipa::PartialSchema for MfaProof {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        let text = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Password,
+                )))
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "A second factor: exactly one of a TOTP code, a recovery code or a WebAuthn assertion",
+            ))
+            .property("otp", text())
+            .property("recovery_code", text())
+            .property("webauthn", utoipa::openapi::Ref::from_schema_name("WebauthnAssertion"))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .min_properties(Some(1))
+            .max_properties(Some(1))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for MfaProof {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        schemas.push(("WebauthnAssertion".into(), <WebauthnAssertion as utoipa::PartialSchema>::schema()));
+    }
 }
 
 impl MfaProof {
@@ -225,7 +257,13 @@ pub struct RecoveryCodes {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasskeyStartBody {
-    /// A label for the credential, like `laptop` or `yubikey`.
+    /// A label for the credential, like `laptop` or `yubikey`: 1 to 64 characters, no control
+    /// characters, no space at either end.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     pub name: String,
 }
 
@@ -248,6 +286,8 @@ pub struct SteppedUp {
 pub struct BootstrapBody {
     pub setup_token: SecretText,
     pub username: Username,
+    /// 12 to 1,024 characters.
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 1024)]
     pub password: SecretText,
 }
 
@@ -270,7 +310,9 @@ pub struct WhoAmI {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequestBody {
+    #[schema(value_type = jitgate_core::names::ResourceName)]
     pub resource: String,
+    #[schema(value_type = jitgate_core::names::RoleName)]
     pub role: String,
     #[serde(default)]
     pub reason: String,
@@ -298,15 +340,18 @@ pub struct CreateRequestBody {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectBody {
+    #[schema(value_type = jitgate_core::names::ResourceName)]
     pub resource: String,
     /// The role to connect with; when absent, the one live grant on the resource.
     #[serde(default)]
+    #[schema(value_type = Option<jitgate_core::names::RoleName>)]
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa: Option<MfaProof>,
     /// Sessions the token may open within its minute: 1 unless a pool (or pgbench -c N) needs
     /// more; at most 10,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub uses: Option<u32>,
 }
 
@@ -353,8 +398,11 @@ pub struct DbSessionView {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainBody {
+    #[schema(value_type = Username)]
     pub user: String,
+    #[schema(value_type = jitgate_core::names::ResourceName)]
     pub resource: String,
+    #[schema(value_type = jitgate_core::names::RoleName)]
     pub role: String,
     /// Like `30m`; the role's default when absent.
     #[serde(default)]
@@ -457,11 +505,14 @@ pub struct RequestDetail {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateUserBody {
     pub username: Username,
     #[serde(default)]
     pub display_name: String,
+    /// 12 to 1,024 characters; without one the user logs in through a password set later.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password, min_length = 12, max_length = 1024)]
     pub password: Option<SecretText>,
     #[serde(default)]
     pub admin: bool,
@@ -470,6 +521,8 @@ pub struct CreateUserBody {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
+    /// 12 to 1,024 characters.
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 1024)]
     pub password: SecretText,
     /// Changing one's own password: the password it replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -546,6 +599,15 @@ impl utoipa::ToSchema for ResourceView {
     fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
         <Resource as utoipa::ToSchema>::schemas(schemas);
     }
+}
+
+/// `PUT /admin/resources/{name}/credential`: the upstream login's password, sealed when stored.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialBody {
+    /// 1 to 1,024 characters, no NUL.
+    #[schema(value_type = String, format = Password, min_length = 1, max_length = 1024, pattern = "^[^\\u0000]*$")]
+    pub password: SecretText,
 }
 
 /// What each role of a resource gives a session upstream: `jitgate admin resource check`.

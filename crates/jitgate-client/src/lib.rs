@@ -434,11 +434,7 @@ impl Client {
             Method::PUT,
             &["admin", "resources", name, "credential"],
             Some(&q),
-            Self::json(&PasswordBody {
-                password: password.into(),
-                current_password: None,
-                mfa: None,
-            }),
+            Self::json(&CredentialBody { password: password.into() }),
         )
         .await
     }

@@ -897,9 +897,14 @@ impl Core {
     }
 
     pub async fn passkey_register_start(&self, caller: &Caller, name: &str) -> Result<WebauthnChallenge, ApiError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 64 {
-            return Err(ApiError::bad_request("invalid_name", "a passkey name needs 1 to 64 characters"));
+        // The rule the API document states (its pattern): a label a person can read back.
+        let count = name.chars().count();
+        let edges_ok = !name.starts_with(char::is_whitespace) && !name.ends_with(char::is_whitespace);
+        if !(1..=64).contains(&count) || !edges_ok || name.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(
+                "invalid_name",
+                "a passkey name needs 1 to 64 characters, no control characters and no space at either end",
+            ));
         }
         self.require_fresh_if_enrolled(caller, "registering a passkey").await?;
         let user = &caller.user.name;

@@ -144,15 +144,15 @@ impl Core {
     ) -> Result<(), ApiError> {
         self.require_admin(caller, "set_resource_credential").await?;
         let text = password.expose_secret();
-        if text.is_empty() || text.len() > MAX_PASSWORD || text.contains('\0') {
+        if text.is_empty() || text.chars().count() > MAX_PASSWORD || text.contains('\0') {
             return Err(ApiError::bad_request(
                 "invalid_password",
-                format!("the upstream password must be 1 to {MAX_PASSWORD} bytes without NUL"),
+                format!("the upstream password must be 1 to {MAX_PASSWORD} characters without NUL"),
             ));
         }
         let resource = self.store.resource(name).await?.ok_or_else(|| ApiError::not_found("resource"))?;
         if resource.postgres.is_none() {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::conflict(
                 "no_upstream",
                 format!("resource '{name}' has no postgres target to log in to"),
             ));
@@ -262,7 +262,7 @@ impl Core {
         self.require_admin(caller, "check_resource").await?;
         let resource = self.store.resource(name).await?.ok_or_else(|| ApiError::not_found("resource"))?;
         let Some(pg) = resource.postgres.as_ref() else {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::conflict(
                 "no_upstream",
                 format!("resource '{name}' has no postgres target to check"),
             ));

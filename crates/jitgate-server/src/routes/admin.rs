@@ -38,7 +38,7 @@ pub(super) async fn reload(State(s): State<AppState>, caller: Caller) -> R<jitga
     path = "/api/v1/admin/resources/{name}",
     tag = "admin",
     summary = "Create or replace a resource (not one from the config file)",
-    params(("name" = String, Path, description = "the resource name")),
+    params(("name" = ResourceName, Path, description = "the resource name")),
     request_body = Resource,
     responses((status = 200, description = "Done", body = jitgate_api::ResourceView), Refusals),
     security(("bearer" = [])),
@@ -63,7 +63,7 @@ pub(super) async fn put_resource(
     path = "/api/v1/admin/resources/{name}",
     tag = "admin",
     summary = "Delete a resource (not one from the config file)",
-    params(("name" = String, Path, description = "the resource name")),
+    params(("name" = ResourceName, Path, description = "the resource name")),
     responses((status = 204, description = "Done"), Refusals),
     security(("bearer" = [])),
 )]
@@ -78,7 +78,7 @@ pub(super) async fn delete_resource(State(s): State<AppState>, caller: Caller, P
     path = "/api/v1/admin/resources/{name}/check",
     tag = "admin",
     summary = "What each role's upstream login can really do: attributes, memberships, refusals (admins)",
-    params(("name" = String, Path, description = "the resource name")),
+    params(("name" = ResourceName, Path, description = "the resource name")),
     responses((status = 200, description = "Done", body = jitgate_api::ResourceCheck), Refusals),
     security(("bearer" = [])),
 )]
@@ -92,8 +92,8 @@ pub(super) async fn check_resource(State(s): State<AppState>, caller: Caller, P(
     path = "/api/v1/admin/resources/{name}/credential",
     tag = "admin",
     summary = "Store an upstream password, sealed: the service login's, or with ?role= that role's own login's (admins)",
-    params(("name" = String, Path, description = "the resource name"), CredentialQuery),
-    request_body = PasswordBody,
+    params(("name" = ResourceName, Path, description = "the resource name"), CredentialQuery),
+    request_body = CredentialBody,
     responses((status = 204, description = "Done"), Refusals),
     security(("bearer" = [])),
 )]
@@ -102,7 +102,7 @@ pub(super) async fn put_resource_credential(
     caller: Caller,
     P(name): P<String>,
     Q(q): Q<CredentialQuery>,
-    Json(body): Json<PasswordBody>,
+    Json(body): Json<CredentialBody>,
 ) -> Result<StatusCode, ApiError> {
     let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
     let password = secrecy::SecretString::from(body.password.0);
@@ -115,7 +115,7 @@ pub(super) async fn put_resource_credential(
     path = "/api/v1/admin/resources/{name}/credential",
     tag = "admin",
     summary = "Remove a stored upstream password (?role= as for storing; admins)",
-    params(("name" = String, Path, description = "the resource name"), CredentialQuery),
+    params(("name" = ResourceName, Path, description = "the resource name"), CredentialQuery),
     responses((status = 204, description = "Done"), Refusals),
     security(("bearer" = [])),
 )]

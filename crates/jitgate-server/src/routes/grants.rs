@@ -14,11 +14,15 @@ pub(super) fn routes() -> Router<AppState> {
     path = "/api/v1/grants",
     tag = "grants",
     summary = "List grants: scope=mine|all, status, resource, limit",
-    params(ListQuery),
+    params(ListQuery<jitgate_core::grant::GrantStatus>),
     responses((status = 200, description = "Done", body = Vec<jitgate_core::grant::Grant>), Refusals),
     security(("bearer" = [])),
 )]
-pub(super) async fn list_grants(State(s): State<AppState>, caller: Caller, Q(q): Q<ListQuery>) -> R<Vec<jitgate_core::grant::Grant>> {
+pub(super) async fn list_grants(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<ListQuery<jitgate_core::grant::GrantStatus>>,
+) -> R<Vec<jitgate_core::grant::Grant>> {
     let status = q
         .status
         .as_deref()

@@ -155,7 +155,7 @@ pub(super) async fn create_user(
     path = "/api/v1/admin/users/{name}/disable",
     tag = "identity",
     summary = "Disable a user: ends their sessions and revokes their grants",
-    params(("name" = String, Path, description = "the user name")),
+    params(("name" = Username, Path, description = "the user name")),
     responses((status = 200, description = "Done", body = jitgate_api::UserView), Refusals),
     security(("bearer" = [])),
 )]
@@ -168,7 +168,7 @@ pub(super) async fn disable_user(State(s): State<AppState>, caller: Caller, P(na
     path = "/api/v1/admin/users/{name}/enable",
     tag = "identity",
     summary = "Enable a user",
-    params(("name" = String, Path, description = "the user name")),
+    params(("name" = Username, Path, description = "the user name")),
     responses((status = 200, description = "Done", body = jitgate_api::UserView), Refusals),
     security(("bearer" = [])),
 )]
@@ -181,7 +181,7 @@ pub(super) async fn enable_user(State(s): State<AppState>, caller: Caller, P(nam
     path = "/api/v1/admin/users/{name}/password",
     tag = "identity",
     summary = "Set a password (admins, or a person for themselves)",
-    params(("name" = String, Path, description = "the user name")),
+    params(("name" = Username, Path, description = "the user name")),
     request_body = PasswordBody,
     responses((status = 204, description = "Done"), Refusals),
     security(("bearer" = [])),
@@ -202,7 +202,7 @@ pub(super) async fn set_password(
     path = "/api/v1/admin/users/{name}/unlock",
     tag = "identity",
     summary = "Lift an account's attempt limit or lock (admins)",
-    params(("name" = String, Path, description = "the user name")),
+    params(("name" = Username, Path, description = "the user name")),
     responses((status = 204, description = "Done"), Refusals),
     security(("bearer" = [])),
 )]
@@ -229,7 +229,7 @@ pub(super) async fn list_groups(State(s): State<AppState>, caller: Caller) -> R<
     path = "/api/v1/admin/groups/{group}/members/{user}",
     tag = "identity",
     summary = "Add a member",
-    params(("group" = String, Path, description = "the group name"), ("user" = String, Path, description = "the user name")),
+    params(("group" = GroupName, Path, description = "the group name"), ("user" = Username, Path, description = "the user name")),
     responses((status = 200, description = "Done", body = jitgate_api::GroupView), Refusals),
     security(("bearer" = [])),
 )]
@@ -247,7 +247,7 @@ pub(super) async fn add_member(
     path = "/api/v1/admin/groups/{group}/members/{user}",
     tag = "identity",
     summary = "Remove a member",
-    params(("group" = String, Path, description = "the group name"), ("user" = String, Path, description = "the user name")),
+    params(("group" = GroupName, Path, description = "the group name"), ("user" = Username, Path, description = "the user name")),
     responses((status = 200, description = "Done", body = jitgate_api::GroupView), Refusals),
     security(("bearer" = [])),
 )]

@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use jitgate_api::{
-    AckBody, BootstrapBody, CodeBody, ConnectBody, CreateRequestBody, CreateUserBody, ExplainBody, LoginBody, LoginMfaBody, MfaProof,
-    PasskeyFinishBody, PasskeyStartBody, PasswordBody, ReviewBody, RevokeBody, TicketBody,
+    AckBody, BootstrapBody, CodeBody, ConnectBody, CreateRequestBody, CreateUserBody, CredentialBody, ExplainBody, LoginBody, LoginMfaBody,
+    MfaProof, PasskeyFinishBody, PasskeyStartBody, PasswordBody, ReviewBody, RevokeBody, TicketBody,
 };
 use jitgate_core::grant::GrantStatus;
 use jitgate_core::names::{GroupName, ResourceName, Username};
@@ -99,22 +99,65 @@ async fn to_the_end<T: Send + 'static>(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+/// `?scope=&status=&resource=&limit=` of `GET /requests` and `GET /grants`: `status` is one of
+/// `S`'s values (the request's or the grant's), checked by the handler so that the answer names
+/// the ones it takes.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ListQuery {
+pub(super) struct ListQuery<S> {
     scope: Option<Scope>,
     status: Option<String>,
     resource: Option<String>,
     limit: Option<i64>,
+    #[serde(skip)]
+    _status: std::marker::PhantomData<S>,
 }
 
-impl ListQuery {
+impl<S> ListQuery<S> {
     fn resource(&self) -> Result<Option<ResourceName>, ApiError> {
         self.resource
             .as_deref()
             .map(|r| ResourceName::parse(r).map_err(|e| ApiError::bad_request("invalid_query", e)))
             .transpose()
+    }
+}
+
+impl<S: utoipa::ToSchema> utoipa::IntoParams for ListQuery<S> {
+    fn into_params(_: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::PartialSchema;
+        let param = |name: &str, description: &str, schema: RefOr<utoipa::openapi::schema::Schema>| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(utoipa::openapi::Required::False)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        vec![
+            param(
+                "scope",
+                "mine (the default), review (what waits for the caller's review) or all",
+                Scope::schema(),
+            ),
+            param("status", "only those in this status", RefOr::Ref(Ref::from_schema_name(S::name()))),
+            param(
+                "resource",
+                "only those on this resource",
+                RefOr::Ref(Ref::from_schema_name("ResourceName")),
+            ),
+            param(
+                "limit",
+                "at most this many (default 100)",
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::Integer)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Int64,
+                    )))
+                    .into(),
+            ),
+        ]
     }
 }
 

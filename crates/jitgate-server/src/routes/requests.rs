@@ -44,11 +44,15 @@ pub(super) async fn list_resources(State(s): State<AppState>, caller: Caller) ->
     path = "/api/v1/requests",
     tag = "requests",
     summary = "List requests: scope=mine|review|all, status, resource, limit",
-    params(ListQuery),
+    params(ListQuery<jitgate_core::request::RequestStatus>),
     responses((status = 200, description = "Done", body = Vec<jitgate_api::RequestView>), Refusals),
     security(("bearer" = [])),
 )]
-pub(super) async fn list_requests(State(s): State<AppState>, caller: Caller, Q(q): Q<ListQuery>) -> R<Vec<jitgate_api::RequestView>> {
+pub(super) async fn list_requests(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<ListQuery<jitgate_core::request::RequestStatus>>,
+) -> R<Vec<jitgate_api::RequestView>> {
     let status = q
         .status
         .as_deref()
