@@ -23,28 +23,8 @@ pub(super) async fn list_grants(
     caller: Caller,
     Q(q): Q<ListQuery<jitgate_core::grant::GrantStatus>>,
 ) -> R<Vec<jitgate_core::grant::Grant>> {
-    let status = q
-        .status
-        .as_deref()
-        .map(|v| {
-            GrantStatus::parse(v).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("unknown status '{v}': use scheduled, active, expired or revoked"),
-                )
-            })
-        })
-        .transpose()?;
-    Ok(Json(
-        s.list_grants(
-            &caller,
-            q.scope.unwrap_or(Scope::Mine),
-            status,
-            q.resource()?,
-            q.limit.unwrap_or(100),
-        )
-        .await?,
-    ))
+    let (scope, status, resource, limit) = q.parsed()?;
+    Ok(Json(s.list_grants(&caller, scope, status, resource, limit).await?))
 }
 
 #[utoipa::path(

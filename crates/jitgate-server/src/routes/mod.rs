@@ -113,12 +113,41 @@ pub(super) struct ListQuery<S> {
     _status: std::marker::PhantomData<S>,
 }
 
-impl<S> ListQuery<S> {
-    fn resource(&self) -> Result<Option<ResourceName>, ApiError> {
-        self.resource
+/// A status a list can be narrowed to, and the words it is written as.
+pub(super) trait ListStatus: Sized {
+    const CHOICES: &'static str;
+    fn parse(text: &str) -> Option<Self>;
+}
+
+impl ListStatus for RequestStatus {
+    const CHOICES: &'static str = "pending, approved, denied, cancelled or expired";
+    fn parse(text: &str) -> Option<Self> {
+        RequestStatus::parse(text)
+    }
+}
+
+impl ListStatus for GrantStatus {
+    const CHOICES: &'static str = "scheduled, active, expired or revoked";
+    fn parse(text: &str) -> Option<Self> {
+        GrantStatus::parse(text)
+    }
+}
+
+impl<S: ListStatus> ListQuery<S> {
+    /// Scope (mine by default), status, resource and limit (100 by default), each checked.
+    fn parsed(&self) -> Result<(Scope, Option<S>, Option<ResourceName>, i64), ApiError> {
+        let invalid = |message: String| ApiError::bad_request("invalid_query", message);
+        let status = self
+            .status
             .as_deref()
-            .map(|r| ResourceName::parse(r).map_err(|e| ApiError::bad_request("invalid_query", e)))
-            .transpose()
+            .map(|v| S::parse(v).ok_or_else(|| invalid(format!("unknown status '{v}': use {}", S::CHOICES))))
+            .transpose()?;
+        let resource = self
+            .resource
+            .as_deref()
+            .map(|r| ResourceName::parse(r).map_err(invalid))
+            .transpose()?;
+        Ok((self.scope.unwrap_or(Scope::Mine), status, resource, self.limit.unwrap_or(100)))
     }
 }
 

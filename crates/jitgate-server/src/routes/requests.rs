@@ -53,28 +53,8 @@ pub(super) async fn list_requests(
     caller: Caller,
     Q(q): Q<ListQuery<jitgate_core::request::RequestStatus>>,
 ) -> R<Vec<jitgate_api::RequestView>> {
-    let status = q
-        .status
-        .as_deref()
-        .map(|v| {
-            RequestStatus::parse(v).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("unknown status '{v}': use pending, approved, denied, cancelled or expired"),
-                )
-            })
-        })
-        .transpose()?;
-    Ok(Json(
-        s.list_requests(
-            &caller,
-            q.scope.unwrap_or(Scope::Mine),
-            status,
-            q.resource()?,
-            q.limit.unwrap_or(100),
-        )
-        .await?,
-    ))
+    let (scope, status, resource, limit) = q.parsed()?;
+    Ok(Json(s.list_requests(&caller, scope, status, resource, limit).await?))
 }
 
 #[utoipa::path(
