@@ -354,6 +354,21 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Policy files sit beside the config file unless it says where; a relative `[policy] dir` is
+/// read from the config file's directory. A config named without a directory (`fuzz.toml`) is
+/// in the current one, `.` (its `parent()` is the empty path, which no directory read accepts).
+fn policy_dir_beside(config: &Path, given: Option<PathBuf>) -> PathBuf {
+    let here = match config.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match given {
+        Some(d) if d.is_relative() => here.join(d),
+        Some(d) => d,
+        None => here,
+    }
+}
+
 impl Settings {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
@@ -364,13 +379,7 @@ impl Settings {
             reason: format!("cannot read: {e}"),
         })?;
         let mut settings = Self::from_toml(&file, &text)?;
-        // Policy files sit beside the config file unless it says where.
-        let here = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        settings.policy_dir = Some(match settings.policy_dir.take() {
-            Some(d) if d.is_relative() => here.join(d),
-            Some(d) => d,
-            None => here,
-        });
+        settings.policy_dir = Some(policy_dir_beside(path, settings.policy_dir.take()));
         Ok(settings)
     }
 
@@ -750,6 +759,23 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
         );
         let c = Settings::from_toml("container.toml", include_str!("../../../deploy/container.toml")).unwrap();
         assert_eq!(c.http.port(), 8080);
+    }
+
+    #[test]
+    fn policies_are_found_beside_a_config_named_without_a_directory() {
+        assert_eq!(policy_dir_beside(Path::new("fuzz.toml"), None), PathBuf::from("."));
+        assert_eq!(
+            policy_dir_beside(Path::new("fuzz.toml"), Some("policies".into())),
+            PathBuf::from("./policies")
+        );
+        assert_eq!(
+            policy_dir_beside(Path::new("/etc/jitgate/jitgate.toml"), None),
+            PathBuf::from("/etc/jitgate")
+        );
+        assert_eq!(
+            policy_dir_beside(Path::new("conf/jitgate.toml"), Some("/srv/policies".into())),
+            PathBuf::from("/srv/policies")
+        );
     }
 
     #[test]
