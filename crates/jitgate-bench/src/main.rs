@@ -13,8 +13,12 @@
 //! docs/benchmarks.md.
 
 mod bare_relay;
+mod history;
 mod idle;
 mod login_flood;
+mod mfa;
+
+use history::{approved_request, checkpoint, History};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -115,135 +119,6 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         lead_s: u64,
     },
-}
-
-/// A store with a past, filled before the server starts (issue #18): the flows then run
-/// behind it, as they would after a year of use.
-#[derive(clap::Args, Clone, Copy, Default)]
-struct History {
-    /// Ended grants (each with its approved request) spread over --history-users people.
-    #[arg(long, default_value_t = 0)]
-    history_grants: usize,
-    /// People the history's grants belong to (u0000, u0001, ...).
-    #[arg(long, default_value_t = 1000)]
-    history_users: usize,
-    /// Ended grants of alice's own, the requester of every measured flow, so her decisions run
-    /// behind a long history of hers.
-    #[arg(long, default_value_t = 0)]
-    history_alice: usize,
-    /// Audit events in the history (chained, a signed checkpoint every 100,000).
-    #[arg(long, default_value_t = 0)]
-    history_events: i64,
-}
-
-impl History {
-    fn is_empty(&self) -> bool {
-        self.history_grants == 0 && self.history_alice == 0 && self.history_events == 0
-    }
-
-    fn label(&self) -> String {
-        format!(
-            "history_grants={} history_alice={} history_events={}",
-            self.history_grants, self.history_alice, self.history_events
-        )
-    }
-
-    /// Writes the history into the store the server will open; returns how long it took.
-    async fn fill(&self, s: &Settings) -> Result<Duration> {
-        let started = Instant::now();
-        if self.is_empty() {
-            return Ok(started.elapsed());
-        }
-        std::fs::create_dir_all(&s.data_dir)?;
-        let store = jitgate_store::open(&s.store_url()).await?;
-        let key = jitgate_server::audit_log::load_or_create_signing_key(&s.signing_key_path()).map_err(anyhow::Error::msg)?;
-        let now = SystemClock.now();
-        let year_ms: i64 = 365 * 24 * 3600 * 1000;
-        let total = self.history_grants + self.history_alice;
-        let mut done = 0;
-        while done < total {
-            let mut tx = store.write().await?;
-            for i in done..(done + 2000).min(total) {
-                let user = if i < self.history_alice {
-                    "alice".to_owned()
-                } else {
-                    format!("u{:04}", i % self.history_users.max(1))
-                };
-                // Spread over the last year, oldest first, each 30 minutes long and over.
-                let created = Timestamp::from_millis(now.as_millis() - year_ms + (i as i64 * (year_ms - 3_600_000)) / total as i64);
-                let req = approved_request(format!("req_h{i:015}"), &user, "an earlier investigation", 1800, created)?;
-                tx.insert_request(&req).await?;
-                let mut g = Grant::from_request(format!("grt_h{i:015}"), &req, None, created);
-                g.ends_at = Timestamp::from_millis(created.as_millis() + 1_800_000);
-                g.status = GrantStatus::Expired;
-                tx.insert_grant(&g).await?;
-            }
-            tx.commit().await?;
-            done = (done + 2000).min(total);
-        }
-        let mut written = 0;
-        while written < self.history_events {
-            let mut tx = store.write().await?;
-            let n = 20_000.min(self.history_events - written);
-            for i in written..written + n {
-                let details =
-                    serde_json::json!({"resource": "prod-db", "role": "read", "reason": "an earlier investigation", "duration_secs": 1800});
-                tx.append_audit(
-                    NewEvent::new(
-                        format!("u{:04}", i % 1000),
-                        jitgate_core::actions::REQUEST_CREATE,
-                        format!("req_e{i:015}"),
-                        Outcome::Success,
-                        details,
-                    ),
-                    Timestamp::from_millis(now.as_millis() - year_ms + i),
-                )
-                .await?;
-            }
-            written += n;
-            if written % 100_000 == 0 || written == self.history_events {
-                checkpoint(&mut *tx, &key, now.as_millis() - year_ms + written).await?;
-            }
-            tx.commit().await?;
-        }
-        Ok(started.elapsed())
-    }
-}
-
-/// An approved request of `requester` for read on prod-db, made and decided at `at`.
-fn approved_request(id: String, requester: &str, reason: &str, duration_secs: i64, at: Timestamp) -> Result<AccessRequest> {
-    Ok(AccessRequest {
-        id,
-        requester: requester.parse().map_err(anyhow::Error::msg)?,
-        resource: "prod-db".parse().map_err(anyhow::Error::msg)?,
-        role: "read".parse().map_err(anyhow::Error::msg)?,
-        reason: reason.into(),
-        ticket: None,
-        duration_secs,
-        start_at: None,
-        status: RequestStatus::Approved,
-        created_at: at,
-        expires_at: at,
-        decided_at: Some(at),
-        extends_grant: None,
-        mfa_method: None,
-        break_glass: false,
-        acknowledged_by: None,
-        acknowledged_at: None,
-    })
-}
-
-/// Signs the transaction's head as the checkpoint after the newest one, at `at_ms`.
-async fn checkpoint(tx: &mut dyn jitgate_store::WriteTx, key: &ed25519_dalek::SigningKey, at_ms: i64) -> Result<()> {
-    let prev = tx
-        .last_checkpoint()
-        .await?
-        .map_or_else(jitgate_core::audit::CheckpointLink::genesis, |c| {
-            jitgate_core::audit::CheckpointLink::of(&c)
-        });
-    let cp = jitgate_core::audit::sign_checkpoint(key, tx.head(), at_ms, prev, None);
-    tx.insert_checkpoint(&cp).await?;
-    Ok(())
 }
 
 const POLICY: &str = r#"
@@ -484,87 +359,6 @@ async fn flows(backend: &str, total: usize, concurrency: usize, witness: &str, h
     Ok(())
 }
 
-fn per_call_us(n: u32, mut f: impl FnMut()) -> f64 {
-    let t = Instant::now();
-    for _ in 0..n {
-        f();
-    }
-    t.elapsed().as_secs_f64() * 1e6 / f64::from(n)
-}
-
-fn summary(name: &str, mut lat: Vec<f64>) -> String {
-    lat.sort_by(f64::total_cmp);
-    format!(
-        "{name}_p50_ms={:.2} {name}_p99_ms={:.2}",
-        percentile(&lat, 50.0),
-        percentile(&lat, 99.0)
-    )
-}
-
-/// Login latency with and without a TOTP code, sequential (one login at a time, as people log
-/// in). The server runs on a manual clock that moves one TOTP step before each coded login,
-/// since a step is accepted once per user.
-async fn mfa(backend: &str, logins: usize) -> Result<()> {
-    use jitgate_auth::totp;
-    use jitgate_server::clock::ManualClock;
-    let dir = tempfile::tempdir()?;
-    let clock = ManualClock::new(SystemClock.now());
-    let Bench { anon, stop, server, .. } = Bench::start(backend, dir.path(), Some(Arc::new(clock.clone()))).await?;
-    let secs = |c: &ManualClock| u64::try_from(c.now().as_millis() / 1000).unwrap_or(0);
-    let bob = anon.with_token(&anon.login("bob", PASSWORD).await?.token);
-    let enrolment = bob.totp_enrol().await?;
-    let secret = enrolment.secret.expose().to_owned();
-    bob.totp_confirm(&totp::code_for_secret(&secret, secs(&clock))?).await?;
-
-    let (mut password_only, mut with_totp) = (Vec::new(), Vec::new());
-    for _ in 0..logins {
-        let t = Instant::now();
-        anon.login("alice", PASSWORD).await?;
-        password_only.push(t.elapsed().as_secs_f64() * 1000.0);
-        clock.advance(Duration::from_secs(30));
-        let proof = jitgate_api::MfaProof::otp(&totp::code_for_secret(&secret, secs(&clock))?);
-        let t = Instant::now();
-        anon.login_with("bob", PASSWORD, proof).await?;
-        with_totp.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    println!(
-        "mfa backend={backend} logins={logins} {} {}",
-        summary("login_password", password_only),
-        summary("login_password_totp", with_totp)
-    );
-
-    // The checks themselves, in process.
-    let hash = jitgate_auth::hash_password(&secrecy::SecretString::from(PASSWORD.to_owned())).map_err(anyhow::Error::msg)?;
-    let pw = secrecy::SecretString::from(PASSWORD.to_owned());
-    let argon2_us = per_call_us(20, || {
-        std::hint::black_box(jitgate_auth::verify_password(Some(&hash), &pw));
-    });
-    let seed = totp::new_seed();
-    let params = totp::TotpParams::default();
-    let now = secs(&clock);
-    let good = totp::code_at(&seed, params, now)?;
-    let totp_ok_us = per_call_us(100_000, || {
-        std::hint::black_box(totp::check(&seed, params, &good, now, None).ok());
-    });
-    let totp_wrong_us = per_call_us(100_000, || {
-        std::hint::black_box(totp::check(&seed, params, "000000", now, None).ok());
-    });
-    let ring = jitgate_auth::secret_box::KeyRing::parse(&jitgate_auth::secret_box::KeyRing::generate_text()).map_err(anyhow::Error::msg)?;
-    let sealed = ring.seal(&seed, "bob");
-    let open_us = per_call_us(100_000, || {
-        std::hint::black_box(ring.open(&sealed, "bob").ok());
-    });
-    let recovery_us = per_call_us(100_000, || {
-        std::hint::black_box(jitgate_auth::recovery::recovery_code_hash("abcd-efgh-jkmn-pqrs"));
-    });
-    println!(
-        "credential_checks argon2id_verify_us={argon2_us:.0} totp_check_match_us={totp_ok_us:.2} totp_check_wrong_us={totp_wrong_us:.2} seed_open_us={open_us:.2} recovery_hash_us={recovery_us:.2}"
-    );
-    stop.stop();
-    server.await??;
-    Ok(())
-}
-
 async fn verify(backend: &str, events: i64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let s = settings(backend, dir.path()).await?;
@@ -678,7 +472,7 @@ async fn main() -> Result<()> {
             history,
         } => flows(&backend, n, concurrency, &witness, history).await,
         Cmd::Verify { backend, events } => verify(&backend, events).await,
-        Cmd::Mfa { backend, logins } => mfa(&backend, logins).await,
+        Cmd::Mfa { backend, logins } => mfa::mfa(&backend, logins).await,
         Cmd::Idle { jitgate, connections, tls } => idle::idle(&jitgate, connections, tls).await,
         Cmd::BareRelay { listen, upstream } => bare_relay::run(&listen, &upstream).await,
         Cmd::LoginFlood {
