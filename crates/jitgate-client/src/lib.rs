@@ -77,6 +77,8 @@ pub fn session_of(outcome: LoginOutcome) -> Result<SessionToken> {
 #[derive(Clone)]
 pub struct Client {
     base: String,
+    /// `{base}/api/v1`, parsed once; why it could not be, for every call to report.
+    api: std::result::Result<url::Url, String>,
     token: Option<String>,
     http: reqwest::Client,
 }
@@ -99,8 +101,10 @@ impl Client {
             .user_agent(concat!("jitgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
+        let base = base.trim_end_matches('/').to_owned();
         Self {
-            base: base.trim_end_matches('/').to_owned(),
+            api: api_root(&base),
+            base,
             token,
             http,
         }
@@ -183,12 +187,11 @@ impl Client {
                 message: format!("{s:?} cannot name anything"),
             });
         }
-        let mut url = url::Url::parse(&self.base).map_err(|e| bad(format!("not a URL: {e}")))?;
-        url.path_segments_mut()
-            .map_err(|()| bad("not a URL a path can follow".into()))?
-            .pop_if_empty()
-            .extend(["api", "v1"])
-            .extend(path);
+        let mut url = self.api.clone().map_err(bad)?;
+        // `api_root` made sure a path can follow.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.extend(path);
+        }
         Ok(url)
     }
 
@@ -469,6 +472,16 @@ impl Client {
         })?;
         Ok((status, text))
     }
+}
+
+/// The API's root under `base` (which may carry a path of its own, behind a reverse proxy).
+fn api_root(base: &str) -> std::result::Result<url::Url, String> {
+    let mut url = url::Url::parse(base).map_err(|e| format!("not a URL: {e}"))?;
+    url.path_segments_mut()
+        .map_err(|()| "not a URL a path can follow".to_owned())?
+        .pop_if_empty()
+        .extend(["api", "v1"]);
+    Ok(url)
 }
 
 mod erased {

@@ -270,17 +270,18 @@ pub(super) async fn show(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode> {
 
 pub(super) async fn approve(ctx: &Ctx, args: ApproveArgs) -> Result<ExitCode> {
     let ApproveArgs { id, comment, mfa } = args;
-    let c = ctx.client()?;
-    let d = with_second_factor(&mfa, |proof| c.review(&id, true, &comment, proof)).await?;
-    ctx.print(&d, |d| review_summary("approved", d))?;
-    Ok(ExitCode::SUCCESS)
+    review(ctx, &id, true, &comment, &mfa).await
 }
 
 pub(super) async fn deny(ctx: &Ctx, args: DenyArgs) -> Result<ExitCode> {
     let DenyArgs { id, comment, mfa } = args;
+    review(ctx, &id, false, &comment, &mfa).await
+}
+
+async fn review(ctx: &Ctx, id: &str, approve: bool, comment: &str, mfa: &MfaArgs) -> Result<ExitCode> {
     let c = ctx.client()?;
-    let d = with_second_factor(&mfa, |proof| c.review(&id, false, &comment, proof)).await?;
-    ctx.print(&d, |d| review_summary("denied", d))?;
+    let d = with_second_factor(mfa, |proof| c.review(id, approve, comment, proof)).await?;
+    ctx.print(&d, |d| review_summary(if approve { "approved" } else { "denied" }, d))?;
     Ok(ExitCode::SUCCESS)
 }
 
