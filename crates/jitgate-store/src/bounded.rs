@@ -12,9 +12,10 @@
 //! [`StoreError::Timeout`].
 
 use crate::{
-    AttemptRecord, ChallengeRecord, ConnectTokenRecord, DbSessionRecord, EphemeralRoleRecord, GrantFilter, KillFeed, NotificationRecord,
-    PasskeyRecord, RequestFilter, ResourceCredentialRecord, Result, SessionKill, SessionRecord, Source, Store, StoreError, TotpRecord,
-    UserRecord, WriteTx,
+    AccessReads, AccessWrites, AttemptRecord, AuditReads, AuditWrites, ChallengeRecord, ConnectTokenRecord, DbSessionRecord,
+    EphemeralRoleRecord, GatewayReads, GatewayWrites, GrantFilter, IdentityReads, IdentityWrites, KillFeed, MfaReads, MfaWrites,
+    NotificationRecord, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites, Result, SessionKill,
+    SessionRecord, Source, Store, StoreError, TotpRecord, UserRecord, WriteTx,
 };
 use async_trait::async_trait;
 use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
@@ -60,34 +61,15 @@ async fn within<T>(limit: Duration, op: &'static str, call: impl Future<Output =
         .unwrap_or_else(|_| Err(StoreError::Timeout { op, after: limit }))
 }
 
-/// Stamps out the [`Store`] implementation: the three plain accessors and `write` by hand,
-/// every other call bounded the same way.
-macro_rules! bounded_store {
-    (
+/// Stamps out one read trait for [`Bounded`]: every call bounded by the store's limit, the
+/// bulk reads of the audit log by [`BULK_READ_TIMEOUT`] at least.
+macro_rules! bounded_reads {
+    ($trait:ident {
         bulk { $($bulk:ident($($barg:ident: $bty:ty),*) -> $bret:ty;)* }
         each { $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* }
-    ) => {
+    }) => {
         #[async_trait]
-        impl<S: Store> Store for Bounded<S> {
-            fn backend(&self) -> &'static str {
-                self.inner.backend()
-            }
-
-            fn deadline_signal(&self) -> Option<Arc<crate::DeadlineSignal>> {
-                self.inner.deadline_signal()
-            }
-
-            fn session_kills(&self) -> Option<KillFeed> {
-                self.inner.session_kills()
-            }
-
-            /// Bounded as a whole: waiting for the writers' lock, taking a connection, `BEGIN`
-            /// and reading the audit head.
-            async fn write(&self) -> Result<Box<dyn WriteTx>> {
-                let inner = within(self.limit, "write", self.inner.write()).await?;
-                Ok(Box::new(BoundedTx { inner, limit: self.limit, timed_out: None }))
-            }
-
+        impl<S: Store> $trait for Bounded<S> {
             $(
                 async fn $bulk(&self, $($barg: $bty),*) -> Result<$bret> {
                     within(self.bulk_limit(), stringify!($bulk), self.inner.$bulk($($barg),*)).await
@@ -103,48 +85,127 @@ macro_rules! bounded_store {
     };
 }
 
-bounded_store! {
-    bulk {
-        audit_events(after_seq: i64, limit: i64) -> Vec<AuditEvent>;
-        audit_rows(after_seq: i64, limit: i64) -> Vec<StoredEvent>;
-        audit_events_for(targets: &[String]) -> Vec<AuditEvent>;
-        audit_checkpoints() -> Vec<Checkpoint>;
-        audit_checkpoints_after(after_seq: i64, limit: i64) -> Vec<Checkpoint>;
+#[async_trait]
+impl<S: Store> Store for Bounded<S> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
     }
-    each {
-        ping() -> ();
-        user(name: &Username) -> Option<UserRecord>;
-        users() -> Vec<UserRecord>;
-        user_groups(name: &Username) -> BTreeSet<GroupName>;
-        groups() -> BTreeMap<GroupName, Vec<Username>>;
-        session(token_hash: &str) -> Option<SessionRecord>;
-        session_user(token_hash: &str) -> Option<(SessionRecord, UserRecord)>;
-        resource(name: &ResourceName) -> Option<Resource>;
-        resources() -> Vec<Resource>;
-        request(id: &str) -> Option<AccessRequest>;
-        requests(filter: &RequestFilter) -> Vec<AccessRequest>;
-        reviews(request_id: &str) -> Vec<Review>;
-        grant(id: &str) -> Option<Grant>;
-        grant_for_request(request_id: &str) -> Option<Grant>;
-        grants(filter: &GrantFilter) -> Vec<Grant>;
-        live_grants_of(user: &Username) -> Vec<Grant>;
-        active_roles_of(user: &Username, now: Timestamp) -> Vec<String>;
-        next_deadline() -> Option<Timestamp>;
-        audit_last_checkpoint() -> Option<Checkpoint>;
-        audit_head() -> ChainHead;
-        meta(key: &str) -> Option<String>;
-        totp(user: &Username) -> Option<TotpRecord>;
-        passkeys(user: &Username) -> Vec<PasskeyRecord>;
-        recovery_codes_left(user: &Username) -> i64;
-        challenge(id: &str) -> Option<ChallengeRecord>;
-        attempts(username: &str) -> Option<AttemptRecord>;
-        requests_awaiting_ack(limit: i64) -> Vec<AccessRequest>;
-        ephemeral_role(grant_id: &str) -> Option<EphemeralRoleRecord>;
-        resource_credential(resource: &ResourceName, role: &str) -> Option<ResourceCredentialRecord>;
-        ephemeral_roles_in(state: DbRoleState) -> Vec<EphemeralRoleRecord>;
-        db_sessions(user: Option<&Username>, live_only: bool, limit: i64) -> Vec<DbSessionRecord>;
-        notifications(recipient: &Username, limit: i64) -> Vec<NotificationRecord>;
-        killed_db_sessions(ids: &[String]) -> Vec<(String, String)>;
+
+    fn deadline_signal(&self) -> Option<Arc<crate::DeadlineSignal>> {
+        self.inner.deadline_signal()
+    }
+
+    fn session_kills(&self) -> Option<KillFeed> {
+        self.inner.session_kills()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        within(self.limit, "ping", self.inner.ping()).await
+    }
+
+    /// Bounded as a whole: waiting for the writers' lock, taking a connection, `BEGIN`
+    /// and reading the audit head.
+    async fn write(&self) -> Result<Box<dyn WriteTx>> {
+        let inner = within(self.limit, "write", self.inner.write()).await?;
+        Ok(Box::new(BoundedTx {
+            inner,
+            limit: self.limit,
+            timed_out: None,
+        }))
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<String>> {
+        within(self.limit, "meta", self.inner.meta(key)).await
+    }
+}
+
+bounded_reads! {
+    IdentityReads {
+        bulk {
+        }
+        each {
+            user(name: &Username) -> Option<UserRecord>;
+            users() -> Vec<UserRecord>;
+            user_groups(name: &Username) -> BTreeSet<GroupName>;
+            groups() -> BTreeMap<GroupName, Vec<Username>>;
+            session(token_hash: &str) -> Option<SessionRecord>;
+            session_user(token_hash: &str) -> Option<(SessionRecord, UserRecord)>;
+        }
+    }
+}
+
+bounded_reads! {
+    ResourceReads {
+        bulk {
+        }
+        each {
+            resource(name: &ResourceName) -> Option<Resource>;
+            resources() -> Vec<Resource>;
+        }
+    }
+}
+
+bounded_reads! {
+    AccessReads {
+        bulk {
+        }
+        each {
+            request(id: &str) -> Option<AccessRequest>;
+            requests(filter: &RequestFilter) -> Vec<AccessRequest>;
+            reviews(request_id: &str) -> Vec<Review>;
+            grant(id: &str) -> Option<Grant>;
+            grant_for_request(request_id: &str) -> Option<Grant>;
+            grants(filter: &GrantFilter) -> Vec<Grant>;
+            live_grants_of(user: &Username) -> Vec<Grant>;
+            active_roles_of(user: &Username, now: Timestamp) -> Vec<String>;
+            next_deadline() -> Option<Timestamp>;
+            requests_awaiting_ack(limit: i64) -> Vec<AccessRequest>;
+            notifications(recipient: &Username, limit: i64) -> Vec<NotificationRecord>;
+        }
+    }
+}
+
+bounded_reads! {
+    AuditReads {
+        bulk {
+            audit_events(after_seq: i64, limit: i64) -> Vec<AuditEvent>;
+            audit_rows(after_seq: i64, limit: i64) -> Vec<StoredEvent>;
+            audit_events_for(targets: &[String]) -> Vec<AuditEvent>;
+            audit_checkpoints() -> Vec<Checkpoint>;
+            audit_checkpoints_after(after_seq: i64, limit: i64) -> Vec<Checkpoint>;
+        }
+        each {
+            audit_last_checkpoint() -> Option<Checkpoint>;
+            audit_head() -> ChainHead;
+        }
+    }
+}
+
+bounded_reads! {
+    MfaReads {
+        bulk {
+        }
+        each {
+            totp(user: &Username) -> Option<TotpRecord>;
+            passkeys(user: &Username) -> Vec<PasskeyRecord>;
+            recovery_codes_left(user: &Username) -> i64;
+            challenge(id: &str) -> Option<ChallengeRecord>;
+            attempts(username: &str) -> Option<AttemptRecord>;
+        }
+    }
+}
+
+bounded_reads! {
+    GatewayReads {
+        bulk {
+        }
+        each {
+            ephemeral_role(grant_id: &str) -> Option<EphemeralRoleRecord>;
+            resource_credential(resource: &ResourceName, role: &str) -> Option<ResourceCredentialRecord>;
+            ephemeral_roles_in(state: DbRoleState) -> Vec<EphemeralRoleRecord>;
+            db_sessions(user: Option<&Username>, live_only: bool, limit: i64) -> Vec<DbSessionRecord>;
+            killed_db_sessions(ids: &[String]) -> Vec<(String, String)>;
+        }
     }
 }
 
@@ -174,26 +235,13 @@ impl BoundedTx {
     }
 }
 
-macro_rules! bounded_tx {
-    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+/// Stamps out calls of a write trait for [`BoundedTx`], each bounded by the limit and refused
+/// once any call timed out.
+macro_rules! bounded_writes {
+    ($trait:ident { $($extra:item)* } $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
         #[async_trait]
-        impl WriteTx for BoundedTx {
-            fn head(&self) -> &ChainHead {
-                self.inner.head()
-            }
-
-            fn appended(&self) -> usize {
-                self.inner.appended()
-            }
-
-            /// A commit that times out is in doubt: it may have been made (the error says so).
-            async fn commit(self: Box<Self>) -> Result<Vec<AuditEvent>> {
-                self.usable()?;
-                let limit = self.limit;
-                tokio::time::timeout(limit, self.inner.commit())
-                    .await
-                    .unwrap_or_else(|_| Err(StoreError::Timeout { op: "commit", after: limit }))
-            }
+        impl $trait for BoundedTx {
+            $($extra)*
 
             $(
                 async fn $name(&mut self, $($arg: $ty),*) -> Result<$ret> {
@@ -206,7 +254,8 @@ macro_rules! bounded_tx {
     };
 }
 
-bounded_tx! {
+bounded_writes! {
+    IdentityWrites {}
     user(name: &Username) -> Option<UserRecord>;
     user_groups(name: &Username) -> BTreeSet<GroupName>;
     count_users() -> i64;
@@ -220,9 +269,17 @@ bounded_tx! {
     delete_session(token_hash: &str) -> bool;
     delete_sessions_of(user: &Username) -> u64;
     delete_other_sessions_of(user: &Username, keep: &str) -> u64;
+}
+
+bounded_writes! {
+    ResourceWrites {}
     put_resource(resource: &Resource, source: Source, now: Timestamp) -> ();
     delete_resource(name: &ResourceName) -> bool;
     resources_from(source: Source) -> Vec<ResourceName>;
+}
+
+bounded_writes! {
+    AccessWrites {}
     request(id: &str) -> Option<AccessRequest>;
     reviews(request_id: &str) -> Vec<Review>;
     insert_request(request: &AccessRequest) -> ();
@@ -235,6 +292,27 @@ bounded_tx! {
     set_grants_status(ids: &[String], status: GrantStatus) -> ();
     expire_requests(ids: &[String], at: Timestamp) -> ();
     due_grants(now: Timestamp, limit: i64) -> Vec<Grant>;
+    acknowledge_request(id: &str, by: &Username, at: Timestamp) -> bool;
+    insert_notification(notification: &NotificationRecord) -> ();
+}
+
+bounded_writes! {
+    AuditWrites {
+        fn head(&self) -> &ChainHead {
+            self.inner.head()
+        }
+
+        fn appended(&self) -> usize {
+            self.inner.appended()
+        }
+    }
+    append_audit(event: NewEvent, now: Timestamp) -> ();
+    insert_checkpoint(checkpoint: &Checkpoint) -> ();
+    last_checkpoint() -> Option<Checkpoint>;
+}
+
+bounded_writes! {
+    MfaWrites {}
     set_session_mfa(token_hash: &str, at: Timestamp, method: &str) -> ();
     put_totp(totp: &TotpRecord) -> ();
     totp(user: &Username) -> Option<TotpRecord>;
@@ -253,8 +331,10 @@ bounded_tx! {
     prune_attempts(before: Timestamp) -> u64;
     put_attempts(attempts: &AttemptRecord) -> ();
     clear_attempts(username: &str) -> bool;
-    acknowledge_request(id: &str, by: &Username, at: Timestamp) -> bool;
-    insert_notification(notification: &NotificationRecord) -> ();
+}
+
+bounded_writes! {
+    GatewayWrites {}
     insert_connect_token(token: &ConnectTokenRecord) -> ();
     put_ephemeral_role(role: &EphemeralRoleRecord) -> ();
     put_resource_credential(credential: &ResourceCredentialRecord) -> ();
@@ -264,10 +344,20 @@ bounded_tx! {
     end_db_session(session: &DbSessionRecord) -> ();
     kill_db_session(id: &str, reason: &str) -> bool;
     send_session_kill(kill: &SessionKill) -> ();
+}
+
+bounded_writes! {
+    WriteTx {
+        /// A commit that times out is in doubt: it may have been made (the error says so).
+        async fn commit(self: Box<Self>) -> Result<Vec<AuditEvent>> {
+            self.usable()?;
+            let limit = self.limit;
+            tokio::time::timeout(limit, self.inner.commit())
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Timeout { op: "commit", after: limit }))
+        }
+    }
     set_meta(key: &str, value: &str) -> ();
     delete_meta(key: &str) -> ();
     relax_durability() -> ();
-    append_audit(event: NewEvent, now: Timestamp) -> ();
-    insert_checkpoint(checkpoint: &Checkpoint) -> ();
-    last_checkpoint() -> Option<Checkpoint>;
 }

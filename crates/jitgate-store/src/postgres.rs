@@ -177,8 +177,50 @@ async fn run_listener(
 }
 
 impl PgStore {
+    /// The distinct `RESOURCE/ROLE` of a user's live grants, by a skip scan over the
+    /// live-grants index: one probe per role held, however many grants of it there are (a
+    /// DISTINCT reads them all). The next role is taken by LATERAL.
+    const ACTIVE_ROLES_SQL: &'static str = "WITH RECURSIVE held(resource, role) AS ( \
+           (SELECT resource, role FROM grants \
+            WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+            ORDER BY resource, role LIMIT 1) \
+           UNION ALL \
+           SELECT n.resource, n.role FROM held, LATERAL ( \
+             SELECT resource, role FROM grants \
+             WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+               AND (resource, role) > (held.resource, held.role) \
+             ORDER BY resource, role LIMIT 1) n) \
+         SELECT resource, role FROM held";
+
     async fn read_audit_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<jitgate_core::audit::StoredEvent>> {
-        sqlx_audit_rows(&self.read, after_seq, limit).await
+        let sql = format!(
+            "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            crate::sql::AUDIT_COLS
+        );
+        let rows = sqlx::query(&sql).bind(after_seq).bind(limit).fetch_all(&self.read).await?;
+        rows.iter().map(stored_from).collect()
+    }
+}
+
+impl PgWriteTx {
+    /// Several instances share a PostgreSQL store: each new deadline and each kill is told to
+    /// all of them (`NOTIFY`, delivered at commit).
+    const SHARED: bool = true;
+
+    /// `synchronous_commit = off` for this transaction only (see [`crate::WriteTx::relax_durability`]).
+    async fn relax(&mut self) -> Result<()> {
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// Delivered at commit, and only then, to every instance (see `run_listener`).
+    async fn announce_kill(&mut self, kill: &SessionKill) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::SESSION_KILL_CHANNEL)
+            .bind(kill.payload())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 }
 

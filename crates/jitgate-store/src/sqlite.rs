@@ -140,4 +140,37 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The distinct `RESOURCE/ROLE` of a user's live grants, by a skip scan over the
+    /// live-grants index: one probe per role held, however many grants of it there are (a
+    /// DISTINCT reads them all). SQLite has no LATERAL, so the next role is found by rowid.
+    const ACTIVE_ROLES_SQL: &'static str = "WITH RECURSIVE held(resource, role) AS ( \
+           SELECT resource, role FROM (SELECT resource, role FROM grants \
+             WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+             ORDER BY resource, role LIMIT 1) \
+           UNION ALL \
+           SELECT g.resource, g.role FROM held JOIN grants g ON g.rowid = ( \
+             SELECT rowid FROM grants \
+             WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+               AND (resource, role) > (held.resource, held.role) \
+             ORDER BY resource, role LIMIT 1)) \
+         SELECT resource, role FROM held";
+}
+
+impl SqliteWriteTx {
+    /// One process uses a SQLite file: no other instance is told of a new deadline or a kill.
+    const SHARED: bool = false;
+
+    /// Nothing to relax: in WAL mode with `synchronous = NORMAL` a commit does not wait for
+    /// its flush already.
+    async fn relax(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The gateway of this process ends the sessions itself; there is nobody else to tell.
+    async fn announce_kill(&mut self, _kill: &crate::SessionKill) -> Result<()> {
+        Ok(())
+    }
+}
+
 crate::sql::impl_store!(SqliteStore, SqliteWriteTx, Sqlite, "sqlite", "");

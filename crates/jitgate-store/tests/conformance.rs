@@ -8,9 +8,10 @@ use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
 use jitgate_core::policy::Resource;
 use jitgate_core::request::{AccessRequest, Decision, RequestStatus, Review};
 use jitgate_core::Timestamp;
+use jitgate_store::prelude::*;
 use jitgate_store::{
     testing, AttemptRecord, ChallengeRecord, DbSessionRecord, GrantFilter, KillTarget, NotificationRecord, PasskeyRecord, RequestFilter,
-    ResourceCredentialRecord, SessionKill, SessionRecord, Source, Store, StoreError, TotpRecord, UserRecord,
+    ResourceCredentialRecord, SessionKill, SessionRecord, Source, StoreError, TotpRecord, UserRecord,
 };
 use serde_json::json;
 
