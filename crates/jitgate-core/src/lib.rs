@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod audit;
 pub mod error;
+pub mod factor;
 pub mod grant;
 pub mod names;
 pub mod policy;

@@ -91,10 +91,9 @@ pub struct AccessRequest {
     pub decided_at: Option<Timestamp>,
     /// The grant this request extends, if it is an extension.
     pub extends_grant: Option<String>,
-    /// The second factor the requester proved for this request (`totp`, `webauthn`,
-    /// `recovery_code`), when one was asked for or given.
+    /// The second factor the requester proved for this request, when one was asked for or given.
     #[serde(default)]
-    pub mfa_method: Option<String>,
+    pub mfa_method: Option<crate::factor::Factor>,
     /// Granted at once under a break-glass policy; it stays on the reviewers' list until one
     /// of them acknowledges it.
     #[serde(default)]
@@ -189,8 +188,8 @@ pub struct Review {
     pub comment: String,
     /// The stage (0-based) this approval counts towards, if it counts.
     pub stage: Option<u32>,
-    /// The second factor presented with the review, once MFA is in place.
-    pub mfa_method: Option<String>,
+    /// The second factor presented with the review, if one was.
+    pub mfa_method: Option<crate::factor::Factor>,
     pub created_at: Timestamp,
 }
 

@@ -13,7 +13,7 @@ use jitgate_auth::{new_token, token_hash};
 use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::GrantStatus;
-use jitgate_core::names::{ResourceName, RoleName, Username};
+use jitgate_core::names::{ResourceName, Username};
 use jitgate_core::policy::{AccessMode, MfaAction};
 use jitgate_core::DomainError;
 use jitgate_policy::PolicyAction;
@@ -333,9 +333,9 @@ impl Broker for GatewayBroker {
             return Err(Refusal::not_authorized("access grant expired or not active"));
         };
         let resource = core.store.resource(&token.resource).await.map_err(|e| unavailable(e.into()))?;
-        let role_name: RoleName = token.role.parse().map_err(|_| Refusal::not_authorized("unknown role"))?;
+        let role_name = &token.role;
         let Some((resource, ephemeral_access)) = resource.and_then(|r| {
-            let p = r.roles.get(&role_name)?;
+            let p = r.roles.get(role_name)?;
             r.postgres.as_ref()?;
             let ephemeral = p.access == AccessMode::Ephemeral;
             Some((r, ephemeral))
@@ -365,7 +365,7 @@ impl Broker for GatewayBroker {
             grant_id: grant.id.clone(),
             user: grant.user.clone(),
             resource: grant.resource.clone(),
-            role: grant.role.to_string(),
+            role: grant.role.clone(),
             peer: req.peer.to_string(),
             started_at: now,
             ended_at: None,
@@ -528,7 +528,7 @@ fn view(r: DbSessionRecord) -> DbSessionView {
         grant_id: r.grant_id,
         user: r.user,
         resource: r.resource.to_string(),
-        role: r.role,
+        role: r.role.to_string(),
         peer: r.peer,
         started_at: r.started_at,
         ended_at: r.ended_at,
@@ -642,7 +642,7 @@ impl Core {
             token_hash: token_hash(token.expose_secret()),
             user: caller.user.name.clone(),
             resource: resource.name.clone(),
-            role: grant.role.to_string(),
+            role: grant.role.clone(),
             grant_id: grant.id.clone(),
             created_at: now,
             expires_at: now.saturating_add(TOKEN_TTL).min(grant.ends_at),
@@ -666,7 +666,7 @@ impl Core {
             token: token.expose_secret().into(),
             username: caller.user.name.clone(),
             resource: record.resource.to_string(),
-            role: record.role,
+            role: record.role.to_string(),
             grant_id: record.grant_id,
             expires_at: record.expires_at,
             host: match &self.settings.gateway_public_host {

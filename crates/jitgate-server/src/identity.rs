@@ -2,7 +2,7 @@
 
 use crate::core::{Caller, Core, GrantEventKind};
 use crate::error::ApiError;
-use crate::mfa::{Factor, CEREMONY_TTL, PURPOSE_LOGIN};
+use crate::mfa::{Factor, CEREMONY_TTL};
 use axum::http::StatusCode;
 use jitgate_api::{
     BootstrapBody, CreateUserBody, GroupView, LoginBody, LoginMfaBody, LoginOutcome, PasswordBody, SecretText, SessionToken, UserView,
@@ -11,6 +11,7 @@ use jitgate_api::{
 use jitgate_auth::{check_password_rules, new_token, secrets_equal, token_hash};
 use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
+use jitgate_core::factor::Ceremony;
 use jitgate_core::names::{GroupName, Username};
 use jitgate_store::{ChallengeRecord, GrantFilter, SessionRecord, Source, UserRecord, WriteTx};
 use secrecy::{ExposeSecret, SecretString};
@@ -112,7 +113,7 @@ impl Core {
             last_seen_at: now,
             expires_at,
             mfa_at: mfa.map(|_| now),
-            mfa_method: mfa.map(|f| f.as_str().to_owned()),
+            mfa_method: mfa,
         })
         .await?;
         tx.clear_attempts(user.as_str()).await?;
@@ -201,7 +202,7 @@ impl Core {
             &ChallengeRecord {
                 id: token_hash(ticket.expose_secret()),
                 user: user.clone(),
-                purpose: PURPOSE_LOGIN.into(),
+                purpose: Ceremony::Login,
                 state: "{}".into(),
                 expires_at,
             },
@@ -234,7 +235,7 @@ impl Core {
             .store
             .challenge(&id)
             .await?
-            .filter(|c| c.purpose == PURPOSE_LOGIN && c.expires_at > now);
+            .filter(|c| c.purpose == Ceremony::Login && c.expires_at > now);
         let user = match challenge {
             Some(c) => self.store.user(&c.user).await?.filter(|u| !u.disabled),
             None => None,

@@ -19,6 +19,8 @@ use jitgate_auth::secret_box::Sealed;
 use jitgate_auth::totp::{self, TotpAlgorithm, TotpCheck, TotpParams};
 use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
+use jitgate_core::factor::Ceremony;
+pub use jitgate_core::factor::Factor;
 use jitgate_core::names::Username;
 use jitgate_core::policy::mfa_is_fresh;
 use jitgate_core::Timestamp;
@@ -28,26 +30,6 @@ use std::time::Duration;
 
 /// How long a login ticket or a WebAuthn challenge may wait for its answer.
 pub const CEREMONY_TTL: Duration = Duration::from_secs(300);
-const PURPOSE_WEBAUTHN: &str = "webauthn";
-const PURPOSE_REGISTER: &str = "webauthn_register";
-pub(crate) const PURPOSE_LOGIN: &str = "login";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Factor {
-    Totp,
-    Webauthn,
-    RecoveryCode,
-}
-
-impl Factor {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Totp => "totp",
-            Self::Webauthn => "webauthn",
-            Self::RecoveryCode => "recovery_code",
-        }
-    }
-}
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
@@ -430,11 +412,11 @@ impl Core {
     }
 
     /// Checks `proof` for the caller and makes their session fresh; the method that counted.
-    async fn prove_with_session(&self, caller: &Caller, proof: &MfaProof, action: &str) -> Result<String, ApiError> {
+    async fn prove_with_session(&self, caller: &Caller, proof: &MfaProof, action: &str) -> Result<Factor, ApiError> {
         let factor = self
             .verify_factor(&caller.user.name, proof, action, Some(&caller.session.token_hash))
             .await?;
-        Ok(factor.as_str().to_owned())
+        Ok(factor)
     }
 
     /// For a person with a second factor: the proof given (checked, and the session made
@@ -445,7 +427,7 @@ impl Core {
         caller: &Caller,
         proof: Option<&MfaProof>,
         action: &str,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<Factor>, ApiError> {
         if let Some(proof) = proof {
             return self.prove_with_session(caller, proof, action).await.map(Some);
         }
@@ -453,7 +435,7 @@ impl Core {
             return Ok(None);
         }
         if self.is_fresh(caller) {
-            return Ok(caller.session.mfa_method.clone());
+            return Ok(caller.session.mfa_method);
         }
         let err = mfa_required(action);
         self.audit_step_up_refusal(caller, action, "-", err.code).await;
@@ -523,7 +505,7 @@ impl Core {
             Ok(()) => {
                 tx.clear_attempts(&factor_key(user)).await?;
                 if let Some(token_hash) = session {
-                    tx.set_session_mfa(token_hash, now, method.as_str()).await?;
+                    tx.set_session_mfa(token_hash, now, method).await?;
                 }
                 let mut details = json!({"method": method.as_str(), "purpose": purpose});
                 if method == Factor::RecoveryCode {
@@ -609,7 +591,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<Result<(), Refusal>, ApiError> {
         let challenge = tx.take_challenge(challenge_id).await?;
-        let Some(challenge) = challenge.filter(|c| c.purpose == PURPOSE_WEBAUTHN && &c.user == user && c.expires_at > now) else {
+        let Some(challenge) = challenge.filter(|c| c.purpose == Ceremony::Webauthn && &c.user == user && c.expires_at > now) else {
             return Ok(Err(Refusal::wrong(
                 "the WebAuthn challenge is unknown, used or expired; ask for a new one",
             )));
@@ -637,13 +619,13 @@ impl Core {
             .relying_party
             .start_authentication(&keys)
             .map_err(|e| ApiError::bad_request("webauthn", e.to_string()))?;
-        self.keep_challenge(user, PURPOSE_WEBAUTHN, state, options).await
+        self.keep_challenge(user, Ceremony::Webauthn, state, options).await
     }
 
     async fn keep_challenge(
         &self,
         user: &Username,
-        purpose: &str,
+        purpose: Ceremony,
         state: String,
         options: serde_json::Value,
     ) -> Result<WebauthnChallenge, ApiError> {
@@ -655,7 +637,7 @@ impl Core {
             &ChallengeRecord {
                 id: challenge_id.clone(),
                 user: user.clone(),
-                purpose: purpose.to_owned(),
+                purpose,
                 state,
                 expires_at,
             },
@@ -682,7 +664,7 @@ impl Core {
         proof: Option<&MfaProof>,
         action: &str,
         target: &str,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<Factor>, ApiError> {
         if let Some(proof) = proof {
             return self.prove_with_session(caller, proof, action).await.map(Some);
         }
@@ -699,7 +681,7 @@ impl Core {
             return Ok(None);
         }
         if self.is_fresh(caller) {
-            return Ok(caller.session.mfa_method.clone());
+            return Ok(caller.session.mfa_method);
         }
         let err = if enrolled {
             mfa_required(action)
@@ -813,7 +795,7 @@ impl Core {
         };
         tx.use_totp_step(user, i64::try_from(step).map_err(internal)?, Some(now)).await?;
         let recovery_codes = self.first_recovery_codes(&mut *tx, user, now).await?;
-        tx.set_session_mfa(&caller.session.token_hash, now, Factor::Totp.as_str()).await?;
+        tx.set_session_mfa(&caller.session.token_hash, now, Factor::Totp).await?;
         tx.clear_attempts(&factor_key(user)).await?;
         tx.append_audit(
             NewEvent::new(
@@ -914,7 +896,7 @@ impl Core {
             .start_registration(user.as_str(), &caller.user.display_name, &existing)
             .map_err(|e| ApiError::bad_request("webauthn", e.to_string()))?;
         let state = json!({"name": name, "state": state}).to_string();
-        self.keep_challenge(user, PURPOSE_REGISTER, state, options).await
+        self.keep_challenge(user, Ceremony::WebauthnRegister, state, options).await
     }
 
     pub async fn passkey_register_finish(&self, caller: &Caller, body: &PasskeyFinishBody) -> Result<FactorAdded, ApiError> {
@@ -924,7 +906,7 @@ impl Core {
         let challenge = tx
             .take_challenge(&body.challenge_id)
             .await?
-            .filter(|c| c.purpose == PURPOSE_REGISTER && &c.user == user && c.expires_at > now);
+            .filter(|c| c.purpose == Ceremony::WebauthnRegister && &c.user == user && c.expires_at > now);
         let Some(challenge) = challenge else {
             return Err(ApiError::bad_request(
                 "invalid_challenge",
@@ -970,8 +952,7 @@ impl Core {
             other => other?,
         }
         let recovery_codes = self.first_recovery_codes(&mut *tx, user, now).await?;
-        tx.set_session_mfa(&caller.session.token_hash, now, Factor::Webauthn.as_str())
-            .await?;
+        tx.set_session_mfa(&caller.session.token_hash, now, Factor::Webauthn).await?;
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),

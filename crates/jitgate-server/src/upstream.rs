@@ -61,7 +61,7 @@ impl Core {
     ) -> Result<Option<SecretString>, String> {
         let stored = self
             .store
-            .resource_credential(&resource.name, role.map_or("", RoleName::as_str))
+            .resource_credential(&resource.name, role)
             .await
             .map_err(|e| format!("the store is unavailable: {e}"))?;
         if let Some(record) = stored {
@@ -162,7 +162,7 @@ impl Core {
         let mut tx = self.begin().await?;
         tx.put_resource_credential(&ResourceCredentialRecord {
             resource: name.clone(),
-            role: role.as_ref().map(ToString::to_string).unwrap_or_default(),
+            role: role.clone(),
             key_version: sealed.key_version,
             sealed_password: sealed.data,
             updated_at: self.now(),
@@ -193,9 +193,8 @@ impl Core {
                 Self::credential_role(&resource, Some(r))?
             }
         };
-        let key = role.as_ref().map(ToString::to_string).unwrap_or_default();
         let mut tx = self.begin().await?;
-        if !tx.delete_resource_credential(name, Some(&key)).await? {
+        if !tx.delete_resource_credential(name, role.as_ref()).await? {
             return Err(ApiError::not_found("stored credential"));
         }
         tx.append_audit(

@@ -41,7 +41,7 @@ impl Core {
         for resource in resources {
             let upstream_credential = match &resource.postgres {
                 Some(target) if caller.user.is_admin => {
-                    let sealed = self.store.resource_credential(&resource.name, "").await?.is_some();
+                    let sealed = self.store.resource_credential(&resource.name, None).await?.is_some();
                     Some(crate::upstream::credential_source(target, sealed).to_owned())
                 }
                 _ => None,
@@ -102,7 +102,7 @@ impl Core {
         }
         // Its sealed upstream password goes with it: a new resource of the same name must not
         // inherit a login it was never given.
-        tx.delete_resource_credential(name, None).await?;
+        tx.delete_resource_credentials(name).await?;
         tx.append_audit(
             NewEvent::new(caller.name(), actions::RESOURCE_DELETE, name.as_str(), Outcome::Success, json!({})),
             self.now(),

@@ -104,7 +104,7 @@ macro_rules! access_sql {
                 expires_at: ts(row.try_get("expires_at")?),
                 decided_at: opt_ts(row.try_get("decided_at")?),
                 extends_grant: row.try_get("extends_grant")?,
-                mfa_method: row.try_get("mfa_method")?,
+                mfa_method: factor(row.try_get("mfa_method")?)?,
                 break_glass: row.try_get("break_glass")?,
                 acknowledged_by: row
                     .try_get::<Option<String>, _>("acknowledged_by")?
@@ -123,7 +123,7 @@ macro_rules! access_sql {
                 decision: Decision::parse(&decision).ok_or_else(|| corrupt("decision", &decision))?,
                 comment: row.try_get("comment")?,
                 stage: stage.and_then(|s| u32::try_from(s).ok()),
-                mfa_method: row.try_get("mfa_method")?,
+                mfa_method: factor(row.try_get("mfa_method")?)?,
                 created_at: ts(row.try_get("created_at")?),
             })
         }
@@ -311,7 +311,7 @@ macro_rules! access_sql {
                     .bind(r.expires_at.as_millis())
                     .bind(r.decided_at.map(Timestamp::as_millis))
                     .bind(&r.extends_grant)
-                    .bind(&r.mfa_method)
+                    .bind(r.mfa_method.map(Factor::as_str))
                     .bind(r.break_glass)
                     .bind(r.acknowledged_by.as_ref().map(|u| u.to_string()))
                     .bind(r.acknowledged_at.map(Timestamp::as_millis))
@@ -339,7 +339,7 @@ macro_rules! access_sql {
                     .bind(r.decision.as_str())
                     .bind(&r.comment)
                     .bind(r.stage.map(i64::from))
-                    .bind(&r.mfa_method)
+                    .bind(r.mfa_method.map(Factor::as_str))
                     .bind(r.created_at.as_millis())
                     .execute(&mut *self.tx)
                     .await

@@ -19,8 +19,9 @@ use crate::{
 };
 use async_trait::async_trait;
 use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
+use jitgate_core::factor::Factor;
 use jitgate_core::grant::{DbRoleState, Grant, GrantStatus};
-use jitgate_core::names::{GroupName, ResourceName, Username};
+use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
 use jitgate_core::policy::Resource;
 use jitgate_core::request::{AccessRequest, RequestStatus, Review};
 use jitgate_core::Timestamp;
@@ -201,7 +202,7 @@ bounded_reads! {
         }
         each {
             ephemeral_role(grant_id: &str) -> Option<EphemeralRoleRecord>;
-            resource_credential(resource: &ResourceName, role: &str) -> Option<ResourceCredentialRecord>;
+            resource_credential(resource: &ResourceName, role: Option<&RoleName>) -> Option<ResourceCredentialRecord>;
             ephemeral_roles_in(state: DbRoleState) -> Vec<EphemeralRoleRecord>;
             db_sessions(user: Option<&Username>, live_only: bool, limit: i64) -> Vec<DbSessionRecord>;
             killed_db_sessions(ids: &[String]) -> Vec<(String, String)>;
@@ -313,7 +314,7 @@ bounded_writes! {
 
 bounded_writes! {
     MfaWrites {}
-    set_session_mfa(token_hash: &str, at: Timestamp, method: &str) -> ();
+    set_session_mfa(token_hash: &str, at: Timestamp, method: Factor) -> ();
     put_totp(totp: &TotpRecord) -> ();
     totp(user: &Username) -> Option<TotpRecord>;
     use_totp_step(user: &Username, step: i64, confirm_at: Option<Timestamp>) -> bool;
@@ -338,7 +339,8 @@ bounded_writes! {
     insert_connect_token(token: &ConnectTokenRecord) -> ();
     put_ephemeral_role(role: &EphemeralRoleRecord) -> ();
     put_resource_credential(credential: &ResourceCredentialRecord) -> ();
-    delete_resource_credential(resource: &ResourceName, role: Option<&str>) -> bool;
+    delete_resource_credential(resource: &ResourceName, role: Option<&RoleName>) -> bool;
+    delete_resource_credentials(resource: &ResourceName) -> u64;
     redeem_connect_token(token_hash: &str, now: Timestamp) -> Option<ConnectTokenRecord>;
     insert_db_session(session: &DbSessionRecord) -> ();
     end_db_session(session: &DbSessionRecord) -> ();

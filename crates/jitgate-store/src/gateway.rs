@@ -3,7 +3,7 @@
 use crate::Result;
 use async_trait::async_trait;
 use jitgate_core::grant::DbRoleState;
-use jitgate_core::names::{ResourceName, Username};
+use jitgate_core::names::{ResourceName, RoleName, Username};
 use jitgate_core::Timestamp;
 
 /// A one-time connect token for the gateway, bound to user, resource, role and grant.
@@ -12,7 +12,7 @@ pub struct ConnectTokenRecord {
     pub token_hash: String,
     pub user: Username,
     pub resource: ResourceName,
-    pub role: String,
+    pub role: RoleName,
     pub grant_id: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
@@ -39,8 +39,8 @@ pub struct EphemeralRoleRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceCredentialRecord {
     pub resource: ResourceName,
-    /// The role whose login the password is for; empty for the resource's service login.
-    pub role: String,
+    /// The role whose login the password is for; `None` for the resource's service login.
+    pub role: Option<RoleName>,
     pub key_version: u32,
     pub sealed_password: String,
     pub updated_at: Timestamp,
@@ -54,7 +54,7 @@ pub struct DbSessionRecord {
     pub grant_id: String,
     pub user: Username,
     pub resource: ResourceName,
-    pub role: String,
+    pub role: RoleName,
     pub peer: String,
     pub started_at: Timestamp,
     pub ended_at: Option<Timestamp>,
@@ -115,7 +115,7 @@ pub struct KillFeed {
 #[async_trait]
 pub trait GatewayReads: Send + Sync {
     async fn ephemeral_role(&self, grant_id: &str) -> Result<Option<EphemeralRoleRecord>>;
-    async fn resource_credential(&self, resource: &ResourceName, role: &str) -> Result<Option<ResourceCredentialRecord>>;
+    async fn resource_credential(&self, resource: &ResourceName, role: Option<&RoleName>) -> Result<Option<ResourceCredentialRecord>>;
     /// Ephemeral roles in `state`, oldest first.
     async fn ephemeral_roles_in(&self, state: DbRoleState) -> Result<Vec<EphemeralRoleRecord>>;
     /// Gateway sessions, newest first: the live ones only, or all, of one user or everyone.
@@ -133,8 +133,10 @@ pub trait GatewayWrites: Send {
     async fn put_ephemeral_role(&mut self, role: &EphemeralRoleRecord) -> Result<()>;
     /// Sets (or replaces) a resource's sealed upstream password.
     async fn put_resource_credential(&mut self, credential: &ResourceCredentialRecord) -> Result<()>;
-    /// One role's stored password (`''` the service login's), or with `None` all of the resource's.
-    async fn delete_resource_credential(&mut self, resource: &ResourceName, role: Option<&str>) -> Result<bool>;
+    /// One login's stored password (`None`: the service login's); false when there was none.
+    async fn delete_resource_credential(&mut self, resource: &ResourceName, role: Option<&RoleName>) -> Result<bool>;
+    /// Every stored password of the resource (when it goes).
+    async fn delete_resource_credentials(&mut self, resource: &ResourceName) -> Result<u64>;
     /// Uses a connect token: as many times as it allows, and only before it expires.
     async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>>;
     async fn insert_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;
@@ -171,10 +173,19 @@ macro_rules! gateway_sql {
             })
         }
 
+        /// A stored credential's role: `''` is the service login's.
+        fn login_role(stored: String) -> Result<Option<RoleName>, StoreError> {
+            if stored.is_empty() {
+                Ok(None)
+            } else {
+                name(stored, "credential role").map(Some)
+            }
+        }
+
         fn credential_from(row: &DbRow) -> Result<ResourceCredentialRecord, StoreError> {
             Ok(ResourceCredentialRecord {
                 resource: name(row.try_get("resource")?, "credential resource")?,
-                role: row.try_get("role")?,
+                role: login_role(row.try_get("role")?)?,
                 key_version: u32::try_from(row.try_get::<i64, _>("key_version")?).map_err(|e| corrupt("key version", e))?,
                 sealed_password: row.try_get("sealed_password")?,
                 updated_at: ts(row.try_get("updated_at")?),
@@ -189,10 +200,10 @@ macro_rules! gateway_sql {
                 sqlx::query(&sql).bind(grant_id).fetch_optional(&self.read).await?.as_ref().map(ephemeral_from).transpose()
             }
 
-            async fn resource_credential(&self, resource: &ResourceName, role: &str) -> Result<Option<ResourceCredentialRecord>, StoreError> {
+            async fn resource_credential(&self, resource: &ResourceName, role: Option<&RoleName>) -> Result<Option<ResourceCredentialRecord>, StoreError> {
                 sqlx::query("SELECT resource, role, key_version, sealed_password, updated_at, updated_by FROM resource_credentials WHERE resource = $1 AND role = $2")
                     .bind(resource.as_str())
-                    .bind(role)
+                    .bind(role.map_or("", RoleName::as_str))
                     .fetch_optional(&self.read)
                     .await?
                     .as_ref()
@@ -223,7 +234,7 @@ macro_rules! gateway_sql {
                             grant_id: r.try_get("grant_id")?,
                             user: name(r.try_get("username")?, "session user")?,
                             resource: name(r.try_get("resource")?, "session resource")?,
-                            role: r.try_get("role")?,
+                            role: name(r.try_get("role")?, "session role")?,
                             peer: r.try_get("peer")?,
                             started_at: ts(r.try_get("started_at")?),
                             ended_at: opt_ts(r.try_get("ended_at")?),
@@ -263,7 +274,7 @@ macro_rules! gateway_sql {
                 .bind(&t.token_hash)
                 .bind(t.user.as_str())
                 .bind(t.resource.as_str())
-                .bind(&t.role)
+                .bind(t.role.as_str())
                 .bind(&t.grant_id)
                 .bind(t.created_at.as_millis())
                 .bind(t.expires_at.as_millis())
@@ -301,7 +312,7 @@ macro_rules! gateway_sql {
                      sealed_password = excluded.sealed_password, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                 )
                 .bind(c.resource.as_str())
-                .bind(&c.role)
+                .bind(c.role.as_ref().map_or("", RoleName::as_str))
                 .bind(i64::from(c.key_version))
                 .bind(&c.sealed_password)
                 .bind(c.updated_at.as_millis())
@@ -311,13 +322,21 @@ macro_rules! gateway_sql {
                 Ok(())
             }
 
-            async fn delete_resource_credential(&mut self, resource: &ResourceName, role: Option<&str>) -> Result<bool, StoreError> {
-                let r = sqlx::query("DELETE FROM resource_credentials WHERE resource = $1 AND (CAST($2 AS TEXT) IS NULL OR role = $2)")
+            async fn delete_resource_credential(&mut self, resource: &ResourceName, role: Option<&RoleName>) -> Result<bool, StoreError> {
+                let r = sqlx::query("DELETE FROM resource_credentials WHERE resource = $1 AND role = $2")
                     .bind(resource.as_str())
-                    .bind(role)
+                    .bind(role.map_or("", RoleName::as_str))
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(r.rows_affected() > 0)
+            }
+
+            async fn delete_resource_credentials(&mut self, resource: &ResourceName) -> Result<u64, StoreError> {
+                let r = sqlx::query("DELETE FROM resource_credentials WHERE resource = $1")
+                    .bind(resource.as_str())
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(r.rows_affected())
             }
 
             async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>, StoreError> {
@@ -334,7 +353,7 @@ macro_rules! gateway_sql {
                     token_hash: r.try_get("token_hash")?,
                     user: name(r.try_get("username")?, "token user")?,
                     resource: name(r.try_get("resource")?, "token resource")?,
-                    role: r.try_get("role")?,
+                    role: name(r.try_get("role")?, "token role")?,
                     grant_id: r.try_get("grant_id")?,
                     created_at: ts(r.try_get("created_at")?),
                     expires_at: ts(r.try_get("expires_at")?),
@@ -350,7 +369,7 @@ macro_rules! gateway_sql {
                 .bind(&d.grant_id)
                 .bind(d.user.as_str())
                 .bind(d.resource.as_str())
-                .bind(&d.role)
+                .bind(d.role.as_str())
                 .bind(&d.peer)
                 .bind(d.started_at.as_millis())
                 .execute(&mut *self.tx)

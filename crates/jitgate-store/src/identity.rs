@@ -2,6 +2,7 @@
 
 use crate::Result;
 use async_trait::async_trait;
+use jitgate_core::factor::Factor;
 use jitgate_core::names::{GroupName, Username};
 use jitgate_core::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,7 +28,7 @@ pub struct SessionRecord {
     pub expires_at: Timestamp,
     /// When this session last proved a second factor (at login or a step-up), and how.
     pub mfa_at: Option<Timestamp>,
-    pub mfa_method: Option<String>,
+    pub mfa_method: Option<Factor>,
 }
 
 /// Where a group membership or resource came from: the config file is re-applied at every start
@@ -102,7 +103,7 @@ macro_rules! identity_sql {
                 last_seen_at: ts(row.try_get("last_seen_at")?),
                 expires_at: ts(row.try_get("expires_at")?),
                 mfa_at: opt_ts(row.try_get("mfa_at")?),
-                mfa_method: row.try_get("mfa_method")?,
+                mfa_method: factor(row.try_get("mfa_method")?)?,
             })
         }
 
@@ -281,7 +282,7 @@ macro_rules! identity_sql {
                     .bind(s.last_seen_at.as_millis())
                     .bind(s.expires_at.as_millis())
                     .bind(s.mfa_at.map(Timestamp::as_millis))
-                    .bind(&s.mfa_method)
+                    .bind(s.mfa_method.map(Factor::as_str))
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(())

@@ -2,6 +2,7 @@
 
 use crate::Result;
 use async_trait::async_trait;
+use jitgate_core::factor::{Ceremony, Factor};
 use jitgate_core::names::Username;
 use jitgate_core::Timestamp;
 
@@ -38,7 +39,7 @@ pub struct PasskeyRecord {
 pub struct ChallengeRecord {
     pub id: String,
     pub user: Username,
-    pub purpose: String,
+    pub purpose: Ceremony,
     pub state: String,
     pub expires_at: Timestamp,
 }
@@ -65,7 +66,7 @@ pub trait MfaReads: Send + Sync {
 /// Reads and changes inside a [`crate::WriteTx`].
 #[async_trait]
 pub trait MfaWrites: Send {
-    async fn set_session_mfa(&mut self, token_hash: &str, at: Timestamp, method: &str) -> Result<()>;
+    async fn set_session_mfa(&mut self, token_hash: &str, at: Timestamp, method: Factor) -> Result<()>;
     /// Adds or replaces a user's TOTP factor.
     async fn put_totp(&mut self, totp: &TotpRecord) -> Result<()>;
     async fn totp(&mut self, user: &Username) -> Result<Option<TotpRecord>>;
@@ -139,7 +140,10 @@ macro_rules! mfa_sql {
             Ok(ChallengeRecord {
                 id: row.try_get("id")?,
                 user: name(row.try_get("username")?, "challenge user")?,
-                purpose: row.try_get("purpose")?,
+                purpose: {
+                    let purpose: String = row.try_get("purpose")?;
+                    Ceremony::parse(&purpose).ok_or_else(|| corrupt("challenge purpose", purpose))?
+                },
                 state: row.try_get("state")?,
                 expires_at: ts(row.try_get("expires_at")?),
             })
@@ -330,11 +334,11 @@ macro_rules! mfa_sql {
 
         #[async_trait]
         impl crate::MfaWrites for $tx {
-            async fn set_session_mfa(&mut self, token_hash: &str, at: Timestamp, method: &str) -> Result<(), StoreError> {
+            async fn set_session_mfa(&mut self, token_hash: &str, at: Timestamp, method: Factor) -> Result<(), StoreError> {
                 sqlx::query("UPDATE sessions SET mfa_at = $2, mfa_method = $3 WHERE token_hash = $1")
                     .bind(token_hash)
                     .bind(at.as_millis())
-                    .bind(method)
+                    .bind(method.as_str())
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(())
@@ -418,7 +422,7 @@ macro_rules! mfa_sql {
                 sqlx::query("INSERT INTO mfa_challenges (id, username, purpose, state, expires_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(&c.id)
                     .bind(c.user.as_str())
-                    .bind(&c.purpose)
+                    .bind(c.purpose.as_str())
                     .bind(&c.state)
                     .bind(c.expires_at.as_millis())
                     .execute(&mut *self.tx)

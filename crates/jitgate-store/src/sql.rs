@@ -32,6 +32,7 @@ macro_rules! impl_store {
         };
         use async_trait::async_trait;
         use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
+        use jitgate_core::factor::{Ceremony, Factor};
         use jitgate_core::grant::{DbRoleState, Grant, GrantStatus};
         use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
         use jitgate_core::policy::Resource;
@@ -52,6 +53,13 @@ macro_rules! impl_store {
 
         fn name<T: std::str::FromStr<Err = String>>(s: String, what: &str) -> Result<T, StoreError> {
             s.parse().map_err(|e: String| corrupt(what, e))
+        }
+
+        /// A stored second factor's name, read back (NULL for none).
+        fn factor(stored: Option<String>) -> Result<Option<jitgate_core::factor::Factor>, StoreError> {
+            stored
+                .map(|s| jitgate_core::factor::Factor::parse(&s).ok_or_else(|| corrupt("second factor", s)))
+                .transpose()
         }
 
         fn all<T>(rows: Vec<DbRow>, f: fn(&DbRow) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {

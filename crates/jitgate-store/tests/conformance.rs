@@ -168,58 +168,61 @@ async fn resources(store: &dyn Store) {
     assert!(store.resource(&name).await.unwrap().is_none());
 
     // Sealed upstream passwords: set, replaced, kept out by a rollback, removed; one per role
-    // login beside the service login's ('').
-    let credential = |role: &str, version: u32, sealed: &str, at: i64| ResourceCredentialRecord {
+    // login beside the service login's (no role).
+    let (read, write): (RoleName, RoleName) = ("read".parse().unwrap(), "write".parse().unwrap());
+    let credential = |role: Option<&RoleName>, version: u32, sealed: &str, at: i64| ResourceCredentialRecord {
         resource: name.clone(),
-        role: role.into(),
+        role: role.cloned(),
         key_version: version,
         sealed_password: sealed.into(),
         updated_at: t(at),
         updated_by: u("root"),
     };
-    assert!(store.resource_credential(&name, "").await.unwrap().is_none());
+    assert!(store.resource_credential(&name, None).await.unwrap().is_none());
     let mut tx = store.write().await.unwrap();
-    tx.put_resource_credential(&credential("", 1, "sealed-1", 3)).await.unwrap();
-    tx.put_resource_credential(&credential("read", 1, "sealed-read", 3)).await.unwrap();
+    tx.put_resource_credential(&credential(None, 1, "sealed-1", 3)).await.unwrap();
+    tx.put_resource_credential(&credential(Some(&read), 1, "sealed-read", 3))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        store.resource_credential(&name, "").await.unwrap(),
-        Some(credential("", 1, "sealed-1", 3))
+        store.resource_credential(&name, None).await.unwrap(),
+        Some(credential(None, 1, "sealed-1", 3))
     );
     assert_eq!(
-        store.resource_credential(&name, "read").await.unwrap(),
-        Some(credential("read", 1, "sealed-read", 3))
+        store.resource_credential(&name, Some(&read)).await.unwrap(),
+        Some(credential(Some(&read), 1, "sealed-read", 3))
     );
-    assert!(store.resource_credential(&name, "write").await.unwrap().is_none());
+    assert!(store.resource_credential(&name, Some(&write)).await.unwrap().is_none());
     let mut tx = store.write().await.unwrap();
-    tx.put_resource_credential(&credential("", 2, "sealed-2", 4)).await.unwrap();
+    tx.put_resource_credential(&credential(None, 2, "sealed-2", 4)).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        store.resource_credential(&name, "").await.unwrap(),
-        Some(credential("", 2, "sealed-2", 4))
+        store.resource_credential(&name, None).await.unwrap(),
+        Some(credential(None, 2, "sealed-2", 4))
     );
     assert_eq!(
-        store.resource_credential(&name, "read").await.unwrap(),
-        Some(credential("read", 1, "sealed-read", 3)),
+        store.resource_credential(&name, Some(&read)).await.unwrap(),
+        Some(credential(Some(&read), 1, "sealed-read", 3)),
         "replacing one login's password leaves the others"
     );
     let mut tx = store.write().await.unwrap();
-    assert!(tx.delete_resource_credential(&name, Some("")).await.unwrap());
+    assert!(tx.delete_resource_credential(&name, None).await.unwrap());
     drop(tx);
     assert!(
-        store.resource_credential(&name, "").await.unwrap().is_some(),
+        store.resource_credential(&name, None).await.unwrap().is_some(),
         "a dropped transaction changes nothing"
     );
     let mut tx = store.write().await.unwrap();
-    assert!(tx.delete_resource_credential(&name, Some("")).await.unwrap());
-    assert!(!tx.delete_resource_credential(&name, Some("")).await.unwrap());
+    assert!(tx.delete_resource_credential(&name, None).await.unwrap());
+    assert!(!tx.delete_resource_credential(&name, None).await.unwrap());
     tx.commit().await.unwrap();
-    assert!(store.resource_credential(&name, "").await.unwrap().is_none());
-    assert!(store.resource_credential(&name, "read").await.unwrap().is_some());
+    assert!(store.resource_credential(&name, None).await.unwrap().is_none());
+    assert!(store.resource_credential(&name, Some(&read)).await.unwrap().is_some());
     let mut tx = store.write().await.unwrap();
-    assert!(tx.delete_resource_credential(&name, None).await.unwrap(), "all of the resource's");
+    assert_eq!(tx.delete_resource_credentials(&name).await.unwrap(), 1, "all of the resource's");
     tx.commit().await.unwrap();
-    assert!(store.resource_credential(&name, "read").await.unwrap().is_none());
+    assert!(store.resource_credential(&name, Some(&read)).await.unwrap().is_none());
 }
 
 async fn requests_reviews_and_grants(store: &dyn Store) {
@@ -484,7 +487,7 @@ async fn second_factors(store: &dyn Store) {
     })
     .await
     .unwrap();
-    tx.set_session_mfa("s1", t(5), "totp").await.unwrap();
+    tx.set_session_mfa("s1", t(5), jitgate_core::factor::Factor::Totp).await.unwrap();
     let totp = TotpRecord {
         user: alice.clone(),
         key_version: 1,
@@ -521,7 +524,7 @@ async fn second_factors(store: &dyn Store) {
     let challenge = ChallengeRecord {
         id: "ch1".into(),
         user: alice.clone(),
-        purpose: "login".into(),
+        purpose: jitgate_core::factor::Ceremony::Login,
         state: "{}".into(),
         expires_at: t(50),
     };
@@ -537,7 +540,10 @@ async fn second_factors(store: &dyn Store) {
     tx.commit().await.unwrap();
 
     let session = store.session("s1").await.unwrap().unwrap();
-    assert_eq!((session.mfa_at, session.mfa_method.as_deref()), (Some(t(5)), Some("totp")));
+    assert_eq!(
+        (session.mfa_at, session.mfa_method.map(jitgate_core::factor::Factor::as_str)),
+        (Some(t(5)), Some("totp"))
+    );
     let stored = store.totp(&alice).await.unwrap().unwrap();
     assert_eq!(
         (stored.last_step, stored.confirmed_at),
@@ -647,7 +653,7 @@ fn db_session(id: &str) -> DbSessionRecord {
         grant_id: "g1".into(),
         user: u("alice"),
         resource: ResourceName::parse("prod-db").unwrap(),
-        role: "read".into(),
+        role: "read".parse().unwrap(),
         peer: "127.0.0.1:5000".into(),
         started_at: t(10),
         ended_at: None,

@@ -236,7 +236,7 @@ pub fn detail(d: &RequestDetail) -> String {
                 format!(": {}", v.comment)
             };
             // The factor the reviewer proved (absent for a policy's automatic approval).
-            let factor = v.mfa_method.as_deref().map(|m| format!(" with {m}")).unwrap_or_default();
+            let factor = v.mfa_method.map(|m| format!(" with {m}")).unwrap_or_default();
             let stage = v
                 .stage
                 .and_then(|i| d.progress.stages.get(usize::try_from(i).ok()?))

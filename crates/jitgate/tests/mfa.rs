@@ -169,7 +169,7 @@ async fn approval_needs_a_fresh_factor_when_the_role_says_so() {
     assert_eq!((err.status(), err.code()), (Some(401), Some("mfa_required")));
     body.mfa = Some(MfaProof::otp(&code(&alice_secret, s.clock().now())));
     let req = alice.create_request(&body).await.unwrap();
-    assert_eq!(req.mfa_method.as_deref(), Some("totp"));
+    assert_eq!(req.mfa_method.map(jitgate_core::factor::Factor::as_str), Some("totp"));
 
     let head = s.audit_head().await;
     let err = bob.approve(&req.id, "ok").await.unwrap_err();
@@ -189,7 +189,7 @@ async fn approval_needs_a_fresh_factor_when_the_role_says_so() {
         .review(&req.id, true, "ok", Some(MfaProof::otp(&code(&bob_secret, s.clock().now()))))
         .await
         .unwrap();
-    assert_eq!(detail.reviews[0].mfa_method.as_deref(), Some("totp"));
+    assert_eq!(detail.reviews[0].mfa_method.map(jitgate_core::factor::Factor::as_str), Some("totp"));
     assert!(detail.grant.is_some());
 
     // The proof made bob's session fresh: within the window the next approval needs no code.
@@ -197,9 +197,13 @@ async fn approval_needs_a_fresh_factor_when_the_role_says_so() {
         .create_request(&request_body("prod-db", "dba", Some("30m"), "second table too"))
         .await
         .unwrap();
-    assert_eq!(req2.mfa_method.as_deref(), Some("totp"), "alice's session is fresh too");
+    assert_eq!(
+        req2.mfa_method.map(jitgate_core::factor::Factor::as_str),
+        Some("totp"),
+        "alice's session is fresh too"
+    );
     let d2 = bob.approve(&req2.id, "ok").await.unwrap();
-    assert_eq!(d2.reviews[0].mfa_method.as_deref(), Some("totp"));
+    assert_eq!(d2.reviews[0].mfa_method.map(jitgate_core::factor::Factor::as_str), Some("totp"));
 
     // Roles that do not ask record nothing.
     let r3 = alice
@@ -406,7 +410,7 @@ async fn passkeys_register_log_in_and_refuse_a_replayed_assertion() {
         ..MfaProof::default()
     });
     let req = alice2.create_request(&body).await.unwrap();
-    assert_eq!(req.mfa_method.as_deref(), Some("webauthn"));
+    assert_eq!(req.mfa_method.map(jitgate_core::factor::Factor::as_str), Some("webauthn"));
     let ch = bob.webauthn_challenge().await.unwrap();
     let a = bobs_key
         .do_authentication(origin.clone(), serde_json::from_value(ch.options).unwrap())
@@ -421,7 +425,7 @@ async fn passkeys_register_log_in_and_refuse_a_replayed_assertion() {
     .await
     .unwrap();
     let d = bob.approve(&req.id, "ok").await.unwrap();
-    assert_eq!(d.reviews[0].mfa_method.as_deref(), Some("webauthn"));
+    assert_eq!(d.reviews[0].mfa_method.map(jitgate_core::factor::Factor::as_str), Some("webauthn"));
 
     // Removing it needs a fresh factor, which bob's step-up gave him but alice's login did not
     // keep past the window.
