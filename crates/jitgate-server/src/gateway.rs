@@ -351,7 +351,7 @@ impl Broker for GatewayBroker {
         let service = if ephemeral_access {
             None
         } else {
-            match core.upstream_target(&resource, Login::Role(&role_name), &application).await {
+            match core.upstream_target(&resource, Login::Role(role_name), &application).await {
                 Ok(t) => Some(t),
                 Err(why) => {
                     drop(tx);
@@ -398,10 +398,10 @@ impl Broker for GatewayBroker {
             // grant event has not made it yet).
             None => match core.ensure_ephemeral(&grant).await {
                 Ok(Some((user, password))) => {
-                    core.upstream_target(&resource, Login::Ephemeral(&role_name, user, password), &application)
+                    core.upstream_target(&resource, Login::Ephemeral(role_name, user, password), &application)
                         .await
                 }
-                Ok(None) => core.upstream_target(&resource, Login::Role(&role_name), &application).await,
+                Ok(None) => core.upstream_target(&resource, Login::Role(role_name), &application).await,
                 Err(e) => Err(e.message),
             },
         };
