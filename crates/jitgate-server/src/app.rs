@@ -132,7 +132,7 @@ impl Application {
             relying_party,
         };
         let core = Arc::new(Core::new(store, clock, settings, keys, policy));
-        let setup = |e: crate::error::ApiError| StartError::Setup(e.message);
+        let setup = |e: crate::error::ServiceError| StartError::Setup(e.message);
         core.apply_config(config_file).await.map_err(setup)?;
         // Cover whatever the last run appended after its last checkpoint (a crash, say).
         core.checkpoint_now().await.map_err(setup)?;
@@ -305,14 +305,12 @@ async fn serve_http(
             async move {
                 let answer = match tokio::time::timeout(request_timeout, app.oneshot(req.map(axum::body::Body::new))).await {
                     Ok(answer) => answer,
-                    Err(_) => Ok(axum::response::IntoResponse::into_response(crate::error::ApiError::new(
-                        axum::http::StatusCode::REQUEST_TIMEOUT,
-                        "request_timeout",
-                        format!(
+                    Err(_) => Ok(axum::response::IntoResponse::into_response(
+                        crate::routes::ApiError::request_timeout(format!(
                             "the request took longer than {} (server.request_timeout)",
                             humantime_secs(request_timeout)
-                        ),
-                    ))),
+                        )),
+                    )),
                 };
                 // One line per request (probes at debug); the query string is left out.
                 if let Ok(r) = &answer {

@@ -1,7 +1,7 @@
 //! The audit signing key (a file outside the database) and verification of the live chain.
 
 use crate::core::{Caller, Core};
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use ed25519_dalek::SigningKey;
 use jitgate_api::{AuditKey, AuditPage, VerifyOutcome};
 use jitgate_core::actions;
@@ -240,7 +240,7 @@ fn parse_signing_key(text: &str, path: &Path) -> Result<SigningKey, String> {
 }
 
 impl Core {
-    async fn require_audit_reader(&self, caller: &Caller, operation: &str) -> Result<(), ApiError> {
+    async fn require_audit_reader(&self, caller: &Caller, operation: &str) -> Result<(), ServiceError> {
         if self.is_audit_reader(caller) {
             Ok(())
         } else {
@@ -250,14 +250,14 @@ impl Core {
         }
     }
 
-    pub async fn audit_page(&self, caller: &Caller, after: i64, limit: i64) -> Result<AuditPage, ApiError> {
+    pub async fn audit_page(&self, caller: &Caller, after: i64, limit: i64) -> Result<AuditPage, ServiceError> {
         self.require_audit_reader(caller, "audit_page").await?;
         let events = self.store.audit_events(after.max(0), limit.clamp(1, 10_000)).await?;
         let head_seq = self.store.audit_head().await?.seq;
         Ok(AuditPage { events, head_seq })
     }
 
-    pub async fn audit_checkpoints(&self, caller: &Caller) -> Result<jitgate_api::CheckpointList, ApiError> {
+    pub async fn audit_checkpoints(&self, caller: &Caller) -> Result<jitgate_api::CheckpointList, ServiceError> {
         self.require_audit_reader(caller, "audit_checkpoints").await?;
         Ok(jitgate_api::CheckpointList {
             checkpoints: self.store.audit_checkpoints().await?,
@@ -265,7 +265,7 @@ impl Core {
     }
 
     /// The committed head, signed now, for an export to end at.
-    pub async fn signed_head(&self, caller: &Caller) -> Result<jitgate_core::audit::SignedHead, ApiError> {
+    pub async fn signed_head(&self, caller: &Caller) -> Result<jitgate_core::audit::SignedHead, ServiceError> {
         self.require_audit_reader(caller, "audit_head").await?;
         let head = self.store.audit_head().await?;
         Ok(jitgate_core::audit::sign_head(&self.signing_key, &head, self.now().as_millis()))
@@ -279,7 +279,7 @@ impl Core {
         }
     }
 
-    pub async fn audit_verify(&self, caller: &Caller) -> Result<VerifyOutcome, ApiError> {
+    pub async fn audit_verify(&self, caller: &Caller) -> Result<VerifyOutcome, ServiceError> {
         self.require_audit_reader(caller, "audit_verify").await?;
         // The server's own key is the one in force now: walk from the first checkpoint's key
         // when it rotated since, taking the retired keys beside it.
@@ -287,7 +287,7 @@ impl Core {
         Ok(verify_store(self.store.clone(), keys, None).await?)
     }
 
-    pub async fn audit_status(&self, caller: &Caller) -> Result<jitgate_api::AuditStatus, ApiError> {
+    pub async fn audit_status(&self, caller: &Caller) -> Result<jitgate_api::AuditStatus, ServiceError> {
         self.require_audit_reader(caller, "audit_status").await?;
         crate::witness::refresh_behind(self).await;
         let head = self.store.audit_head().await?;

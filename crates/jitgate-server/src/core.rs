@@ -3,7 +3,7 @@
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use ed25519_dalek::SigningKey;
 use jitgate_auth::passkeys::RelyingParty;
 use jitgate_auth::secret_box::KeyRing;
@@ -168,14 +168,14 @@ impl Core {
     }
 
     /// Begins a change.
-    pub async fn begin(&self) -> Result<Box<dyn WriteTx>, ApiError> {
+    pub async fn begin(&self) -> Result<Box<dyn WriteTx>, ServiceError> {
         Ok(self.store.write().await?)
     }
 
     /// Commits a change, adding a signed checkpoint when its events took the chain across a
     /// multiple of `checkpoint_every`, so a checkpoint is part of the same transaction as its
     /// events.
-    pub async fn commit(&self, mut tx: Box<dyn WriteTx>) -> Result<Vec<AuditEvent>, ApiError> {
+    pub async fn commit(&self, mut tx: Box<dyn WriteTx>) -> Result<Vec<AuditEvent>, ServiceError> {
         let every = self.settings.checkpoint_every;
         let head = tx.head().seq;
         let start = head - i64::try_from(tx.appended()).unwrap_or(head);
@@ -191,7 +191,7 @@ impl Core {
     /// Signs the head as the checkpoint after the newest one, unless that one is at the head
     /// already. Read and written under the head's lock, so checkpoints form one line even
     /// with several instances.
-    pub async fn add_checkpoint(&self, tx: &mut dyn WriteTx, announce: Option<&ed25519_dalek::VerifyingKey>) -> Result<bool, ApiError> {
+    pub async fn add_checkpoint(&self, tx: &mut dyn WriteTx, announce: Option<&ed25519_dalek::VerifyingKey>) -> Result<bool, ServiceError> {
         let head = tx.head().clone();
         let last = tx.last_checkpoint().await?;
         if last.as_ref().is_some_and(|c| c.seq >= head.seq) || head.seq == 0 && announce.is_none() {
@@ -205,7 +205,7 @@ impl Core {
 
     /// Writes a signed checkpoint at the current head if it has none yet: at start, at stop,
     /// and every `checkpoint_interval`.
-    pub async fn checkpoint_now(&self) -> Result<(), ApiError> {
+    pub async fn checkpoint_now(&self) -> Result<(), ServiceError> {
         let mut tx = self.begin().await?;
         if self.add_checkpoint(&mut *tx, None).await? {
             tx.commit().await?;
@@ -257,7 +257,7 @@ impl Core {
 
     /// Every refusal is on the record: `denied` when the caller may not, `failure` when what
     /// they asked cannot be (a lease over the maximum, a connect without a live grant, …).
-    pub async fn refused(&self, caller: &Caller, action: &str, target: &str, err: DomainError) -> ApiError {
+    pub async fn refused(&self, caller: &Caller, action: &str, target: &str, err: DomainError) -> ServiceError {
         let outcome = if err.is_authorization() {
             Outcome::Denied
         } else {
@@ -271,15 +271,15 @@ impl Core {
 
     /// A 404 for someone acting on a request or grant they may not see: the answer says no
     /// more than for an id that does not exist, and the record keeps the attempt.
-    pub async fn hidden(&self, caller: &Caller, action: &str, target: &str, what: &str) -> ApiError {
+    pub async fn hidden(&self, caller: &Caller, action: &str, target: &str, what: &str) -> ServiceError {
         let details = serde_json::json!({"code": "not_visible", "message": format!("{what} not visible to {}", caller.name())});
         self.audit_alone(NewEvent::new(caller.name(), action, target, Outcome::Denied, details))
             .await;
-        ApiError::not_found(what)
+        ServiceError::not_found(what)
     }
 
     /// A 403 for `operation`, recorded as a denied authorization.
-    pub async fn forbid(&self, caller: &Caller, operation: &str, message: &str) -> ApiError {
+    pub async fn forbid(&self, caller: &Caller, operation: &str, message: &str) -> ServiceError {
         let details = serde_json::json!({"code": "forbidden", "message": message});
         self.audit_alone(NewEvent::new(
             caller.name(),
@@ -289,7 +289,7 @@ impl Core {
             details,
         ))
         .await;
-        ApiError::forbidden(message)
+        ServiceError::forbidden(message)
     }
 
     pub fn publish(&self, kind: GrantEventKind, grant: &Grant) {

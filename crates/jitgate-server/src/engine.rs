@@ -6,7 +6,7 @@
 //! so two engines (two instances on PostgreSQL) never both see the same grant as due.
 
 use crate::core::{Core, GrantEventKind};
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::{GrantStatus, Transition};
@@ -30,7 +30,7 @@ const RETRY: Duration = Duration::from_millis(500);
 
 impl Core {
     /// Makes every transition due at `now`. Returns how many it made.
-    pub async fn sweep(&self) -> Result<usize, ApiError> {
+    pub async fn sweep(&self) -> Result<usize, ServiceError> {
         let mut total = 0;
         loop {
             let now = self.now();
@@ -120,7 +120,7 @@ impl Core {
         tx: &mut dyn jitgate_store::WriteTx,
         g: &jitgate_core::grant::Grant,
         now: jitgate_core::Timestamp,
-    ) -> Result<Option<Vec<String>>, ApiError> {
+    ) -> Result<Option<Vec<String>>, ServiceError> {
         let Some(request) = tx.request(&g.request_id).await? else {
             return Ok(None);
         };

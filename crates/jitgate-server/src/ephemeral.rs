@@ -11,7 +11,7 @@
 //! that `DROP OWNED` and `pg_terminate_backend` ask for.
 
 use crate::core::{AppState, Core, GrantEventKind};
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use crate::upstream::Login;
 use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
@@ -43,7 +43,7 @@ fn valid_until(t: Timestamp) -> String {
 }
 
 impl Core {
-    async fn ephemeral_spec(&self, grant: &Grant) -> Result<Option<(Resource, Vec<String>)>, ApiError> {
+    async fn ephemeral_spec(&self, grant: &Grant) -> Result<Option<(Resource, Vec<String>)>, ServiceError> {
         let Some(resource) = self.store.resource(&grant.resource).await? else {
             return Ok(None);
         };
@@ -59,13 +59,13 @@ impl Core {
 
     /// The grant's own database role and its password, made now if it does not exist yet.
     /// `None` for grants on roles that are not ephemeral.
-    pub async fn ensure_ephemeral(&self, grant: &Grant) -> Result<Option<(String, SecretString)>, ApiError> {
+    pub async fn ensure_ephemeral(&self, grant: &Grant) -> Result<Option<(String, SecretString)>, ServiceError> {
         let Some((resource, memberships)) = self.ephemeral_spec(grant).await? else {
             return Ok(None);
         };
         if let Some(existing) = self.store.ephemeral_role(&grant.id).await? {
             if existing.state != DbRoleState::Active {
-                return Err(ApiError::conflict("grant_ended", "the grant's database role was removed"));
+                return Err(ServiceError::conflict("grant_ended", "the grant's database role was removed"));
             }
             let sealed = jitgate_auth::secret_box::Sealed {
                 key_version: existing.key_version,
@@ -74,7 +74,7 @@ impl Core {
             let password = self
                 .secrets
                 .open(&sealed, &existing.role_name)
-                .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+                .map_err(|e| ServiceError::new(crate::error::ErrorKind::Internal, "internal", e.to_string()))?;
             let password = String::from_utf8_lossy(&password).into_owned();
             return Ok(Some((existing.role_name, SecretString::from(password))));
         }
@@ -95,11 +95,11 @@ impl Core {
         let target = self
             .upstream_target(&resource, Login::Service, PROVISIONER)
             .await
-            .map_err(|e| ApiError::conflict("upstream", e))?;
+            .map_err(|e| ServiceError::conflict("upstream", e))?;
         create.push_str(&format!(" ROLE {}", ident(&target.user)));
         execute(&target, &[create])
             .await
-            .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "upstream", e.to_string()))?;
+            .map_err(|e| ServiceError::new(crate::error::ErrorKind::Upstream, "upstream", e.to_string()))?;
         let sealed = self.secrets.seal(password.expose_secret().as_bytes(), &name);
         let now = self.now();
         let mut tx = self.begin().await?;

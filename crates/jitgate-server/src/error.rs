@@ -1,68 +1,96 @@
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use jitgate_api::{ErrorBody, ErrorDetail};
+//! What goes wrong in a service, by kind: the HTTP edge (`routes::error`) turns a kind into a
+//! status, the gateway into a refusal of its protocol. Nothing here knows HTTP.
+
 use jitgate_core::DomainError;
 use jitgate_store::StoreError;
 
-/// An answer that went wrong: a status, a stable code and a message for people.
+/// What kind of refusal or failure an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input is not acceptable as it is.
+    Invalid,
+    /// No valid session, or credentials that do not prove who the caller is.
+    Unauthenticated,
+    /// The caller is known and may not.
+    Forbidden,
+    /// No such thing, or one the caller may not know of.
+    NotFound,
+    /// The thing is not in a state that allows it (exists already, ended, ...).
+    Conflict,
+    /// Well-formed, but what it asks cannot be done (a policy set that does not load).
+    Unprocessable,
+    /// Too many attempts or too much load: try again later.
+    TooMany,
+    /// Something failed that the caller cannot mend.
+    Internal,
+    /// An upstream database refused or failed.
+    Upstream,
+    /// The store (or another dependency) is away: nothing was changed.
+    Unavailable,
+}
+
+/// A service's error: its kind, a stable code and a message for people.
 #[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
+pub struct ServiceError {
+    pub kind: ErrorKind,
     pub code: &'static str,
     pub message: String,
-    /// Seconds to wait before trying again (`Retry-After`), for refusals that pass.
+    /// Seconds to wait before trying again, for refusals that pass.
     pub retry_after: Option<u64>,
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+impl ServiceError {
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            status,
+            kind,
             code,
             message: message.into(),
             retry_after: None,
         }
     }
     /// A refusal that passes: try again after `secs` seconds.
-    pub fn busy(status: StatusCode, code: &'static str, message: impl Into<String>, secs: u64) -> Self {
-        let mut e = Self::new(status, code, message);
+    pub fn busy(kind: ErrorKind, code: &'static str, message: impl Into<String>, secs: u64) -> Self {
+        let mut e = Self::new(kind, code, message);
         e.retry_after = Some(secs.max(1));
         e
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
+        Self::new(ErrorKind::Invalid, code, message)
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(ErrorKind::NotFound, "not_found", format!("{what} not found"))
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(ErrorKind::Forbidden, "forbidden", message)
     }
     pub fn unauthenticated() -> Self {
         Self::new(
-            StatusCode::UNAUTHORIZED,
+            ErrorKind::Unauthenticated,
             "unauthenticated",
             "log in first: the session is missing, expired or revoked",
         )
     }
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, message)
+        Self::new(ErrorKind::Conflict, code, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, "internal", message)
     }
 }
 
-impl From<DomainError> for ApiError {
+impl From<DomainError> for ServiceError {
     fn from(e: DomainError) -> Self {
-        let status = match &e {
-            DomainError::UnknownResource(_) | DomainError::UnknownRole { .. } => StatusCode::NOT_FOUND,
-            e if e.is_authorization() => StatusCode::FORBIDDEN,
-            e if e.is_conflict() => StatusCode::CONFLICT,
-            _ => StatusCode::BAD_REQUEST,
+        let kind = match &e {
+            DomainError::UnknownResource(_) | DomainError::UnknownRole { .. } => ErrorKind::NotFound,
+            e if e.is_authorization() => ErrorKind::Forbidden,
+            e if e.is_conflict() => ErrorKind::Conflict,
+            _ => ErrorKind::Invalid,
         };
-        Self::new(status, e.code(), e.to_string())
+        Self::new(kind, e.code(), e.to_string())
     }
 }
 
-impl From<StoreError> for ApiError {
+impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => Self::conflict("already_exists", format!("{what} already exists")),
@@ -74,61 +102,17 @@ impl From<StoreError> for ApiError {
                 } else {
                     format!("the store did not answer within {after:?}; nothing was changed")
                 };
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message)
+                Self::new(ErrorKind::Unavailable, "store_unavailable", message)
             }
             other => {
                 tracing::error!(error = %other, "store failure");
                 // Fail closed: nothing is granted when the store cannot be read or written.
                 Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorKind::Unavailable,
                     "store_unavailable",
                     "the store is unavailable; nothing was changed",
                 )
             }
         }
-    }
-}
-
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
-        match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as application/json",
-            ),
-            _ => Self::bad_request("invalid_json", r.body_text()),
-        }
-    }
-}
-
-impl From<axum::extract::rejection::QueryRejection> for ApiError {
-    fn from(r: axum::extract::rejection::QueryRejection) -> Self {
-        Self::bad_request("invalid_query", r.body_text())
-    }
-}
-
-impl From<axum::extract::rejection::PathRejection> for ApiError {
-    fn from(r: axum::extract::rejection::PathRejection) -> Self {
-        Self::bad_request("invalid_path", r.body_text())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-            },
-        };
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
-        }
-        response
     }
 }

@@ -3,11 +3,10 @@
 //! that ends every session of a grant the moment the grant ends.
 
 use crate::core::{new_id, AppState, Caller, Core, GrantEventKind};
-use crate::error::ApiError;
+use crate::error::{ErrorKind, ServiceError};
 use crate::policy::{Asked, Subject};
 use crate::upstream::Login;
 use async_trait::async_trait;
-use axum::http::StatusCode;
 use jitgate_api::{ConnectBody, ConnectToken, DbSessionView};
 use jitgate_auth::{new_token, token_hash};
 use jitgate_core::actions;
@@ -299,7 +298,7 @@ impl Broker for GatewayBroker {
             );
             async move { core.audit_alone(event).await }
         };
-        let unavailable = |e: ApiError| Refusal::unavailable(e.message);
+        let unavailable = |e: ServiceError| Refusal::unavailable(e.message);
         let cap = core.settings.limits.gateway_max_sessions_per_user;
         let _slot = if cap > 0 {
             match Sessions::reserve(core, &req.user, cap) {
@@ -541,9 +540,14 @@ fn view(r: DbSessionRecord) -> DbSessionView {
 
 impl Core {
     /// A one-time token to open one gateway session on a live grant of the caller's.
-    pub async fn connect_token(&self, caller: &Caller, body: &ConnectBody, gateway: Option<SocketAddr>) -> Result<ConnectToken, ApiError> {
+    pub async fn connect_token(
+        &self,
+        caller: &Caller,
+        body: &ConnectBody,
+        gateway: Option<SocketAddr>,
+    ) -> Result<ConnectToken, ServiceError> {
         let Some(gateway) = gateway else {
-            return Err(ApiError::conflict("no_gateway", "this server runs no gateway"));
+            return Err(ServiceError::conflict("no_gateway", "this server runs no gateway"));
         };
         let now = self.now();
         let resource_name: ResourceName = body
@@ -586,9 +590,9 @@ impl Core {
                 .iter()
                 .max_by_key(|g| g.ends_at)
                 .cloned()
-                .ok_or_else(|| ApiError::not_found("grant"))?,
+                .ok_or_else(|| ServiceError::not_found("grant"))?,
             several => {
-                return Err(ApiError::bad_request(
+                return Err(ServiceError::bad_request(
                     "role_required",
                     format!(
                         "you have live grants for several roles here ({}): say which with --role",
@@ -599,7 +603,7 @@ impl Core {
         };
         let policy = resource.role(&grant.role)?.clone();
         if resource.postgres.is_none() {
-            return Err(ApiError::conflict(
+            return Err(ServiceError::conflict(
                 "not_a_database",
                 "this resource has no postgres target for the gateway",
             ));
@@ -632,7 +636,7 @@ impl Core {
         .await?;
         let uses = body.uses.unwrap_or(1);
         if !(1..=MAX_USES).contains(&uses) {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::bad_request(
                 "invalid_uses",
                 format!("uses must be between 1 and {MAX_USES}"),
             ));
@@ -683,7 +687,7 @@ impl Core {
     }
 
     /// Gateway sessions: a person's own, or everyone's for administrators and audit readers.
-    pub async fn db_sessions(&self, caller: &Caller, all: bool, live_only: bool) -> Result<Vec<DbSessionView>, ApiError> {
+    pub async fn db_sessions(&self, caller: &Caller, all: bool, live_only: bool) -> Result<Vec<DbSessionView>, ServiceError> {
         let user: Option<&Username> = if all {
             if !self.is_audit_reader(caller) {
                 return Err(self
@@ -699,7 +703,7 @@ impl Core {
 
     /// Ends a gateway session on whichever instance runs it: here at once, elsewhere through
     /// the store (recorded on the session, and sent when the change commits).
-    pub async fn kill_session(&self, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    pub async fn kill_session(&self, caller: &Caller, id: &str) -> Result<(), ServiceError> {
         self.require_admin(caller, "kill_session").await?;
         let kill = SessionKill {
             target: KillTarget::Session(id.to_owned()),
@@ -721,12 +725,12 @@ impl Core {
             )
             .await?;
             self.commit(tx).await?;
-            Ok::<_, ApiError>(true)
+            Ok::<_, ServiceError>(true)
         }
         .await;
         match recorded {
             Ok(true) => Ok(()),
-            Ok(false) => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no live session with that id")),
+            Ok(false) => Err(ServiceError::new(ErrorKind::NotFound, "not_found", "no live session with that id")),
             Err(e) if here => {
                 // Ended all the same; only its record is missing.
                 tracing::error!(error = %e.message, session = id, "could not record a session kill");

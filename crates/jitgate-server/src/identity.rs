@@ -1,9 +1,8 @@
 //! People: bootstrap, password login, sessions, users and groups, and applying the config.
 
 use crate::core::{Caller, Core, GrantEventKind};
-use crate::error::ApiError;
+use crate::error::{ErrorKind, ServiceError};
 use crate::mfa::{Factor, CEREMONY_TTL};
-use axum::http::StatusCode;
 use jitgate_api::{
     BootstrapBody, CreateUserBody, GroupView, LoginBody, LoginMfaBody, LoginOutcome, PasswordBody, SecretText, SessionToken, UserView,
     WebauthnChallenge, WhoAmI,
@@ -22,18 +21,18 @@ const SETUP_TOKEN_KEY: &str = "setup_token_hash";
 /// A session is touched in the store at most this often, so that reads stay reads.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
-fn invalid_credentials() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "user name or password is wrong")
+fn invalid_credentials() -> ServiceError {
+    ServiceError::new(ErrorKind::Unauthenticated, "invalid_credentials", "user name or password is wrong")
 }
 
-fn password_error(e: jitgate_auth::AuthError) -> ApiError {
-    ApiError::bad_request("weak_password", e.to_string())
+fn password_error(e: jitgate_auth::AuthError) -> ServiceError {
+    ServiceError::bad_request("weak_password", e.to_string())
 }
 
 impl Core {
     /// On a store with no users, makes a new one-time setup token and returns it; the old one,
     /// if any, stops working.
-    pub async fn prepare_bootstrap(&self) -> Result<Option<SecretString>, ApiError> {
+    pub async fn prepare_bootstrap(&self) -> Result<Option<SecretString>, ServiceError> {
         let mut tx = self.begin().await?;
         if tx.count_users().await? > 0 {
             return Ok(None);
@@ -49,7 +48,7 @@ impl Core {
         Ok(Some(token))
     }
 
-    pub async fn bootstrap(&self, body: BootstrapBody) -> Result<SessionToken, ApiError> {
+    pub async fn bootstrap(&self, body: BootstrapBody) -> Result<SessionToken, ServiceError> {
         let password = SecretString::from(body.password.0);
         check_password_rules(&password).map_err(password_error)?;
         let stored = self.store.meta(SETUP_TOKEN_KEY).await?;
@@ -64,8 +63,8 @@ impl Core {
                 json!({"reason": "bad setup token"}),
             ))
             .await;
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            return Err(ServiceError::new(
+                ErrorKind::Unauthenticated,
                 "invalid_setup_token",
                 "the setup token is wrong or was already used",
             ));
@@ -74,7 +73,10 @@ impl Core {
         let now = self.now();
         let mut tx = self.begin().await?;
         if tx.count_users().await? > 0 {
-            return Err(ApiError::conflict("already_bootstrapped", "the first administrator exists already"));
+            return Err(ServiceError::conflict(
+                "already_bootstrapped",
+                "the first administrator exists already",
+            ));
         }
         let user = UserRecord {
             name: body.username.clone(),
@@ -102,7 +104,7 @@ impl Core {
         Ok(token)
     }
 
-    async fn open_session(&self, tx: &mut dyn WriteTx, user: &Username, mfa: Option<Factor>) -> Result<SessionToken, ApiError> {
+    async fn open_session(&self, tx: &mut dyn WriteTx, user: &Username, mfa: Option<Factor>) -> Result<SessionToken, ServiceError> {
         let now = self.now();
         let token = new_token("jgs");
         let expires_at = now.saturating_add(self.settings.session_max);
@@ -139,7 +141,7 @@ impl Core {
     /// Password first; then, for a user with a second factor, either the factor given in the
     /// same call or a ticket to finish with. Failures count towards the account's attempt
     /// limit whether or not the account exists.
-    pub async fn login(&self, body: LoginBody) -> Result<LoginOutcome, ApiError> {
+    pub async fn login(&self, body: LoginBody) -> Result<LoginOutcome, ServiceError> {
         // A place to hash first: a login refused for load has done and counted nothing.
         let hashing = self.limits.hashing.admit()?;
         let name = Username::parse(&body.username).ok();
@@ -193,7 +195,7 @@ impl Core {
 
     /// The password was right and a second factor is due: a short-lived ticket stands for
     /// the first half of the login.
-    async fn login_ticket(&self, user: &Username, methods: Vec<&'static str>) -> Result<LoginOutcome, ApiError> {
+    async fn login_ticket(&self, user: &Username, methods: Vec<&'static str>) -> Result<LoginOutcome, ServiceError> {
         let now = self.now();
         let ticket = new_token("jgt");
         let expires_at = now.saturating_add(CEREMONY_TTL);
@@ -228,7 +230,7 @@ impl Core {
         })
     }
 
-    async fn ticket_user(&self, ticket: &SecretText) -> Result<(String, UserRecord), ApiError> {
+    async fn ticket_user(&self, ticket: &SecretText) -> Result<(String, UserRecord), ServiceError> {
         let id = token_hash(ticket.expose());
         let now = self.now();
         let challenge = self
@@ -241,8 +243,8 @@ impl Core {
             None => None,
         };
         user.map(|u| (id, u)).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            ServiceError::new(
+                ErrorKind::Unauthenticated,
                 "invalid_ticket",
                 "the login ticket is unknown, used or expired: log in again",
             )
@@ -250,13 +252,13 @@ impl Core {
     }
 
     /// Finishes a login with its second factor.
-    pub async fn login_mfa(&self, body: LoginMfaBody) -> Result<SessionToken, ApiError> {
+    pub async fn login_mfa(&self, body: LoginMfaBody) -> Result<SessionToken, ServiceError> {
         let (ticket_id, user) = self.ticket_user(&body.ticket).await?;
         let factor = self.verify_factor(&user.name, &body.mfa, "login", None).await?;
         let mut tx = self.begin().await?;
         if tx.take_challenge(&ticket_id).await?.is_none() {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            return Err(ServiceError::new(
+                ErrorKind::Unauthenticated,
                 "invalid_ticket",
                 "the login ticket was used already: log in again",
             ));
@@ -267,21 +269,21 @@ impl Core {
     }
 
     /// A WebAuthn challenge for the user behind a login ticket.
-    pub async fn login_webauthn_challenge(&self, ticket: &SecretText) -> Result<WebauthnChallenge, ApiError> {
+    pub async fn login_webauthn_challenge(&self, ticket: &SecretText) -> Result<WebauthnChallenge, ServiceError> {
         let (_, user) = self.ticket_user(ticket).await?;
         self.webauthn_challenge(&user.name).await
     }
 
     /// Turns a bearer token into the person behind it, or refuses.
-    pub async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Caller, ServiceError> {
         let hash = token_hash(token);
         let Some((session, user)) = self.store.session_user(&hash).await? else {
-            return Err(ApiError::unauthenticated());
+            return Err(ServiceError::unauthenticated());
         };
         let now = self.now();
         let idle_deadline = session.last_seen_at.saturating_add(self.settings.session_idle);
         if now >= session.expires_at || now >= idle_deadline || user.disabled {
-            return Err(ApiError::unauthenticated());
+            return Err(ServiceError::unauthenticated());
         }
         if session.last_seen_at.until(now) >= TOUCH_EVERY {
             let mut tx = self.begin().await?;
@@ -292,7 +294,7 @@ impl Core {
         Ok(Caller { user, groups, session })
     }
 
-    pub async fn logout(&self, caller: &Caller) -> Result<(), ApiError> {
+    pub async fn logout(&self, caller: &Caller) -> Result<(), ServiceError> {
         let mut tx = self.begin().await?;
         tx.delete_session(&caller.session.token_hash).await?;
         tx.append_audit(
@@ -316,7 +318,7 @@ impl Core {
     }
 
     /// Refuses (and audits the refusal of) `operation` for anyone but an administrator.
-    pub async fn require_admin(&self, caller: &Caller, operation: &str) -> Result<(), ApiError> {
+    pub async fn require_admin(&self, caller: &Caller, operation: &str) -> Result<(), ServiceError> {
         if caller.user.is_admin {
             Ok(())
         } else {
@@ -324,7 +326,7 @@ impl Core {
         }
     }
 
-    pub async fn create_user(&self, caller: &Caller, body: CreateUserBody) -> Result<UserView, ApiError> {
+    pub async fn create_user(&self, caller: &Caller, body: CreateUserBody) -> Result<UserView, ServiceError> {
         self.require_admin(caller, "create_user").await?;
         if body.admin {
             // A new administrator is a way to every account: a stolen session alone must not
@@ -365,7 +367,7 @@ impl Core {
         self.user_view(user).await
     }
 
-    async fn user_view(&self, u: UserRecord) -> Result<UserView, ApiError> {
+    async fn user_view(&self, u: UserRecord) -> Result<UserView, ServiceError> {
         let groups = self.store.user_groups(&u.name).await?.into_iter().collect();
         Ok(UserView {
             has_password: u.password_hash.is_some(),
@@ -378,7 +380,7 @@ impl Core {
         })
     }
 
-    pub async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ApiError> {
+    pub async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ServiceError> {
         self.require_admin(caller, "list_users").await?;
         let mut out = Vec::new();
         for u in self.store.users().await? {
@@ -388,14 +390,17 @@ impl Core {
     }
 
     /// Disabling a person ends their sessions and revokes their live grants at once.
-    pub async fn set_user_disabled(&self, caller: &Caller, name: &Username, disabled: bool) -> Result<UserView, ApiError> {
+    pub async fn set_user_disabled(&self, caller: &Caller, name: &Username, disabled: bool) -> Result<UserView, ServiceError> {
         self.require_admin(caller, "set_user_disabled").await?;
         if disabled && name == &caller.user.name {
-            return Err(ApiError::bad_request("cannot_disable_self", "you cannot disable your own account"));
+            return Err(ServiceError::bad_request(
+                "cannot_disable_self",
+                "you cannot disable your own account",
+            ));
         }
         let now = self.now();
         let mut tx = self.begin().await?;
-        let mut user = tx.user(name).await?.ok_or_else(|| ApiError::not_found("user"))?;
+        let mut user = tx.user(name).await?.ok_or_else(|| ServiceError::not_found("user"))?;
         user.disabled = disabled;
         tx.update_user(&user).await?;
         let action = if disabled { actions::USER_DISABLE } else { actions::USER_ENABLE };
@@ -450,7 +455,7 @@ impl Core {
     /// one's own needs the current password and, where a second factor is enrolled, a proof of
     /// it (given here, or proved by the session within `mfa.freshness`): a stolen session
     /// alone must not become the account. Every other session of the person ends.
-    pub async fn set_password(&self, caller: &Caller, name: &Username, body: PasswordBody) -> Result<(), ApiError> {
+    pub async fn set_password(&self, caller: &Caller, name: &Username, body: PasswordBody) -> Result<(), ServiceError> {
         let own = name == &caller.user.name;
         if !caller.user.is_admin && !own {
             return Err(self
@@ -475,7 +480,7 @@ impl Core {
         }
         let hash = self.hash_new_password(password).await?;
         let mut tx = self.begin().await?;
-        let mut user = tx.user(name).await?.ok_or_else(|| ApiError::not_found("user"))?;
+        let mut user = tx.user(name).await?.ok_or_else(|| ServiceError::not_found("user"))?;
         user.password_hash = Some(hash);
         tx.update_user(&user).await?;
         let ended = if own {
@@ -500,11 +505,11 @@ impl Core {
 
     /// Checks the password a person gives to change their own, under the same attempt limit
     /// and hashing bound as a login (a wrong one counts as a failed login).
-    async fn prove_current_password(&self, caller: &Caller, current: Option<SecretText>) -> Result<(), ApiError> {
+    async fn prove_current_password(&self, caller: &Caller, current: Option<SecretText>) -> Result<(), ServiceError> {
         let Some(current) = current else {
             self.audit_step_up_refusal(caller, actions::PASSWORD_CHANGE, caller.name(), "current_password_required")
                 .await;
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::bad_request(
                 "current_password_required",
                 "changing your own password needs your current password (`jitgate password` asks for it)",
             ));
@@ -526,19 +531,19 @@ impl Core {
             json!({"reason": "wrong current password"}),
         );
         self.record_charged_failure(user, event, &charged).await;
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        Err(ServiceError::new(
+            ErrorKind::Unauthenticated,
             "invalid_credentials",
             "the current password is wrong",
         ))
     }
 
     /// Argon2 for a new password, under the same bound as logins and off the async workers.
-    pub(crate) async fn hash_new_password(&self, password: SecretString) -> Result<String, ApiError> {
+    pub(crate) async fn hash_new_password(&self, password: SecretString) -> Result<String, ServiceError> {
         self.limits.hashing.admit()?.hash(password).await
     }
 
-    pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, ApiError> {
+    pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, ServiceError> {
         self.require_admin(caller, "list_groups").await?;
         Ok(self
             .store
@@ -549,15 +554,21 @@ impl Core {
             .collect())
     }
 
-    pub async fn set_membership(&self, caller: &Caller, group: &GroupName, user: &Username, member: bool) -> Result<GroupView, ApiError> {
+    pub async fn set_membership(
+        &self,
+        caller: &Caller,
+        group: &GroupName,
+        user: &Username,
+        member: bool,
+    ) -> Result<GroupView, ServiceError> {
         self.require_admin(caller, "set_membership").await?;
         let mut tx = self.begin().await?;
         if member && tx.user(user).await?.is_none() {
-            return Err(ApiError::not_found("user"));
+            return Err(ServiceError::not_found("user"));
         }
         let changed = tx.set_member(group, user, member, Source::Api).await?;
         if !member && !changed {
-            return Err(ApiError::not_found("membership"));
+            return Err(ServiceError::not_found("membership"));
         }
         let action = if member {
             actions::GROUP_MEMBER_ADD
@@ -578,7 +589,7 @@ impl Core {
     }
 
     /// Makes the store match the config file's groups and resources; what the API added stays.
-    pub async fn apply_config(&self, file: Option<&str>) -> Result<(), ApiError> {
+    pub async fn apply_config(&self, file: Option<&str>) -> Result<(), ServiceError> {
         let now = self.now();
         let mut tx = self.begin().await?;
         tx.clear_source(Source::Config).await?;

@@ -2,8 +2,7 @@
 //! once, rate limits per source address, and a summary in place of one audit event per
 //! failed anonymous attempt once they come faster than a rate.
 
-use crate::error::ApiError;
-use axum::http::StatusCode;
+use crate::error::{ErrorKind, ServiceError};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jitgate_auth::PasswordWorker;
 use jitgate_core::Timestamp;
@@ -51,7 +50,7 @@ pub struct HashTicket<'a> {
 }
 
 impl HashTicket<'_> {
-    async fn run<T: Send + 'static>(self, work: impl FnOnce(&mut PasswordWorker) -> T + Send + 'static) -> Result<T, ApiError> {
+    async fn run<T: Send + 'static>(self, work: impl FnOnce(&mut PasswordWorker) -> T + Send + 'static) -> Result<T, ServiceError> {
         let (tx, rx) = tokio::sync::oneshot::channel::<T>();
         let tx = Arc::new(Mutex::new(Some(tx)));
         let answer = tx.clone();
@@ -75,28 +74,28 @@ impl HashTicket<'_> {
         // The channel holds at most `capacity` jobs and admission holds at most `capacity`
         // places, so this never waits.
         if self.limiter.jobs.try_send(job).is_err() {
-            return Err(ApiError::busy(
-                StatusCode::SERVICE_UNAVAILABLE,
+            return Err(ServiceError::busy(
+                ErrorKind::Unavailable,
                 "busy",
                 "too many logins at once: try again in a moment",
                 1,
             ));
         }
         rx.await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a password check failed"))
+            .map_err(|_| ServiceError::new(ErrorKind::Internal, "internal", "a password check failed"))
     }
 
     /// Checks `password` against `stored` (or the dummy hash when `None`), as
     /// [`jitgate_auth::verify_password`].
-    pub async fn verify(self, stored: Option<String>, password: SecretString) -> Result<bool, ApiError> {
+    pub async fn verify(self, stored: Option<String>, password: SecretString) -> Result<bool, ServiceError> {
         self.run(move |w| w.verify(stored.as_deref(), &password)).await
     }
 
     /// Hashes a new password, as [`jitgate_auth::hash_password`].
-    pub async fn hash(self, password: SecretString) -> Result<String, ApiError> {
+    pub async fn hash(self, password: SecretString) -> Result<String, ServiceError> {
         self.run(move |w| w.hash(&password))
             .await?
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, "internal", e.to_string()))
     }
 }
 
@@ -137,12 +136,12 @@ impl HashLimiter {
 
     /// A place in the queue, or 503 when it is full. Taken before anything else of a login
     /// is done, so a refused login has cost nothing and counted nothing.
-    pub fn admit(&self) -> Result<HashTicket<'_>, ApiError> {
+    pub fn admit(&self) -> Result<HashTicket<'_>, ServiceError> {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let in_flight = InFlight(self.in_flight.clone());
         if before >= self.capacity {
-            return Err(ApiError::busy(
-                StatusCode::SERVICE_UNAVAILABLE,
+            return Err(ServiceError::busy(
+                ErrorKind::Unavailable,
                 "busy",
                 "too many logins at once: try again in a moment",
                 1,
@@ -189,10 +188,10 @@ impl AddressLimiter {
     }
 
     /// The same, as the HTTP answer.
-    pub fn check_http(&self, addr: IpAddr) -> Result<(), ApiError> {
+    pub fn check_http(&self, addr: IpAddr) -> Result<(), ServiceError> {
         self.check(addr).map_err(|wait| {
-            ApiError::busy(
-                StatusCode::TOO_MANY_REQUESTS,
+            ServiceError::busy(
+                ErrorKind::TooMany,
                 "rate_limited",
                 format!("too many {} from {addr}: slow down", self.what),
                 wait.as_secs_f64().ceil() as u64,
@@ -317,7 +316,7 @@ mod tests {
             let b = l.admit().expect("2");
             let c = l.admit().expect("3");
             let refused = l.admit().err().expect("the queue is full");
-            assert_eq!((refused.status, refused.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(1)));
+            assert_eq!((refused.kind, refused.retry_after), (ErrorKind::Unavailable, Some(1)));
             drop(a);
             let d = l.admit().expect("a place came free");
             let pw = SecretString::from("a long test password".to_owned());

@@ -6,8 +6,7 @@
 //! accepted once even when several instances share the store.
 
 use crate::core::{new_id, Caller, Core};
-use crate::error::ApiError;
-use axum::http::StatusCode;
+use crate::error::{ErrorKind, ServiceError};
 use jitgate_api::{
     FactorAdded, MfaProof, MfaStatus, PasskeyFinishBody, PasskeyView, RecoveryCodes, SecretText, SteppedUp, TotpEnrolment,
     WebauthnChallenge,
@@ -31,8 +30,8 @@ use std::time::Duration;
 /// How long a login ticket or a WebAuthn challenge may wait for its answer.
 pub const CEREMONY_TTL: Duration = Duration::from_secs(300);
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+fn internal(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::new(ErrorKind::Internal, "internal", e.to_string())
 }
 
 /// An action as people say it, for messages.
@@ -48,9 +47,9 @@ fn described(action: &str) -> &str {
     }
 }
 
-pub(crate) fn mfa_required(action: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
+pub(crate) fn mfa_required(action: &str) -> ServiceError {
+    ServiceError::new(
+        ErrorKind::Unauthenticated,
         "mfa_required",
         format!(
             "{} needs a fresh second factor: give a code (--otp) or a passkey assertion, or step up with `jitgate mfa verify`",
@@ -59,9 +58,9 @@ pub(crate) fn mfa_required(action: &str) -> ApiError {
     )
 }
 
-fn enrolment_required(action: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
+fn enrolment_required(action: &str) -> ServiceError {
+    ServiceError::new(
+        ErrorKind::Forbidden,
         "mfa_enrollment_required",
         format!(
             "{} needs a second factor and you have none: enrol one with `jitgate mfa totp enroll`",
@@ -146,7 +145,7 @@ fn unix_secs(t: Timestamp) -> u64 {
     u64::try_from(t.as_millis().div_euclid(1000)).unwrap_or(0)
 }
 
-fn totp_params(r: &TotpRecord) -> Result<TotpParams, ApiError> {
+fn totp_params(r: &TotpRecord) -> Result<TotpParams, ServiceError> {
     Ok(TotpParams {
         algorithm: TotpAlgorithm::parse(&r.algorithm).ok_or_else(|| internal(format!("stored TOTP algorithm '{}'", r.algorithm)))?,
         digits: u8::try_from(r.digits).map_err(internal)?,
@@ -169,7 +168,7 @@ impl Core {
         &self,
         tx: &mut dyn WriteTx,
         username: &str,
-    ) -> Result<Result<AttemptState, AttemptRefusal>, ApiError> {
+    ) -> Result<Result<AttemptState, AttemptRefusal>, ServiceError> {
         let now = self.now();
         let state = attempt_state(&tx.lock_attempts(username).await?);
         Ok(match self.settings.attempts.gate(Some(&state), now) {
@@ -192,15 +191,15 @@ impl Core {
 
     /// Audits a refused attempt and turns it into the answer. Call it after the transaction
     /// that found the gate closed is gone (on SQLite it holds the only writer).
-    pub(crate) async fn refuse_attempt(&self, username: &str, action: &str, refusal: AttemptRefusal) -> ApiError {
+    pub(crate) async fn refuse_attempt(&self, username: &str, action: &str, refusal: AttemptRefusal) -> ServiceError {
         self.note_anonymous_refusal(username, action, refusal.code, refusal.until).await;
         let wait = self.now().until(refusal.until).as_secs();
-        ApiError::busy(StatusCode::TOO_MANY_REQUESTS, refusal.code, refusal.message, wait)
+        ServiceError::busy(ErrorKind::TooMany, refusal.code, refusal.message, wait)
     }
 
     /// Appends the event of a failed anonymous attempt, or counts it for the minute's summary
     /// when such failures come faster than `auth.audit_failures_per_minute`.
-    pub(crate) async fn append_failure_event(&self, tx: &mut dyn WriteTx, event: NewEvent) -> Result<(), ApiError> {
+    pub(crate) async fn append_failure_event(&self, tx: &mut dyn WriteTx, event: NewEvent) -> Result<(), ServiceError> {
         let now = self.now();
         let (own, summary) = self.limits.failures.admit(&event.action, now);
         if let Some(summary) = summary {
@@ -240,7 +239,7 @@ impl Core {
     /// Takes back the failure [`Core::charge_attempt`] charged for a check that passed: the
     /// record goes back to what it was when nothing else changed it since, else loses one
     /// failure (and the lock this charge brought, if any).
-    pub(crate) async fn refund_attempt(&self, username: &str, charged: &Charge) -> Result<(), ApiError> {
+    pub(crate) async fn refund_attempt(&self, username: &str, charged: &Charge) -> Result<(), ServiceError> {
         let mut tx = self.begin().await?;
         let now = attempt_state(&tx.lock_attempts(username).await?);
         let back = if now == charged.after {
@@ -269,7 +268,7 @@ impl Core {
 
     /// Forgets the attempt records of names that are not users, once whatever limit they
     /// carried has run out (a lock, or the longest delay).
-    pub async fn prune_attempts(&self) -> Result<u64, ApiError> {
+    pub async fn prune_attempts(&self) -> Result<u64, ServiceError> {
         let a = &self.settings.attempts;
         let before = self.now().saturating_sub(a.lock_for.max(a.max_delay));
         let mut tx = self.begin().await?;
@@ -288,7 +287,7 @@ impl Core {
     /// Passes the gate and charges one failure in the same step, for a check too slow to run
     /// inside the transaction (the password). A failure keeps the charge (and reports the
     /// lock it brought), a success takes it back ([`Core::refund_attempt`]).
-    pub(crate) async fn charge_attempt(&self, username: &str, action: &str) -> Result<Charge, ApiError> {
+    pub(crate) async fn charge_attempt(&self, username: &str, action: &str) -> Result<Charge, ServiceError> {
         let mut tx = self.begin().await?;
         let before = match self.attempt_gate_in(&mut *tx, username).await? {
             Ok(state) => state,
@@ -302,7 +301,7 @@ impl Core {
         Ok(Charge { before, after })
     }
 
-    async fn put_failure(&self, tx: &mut dyn WriteTx, username: &str, previous: &AttemptState) -> Result<AttemptState, ApiError> {
+    async fn put_failure(&self, tx: &mut dyn WriteTx, username: &str, previous: &AttemptState) -> Result<AttemptState, ServiceError> {
         let now = self.now();
         let next = self.settings.attempts.after_failure(Some(previous), now);
         tx.put_attempts(&AttemptRecord {
@@ -315,7 +314,7 @@ impl Core {
         Ok(next)
     }
 
-    async fn audit_lock(&self, tx: &mut dyn WriteTx, username: &str, state: &AttemptState) -> Result<(), ApiError> {
+    async fn audit_lock(&self, tx: &mut dyn WriteTx, username: &str, state: &AttemptState) -> Result<(), ServiceError> {
         if let Some(until) = state.locked_until {
             tx.append_audit(
                 NewEvent::new(
@@ -334,7 +333,7 @@ impl Core {
 
     /// Counts one failure for `username` in `tx`, whose gate returned `previous`, and records
     /// the lock it may bring.
-    pub(crate) async fn count_failure(&self, tx: &mut dyn WriteTx, username: &str, previous: &AttemptState) -> Result<(), ApiError> {
+    pub(crate) async fn count_failure(&self, tx: &mut dyn WriteTx, username: &str, previous: &AttemptState) -> Result<(), ServiceError> {
         let next = self.put_failure(tx, username, previous).await?;
         self.audit_lock(tx, username, &next).await
     }
@@ -354,7 +353,7 @@ impl Core {
         }
     }
 
-    pub async fn unlock_user(&self, caller: &Caller, name: &Username) -> Result<(), ApiError> {
+    pub async fn unlock_user(&self, caller: &Caller, name: &Username) -> Result<(), ServiceError> {
         self.require_admin(caller, "unlock_user").await?;
         let mut tx = self.begin().await?;
         let was_limited = tx.clear_attempts(name.as_str()).await? | tx.clear_attempts(&factor_key(name)).await?;
@@ -376,7 +375,7 @@ impl Core {
     // ---- what a user has ----
 
     /// The factors `user` can prove with, as method names.
-    pub async fn factors_of(&self, user: &Username) -> Result<Vec<&'static str>, ApiError> {
+    pub async fn factors_of(&self, user: &Username) -> Result<Vec<&'static str>, ServiceError> {
         let mut methods = Vec::new();
         if self.store.totp(user).await?.is_some_and(|t| t.confirmed_at.is_some()) {
             methods.push(Factor::Totp.as_str());
@@ -394,7 +393,7 @@ impl Core {
         mfa_is_fresh(caller.session.mfa_at, self.now(), self.settings.mfa_freshness)
     }
 
-    pub async fn mfa_status(&self, caller: &Caller) -> Result<MfaStatus, ApiError> {
+    pub async fn mfa_status(&self, caller: &Caller) -> Result<MfaStatus, ServiceError> {
         let user = &caller.user.name;
         let totp = self.store.totp(user).await?;
         let passkeys = self.store.passkeys(user).await?;
@@ -412,7 +411,7 @@ impl Core {
     }
 
     /// Checks `proof` for the caller and makes their session fresh; the method that counted.
-    async fn prove_with_session(&self, caller: &Caller, proof: &MfaProof, action: &str) -> Result<Factor, ApiError> {
+    async fn prove_with_session(&self, caller: &Caller, proof: &MfaProof, action: &str) -> Result<Factor, ServiceError> {
         let factor = self
             .verify_factor(&caller.user.name, proof, action, Some(&caller.session.token_hash))
             .await?;
@@ -427,7 +426,7 @@ impl Core {
         caller: &Caller,
         proof: Option<&MfaProof>,
         action: &str,
-    ) -> Result<Option<Factor>, ApiError> {
+    ) -> Result<Option<Factor>, ServiceError> {
         if let Some(proof) = proof {
             return self.prove_with_session(caller, proof, action).await.map(Some);
         }
@@ -444,7 +443,7 @@ impl Core {
 
     /// For changes to a user's factors: a user who has a factor must have proved one lately,
     /// so a stolen session alone cannot swap the factors.
-    async fn require_fresh_if_enrolled(&self, caller: &Caller, what: &str) -> Result<(), ApiError> {
+    async fn require_fresh_if_enrolled(&self, caller: &Caller, what: &str) -> Result<(), ServiceError> {
         self.prove_factor_if_enrolled(caller, None, what).await.map(|_| ())
     }
 
@@ -465,10 +464,16 @@ impl Core {
     /// challenge) is consumed in the same change as the outcome's audit event and attempt
     /// count; on success the attempt count is reset and, when `session` is given, that session
     /// becomes fresh.
-    pub async fn verify_factor(&self, user: &Username, proof: &MfaProof, purpose: &str, session: Option<&str>) -> Result<Factor, ApiError> {
+    pub async fn verify_factor(
+        &self,
+        user: &Username,
+        proof: &MfaProof,
+        purpose: &str,
+        session: Option<&str>,
+    ) -> Result<Factor, ServiceError> {
         let given = usize::from(proof.otp.is_some()) + usize::from(proof.recovery_code.is_some()) + usize::from(proof.webauthn.is_some());
         if given != 1 {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::bad_request(
                 "invalid_mfa_proof",
                 "give exactly one of otp, recovery_code or webauthn",
             ));
@@ -546,12 +551,18 @@ impl Core {
                 }
                 self.count_failure(&mut *tx, &factor_key(user), &attempts).await?;
                 self.commit(tx).await?;
-                Err(ApiError::new(StatusCode::UNAUTHORIZED, refusal.code, refusal.message))
+                Err(ServiceError::new(ErrorKind::Unauthenticated, refusal.code, refusal.message))
             }
         }
     }
 
-    async fn check_totp(&self, tx: &mut dyn WriteTx, user: &Username, code: &str, now: Timestamp) -> Result<Result<(), Refusal>, ApiError> {
+    async fn check_totp(
+        &self,
+        tx: &mut dyn WriteTx,
+        user: &Username,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<Result<(), Refusal>, ServiceError> {
         let Some(record) = tx.totp(user).await?.filter(|t| t.confirmed_at.is_some()) else {
             return Ok(Err(Refusal::wrong("no TOTP factor is enrolled for this account")));
         };
@@ -572,7 +583,7 @@ impl Core {
         })
     }
 
-    fn open_seed(&self, record: &TotpRecord) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+    fn open_seed(&self, record: &TotpRecord) -> Result<zeroize::Zeroizing<Vec<u8>>, ServiceError> {
         let sealed = Sealed {
             key_version: record.key_version,
             data: record.sealed_seed.clone(),
@@ -589,7 +600,7 @@ impl Core {
         challenge_id: &str,
         credential: &serde_json::Value,
         now: Timestamp,
-    ) -> Result<Result<(), Refusal>, ApiError> {
+    ) -> Result<Result<(), Refusal>, ServiceError> {
         let challenge = tx.take_challenge(challenge_id).await?;
         let Some(challenge) = challenge.filter(|c| c.purpose == Ceremony::Webauthn && &c.user == user && c.expires_at > now) else {
             return Ok(Err(Refusal::wrong(
@@ -610,15 +621,15 @@ impl Core {
     }
 
     /// Starts a WebAuthn authentication for `user`'s passkeys.
-    pub async fn webauthn_challenge(&self, user: &Username) -> Result<WebauthnChallenge, ApiError> {
+    pub async fn webauthn_challenge(&self, user: &Username) -> Result<WebauthnChallenge, ServiceError> {
         let keys: Vec<StoredPasskey> = self.store.passkeys(user).await?.iter().map(stored).collect();
         if keys.is_empty() {
-            return Err(ApiError::conflict("no_passkey", "no passkey or security key is registered"));
+            return Err(ServiceError::conflict("no_passkey", "no passkey or security key is registered"));
         }
         let (options, state) = self
             .relying_party
             .start_authentication(&keys)
-            .map_err(|e| ApiError::bad_request("webauthn", e.to_string()))?;
+            .map_err(|e| ServiceError::bad_request("webauthn", e.to_string()))?;
         self.keep_challenge(user, Ceremony::Webauthn, state, options).await
     }
 
@@ -628,7 +639,7 @@ impl Core {
         purpose: Ceremony,
         state: String,
         options: serde_json::Value,
-    ) -> Result<WebauthnChallenge, ApiError> {
+    ) -> Result<WebauthnChallenge, ServiceError> {
         let now = self.now();
         let expires_at = now.saturating_add(CEREMONY_TTL);
         let challenge_id = new_id("wac");
@@ -664,7 +675,7 @@ impl Core {
         proof: Option<&MfaProof>,
         action: &str,
         target: &str,
-    ) -> Result<Option<Factor>, ApiError> {
+    ) -> Result<Option<Factor>, ServiceError> {
         if let Some(proof) = proof {
             return self.prove_with_session(caller, proof, action).await.map(Some);
         }
@@ -692,7 +703,7 @@ impl Core {
         Err(err)
     }
 
-    pub async fn step_up_now(&self, caller: &Caller, proof: &MfaProof) -> Result<SteppedUp, ApiError> {
+    pub async fn step_up_now(&self, caller: &Caller, proof: &MfaProof) -> Result<SteppedUp, ServiceError> {
         let factor = self
             .verify_factor(&caller.user.name, proof, "step_up", Some(&caller.session.token_hash))
             .await?;
@@ -704,10 +715,10 @@ impl Core {
 
     // ---- enrolment ----
 
-    pub async fn totp_enrol_start(&self, caller: &Caller) -> Result<TotpEnrolment, ApiError> {
+    pub async fn totp_enrol_start(&self, caller: &Caller) -> Result<TotpEnrolment, ServiceError> {
         let user = &caller.user.name;
         if self.store.totp(user).await?.is_some_and(|t| t.confirmed_at.is_some()) {
-            return Err(ApiError::conflict(
+            return Err(ServiceError::conflict(
                 "totp_already_enrolled",
                 "a TOTP factor is enrolled already; remove it first",
             ));
@@ -754,7 +765,7 @@ impl Core {
     }
 
     /// Activates a waiting TOTP enrolment with its first valid code.
-    pub async fn totp_enrol_confirm(&self, caller: &Caller, code: &SecretText) -> Result<FactorAdded, ApiError> {
+    pub async fn totp_enrol_confirm(&self, caller: &Caller, code: &SecretText) -> Result<FactorAdded, ServiceError> {
         let user = &caller.user.name;
         let now = self.now();
         let mut tx = self.begin().await?;
@@ -766,7 +777,7 @@ impl Core {
             }
         };
         let Some(record) = tx.totp(user).await?.filter(|t| t.confirmed_at.is_none()) else {
-            return Err(ApiError::conflict(
+            return Err(ServiceError::conflict(
                 "no_pending_enrolment",
                 "no TOTP enrolment is waiting for a code: start one with `jitgate mfa totp enroll`",
             ));
@@ -787,8 +798,8 @@ impl Core {
             .await?;
             self.count_failure(&mut *tx, &factor_key(user), &attempts).await?;
             self.commit(tx).await?;
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            return Err(ServiceError::new(
+                ErrorKind::Unauthenticated,
                 "invalid_mfa",
                 "the code does not match; check the device's clock and enter the current code",
             ));
@@ -822,14 +833,14 @@ impl Core {
         tx: &mut dyn WriteTx,
         user: &Username,
         now: Timestamp,
-    ) -> Result<Option<Vec<SecretText>>, ApiError> {
+    ) -> Result<Option<Vec<SecretText>>, ServiceError> {
         if tx.recovery_codes_left(user).await? > 0 {
             return Ok(None);
         }
         Ok(Some(self.replace_recovery_codes(tx, user, now).await?))
     }
 
-    async fn replace_recovery_codes(&self, tx: &mut dyn WriteTx, user: &Username, now: Timestamp) -> Result<Vec<SecretText>, ApiError> {
+    async fn replace_recovery_codes(&self, tx: &mut dyn WriteTx, user: &Username, now: Timestamp) -> Result<Vec<SecretText>, ServiceError> {
         let codes = new_recovery_codes();
         let hashes: Vec<String> = codes.iter().map(|c| recovery_code_hash(c)).collect();
         tx.replace_recovery_codes(user, &hashes, now).await?;
@@ -847,12 +858,12 @@ impl Core {
         Ok(codes.iter().map(|c| SecretText(c.to_string())).collect())
     }
 
-    pub async fn totp_remove(&self, caller: &Caller) -> Result<(), ApiError> {
+    pub async fn totp_remove(&self, caller: &Caller) -> Result<(), ServiceError> {
         self.require_fresh_if_enrolled(caller, "removing the TOTP factor").await?;
         let user = &caller.user.name;
         let mut tx = self.begin().await?;
         if !tx.delete_totp(user).await? {
-            return Err(ApiError::not_found("TOTP factor"));
+            return Err(ServiceError::not_found("TOTP factor"));
         }
         tx.append_audit(
             NewEvent::new(user.as_str(), actions::MFA_TOTP_REMOVE, user.as_str(), Outcome::Success, json!({})),
@@ -863,10 +874,10 @@ impl Core {
         Ok(())
     }
 
-    pub async fn new_recovery_codes(&self, caller: &Caller) -> Result<RecoveryCodes, ApiError> {
+    pub async fn new_recovery_codes(&self, caller: &Caller) -> Result<RecoveryCodes, ServiceError> {
         let user = &caller.user.name;
         if self.factors_of(user).await?.is_empty() {
-            return Err(ApiError::conflict(
+            return Err(ServiceError::conflict(
                 "no_factor",
                 "recovery codes back up a second factor: enrol one first",
             ));
@@ -878,12 +889,12 @@ impl Core {
         Ok(RecoveryCodes { codes })
     }
 
-    pub async fn passkey_register_start(&self, caller: &Caller, name: &str) -> Result<WebauthnChallenge, ApiError> {
+    pub async fn passkey_register_start(&self, caller: &Caller, name: &str) -> Result<WebauthnChallenge, ServiceError> {
         // The rule the API document states (its pattern): a label a person can read back.
         let count = name.chars().count();
         let edges_ok = !name.starts_with(char::is_whitespace) && !name.ends_with(char::is_whitespace);
         if !(1..=64).contains(&count) || !edges_ok || name.chars().any(char::is_control) {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::bad_request(
                 "invalid_name",
                 "a passkey name needs 1 to 64 characters, no control characters and no space at either end",
             ));
@@ -894,12 +905,12 @@ impl Core {
         let (options, state) = self
             .relying_party
             .start_registration(user.as_str(), &caller.user.display_name, &existing)
-            .map_err(|e| ApiError::bad_request("webauthn", e.to_string()))?;
+            .map_err(|e| ServiceError::bad_request("webauthn", e.to_string()))?;
         let state = json!({"name": name, "state": state}).to_string();
         self.keep_challenge(user, Ceremony::WebauthnRegister, state, options).await
     }
 
-    pub async fn passkey_register_finish(&self, caller: &Caller, body: &PasskeyFinishBody) -> Result<FactorAdded, ApiError> {
+    pub async fn passkey_register_finish(&self, caller: &Caller, body: &PasskeyFinishBody) -> Result<FactorAdded, ServiceError> {
         let user = &caller.user.name;
         let now = self.now();
         let mut tx = self.begin().await?;
@@ -908,7 +919,7 @@ impl Core {
             .await?
             .filter(|c| c.purpose == Ceremony::WebauthnRegister && &c.user == user && c.expires_at > now);
         let Some(challenge) = challenge else {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::bad_request(
                 "invalid_challenge",
                 "the registration challenge is unknown, used or expired; start again",
             ));
@@ -931,7 +942,7 @@ impl Core {
                 )
                 .await?;
                 self.commit(tx).await?;
-                return Err(ApiError::bad_request("webauthn_refused", e.to_string()));
+                return Err(ServiceError::bad_request("webauthn_refused", e.to_string()));
             }
         };
         let record = PasskeyRecord {
@@ -944,7 +955,7 @@ impl Core {
         };
         match tx.insert_passkey(&record).await {
             Err(jitgate_store::StoreError::Conflict(_)) => {
-                return Err(ApiError::conflict(
+                return Err(ServiceError::conflict(
                     "credential_in_use",
                     "this authenticator's credential is registered already",
                 ));
@@ -972,12 +983,12 @@ impl Core {
         })
     }
 
-    pub async fn passkey_remove(&self, caller: &Caller, credential_id: &str) -> Result<(), ApiError> {
+    pub async fn passkey_remove(&self, caller: &Caller, credential_id: &str) -> Result<(), ServiceError> {
         self.require_fresh_if_enrolled(caller, "removing a passkey").await?;
         let user = &caller.user.name;
         let mut tx = self.begin().await?;
         if !tx.delete_passkey(user, credential_id).await? {
-            return Err(ApiError::not_found("passkey"));
+            return Err(ServiceError::not_found("passkey"));
         }
         tx.append_audit(
             NewEvent::new(

@@ -3,8 +3,7 @@
 
 use crate::config::Settings;
 use crate::core::{Caller, Core};
-use crate::error::ApiError;
-use axum::http::StatusCode;
+use crate::error::{ErrorKind, ServiceError};
 use jitgate_api::{ActionDecision, ExplainBody, Explanation, PolicyReport};
 use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
@@ -123,7 +122,7 @@ impl Core {
                 .any(|s| s.user == who.name && s.from <= now && now < s.until)
     }
 
-    async fn live_grants<'s>(&self, who: &'s Subject, now: Timestamp) -> Result<&'s BTreeSet<String>, ApiError> {
+    async fn live_grants<'s>(&self, who: &'s Subject, now: Timestamp) -> Result<&'s BTreeSet<String>, ServiceError> {
         who.live_roles
             .get_or_try_init(|| async { Ok(self.store.active_roles_of(&who.name, now).await?.into_iter().collect()) })
             .await
@@ -133,7 +132,7 @@ impl Core {
     /// for the time the access happens: the clocks (`context.utc`, `context.local`) and
     /// `on_call` are those of the moment it begins, and `context.start`/`context.end` its
     /// window; the grants already held are those of `now`.
-    pub async fn decide(&self, action: PolicyAction, who: &Subject, asked: &Asked<'_>, now: Timestamp) -> Result<Decision, ApiError> {
+    pub async fn decide(&self, action: PolicyAction, who: &Subject, asked: &Asked<'_>, now: Timestamp) -> Result<Decision, ServiceError> {
         let grants = self.live_grants(who, now).await?;
         let start = asked.start_at.map_or(now, |s| s.max(now));
         let facts = Facts {
@@ -153,7 +152,7 @@ impl Core {
     }
 
     /// A person as decisions see them, read from the store.
-    pub async fn subject(&self, name: &Username) -> Result<Subject, ApiError> {
+    pub async fn subject(&self, name: &Username) -> Result<Subject, ServiceError> {
         Ok(Subject::new(
             name.clone(),
             self.store.user_groups(name).await?,
@@ -171,7 +170,7 @@ impl Core {
         resource: &Resource,
         policy: &RolePolicy,
         now: Timestamp,
-    ) -> Result<Vec<(String, Decision)>, ApiError> {
+    ) -> Result<Vec<(String, Decision)>, ServiceError> {
         let grants = self.live_grants(approver, now).await?;
         let engine = self.policy();
         let on_call = self.on_call(approver, now);
@@ -213,7 +212,7 @@ impl Core {
         resource: &Resource,
         policy: &RolePolicy,
         now: Timestamp,
-    ) -> Result<(BTreeSet<usize>, Vec<String>), ApiError> {
+    ) -> Result<(BTreeSet<usize>, Vec<String>), ServiceError> {
         let mut stages = BTreeSet::new();
         let mut forbids = Vec::new();
         let decisions = self.stage_decisions(approver, requester, request, resource, policy, now).await?;
@@ -231,7 +230,7 @@ impl Core {
 
     /// Reads and validates the policy files again. A bad set is refused (and audited) and the
     /// last good one stays in force.
-    pub async fn reload_policies(&self, actor: &str) -> Result<PolicyReport, ApiError> {
+    pub async fn reload_policies(&self, actor: &str) -> Result<PolicyReport, ServiceError> {
         match load_engine(&self.settings) {
             Ok(engine) => {
                 let report = PolicyReport {
@@ -259,8 +258,8 @@ impl Core {
                     json!({"problems": problems, "kept": self.policy().policy_ids()}),
                 ))
                 .await;
-                Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
+                Err(ServiceError::new(
+                    ErrorKind::Unprocessable,
                     "policy_invalid",
                     format!(
                         "the policies were not reloaded; the last good set stays in force:\n{}",
@@ -271,21 +270,21 @@ impl Core {
         }
     }
 
-    pub async fn admin_reload(&self, caller: &Caller) -> Result<PolicyReport, ApiError> {
+    pub async fn admin_reload(&self, caller: &Caller) -> Result<PolicyReport, ServiceError> {
         self.require_admin(caller, "reload").await?;
         self.reload_policies(caller.name()).await
     }
 
     /// Each action's decision for `body`'s person, role and duration, with the deciding
     /// policies. Admins and audit readers may ask about anyone, others about themselves.
-    pub async fn explain(&self, caller: &Caller, body: &ExplainBody) -> Result<Explanation, ApiError> {
-        let user = Username::parse(&body.user).map_err(|e| ApiError::bad_request("invalid_user", e))?;
+    pub async fn explain(&self, caller: &Caller, body: &ExplainBody) -> Result<Explanation, ServiceError> {
+        let user = Username::parse(&body.user).map_err(|e| ServiceError::bad_request("invalid_user", e))?;
         if user != caller.user.name && !self.is_audit_reader(caller) {
             return Err(self
                 .forbid(caller, "explain", "explaining someone else's access needs an administrator")
                 .await);
         }
-        let record = self.store.user(&user).await?.ok_or_else(|| ApiError::not_found("user"))?;
+        let record = self.store.user(&user).await?.ok_or_else(|| ServiceError::not_found("user"))?;
         let resource_name = body
             .resource
             .parse()
@@ -301,7 +300,7 @@ impl Core {
         })?;
         let policy = resource.role(&role)?.clone();
         let duration = match body.duration.as_deref() {
-            Some(d) => parse_duration(d).map_err(|e| ApiError::bad_request("invalid_duration", e))?,
+            Some(d) => parse_duration(d).map_err(|e| ServiceError::bad_request("invalid_duration", e))?,
             None => policy.default_duration,
         };
         let at = body.at.unwrap_or_else(|| self.now());
@@ -340,7 +339,7 @@ impl Core {
         // As an approver of someone else's request for the same role.
         let hypothetical = AccessRequest {
             id: "req_explain".into(),
-            requester: Username::parse("someone-else").map_err(|e| ApiError::bad_request("invalid_user", e))?,
+            requester: Username::parse("someone-else").map_err(|e| ServiceError::bad_request("invalid_user", e))?,
             resource: resource.name.clone(),
             role: role.clone(),
             reason: body.reason.clone(),

@@ -191,7 +191,7 @@ pub async fn write_statements(core: AppState, mut rx: mpsc::Receiver<StatementBa
     }
 }
 
-async fn write(core: &AppState, batches: &[StatementBatch]) -> Result<(), crate::error::ApiError> {
+async fn write(core: &AppState, batches: &[StatementBatch]) -> Result<(), crate::error::ServiceError> {
     let mut tx = core.begin().await?;
     for b in batches {
         let statements: Vec<Value> = b.statements.iter().map(statement_json).collect();

@@ -3,7 +3,7 @@
 //! the administrators' verbs that set and clear the sealed password.
 
 use crate::core::{Caller, Core};
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use jitgate_api::{LoginCheck, MemberOf, ResourceCheck, RoleCheck};
 use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
@@ -119,12 +119,12 @@ impl Core {
 
     /// A role's login must be its own for a password of its own: a role without `login` uses
     /// the service login, whose password is set without a role.
-    fn credential_role(resource: &Resource, role: Option<&str>) -> Result<Option<RoleName>, ApiError> {
+    fn credential_role(resource: &Resource, role: Option<&str>) -> Result<Option<RoleName>, ServiceError> {
         let Some(role) = role else { return Ok(None) };
-        let name: RoleName = role.parse().map_err(|_| ApiError::not_found("role"))?;
-        let policy = resource.roles.get(&name).ok_or_else(|| ApiError::not_found("role"))?;
+        let name: RoleName = role.parse().map_err(|_| ServiceError::not_found("role"))?;
+        let policy = resource.roles.get(&name).ok_or_else(|| ServiceError::not_found("role"))?;
         if policy.login.is_none() {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::bad_request(
                 "no_role_login",
                 format!(
                     "role '{name}' of '{}' has no upstream login of its own (login = \"...\"); its sessions use the service login, whose password is set without --role",
@@ -141,18 +141,22 @@ impl Core {
         name: &ResourceName,
         role: Option<&str>,
         password: &SecretString,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         self.require_admin(caller, "set_resource_credential").await?;
         let text = password.expose_secret();
         if text.is_empty() || text.chars().count() > MAX_PASSWORD || text.contains('\0') {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::bad_request(
                 "invalid_password",
                 format!("the upstream password must be 1 to {MAX_PASSWORD} characters without NUL"),
             ));
         }
-        let resource = self.store.resource(name).await?.ok_or_else(|| ApiError::not_found("resource"))?;
+        let resource = self
+            .store
+            .resource(name)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("resource"))?;
         if resource.postgres.is_none() {
-            return Err(ApiError::conflict(
+            return Err(ServiceError::conflict(
                 "no_upstream",
                 format!("resource '{name}' has no postgres target to log in to"),
             ));
@@ -184,18 +188,22 @@ impl Core {
         Ok(())
     }
 
-    pub async fn clear_resource_credential(&self, caller: &Caller, name: &ResourceName, role: Option<&str>) -> Result<(), ApiError> {
+    pub async fn clear_resource_credential(&self, caller: &Caller, name: &ResourceName, role: Option<&str>) -> Result<(), ServiceError> {
         self.require_admin(caller, "clear_resource_credential").await?;
         let role = match role {
             None => None,
             Some(r) => {
-                let resource = self.store.resource(name).await?.ok_or_else(|| ApiError::not_found("resource"))?;
+                let resource = self
+                    .store
+                    .resource(name)
+                    .await?
+                    .ok_or_else(|| ServiceError::not_found("resource"))?;
                 Self::credential_role(&resource, Some(r))?
             }
         };
         let mut tx = self.begin().await?;
         if !tx.delete_resource_credential(name, role.as_ref()).await? {
-            return Err(ApiError::not_found("stored credential"));
+            return Err(ServiceError::not_found("stored credential"));
         }
         tx.append_audit(
             NewEvent::new(
@@ -257,11 +265,15 @@ fn login_check(name: String, profile: Result<LoginProfile, String>) -> LoginChec
 
 impl Core {
     /// What each role of a resource gives a session upstream, read from the upstream itself.
-    pub async fn check_resource(&self, caller: &Caller, name: &ResourceName) -> Result<ResourceCheck, ApiError> {
+    pub async fn check_resource(&self, caller: &Caller, name: &ResourceName) -> Result<ResourceCheck, ServiceError> {
         self.require_admin(caller, "check_resource").await?;
-        let resource = self.store.resource(name).await?.ok_or_else(|| ApiError::not_found("resource"))?;
+        let resource = self
+            .store
+            .resource(name)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("resource"))?;
         let Some(pg) = resource.postgres.as_ref() else {
-            return Err(ApiError::conflict(
+            return Err(ServiceError::conflict(
                 "no_upstream",
                 format!("resource '{name}' has no postgres target to check"),
             ));

@@ -1,7 +1,7 @@
 //! The access workflow: requests, reviews, grants, revocation.
 
 use crate::core::{new_id, Caller, Core, GrantEventKind};
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use crate::policy::{Asked, Subject};
 use jitgate_api::{CreateRequestBody, NotificationView, RequestDetail, RequestView, ResourceView, ReviewBody};
 use jitgate_core::actions;
@@ -28,13 +28,13 @@ pub enum Scope {
 }
 
 impl Core {
-    async fn resource_named(&self, name: &str) -> Result<Resource, ApiError> {
-        let unknown = || ApiError::from(DomainError::UnknownResource(name.to_owned()));
+    async fn resource_named(&self, name: &str) -> Result<Resource, ServiceError> {
+        let unknown = || ServiceError::from(DomainError::UnknownResource(name.to_owned()));
         let parsed = ResourceName::parse(name).map_err(|_| unknown())?;
         self.store.resource(&parsed).await?.ok_or_else(unknown)
     }
 
-    pub async fn list_resources(&self, caller: &Caller) -> Result<Vec<ResourceView>, ApiError> {
+    pub async fn list_resources(&self, caller: &Caller) -> Result<Vec<ResourceView>, ServiceError> {
         let resources = self.store.resources().await?;
         let from_config = |r: &Resource| self.settings.resources.iter().any(|c| c.name == r.name);
         let mut out = Vec::with_capacity(resources.len());
@@ -55,14 +55,14 @@ impl Core {
         Ok(out)
     }
 
-    pub async fn put_resource(&self, caller: &Caller, resource: Resource) -> Result<ResourceView, ApiError> {
+    pub async fn put_resource(&self, caller: &Caller, resource: Resource) -> Result<ResourceView, ServiceError> {
         self.require_admin(caller, "put_resource").await?;
         if let Some(problem) = resource.problems().into_iter().next() {
-            return Err(ApiError::bad_request("invalid_resource", problem));
+            return Err(ServiceError::bad_request("invalid_resource", problem));
         }
         let mut tx = self.begin().await?;
         if tx.resources_from(Source::Config).await?.contains(&resource.name) {
-            return Err(ApiError::conflict(
+            return Err(ServiceError::conflict(
                 "managed_by_config",
                 format!("resource '{}' is declared in the config file; change it there", resource.name),
             ));
@@ -88,17 +88,17 @@ impl Core {
         })
     }
 
-    pub async fn delete_resource(&self, caller: &Caller, name: &ResourceName) -> Result<(), ApiError> {
+    pub async fn delete_resource(&self, caller: &Caller, name: &ResourceName) -> Result<(), ServiceError> {
         self.require_admin(caller, "delete_resource").await?;
         let mut tx = self.begin().await?;
         if tx.resources_from(Source::Config).await?.contains(name) {
-            return Err(ApiError::conflict(
+            return Err(ServiceError::conflict(
                 "managed_by_config",
                 format!("resource '{name}' is declared in the config file; remove it there"),
             ));
         }
         if !tx.delete_resource(name).await? {
-            return Err(ApiError::not_found("resource"));
+            return Err(ServiceError::not_found("resource"));
         }
         // Its sealed upstream password goes with it: a new resource of the same name must not
         // inherit a login it was never given.
@@ -112,7 +112,7 @@ impl Core {
         Ok(())
     }
 
-    pub async fn create_request(&self, caller: &Caller, body: CreateRequestBody) -> Result<AccessRequest, ApiError> {
+    pub async fn create_request(&self, caller: &Caller, body: CreateRequestBody) -> Result<AccessRequest, ServiceError> {
         let now = self.now();
         let resource = self.resource_named(&body.resource).await?;
         let role_name = RoleName::parse(&body.role).map_err(|_| DomainError::UnknownRole {
@@ -121,7 +121,7 @@ impl Core {
         })?;
         let policy = resource.role(&role_name)?;
         let duration = match body.duration.as_deref() {
-            Some(d) => Some(parse_duration(d).map_err(|e| ApiError::bad_request("invalid_duration", e))?),
+            Some(d) => Some(parse_duration(d).map_err(|e| ServiceError::bad_request("invalid_duration", e))?),
             None => None,
         };
         let target = format!("{}/{}", resource.name, role_name);
@@ -147,7 +147,7 @@ impl Core {
         if let Some(start) = body.start_at {
             let horizon = self.settings.start_at_horizon;
             if start > now.saturating_add(horizon) {
-                return Err(ApiError::bad_request(
+                return Err(ServiceError::bad_request(
                     "start_too_far",
                     format!(
                         "start_at is more than {} ahead (policy.start_at_horizon); ask nearer the time",
@@ -224,7 +224,10 @@ impl Core {
         let now = self.now();
         let mut tx = self.begin().await?;
         if let Some(grant_id) = &body.extends {
-            let grant = tx.grant(grant_id).await?.ok_or_else(|| ApiError::not_found("grant to extend"))?;
+            let grant = tx
+                .grant(grant_id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("grant to extend"))?;
             let status = grant.effective_status(now);
             let refusal = if grant.user != caller.user.name || grant.resource != resource.name || grant.role != role_name {
                 Some(DomainError::ExtensionMismatch)
@@ -314,9 +317,9 @@ impl Core {
 
     /// The after-the-fact review of a break-glass grant: someone who approves for the role (not
     /// the requester) acknowledges it, and it leaves the review list.
-    pub async fn acknowledge(&self, caller: &Caller, id: &str, comment: &str) -> Result<AccessRequest, ApiError> {
+    pub async fn acknowledge(&self, caller: &Caller, id: &str, comment: &str) -> Result<AccessRequest, ServiceError> {
         let now = self.now();
-        let request = self.store.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
+        let request = self.store.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
         if !self.may_see_request(caller, &request).await? {
             return Err(self.hidden(caller, actions::REQUEST_ACKNOWLEDGE, id, "request").await);
         }
@@ -378,7 +381,7 @@ impl Core {
         Ok(request)
     }
 
-    pub async fn notifications(&self, caller: &Caller, limit: i64) -> Result<Vec<NotificationView>, ApiError> {
+    pub async fn notifications(&self, caller: &Caller, limit: i64) -> Result<Vec<NotificationView>, ServiceError> {
         let stored = self.store.notifications(&caller.user.name, limit.clamp(1, 1000)).await?;
         let mut views = Vec::with_capacity(stored.len());
         for n in stored {
@@ -420,7 +423,7 @@ impl Core {
         resource: &Resource,
         policy: &jitgate_core::policy::RolePolicy,
         now: Timestamp,
-    ) -> Result<(Approver, Vec<String>), ApiError> {
+    ) -> Result<(Approver, Vec<String>), ServiceError> {
         let (stages, forbids) = self.approver_stages(&who, requester, request, resource, policy, now).await?;
         Ok((
             Approver {
@@ -433,7 +436,13 @@ impl Core {
     }
 
     /// Makes the grant of an approved request, with its audit event, in `tx`.
-    async fn create_grant(&self, tx: &mut dyn WriteTx, request: &AccessRequest, actor: &str, now: Timestamp) -> Result<Grant, ApiError> {
+    async fn create_grant(
+        &self,
+        tx: &mut dyn WriteTx,
+        request: &AccessRequest,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Grant, ServiceError> {
         let extends = match &request.extends_grant {
             Some(g) => tx.grant(g).await?,
             None => None,
@@ -467,7 +476,7 @@ impl Core {
         request: &AccessRequest,
         resource: &Resource,
         now: Timestamp,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let approver_groups: BTreeSet<&GroupName> = resource
             .roles
             .values()
@@ -505,7 +514,7 @@ impl Core {
         Ok(())
     }
 
-    async fn may_see_request(&self, caller: &Caller, r: &AccessRequest) -> Result<bool, ApiError> {
+    async fn may_see_request(&self, caller: &Caller, r: &AccessRequest) -> Result<bool, ServiceError> {
         if r.requester == caller.user.name || self.is_audit_reader(caller) {
             return Ok(true);
         }
@@ -526,7 +535,7 @@ impl Core {
         status: Option<RequestStatus>,
         resource: Option<ResourceName>,
         limit: i64,
-    ) -> Result<Vec<RequestView>, ApiError> {
+    ) -> Result<Vec<RequestView>, ServiceError> {
         let now = self.now();
         let limit = limit.clamp(1, 1000);
         let mut filter = RequestFilter {
@@ -605,11 +614,11 @@ impl Core {
         Ok(views)
     }
 
-    pub async fn request_detail(&self, caller: &Caller, id: &str) -> Result<RequestDetail, ApiError> {
+    pub async fn request_detail(&self, caller: &Caller, id: &str) -> Result<RequestDetail, ServiceError> {
         let now = self.now();
-        let mut request = self.store.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
+        let mut request = self.store.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
         if !self.may_see_request(caller, &request).await? {
-            return Err(ApiError::not_found("request"));
+            return Err(ServiceError::not_found("request"));
         }
         request.status = request.effective_status(now);
         let reviews = self.store.reviews(id).await?;
@@ -645,12 +654,12 @@ impl Core {
         })
     }
 
-    pub async fn review(&self, caller: &Caller, id: &str, decision: Decision, body: &ReviewBody) -> Result<RequestDetail, ApiError> {
+    pub async fn review(&self, caller: &Caller, id: &str, decision: Decision, body: &ReviewBody) -> Result<RequestDetail, ServiceError> {
         let comment = body.comment.as_str();
         let action = format!("review.{}", decision.as_str());
         // The second factor comes first, outside the review's transaction: checking it is a
         // change of its own (the code is used up, the attempt counted) whatever the review does.
-        let pending = self.store.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
+        let pending = self.store.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
         let resource = self.store.resource(&pending.resource).await?;
         // One who may not see it learns nothing, not even that it exists.
         if !self.sees_request(caller, &pending, resource.as_ref()) {
@@ -679,7 +688,7 @@ impl Core {
             .approver(Subject::of(caller), &requester, &pending, &resource, policy, now)
             .await?;
         let mut tx = self.begin().await?;
-        let request = tx.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
+        let request = tx.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
         let earlier = tx.reviews(id).await?;
         // Each earlier approver is weighed as of now, like the reviewer.
         let mut earlier_approvers = Vec::new();
@@ -760,10 +769,10 @@ impl Core {
         })
     }
 
-    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<AccessRequest, ApiError> {
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<AccessRequest, ServiceError> {
         let now = self.now();
         let mut tx = self.begin().await?;
-        let mut request = tx.request(id).await?.ok_or_else(|| ApiError::not_found("request"))?;
+        let mut request = tx.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
         if request.requester != caller.user.name && !self.may_see_request(caller, &request).await? {
             drop(tx);
             return Err(self.hidden(caller, actions::REQUEST_CANCEL, id, "request").await);
@@ -784,7 +793,7 @@ impl Core {
         Ok(request)
     }
 
-    async fn may_act_on_grant(&self, caller: &Caller, g: &Grant) -> Result<bool, ApiError> {
+    async fn may_act_on_grant(&self, caller: &Caller, g: &Grant) -> Result<bool, ServiceError> {
         if g.user == caller.user.name || caller.user.is_admin {
             return Ok(true);
         }
@@ -802,7 +811,7 @@ impl Core {
         status: Option<GrantStatus>,
         resource: Option<ResourceName>,
         limit: i64,
-    ) -> Result<Vec<Grant>, ApiError> {
+    ) -> Result<Vec<Grant>, ServiceError> {
         let now = self.now();
         let mut filter = GrantFilter {
             user: None,
@@ -854,7 +863,7 @@ impl Core {
     }
 
     /// Fills in where an ephemeral grant's database role stands.
-    async fn describe_db_role(&self, g: &mut Grant) -> Result<(), ApiError> {
+    async fn describe_db_role(&self, g: &mut Grant) -> Result<(), ServiceError> {
         if let Some(r) = self.store.ephemeral_role(&g.id).await? {
             g.db_role = Some(match r.state {
                 DbRoleState::RevocationPending => {
@@ -866,20 +875,20 @@ impl Core {
         Ok(())
     }
 
-    pub async fn grant_detail(&self, caller: &Caller, id: &str) -> Result<Grant, ApiError> {
-        let mut g = self.store.grant(id).await?.ok_or_else(|| ApiError::not_found("grant"))?;
+    pub async fn grant_detail(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
+        let mut g = self.store.grant(id).await?.ok_or_else(|| ServiceError::not_found("grant"))?;
         if !self.may_act_on_grant(caller, &g).await? && !self.is_audit_reader(caller) {
-            return Err(ApiError::not_found("grant"));
+            return Err(ServiceError::not_found("grant"));
         }
         g.status = g.effective_status(self.now());
         self.describe_db_role(&mut g).await?;
         Ok(g)
     }
 
-    pub async fn revoke(&self, caller: &Caller, id: &str, reason: &str) -> Result<Grant, ApiError> {
+    pub async fn revoke(&self, caller: &Caller, id: &str, reason: &str) -> Result<Grant, ServiceError> {
         let now = self.now();
         let mut tx = self.begin().await?;
-        let mut grant = tx.grant(id).await?.ok_or_else(|| ApiError::not_found("grant"))?;
+        let mut grant = tx.grant(id).await?.ok_or_else(|| ServiceError::not_found("grant"))?;
         let may = self.may_act_on_grant(caller, &grant).await?;
         if !may && !self.is_audit_reader(caller) {
             drop(tx);

@@ -50,10 +50,11 @@ pub(super) async fn put_resource(
     Json(resource): Json<Resource>,
 ) -> R<jitgate_api::ResourceView> {
     if resource.name.as_str() != name {
-        return Err(ApiError::bad_request(
+        return Err(ServiceError::bad_request(
             "name_mismatch",
             format!("the body names '{}' but the path names '{name}'", resource.name),
-        ));
+        )
+        .into());
     }
     Ok(Json(s.put_resource(&caller, resource).await?))
 }
@@ -68,7 +69,7 @@ pub(super) async fn put_resource(
     security(("bearer" = [])),
 )]
 pub(super) async fn delete_resource(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> Result<StatusCode, ApiError> {
-    let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
+    let name = ResourceName::parse(&name).map_err(|_| ServiceError::not_found("resource"))?;
     s.delete_resource(&caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -83,7 +84,7 @@ pub(super) async fn delete_resource(State(s): State<AppState>, caller: Caller, P
     security(("bearer" = [])),
 )]
 pub(super) async fn check_resource(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> R<jitgate_api::ResourceCheck> {
-    let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
+    let name = ResourceName::parse(&name).map_err(|_| ServiceError::not_found("resource"))?;
     Ok(Json(s.check_resource(&caller, &name).await?))
 }
 
@@ -104,7 +105,7 @@ pub(super) async fn put_resource_credential(
     Q(q): Q<CredentialQuery>,
     Json(body): Json<CredentialBody>,
 ) -> Result<StatusCode, ApiError> {
-    let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
+    let name = ResourceName::parse(&name).map_err(|_| ServiceError::not_found("resource"))?;
     let password = secrecy::SecretString::from(body.password.0);
     s.set_resource_credential(&caller, &name, q.role.as_deref(), &password).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -125,7 +126,7 @@ pub(super) async fn delete_resource_credential(
     P(name): P<String>,
     Q(q): Q<CredentialQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let name = ResourceName::parse(&name).map_err(|_| ApiError::not_found("resource"))?;
+    let name = ResourceName::parse(&name).map_err(|_| ServiceError::not_found("resource"))?;
     s.clear_resource_credential(&caller, &name, q.role.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

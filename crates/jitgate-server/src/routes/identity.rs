@@ -20,11 +20,11 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 fn username(name: &str) -> Result<Username, ApiError> {
-    Username::parse(name).map_err(|_| ApiError::not_found("user"))
+    Ok(Username::parse(name).map_err(|_| ServiceError::not_found("user"))?)
 }
 
 fn group_and_user(group: &str, user: &str) -> Result<(GroupName, Username), ApiError> {
-    let g = GroupName::parse(group).map_err(|e| ApiError::bad_request("invalid_group", e))?;
+    let g = GroupName::parse(group).map_err(|e| ServiceError::bad_request("invalid_group", e))?;
     Ok((g, username(user)?))
 }
 
@@ -207,7 +207,7 @@ pub(super) async fn set_password(
     security(("bearer" = [])),
 )]
 pub(super) async fn unlock_user(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> Result<StatusCode, ApiError> {
-    let name = Username::parse(&name).map_err(|_| ApiError::not_found("user"))?;
+    let name = Username::parse(&name).map_err(|_| ServiceError::not_found("user"))?;
     s.unlock_user(&caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod audit;
+mod error;
 mod gateway;
 mod grants;
 mod identity;
@@ -11,7 +12,7 @@ mod mfa;
 mod requests;
 
 use crate::core::{AppState, Caller};
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use crate::workflow::Scope;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -19,6 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
+pub use error::ApiError;
 use jitgate_api::{
     AckBody, BootstrapBody, CodeBody, ConnectBody, CreateRequestBody, CreateUserBody, CredentialBody, ExplainBody, LoginBody, LoginMfaBody,
     MfaProof, PasskeyFinishBody, PasskeyStartBody, PasswordBody, ReviewBody, RevokeBody, TicketBody,
@@ -64,8 +66,8 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty());
         match token {
-            Some(t) => state.authenticate(t).await,
-            None => Err(ApiError::unauthenticated()),
+            Some(t) => Ok(state.authenticate(t).await?),
+            None => Err(ServiceError::unauthenticated().into()),
         }
     }
 }
@@ -92,11 +94,9 @@ type R<T> = Result<Json<T>, ApiError>;
 /// out: its hash, the failure it counts (or the charge it takes back) and its audit event
 /// happen whether or not anyone waits for the answer.
 async fn to_the_end<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::spawn(work)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    work: impl std::future::Future<Output = Result<T, ServiceError>> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::spawn(work).await.map_err(|e| ServiceError::internal(e.to_string()))?
 }
 
 /// `?scope=&status=&resource=&limit=` of `GET /requests` and `GET /grants`: `status` is one of
@@ -136,7 +136,7 @@ impl ListStatus for GrantStatus {
 impl<S: ListStatus> ListQuery<S> {
     /// Scope (mine by default), status, resource and limit (100 by default), each checked.
     fn parsed(&self) -> Result<(Scope, Option<S>, Option<ResourceName>, i64), ApiError> {
-        let invalid = |message: String| ApiError::bad_request("invalid_query", message);
+        let invalid = |message: String| ServiceError::bad_request("invalid_query", message);
         let status = self
             .status
             .as_deref()
@@ -279,11 +279,12 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
+    ServiceError::new(
+        crate::error::ErrorKind::NotFound,
         "no_such_endpoint",
         "there is no such endpoint; see /api/v1/openapi.json",
     )
+    .into()
 }
 
 /// Ready while the store answers the background probe ([`crate::readiness`]): the answer never
