@@ -133,10 +133,10 @@ impl Application {
         };
         let core = Arc::new(Core::new(store, clock, settings, keys, policy));
         let setup = |e: crate::error::ServiceError| StartError::Setup(e.message);
-        core.apply_config(config_file).await.map_err(setup)?;
+        core.identity().apply_config(config_file).await.map_err(setup)?;
         // Cover whatever the last run appended after its last checkpoint (a crash, say).
         core.checkpoint_now().await.map_err(setup)?;
-        let setup_token = core.prepare_bootstrap().await.map_err(setup)?;
+        let setup_token = core.identity().prepare_bootstrap().await.map_err(setup)?;
         let stop_tx = watch::channel(false).0;
         let gateway = match core.settings.gateway {
             Some(at) => {

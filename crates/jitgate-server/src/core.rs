@@ -163,6 +163,19 @@ impl Core {
         }
     }
 
+    /// Refuses (and audits the refusal of) `operation` for anyone but an administrator.
+    pub async fn require_admin(&self, caller: &Caller, operation: &str) -> Result<(), ServiceError> {
+        if caller.user.is_admin {
+            Ok(())
+        } else {
+            Err(self.forbid(caller, operation, "this needs an administrator").await)
+        }
+    }
+
+    pub fn policy(&self) -> Arc<jitgate_policy::PolicyEngine> {
+        self.policy.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }

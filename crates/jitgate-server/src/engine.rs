@@ -127,7 +127,7 @@ impl Core {
         let Some(resource) = self.store.resource(&g.resource).await? else {
             return Ok(None);
         };
-        let who = self.subject(&g.user).await?;
+        let who = self.policies().subject(&g.user).await?;
         let asked = crate::policy::Asked {
             resource: &resource,
             role: &g.role,
@@ -141,7 +141,7 @@ impl Core {
         } else {
             jitgate_policy::PolicyAction::Request
         };
-        let d = self.decide(action, &who, &asked, now).await?;
+        let d = self.policies().decide(action, &who, &asked, now).await?;
         if d.allowed && !request.break_glass {
             // Approved by a policy alone (no person approved it): that policy must still
             // approve it for when it begins.
@@ -151,7 +151,10 @@ impl Core {
                 .iter()
                 .any(|r| r.decision == jitgate_core::request::Decision::Approve && r.reviewer.person().is_some());
             if !by_people {
-                let auto = self.decide(jitgate_policy::PolicyAction::AutoApprove, &who, &asked, now).await?;
+                let auto = self
+                    .policies()
+                    .decide(jitgate_policy::PolicyAction::AutoApprove, &who, &asked, now)
+                    .await?;
                 if !auto.allowed {
                     let mut why = vec!["no policy approves it by itself any more".to_owned()];
                     why.extend(auto.policies);

@@ -2,36 +2,26 @@
 //! gateway clients (the [`Broker`]), session records and audit events, and the kill switch
 //! that ends every session of a grant the moment the grant ends.
 
-use crate::core::{new_id, AppState, Caller, Core, GrantEventKind};
-use crate::error::{ErrorKind, ServiceError};
-use crate::policy::{Asked, Subject};
+use crate::core::{new_id, AppState, Core, GrantEventKind};
+use crate::error::ServiceError;
 use crate::upstream::Login;
 use async_trait::async_trait;
-use jitgate_api::{ConnectBody, ConnectToken, DbSessionView};
-use jitgate_auth::{new_token, token_hash};
+use jitgate_auth::token_hash;
 use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::GrantStatus;
-use jitgate_core::names::{ResourceName, Username};
-use jitgate_core::policy::{AccessMode, MfaAction};
-use jitgate_core::DomainError;
-use jitgate_policy::PolicyAction;
+use jitgate_core::policy::AccessMode;
 use jitgate_proxy::relay::{EndReason, SessionStats, StatementBatch};
 use jitgate_proxy::upstream::UpstreamTarget;
 use jitgate_proxy::{Admission, AdmissionRequest, Broker, Refusal};
-use jitgate_store::{ConnectTokenRecord, DbSessionRecord, KillTarget, SessionKill};
+use jitgate_store::{DbSessionRecord, KillTarget, SessionKill};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 
-/// How long a connect token may wait to be used.
-const TOKEN_TTL: Duration = Duration::from_secs(60);
-/// The most sessions one connect token may open.
-const MAX_USES: u32 = 10_000;
 /// How often live sessions are checked against the store while kills from other instances
 /// cannot be heard.
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
@@ -517,226 +507,6 @@ impl Broker for GatewayBroker {
         .await;
         if let Err(e) = result {
             tracing::error!(error = %e.message, session = session_id, "could not record the end of a session");
-        }
-    }
-}
-
-fn view(r: DbSessionRecord) -> DbSessionView {
-    DbSessionView {
-        id: r.id,
-        grant_id: r.grant_id,
-        user: r.user,
-        resource: r.resource.to_string(),
-        role: r.role.to_string(),
-        peer: r.peer,
-        started_at: r.started_at,
-        ended_at: r.ended_at,
-        end_reason: r.end_reason,
-        bytes_in: r.bytes_in,
-        bytes_out: r.bytes_out,
-        statements: r.statements,
-    }
-}
-
-impl Core {
-    /// A one-time token to open one gateway session on a live grant of the caller's.
-    pub async fn connect_token(
-        &self,
-        caller: &Caller,
-        body: &ConnectBody,
-        gateway: Option<SocketAddr>,
-    ) -> Result<ConnectToken, ServiceError> {
-        let Some(gateway) = gateway else {
-            return Err(ServiceError::conflict("no_gateway", "this server runs no gateway"));
-        };
-        let now = self.now();
-        let resource_name: ResourceName = body
-            .resource
-            .parse()
-            .map_err(|_| DomainError::UnknownResource(body.resource.clone()))?;
-        let resource = self
-            .store
-            .resource(&resource_name)
-            .await?
-            .ok_or_else(|| DomainError::UnknownResource(body.resource.clone()))?;
-        let live: Vec<_> = self
-            .store
-            .live_grants_of(&caller.user.name)
-            .await?
-            .into_iter()
-            .filter(|g| g.resource == resource.name && g.effective_status(now) == GrantStatus::Active)
-            .filter(|g| body.role.as_deref().is_none_or(|r| g.role.as_str() == r))
-            .collect();
-        // Any live grant for the role will do (two can overlap: an extension, or break-glass
-        // beside a normal grant): the one that ends last. Only grants for several roles need
-        // the caller to choose.
-        let mut roles: Vec<&str> = live.iter().map(|g| g.role.as_str()).collect();
-        roles.sort_unstable();
-        roles.dedup();
-        let grant = match roles.as_slice() {
-            [] => {
-                return Err(self
-                    .refused(
-                        caller,
-                        actions::SESSION_CONNECT,
-                        resource.name.as_str(),
-                        DomainError::GrantNotLive {
-                            status: "missing: request access first".into(),
-                        },
-                    )
-                    .await)
-            }
-            [_] => live
-                .iter()
-                .max_by_key(|g| g.ends_at)
-                .cloned()
-                .ok_or_else(|| ServiceError::not_found("grant"))?,
-            several => {
-                return Err(ServiceError::bad_request(
-                    "role_required",
-                    format!(
-                        "you have live grants for several roles here ({}): say which with --role",
-                        several.join(", ")
-                    ),
-                ))
-            }
-        };
-        let policy = resource.role(&grant.role)?.clone();
-        if resource.postgres.is_none() {
-            return Err(ServiceError::conflict(
-                "not_a_database",
-                "this resource has no postgres target for the gateway",
-            ));
-        }
-        let target = format!("{}/{}", resource.name, grant.role);
-        let who = Subject::of(caller);
-        let asked = Asked {
-            resource: &resource,
-            role: &grant.role,
-            duration: now.until(grant.ends_at),
-            reason: "",
-            ticket: None,
-            start_at: None,
-        };
-        let d = self.decide(PolicyAction::Connect, &who, &asked, now).await?;
-        if !d.allowed && !d.policies.is_empty() {
-            let e = DomainError::ForbiddenByPolicy {
-                action: "connect".into(),
-                policies: d.policies,
-            };
-            return Err(self.refused(caller, actions::SESSION_CONNECT, &target, e).await);
-        }
-        self.step_up(
-            caller,
-            policy.needs_mfa(MfaAction::Connect),
-            body.mfa.as_ref(),
-            actions::SESSION_CONNECT,
-            &target,
-        )
-        .await?;
-        let uses = body.uses.unwrap_or(1);
-        if !(1..=MAX_USES).contains(&uses) {
-            return Err(ServiceError::bad_request(
-                "invalid_uses",
-                format!("uses must be between 1 and {MAX_USES}"),
-            ));
-        }
-        let token = new_token("jgc");
-        let record = ConnectTokenRecord {
-            token_hash: token_hash(token.expose_secret()),
-            user: caller.user.name.clone(),
-            resource: resource.name.clone(),
-            role: grant.role.clone(),
-            grant_id: grant.id.clone(),
-            created_at: now,
-            expires_at: now.saturating_add(TOKEN_TTL).min(grant.ends_at),
-            uses: i64::from(uses),
-        };
-        let mut tx = self.begin().await?;
-        tx.insert_connect_token(&record).await?;
-        tx.append_audit(
-            NewEvent::new(
-                caller.name(),
-                actions::SESSION_TOKEN,
-                grant.id.as_str(),
-                Outcome::Success,
-                json!({"resource": record.resource, "role": record.role, "uses": uses}),
-            ),
-            now,
-        )
-        .await?;
-        self.commit(tx).await?;
-        Ok(ConnectToken {
-            token: token.expose_secret().into(),
-            username: caller.user.name.clone(),
-            resource: record.resource.to_string(),
-            role: record.role.to_string(),
-            grant_id: record.grant_id,
-            expires_at: record.expires_at,
-            host: match &self.settings.gateway_public_host {
-                Some(h) => h.clone(),
-                None if gateway.ip().is_unspecified() => "127.0.0.1".to_owned(),
-                None => gateway.ip().to_string(),
-            },
-            port: gateway.port(),
-            dbname: resource.name.to_string(),
-            uses,
-            gateway_ca_pem: self.gateway_ca.get().map(|c| c.pem.clone()),
-            gateway_ca_sha256: self.gateway_ca.get().map(|c| c.sha256.clone()),
-        })
-    }
-
-    /// Gateway sessions: a person's own, or everyone's for administrators and audit readers.
-    pub async fn db_sessions(&self, caller: &Caller, all: bool, live_only: bool) -> Result<Vec<DbSessionView>, ServiceError> {
-        let user: Option<&Username> = if all {
-            if !self.is_audit_reader(caller) {
-                return Err(self
-                    .forbid(caller, "list_sessions", "listing everyone's sessions needs an administrator")
-                    .await);
-            }
-            None
-        } else {
-            Some(&caller.user.name)
-        };
-        Ok(self.store.db_sessions(user, live_only, 500).await?.into_iter().map(view).collect())
-    }
-
-    /// Ends a gateway session on whichever instance runs it: here at once, elsewhere through
-    /// the store (recorded on the session, and sent when the change commits).
-    pub async fn kill_session(&self, caller: &Caller, id: &str) -> Result<(), ServiceError> {
-        self.require_admin(caller, "kill_session").await?;
-        let kill = SessionKill {
-            target: KillTarget::Session(id.to_owned()),
-            reason: KILLED_BY_ADMIN.to_owned(),
-        };
-        let here = self.sessions.end(&kill) > 0;
-        let recorded = async {
-            let mut tx = self.begin().await?;
-            let live = tx.kill_db_session(id, KILLED_BY_ADMIN).await?;
-            if !live && !here {
-                return Ok(false);
-            }
-            if live {
-                tx.send_session_kill(&kill).await?;
-            }
-            tx.append_audit(
-                NewEvent::new(caller.name(), actions::SESSION_KILL, id, Outcome::Success, json!({})),
-                self.now(),
-            )
-            .await?;
-            self.commit(tx).await?;
-            Ok::<_, ServiceError>(true)
-        }
-        .await;
-        match recorded {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ServiceError::new(ErrorKind::NotFound, "not_found", "no live session with that id")),
-            Err(e) if here => {
-                // Ended all the same; only its record is missing.
-                tracing::error!(error = %e.message, session = id, "could not record a session kill");
-                Ok(())
-            }
-            Err(e) => Err(e),
         }
     }
 }

@@ -9,17 +9,14 @@ pub mod engine;
 pub mod ephemeral;
 pub mod error;
 pub mod gateway;
-pub mod identity;
 pub mod limits;
-pub mod mfa;
-
 pub mod policy;
 pub mod readiness;
 pub mod recording;
 pub mod routes;
+pub mod services;
 pub mod upstream;
 pub mod witness;
-pub mod workflow;
 
 pub use app::{Application, StopHandle};
 pub use config::Settings;

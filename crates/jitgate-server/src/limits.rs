@@ -430,8 +430,8 @@ pub async fn run_housekeeping(core: crate::core::AppState, mut stop: tokio::sync
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        core.flush_failure_summary().await;
-        if let Err(e) = core.prune_attempts().await {
+        core.attempts().flush_failure_summary().await;
+        if let Err(e) = core.attempts().prune().await {
             tracing::warn!(error = %e.message, "could not prune attempt records");
         }
         core.limits.logins.shrink();

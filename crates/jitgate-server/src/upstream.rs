@@ -2,23 +2,17 @@
 //! in the store, or from an environment variable), TLS as the resource's `sslmode` says, and
 //! the administrators' verbs that set and clear the sealed password.
 
-use crate::core::{Caller, Core};
-use crate::error::ServiceError;
-use jitgate_api::{LoginCheck, MemberOf, ResourceCheck, RoleCheck};
-use jitgate_core::actions;
-use jitgate_core::audit::{NewEvent, Outcome};
+use crate::core::Core;
+use jitgate_api::{LoginCheck, MemberOf};
 use jitgate_core::names::{ResourceName, RoleName};
-use jitgate_core::policy::AccessMode;
 use jitgate_core::policy::{PostgresTarget, Resource, UpstreamTlsMode};
 use jitgate_proxy::transport::UpstreamTls;
 use jitgate_proxy::upstream::{LoginProfile, RoleAttributes, UpstreamTarget};
-use jitgate_store::ResourceCredentialRecord;
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
+use secrecy::SecretString;
 
 /// The associated data a sealed upstream password is bound to: the resource, and the role
 /// for a role's own login.
-fn credential_owner(resource: &ResourceName, role: Option<&RoleName>) -> String {
+pub(crate) fn credential_owner(resource: &ResourceName, role: Option<&RoleName>) -> String {
     match role {
         None => format!("resource-credential:{resource}"),
         Some(role) => format!("resource-credential:{resource}/{role}"),
@@ -37,7 +31,7 @@ pub fn credential_source(target: &PostgresTarget, sealed: bool) -> &'static str 
 }
 
 /// The longest upstream password accepted (PostgreSQL's own limit is far above any real one).
-const MAX_PASSWORD: usize = 1024;
+pub(crate) const MAX_PASSWORD: usize = 1024;
 
 /// Who the gateway logs in upstream as.
 pub enum Login<'a> {
@@ -116,109 +110,6 @@ impl Core {
             tls: upstream_tls(t)?,
         })
     }
-
-    /// A role's login must be its own for a password of its own: a role without `login` uses
-    /// the service login, whose password is set without a role.
-    fn credential_role(resource: &Resource, role: Option<&str>) -> Result<Option<RoleName>, ServiceError> {
-        let Some(role) = role else { return Ok(None) };
-        let name: RoleName = role.parse().map_err(|_| ServiceError::not_found("role"))?;
-        let policy = resource.roles.get(&name).ok_or_else(|| ServiceError::not_found("role"))?;
-        if policy.login.is_none() {
-            return Err(ServiceError::bad_request(
-                "no_role_login",
-                format!(
-                    "role '{name}' of '{}' has no upstream login of its own (login = \"...\"); its sessions use the service login, whose password is set without --role",
-                    resource.name
-                ),
-            ));
-        }
-        Ok(Some(name))
-    }
-
-    pub async fn set_resource_credential(
-        &self,
-        caller: &Caller,
-        name: &ResourceName,
-        role: Option<&str>,
-        password: &SecretString,
-    ) -> Result<(), ServiceError> {
-        self.require_admin(caller, "set_resource_credential").await?;
-        let text = password.expose_secret();
-        if text.is_empty() || text.chars().count() > MAX_PASSWORD || text.contains('\0') {
-            return Err(ServiceError::bad_request(
-                "invalid_password",
-                format!("the upstream password must be 1 to {MAX_PASSWORD} characters without NUL"),
-            ));
-        }
-        let resource = self
-            .store
-            .resource(name)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("resource"))?;
-        if resource.postgres.is_none() {
-            return Err(ServiceError::conflict(
-                "no_upstream",
-                format!("resource '{name}' has no postgres target to log in to"),
-            ));
-        }
-        let role = Self::credential_role(&resource, role)?;
-        let sealed = self.secrets.seal(text.as_bytes(), &credential_owner(name, role.as_ref()));
-        let mut tx = self.begin().await?;
-        tx.put_resource_credential(&ResourceCredentialRecord {
-            resource: name.clone(),
-            role: role.clone(),
-            key_version: sealed.key_version,
-            sealed_password: sealed.data,
-            updated_at: self.now(),
-            updated_by: caller.user.name.clone(),
-        })
-        .await?;
-        tx.append_audit(
-            NewEvent::new(
-                caller.name(),
-                actions::RESOURCE_CREDENTIAL_SET,
-                name.as_str(),
-                Outcome::Success,
-                json!({"key_version": sealed.key_version, "role": role}),
-            ),
-            self.now(),
-        )
-        .await?;
-        self.commit(tx).await?;
-        Ok(())
-    }
-
-    pub async fn clear_resource_credential(&self, caller: &Caller, name: &ResourceName, role: Option<&str>) -> Result<(), ServiceError> {
-        self.require_admin(caller, "clear_resource_credential").await?;
-        let role = match role {
-            None => None,
-            Some(r) => {
-                let resource = self
-                    .store
-                    .resource(name)
-                    .await?
-                    .ok_or_else(|| ServiceError::not_found("resource"))?;
-                Self::credential_role(&resource, Some(r))?
-            }
-        };
-        let mut tx = self.begin().await?;
-        if !tx.delete_resource_credential(name, role.as_ref()).await? {
-            return Err(ServiceError::not_found("stored credential"));
-        }
-        tx.append_audit(
-            NewEvent::new(
-                caller.name(),
-                actions::RESOURCE_CREDENTIAL_CLEAR,
-                name.as_str(),
-                Outcome::Success,
-                json!({"role": role}),
-            ),
-            self.now(),
-        )
-        .await?;
-        self.commit(tx).await?;
-        Ok(())
-    }
 }
 
 fn attribute_names(r: &RoleAttributes) -> Vec<String> {
@@ -235,7 +126,7 @@ fn attribute_names(r: &RoleAttributes) -> Vec<String> {
     .collect()
 }
 
-fn login_check(name: String, profile: Result<LoginProfile, String>) -> LoginCheck {
+pub(crate) fn login_check(name: String, profile: Result<LoginProfile, String>) -> LoginCheck {
     match profile {
         Ok(p) => LoginCheck {
             name,
@@ -260,69 +151,6 @@ fn login_check(name: String, profile: Result<LoginProfile, String>) -> LoginChec
             member_of: Vec::new(),
             privileges: Vec::new(),
         },
-    }
-}
-
-impl Core {
-    /// What each role of a resource gives a session upstream, read from the upstream itself.
-    pub async fn check_resource(&self, caller: &Caller, name: &ResourceName) -> Result<ResourceCheck, ServiceError> {
-        self.require_admin(caller, "check_resource").await?;
-        let resource = self
-            .store
-            .resource(name)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("resource"))?;
-        let Some(pg) = resource.postgres.as_ref() else {
-            return Err(ServiceError::conflict(
-                "no_upstream",
-                format!("resource '{name}' has no postgres target to check"),
-            ));
-        };
-        let service = match self.upstream_target(&resource, Login::Service, "jitgate-check").await {
-            Ok(t) => jitgate_proxy::upstream::inspect(&t).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        let service = login_check(pg.user.clone(), service);
-        let mut roles = Vec::new();
-        for (role, policy) in &resource.roles {
-            let (access, login) = match policy.access {
-                AccessMode::Proxy => {
-                    let t = self.upstream_target(&resource, Login::Role(role), "jitgate-check").await;
-                    let profile = match t {
-                        Ok(t) => jitgate_proxy::upstream::inspect(&t).await.map_err(|e| e.to_string()),
-                        Err(e) => Err(e),
-                    };
-                    (
-                        "proxy",
-                        login_check(policy.login.clone().unwrap_or_else(|| pg.user.clone()), profile),
-                    )
-                }
-                AccessMode::Ephemeral => {
-                    let t = self.upstream_target(&resource, Login::Service, "jitgate-check").await;
-                    let profile = match t {
-                        Ok(t) => jitgate_proxy::upstream::inspect_members_of(&t, &policy.db_roles)
-                            .await
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e),
-                    };
-                    let name = format!("jit_<user>_<grant> (member of {})", policy.db_roles.join(", "));
-                    ("ephemeral", login_check(name, profile))
-                }
-            };
-            let sessions_allowed = login.reachable && (login.privileges.is_empty() || policy.allow_privileged_login);
-            roles.push(RoleCheck {
-                role: role.to_string(),
-                access: access.to_owned(),
-                login,
-                allow_privileged_login: policy.allow_privileged_login,
-                sessions_allowed,
-            });
-        }
-        Ok(ResourceCheck {
-            resource: name.to_string(),
-            service,
-            roles,
-        })
     }
 }
 

@@ -334,7 +334,7 @@ async fn failed_anonymous_logins_past_the_rate_are_summarised() {
     let failed = events.iter().filter(|e| e.action == "auth.login" && e.seq > before).count();
     assert_eq!(failed, 3, "three on the record one by one");
     s.clock().advance(Duration::from_secs(61));
-    s.core.flush_failure_summary().await;
+    s.core.attempts().flush_failure_summary().await;
     let events = s.admin.all_audit_events(before).await.unwrap();
     let summary = events.iter().find(|e| e.action == "auth.failures_summarised").expect("a summary");
     assert_eq!(summary.details["count"], 7);
@@ -348,9 +348,9 @@ async fn attempt_records_of_names_that_are_not_users_are_pruned() {
     anon.login("ghost", "some password").await.unwrap_err();
     anon.login("alice", "some password").await.unwrap_err();
     assert!(s.core.store.attempts("ghost").await.unwrap().is_some());
-    assert_eq!(s.core.prune_attempts().await.unwrap(), 0, "kept while their limits may apply");
+    assert_eq!(s.core.attempts().prune().await.unwrap(), 0, "kept while their limits may apply");
     s.clock().advance(Duration::from_secs(16 * 60));
-    assert_eq!(s.core.prune_attempts().await.unwrap(), 1);
+    assert_eq!(s.core.attempts().prune().await.unwrap(), 1);
     assert!(s.core.store.attempts("ghost").await.unwrap().is_none());
     assert!(
         s.core.store.attempts("alice").await.unwrap().is_some(),

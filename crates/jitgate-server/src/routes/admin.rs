@@ -30,7 +30,7 @@ pub(super) struct CredentialQuery {
     security(("bearer" = [])),
 )]
 pub(super) async fn reload(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::PolicyReport> {
-    Ok(Json(s.admin_reload(&caller).await?))
+    Ok(Json(s.policies().admin_reload(&caller).await?))
 }
 
 #[utoipa::path(
@@ -56,7 +56,7 @@ pub(super) async fn put_resource(
         )
         .into());
     }
-    Ok(Json(s.put_resource(&caller, resource).await?))
+    Ok(Json(s.resources().put(&caller, resource).await?))
 }
 
 #[utoipa::path(
@@ -70,7 +70,7 @@ pub(super) async fn put_resource(
 )]
 pub(super) async fn delete_resource(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> Result<StatusCode, ApiError> {
     let name = ResourceName::parse(&name).map_err(|_| ServiceError::not_found("resource"))?;
-    s.delete_resource(&caller, &name).await?;
+    s.resources().delete(&caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -85,7 +85,7 @@ pub(super) async fn delete_resource(State(s): State<AppState>, caller: Caller, P
 )]
 pub(super) async fn check_resource(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> R<jitgate_api::ResourceCheck> {
     let name = ResourceName::parse(&name).map_err(|_| ServiceError::not_found("resource"))?;
-    Ok(Json(s.check_resource(&caller, &name).await?))
+    Ok(Json(s.resources().check(&caller, &name).await?))
 }
 
 #[utoipa::path(
@@ -107,7 +107,7 @@ pub(super) async fn put_resource_credential(
 ) -> Result<StatusCode, ApiError> {
     let name = ResourceName::parse(&name).map_err(|_| ServiceError::not_found("resource"))?;
     let password = secrecy::SecretString::from(body.password.0);
-    s.set_resource_credential(&caller, &name, q.role.as_deref(), &password).await?;
+    s.resources().set_credential(&caller, &name, q.role.as_deref(), &password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -127,6 +127,6 @@ pub(super) async fn delete_resource_credential(
     Q(q): Q<CredentialQuery>,
 ) -> Result<StatusCode, ApiError> {
     let name = ResourceName::parse(&name).map_err(|_| ServiceError::not_found("resource"))?;
-    s.clear_resource_credential(&caller, &name, q.role.as_deref()).await?;
+    s.resources().clear_credential(&caller, &name, q.role.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -30,7 +30,7 @@ pub(super) struct AuditQuery {
     security(("bearer" = [])),
 )]
 pub(super) async fn audit_events(State(s): State<AppState>, caller: Caller, Q(q): Q<AuditQuery>) -> R<jitgate_api::AuditPage> {
-    Ok(Json(s.audit_page(&caller, q.after.unwrap_or(0), q.limit.unwrap_or(1000)).await?))
+    Ok(Json(s.audit().page(&caller, q.after.unwrap_or(0), q.limit.unwrap_or(1000)).await?))
 }
 
 #[utoipa::path(
@@ -42,7 +42,7 @@ pub(super) async fn audit_events(State(s): State<AppState>, caller: Caller, Q(q)
     security(("bearer" = [])),
 )]
 pub(super) async fn audit_checkpoints(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::CheckpointList> {
-    Ok(Json(s.audit_checkpoints(&caller).await?))
+    Ok(Json(s.audit().checkpoints(&caller).await?))
 }
 
 #[utoipa::path(
@@ -54,7 +54,7 @@ pub(super) async fn audit_checkpoints(State(s): State<AppState>, caller: Caller)
     security(("bearer" = [])),
 )]
 pub(super) async fn audit_verify(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::VerifyOutcome> {
-    Ok(Json(s.audit_verify(&caller).await?))
+    Ok(Json(s.audit().verify(&caller).await?))
 }
 
 #[utoipa::path(
@@ -66,7 +66,7 @@ pub(super) async fn audit_verify(State(s): State<AppState>, caller: Caller) -> R
     security(("bearer" = [])),
 )]
 pub(super) async fn audit_status(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::AuditStatus> {
-    Ok(Json(s.audit_status(&caller).await?))
+    Ok(Json(s.audit().status(&caller).await?))
 }
 
 #[utoipa::path(
@@ -78,7 +78,7 @@ pub(super) async fn audit_status(State(s): State<AppState>, caller: Caller) -> R
     security(("bearer" = [])),
 )]
 pub(super) async fn audit_key(State(s): State<AppState>, _caller: Caller) -> R<jitgate_api::AuditKey> {
-    Ok(Json(s.audit_key()))
+    Ok(Json(s.audit().key()))
 }
 
 #[utoipa::path(
@@ -90,5 +90,5 @@ pub(super) async fn audit_key(State(s): State<AppState>, _caller: Caller) -> R<j
     security(("bearer" = [])),
 )]
 pub(super) async fn audit_head(State(s): State<AppState>, caller: Caller) -> R<jitgate_core::audit::SignedHead> {
-    Ok(Json(s.signed_head(&caller).await?))
+    Ok(Json(s.audit().signed_head(&caller).await?))
 }

@@ -30,7 +30,7 @@ pub(super) struct SessionsQuery {
 )]
 pub(super) async fn connect(State(s): State<AppState>, caller: Caller, Json(body): Json<ConnectBody>) -> R<jitgate_api::ConnectToken> {
     let at = s.gateway_addr.get().copied();
-    Ok(Json(s.connect_token(&caller, &body, at).await?))
+    Ok(Json(s.gateway().connect_token(&caller, &body, at).await?))
 }
 
 #[utoipa::path(
@@ -43,7 +43,7 @@ pub(super) async fn connect(State(s): State<AppState>, caller: Caller, Json(body
     security(("bearer" = [])),
 )]
 pub(super) async fn list_sessions(State(s): State<AppState>, caller: Caller, Q(q): Q<SessionsQuery>) -> R<Vec<jitgate_api::DbSessionView>> {
-    Ok(Json(s.db_sessions(&caller, q.all, q.live).await?))
+    Ok(Json(s.gateway().sessions(&caller, q.all, q.live).await?))
 }
 
 #[utoipa::path(
@@ -56,6 +56,6 @@ pub(super) async fn list_sessions(State(s): State<AppState>, caller: Caller, Q(q
     security(("bearer" = [])),
 )]
 pub(super) async fn kill_session(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> Result<StatusCode, ApiError> {
-    s.kill_session(&caller, &id).await?;
+    s.gateway().kill(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

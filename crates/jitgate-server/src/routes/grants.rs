@@ -24,7 +24,7 @@ pub(super) async fn list_grants(
     Q(q): Q<ListQuery<jitgate_core::grant::GrantStatus>>,
 ) -> R<Vec<jitgate_core::grant::Grant>> {
     let (scope, status, resource, limit) = q.parsed()?;
-    Ok(Json(s.list_grants(&caller, scope, status, resource, limit).await?))
+    Ok(Json(s.grants().list(&caller, scope, status, resource, limit).await?))
 }
 
 #[utoipa::path(
@@ -37,7 +37,7 @@ pub(super) async fn list_grants(
     security(("bearer" = [])),
 )]
 pub(super) async fn show_grant(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> R<jitgate_core::grant::Grant> {
-    Ok(Json(s.grant_detail(&caller, &id).await?))
+    Ok(Json(s.grants().detail(&caller, &id).await?))
 }
 
 #[utoipa::path(
@@ -56,5 +56,5 @@ pub(super) async fn revoke(
     P(id): P<String>,
     Json(body): Json<RevokeBody>,
 ) -> R<jitgate_core::grant::Grant> {
-    Ok(Json(s.revoke(&caller, &id, &body.reason).await?))
+    Ok(Json(s.grants().revoke(&caller, &id, &body.reason).await?))
 }

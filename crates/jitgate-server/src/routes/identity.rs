@@ -42,7 +42,7 @@ pub(super) async fn bootstrap(
     Json(body): Json<BootstrapBody>,
 ) -> Result<(StatusCode, Json<jitgate_api::SessionToken>), ApiError> {
     s.limits.logins.check_http(from)?;
-    Ok((StatusCode::CREATED, Json(s.bootstrap(body).await?)))
+    Ok((StatusCode::CREATED, Json(s.identity().bootstrap(body).await?)))
 }
 
 #[utoipa::path(
@@ -59,7 +59,7 @@ pub(super) async fn login(
     Json(body): Json<LoginBody>,
 ) -> R<jitgate_api::LoginOutcome> {
     s.limits.logins.check_http(from)?;
-    Ok(Json(to_the_end(async move { s.login(body).await }).await?))
+    Ok(Json(to_the_end(async move { s.identity().login(body).await }).await?))
 }
 
 #[utoipa::path(
@@ -76,7 +76,7 @@ pub(super) async fn login_mfa(
     Json(body): Json<LoginMfaBody>,
 ) -> R<jitgate_api::SessionToken> {
     s.limits.logins.check_http(from)?;
-    Ok(Json(to_the_end(async move { s.login_mfa(body).await }).await?))
+    Ok(Json(to_the_end(async move { s.identity().login_mfa(body).await }).await?))
 }
 
 #[utoipa::path(
@@ -93,7 +93,7 @@ pub(super) async fn login_webauthn(
     Json(body): Json<TicketBody>,
 ) -> R<jitgate_api::WebauthnChallenge> {
     s.limits.logins.check_http(from)?;
-    Ok(Json(s.login_webauthn_challenge(&body.ticket).await?))
+    Ok(Json(s.identity().login_webauthn_challenge(&body.ticket).await?))
 }
 
 #[utoipa::path(
@@ -105,7 +105,7 @@ pub(super) async fn login_webauthn(
     security(("bearer" = [])),
 )]
 pub(super) async fn logout(State(s): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
-    s.logout(&caller).await?;
+    s.identity().logout(&caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -118,7 +118,7 @@ pub(super) async fn logout(State(s): State<AppState>, caller: Caller) -> Result<
     security(("bearer" = [])),
 )]
 pub(super) async fn whoami(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::WhoAmI> {
-    Ok(Json(s.whoami(&caller)))
+    Ok(Json(s.identity().whoami(&caller)))
 }
 
 #[utoipa::path(
@@ -130,7 +130,7 @@ pub(super) async fn whoami(State(s): State<AppState>, caller: Caller) -> R<jitga
     security(("bearer" = [])),
 )]
 pub(super) async fn list_users(State(s): State<AppState>, caller: Caller) -> R<Vec<jitgate_api::UserView>> {
-    Ok(Json(s.list_users(&caller).await?))
+    Ok(Json(s.users().list(&caller).await?))
 }
 
 #[utoipa::path(
@@ -147,7 +147,7 @@ pub(super) async fn create_user(
     caller: Caller,
     Json(body): Json<CreateUserBody>,
 ) -> Result<(StatusCode, Json<jitgate_api::UserView>), ApiError> {
-    Ok((StatusCode::CREATED, Json(s.create_user(&caller, body).await?)))
+    Ok((StatusCode::CREATED, Json(s.users().create(&caller, body).await?)))
 }
 
 #[utoipa::path(
@@ -160,7 +160,7 @@ pub(super) async fn create_user(
     security(("bearer" = [])),
 )]
 pub(super) async fn disable_user(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> R<jitgate_api::UserView> {
-    Ok(Json(s.set_user_disabled(&caller, &username(&name)?, true).await?))
+    Ok(Json(s.users().set_disabled(&caller, &username(&name)?, true).await?))
 }
 
 #[utoipa::path(
@@ -173,7 +173,7 @@ pub(super) async fn disable_user(State(s): State<AppState>, caller: Caller, P(na
     security(("bearer" = [])),
 )]
 pub(super) async fn enable_user(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> R<jitgate_api::UserView> {
-    Ok(Json(s.set_user_disabled(&caller, &username(&name)?, false).await?))
+    Ok(Json(s.users().set_disabled(&caller, &username(&name)?, false).await?))
 }
 
 #[utoipa::path(
@@ -193,7 +193,7 @@ pub(super) async fn set_password(
     Json(body): Json<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
     let name = username(&name)?;
-    to_the_end(async move { s.set_password(&caller, &name, body).await }).await?;
+    to_the_end(async move { s.users().set_password(&caller, &name, body).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -208,7 +208,7 @@ pub(super) async fn set_password(
 )]
 pub(super) async fn unlock_user(State(s): State<AppState>, caller: Caller, P(name): P<String>) -> Result<StatusCode, ApiError> {
     let name = Username::parse(&name).map_err(|_| ServiceError::not_found("user"))?;
-    s.unlock_user(&caller, &name).await?;
+    s.users().unlock(&caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -221,7 +221,7 @@ pub(super) async fn unlock_user(State(s): State<AppState>, caller: Caller, P(nam
     security(("bearer" = [])),
 )]
 pub(super) async fn list_groups(State(s): State<AppState>, caller: Caller) -> R<Vec<jitgate_api::GroupView>> {
-    Ok(Json(s.list_groups(&caller).await?))
+    Ok(Json(s.users().groups(&caller).await?))
 }
 
 #[utoipa::path(
@@ -239,7 +239,7 @@ pub(super) async fn add_member(
     P((group, user)): P<(String, String)>,
 ) -> R<jitgate_api::GroupView> {
     let (g, u) = group_and_user(&group, &user)?;
-    Ok(Json(s.set_membership(&caller, &g, &u, true).await?))
+    Ok(Json(s.users().set_membership(&caller, &g, &u, true).await?))
 }
 
 #[utoipa::path(
@@ -257,5 +257,5 @@ pub(super) async fn remove_member(
     P((group, user)): P<(String, String)>,
 ) -> R<jitgate_api::GroupView> {
     let (g, u) = group_and_user(&group, &user)?;
-    Ok(Json(s.set_membership(&caller, &g, &u, false).await?))
+    Ok(Json(s.users().set_membership(&caller, &g, &u, false).await?))
 }

@@ -13,7 +13,7 @@ mod requests;
 
 use crate::core::{AppState, Caller};
 use crate::error::ServiceError;
-use crate::workflow::Scope;
+use crate::services::requests::Scope;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -66,7 +66,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty());
         match token {
-            Some(t) => Ok(state.authenticate(t).await?),
+            Some(t) => Ok(state.identity().authenticate(t).await?),
             None => Err(ServiceError::unauthenticated().into()),
         }
     }

@@ -36,7 +36,7 @@ fn hundred() -> i64 {
     security(("bearer" = [])),
 )]
 pub(super) async fn list_resources(State(s): State<AppState>, caller: Caller) -> R<Vec<jitgate_api::ResourceView>> {
-    Ok(Json(s.list_resources(&caller).await?))
+    Ok(Json(s.resources().list(&caller).await?))
 }
 
 #[utoipa::path(
@@ -54,7 +54,7 @@ pub(super) async fn list_requests(
     Q(q): Q<ListQuery<jitgate_core::request::RequestStatus>>,
 ) -> R<Vec<jitgate_api::RequestView>> {
     let (scope, status, resource, limit) = q.parsed()?;
-    Ok(Json(s.list_requests(&caller, scope, status, resource, limit).await?))
+    Ok(Json(s.requests().list(&caller, scope, status, resource, limit).await?))
 }
 
 #[utoipa::path(
@@ -71,7 +71,7 @@ pub(super) async fn create_request(
     caller: Caller,
     Json(body): Json<CreateRequestBody>,
 ) -> Result<(StatusCode, Json<jitgate_core::request::AccessRequest>), ApiError> {
-    Ok((StatusCode::CREATED, Json(s.create_request(&caller, body).await?)))
+    Ok((StatusCode::CREATED, Json(s.requests().create(&caller, body).await?)))
 }
 
 #[utoipa::path(
@@ -84,7 +84,7 @@ pub(super) async fn create_request(
     security(("bearer" = [])),
 )]
 pub(super) async fn show_request(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> R<jitgate_api::RequestDetail> {
-    Ok(Json(s.request_detail(&caller, &id).await?))
+    Ok(Json(s.requests().detail(&caller, &id).await?))
 }
 
 #[utoipa::path(
@@ -103,7 +103,7 @@ pub(super) async fn approve(
     P(id): P<String>,
     Json(body): Json<ReviewBody>,
 ) -> R<jitgate_api::RequestDetail> {
-    Ok(Json(s.review(&caller, &id, Decision::Approve, &body).await?))
+    Ok(Json(s.requests().review(&caller, &id, Decision::Approve, &body).await?))
 }
 
 #[utoipa::path(
@@ -122,7 +122,7 @@ pub(super) async fn deny(
     P(id): P<String>,
     Json(body): Json<ReviewBody>,
 ) -> R<jitgate_api::RequestDetail> {
-    Ok(Json(s.review(&caller, &id, Decision::Deny, &body).await?))
+    Ok(Json(s.requests().review(&caller, &id, Decision::Deny, &body).await?))
 }
 
 #[utoipa::path(
@@ -135,7 +135,7 @@ pub(super) async fn deny(
     security(("bearer" = [])),
 )]
 pub(super) async fn cancel(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> R<jitgate_core::request::AccessRequest> {
-    Ok(Json(s.cancel(&caller, &id).await?))
+    Ok(Json(s.requests().cancel(&caller, &id).await?))
 }
 
 #[utoipa::path(
@@ -154,7 +154,7 @@ pub(super) async fn acknowledge(
     P(id): P<String>,
     Json(body): Json<AckBody>,
 ) -> R<jitgate_core::request::AccessRequest> {
-    Ok(Json(s.acknowledge(&caller, &id, &body.comment).await?))
+    Ok(Json(s.requests().acknowledge(&caller, &id, &body.comment).await?))
 }
 
 #[utoipa::path(
@@ -167,7 +167,7 @@ pub(super) async fn acknowledge(
     security(("bearer" = [])),
 )]
 pub(super) async fn notifications(State(s): State<AppState>, caller: Caller, Q(q): Q<LimitQuery>) -> R<Vec<jitgate_api::NotificationView>> {
-    Ok(Json(s.notifications(&caller, q.limit).await?))
+    Ok(Json(s.requests().notifications(&caller, q.limit).await?))
 }
 
 #[utoipa::path(
@@ -180,5 +180,5 @@ pub(super) async fn notifications(State(s): State<AppState>, caller: Caller, Q(q
     security(("bearer" = [])),
 )]
 pub(super) async fn explain(State(s): State<AppState>, caller: Caller, Json(body): Json<ExplainBody>) -> R<jitgate_api::Explanation> {
-    Ok(Json(s.explain(&caller, &body).await?))
+    Ok(Json(s.policies().explain(&caller, &body).await?))
 }

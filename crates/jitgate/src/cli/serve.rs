@@ -96,7 +96,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
-                    match core.reload_policies("system").await {
+                    match core.policies().reload("system").await {
                         Ok(r) => eprintln!("jitgate: policies reloaded ({} from files)", r.policies.len()),
                         Err(e) => eprintln!("jitgate: {}", e.message),
                     }

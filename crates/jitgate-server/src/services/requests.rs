@@ -1,21 +1,18 @@
-//! The access workflow: requests, reviews, grants, revocation.
+//! Access requests: asking, reviewing, cancelling, acknowledging break-glass, and the alerts they raise.
 
-use crate::core::{new_id, Caller, Core, GrantEventKind};
+use super::*;
+use crate::core::{new_id, Caller};
 use crate::error::ServiceError;
 use crate::policy::{Asked, Subject};
-use jitgate_api::{CreateRequestBody, NotificationView, RequestDetail, RequestView, ResourceView, ReviewBody};
-use jitgate_core::actions;
+use jitgate_api::{CreateRequestBody, NotificationView, RequestDetail, RequestView, ReviewBody};
 use jitgate_core::audit::{NewEvent, Outcome};
-use jitgate_core::grant::{DbRoleState, Grant, GrantStatus};
-use jitgate_core::names::{GroupName, Username};
-use jitgate_core::names::{ResourceName, RoleName};
+use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
 use jitgate_core::policy::{MfaAction, RequestDraft, Resource};
 use jitgate_core::request::{count_approvals, AccessRequest, Approver, Decision, RequestStatus, Review, ReviewInput, Reviewer};
 use jitgate_core::time::parse_duration;
-use jitgate_core::DomainError;
-use jitgate_core::Timestamp;
+use jitgate_core::{actions, DomainError, Timestamp};
 use jitgate_policy::PolicyAction;
-use jitgate_store::{GrantFilter, RequestFilter, Source, WriteTx};
+use jitgate_store::{RequestFilter, WriteTx};
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -27,94 +24,10 @@ pub enum Scope {
     All,
 }
 
-impl Core {
-    async fn resource_named(&self, name: &str) -> Result<Resource, ServiceError> {
-        let unknown = || ServiceError::from(DomainError::UnknownResource(name.to_owned()));
-        let parsed = ResourceName::parse(name).map_err(|_| unknown())?;
-        self.store.resource(&parsed).await?.ok_or_else(unknown)
-    }
-
-    pub async fn list_resources(&self, caller: &Caller) -> Result<Vec<ResourceView>, ServiceError> {
-        let resources = self.store.resources().await?;
-        let from_config = |r: &Resource| self.settings.resources.iter().any(|c| c.name == r.name);
-        let mut out = Vec::with_capacity(resources.len());
-        for resource in resources {
-            let upstream_credential = match &resource.postgres {
-                Some(target) if caller.user.is_admin => {
-                    let sealed = self.store.resource_credential(&resource.name, None).await?.is_some();
-                    Some(crate::upstream::credential_source(target, sealed).to_owned())
-                }
-                _ => None,
-            };
-            out.push(ResourceView {
-                managed_by: if from_config(&resource) { "config" } else { "api" }.into(),
-                resource,
-                upstream_credential,
-            });
-        }
-        Ok(out)
-    }
-
-    pub async fn put_resource(&self, caller: &Caller, resource: Resource) -> Result<ResourceView, ServiceError> {
-        self.require_admin(caller, "put_resource").await?;
-        if let Some(problem) = resource.problems().into_iter().next() {
-            return Err(ServiceError::bad_request("invalid_resource", problem));
-        }
-        let mut tx = self.begin().await?;
-        if tx.resources_from(Source::Config).await?.contains(&resource.name) {
-            return Err(ServiceError::conflict(
-                "managed_by_config",
-                format!("resource '{}' is declared in the config file; change it there", resource.name),
-            ));
-        }
-        tx.put_resource(&resource, Source::Api, self.now()).await?;
-        let details = serde_json::to_value(&resource).unwrap_or_default();
-        tx.append_audit(
-            NewEvent::new(
-                caller.name(),
-                actions::RESOURCE_PUT,
-                resource.name.as_str(),
-                Outcome::Success,
-                details,
-            ),
-            self.now(),
-        )
-        .await?;
-        self.commit(tx).await?;
-        Ok(ResourceView {
-            resource,
-            managed_by: "api".into(),
-            upstream_credential: None,
-        })
-    }
-
-    pub async fn delete_resource(&self, caller: &Caller, name: &ResourceName) -> Result<(), ServiceError> {
-        self.require_admin(caller, "delete_resource").await?;
-        let mut tx = self.begin().await?;
-        if tx.resources_from(Source::Config).await?.contains(name) {
-            return Err(ServiceError::conflict(
-                "managed_by_config",
-                format!("resource '{name}' is declared in the config file; remove it there"),
-            ));
-        }
-        if !tx.delete_resource(name).await? {
-            return Err(ServiceError::not_found("resource"));
-        }
-        // Its sealed upstream password goes with it: a new resource of the same name must not
-        // inherit a login it was never given.
-        tx.delete_resource_credentials(name).await?;
-        tx.append_audit(
-            NewEvent::new(caller.name(), actions::RESOURCE_DELETE, name.as_str(), Outcome::Success, json!({})),
-            self.now(),
-        )
-        .await?;
-        self.commit(tx).await?;
-        Ok(())
-    }
-
-    pub async fn create_request(&self, caller: &Caller, body: CreateRequestBody) -> Result<AccessRequest, ServiceError> {
+impl Requests<'_> {
+    pub async fn create(&self, caller: &Caller, body: CreateRequestBody) -> Result<AccessRequest, ServiceError> {
         let now = self.now();
-        let resource = self.resource_named(&body.resource).await?;
+        let resource = self.resources().named(&body.resource).await?;
         let role_name = RoleName::parse(&body.role).map_err(|_| DomainError::UnknownRole {
             resource: resource.name.to_string(),
             role: body.role.clone(),
@@ -162,7 +75,7 @@ impl Core {
         } else {
             PolicyAction::Request
         };
-        let decision = self.decide(kind, &who, &asked, now).await?;
+        let decision = self.policies().decide(kind, &who, &asked, now).await?;
         if !decision.allowed {
             let refusal = if !decision.policies.is_empty() {
                 DomainError::ForbiddenByPolicy {
@@ -209,12 +122,12 @@ impl Core {
         // Breaking glass always takes a fresh second factor, whatever the role lists: it skips
         // every approval.
         let needs_factor = body.break_glass || policy.needs_mfa(MfaAction::Request);
-        let mfa_method = self.step_up(caller, needs_factor, body.mfa.as_ref(), action, &target).await?;
+        let mfa_method = self.mfa().step_up(caller, needs_factor, body.mfa.as_ref(), action, &target).await?;
         // Approved at once: break glass, or a policy that approves by itself.
         let approved_by = if body.break_glass {
             decision.policies.first().cloned()
         } else {
-            let auto = self.decide(PolicyAction::AutoApprove, &who, &asked, now).await?;
+            let auto = self.policies().decide(PolicyAction::AutoApprove, &who, &asked, now).await?;
             if auto.allowed {
                 auto.policies.first().cloned()
             } else {
@@ -302,7 +215,7 @@ impl Core {
                 now,
             )
             .await?;
-            created = Some(self.create_grant(&mut *tx, &request, &by, now).await?);
+            created = Some(self.grants().create(&mut *tx, &request, &by, now).await?);
             if request.break_glass {
                 self.alert_approvers(&mut *tx, &request, &resource, now).await?;
             }
@@ -310,7 +223,7 @@ impl Core {
         self.commit(tx).await?;
         self.engine.deadline_added(request.expires_at);
         if let Some(g) = &created {
-            self.granted(g);
+            self.grants().granted(g);
         }
         Ok(request)
     }
@@ -320,7 +233,7 @@ impl Core {
     pub async fn acknowledge(&self, caller: &Caller, id: &str, comment: &str) -> Result<AccessRequest, ServiceError> {
         let now = self.now();
         let request = self.store.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
-        if !self.may_see_request(caller, &request).await? {
+        if !self.may_see(caller, &request).await? {
             return Err(self.hidden(caller, actions::REQUEST_ACKNOWLEDGE, id, "request").await);
         }
         let resource = self
@@ -334,7 +247,7 @@ impl Core {
         } else if self
             .approver(
                 Subject::of(caller),
-                &self.subject(&request.requester).await?,
+                &self.policies().subject(&request.requester).await?,
                 &request,
                 &resource,
                 policy,
@@ -424,7 +337,10 @@ impl Core {
         policy: &jitgate_core::policy::RolePolicy,
         now: Timestamp,
     ) -> Result<(Approver, Vec<String>), ServiceError> {
-        let (stages, forbids) = self.approver_stages(&who, requester, request, resource, policy, now).await?;
+        let (stages, forbids) = self
+            .policies()
+            .approver_stages(&who, requester, request, resource, policy, now)
+            .await?;
         Ok((
             Approver {
                 user: who.name,
@@ -433,40 +349,6 @@ impl Core {
             },
             forbids,
         ))
-    }
-
-    /// Makes the grant of an approved request, with its audit event, in `tx`.
-    async fn create_grant(
-        &self,
-        tx: &mut dyn WriteTx,
-        request: &AccessRequest,
-        actor: &str,
-        now: Timestamp,
-    ) -> Result<Grant, ServiceError> {
-        let extends = match &request.extends_grant {
-            Some(g) => tx.grant(g).await?,
-            None => None,
-        };
-        let grant = Grant::from_request(new_id("grt"), request, extends.as_ref(), now);
-        tx.insert_grant(&grant).await?;
-        let details = json!({
-            "request": request.id, "user": grant.user, "resource": grant.resource, "role": grant.role,
-            "starts_at": grant.starts_at.as_millis(), "ends_at": grant.ends_at.as_millis(), "status": grant.status,
-        });
-        tx.append_audit(
-            NewEvent::new(actor, actions::GRANT_CREATE, grant.id.as_str(), Outcome::Success, details),
-            now,
-        )
-        .await?;
-        Ok(grant)
-    }
-
-    /// Tells the gateway and the expiry engine of a new grant (after its commit).
-    fn granted(&self, grant: &Grant) {
-        self.publish(GrantEventKind::Created, grant);
-        if let Some(d) = grant.next_deadline() {
-            self.engine.deadline_added(d);
-        }
     }
 
     /// A break-glass grant alerts everyone who approves for the resource's roles.
@@ -514,21 +396,21 @@ impl Core {
         Ok(())
     }
 
-    async fn may_see_request(&self, caller: &Caller, r: &AccessRequest) -> Result<bool, ServiceError> {
+    async fn may_see(&self, caller: &Caller, r: &AccessRequest) -> Result<bool, ServiceError> {
         if r.requester == caller.user.name || self.is_audit_reader(caller) {
             return Ok(true);
         }
-        Ok(self.sees_request(caller, r, self.store.resource(&r.resource).await?.as_ref()))
+        Ok(self.sees(caller, r, self.store.resource(&r.resource).await?.as_ref()))
     }
 
     /// [`Core::may_see_request`] with the request's resource read already.
-    fn sees_request(&self, caller: &Caller, r: &AccessRequest, resource: Option<&Resource>) -> bool {
+    fn sees(&self, caller: &Caller, r: &AccessRequest, resource: Option<&Resource>) -> bool {
         r.requester == caller.user.name
             || self.is_audit_reader(caller)
             || resource.is_some_and(|res| res.roles.get(&r.role).is_some_and(|p| p.is_approver(&caller.groups)))
     }
 
-    pub async fn list_requests(
+    pub async fn list(
         &self,
         caller: &Caller,
         scope: Scope,
@@ -582,8 +464,14 @@ impl Core {
                     else {
                         continue;
                     };
-                    let requester = self.subject(&r.requester).await?;
-                    if self.approver_stages(&me, &requester, &r, res, p, now).await?.0.is_empty() {
+                    let requester = self.policies().subject(&r.requester).await?;
+                    if self
+                        .policies()
+                        .approver_stages(&me, &requester, &r, res, p, now)
+                        .await?
+                        .0
+                        .is_empty()
+                    {
                         continue;
                     }
                     let reviewed = self.store.reviews(&r.id).await?.iter().any(|v| v.reviewer.is(&caller.user.name));
@@ -614,10 +502,10 @@ impl Core {
         Ok(views)
     }
 
-    pub async fn request_detail(&self, caller: &Caller, id: &str) -> Result<RequestDetail, ServiceError> {
+    pub async fn detail(&self, caller: &Caller, id: &str) -> Result<RequestDetail, ServiceError> {
         let now = self.now();
         let mut request = self.store.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
-        if !self.may_see_request(caller, &request).await? {
+        if !self.may_see(caller, &request).await? {
             return Err(ServiceError::not_found("request"));
         }
         request.status = request.effective_status(now);
@@ -626,13 +514,13 @@ impl Core {
         let role = resource.as_ref().and_then(|res| res.roles.get(&request.role));
         let mut approvers = Vec::new();
         if let (Some(res), Some(p)) = (&resource, role) {
-            let requester = self.subject(&request.requester).await?;
+            let requester = self.policies().subject(&request.requester).await?;
             for name in reviews
                 .iter()
                 .filter(|r| r.decision == Decision::Approve)
                 .filter_map(|r| r.reviewer.person())
             {
-                let who = self.subject(name).await?;
+                let who = self.policies().subject(name).await?;
                 approvers.push(self.approver(who, &requester, &request, res, p, now).await?.0);
             }
         }
@@ -662,7 +550,7 @@ impl Core {
         let pending = self.store.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
         let resource = self.store.resource(&pending.resource).await?;
         // One who may not see it learns nothing, not even that it exists.
-        if !self.sees_request(caller, &pending, resource.as_ref()) {
+        if !self.sees(caller, &pending, resource.as_ref()) {
             return Err(self.hidden(caller, &action, id, "request").await);
         }
         let needed = match &resource {
@@ -674,7 +562,7 @@ impl Core {
         let mfa_method = if pending.requester == caller.user.name {
             None
         } else {
-            self.step_up(caller, needed, body.mfa.as_ref(), &action, id).await?
+            self.mfa().step_up(caller, needed, body.mfa.as_ref(), &action, id).await?
         };
         let now = self.now();
         let resource = resource.ok_or_else(|| DomainError::UnknownResource(pending.resource.to_string()))?;
@@ -683,7 +571,7 @@ impl Core {
         // too). The reviewer and the requester are weighed before the transaction begins: what
         // they are does not depend on what it reads (a request's resource, role, window and
         // reason never change), and every writer waits while a transaction holds the audit head.
-        let requester = self.subject(&pending.requester).await?;
+        let requester = self.policies().subject(&pending.requester).await?;
         let (me, forbids) = self
             .approver(Subject::of(caller), &requester, &pending, &resource, policy, now)
             .await?;
@@ -697,7 +585,7 @@ impl Core {
             .filter(|r| r.decision == Decision::Approve)
             .filter_map(|r| r.reviewer.person())
         {
-            let who = self.subject(name).await?;
+            let who = self.policies().subject(name).await?;
             earlier_approvers.push(self.approver(who, &requester, &request, &resource, policy, now).await?.0);
         }
         if request.requester != caller.user.name && me.stages.as_ref().is_some_and(BTreeSet::is_empty) && !forbids.is_empty() {
@@ -749,12 +637,12 @@ impl Core {
             )
             .await?;
             if outcome.new_status == RequestStatus::Approved {
-                created = Some(self.create_grant(&mut *tx, &request, caller.name(), now).await?);
+                created = Some(self.grants().create(&mut *tx, &request, caller.name(), now).await?);
             }
         }
         let recorded = self.commit(tx).await?;
         if let Some(g) = &created {
-            self.granted(g);
+            self.grants().granted(g);
         }
         // Answered from what this change saw and wrote, without reading it all back: `history`
         // holds the events this review recorded (`show` gives the whole history).
@@ -773,7 +661,7 @@ impl Core {
         let now = self.now();
         let mut tx = self.begin().await?;
         let mut request = tx.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
-        if request.requester != caller.user.name && !self.may_see_request(caller, &request).await? {
+        if request.requester != caller.user.name && !self.may_see(caller, &request).await? {
             drop(tx);
             return Err(self.hidden(caller, actions::REQUEST_CANCEL, id, "request").await);
         }
@@ -791,135 +679,5 @@ impl Core {
         request.status = RequestStatus::Cancelled;
         request.decided_at = Some(now);
         Ok(request)
-    }
-
-    async fn may_act_on_grant(&self, caller: &Caller, g: &Grant) -> Result<bool, ServiceError> {
-        if g.user == caller.user.name || caller.user.is_admin {
-            return Ok(true);
-        }
-        Ok(self
-            .store
-            .resource(&g.resource)
-            .await?
-            .is_some_and(|r| r.is_approver(&caller.groups)))
-    }
-
-    pub async fn list_grants(
-        &self,
-        caller: &Caller,
-        scope: Scope,
-        status: Option<GrantStatus>,
-        resource: Option<ResourceName>,
-        limit: i64,
-    ) -> Result<Vec<Grant>, ServiceError> {
-        let now = self.now();
-        let mut filter = GrantFilter {
-            user: None,
-            status: None,
-            resource,
-            limit: limit.clamp(1, 1000),
-        };
-        match scope {
-            Scope::Mine => filter.user = Some(caller.user.name.clone()),
-            Scope::All | Scope::Review => {
-                if !self.is_audit_reader(caller) {
-                    return Err(self
-                        .forbid(
-                            caller,
-                            "list_grants",
-                            "listing every grant needs an administrator or an audit reader",
-                        )
-                        .await);
-                }
-            }
-        }
-        let live_wanted = matches!(status, Some(GrantStatus::Active | GrantStatus::Scheduled));
-        let mut grants = match (&filter.user, live_wanted) {
-            // One's own live grants by index, however long one's history (the newest
-            // `limit` of all grants might hold none of them).
-            (Some(user), true) => {
-                let mut live = self.store.live_grants_of(user).await?;
-                live.retain(|g| filter.resource.as_ref().is_none_or(|r| &g.resource == r));
-                live.reverse();
-                live.truncate(usize::try_from(filter.limit).unwrap_or(1000));
-                live
-            }
-            _ => {
-                // Ended grants keep their stored status: the store can filter them.
-                if matches!(status, Some(GrantStatus::Expired | GrantStatus::Revoked)) {
-                    filter.status = status;
-                }
-                self.store.grants(&filter).await?
-            }
-        };
-        for g in grants.iter_mut() {
-            g.status = g.effective_status(now);
-        }
-        grants.retain(|g| status.is_none_or(|s| s == g.status));
-        for g in grants.iter_mut() {
-            self.describe_db_role(g).await?;
-        }
-        Ok(grants)
-    }
-
-    /// Fills in where an ephemeral grant's database role stands.
-    async fn describe_db_role(&self, g: &mut Grant) -> Result<(), ServiceError> {
-        if let Some(r) = self.store.ephemeral_role(&g.id).await? {
-            g.db_role = Some(match r.state {
-                DbRoleState::RevocationPending => {
-                    format!("{}: revocation pending ({})", r.role_name, r.last_error.unwrap_or_default())
-                }
-                other => format!("{}: {other}", r.role_name),
-            });
-        }
-        Ok(())
-    }
-
-    pub async fn grant_detail(&self, caller: &Caller, id: &str) -> Result<Grant, ServiceError> {
-        let mut g = self.store.grant(id).await?.ok_or_else(|| ServiceError::not_found("grant"))?;
-        if !self.may_act_on_grant(caller, &g).await? && !self.is_audit_reader(caller) {
-            return Err(ServiceError::not_found("grant"));
-        }
-        g.status = g.effective_status(self.now());
-        self.describe_db_role(&mut g).await?;
-        Ok(g)
-    }
-
-    pub async fn revoke(&self, caller: &Caller, id: &str, reason: &str) -> Result<Grant, ServiceError> {
-        let now = self.now();
-        let mut tx = self.begin().await?;
-        let mut grant = tx.grant(id).await?.ok_or_else(|| ServiceError::not_found("grant"))?;
-        let may = self.may_act_on_grant(caller, &grant).await?;
-        if !may && !self.is_audit_reader(caller) {
-            drop(tx);
-            return Err(self.hidden(caller, actions::GRANT_REVOKE, id, "grant").await);
-        }
-        if let Err(e) = grant.check_revoke(reason, now, may) {
-            drop(tx);
-            return Err(self.refused(caller, actions::GRANT_REVOKE, id, e).await);
-        }
-        if let Err(e) = grant.revoke(Some(caller.user.name.clone()), reason, now) {
-            drop(tx);
-            return Err(self.refused(caller, actions::GRANT_REVOKE, id, e).await);
-        }
-        tx.update_grant(&grant).await?;
-        tx.append_audit(
-            NewEvent::new(
-                caller.name(),
-                actions::GRANT_REVOKE,
-                id,
-                Outcome::Success,
-                json!({"reason": grant.revoke_reason, "user": grant.user}),
-            ),
-            now,
-        )
-        .await?;
-        // Other instances end their sessions of the grant when this commits; this one when
-        // the event below reaches its kill switch.
-        tx.send_session_kill(&crate::gateway::grant_ended(id, crate::gateway::GRANT_REVOKED))
-            .await?;
-        self.commit(tx).await?;
-        self.publish(GrantEventKind::Revoked, &grant);
-        Ok(grant)
     }
 }

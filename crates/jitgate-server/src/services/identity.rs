@@ -1,23 +1,22 @@
-//! People: bootstrap, password login, sessions, users and groups, and applying the config.
+//! Who the caller is: first start, login with its second step, sessions, and the config file's users and groups.
 
-use crate::core::{Caller, Core, GrantEventKind};
+use super::mfa::{Factor, CEREMONY_TTL};
+use super::*;
+use crate::core::Caller;
 use crate::error::{ErrorKind, ServiceError};
-use crate::mfa::{Factor, CEREMONY_TTL};
-use jitgate_api::{
-    BootstrapBody, CreateUserBody, GroupView, LoginBody, LoginMfaBody, LoginOutcome, PasswordBody, SecretText, SessionToken, UserView,
-    WebauthnChallenge, WhoAmI,
-};
+use jitgate_api::{BootstrapBody, LoginBody, LoginMfaBody, LoginOutcome, SecretText, SessionToken, WebauthnChallenge, WhoAmI};
 use jitgate_auth::{check_password_rules, new_token, secrets_equal, token_hash};
 use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::factor::Ceremony;
-use jitgate_core::names::{GroupName, Username};
-use jitgate_store::{ChallengeRecord, GrantFilter, SessionRecord, Source, UserRecord, WriteTx};
+use jitgate_core::names::Username;
+use jitgate_store::{ChallengeRecord, SessionRecord, Source, UserRecord, WriteTx};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use std::time::Duration;
 
 const SETUP_TOKEN_KEY: &str = "setup_token_hash";
+
 /// A session is touched in the store at most this often, so that reads stay reads.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
@@ -25,11 +24,11 @@ fn invalid_credentials() -> ServiceError {
     ServiceError::new(ErrorKind::Unauthenticated, "invalid_credentials", "user name or password is wrong")
 }
 
-fn password_error(e: jitgate_auth::AuthError) -> ServiceError {
+pub(crate) fn password_error(e: jitgate_auth::AuthError) -> ServiceError {
     ServiceError::bad_request("weak_password", e.to_string())
 }
 
-impl Core {
+impl Identity<'_> {
     /// On a store with no users, makes a new one-time setup token and returns it; the old one,
     /// if any, stops working.
     pub async fn prepare_bootstrap(&self) -> Result<Option<SecretString>, ServiceError> {
@@ -69,7 +68,7 @@ impl Core {
                 "the setup token is wrong or was already used",
             ));
         }
-        let hash = self.hash_new_password(password).await?;
+        let hash = self.users().hash_new_password(password).await?;
         let now = self.now();
         let mut tx = self.begin().await?;
         if tx.count_users().await? > 0 {
@@ -119,7 +118,7 @@ impl Core {
         })
         .await?;
         tx.clear_attempts(user.as_str()).await?;
-        tx.clear_attempts(&crate::mfa::factor_key(user)).await?;
+        tx.clear_attempts(&super::attempts::factor_key(user)).await?;
         tx.append_audit(
             NewEvent::new(
                 user.as_str(),
@@ -146,7 +145,7 @@ impl Core {
         let hashing = self.limits.hashing.admit()?;
         let name = Username::parse(&body.username).ok();
         let charged = match &name {
-            Some(n) => Some(self.charge_attempt(n.as_str(), actions::AUTH_LOGIN).await?),
+            Some(n) => Some(self.attempts().charge(n.as_str(), actions::AUTH_LOGIN).await?),
             None => None,
         };
         let user = match &name {
@@ -169,22 +168,22 @@ impl Core {
                 json!({"method": "password"}),
             );
             match (&name, &charged) {
-                (Some(n), Some(charged)) => self.record_charged_failure(n.as_str(), event, charged).await,
-                _ => self.audit_failure_alone(event).await,
+                (Some(n), Some(charged)) => self.attempts().record_charged_failure(n.as_str(), event, charged).await,
+                _ => self.attempts().audit_failure_alone(event).await,
             }
             return Err(invalid_credentials());
         };
-        let methods = self.factors_of(&user.name).await?;
+        let methods = self.mfa().factors_of(&user.name).await?;
         if !methods.is_empty() {
             // The password was right: take back its charge, but leave the count of earlier
             // failures, which knowing the password must not wipe while a factor is due.
             if let Some(charged) = &charged {
-                self.refund_attempt(user.name.as_str(), charged).await?;
+                self.attempts().refund(user.name.as_str(), charged).await?;
             }
         }
         let mfa = match (&body.mfa, methods.is_empty()) {
             (_, true) => None,
-            (Some(proof), false) => Some(self.verify_factor(&user.name, proof, "login", None).await?),
+            (Some(proof), false) => Some(self.mfa().verify_factor(&user.name, proof, "login", None).await?),
             (None, false) => return self.login_ticket(&user.name, methods).await,
         };
         let mut tx = self.begin().await?;
@@ -254,7 +253,7 @@ impl Core {
     /// Finishes a login with its second factor.
     pub async fn login_mfa(&self, body: LoginMfaBody) -> Result<SessionToken, ServiceError> {
         let (ticket_id, user) = self.ticket_user(&body.ticket).await?;
-        let factor = self.verify_factor(&user.name, &body.mfa, "login", None).await?;
+        let factor = self.mfa().verify_factor(&user.name, &body.mfa, "login", None).await?;
         let mut tx = self.begin().await?;
         if tx.take_challenge(&ticket_id).await?.is_none() {
             return Err(ServiceError::new(
@@ -271,7 +270,7 @@ impl Core {
     /// A WebAuthn challenge for the user behind a login ticket.
     pub async fn login_webauthn_challenge(&self, ticket: &SecretText) -> Result<WebauthnChallenge, ServiceError> {
         let (_, user) = self.ticket_user(ticket).await?;
-        self.webauthn_challenge(&user.name).await
+        self.mfa().webauthn_challenge(&user.name).await
     }
 
     /// Turns a bearer token into the person behind it, or refuses.
@@ -315,277 +314,6 @@ impl Core {
             groups: caller.groups.iter().cloned().collect(),
             session_expires_at: idle_deadline.min(caller.session.expires_at),
         }
-    }
-
-    /// Refuses (and audits the refusal of) `operation` for anyone but an administrator.
-    pub async fn require_admin(&self, caller: &Caller, operation: &str) -> Result<(), ServiceError> {
-        if caller.user.is_admin {
-            Ok(())
-        } else {
-            Err(self.forbid(caller, operation, "this needs an administrator").await)
-        }
-    }
-
-    pub async fn create_user(&self, caller: &Caller, body: CreateUserBody) -> Result<UserView, ServiceError> {
-        self.require_admin(caller, "create_user").await?;
-        if body.admin {
-            // A new administrator is a way to every account: a stolen session alone must not
-            // make one when its owner has a factor to prove.
-            self.prove_factor_if_enrolled(caller, None, actions::USER_CREATE_ADMIN).await?;
-        }
-        let hash = match body.password {
-            Some(p) => {
-                let p = SecretString::from(p.0);
-                check_password_rules(&p).map_err(password_error)?;
-                Some(self.hash_new_password(p).await?)
-            }
-            None => None,
-        };
-        let now = self.now();
-        let user = UserRecord {
-            name: body.username,
-            display_name: body.display_name,
-            password_hash: hash,
-            is_admin: body.admin,
-            disabled: false,
-            created_at: now,
-        };
-        let mut tx = self.begin().await?;
-        tx.insert_user(&user).await?;
-        tx.append_audit(
-            NewEvent::new(
-                caller.name(),
-                actions::USER_CREATE,
-                user.name.as_str(),
-                Outcome::Success,
-                json!({"admin": user.is_admin}),
-            ),
-            now,
-        )
-        .await?;
-        self.commit(tx).await?;
-        self.user_view(user).await
-    }
-
-    async fn user_view(&self, u: UserRecord) -> Result<UserView, ServiceError> {
-        let groups = self.store.user_groups(&u.name).await?.into_iter().collect();
-        Ok(UserView {
-            has_password: u.password_hash.is_some(),
-            username: u.name,
-            display_name: u.display_name,
-            is_admin: u.is_admin,
-            disabled: u.disabled,
-            groups,
-            created_at: u.created_at,
-        })
-    }
-
-    pub async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ServiceError> {
-        self.require_admin(caller, "list_users").await?;
-        let mut out = Vec::new();
-        for u in self.store.users().await? {
-            out.push(self.user_view(u).await?);
-        }
-        Ok(out)
-    }
-
-    /// Disabling a person ends their sessions and revokes their live grants at once.
-    pub async fn set_user_disabled(&self, caller: &Caller, name: &Username, disabled: bool) -> Result<UserView, ServiceError> {
-        self.require_admin(caller, "set_user_disabled").await?;
-        if disabled && name == &caller.user.name {
-            return Err(ServiceError::bad_request(
-                "cannot_disable_self",
-                "you cannot disable your own account",
-            ));
-        }
-        let now = self.now();
-        let mut tx = self.begin().await?;
-        let mut user = tx.user(name).await?.ok_or_else(|| ServiceError::not_found("user"))?;
-        user.disabled = disabled;
-        tx.update_user(&user).await?;
-        let action = if disabled { actions::USER_DISABLE } else { actions::USER_ENABLE };
-        tx.append_audit(
-            NewEvent::new(caller.name(), action, name.as_str(), Outcome::Success, json!({})),
-            now,
-        )
-        .await?;
-        let mut revoked = Vec::new();
-        if disabled {
-            tx.delete_sessions_of(name).await?;
-            let live = self
-                .store
-                .grants(&GrantFilter {
-                    user: Some(name.clone()),
-                    limit: 10_000,
-                    ..Default::default()
-                })
-                .await?;
-            for g in live.into_iter().filter(|g| g.status.is_live()) {
-                let Some(mut g) = tx.grant(&g.id).await? else { continue };
-                // A grant that ended meanwhile is left as it is.
-                if g.revoke(Some(caller.user.name.clone()), "user disabled", now).is_err() {
-                    continue;
-                }
-                tx.update_grant(&g).await?;
-                tx.append_audit(
-                    NewEvent::new(
-                        caller.name(),
-                        actions::GRANT_REVOKE,
-                        g.id.as_str(),
-                        Outcome::Success,
-                        json!({"reason": "user disabled", "user": name}),
-                    ),
-                    now,
-                )
-                .await?;
-                // The grant's sessions end on every instance, as for any revocation.
-                tx.send_session_kill(&crate::gateway::grant_ended(&g.id, crate::gateway::GRANT_REVOKED))
-                    .await?;
-                revoked.push(g);
-            }
-        }
-        self.commit(tx).await?;
-        for g in &revoked {
-            self.publish(GrantEventKind::Revoked, g);
-        }
-        self.user_view(user).await
-    }
-
-    /// Sets a password. An administrator setting someone else's needs nothing more. Changing
-    /// one's own needs the current password and, where a second factor is enrolled, a proof of
-    /// it (given here, or proved by the session within `mfa.freshness`): a stolen session
-    /// alone must not become the account. Every other session of the person ends.
-    pub async fn set_password(&self, caller: &Caller, name: &Username, body: PasswordBody) -> Result<(), ServiceError> {
-        let own = name == &caller.user.name;
-        if !caller.user.is_admin && !own {
-            return Err(self
-                .forbid(caller, "set_password", "only an administrator may set another person's password")
-                .await);
-        }
-        let password = SecretString::from(body.password.0);
-        check_password_rules(&password).map_err(password_error)?;
-        let mut method = None;
-        if !own {
-            // Resetting someone else's password hands over their account: the same fresh
-            // factor as for one's own, for an administrator who has one.
-            method = self
-                .prove_factor_if_enrolled(caller, body.mfa.as_ref(), actions::PASSWORD_RESET)
-                .await?;
-        }
-        if own {
-            self.prove_current_password(caller, body.current_password).await?;
-            method = self
-                .prove_factor_if_enrolled(caller, body.mfa.as_ref(), actions::PASSWORD_CHANGE)
-                .await?;
-        }
-        let hash = self.hash_new_password(password).await?;
-        let mut tx = self.begin().await?;
-        let mut user = tx.user(name).await?.ok_or_else(|| ServiceError::not_found("user"))?;
-        user.password_hash = Some(hash);
-        tx.update_user(&user).await?;
-        let ended = if own {
-            tx.delete_other_sessions_of(name, &caller.session.token_hash).await?
-        } else {
-            tx.delete_sessions_of(name).await?
-        };
-        tx.append_audit(
-            NewEvent::new(
-                caller.name(),
-                actions::USER_PASSWORD,
-                name.as_str(),
-                Outcome::Success,
-                json!({"own": own, "sessions_ended": ended, "mfa": method}),
-            ),
-            self.now(),
-        )
-        .await?;
-        self.commit(tx).await?;
-        Ok(())
-    }
-
-    /// Checks the password a person gives to change their own, under the same attempt limit
-    /// and hashing bound as a login (a wrong one counts as a failed login).
-    async fn prove_current_password(&self, caller: &Caller, current: Option<SecretText>) -> Result<(), ServiceError> {
-        let Some(current) = current else {
-            self.audit_step_up_refusal(caller, actions::PASSWORD_CHANGE, caller.name(), "current_password_required")
-                .await;
-            return Err(ServiceError::bad_request(
-                "current_password_required",
-                "changing your own password needs your current password (`jitgate password` asks for it)",
-            ));
-        };
-        let hashing = self.limits.hashing.admit()?;
-        let user = caller.user.name.as_str();
-        let charged = self.charge_attempt(user, actions::PASSWORD_CHANGE).await?;
-        let stored = self.store.user(&caller.user.name).await?.and_then(|u| u.password_hash);
-        let given = SecretString::from(current.0);
-        let ok = hashing.verify(stored, given).await?;
-        if ok {
-            return self.refund_attempt(user, &charged).await;
-        }
-        let event = NewEvent::new(
-            user,
-            actions::PASSWORD_CHANGE,
-            user,
-            Outcome::Failure,
-            json!({"reason": "wrong current password"}),
-        );
-        self.record_charged_failure(user, event, &charged).await;
-        Err(ServiceError::new(
-            ErrorKind::Unauthenticated,
-            "invalid_credentials",
-            "the current password is wrong",
-        ))
-    }
-
-    /// Argon2 for a new password, under the same bound as logins and off the async workers.
-    pub(crate) async fn hash_new_password(&self, password: SecretString) -> Result<String, ServiceError> {
-        self.limits.hashing.admit()?.hash(password).await
-    }
-
-    pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, ServiceError> {
-        self.require_admin(caller, "list_groups").await?;
-        Ok(self
-            .store
-            .groups()
-            .await?
-            .into_iter()
-            .map(|(name, members)| GroupView { name, members })
-            .collect())
-    }
-
-    pub async fn set_membership(
-        &self,
-        caller: &Caller,
-        group: &GroupName,
-        user: &Username,
-        member: bool,
-    ) -> Result<GroupView, ServiceError> {
-        self.require_admin(caller, "set_membership").await?;
-        let mut tx = self.begin().await?;
-        if member && tx.user(user).await?.is_none() {
-            return Err(ServiceError::not_found("user"));
-        }
-        let changed = tx.set_member(group, user, member, Source::Api).await?;
-        if !member && !changed {
-            return Err(ServiceError::not_found("membership"));
-        }
-        let action = if member {
-            actions::GROUP_MEMBER_ADD
-        } else {
-            actions::GROUP_MEMBER_REMOVE
-        };
-        tx.append_audit(
-            NewEvent::new(caller.name(), action, group.as_str(), Outcome::Success, json!({"user": user})),
-            self.now(),
-        )
-        .await?;
-        self.commit(tx).await?;
-        let members = self.store.groups().await?.remove(group).unwrap_or_default();
-        Ok(GroupView {
-            name: group.clone(),
-            members,
-        })
     }
 
     /// Makes the store match the config file's groups and resources; what the API added stays.

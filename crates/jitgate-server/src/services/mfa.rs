@@ -1,29 +1,29 @@
-//! Second factors: enrolment (TOTP, passkeys, recovery codes), verification, step-up bound to
-//! an action, and the attempt limits that guard passwords and factors alike.
+//! Second factors: enrolment (TOTP, passkeys, recovery codes), verification, and step-up bound to an action.
 //!
 //! Every check that consumes something (a TOTP step, a recovery code, a WebAuthn challenge)
 //! does so in the same transaction as its audit event and the attempt count, so a code is
 //! accepted once even when several instances share the store.
 
-use crate::core::{new_id, Caller, Core};
+use super::attempts::factor_key;
+use super::*;
+use crate::core::{new_id, Caller};
 use crate::error::{ErrorKind, ServiceError};
 use jitgate_api::{
     FactorAdded, MfaProof, MfaStatus, PasskeyFinishBody, PasskeyView, RecoveryCodes, SecretText, SteppedUp, TotpEnrolment,
     WebauthnChallenge,
 };
-use jitgate_auth::attempts::{AttemptState, Gate};
 use jitgate_auth::passkeys::StoredPasskey;
 use jitgate_auth::recovery::{new_recovery_codes, recovery_code_hash};
 use jitgate_auth::secret_box::Sealed;
-use jitgate_auth::totp::{self, TotpAlgorithm, TotpCheck, TotpParams};
-use jitgate_core::actions;
+use jitgate_auth::totp;
+use jitgate_auth::totp::{TotpAlgorithm, TotpCheck, TotpParams};
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::factor::Ceremony;
 pub use jitgate_core::factor::Factor;
 use jitgate_core::names::Username;
 use jitgate_core::policy::mfa_is_fresh;
-use jitgate_core::Timestamp;
-use jitgate_store::{AttemptRecord, ChallengeRecord, PasskeyRecord, TotpRecord, WriteTx};
+use jitgate_core::{actions, Timestamp};
+use jitgate_store::{ChallengeRecord, PasskeyRecord, TotpRecord, WriteTx};
 use serde_json::json;
 use std::time::Duration;
 
@@ -86,45 +86,6 @@ impl Refusal {
     }
 }
 
-fn summary_event(s: &crate::limits::Summary) -> NewEvent {
-    NewEvent::new(
-        "system",
-        actions::AUTH_FAILURES_SUMMARISED,
-        "anonymous",
-        Outcome::Failure,
-        json!({"count": s.total(), "by_action": s.by_action, "from": s.from.as_millis(), "to": s.to.as_millis()}),
-    )
-}
-
-/// One failure charged ahead of a slow check: the attempt state before and after it.
-pub(crate) struct Charge {
-    before: AttemptState,
-    after: AttemptState,
-}
-
-/// The attempt record of `user`'s second factors, apart from their password's: a factor
-/// proved must not wipe the count of password guesses (a stolen session could enrol a factor
-/// and spend its recovery codes to guess the current password for ever), and a password
-/// known must not wipe the count of factor guesses. `/` is never in a user name.
-pub(crate) fn factor_key(user: &Username) -> String {
-    format!("{user}/factor")
-}
-
-/// Why an attempt may not go ahead now.
-pub(crate) struct AttemptRefusal {
-    code: &'static str,
-    message: String,
-    until: Timestamp,
-}
-
-fn attempt_state(r: &AttemptRecord) -> AttemptState {
-    AttemptState {
-        failures: r.failures,
-        last_failure_at: r.last_failure_at,
-        locked_until: r.locked_until,
-    }
-}
-
 fn passkey_view(p: &PasskeyRecord) -> PasskeyView {
     PasskeyView {
         id: p.credential_id.clone(),
@@ -153,227 +114,15 @@ fn totp_params(r: &TotpRecord) -> Result<TotpParams, ServiceError> {
     })
 }
 
-impl Core {
-    // ---- attempt limits ----
-    //
-    // The gate and the count are one step in the store: the attempt record is locked in the
-    // write transaction that decides, so N parallel guesses get at most the allowed number of
-    // real checks (on one instance or many). Cheap checks (codes) run inside that
-    // transaction; the password, whose Argon2 would hold the writer for tens of
-    // milliseconds, is charged as a failure up front and the charge is cleared on success.
-
-    /// Locks the attempt record of `username` in `tx` and says whether an attempt may go
-    /// ahead now; the state returned is what a failure builds on.
-    pub(crate) async fn attempt_gate_in(
-        &self,
-        tx: &mut dyn WriteTx,
-        username: &str,
-    ) -> Result<Result<AttemptState, AttemptRefusal>, ServiceError> {
-        let now = self.now();
-        let state = attempt_state(&tx.lock_attempts(username).await?);
-        Ok(match self.settings.attempts.gate(Some(&state), now) {
-            Gate::Open => Ok(state),
-            Gate::Wait { until } => Err(AttemptRefusal {
-                code: "too_many_attempts",
-                message: format!("too many failed attempts: try again in {} s", now.until(until).as_secs().max(1)),
-                until,
-            }),
-            Gate::Locked { until } => Err(AttemptRefusal {
-                code: "account_locked",
-                message: format!(
-                    "locked after repeated failed attempts until {}; an administrator can unlock it sooner",
-                    until.to_rfc3339()
-                ),
-                until,
-            }),
-        })
+fn replayed() -> Refusal {
+    Refusal {
+        code: "mfa_replayed",
+        message: "this code was used already: wait for the next one".into(),
+        replay: true,
     }
+}
 
-    /// Audits a refused attempt and turns it into the answer. Call it after the transaction
-    /// that found the gate closed is gone (on SQLite it holds the only writer).
-    pub(crate) async fn refuse_attempt(&self, username: &str, action: &str, refusal: AttemptRefusal) -> ServiceError {
-        self.note_anonymous_refusal(username, action, refusal.code, refusal.until).await;
-        let wait = self.now().until(refusal.until).as_secs();
-        ServiceError::busy(ErrorKind::TooMany, refusal.code, refusal.message, wait)
-    }
-
-    /// Appends the event of a failed anonymous attempt, or counts it for the minute's summary
-    /// when such failures come faster than `auth.audit_failures_per_minute`.
-    pub(crate) async fn append_failure_event(&self, tx: &mut dyn WriteTx, event: NewEvent) -> Result<(), ServiceError> {
-        let now = self.now();
-        let (own, summary) = self.limits.failures.admit(&event.action, now);
-        if let Some(summary) = summary {
-            tx.append_audit(summary_event(&summary), now).await?;
-        }
-        if own {
-            tx.append_audit(event, now).await?;
-        }
-        Ok(())
-    }
-
-    /// Audits a refusal by the attempt gate (through the same summary as failures).
-    async fn note_anonymous_refusal(&self, username: &str, action: &str, code: &str, until: Timestamp) {
-        let event = NewEvent::new(
-            username,
-            action,
-            username,
-            Outcome::Denied,
-            json!({"code": code, "until": until.as_millis()}),
-        );
-        self.audit_failure_alone(event).await;
-    }
-
-    /// [`Core::append_failure_event`] in a change of its own.
-    pub(crate) async fn audit_failure_alone(&self, event: NewEvent) {
-        let result = async {
-            let mut tx = self.begin().await?;
-            self.append_failure_event(&mut *tx, event).await?;
-            self.commit(tx).await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e.message, "could not record a failed attempt");
-        }
-    }
-
-    /// Takes back the failure [`Core::charge_attempt`] charged for a check that passed: the
-    /// record goes back to what it was when nothing else changed it since, else loses one
-    /// failure (and the lock this charge brought, if any).
-    pub(crate) async fn refund_attempt(&self, username: &str, charged: &Charge) -> Result<(), ServiceError> {
-        let mut tx = self.begin().await?;
-        let now = attempt_state(&tx.lock_attempts(username).await?);
-        let back = if now == charged.after {
-            charged.before
-        } else {
-            AttemptState {
-                failures: now.failures.saturating_sub(1),
-                last_failure_at: now.last_failure_at,
-                locked_until: now.locked_until.filter(|until| charged.after.locked_until != Some(*until)),
-            }
-        };
-        if back.failures == 0 && back.locked_until.is_none() {
-            tx.clear_attempts(username).await?;
-        } else {
-            tx.put_attempts(&AttemptRecord {
-                username: username.to_owned(),
-                failures: back.failures,
-                last_failure_at: back.last_failure_at,
-                locked_until: back.locked_until,
-            })
-            .await?;
-        }
-        self.commit(tx).await?;
-        Ok(())
-    }
-
-    /// Forgets the attempt records of names that are not users, once whatever limit they
-    /// carried has run out (a lock, or the longest delay).
-    pub async fn prune_attempts(&self) -> Result<u64, ServiceError> {
-        let a = &self.settings.attempts;
-        let before = self.now().saturating_sub(a.lock_for.max(a.max_delay));
-        let mut tx = self.begin().await?;
-        let gone = tx.prune_attempts(before).await?;
-        self.commit(tx).await?;
-        Ok(gone)
-    }
-
-    /// Writes the summary of a minute that is over, if one is due (the housekeeping tick).
-    pub async fn flush_failure_summary(&self) {
-        if let Some(summary) = self.limits.failures.due(self.now()) {
-            self.audit_alone(summary_event(&summary)).await;
-        }
-    }
-
-    /// Passes the gate and charges one failure in the same step, for a check too slow to run
-    /// inside the transaction (the password). A failure keeps the charge (and reports the
-    /// lock it brought), a success takes it back ([`Core::refund_attempt`]).
-    pub(crate) async fn charge_attempt(&self, username: &str, action: &str) -> Result<Charge, ServiceError> {
-        let mut tx = self.begin().await?;
-        let before = match self.attempt_gate_in(&mut *tx, username).await? {
-            Ok(state) => state,
-            Err(refusal) => {
-                drop(tx);
-                return Err(self.refuse_attempt(username, action, refusal).await);
-            }
-        };
-        let after = self.put_failure(&mut *tx, username, &before).await?;
-        self.commit(tx).await?;
-        Ok(Charge { before, after })
-    }
-
-    async fn put_failure(&self, tx: &mut dyn WriteTx, username: &str, previous: &AttemptState) -> Result<AttemptState, ServiceError> {
-        let now = self.now();
-        let next = self.settings.attempts.after_failure(Some(previous), now);
-        tx.put_attempts(&AttemptRecord {
-            username: username.to_owned(),
-            failures: next.failures,
-            last_failure_at: now,
-            locked_until: next.locked_until,
-        })
-        .await?;
-        Ok(next)
-    }
-
-    async fn audit_lock(&self, tx: &mut dyn WriteTx, username: &str, state: &AttemptState) -> Result<(), ServiceError> {
-        if let Some(until) = state.locked_until {
-            tx.append_audit(
-                NewEvent::new(
-                    "system",
-                    actions::AUTH_LOCKED,
-                    username,
-                    Outcome::Success,
-                    json!({"failures": state.failures, "until": until.as_millis()}),
-                ),
-                self.now(),
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Counts one failure for `username` in `tx`, whose gate returned `previous`, and records
-    /// the lock it may bring.
-    pub(crate) async fn count_failure(&self, tx: &mut dyn WriteTx, username: &str, previous: &AttemptState) -> Result<(), ServiceError> {
-        let next = self.put_failure(tx, username, previous).await?;
-        self.audit_lock(tx, username, &next).await
-    }
-
-    /// Records a failed password check that [`Core::charge_attempt`] counted already: its
-    /// audit event, and the lock the charge brought.
-    pub(crate) async fn record_charged_failure(&self, username: &str, event: NewEvent, charged: &Charge) {
-        let result = async {
-            let mut tx = self.begin().await?;
-            self.append_failure_event(&mut *tx, event).await?;
-            self.audit_lock(&mut *tx, username, &charged.after).await?;
-            self.commit(tx).await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e.message, "could not record a failed attempt");
-        }
-    }
-
-    pub async fn unlock_user(&self, caller: &Caller, name: &Username) -> Result<(), ServiceError> {
-        self.require_admin(caller, "unlock_user").await?;
-        let mut tx = self.begin().await?;
-        let was_limited = tx.clear_attempts(name.as_str()).await? | tx.clear_attempts(&factor_key(name)).await?;
-        tx.append_audit(
-            NewEvent::new(
-                caller.name(),
-                actions::AUTH_UNLOCK,
-                name.as_str(),
-                Outcome::Success,
-                json!({"was_limited": was_limited}),
-            ),
-            self.now(),
-        )
-        .await?;
-        self.commit(tx).await?;
-        Ok(())
-    }
-
-    // ---- what a user has ----
-
+impl Mfa<'_> {
     /// The factors `user` can prove with, as method names.
     pub async fn factors_of(&self, user: &Username) -> Result<Vec<&'static str>, ServiceError> {
         let mut methods = Vec::new();
@@ -458,8 +207,6 @@ impl Core {
         .await;
     }
 
-    // ---- verification ----
-
     /// Checks one proof for `user`. Whatever it consumes (TOTP step, recovery code, WebAuthn
     /// challenge) is consumed in the same change as the outcome's audit event and attempt
     /// count; on success the attempt count is reset and, when `session` is given, that session
@@ -480,11 +227,11 @@ impl Core {
         }
         let now = self.now();
         let mut tx = self.begin().await?;
-        let attempts = match self.attempt_gate_in(&mut *tx, &factor_key(user)).await? {
+        let attempts = match self.attempts().gate_in(&mut *tx, &factor_key(user)).await? {
             Ok(state) => state,
             Err(refusal) => {
                 drop(tx);
-                return Err(self.refuse_attempt(&factor_key(user), actions::MFA_VERIFY, refusal).await);
+                return Err(self.attempts().refuse(&factor_key(user), actions::MFA_VERIFY, refusal).await);
             }
         };
         let (method, outcome) = if let Some(code) = &proof.otp {
@@ -549,7 +296,7 @@ impl Core {
                     )
                     .await?;
                 }
-                self.count_failure(&mut *tx, &factor_key(user), &attempts).await?;
+                self.attempts().count_failure(&mut *tx, &factor_key(user), &attempts).await?;
                 self.commit(tx).await?;
                 Err(ServiceError::new(ErrorKind::Unauthenticated, refusal.code, refusal.message))
             }
@@ -663,8 +410,6 @@ impl Core {
         })
     }
 
-    // ---- step-up bound to an action ----
-
     /// The second factor an action needs. `needed`: the role asks for one for this action.
     /// A proof given with the action is checked (and makes the session fresh); otherwise a
     /// fresh session serves. Returns the method to record with the action, if any.
@@ -712,8 +457,6 @@ impl Core {
             fresh_until: self.now().saturating_add(self.settings.mfa_freshness),
         })
     }
-
-    // ---- enrolment ----
 
     pub async fn totp_enrol_start(&self, caller: &Caller) -> Result<TotpEnrolment, ServiceError> {
         let user = &caller.user.name;
@@ -769,11 +512,11 @@ impl Core {
         let user = &caller.user.name;
         let now = self.now();
         let mut tx = self.begin().await?;
-        let attempts = match self.attempt_gate_in(&mut *tx, &factor_key(user)).await? {
+        let attempts = match self.attempts().gate_in(&mut *tx, &factor_key(user)).await? {
             Ok(state) => state,
             Err(refusal) => {
                 drop(tx);
-                return Err(self.refuse_attempt(&factor_key(user), actions::MFA_TOTP_ENROL, refusal).await);
+                return Err(self.attempts().refuse(&factor_key(user), actions::MFA_TOTP_ENROL, refusal).await);
             }
         };
         let Some(record) = tx.totp(user).await?.filter(|t| t.confirmed_at.is_none()) else {
@@ -796,7 +539,7 @@ impl Core {
                 now,
             )
             .await?;
-            self.count_failure(&mut *tx, &factor_key(user), &attempts).await?;
+            self.attempts().count_failure(&mut *tx, &factor_key(user), &attempts).await?;
             self.commit(tx).await?;
             return Err(ServiceError::new(
                 ErrorKind::Unauthenticated,
@@ -1003,13 +746,5 @@ impl Core {
         .await?;
         self.commit(tx).await?;
         Ok(())
-    }
-}
-
-fn replayed() -> Refusal {
-    Refusal {
-        code: "mfa_replayed",
-        message: "this code was used already: wait for the next one".into(),
-        replay: true,
     }
 }
