@@ -262,7 +262,7 @@ async fn flows(backend: &str, total: usize, concurrency: usize, witness: &str, h
         // The witness needs the audit key before the server starts: make it first.
         let key_file = dir.path().join("witness-bench.key");
         let key = jitgate_server::audit_log::load_or_create_signing_key(&key_file).map_err(anyhow::Error::msg)?;
-        let w = jitgate_server::witness::HttpWitness::open(elsewhere.path().join("http-witness.jsonl"), key.verifying_key())
+        let w = jitgate_server::witness::server::HttpWitness::open(elsewhere.path().join("http-witness.jsonl"), key.verifying_key())
             .map_err(anyhow::Error::msg)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         witnesses.push(jitgate_server::config::WitnessTarget::Http(format!(

@@ -198,15 +198,29 @@ impl Application {
             .gateway
             .map(|(g, runtime)| (runtime.handle().spawn(g.run(self.stop_tx.subscribe())), runtime));
         let provisioner = tokio::spawn(crate::ephemeral::run_provisioner(self.core.clone(), self.stop_tx.subscribe()));
-        let housekeeping = tokio::spawn(crate::limits::run_housekeeping(self.core.clone(), self.stop_tx.subscribe()));
+        let housekeeping = tokio::spawn(crate::services::attempts::run_housekeeping(
+            self.core.clone(),
+            self.stop_tx.subscribe(),
+        ));
         let checkpointer = tokio::spawn(self.core.clone().run_checkpointer(self.stop_tx.subscribe()));
-        let readiness = tokio::spawn(crate::readiness::run(self.core.clone(), self.stop_tx.subscribe()));
+        let readiness = tokio::spawn(crate::readiness::run(
+            self.core.store.clone(),
+            self.core.readiness.clone(),
+            self.core.settings.store_timeout,
+            self.stop_tx.subscribe(),
+        ));
         let witnesses: Vec<_> = self
             .core
             .witnesses
             .slots
             .iter()
-            .map(|slot| tokio::spawn(crate::witness::run(self.core.clone(), slot.clone(), self.stop_tx.subscribe())))
+            .map(|slot| {
+                tokio::spawn(crate::witness::delivery::run(
+                    self.core.clone(),
+                    slot.clone(),
+                    self.stop_tx.subscribe(),
+                ))
+            })
             .collect();
         let mut stop = self.stop_tx.subscribe();
         let app = crate::routes::router(self.core.clone());
@@ -237,7 +251,7 @@ impl Application {
             tracing::warn!(error = %e.message, "could not write the closing checkpoint");
         }
         // The closing checkpoint to the witnesses too, if they answer soon.
-        self.core.witnesses.flush(&self.core, std::time::Duration::from_secs(3)).await;
+        crate::witness::delivery::flush(&self.core, std::time::Duration::from_secs(3)).await;
         drop(gateway_runtime);
         served
     }

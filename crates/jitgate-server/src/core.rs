@@ -74,7 +74,7 @@ pub struct Core {
     pub grant_events: broadcast::Sender<GrantEvent>,
     pub engine: EngineWake,
     /// The gateway's live sessions in this process.
-    pub sessions: crate::gateway::Sessions,
+    pub sessions: Arc<crate::live_sessions::Sessions>,
     /// Where the gateway listens, once it does.
     pub gateway_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// What clients trust to verify the gateway's TLS, once it has TLS.
@@ -84,7 +84,7 @@ pub struct Core {
     /// Where checkpoints are published outside the database.
     pub witnesses: crate::witness::Witnesses,
     /// Whether the store answered its last probe: what `/readyz` says without waiting on it.
-    pub readiness: crate::readiness::Readiness,
+    pub readiness: Arc<crate::readiness::Readiness>,
     pub(crate) witness_http: std::sync::OnceLock<reqwest::Client>,
 }
 
@@ -153,12 +153,12 @@ impl Core {
             policy: std::sync::RwLock::new(Arc::new(policy)),
             grant_events: broadcast::channel(4096).0,
             engine: EngineWake::new(),
-            sessions: crate::gateway::Sessions::default(),
+            sessions: Arc::default(),
             gateway_addr: std::sync::OnceLock::new(),
             gateway_ca: std::sync::OnceLock::new(),
             limits,
             witnesses: crate::witness::Witnesses::new(&settings_witnesses),
-            readiness: crate::readiness::Readiness::new(),
+            readiness: Arc::new(crate::readiness::Readiness::new()),
             witness_http: std::sync::OnceLock::new(),
         }
     }

@@ -2,8 +2,9 @@
 //! gateway clients (the [`Broker`]), session records and audit events, and the kill switch
 //! that ends every session of a grant the moment the grant ends.
 
-use crate::core::{new_id, AppState, Core, GrantEventKind};
+use crate::core::{new_id, AppState, GrantEventKind};
 use crate::error::ServiceError;
+use crate::live_sessions::{grant_ended, LiveSession, GRANT_EXPIRED, GRANT_REVOKED};
 use crate::upstream::Login;
 use async_trait::async_trait;
 use jitgate_auth::token_hash;
@@ -17,103 +18,13 @@ use jitgate_proxy::{Admission, AdmissionRequest, Broker, Refusal};
 use jitgate_store::{DbSessionRecord, KillTarget, SessionKill};
 use secrecy::ExposeSecret;
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// How often live sessions are checked against the store while kills from other instances
 /// cannot be heard.
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// Why sessions end, as their clients are told (`jitgate: …`).
-pub(crate) const GRANT_REVOKED: &str = "access grant revoked";
-pub(crate) const GRANT_EXPIRED: &str = "access grant expired";
-pub(crate) const KILLED_BY_ADMIN: &str = "session ended by an administrator";
-
-/// The kill of every session of a grant, with the reason their clients are told.
-pub(crate) fn grant_ended(grant_id: &str, why: &str) -> SessionKill {
-    SessionKill {
-        target: KillTarget::Grant(grant_id.to_owned()),
-        reason: why.to_owned(),
-    }
-}
-
-struct LiveSession {
-    record: DbSessionRecord,
-    kill: watch::Sender<Option<String>>,
-}
-
-/// Sessions in this process, by id.
-#[derive(Default)]
-pub struct Sessions {
-    live: Mutex<HashMap<String, LiveSession>>,
-    /// Admissions under way, per person, for `gateway.max_sessions_per_user`.
-    opening: Mutex<HashMap<String, u32>>,
-}
-
-/// A place held for an admission under way; counted with the person's live sessions until
-/// it is dropped (by then the session is live, or refused).
-pub(crate) struct OpeningSlot {
-    core: Arc<Core>,
-    user: String,
-}
-
-impl Drop for OpeningSlot {
-    fn drop(&mut self) {
-        let mut opening = self.core.sessions.opening.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = opening.get_mut(&self.user) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                opening.remove(&self.user);
-            }
-        }
-    }
-}
-
-impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveSession>> {
-        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Ends the sessions `kill` names that run here. Returns how many. The one way sessions
-    /// are ended early, whether the kill was made here or heard from another instance.
-    pub fn end(&self, kill: &SessionKill) -> usize {
-        let live = self.lock();
-        let mut n = 0;
-        let matches = |s: &&LiveSession| match &kill.target {
-            KillTarget::Grant(id) => &s.record.grant_id == id,
-            KillTarget::Session(id) => &s.record.id == id,
-        };
-        for s in live.values().filter(matches) {
-            s.kill.send_replace(Some(kill.reason.clone()));
-            n += 1;
-        }
-        n
-    }
-
-    /// A place for one more session of `user` when they have fewer than `cap` live or opening
-    /// here; `None` at the cap. The two maps are read under the `opening` lock, so parallel
-    /// admissions cannot all slip under the cap.
-    pub(crate) fn reserve(core: &Arc<Core>, user: &str, cap: u32) -> Option<OpeningSlot> {
-        let sessions = &core.sessions;
-        let mut opening = sessions.opening.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let live = sessions.lock().values().filter(|s| s.record.user.as_str() == user).count();
-        let pending = opening.get(user).copied().unwrap_or(0);
-        if u64::try_from(live).unwrap_or(u64::MAX) + u64::from(pending) >= u64::from(cap) {
-            return None;
-        }
-        *opening.entry(user.to_owned()).or_default() += 1;
-        Some(OpeningSlot {
-            core: core.clone(),
-            user: user.to_owned(),
-        })
-    }
-
-    fn kill(&self, id: &str, why: &str) -> bool {
-        self.lock().get(id).map(|s| s.kill.send_replace(Some(why.to_owned()))).is_some()
-    }
-}
 
 /// The server as the gateway's broker.
 pub struct GatewayBroker {
@@ -148,7 +59,7 @@ enum Wake {
 
 /// The kill switch: a grant that expires or is revoked ends its sessions at once, and so does
 /// a kill that any instance sharing the store commits (a revocation, a disabled user's grants,
-/// an administrator's kill), through the same [`Sessions::end`]. When kills may have been
+/// an administrator's kill), through the same [`crate::live_sessions::Sessions::end`]. When kills may have been
 /// missed (the store's listener is down or was, or an event queue overflowed), the sessions
 /// here are checked against the store: at once, and every second while the listener is down.
 async fn end_sessions_with_their_grants(core: AppState, mut stop: watch::Receiver<bool>) {
@@ -291,7 +202,7 @@ impl Broker for GatewayBroker {
         let unavailable = |e: ServiceError| Refusal::unavailable(e.message);
         let cap = core.settings.limits.gateway_max_sessions_per_user;
         let _slot = if cap > 0 {
-            match Sessions::reserve(core, &req.user, cap) {
+            match core.sessions.reserve(&req.user, cap) {
                 Some(slot) => Some(slot),
                 None => {
                     denied("too many sessions").await;

@@ -10,6 +10,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod gateway;
 pub mod limits;
+pub mod live_sessions;
 pub mod policy;
 pub mod readiness;
 pub mod recording;

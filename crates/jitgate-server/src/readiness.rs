@@ -2,7 +2,6 @@
 //! ping bounded by `store.timeout` (at most [`PROBE_TIMEOUT_MAX`]), and keeps the outcome here;
 //! `/readyz` answers from it at once, whatever the store is doing.
 
-use crate::core::AppState;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -68,9 +67,15 @@ impl Readiness {
     }
 }
 
-/// Probes the store until stopped.
-pub async fn run(core: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let timeout = core.settings.store_timeout.min(PROBE_TIMEOUT_MAX);
+/// Probes `store` until stopped, each probe given `store_timeout` at most (and
+/// [`PROBE_TIMEOUT_MAX`]), and keeps what it found in `readiness`.
+pub async fn run(
+    store: std::sync::Arc<dyn jitgate_store::Store>,
+    readiness: std::sync::Arc<Readiness>,
+    store_timeout: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let timeout = store_timeout.min(PROBE_TIMEOUT_MAX);
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -78,11 +83,11 @@ pub async fn run(core: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let problem = match tokio::time::timeout(timeout, core.store.ping()).await {
+        let problem = match tokio::time::timeout(timeout, store.ping()).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
             Err(_) => Some(format!("no answer within {timeout:?}")),
         };
-        core.readiness.record(problem);
+        readiness.record(problem);
     }
 }

@@ -286,7 +286,7 @@ fn public_key_hex(key_file: &Path) -> String {
 async fn http_witness(file: PathBuf, key_hex: &str, listener: tokio::net::TcpListener) -> (String, tokio::task::JoinHandle<()>) {
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let key = jitgate_server::audit_log::parse_public_key(key_hex).unwrap();
-    let w = jitgate_server::witness::HttpWitness::open(file, key).unwrap();
+    let w = jitgate_server::witness::server::HttpWitness::open(file, key).unwrap();
     let task = tokio::spawn(async move {
         let _ = w.serve(listener).await;
     });

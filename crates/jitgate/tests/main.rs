@@ -5,6 +5,7 @@
 mod cluster;
 mod support;
 
+mod architecture;
 mod audit;
 mod audit_witness;
 mod bad_input;

@@ -52,7 +52,7 @@ pub(super) async fn totp_enrol(
     State(s): State<AppState>,
     caller: Caller,
 ) -> Result<(StatusCode, Json<jitgate_api::TotpEnrolment>), ApiError> {
-    Ok((StatusCode::CREATED, Json(s.mfa().totp_enrol_start(&caller).await?)))
+    Ok((StatusCode::CREATED, Json(s.enrolment().totp_start(&caller).await?)))
 }
 
 #[utoipa::path(
@@ -64,7 +64,7 @@ pub(super) async fn totp_enrol(
     security(("bearer" = [])),
 )]
 pub(super) async fn totp_remove(State(s): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
-    s.mfa().totp_remove(&caller).await?;
+    s.enrolment().totp_remove(&caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -78,7 +78,7 @@ pub(super) async fn totp_remove(State(s): State<AppState>, caller: Caller) -> Re
     security(("bearer" = [])),
 )]
 pub(super) async fn totp_confirm(State(s): State<AppState>, caller: Caller, Json(body): Json<CodeBody>) -> R<jitgate_api::FactorAdded> {
-    Ok(Json(s.mfa().totp_enrol_confirm(&caller, &body.code).await?))
+    Ok(Json(s.enrolment().totp_confirm(&caller, &body.code).await?))
 }
 
 #[utoipa::path(
@@ -90,7 +90,7 @@ pub(super) async fn totp_confirm(State(s): State<AppState>, caller: Caller, Json
     security(("bearer" = [])),
 )]
 pub(super) async fn recovery_codes(State(s): State<AppState>, caller: Caller) -> R<jitgate_api::RecoveryCodes> {
-    Ok(Json(s.mfa().new_recovery_codes(&caller).await?))
+    Ok(Json(s.enrolment().recovery_codes(&caller).await?))
 }
 
 #[utoipa::path(
@@ -119,7 +119,7 @@ pub(super) async fn passkey_start(
     caller: Caller,
     Json(body): Json<PasskeyStartBody>,
 ) -> R<jitgate_api::WebauthnChallenge> {
-    Ok(Json(s.mfa().passkey_register_start(&caller, &body.name).await?))
+    Ok(Json(s.enrolment().passkey_start(&caller, &body.name).await?))
 }
 
 #[utoipa::path(
@@ -136,7 +136,7 @@ pub(super) async fn passkey_finish(
     caller: Caller,
     Json(body): Json<PasskeyFinishBody>,
 ) -> Result<(StatusCode, Json<jitgate_api::FactorAdded>), ApiError> {
-    Ok((StatusCode::CREATED, Json(s.mfa().passkey_register_finish(&caller, &body).await?)))
+    Ok((StatusCode::CREATED, Json(s.enrolment().passkey_finish(&caller, &body).await?)))
 }
 
 #[utoipa::path(
@@ -149,6 +149,6 @@ pub(super) async fn passkey_finish(
     security(("bearer" = [])),
 )]
 pub(super) async fn passkey_remove(State(s): State<AppState>, caller: Caller, P(id): P<String>) -> Result<StatusCode, ApiError> {
-    s.mfa().passkey_remove(&caller, &id).await?;
+    s.enrolment().passkey_remove(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

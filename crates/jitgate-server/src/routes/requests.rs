@@ -103,7 +103,7 @@ pub(super) async fn approve(
     P(id): P<String>,
     Json(body): Json<ReviewBody>,
 ) -> R<jitgate_api::RequestDetail> {
-    Ok(Json(s.requests().review(&caller, &id, Decision::Approve, &body).await?))
+    Ok(Json(s.reviews().review(&caller, &id, Decision::Approve, &body).await?))
 }
 
 #[utoipa::path(
@@ -122,7 +122,7 @@ pub(super) async fn deny(
     P(id): P<String>,
     Json(body): Json<ReviewBody>,
 ) -> R<jitgate_api::RequestDetail> {
-    Ok(Json(s.requests().review(&caller, &id, Decision::Deny, &body).await?))
+    Ok(Json(s.reviews().review(&caller, &id, Decision::Deny, &body).await?))
 }
 
 #[utoipa::path(
@@ -154,7 +154,7 @@ pub(super) async fn acknowledge(
     P(id): P<String>,
     Json(body): Json<AckBody>,
 ) -> R<jitgate_core::request::AccessRequest> {
-    Ok(Json(s.requests().acknowledge(&caller, &id, &body.comment).await?))
+    Ok(Json(s.reviews().acknowledge(&caller, &id, &body.comment).await?))
 }
 
 #[utoipa::path(

@@ -237,3 +237,22 @@ impl Attempts<'_> {
         }
     }
 }
+
+/// Once a minute: the summary of anonymous failures that is due, the attempt records of names
+/// that are not users once their limits have run out, and the rate limiters' idle addresses.
+pub async fn run_housekeeping(core: crate::core::AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        core.attempts().flush_failure_summary().await;
+        if let Err(e) = core.attempts().prune().await {
+            tracing::warn!(error = %e.message, "could not prune attempt records");
+        }
+        core.limits.logins.shrink();
+        core.limits.gateway.shrink();
+    }
+}

@@ -58,7 +58,7 @@ impl Audit<'_> {
 
     pub async fn status(&self, caller: &Caller) -> Result<jitgate_api::AuditStatus, ServiceError> {
         self.require_reader(caller, "audit_status").await?;
-        crate::witness::refresh_behind(self).await;
+        crate::witness::delivery::refresh_behind(self).await;
         let head = self.store.audit_head().await?;
         let last = self.store.audit_last_checkpoint().await?;
         let key = self.key();

@@ -3,7 +3,7 @@
 use super::*;
 use crate::core::Caller;
 use crate::error::{ErrorKind, ServiceError};
-use crate::gateway::KILLED_BY_ADMIN;
+use crate::live_sessions::KILLED_BY_ADMIN;
 use crate::policy::{Asked, Subject};
 use jitgate_api::{ConnectBody, ConnectToken, DbSessionView};
 use jitgate_auth::{new_token, token_hash};

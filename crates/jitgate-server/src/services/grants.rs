@@ -170,7 +170,7 @@ impl Grants<'_> {
         .await?;
         // Other instances end their sessions of the grant when this commits; this one when
         // the event below reaches its kill switch.
-        tx.send_session_kill(&crate::gateway::grant_ended(id, crate::gateway::GRANT_REVOKED))
+        tx.send_session_kill(&crate::live_sessions::grant_ended(id, crate::live_sessions::GRANT_REVOKED))
             .await?;
         self.commit(tx).await?;
         self.publish(GrantEventKind::Revoked, &grant);

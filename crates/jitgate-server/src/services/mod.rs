@@ -6,6 +6,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod enrolment;
 pub mod gateway;
 pub mod grants;
 pub mod identity;
@@ -13,6 +14,7 @@ pub mod mfa;
 pub mod policies;
 pub mod requests;
 pub mod resources;
+pub mod reviews;
 pub mod users;
 
 use crate::core::Core;
@@ -52,6 +54,10 @@ service!(
     Audit, audit
 );
 service!(
+    /// Enrolling and removing second factors: [`enrolment`].
+    Enrolment, enrolment
+);
+service!(
     /// Connect tokens and live gateway sessions: [`gateway`].
     Gateway, gateway
 );
@@ -74,6 +80,10 @@ service!(
 service!(
     /// Access requests and reviews: [`requests`].
     Requests, requests
+);
+service!(
+    /// Approving, denying, acknowledging: [`reviews`].
+    Reviews, reviews
 );
 service!(
     /// Resources and their upstream credentials: [`resources`].

@@ -130,7 +130,7 @@ impl Users<'_> {
                 )
                 .await?;
                 // The grant's sessions end on every instance, as for any revocation.
-                tx.send_session_kill(&crate::gateway::grant_ended(&g.id, crate::gateway::GRANT_REVOKED))
+                tx.send_session_kill(&crate::live_sessions::grant_ended(&g.id, crate::live_sessions::GRANT_REVOKED))
                     .await?;
                 revoked.push(g);
             }

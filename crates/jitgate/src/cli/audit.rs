@@ -163,7 +163,7 @@ pub(super) async fn run(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
         }
         AuditCommand::Witness { listen, file, public_key } => {
             let key = parse_public_key(&public_key).map_err(|e| anyhow!("--public-key: {e}"))?;
-            let w = jitgate_server::witness::HttpWitness::open(file.clone(), key).map_err(|e| anyhow!(e))?;
+            let w = jitgate_server::witness::server::HttpWitness::open(file.clone(), key).map_err(|e| anyhow!(e))?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;

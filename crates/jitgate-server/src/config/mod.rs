@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod file;
+use file::*;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub http: SocketAddr,
@@ -172,179 +175,6 @@ pub struct ConfigError {
     pub line: usize,
     pub column: usize,
     pub reason: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    #[serde(default)]
-    server: ServerSection,
-    #[serde(default)]
-    store: StoreSection,
-    #[serde(default)]
-    auth: AuthSection,
-    #[serde(default)]
-    audit: AuditSection,
-    #[serde(default)]
-    mfa: MfaSection,
-    #[serde(default)]
-    secrets: SecretsSection,
-    #[serde(default)]
-    policy: PolicySection,
-    #[serde(default)]
-    gateway: GatewaySection,
-    #[serde(default)]
-    groups: BTreeMap<GroupName, BTreeSet<Username>>,
-    #[serde(default)]
-    resources: Vec<toml::Spanned<Resource>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ServerSection {
-    http: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    #[serde(default, with = "opt_duration")]
-    header_timeout: Option<Duration>,
-    #[serde(default, with = "opt_duration")]
-    request_timeout: Option<Duration>,
-    max_connections: Option<usize>,
-    max_connections_per_address: Option<usize>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct StoreSection {
-    url: Option<String>,
-    #[serde(default, with = "opt_duration")]
-    timeout: Option<Duration>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct AuthSection {
-    #[serde(default, with = "opt_duration")]
-    session_idle: Option<Duration>,
-    #[serde(default, with = "opt_duration")]
-    session_max: Option<Duration>,
-    max_failures: Option<u32>,
-    #[serde(default, with = "opt_duration")]
-    lockout: Option<Duration>,
-    hash_concurrency: Option<usize>,
-    hash_queue: Option<usize>,
-    login_per_minute: Option<u32>,
-    login_burst: Option<u32>,
-    audit_failures_per_minute: Option<u32>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct MfaSection {
-    #[serde(default)]
-    required: bool,
-    #[serde(default, with = "opt_duration")]
-    freshness: Option<Duration>,
-    issuer: Option<String>,
-    webauthn_rp_id: Option<String>,
-    webauthn_origin: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GatewaySection {
-    #[serde(default = "yes")]
-    enabled: bool,
-    listen: Option<SocketAddr>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    tls_ca: Option<PathBuf>,
-    public_host: Option<String>,
-    #[serde(default, with = "opt_duration")]
-    startup_timeout: Option<Duration>,
-    max_unauthenticated: Option<usize>,
-    max_unauthenticated_per_address: Option<usize>,
-    max_sessions_per_user: Option<u32>,
-    connections_per_minute: Option<u32>,
-    connection_burst: Option<u32>,
-    threads: Option<usize>,
-}
-
-impl Default for GatewaySection {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            listen: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_ca: None,
-            public_host: None,
-            startup_timeout: None,
-            max_unauthenticated: None,
-            max_unauthenticated_per_address: None,
-            max_sessions_per_user: None,
-            connections_per_minute: None,
-            connection_burst: None,
-            threads: None,
-        }
-    }
-}
-
-/// One relay thread per four cores: a relay thread mostly waits on its sockets, and the
-/// server, the database and the clients need the rest (see `GatewayRuntime`).
-fn default_gateway_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(4))
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct PolicySection {
-    dir: Option<PathBuf>,
-    time_zone: Option<String>,
-    on_call_group: Option<GroupName>,
-    #[serde(default)]
-    on_call: Vec<OnCallShift>,
-    #[serde(default, with = "opt_duration")]
-    start_at_horizon: Option<Duration>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct SecretsSection {
-    key_file: Option<PathBuf>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct AuditSection {
-    signing_key_file: Option<PathBuf>,
-    public_key_file: Option<PathBuf>,
-    checkpoint_every: Option<i64>,
-    #[serde(default, with = "opt_duration")]
-    checkpoint_interval: Option<Duration>,
-    #[serde(default)]
-    witnesses: Vec<WitnessSection>,
-    #[serde(default)]
-    reader_groups: BTreeSet<GroupName>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WitnessSection {
-    file: Option<PathBuf>,
-    url: Option<String>,
-}
-
-mod opt_duration {
-    use super::*;
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        #[derive(Deserialize)]
-        struct W(#[serde(with = "duration_text")] Duration);
-        Option::<W>::deserialize(d).map(|o| o.map(|w| w.0))
-    }
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -747,7 +577,7 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
 
     #[test]
     fn the_production_and_container_examples_load() {
-        let text = include_str!("../../../examples/production.toml");
+        let text = include_str!("../../../../examples/production.toml");
         let s = Settings::from_toml("production.toml", text).unwrap();
         assert!(s.mfa_required && s.store_url.as_deref().is_some_and(|u| u.starts_with("postgres://")));
         assert_eq!(s.witnesses.len(), 2);
@@ -757,7 +587,7 @@ stages = [{ groups = ["db-owners"], min_approvals = 1 }]
             s.resources[0].roles.values().all(|r| r.login.is_some()),
             "no role hands out the service login"
         );
-        let c = Settings::from_toml("container.toml", include_str!("../../../deploy/container.toml")).unwrap();
+        let c = Settings::from_toml("container.toml", include_str!("../../../../deploy/container.toml")).unwrap();
         assert_eq!(c.http.port(), 8080);
     }
 

@@ -1,0 +1,221 @@
+//! Reviews of access requests: approving and denying (with the stages the policies allow each reviewer), and acknowledging a break-glass grant after the fact.
+
+use super::*;
+use crate::core::Caller;
+use crate::error::ServiceError;
+use crate::policy::Subject;
+use jitgate_api::{RequestDetail, ReviewBody};
+use jitgate_core::audit::{NewEvent, Outcome};
+use jitgate_core::policy::{MfaAction, Resource};
+use jitgate_core::request::{AccessRequest, Approver, Decision, RequestStatus, ReviewInput};
+use jitgate_core::{actions, DomainError, Timestamp};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+impl Reviews<'_> {
+    pub async fn review(&self, caller: &Caller, id: &str, decision: Decision, body: &ReviewBody) -> Result<RequestDetail, ServiceError> {
+        let comment = body.comment.as_str();
+        let action = format!("review.{}", decision.as_str());
+        // The second factor comes first, outside the review's transaction: checking it is a
+        // change of its own (the code is used up, the attempt counted) whatever the review does.
+        let pending = self.store.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
+        let resource = self.store.resource(&pending.resource).await?;
+        // One who may not see it learns nothing, not even that it exists.
+        if !self.requests().sees(caller, &pending, resource.as_ref()) {
+            return Err(self.hidden(caller, &action, id, "request").await);
+        }
+        let needed = match &resource {
+            Some(r) => r.role(&pending.role).is_ok_and(|p| p.needs_mfa(MfaAction::Approve)) && decision == Decision::Approve,
+            None => true,
+        };
+        // A self-review is refused below whatever the factor; asking for one first would only
+        // use up a code.
+        let mfa_method = if pending.requester == caller.user.name {
+            None
+        } else {
+            self.mfa().step_up(caller, needed, body.mfa.as_ref(), &action, id).await?
+        };
+        let now = self.now();
+        let resource = resource.ok_or_else(|| DomainError::UnknownResource(pending.resource.to_string()))?;
+        let policy = resource.role(&pending.role)?;
+        // Who may approve for which stage is the policies' say (the stage groups are policies
+        // too). The reviewer and the requester are weighed before the transaction begins: what
+        // they are does not depend on what it reads (a request's resource, role, window and
+        // reason never change), and every writer waits while a transaction holds the audit head.
+        let requester = self.policies().subject(&pending.requester).await?;
+        let (me, forbids) = self
+            .approver(Subject::of(caller), &requester, &pending, &resource, policy, now)
+            .await?;
+        let mut tx = self.begin().await?;
+        let request = tx.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
+        let earlier = tx.reviews(id).await?;
+        // Each earlier approver is weighed as of now, like the reviewer.
+        let mut earlier_approvers = Vec::new();
+        for name in earlier
+            .iter()
+            .filter(|r| r.decision == Decision::Approve)
+            .filter_map(|r| r.reviewer.person())
+        {
+            let who = self.policies().subject(name).await?;
+            earlier_approvers.push(self.approver(who, &requester, &request, &resource, policy, now).await?.0);
+        }
+        if request.requester != caller.user.name && me.stages.as_ref().is_some_and(BTreeSet::is_empty) && !forbids.is_empty() {
+            drop(tx);
+            let e = DomainError::ForbiddenByPolicy {
+                action: "approve".into(),
+                policies: forbids,
+            };
+            return Err(self.refused(caller, &action, id, e).await);
+        }
+        let mut outcome = match request.review(
+            policy,
+            &earlier,
+            &earlier_approvers,
+            ReviewInput {
+                reviewer: &me,
+                decision,
+                comment,
+            },
+            now,
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                drop(tx);
+                return Err(self.refused(caller, &action, id, e).await);
+            }
+        };
+        outcome.review.mfa_method = mfa_method;
+        tx.insert_review(&outcome.review).await?;
+        let details = json!({"comment": outcome.review.comment, "stage": outcome.review.stage, "mfa": outcome.review.mfa_method});
+        tx.append_audit(NewEvent::new(caller.name(), action.as_str(), id, Outcome::Success, details), now)
+            .await?;
+        let mut created = None;
+        let mut request = request;
+        if outcome.new_status != request.status {
+            tx.set_request_status(id, outcome.new_status, now).await?;
+            request.status = outcome.new_status;
+            request.decided_at = Some(now);
+            let progress = serde_json::to_value(&outcome.progress).unwrap_or_default();
+            tx.append_audit(
+                NewEvent::new(
+                    caller.name(),
+                    format!("request.{}", outcome.new_status),
+                    id,
+                    Outcome::Success,
+                    json!({"progress": progress}),
+                ),
+                now,
+            )
+            .await?;
+            if outcome.new_status == RequestStatus::Approved {
+                created = Some(self.grants().create(&mut *tx, &request, caller.name(), now).await?);
+            }
+        }
+        let recorded = self.commit(tx).await?;
+        if let Some(g) = &created {
+            self.grants().granted(g);
+        }
+        // Answered from what this change saw and wrote, without reading it all back: `history`
+        // holds the events this review recorded (`show` gives the whole history).
+        let mut reviews = earlier;
+        reviews.push(outcome.review);
+        Ok(RequestDetail {
+            request,
+            reviews,
+            progress: outcome.progress,
+            grant: created,
+            history: recorded,
+        })
+    }
+
+    /// `name` as an approver of `request` by `requester`: the stages the policies let them
+    /// approve for, and the forbids that stopped them where a stage would have let them.
+    pub(crate) async fn approver(
+        &self,
+        who: Subject,
+        requester: &Subject,
+        request: &AccessRequest,
+        resource: &Resource,
+        policy: &jitgate_core::policy::RolePolicy,
+        now: Timestamp,
+    ) -> Result<(Approver, Vec<String>), ServiceError> {
+        let (stages, forbids) = self
+            .policies()
+            .approver_stages(&who, requester, request, resource, policy, now)
+            .await?;
+        Ok((
+            Approver {
+                user: who.name,
+                groups: who.groups,
+                stages: Some(stages),
+            },
+            forbids,
+        ))
+    }
+
+    /// The after-the-fact review of a break-glass grant: someone who approves for the role (not
+    /// the requester) acknowledges it, and it leaves the review list.
+    pub async fn acknowledge(&self, caller: &Caller, id: &str, comment: &str) -> Result<AccessRequest, ServiceError> {
+        let now = self.now();
+        let request = self.store.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
+        if !self.requests().may_see(caller, &request).await? {
+            return Err(self.hidden(caller, actions::REQUEST_ACKNOWLEDGE, id, "request").await);
+        }
+        let resource = self
+            .store
+            .resource(&request.resource)
+            .await?
+            .ok_or_else(|| DomainError::UnknownResource(request.resource.to_string()))?;
+        let policy = resource.role(&request.role)?;
+        let refusal = if request.requester == caller.user.name {
+            Some(DomainError::SelfApprovalForbidden)
+        } else if self
+            .approver(
+                Subject::of(caller),
+                &self.policies().subject(&request.requester).await?,
+                &request,
+                &resource,
+                policy,
+                now,
+            )
+            .await?
+            .0
+            .stages
+            .is_none_or(|s| s.is_empty())
+        {
+            Some(DomainError::NotAnApprover)
+        } else if !request.break_glass {
+            Some(DomainError::NotBreakGlass)
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            return Err(self.refused(caller, actions::REQUEST_ACKNOWLEDGE, id, e).await);
+        }
+        let mut tx = self.begin().await?;
+        if !tx.acknowledge_request(id, &caller.user.name, now).await? {
+            // Another approver was first; the refusal is on the record like every other.
+            drop(tx);
+            return Err(self
+                .refused(caller, actions::REQUEST_ACKNOWLEDGE, id, DomainError::AlreadyAcknowledged)
+                .await);
+        }
+        tx.append_audit(
+            NewEvent::new(
+                caller.name(),
+                actions::REQUEST_ACKNOWLEDGE,
+                id,
+                Outcome::Success,
+                json!({"comment": comment.trim()}),
+            ),
+            now,
+        )
+        .await?;
+        self.commit(tx).await?;
+        let mut request = request;
+        request.acknowledged_by = Some(caller.user.name.clone());
+        request.acknowledged_at = Some(now);
+        request.status = request.effective_status(now);
+        Ok(request)
+    }
+}
