@@ -23,6 +23,8 @@ pub enum DomainError {
     TicketInvalid { ticket: String, pattern: String },
     #[error("the start time must not be in the past")]
     StartInPast,
+    #[error("start_at is more than {horizon} ahead (policy.start_at_horizon); ask nearer the time")]
+    StartTooFar { horizon: String },
     #[error("you cannot review your own request")]
     SelfApprovalForbidden,
     #[error("you are not an approver for this request")]
@@ -66,6 +68,7 @@ impl DomainError {
             Self::TicketRequired { .. } => "ticket_required",
             Self::TicketInvalid { .. } => "ticket_invalid",
             Self::StartInPast => "start_in_past",
+            Self::StartTooFar { .. } => "start_too_far",
             Self::SelfApprovalForbidden => "self_approval_forbidden",
             Self::NotAnApprover => "not_an_approver",
             Self::AlreadyReviewed => "already_reviewed",

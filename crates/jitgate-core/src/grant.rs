@@ -172,6 +172,21 @@ impl Grant {
         }
     }
 
+    /// Whether a request by `user` for `role` on `resource` may extend this grant at `now`: the
+    /// same person, resource and role, and the grant still live.
+    pub fn check_extension(&self, user: &Username, resource: &ResourceName, role: &RoleName, now: Timestamp) -> Result<(), DomainError> {
+        if &self.user != user || &self.resource != resource || &self.role != role {
+            return Err(DomainError::ExtensionMismatch);
+        }
+        let status = self.effective_status(now);
+        if !status.is_live() {
+            return Err(DomainError::GrantNotLive {
+                status: status.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Ends the grant at `now`: revoked by `by` (`None`: by the system, as when a policy forbids
     /// the access at its start) for `reason`. Only a grant not ended yet can be revoked, and
     /// never without a reason; who may revoke is [`Grant::check_revoke`]'s question.
@@ -250,6 +265,27 @@ mod tests {
         let mut done = g;
         done.status = GrantStatus::Expired;
         assert_eq!(done.due_transition(Timestamp::from_millis(99_999)), None);
+    }
+
+    #[test]
+    fn only_the_holders_own_live_grant_of_the_same_role_can_be_extended() {
+        let g = Grant::from_request("g".into(), &req(None), None, Timestamp::from_millis(1_000));
+        let (alice, bob) = (Username::parse("alice").unwrap(), Username::parse("bob").unwrap());
+        let (db, other) = (ResourceName::parse("prod-db").unwrap(), ResourceName::parse("other").unwrap());
+        let (read, write) = (RoleName::parse("read").unwrap(), RoleName::parse("write").unwrap());
+        let during = Timestamp::from_millis(2_000);
+        assert_eq!(g.check_extension(&alice, &db, &read, during), Ok(()));
+        for (who, res, role) in [(&bob, &db, &read), (&alice, &other, &read), (&alice, &db, &write)] {
+            assert_eq!(g.check_extension(who, res, role, during), Err(DomainError::ExtensionMismatch));
+        }
+        let after = Timestamp::from_millis(1_000 + 3_600_000);
+        assert_eq!(g.check_extension(&alice, &db, &read, after).unwrap_err().code(), "grant_not_live");
+        let mut revoked = g.clone();
+        revoked.revoke(None, "done", during).unwrap();
+        assert_eq!(
+            revoked.check_extension(&alice, &db, &read, during).unwrap_err().code(),
+            "grant_not_live"
+        );
     }
 
     #[test]

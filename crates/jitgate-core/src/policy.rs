@@ -325,6 +325,33 @@ pub struct CheckedRequest {
     pub expires_at: Timestamp,
 }
 
+/// How far ahead a request may ask its access to begin: `start_at` no later than `horizon`
+/// after `now`.
+pub fn check_start_horizon(start_at: Option<Timestamp>, now: Timestamp, horizon: Duration) -> Result<(), DomainError> {
+    match start_at {
+        Some(start) if start > now.saturating_add(horizon) => Err(DomainError::StartTooFar {
+            horizon: format_duration(horizon),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Why a request the policies did not allow is refused: the forbids that stopped it if there
+/// were any, else the missing permit (to break glass, or to ask at all).
+pub fn not_permitted(action: &str, forbids: Vec<String>, break_glass: bool, resource: &ResourceName, role: &RoleName) -> DomainError {
+    let (resource, role) = (resource.to_string(), role.to_string());
+    if !forbids.is_empty() {
+        DomainError::ForbiddenByPolicy {
+            action: action.to_owned(),
+            policies: forbids,
+        }
+    } else if break_glass {
+        DomainError::BreakGlassNotAllowed { resource, role }
+    } else {
+        DomainError::NotEligible { resource, role }
+    }
+}
+
 impl Resource {
     pub fn role(&self, role: &RoleName) -> Result<&RolePolicy, DomainError> {
         self.roles.get(role).ok_or_else(|| DomainError::UnknownRole {
@@ -413,6 +440,21 @@ impl RolePolicy {
         self.stages.iter().any(|s| !s.groups.is_disjoint(groups))
     }
 
+    /// The limits of breaking glass on this role: a reason, and no longer than
+    /// `break_glass_max_duration`. They hold whatever the policies permit, since a break-glass
+    /// grant skips every approval.
+    pub fn check_break_glass(&self, duration: Duration, reason: &str) -> Result<(), DomainError> {
+        if reason.trim().is_empty() {
+            return Err(DomainError::ReasonRequired);
+        }
+        if duration > self.break_glass_max_duration {
+            return Err(DomainError::BreakGlassTooLong {
+                max: format_duration(self.break_glass_max_duration),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks a draft against this policy. `now` decides the pending deadline.
     pub fn check_request(
         &self,
@@ -482,6 +524,39 @@ mod tests {
 
     fn target(host: &str, extra: &str) -> PostgresTarget {
         toml::from_str(&format!("host = \"{host}\"\ndatabase = \"d\"\nuser = \"u\"\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn break_glass_needs_a_reason_and_stays_within_its_own_maximum() {
+        let p = policy();
+        let max = p.break_glass_max_duration;
+        assert_eq!(p.check_break_glass(max, "db down, INC-7"), Ok(()));
+        assert_eq!(p.check_break_glass(max, " \t "), Err(DomainError::ReasonRequired));
+        let over = p.check_break_glass(max + Duration::from_secs(1), "db down").unwrap_err();
+        assert_eq!(over.code(), "break_glass_too_long");
+    }
+
+    #[test]
+    fn a_start_beyond_the_horizon_is_refused_and_one_at_it_is_not() {
+        let now = Timestamp::from_millis(1_000_000);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(check_start_horizon(None, now, day), Ok(()));
+        assert_eq!(check_start_horizon(Some(now.saturating_add(day)), now, day), Ok(()));
+        let e = check_start_horizon(Some(now.saturating_add(day + Duration::from_millis(1))), now, day).unwrap_err();
+        assert_eq!(e.code(), "start_too_far");
+        assert!(e.to_string().contains("1d"), "{e}");
+    }
+
+    #[test]
+    fn a_refusal_names_the_forbids_else_the_missing_permit() {
+        let (db, read) = (ResourceName::parse("prod-db").unwrap(), RoleName::parse("read").unwrap());
+        let forbid = not_permitted("request", vec!["no-weekends".into()], true, &db, &read);
+        assert_eq!(forbid.code(), "forbidden_by_policy");
+        assert_eq!(
+            not_permitted("break_glass", vec![], true, &db, &read).code(),
+            "break_glass_not_allowed"
+        );
+        assert_eq!(not_permitted("request", vec![], false, &db, &read).code(), "not_eligible");
     }
 
     #[test]

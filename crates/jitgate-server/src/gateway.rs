@@ -232,7 +232,9 @@ impl Broker for GatewayBroker {
             denied("the grant is not active").await;
             return Err(Refusal::not_authorized("access grant expired or not active"));
         };
-        let resource = core.store.resource(&token.resource).await.map_err(|e| unavailable(e.into()))?;
+        // Read in the transaction, not from what this instance remembers: a resource removed a
+        // moment ago on another instance admits nobody.
+        let resource = tx.resource(&token.resource).await.map_err(|e| unavailable(e.into()))?;
         let role_name = &token.role;
         let Some((resource, ephemeral_access)) = resource.and_then(|r| {
             let p = r.roles.get(role_name)?;

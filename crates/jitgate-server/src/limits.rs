@@ -26,12 +26,12 @@ pub struct HashLimiter {
     capacity: usize,
 }
 
-/// A hash to run, with its place in the count (given back when the hash is done, not when
-/// the caller stops waiting) and whether anyone still wants the answer.
+/// A hash to run, and whether anyone still wants the answer. The closure holds the hash's place
+/// in the count: given back when the hash is done (before the answer goes) or the job is dropped
+/// unrun, not when the caller stops waiting.
 struct Job {
     work: Box<dyn FnOnce(&mut PasswordWorker) + Send>,
     wanted: Box<dyn Fn() -> bool + Send>,
-    _in_flight: InFlight,
 }
 
 /// Counts one hash from admission until it is done or dropped unrun.
@@ -54,9 +54,13 @@ impl HashTicket<'_> {
         let (tx, rx) = tokio::sync::oneshot::channel::<T>();
         let tx = Arc::new(Mutex::new(Some(tx)));
         let answer = tx.clone();
+        let in_flight = self.in_flight;
         let job = Job {
+            // The place is given back before the answer is sent, so whoever the answer wakes
+            // finds it free (and a job dropped unrun gives it back with its closure).
             work: Box::new(move |w| {
                 let result = work(w);
+                drop(in_flight);
                 if let Some(tx) = answer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
                     let _ = tx.send(result);
                 }
@@ -69,7 +73,6 @@ impl HashTicket<'_> {
                     .as_ref()
                     .is_some_and(|t| !t.is_closed())
             }),
-            _in_flight: self.in_flight,
         };
         // The channel holds at most `capacity` jobs and admission holds at most `capacity`
         // places, so this never waits.

@@ -15,7 +15,7 @@ use crate::{
     AccessReads, AccessWrites, AttemptRecord, AuditReads, AuditWrites, ChallengeRecord, ConnectTokenRecord, DbSessionRecord,
     EphemeralRoleRecord, GatewayReads, GatewayWrites, GrantFilter, IdentityReads, IdentityWrites, KillFeed, MfaReads, MfaWrites,
     NotificationRecord, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites, Result, SessionKill,
-    SessionRecord, Source, Store, StoreError, TotpRecord, UserRecord, WriteTx,
+    SessionRecord, Source, Standing, Store, StoreError, TotpRecord, UserRecord, WriteTx,
 };
 use async_trait::async_trait;
 use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
@@ -259,6 +259,7 @@ bounded_writes! {
     IdentityWrites {}
     user(name: &Username) -> Option<UserRecord>;
     user_groups(name: &Username) -> BTreeSet<GroupName>;
+    standing_of(users: &[Username]) -> BTreeMap<Username, Standing>;
     count_users() -> i64;
     insert_user(user: &UserRecord) -> ();
     update_user(user: &UserRecord) -> ();
@@ -277,6 +278,7 @@ bounded_writes! {
     put_resource(resource: &Resource, source: Source, now: Timestamp) -> ();
     delete_resource(name: &ResourceName) -> bool;
     resources_from(source: Source) -> Vec<ResourceName>;
+    resource(name: &ResourceName) -> Option<Resource>;
 }
 
 bounded_writes! {

@@ -31,6 +31,14 @@ pub struct SessionRecord {
     pub mfa_method: Option<Factor>,
 }
 
+/// What decides what a person may do, as one transaction reads it: whether they are an
+/// administrator, and their groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Standing {
+    pub is_admin: bool,
+    pub groups: BTreeSet<GroupName>,
+}
+
 /// Where a group membership or resource came from: the config file is re-applied at every start
 /// and replaces what it set before; the API's entries are left alone by that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +73,10 @@ pub trait IdentityReads: Send + Sync {
 pub trait IdentityWrites: Send {
     async fn user(&mut self, name: &Username) -> Result<Option<UserRecord>>;
     async fn user_groups(&mut self, name: &Username) -> Result<BTreeSet<GroupName>>;
+    /// The standing of each of `users` that exists, in one read: what a change that weighs
+    /// several people (a review: the reviewer, the requester, the earlier approvers) confirms
+    /// inside its transaction.
+    async fn standing_of(&mut self, users: &[Username]) -> Result<BTreeMap<Username, Standing>>;
     async fn count_users(&mut self) -> Result<i64>;
     async fn insert_user(&mut self, user: &UserRecord) -> Result<()>;
     async fn update_user(&mut self, user: &UserRecord) -> Result<()>;
@@ -195,6 +207,29 @@ macro_rules! identity_sql {
         impl crate::IdentityWrites for $tx {
             async fn user(&mut self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
                 q_user(&mut *self.tx, user).await
+            }
+
+            async fn standing_of(&mut self, users: &[Username]) -> Result<BTreeMap<Username, Standing>, StoreError> {
+                let mut out = BTreeMap::new();
+                for chunk in users.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT u.name, u.is_admin, m.group_name FROM users u \
+                         LEFT JOIN group_members m ON m.username = u.name WHERE u.name IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for u in chunk {
+                        list.push_bind(u.as_str().to_owned());
+                    }
+                    q.push(")");
+                    for r in q.build().fetch_all(&mut *self.tx).await? {
+                        let standing: &mut Standing = out.entry(name(r.try_get("name")?, "user name")?).or_default();
+                        standing.is_admin = r.try_get("is_admin")?;
+                        if let Some(g) = r.try_get::<Option<String>, _>("group_name")? {
+                            standing.groups.insert(name(g, "group")?);
+                        }
+                    }
+                }
+                Ok(out)
             }
 
             async fn user_groups(&mut self, user: &Username) -> Result<BTreeSet<GroupName>, StoreError> {

@@ -33,7 +33,7 @@ pub use gateway::{
     ConnectTokenRecord, DbSessionRecord, EphemeralRoleRecord, GatewayReads, GatewayWrites, KillFeed, KillTarget, ResourceCredentialRecord,
     SessionKill,
 };
-pub use identity::{IdentityReads, IdentityWrites, SessionRecord, Source, UserRecord};
+pub use identity::{IdentityReads, IdentityWrites, SessionRecord, Source, Standing, UserRecord};
 pub use mfa::{AttemptRecord, ChallengeRecord, MfaReads, MfaWrites, PasskeyRecord, TotpRecord};
 pub use resources::{ResourceReads, ResourceWrites};
 

@@ -21,6 +21,8 @@ pub trait ResourceWrites: Send {
     async fn delete_resource(&mut self, name: &ResourceName) -> Result<bool>;
     /// Names of the resources `source` set.
     async fn resources_from(&mut self, source: Source) -> Result<Vec<ResourceName>>;
+    /// A resource as this transaction sees it (not what an instance remembers).
+    async fn resource(&mut self, name: &ResourceName) -> Result<Option<Resource>>;
 }
 
 /// The SQL of this aggregate for one backend, stamped out by `crate::sql::impl_store!` in the
@@ -80,6 +82,16 @@ macro_rules! resources_sql {
                 self.directory_changed = true;
                 let r = sqlx::query("DELETE FROM resources WHERE name = $1").bind(res.as_str()).execute(&mut *self.tx).await?;
                 Ok(r.rows_affected() > 0)
+            }
+
+            async fn resource(&mut self, res: &ResourceName) -> Result<Option<Resource>, StoreError> {
+                sqlx::query("SELECT spec FROM resources WHERE name = $1")
+                    .bind(res.as_str())
+                    .fetch_optional(&mut *self.tx)
+                    .await?
+                    .as_ref()
+                    .map(resource_from)
+                    .transpose()
             }
 
             async fn resources_from(&mut self, source: Source) -> Result<Vec<ResourceName>, StoreError> {

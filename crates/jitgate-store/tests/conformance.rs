@@ -127,6 +127,18 @@ async fn users_groups_and_sessions(store: &dyn Store) {
     assert_eq!(groups.len(), 3);
     assert!(groups[&g("security")].is_empty());
 
+    // Several people's standing in one read, inside a transaction: its own uncommitted
+    // membership included, a name that is no user left out.
+    let mut tx = store.write().await.unwrap();
+    tx.set_member(&g("security"), &u("bob"), true, Source::Api).await.unwrap();
+    let standing = tx.standing_of(&[u("alice"), u("bob"), u("carol")]).await.unwrap();
+    assert_eq!(standing.len(), 2, "{standing:?}");
+    assert_eq!(standing[&u("alice")].groups, [g("engineers")].into());
+    assert_eq!(standing[&u("bob")].groups, [g("db-owners"), g("security")].into());
+    assert!(!standing[&u("bob")].is_admin);
+    drop(tx);
+    assert!(!store.user_groups(&u("bob")).await.unwrap().contains(&g("security")), "rolled back");
+
     let mut tx = store.write().await.unwrap();
     tx.clear_source(Source::Config).await.unwrap();
     let mut alice = user("alice");
@@ -163,7 +175,9 @@ async fn resources(store: &dyn Store) {
     let mut tx = store.write().await.unwrap();
     assert_eq!(tx.resources_from(Source::Config).await.unwrap(), vec![name.clone()]);
     assert!(tx.resources_from(Source::Api).await.unwrap().is_empty());
+    assert_eq!(tx.resource(&name).await.unwrap(), Some(resource()));
     assert!(tx.delete_resource(&name).await.unwrap());
+    assert_eq!(tx.resource(&name).await.unwrap(), None, "the transaction sees its own removal");
     tx.commit().await.unwrap();
     assert!(store.resource(&name).await.unwrap().is_none());
 

@@ -7,7 +7,7 @@ use crate::policy::{Asked, Subject};
 use jitgate_api::{CreateRequestBody, NotificationView, RequestDetail, RequestView};
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::names::{GroupName, ResourceName, RoleName, Username};
-use jitgate_core::policy::{MfaAction, RequestDraft, Resource};
+use jitgate_core::policy::{check_start_horizon, not_permitted, MfaAction, RequestDraft, Resource};
 use jitgate_core::request::{count_approvals, AccessRequest, Decision, RequestStatus, Review, Reviewer};
 use jitgate_core::time::parse_duration;
 use jitgate_core::{actions, DomainError, Timestamp};
@@ -57,18 +57,7 @@ impl Requests<'_> {
             ticket: body.ticket.as_deref(),
             start_at: body.start_at.max(extends_from),
         };
-        if let Some(start) = body.start_at {
-            let horizon = self.settings.start_at_horizon;
-            if start > now.saturating_add(horizon) {
-                return Err(ServiceError::bad_request(
-                    "start_too_far",
-                    format!(
-                        "start_at is more than {} ahead (policy.start_at_horizon); ask nearer the time",
-                        jitgate_core::time::format_duration(horizon)
-                    ),
-                ));
-            }
-        }
+        check_start_horizon(body.start_at, now, self.settings.start_at_horizon)?;
         // The policies first: who may ask (or break glass), and the forbids over every permit.
         let kind = if body.break_glass {
             PolicyAction::BreakGlass
@@ -77,33 +66,12 @@ impl Requests<'_> {
         };
         let decision = self.policies().decide(kind, &who, &asked, now).await?;
         if !decision.allowed {
-            let refusal = if !decision.policies.is_empty() {
-                DomainError::ForbiddenByPolicy {
-                    action: kind.as_str().into(),
-                    policies: decision.policies,
-                }
-            } else if body.break_glass {
-                DomainError::BreakGlassNotAllowed {
-                    resource: resource.name.to_string(),
-                    role: role_name.to_string(),
-                }
-            } else {
-                DomainError::NotEligible {
-                    resource: resource.name.to_string(),
-                    role: role_name.to_string(),
-                }
-            };
+            let refusal = not_permitted(kind.as_str(), decision.policies, body.break_glass, &resource.name, &role_name);
             return Err(self.refused(caller, action, &target, refusal).await);
         }
         if body.break_glass {
-            if body.reason.trim().is_empty() {
-                return Err(self.refused(caller, action, &target, DomainError::ReasonRequired).await);
-            }
-            if asked.duration > policy.break_glass_max_duration {
-                let too_long = DomainError::BreakGlassTooLong {
-                    max: jitgate_core::time::format_duration(policy.break_glass_max_duration),
-                };
-                return Err(self.refused(caller, action, &target, too_long).await);
+            if let Err(e) = policy.check_break_glass(asked.duration, &body.reason) {
+                return Err(self.refused(caller, action, &target, e).await);
             }
         }
         let draft = RequestDraft {
@@ -141,17 +109,7 @@ impl Requests<'_> {
                 .grant(grant_id)
                 .await?
                 .ok_or_else(|| ServiceError::not_found("grant to extend"))?;
-            let status = grant.effective_status(now);
-            let refusal = if grant.user != caller.user.name || grant.resource != resource.name || grant.role != role_name {
-                Some(DomainError::ExtensionMismatch)
-            } else if !status.is_live() {
-                Some(DomainError::GrantNotLive {
-                    status: status.to_string(),
-                })
-            } else {
-                None
-            };
-            if let Some(e) = refusal {
+            if let Err(e) = grant.check_extension(&caller.user.name, &resource.name, &role_name, now) {
                 // The refusal is written in a change of its own; this one has written nothing.
                 drop(tx);
                 return Err(self.refused(caller, action, &target, e).await);

@@ -6,6 +6,7 @@ use crate::error::ServiceError;
 use crate::policy::Subject;
 use jitgate_api::{RequestDetail, ReviewBody};
 use jitgate_core::audit::{NewEvent, Outcome};
+use jitgate_core::names::Username;
 use jitgate_core::policy::{MfaAction, Resource};
 use jitgate_core::request::{AccessRequest, Approver, Decision, RequestStatus, ReviewInput};
 use jitgate_core::{actions, DomainError, Timestamp};
@@ -39,25 +40,44 @@ impl Reviews<'_> {
         let resource = resource.ok_or_else(|| DomainError::UnknownResource(pending.resource.to_string()))?;
         let policy = resource.role(&pending.role)?;
         // Who may approve for which stage is the policies' say (the stage groups are policies
-        // too). The reviewer and the requester are weighed before the transaction begins: what
-        // they are does not depend on what it reads (a request's resource, role, window and
-        // reason never change), and every writer waits while a transaction holds the audit head.
-        let requester = self.policies().subject(&pending.requester).await?;
-        let (me, forbids) = self
+        // too). The reviewer and the requester are weighed before the transaction begins, since
+        // every writer waits while a transaction holds the audit head; what they are is then
+        // confirmed inside it (a request's resource, role, window and reason never change).
+        let mut requester = self.policies().subject(&pending.requester).await?;
+        let (mut me, mut forbids) = self
             .approver(Subject::of(caller), &requester, &pending, &resource, policy, now)
             .await?;
         let mut tx = self.begin().await?;
         let request = tx.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
         let earlier = tx.reviews(id).await?;
-        // Each earlier approver is weighed as of now, like the reviewer.
-        let mut earlier_approvers = Vec::new();
-        for name in earlier
+        // Who everyone is, confirmed in this transaction with one read: the reviewer and the
+        // requester as weighed above (weighed again if an administrator changed them since),
+        // and each earlier approver, weighed as of now like the reviewer.
+        let earlier_names: Vec<Username> = earlier
             .iter()
             .filter(|r| r.decision == Decision::Approve)
-            .filter_map(|r| r.reviewer.person())
-        {
-            let who = self.policies().subject(name).await?;
-            earlier_approvers.push(self.approver(who, &requester, &request, &resource, policy, now).await?.0);
+            .filter_map(|r| r.reviewer.person().cloned())
+            .collect();
+        let mut names = vec![caller.user.name.clone(), pending.requester.clone()];
+        names.extend(earlier_names.iter().cloned());
+        let standing = tx.standing_of(&names).await?;
+        let now_as = |name: &Username| {
+            let s = standing.get(name).cloned().unwrap_or_default();
+            Subject::new(name.clone(), s.groups, s.is_admin)
+        };
+        let changed = |who: &Subject| {
+            let s = standing.get(&who.name).cloned().unwrap_or_default();
+            s.groups != who.groups || s.is_admin != who.is_admin
+        };
+        if changed(&requester) || changed(&Subject::of(caller)) {
+            requester = now_as(&pending.requester);
+            (me, forbids) = self
+                .approver(now_as(&caller.user.name), &requester, &request, &resource, policy, now)
+                .await?;
+        }
+        let mut earlier_approvers = Vec::new();
+        for name in &earlier_names {
+            earlier_approvers.push(self.approver(now_as(name), &requester, &request, &resource, policy, now).await?.0);
         }
         if request.requester != caller.user.name && me.stages.as_ref().is_some_and(BTreeSet::is_empty) && !forbids.is_empty() {
             drop(tx);
