@@ -44,18 +44,5 @@ pub struct ConnectToken {
     pub gateway_ca_sha256: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct DbSessionView {
-    pub id: String,
-    pub grant_id: String,
-    pub user: Username,
-    pub resource: String,
-    pub role: String,
-    pub peer: String,
-    pub started_at: Timestamp,
-    pub ended_at: Option<Timestamp>,
-    pub end_reason: Option<String>,
-    pub bytes_in: i64,
-    pub bytes_out: i64,
-    pub statements: i64,
-}
+/// A gateway session as `GET /api/v1/sessions` lists it.
+pub use jitgate_core::session::GatewaySession;

@@ -286,7 +286,7 @@ impl Client {
     pub async fn connect(&self, body: &ConnectBody) -> Result<ConnectToken> {
         self.call(Method::POST, &["connect"], None, Self::json(body)).await
     }
-    pub async fn db_sessions(&self, all: bool, live: bool) -> Result<Vec<DbSessionView>> {
+    pub async fn db_sessions(&self, all: bool, live: bool) -> Result<Vec<GatewaySession>> {
         let q = [("all", all.to_string()), ("live", live.to_string())];
         self.call(Method::GET, &["sessions"], Some(&q), None).await
     }

@@ -9,6 +9,7 @@ pub mod grant;
 pub mod names;
 pub mod policy;
 pub mod request;
+pub mod session;
 pub mod time;
 
 pub use error::DomainError;

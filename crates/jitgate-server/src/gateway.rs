@@ -15,7 +15,7 @@ use jitgate_core::policy::AccessMode;
 use jitgate_proxy::relay::{EndReason, SessionStats, StatementBatch};
 use jitgate_proxy::upstream::UpstreamTarget;
 use jitgate_proxy::{Admission, AdmissionRequest, Broker, Refusal};
-use jitgate_store::{DbSessionRecord, KillTarget, SessionKill};
+use jitgate_store::{GatewaySession, KillTarget, SessionKill};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use std::sync::Arc;
@@ -262,7 +262,7 @@ impl Broker for GatewayBroker {
                 }
             }
         };
-        let record = DbSessionRecord {
+        let record = GatewaySession {
             id: new_id("ses"),
             grant_id: grant.id.clone(),
             user: grant.user.clone(),

@@ -2,7 +2,7 @@
 //! `gateway.max_sessions_per_user` counts. Kept apart from the broker so that the shared state
 //! can hold it without knowing the gateway.
 
-use jitgate_store::{DbSessionRecord, KillTarget, SessionKill};
+use jitgate_store::{GatewaySession, KillTarget, SessionKill};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -21,7 +21,7 @@ pub(crate) fn grant_ended(grant_id: &str, why: &str) -> SessionKill {
 }
 
 pub(crate) struct LiveSession {
-    pub(crate) record: DbSessionRecord,
+    pub(crate) record: GatewaySession,
     pub(crate) kill: watch::Sender<Option<String>>,
 }
 

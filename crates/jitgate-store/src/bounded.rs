@@ -12,8 +12,8 @@
 //! [`StoreError::Timeout`].
 
 use crate::{
-    AccessReads, AccessWrites, AttemptRecord, AuditReads, AuditWrites, ChallengeRecord, ConnectTokenRecord, DbSessionRecord,
-    EphemeralRoleRecord, GatewayReads, GatewayWrites, GrantFilter, IdentityReads, IdentityWrites, KillFeed, MfaReads, MfaWrites,
+    AccessReads, AccessWrites, AttemptRecord, AuditReads, AuditWrites, ChallengeRecord, ConnectTokenRecord, EphemeralRoleRecord,
+    GatewayReads, GatewaySession, GatewayWrites, GrantFilter, IdentityReads, IdentityWrites, KillFeed, MfaReads, MfaWrites,
     NotificationRecord, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites, Result, SessionKill,
     SessionRecord, Source, Standing, Store, StoreError, TotpRecord, UserRecord, WriteTx,
 };
@@ -204,7 +204,7 @@ bounded_reads! {
             ephemeral_role(grant_id: &str) -> Option<EphemeralRoleRecord>;
             resource_credential(resource: &ResourceName, role: Option<&RoleName>) -> Option<ResourceCredentialRecord>;
             ephemeral_roles_in(state: DbRoleState) -> Vec<EphemeralRoleRecord>;
-            db_sessions(user: Option<&Username>, live_only: bool, limit: i64) -> Vec<DbSessionRecord>;
+            db_sessions(user: Option<&Username>, live_only: bool, limit: i64) -> Vec<GatewaySession>;
             killed_db_sessions(ids: &[String]) -> Vec<(String, String)>;
         }
     }
@@ -344,8 +344,8 @@ bounded_writes! {
     delete_resource_credential(resource: &ResourceName, role: Option<&RoleName>) -> bool;
     delete_resource_credentials(resource: &ResourceName) -> u64;
     redeem_connect_token(token_hash: &str, now: Timestamp) -> Option<ConnectTokenRecord>;
-    insert_db_session(session: &DbSessionRecord) -> ();
-    end_db_session(session: &DbSessionRecord) -> ();
+    insert_db_session(session: &GatewaySession) -> ();
+    end_db_session(session: &GatewaySession) -> ();
     kill_db_session(id: &str, reason: &str) -> bool;
     send_session_kill(kill: &SessionKill) -> ();
 }

@@ -4,6 +4,7 @@ use crate::Result;
 use async_trait::async_trait;
 use jitgate_core::grant::DbRoleState;
 use jitgate_core::names::{ResourceName, RoleName, Username};
+pub use jitgate_core::session::GatewaySession;
 use jitgate_core::Timestamp;
 
 /// A one-time connect token for the gateway, bound to user, resource, role and grant.
@@ -45,23 +46,6 @@ pub struct ResourceCredentialRecord {
     pub sealed_password: String,
     pub updated_at: Timestamp,
     pub updated_by: Username,
-}
-
-/// One use of a grant through the gateway.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DbSessionRecord {
-    pub id: String,
-    pub grant_id: String,
-    pub user: Username,
-    pub resource: ResourceName,
-    pub role: RoleName,
-    pub peer: String,
-    pub started_at: Timestamp,
-    pub ended_at: Option<Timestamp>,
-    pub end_reason: Option<String>,
-    pub bytes_in: i64,
-    pub bytes_out: i64,
-    pub statements: i64,
 }
 
 /// Which gateway sessions a [`SessionKill`] ends.
@@ -119,7 +103,7 @@ pub trait GatewayReads: Send + Sync {
     /// Ephemeral roles in `state`, oldest first.
     async fn ephemeral_roles_in(&self, state: DbRoleState) -> Result<Vec<EphemeralRoleRecord>>;
     /// Gateway sessions, newest first: the live ones only, or all, of one user or everyone.
-    async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<DbSessionRecord>>;
+    async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<GatewaySession>>;
     /// Of the gateway sessions `ids`, those an administrator asked to end
     /// ([`WriteTx::kill_db_session`]), with the reason.
     async fn killed_db_sessions(&self, ids: &[String]) -> Result<Vec<(String, String)>>;
@@ -139,8 +123,8 @@ pub trait GatewayWrites: Send {
     async fn delete_resource_credentials(&mut self, resource: &ResourceName) -> Result<u64>;
     /// Uses a connect token: as many times as it allows, and only before it expires.
     async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>>;
-    async fn insert_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;
-    async fn end_db_session(&mut self, session: &DbSessionRecord) -> Result<()>;
+    async fn insert_db_session(&mut self, session: &GatewaySession) -> Result<()>;
+    async fn end_db_session(&mut self, session: &GatewaySession) -> Result<()>;
     /// Records that a live gateway session is to end with `reason` (whichever instance runs
     /// it); false when no session with that id is live.
     async fn kill_db_session(&mut self, id: &str, reason: &str) -> Result<bool>;
@@ -216,7 +200,7 @@ macro_rules! gateway_sql {
                 all(sqlx::query(&sql).bind(state.as_str()).fetch_all(&self.read).await?, ephemeral_from)
             }
 
-            async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<DbSessionRecord>, StoreError> {
+            async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<GatewaySession>, StoreError> {
                 let rows = sqlx::query(
                     "SELECT id, grant_id, username, resource, role, peer, started_at, ended_at, end_reason, bytes_in, bytes_out, statements \
                      FROM db_sessions WHERE (CAST($1 AS TEXT) IS NULL OR username = $1) AND (NOT $2 OR ended_at IS NULL) \
@@ -229,7 +213,7 @@ macro_rules! gateway_sql {
                 .await?;
                 rows.iter()
                     .map(|r| {
-                        Ok(DbSessionRecord {
+                        Ok(GatewaySession {
                             id: r.try_get("id")?,
                             grant_id: r.try_get("grant_id")?,
                             user: name(r.try_get("username")?, "session user")?,
@@ -361,7 +345,7 @@ macro_rules! gateway_sql {
                 }))
             }
 
-            async fn insert_db_session(&mut self, d: &DbSessionRecord) -> Result<(), StoreError> {
+            async fn insert_db_session(&mut self, d: &GatewaySession) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO db_sessions (id, grant_id, username, resource, role, peer, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
@@ -377,7 +361,7 @@ macro_rules! gateway_sql {
                 Ok(())
             }
 
-            async fn end_db_session(&mut self, d: &DbSessionRecord) -> Result<(), StoreError> {
+            async fn end_db_session(&mut self, d: &GatewaySession) -> Result<(), StoreError> {
                 sqlx::query(
                     "UPDATE db_sessions SET ended_at = $2, end_reason = $3, bytes_in = $4, bytes_out = $5, statements = $6 WHERE id = $1",
                 )

@@ -30,7 +30,7 @@ pub mod testing;
 pub use access::{AccessReads, AccessWrites, GrantFilter, NotificationRecord, RequestFilter};
 pub use audit::{AuditReads, AuditWrites};
 pub use gateway::{
-    ConnectTokenRecord, DbSessionRecord, EphemeralRoleRecord, GatewayReads, GatewayWrites, KillFeed, KillTarget, ResourceCredentialRecord,
+    ConnectTokenRecord, EphemeralRoleRecord, GatewayReads, GatewaySession, GatewayWrites, KillFeed, KillTarget, ResourceCredentialRecord,
     SessionKill,
 };
 pub use identity::{IdentityReads, IdentityWrites, SessionRecord, Source, Standing, UserRecord};

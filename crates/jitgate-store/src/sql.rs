@@ -26,7 +26,7 @@ macro_rules! impl_store {
     ($store:ident, $tx:ident, $db:ty, $backend:literal, $lock:literal) => {
         use crate::sql::{corrupt, AUDIT_COLS, CHECKPOINT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
         use crate::{
-            AttemptRecord, ChallengeRecord, ConnectTokenRecord, DbSessionRecord, EphemeralRoleRecord, GrantFilter, NotificationRecord,
+            AttemptRecord, ChallengeRecord, ConnectTokenRecord, EphemeralRoleRecord, GatewaySession, GrantFilter, NotificationRecord,
             PasskeyRecord, RequestFilter, ResourceCredentialRecord, SessionRecord, Source, Standing, Store, StoreError, TotpRecord,
             UserRecord, WriteTx,
         };

@@ -10,7 +10,7 @@ use jitgate_core::request::{AccessRequest, Decision, RequestStatus, Review};
 use jitgate_core::Timestamp;
 use jitgate_store::prelude::*;
 use jitgate_store::{
-    testing, AttemptRecord, ChallengeRecord, DbSessionRecord, GrantFilter, KillTarget, NotificationRecord, PasskeyRecord, RequestFilter,
+    testing, AttemptRecord, ChallengeRecord, GatewaySession, GrantFilter, KillTarget, NotificationRecord, PasskeyRecord, RequestFilter,
     ResourceCredentialRecord, SessionKill, SessionRecord, Source, StoreError, TotpRecord, UserRecord,
 };
 use serde_json::json;
@@ -661,8 +661,8 @@ async fn break_glass_and_notifications(store: &dyn Store) {
     assert!(store.requests_awaiting_ack(10).await.unwrap().is_empty());
 }
 
-fn db_session(id: &str) -> DbSessionRecord {
-    DbSessionRecord {
+fn db_session(id: &str) -> GatewaySession {
+    GatewaySession {
         id: id.into(),
         grant_id: "g1".into(),
         user: u("alice"),

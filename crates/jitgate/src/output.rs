@@ -1,7 +1,7 @@
 //! Human-readable output. `--json` bypasses all of this.
 
 use jitgate_api::{
-    DbSessionView, Explanation, GroupView, NotificationView, PasskeyView, RequestDetail, RequestView, ResourceView, UserView,
+    Explanation, GatewaySession, GroupView, NotificationView, PasskeyView, RequestDetail, RequestView, ResourceView, UserView,
 };
 use jitgate_core::audit::AuditEvent;
 use jitgate_core::grant::Grant;
@@ -142,7 +142,7 @@ pub fn requestable(list: &[ResourceView]) -> String {
 }
 
 /// `jitgate sessions`: gateway sessions, live or ended.
-pub fn sessions(list: &[DbSessionView]) -> String {
+pub fn sessions(list: &[GatewaySession]) -> String {
     if list.is_empty() {
         return "no sessions".into();
     }

@@ -39,10 +39,14 @@ pub(super) async fn connect(State(s): State<AppState>, caller: Caller, Json(body
     tag = "gateway",
     summary = "Gateway sessions: yours, or all=true (admins, audit readers); live=true for open ones",
     params(SessionsQuery),
-    responses((status = 200, description = "Done", body = Vec<jitgate_api::DbSessionView>), Refusals),
+    responses((status = 200, description = "Done", body = Vec<jitgate_api::GatewaySession>), Refusals),
     security(("bearer" = [])),
 )]
-pub(super) async fn list_sessions(State(s): State<AppState>, caller: Caller, Q(q): Q<SessionsQuery>) -> R<Vec<jitgate_api::DbSessionView>> {
+pub(super) async fn list_sessions(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<SessionsQuery>,
+) -> R<Vec<jitgate_api::GatewaySession>> {
     Ok(Json(s.gateway().sessions(&caller, q.all, q.live).await?))
 }
 

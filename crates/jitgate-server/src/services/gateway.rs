@@ -5,7 +5,7 @@ use crate::core::Caller;
 use crate::error::{ErrorKind, ServiceError};
 use crate::live_sessions::KILLED_BY_ADMIN;
 use crate::policy::{Asked, Subject};
-use jitgate_api::{ConnectBody, ConnectToken, DbSessionView};
+use jitgate_api::{ConnectBody, ConnectToken};
 use jitgate_auth::{new_token, token_hash};
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::GrantStatus;
@@ -13,28 +13,11 @@ use jitgate_core::names::{ResourceName, Username};
 use jitgate_core::policy::MfaAction;
 use jitgate_core::{actions, DomainError};
 use jitgate_policy::PolicyAction;
-use jitgate_store::{ConnectTokenRecord, DbSessionRecord, KillTarget, SessionKill};
+use jitgate_store::{ConnectTokenRecord, GatewaySession, KillTarget, SessionKill};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-fn view(r: DbSessionRecord) -> DbSessionView {
-    DbSessionView {
-        id: r.id,
-        grant_id: r.grant_id,
-        user: r.user,
-        resource: r.resource.to_string(),
-        role: r.role.to_string(),
-        peer: r.peer,
-        started_at: r.started_at,
-        ended_at: r.ended_at,
-        end_reason: r.end_reason,
-        bytes_in: r.bytes_in,
-        bytes_out: r.bytes_out,
-        statements: r.statements,
-    }
-}
 
 /// How long a connect token may wait to be used.
 const TOKEN_TTL: Duration = Duration::from_secs(60);
@@ -192,7 +175,7 @@ impl Gateway<'_> {
     }
 
     /// Gateway sessions: a person's own, or everyone's for administrators and audit readers.
-    pub async fn sessions(&self, caller: &Caller, all: bool, live_only: bool) -> Result<Vec<DbSessionView>, ServiceError> {
+    pub async fn sessions(&self, caller: &Caller, all: bool, live_only: bool) -> Result<Vec<GatewaySession>, ServiceError> {
         let user: Option<&Username> = if all {
             if !self.is_audit_reader(caller) {
                 return Err(self
@@ -203,7 +186,7 @@ impl Gateway<'_> {
         } else {
             Some(&caller.user.name)
         };
-        Ok(self.store.db_sessions(user, live_only, 500).await?.into_iter().map(view).collect())
+        Ok(self.store.db_sessions(user, live_only, 500).await?)
     }
 
     /// Ends a gateway session on whichever instance runs it: here at once, elsewhere through
