@@ -9,7 +9,7 @@ use jitgate_api::{ConnectBody, ConnectToken};
 use jitgate_auth::{new_token, token_hash};
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::grant::GrantStatus;
-use jitgate_core::names::{ResourceName, Username};
+use jitgate_core::names::Username;
 use jitgate_core::policy::MfaAction;
 use jitgate_core::{actions, DomainError};
 use jitgate_policy::PolicyAction;
@@ -37,15 +37,7 @@ impl Gateway<'_> {
             return Err(ServiceError::conflict("no_gateway", "this server runs no gateway"));
         };
         let now = self.now();
-        let resource_name: ResourceName = body
-            .resource
-            .parse()
-            .map_err(|_| DomainError::UnknownResource(body.resource.clone()))?;
-        let resource = self
-            .store
-            .resource(&resource_name)
-            .await?
-            .ok_or_else(|| DomainError::UnknownResource(body.resource.clone()))?;
+        let resource = self.resources().named(&body.resource).await?;
         let live: Vec<_> = self
             .store
             .live_grants_of(&caller.user.name)

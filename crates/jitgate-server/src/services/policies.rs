@@ -190,15 +190,7 @@ impl Policies<'_> {
                 .await);
         }
         let record = self.store.user(&user).await?.ok_or_else(|| ServiceError::not_found("user"))?;
-        let resource_name = body
-            .resource
-            .parse()
-            .map_err(|_| DomainError::UnknownResource(body.resource.clone()))?;
-        let resource = self
-            .store
-            .resource(&resource_name)
-            .await?
-            .ok_or_else(|| DomainError::UnknownResource(body.resource.clone()))?;
+        let resource = self.resources().named(&body.resource).await?;
         let role = RoleName::parse(&body.role).map_err(|_| DomainError::UnknownRole {
             resource: body.resource.clone(),
             role: body.role.clone(),
