@@ -39,7 +39,7 @@ macro_rules! name_type {
             }
         }
 
-        /// What [`validate_name`] accepts, as the API document states it.
+        /// What `validate_name` accepts, as the API document states it.
         #[cfg(feature = "openapi")]
         impl utoipa::PartialSchema for $ty {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -52,7 +52,7 @@ macro_rules! name_type {
     };
 }
 
-/// The pattern [`validate_name`] enforces (its length too: 1 to 64).
+/// The pattern `validate_name` enforces (its length too: 1 to 64).
 pub const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9._-]{0,63}$";
 
 #[cfg(feature = "openapi")]

@@ -102,7 +102,7 @@ pub trait Broker: Send + Sync + 'static {
 }
 
 /// A broker whose calls run on another runtime: the gateway's sessions run on a runtime of
-/// their own (see [`Gateway::run`]), while the broker's work (the store, the audit log) belongs
+/// their own (see [`crate::Gateway::run`]), while the broker's work (the store, the audit log) belongs
 /// to the server's, whose connections and tasks must not end up registered with the gateway's.
 pub struct BrokerOnRuntime {
     inner: Arc<dyn Broker>,

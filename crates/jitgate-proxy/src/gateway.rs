@@ -1,5 +1,5 @@
 //! The listener: accepts connections, holds anonymous ones to their limits (in all, per
-//! address, a deadline), and hands each to [`crate::session`].
+//! address, a deadline), and hands each to `session`.
 
 use crate::broker::{Broker, Refusal};
 use crate::cancels::Cancels;

@@ -105,7 +105,7 @@ pub trait GatewayReads: Send + Sync {
     /// Gateway sessions, newest first: the live ones only, or all, of one user or everyone.
     async fn db_sessions(&self, user: Option<&Username>, live_only: bool, limit: i64) -> Result<Vec<GatewaySession>>;
     /// Of the gateway sessions `ids`, those an administrator asked to end
-    /// ([`WriteTx::kill_db_session`]), with the reason.
+    /// ([`GatewayWrites::kill_db_session`]), with the reason.
     async fn killed_db_sessions(&self, ids: &[String]) -> Result<Vec<(String, String)>>;
 }
 

@@ -56,7 +56,7 @@ impl PgStore {
     /// connection already taken is not bounded here; [`crate::Bounded`] does that.
     ///
     /// Every connection also waits for a lock no longer than `timeout` (`lock_timeout`), and is
-    /// ended by the database after [`IDLE_IN_TRANSACTION`] idle inside a transaction: a call that
+    /// ended by the database after `IDLE_IN_TRANSACTION` idle inside a transaction: a call that
     /// gives up on a lock must not leave its connection queued behind it in the database (the
     /// pool would drain, one stuck connection per try, until reads failed too), and a peer
     /// instance that froze while holding the audit head must not hold it for ever.

@@ -1,5 +1,6 @@
-//! The HTTP API: thin handlers that turn requests into calls on [`Core`], one module per area,
-//! and the OpenAPI document made from their annotations and the `jitgate-api` types
+//! The HTTP API: thin handlers that turn requests into calls on the services
+//! ([`crate::services`]), one module per area, errors as HTTP answers (`error.rs`), and the
+//! OpenAPI document made from their annotations and the `jitgate-api` types
 //! (`/api/v1/openapi.json`).
 
 mod admin;

@@ -107,7 +107,7 @@ impl Attempts<'_> {
         self.audit_failure_alone(event).await;
     }
 
-    /// [`Core::append_failure_event`] in a change of its own.
+    /// [`Attempts::append_failure_event`] in a change of its own.
     pub(crate) async fn audit_failure_alone(&self, event: NewEvent) {
         let result = async {
             let mut tx = self.begin().await?;
@@ -120,7 +120,7 @@ impl Attempts<'_> {
         }
     }
 
-    /// Takes back the failure [`Core::charge_attempt`] charged for a check that passed: the
+    /// Takes back the failure [`Attempts::charge`] charged for a check that passed: the
     /// record goes back to what it was when nothing else changed it since, else loses one
     /// failure (and the lock this charge brought, if any).
     pub(crate) async fn refund(&self, username: &str, charged: &Charge) -> Result<(), ServiceError> {
@@ -170,7 +170,7 @@ impl Attempts<'_> {
 
     /// Passes the gate and charges one failure in the same step, for a check too slow to run
     /// inside the transaction (the password). A failure keeps the charge (and reports the
-    /// lock it brought), a success takes it back ([`Core::refund_attempt`]).
+    /// lock it brought), a success takes it back ([`Attempts::refund`]).
     pub(crate) async fn charge(&self, username: &str, action: &str) -> Result<Charge, ServiceError> {
         let mut tx = self.begin().await?;
         let before = match self.gate_in(&mut *tx, username).await? {
@@ -222,7 +222,7 @@ impl Attempts<'_> {
         self.audit_lock(tx, username, &next).await
     }
 
-    /// Records a failed password check that [`Core::charge_attempt`] counted already: its
+    /// Records a failed password check that [`Attempts::charge`] counted already: its
     /// audit event, and the lock the charge brought.
     pub(crate) async fn record_charged_failure(&self, username: &str, event: NewEvent, charged: &Charge) {
         let result = async {

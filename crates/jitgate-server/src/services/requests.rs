@@ -270,7 +270,7 @@ impl Requests<'_> {
         Ok(self.sees(caller, r, self.store.resource(&r.resource).await?.as_ref()))
     }
 
-    /// [`Core::may_see_request`] with the request's resource read already.
+    /// [`Requests::may_see`] with the request's resource read already.
     pub(crate) fn sees(&self, caller: &Caller, r: &AccessRequest, resource: Option<&Resource>) -> bool {
         r.requester == caller.user.name
             || self.is_audit_reader(caller)

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-/// The header an HTTP witness checks: Ed25519 over [`post_message`] with the audit key, so a
+/// The header an HTTP witness checks: Ed25519 over `post_message` with the audit key, so a
 /// witness takes checkpoints only from the log it witnesses.
 pub const SIGNATURE_HEADER: &str = "x-jitgate-signature";
 
