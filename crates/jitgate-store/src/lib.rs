@@ -82,6 +82,8 @@ pub const DEADLINE_CHANNEL: &str = "jitgate_deadline";
 pub const SESSION_KILL_CHANNEL: &str = "jitgate_session_kill";
 /// Where PostgreSQL announces changes to resources and groups (by trigger, see migration 0010).
 pub const DIRECTORY_CHANNEL: &str = "jitgate_directory";
+/// Where each PostgreSQL instance notifies itself to learn that its LISTEN connection still hears.
+pub const HEARTBEAT_CHANNEL: &str = "jitgate_heartbeat";
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

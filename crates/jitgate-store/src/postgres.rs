@@ -17,12 +17,96 @@ pub struct PgStore {
     _listener: std::sync::Arc<ListenerTask>,
 }
 
-/// Stops the LISTEN task when the last clone of the store goes.
-struct ListenerTask(tokio::task::JoinHandle<()>);
+/// Stops the LISTEN task and its heartbeat when the last clone of the store goes.
+struct ListenerTask(Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for ListenerTask {
     fn drop(&mut self) {
-        self.0.abort();
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// How often an instance notifies itself on [`crate::HEARTBEAT_CHANNEL`] to learn whether its
+/// LISTEN connection still hears.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+/// A heartbeat not heard in this long means the LISTEN connection died without a word (a NAT
+/// or a load balancer dropped an idle flow, a peer vanished): nothing else would show it, and
+/// kills and deadlines from other instances would be missed until the connection's TCP gave up,
+/// minutes later. The connection is dropped and made again, and the loss announced like any.
+const HEARD_WITHIN: Duration = Duration::from_secs(5);
+
+/// This instance's heartbeats: sent through the pool, expected back on the LISTEN connection.
+struct Heartbeat {
+    /// What this instance's heartbeats carry, so that other instances' are ignored.
+    nonce: String,
+    started: std::time::Instant,
+    /// When the heartbeat not heard yet was sent (milliseconds since `started`, plus one), or 0.
+    pending_since: std::sync::atomic::AtomicU64,
+}
+
+impl Heartbeat {
+    fn new() -> Self {
+        Self {
+            nonce: format!("{:016x}", rand::random::<u64>()),
+            started: std::time::Instant::now(),
+            pending_since: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    }
+
+    fn heard(&self, payload: &str) {
+        if payload == self.nonce {
+            self.pending_since.store(0, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Resolves once a heartbeat has gone unheard for [`HEARD_WITHIN`]; never otherwise. Only
+    /// then is the receive it races dropped, with the connection it was reading.
+    async fn missed(&self) {
+        let limit = u64::try_from(HEARD_WITHIN.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let since = self.pending_since.load(std::sync::atomic::Ordering::Acquire);
+            if since != 0 && self.now().saturating_sub(since) > limit {
+                return;
+            }
+        }
+    }
+
+    /// Sends a heartbeat every [`HEARTBEAT_EVERY`] while none is outstanding. A send that fails
+    /// (the store is away) leaves nothing outstanding: that is the store's failure to report,
+    /// not the listener's.
+    async fn run(self: std::sync::Arc<Self>, pool: PgPool) {
+        loop {
+            tokio::time::sleep(HEARTBEAT_EVERY).await;
+            let pending = &self.pending_since;
+            if pending
+                .compare_exchange(
+                    0,
+                    self.now(),
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::HEARTBEAT_CHANNEL)
+                .bind(&self.nonce)
+                .execute(&pool)
+                .await;
+            if sent.is_err() {
+                pending.store(0, std::sync::atomic::Ordering::Release);
+            }
+        }
     }
 }
 
@@ -33,9 +117,19 @@ async fn listen(pool: &PgPool) -> Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
     // A lost connection is for `run_listener` to see, not to be mended silently.
     listener.eager_reconnect(false);
-    listener
-        .listen_all([crate::DEADLINE_CHANNEL, crate::SESSION_KILL_CHANNEL, crate::DIRECTORY_CHANNEL])
-        .await?;
+    let channels = [
+        crate::DEADLINE_CHANNEL,
+        crate::SESSION_KILL_CHANNEL,
+        crate::DIRECTORY_CHANNEL,
+        crate::HEARTBEAT_CHANNEL,
+    ];
+    // A connection that went silent while it was being made would wait here for ever.
+    tokio::time::timeout(HEARD_WITHIN, listener.listen_all(channels))
+        .await
+        .map_err(|_| crate::StoreError::Timeout {
+            op: "listen",
+            after: HEARD_WITHIN,
+        })??;
     Ok(listener)
 }
 
@@ -92,6 +186,8 @@ impl PgStore {
         let (listening_tx, listening) = watch::channel(true);
         let cache = crate::cache::Cache::shared();
         cache.set_heard(true);
+        let heartbeat = std::sync::Arc::new(Heartbeat::new());
+        let beating = tokio::spawn(heartbeat.clone().run(pool.clone()));
         let task = tokio::spawn(run_listener(
             pool.clone(),
             first,
@@ -99,6 +195,7 @@ impl PgStore {
             kills.clone(),
             listening_tx,
             cache.clone(),
+            heartbeat,
         ));
         Ok(Self {
             read: pool.clone(),
@@ -107,7 +204,7 @@ impl PgStore {
             deadline_signal: Some(signal),
             kills,
             listening,
-            _listener: std::sync::Arc::new(ListenerTask(task)),
+            _listener: std::sync::Arc::new(ListenerTask(vec![task, beating])),
         })
     }
 
@@ -131,6 +228,7 @@ async fn run_listener(
     kills: broadcast::Sender<SessionKill>,
     listening: watch::Sender<bool>,
     directory: std::sync::Arc<crate::cache::Cache>,
+    heartbeat: std::sync::Arc<Heartbeat>,
 ) {
     let mut listener = Some(first);
     loop {
@@ -155,8 +253,14 @@ async fn run_listener(
         // itself, which may already have missed notifications), and an error when it could not
         // connect again or anything else went wrong: either way start over on a new connection,
         // so that the loss is seen.
+        heartbeat.pending_since.store(0, std::sync::atomic::Ordering::Release);
         let lost = loop {
-            match l.try_recv().await {
+            let received = tokio::select! {
+                r = l.try_recv() => r,
+                () = heartbeat.missed() => break format!("no heartbeat heard within {HEARD_WITHIN:?}"),
+            };
+            match received {
+                Ok(Some(n)) if n.channel() == crate::HEARTBEAT_CHANNEL => heartbeat.heard(n.payload()),
                 Ok(Some(n)) if n.channel() == crate::SESSION_KILL_CHANNEL => match SessionKill::from_payload(n.payload()) {
                     // No receiver is fine: the gateway is not running.
                     Some(kill) => drop(kills.send(kill)),

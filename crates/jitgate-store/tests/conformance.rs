@@ -998,6 +998,39 @@ async fn postgres_directory_changes_made_elsewhere_are_seen() {
 /// removed membership is seen within the remembering time while other connections work on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_directory_is_not_remembered_for_ever_behind_a_silent_listener() {
+    let (url, via_relay, cut, held) = silent_relay().await;
+    let here = jitgate_store::PgStore::connect(&via_relay).await.unwrap();
+    let elsewhere = jitgate_store::PgStore::connect(&url).await.unwrap();
+    let mut tx = elsewhere.write().await.unwrap();
+    tx.insert_user(&user("alice")).await.unwrap();
+    tx.set_member(&g("db-owners"), &u("alice"), true, Source::Api).await.unwrap();
+    tx.commit().await.unwrap();
+    cut.send_replace(true);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Remembered after the cut, so nothing announced can have cleared it.
+    for _ in 0..2 {
+        assert!(here.user_groups(&u("alice")).await.unwrap().contains(&g("db-owners")));
+    }
+    let mut tx = elsewhere.write().await.unwrap();
+    tx.set_member(&g("db-owners"), &u("alice"), false, Source::Api).await.unwrap();
+    tx.commit().await.unwrap();
+    let within = jitgate_store::DIRECTORY_REMEMBERED_FOR + std::time::Duration::from_secs(2);
+    eventually("a removal behind a silent listener", within, async || {
+        here.user_groups(&u("alice")).await.unwrap().is_empty()
+    })
+    .await;
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the listener's connection was cut (the relay cuts no other)"
+    );
+}
+
+/// A fresh database, reached directly (`url`) and through a relay (`via_relay`) that, once `cut`
+/// is true, cuts the upstream side of every connection that has sent `LISTEN` while keeping its
+/// client side open and silent (`held`): a listener's connection dropped by a NAT or a load
+/// balancer without a word.
+type Held = std::sync::Arc<std::sync::Mutex<Vec<(tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf)>>>;
+async fn silent_relay() -> (String, String, tokio::sync::watch::Sender<bool>, Held) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let url = testing::fresh_pg_database().await.unwrap();
     let (pg_host, pg_db) = url.split_once('@').unwrap().1.split_once('/').unwrap();
@@ -1041,25 +1074,32 @@ async fn postgres_directory_is_not_remembered_for_ever_behind_a_silent_listener(
             });
         }
     });
+    (url, via_relay, cut, held)
+}
+
+/// A listener whose connection went silent is noticed by its heartbeat (it stops hearing its
+/// own notifications), reported as not listening (so the gateway checks its sessions against
+/// the store instead of waiting for kills it cannot hear), and made again once it can be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_listener_gone_silent_is_noticed_and_made_again() {
+    let (_url, via_relay, cut, held) = silent_relay().await;
     let here = jitgate_store::PgStore::connect(&via_relay).await.unwrap();
-    let elsewhere = jitgate_store::PgStore::connect(&url).await.unwrap();
-    let mut tx = elsewhere.write().await.unwrap();
-    tx.insert_user(&user("alice")).await.unwrap();
-    tx.set_member(&g("db-owners"), &u("alice"), true, Source::Api).await.unwrap();
-    tx.commit().await.unwrap();
+    let mut listening = here.session_kills().unwrap().listening;
+    assert!(*listening.borrow());
     cut.send_replace(true);
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    // Remembered after the cut, so nothing announced can have cleared it.
-    for _ in 0..2 {
-        assert!(here.user_groups(&u("alice")).await.unwrap().contains(&g("db-owners")));
-    }
-    let mut tx = elsewhere.write().await.unwrap();
-    tx.set_member(&g("db-owners"), &u("alice"), false, Source::Api).await.unwrap();
-    tx.commit().await.unwrap();
-    let within = jitgate_store::DIRECTORY_REMEMBERED_FOR + std::time::Duration::from_secs(2);
-    eventually("a removal behind a silent listener", within, async || {
-        here.user_groups(&u("alice")).await.unwrap().is_empty()
-    })
-    .await;
-    assert_eq!(held.lock().unwrap().len(), 1, "the listener's connection, and only it, was cut");
+    let noticed = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(15), listening.wait_for(|l| !*l))
+        .await
+        .expect("a silent listener is noticed within the heartbeat's bound")
+        .unwrap();
+    assert!(!held.lock().unwrap().is_empty(), "it was the cut that was noticed");
+    assert!(
+        noticed.elapsed() >= std::time::Duration::from_secs(4),
+        "not before a heartbeat went unheard"
+    );
+    cut.send_replace(false);
+    tokio::time::timeout(std::time::Duration::from_secs(15), listening.wait_for(|l| *l))
+        .await
+        .expect("listening again once the connection can be made")
+        .unwrap();
 }
