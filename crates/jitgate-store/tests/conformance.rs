@@ -998,7 +998,8 @@ async fn postgres_directory_changes_made_elsewhere_are_seen() {
 /// removed membership is seen within the remembering time while other connections work on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_directory_is_not_remembered_for_ever_behind_a_silent_listener() {
-    let (url, via_relay, cut, held) = silent_relay().await;
+    let url = testing::fresh_pg_database().await.unwrap();
+    let testing::SilentRelay { via: via_relay, cut, held } = testing::SilentRelay::to(&url).await;
     let here = jitgate_store::PgStore::connect(&via_relay).await.unwrap();
     let elsewhere = jitgate_store::PgStore::connect(&url).await.unwrap();
     let mut tx = elsewhere.write().await.unwrap();
@@ -1025,64 +1026,13 @@ async fn postgres_directory_is_not_remembered_for_ever_behind_a_silent_listener(
     );
 }
 
-/// A fresh database, reached directly (`url`) and through a relay (`via_relay`) that, once `cut`
-/// is true, cuts the upstream side of every connection that has sent `LISTEN` while keeping its
-/// client side open and silent (`held`): a listener's connection dropped by a NAT or a load
-/// balancer without a word.
-type Held = std::sync::Arc<std::sync::Mutex<Vec<(tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf)>>>;
-async fn silent_relay() -> (String, String, tokio::sync::watch::Sender<bool>, Held) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let url = testing::fresh_pg_database().await.unwrap();
-    let (pg_host, pg_db) = url.split_once('@').unwrap().1.split_once('/').unwrap();
-    let (pg_host, pg_db) = (pg_host.to_owned(), pg_db.to_owned());
-    // A relay to PostgreSQL that can cut the LISTEN connection's upstream side while keeping
-    // the client side open and silent.
-    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let via_relay = format!("{}@{}/{pg_db}", url.split_once('@').unwrap().0, relay.local_addr().unwrap());
-    let (cut, _) = tokio::sync::watch::channel(false);
-    let cut_listen = cut.clone();
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = held.clone();
-    tokio::spawn(async move {
-        loop {
-            let (client, _) = relay.accept().await.unwrap();
-            let upstream = tokio::net::TcpStream::connect(&pg_host).await.unwrap();
-            let (mut cut, keep) = (cut_listen.subscribe(), keep.clone());
-            tokio::spawn(async move {
-                let (mut cr, mut cw) = client.into_split();
-                let (mut ur, mut uw) = upstream.into_split();
-                let (mut from_client, mut from_upstream) = (vec![0u8; 65536], vec![0u8; 65536]);
-                let mut listens = false;
-                loop {
-                    tokio::select! {
-                        r = cr.read(&mut from_client) => {
-                            let Ok(n @ 1..) = r else { return };
-                            listens |= from_client[..n].windows(6).any(|w| w == b"LISTEN");
-                            if uw.write_all(&from_client[..n]).await.is_err() { return }
-                        }
-                        r = ur.read(&mut from_upstream) => {
-                            let Ok(n @ 1..) = r else { return };
-                            if cw.write_all(&from_upstream[..n]).await.is_err() { return }
-                        }
-                        () = async { drop(cut.wait_for(|c| *c).await) }, if listens => {
-                            drop((ur, uw));
-                            keep.lock().unwrap().push((cr, cw));
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (url, via_relay, cut, held)
-}
-
 /// A listener whose connection went silent is noticed by its heartbeat (it stops hearing its
 /// own notifications), reported as not listening (so the gateway checks its sessions against
 /// the store instead of waiting for kills it cannot hear), and made again once it can be.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_a_listener_gone_silent_is_noticed_and_made_again() {
-    let (_url, via_relay, cut, held) = silent_relay().await;
+    let url = testing::fresh_pg_database().await.unwrap();
+    let testing::SilentRelay { via: via_relay, cut, held } = testing::SilentRelay::to(&url).await;
     let here = jitgate_store::PgStore::connect(&via_relay).await.unwrap();
     let mut listening = here.session_kills().unwrap().listening;
     assert!(*listening.borrow());

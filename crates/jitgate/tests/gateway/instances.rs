@@ -217,3 +217,36 @@ async fn kills_missed_while_the_listener_was_cut_off_are_found_in_the_store() {
     eprintln!("revoke on instance A after the listener reconnected → psql on instance B closed: {lag:?}");
     assert!(err.contains("jitgate: access grant revoked"), "{err}");
 }
+
+/// B's listener dies without a word (its connection cut by the network, nothing sent either
+/// way): a revocation made on A is not heard by B, and B's heartbeat is what finds out. B then
+/// checks its sessions against the store and ends the revoked one, seconds later rather than
+/// at the grant's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_a_session_whose_instance_stopped_hearing_without_a_word() {
+    let (a, alice_a, grant, _up) = with_grant_and_upstream(TestServer::spawn_pg(true).await).await;
+    let store_url = a.settings().store_url.clone().expect("a PostgreSQL store");
+    let relay = jitgate_store::testing::SilentRelay::to(&store_url).await;
+    let mut settings = a.settings_for_another_instance();
+    settings.store_url = Some(relay.via.clone());
+    let b = TestServer::restart(settings, a.clock.clone(), a.dir.clone()).await;
+    let alice_b = b.login("alice").await;
+    let t = TwoInstances {
+        a,
+        b,
+        alice_a,
+        alice_b,
+        grant,
+    };
+    let (child, session) = sleeping_session_on_b(&t).await;
+    relay.cut.send_replace(true);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let revoked_at = Instant::now();
+    t.alice_a.revoke(&t.grant, "done").await.unwrap();
+    let (err, lag) = ended(child, revoked_at).await;
+    eprintln!("revoke on instance A, B's listener silently cut → psql on instance B closed: {lag:?}");
+    assert!(err.contains("jitgate: access grant revoked"), "{err}");
+    assert!(!relay.held.lock().unwrap().is_empty(), "B's listener was the one cut");
+    assert!(lag >= Duration::from_secs(1), "found by the heartbeat, not heard: {lag:?}");
+    recorded_as(&t.alice_b, &session, "killed: access grant revoked").await;
+}
