@@ -6,10 +6,11 @@ use crate::error::ServiceError;
 use crate::policy::Subject;
 use jitgate_api::{RequestDetail, ReviewBody};
 use jitgate_core::audit::{NewEvent, Outcome};
-use jitgate_core::names::Username;
+use jitgate_core::names::{GroupName, Username};
 use jitgate_core::policy::{MfaAction, Resource};
 use jitgate_core::request::{AccessRequest, Approver, Decision, RequestStatus, ReviewInput};
 use jitgate_core::{actions, DomainError, Timestamp};
+use jitgate_store::Standing;
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -61,15 +62,19 @@ impl Reviews<'_> {
         let mut names = vec![caller.user.name.clone(), pending.requester.clone()];
         names.extend(earlier_names.iter().cloned());
         let standing = tx.standing_of(&names).await?;
+        let nobody = Standing::default();
+        let current = |name: &Username| standing.get(name).unwrap_or(&nobody);
         let now_as = |name: &Username| {
-            let s = standing.get(name).cloned().unwrap_or_default();
+            let s = current(name).clone();
             Subject::new(name.clone(), s.groups, s.is_admin)
         };
-        let changed = |who: &Subject| {
-            let s = standing.get(&who.name).cloned().unwrap_or_default();
-            s.groups != who.groups || s.is_admin != who.is_admin
+        let changed = |name: &Username, groups: &BTreeSet<GroupName>, is_admin: bool| {
+            let s = current(name);
+            s.groups != *groups || s.is_admin != is_admin
         };
-        if changed(&requester) || changed(&Subject::of(caller)) {
+        if changed(&requester.name, &requester.groups, requester.is_admin)
+            || changed(&caller.user.name, &caller.groups, caller.user.is_admin)
+        {
             requester = now_as(&pending.requester);
             (me, forbids) = self
                 .approver(now_as(&caller.user.name), &requester, &request, &resource, policy, now)
