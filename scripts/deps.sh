@@ -9,17 +9,32 @@
 #   oathtool                     an independent TOTP implementation the tests check against
 #   python3-venv, curl           scripts/api-fuzz.sh: schemathesis (from PyPI) in a venv, and the
 #                                server's bootstrap
+#   chromium, chromium-driver    the web pages' tests drive a real headless Chromium
+#   npm                          axe-core (from npm), the accessibility checker those tests run,
+#                                into target/web-tools (unless node and npm are here already)
 set -euo pipefail
 
 deps_log() { printf '[deps] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in gcc pkg-config libssl-dev postgresql-client postgresql oathtool python3-venv curl; do
+for pkg in gcc pkg-config libssl-dev postgresql-client postgresql oathtool python3-venv curl chromium chromium-driver; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   deps_log "installing ${missing[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v npm >/dev/null 2>&1; then
+  deps_log "installing npm"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+fi
+web_tools="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/web-tools"
+if [ ! -f "$web_tools/node_modules/axe-core/axe.min.js" ]; then
+  deps_log "installing axe-core into $web_tools"
+  mkdir -p "$web_tools"
+  (cd "$web_tools" && npm install --no-audit --no-fund --silent axe-core@4.14.1 >/dev/null)
 fi

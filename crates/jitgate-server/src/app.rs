@@ -20,6 +20,7 @@ pub struct Application {
     core: AppState,
     setup_token: Option<SecretString>,
     stop_tx: watch::Sender<bool>,
+    pages: Option<axum::Router>,
 }
 
 /// The runtime the gateway's sessions run on (`gateway.threads` workers), apart from the
@@ -165,6 +166,7 @@ impl Application {
             core,
             setup_token,
             stop_tx,
+            pages: None,
         })
     }
 
@@ -185,6 +187,13 @@ impl Application {
     /// on a store without users.
     pub fn setup_token(&self) -> Option<&SecretString> {
         self.setup_token.as_ref()
+    }
+
+    /// Serves `pages` (the web interface) beside the API, on every path the API does not take.
+    #[must_use]
+    pub fn with_pages(mut self, pages: axum::Router) -> Self {
+        self.pages = Some(pages);
+        self
     }
 
     pub fn stop_handle(&self) -> StopHandle {
@@ -223,7 +232,7 @@ impl Application {
             })
             .collect();
         let mut stop = self.stop_tx.subscribe();
-        let app = crate::routes::router(self.core.clone());
+        let app = crate::routes::router(self.core.clone(), self.pages);
         let limits = self.core.settings.limits.clone();
         let served = serve_http(self.listener, app, &limits, async move {
             let _ = stop.wait_for(|s| *s).await;

@@ -72,6 +72,9 @@ pub struct Core {
     /// The Cedar policies in force; a reload swaps them whole.
     pub policy: std::sync::RwLock<Arc<jitgate_policy::PolicyEngine>>,
     pub grant_events: broadcast::Sender<GrantEvent>,
+    /// Counts the committed changes people can see (every audit event but recorded
+    /// statements), so that open pages learn when to show the new state.
+    pub changes: tokio::sync::watch::Sender<u64>,
     pub engine: EngineWake,
     /// The gateway's live sessions in this process.
     pub sessions: Arc<crate::live_sessions::Sessions>,
@@ -152,6 +155,7 @@ impl Core {
             relying_party: keys.relying_party,
             policy: std::sync::RwLock::new(Arc::new(policy)),
             grant_events: broadcast::channel(4096).0,
+            changes: tokio::sync::watch::Sender::new(0),
             engine: EngineWake::new(),
             sessions: Arc::default(),
             gateway_addr: std::sync::OnceLock::new(),
@@ -198,6 +202,9 @@ impl Core {
             self.witnesses.wake();
         }
         log_events(&events);
+        if events.iter().any(|e| e.action != actions::SESSION_STATEMENTS) {
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Ok(events)
     }
 

@@ -2,6 +2,7 @@
 //! PostgreSQL. One test binary (as kanidm and zero2prod do), modules by topic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser_support;
 mod cluster;
 mod support;
 
@@ -9,6 +10,7 @@ mod architecture;
 mod audit;
 mod audit_witness;
 mod bad_input;
+mod browser;
 mod gateway;
 mod gateway_integrity;
 mod hardening;

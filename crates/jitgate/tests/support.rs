@@ -93,6 +93,8 @@ async fn start(settings: Settings, clock: Option<ManualClock>) -> (Application, 
     let app = Application::build(settings, shared, Some("test.toml"))
         .await
         .expect("server starts");
+    let pages = jitgate_web::router(app.core());
+    let app = app.with_pages(pages);
     let url = format!("http://{}", app.addr());
     (app, url)
 }
@@ -191,6 +193,8 @@ impl TestServer {
             let shared: Option<SharedClock> = clock.clone().map(|c| Arc::new(c) as SharedClock);
             match Application::build(settings.clone(), shared, Some("test.toml")).await {
                 Ok(app) => {
+                    let pages = jitgate_web::router(app.core());
+                    let app = app.with_pages(pages);
                     let url = format!("http://{}", app.addr());
                     break (app, url);
                 }

@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-pub use error::ApiError;
+pub use error::{status_of, ApiError};
 use jitgate_api::{
     AckBody, BootstrapBody, CodeBody, ConnectBody, CreateRequestBody, CreateUserBody, CredentialBody, ExplainBody, LoginBody, LoginMfaBody,
     MfaProof, PasskeyFinishBody, PasskeyStartBody, PasswordBody, ReviewBody, RevokeBody, TicketBody,
@@ -259,7 +259,9 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-pub fn router(state: AppState) -> Router {
+/// The API under `/api/v1`, the probes, and `pages` (the web interface, a router of its own
+/// crate) for every other path; without pages, other paths answer the API's 404.
+pub fn router(state: AppState, pages: Option<Router>) -> Router {
     let api = Router::new()
         .merge(identity::routes())
         .merge(mfa::routes())
@@ -270,13 +272,16 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .route("/openapi.json", get(openapi))
         .fallback(not_found);
-    Router::new()
+    let served = Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(state);
+    match pages {
+        Some(pages) => served.merge(pages.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))),
+        None => served.fallback(not_found),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -14,10 +14,22 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 impl Resources<'_> {
-    pub(crate) async fn named(&self, name: &str) -> Result<Resource, ServiceError> {
+    /// A resource by name; unknown names and names that do not parse are the same refusal.
+    pub async fn named(&self, name: &str) -> Result<Resource, ServiceError> {
         let unknown = || ServiceError::from(DomainError::UnknownResource(name.to_owned()));
         let parsed = ResourceName::parse(name).map_err(|_| unknown())?;
         self.store.resource(&parsed).await?.ok_or_else(unknown)
+    }
+
+    /// The members of each of `groups`: the catalogue names the people who may approve a role
+    /// (its stages' groups) to those who may ask for it, so nobody has to guess whom to call.
+    pub async fn members_of(
+        &self,
+        groups: &std::collections::BTreeSet<jitgate_core::names::GroupName>,
+    ) -> Result<std::collections::BTreeMap<jitgate_core::names::GroupName, Vec<jitgate_core::names::Username>>, ServiceError> {
+        let mut all = self.store.groups().await?;
+        all.retain(|g, _| groups.contains(g));
+        Ok(all)
     }
 
     pub async fn list(&self, caller: &Caller) -> Result<Vec<ResourceView>, ServiceError> {

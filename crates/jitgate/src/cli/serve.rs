@@ -87,6 +87,10 @@ pub(super) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         format!("SQLite in {}", settings.data_dir.display())
     };
     let app = jitgate_server::Application::build(settings, None, config_name.as_deref()).await?;
+    let app = {
+        let pages = jitgate_web::router(app.core());
+        app.with_pages(pages)
+    };
     #[cfg(unix)]
     {
         // SIGHUP reloads the policy files; a bad set is refused, logged and audited, and the

@@ -1,0 +1,163 @@
+//! What keeps the pages safe to use in a browser: the security headers on every answer, the
+//! cookies (session, sign-in ticket, pre-session CSRF) and the CSRF tokens that every change
+//! must carry.
+
+use crate::Web;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The session cookie over plain HTTP (localhost, a TLS-terminating proxy in front).
+pub const SESSION_COOKIE: &str = "jitgate_session";
+/// The session cookie when the pages' origin is `https://`: the `__Host-` prefix makes the
+/// browser refuse it unless it is `Secure`, for the whole host, and set by the host itself.
+pub const SESSION_COOKIE_SECURE: &str = "__Host-jitgate_session";
+const TICKET_COOKIE: &str = "jitgate_signin";
+const PRESESSION_COOKIE: &str = "jitgate_csrf";
+
+/// No script or style but our own files, no frames, forms only to ourselves. Images may be
+/// `data:` for the TOTP QR code.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub(crate) async fn headers(State(web): State<Web>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(h, "content-security-policy", CSP);
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-frame-options", "DENY");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "cross-origin-opener-policy", "same-origin");
+    set(h, "cross-origin-resource-policy", "same-origin");
+    set(h, "permissions-policy", "camera=(), microphone=(), geolocation=(), payment=()");
+    if !h.contains_key(header::CACHE_CONTROL) {
+        // Pages show who has access to what: nothing of them stays in a cache.
+        set(h, "cache-control", "no-store");
+    }
+    if web.secure {
+        set(h, "strict-transport-security", "max-age=31536000");
+    }
+    response
+}
+
+impl Web {
+    fn name(&self, plain: &'static str) -> String {
+        if self.secure {
+            format!("__Host-{plain}")
+        } else {
+            plain.to_owned()
+        }
+    }
+
+    fn cookie(&self, plain: &'static str, value: String, max_age_secs: i64) -> Cookie<'static> {
+        Cookie::build((self.name(plain), value))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(self.secure)
+            .max_age(time::Duration::seconds(max_age_secs))
+            .build()
+    }
+
+    fn removal(&self, plain: &'static str) -> Cookie<'static> {
+        let mut c = self.cookie(plain, String::new(), 0);
+        c.make_removal();
+        c
+    }
+
+    pub fn session_of<'a>(&self, jar: &'a CookieJar) -> Option<&'a str> {
+        jar.get(&self.name(SESSION_COOKIE)).map(Cookie::value).filter(|v| !v.is_empty())
+    }
+
+    pub fn with_session(&self, jar: CookieJar, token: &str, max_age_secs: i64) -> CookieJar {
+        jar.add(self.cookie(SESSION_COOKIE, token.to_owned(), max_age_secs))
+            .remove(self.removal(TICKET_COOKIE))
+    }
+
+    pub fn without_session(&self, jar: CookieJar) -> CookieJar {
+        jar.remove(self.removal(SESSION_COOKIE))
+    }
+
+    pub fn ticket_of<'a>(&self, jar: &'a CookieJar) -> Option<&'a str> {
+        jar.get(&self.name(TICKET_COOKIE)).map(Cookie::value).filter(|v| !v.is_empty())
+    }
+
+    /// The sign-in ticket stays in a cookie between the password and the second factor: never
+    /// in the page or the address, where it could be copied or logged.
+    pub fn with_ticket(&self, jar: CookieJar, ticket: &str, max_age_secs: i64) -> CookieJar {
+        jar.add(self.cookie(TICKET_COOKIE, ticket.to_owned(), max_age_secs))
+    }
+
+    /// The CSRF token of a visitor without a session (the sign-in forms), as a double-submit
+    /// cookie: made when the form is first shown.
+    pub fn presession_token(&self, jar: CookieJar) -> (CookieJar, String) {
+        match jar.get(&self.name(PRESESSION_COOKIE)).map(|c| c.value().to_owned()) {
+            Some(t) if t.len() == 64 => (jar, t),
+            _ => {
+                let token = hex::encode(rand::random::<[u8; 32]>());
+                (jar.add(self.cookie(PRESESSION_COOKIE, token.clone(), 3600)), token)
+            }
+        }
+    }
+
+    /// Whether a sign-in form came with the token its cookie holds.
+    pub fn presession_ok(&self, jar: &CookieJar, submitted: &str) -> bool {
+        jar.get(&self.name(PRESESSION_COOKIE))
+            .is_some_and(|c| c.value().len() == 64 && same(c.value(), submitted))
+    }
+}
+
+/// The CSRF token of a session: a digest of its token, so it needs no storage, differs per
+/// session, and tells nothing about the session token itself.
+pub fn csrf_token_for(session_token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"jitgate-web-csrf\0");
+    h.update(session_token.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Compares in constant time.
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Where to go after signing in: only a path on this site (`/x`, not `//host` or `/\host`,
+/// which browsers read as another host).
+pub(crate) fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\") && !p.contains(['\r', '\n']) => p.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(local_path(Some("/requests/abc")), "/requests/abc");
+        assert_eq!(local_path(Some("//evil.example/")), "/");
+        assert_eq!(local_path(Some("/\\evil.example")), "/");
+        assert_eq!(local_path(Some("https://evil.example/")), "/");
+        assert_eq!(local_path(Some("/x\r\nSet-Cookie: a=b")), "/");
+        assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn csrf_tokens_differ_per_session_and_compare_exactly() {
+        let a = csrf_token_for("one");
+        assert_eq!(a, csrf_token_for("one"));
+        assert_ne!(a, csrf_token_for("two"));
+        assert!(same(&a, &a.clone()));
+        assert!(!same(&a, &a[..63]));
+        assert!(!same(&a, ""));
+    }
+}

@@ -1,0 +1,300 @@
+//! The web pages in a real headless Chromium: the golden path from sign-in to expiry with two
+//! people in two browsers, and the refusals a page must make. The server runs on the real
+//! clock here (the browser's countdown and the TOTP codes follow real time).
+
+use crate::browser_support::{Browser, Driver};
+use crate::mfa_support::code;
+use crate::support::*;
+use jitgate_client::ListParams;
+use jitgate_core::Timestamp;
+use std::time::Duration;
+
+fn now() -> Timestamp {
+    jitgate_server::clock::Clock::now(&jitgate_server::clock::SystemClock)
+}
+
+/// The server as a browser must address it: `localhost` is a secure context (passkeys work
+/// there without TLS) and the server's default WebAuthn origin.
+fn browser_base(s: &TestServer) -> String {
+    s.url.replace("127.0.0.1", "localhost")
+}
+
+/// Signs in with the password; lands on the second-factor page if one is due.
+async fn sign_in_with_password(b: &Browser, user: &str) {
+    b.goto("/").await;
+    b.wait_until("the sign-in page", Duration::from_secs(5), || async { b.path().await == "/signin" })
+        .await;
+    b.fill("#username", user).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form[action='/signin'] button[type=submit]").await;
+}
+
+/// Counted by the administrator (alice's own login would need her second factor).
+async fn pending_requests_of(s: &TestServer, user: &str) -> usize {
+    s.admin
+        .requests(&ListParams {
+            scope: Some("all".into()),
+            status: Some("pending".into()),
+            ..ListParams::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.request.requester.as_str() == user)
+        .count()
+}
+
+/// Sign in with a TOTP code; request; in a second browser the approver signs in with a passkey
+/// from Chromium's virtual authenticator and approves with a passkey step-up (after a try
+/// without a factor is refused); the requester's open page shows the grant without a reload,
+/// counts it down, and shows it expired when it ends. Screenshots of the inbox, the request
+/// form and the grant, at desktop and phone widths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_approve_with_a_passkey_and_watch_the_grant_end_in_the_browser() {
+    let s = TestServer::spawn(false).await;
+    let base = browser_base(&s);
+    let shots = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+
+    // alice has an authenticator app (enrolled through the API); bob has nothing yet.
+    let alice_api = s.login("alice").await;
+    let secret = alice_api.totp_enrol().await.unwrap().secret.expose().to_owned();
+    alice_api.totp_confirm(&code(&secret, now())).await.unwrap();
+
+    // alice signs in with her password and a code (the next step's: this step's code was used
+    // by the enrolment, and a used code is refused).
+    let alice = driver.browser(&base).await;
+    sign_in_with_password(&alice, "alice").await;
+    alice
+        .wait_until("the second-factor page", Duration::from_secs(5), || async {
+            alice.path().await == "/signin/mfa"
+        })
+        .await;
+    alice
+        .fill("#code", &code(&secret, now().saturating_add(Duration::from_secs(30))))
+        .await;
+    alice.click("form[action='/signin/mfa'] button[type=submit]").await;
+    alice.wait_text("h1", "Hello", Duration::from_secs(5)).await;
+
+    // bob signs in (no factor yet), adds a passkey in the page, signs out, and signs in again
+    // with the passkey.
+    let bob = driver.browser(&base).await;
+    let authenticator = bob.add_virtual_authenticator().await;
+    sign_in_with_password(&bob, "bob").await;
+    bob.wait_text("h1", "Hello", Duration::from_secs(5)).await;
+    bob.goto("/mfa").await;
+    bob.fill("#passkey-name", "chromium").await;
+    bob.click("[data-passkey-register]").await;
+    bob.wait_until("the passkey added", Duration::from_secs(10), || async {
+        bob.js("return document.body.dataset.passkeyAdded || ''").await == "1"
+    })
+    .await;
+    assert_eq!(bob.authenticator_credentials(&authenticator).await.len(), 1);
+    assert_eq!(
+        bob.js("return document.querySelectorAll('#recovery-codes-new [data-codes] li').length")
+            .await,
+        10,
+        "a first factor comes with recovery codes, shown once"
+    );
+    bob.click(".signout button").await;
+    bob.wait_until("signed out", Duration::from_secs(5), || async { bob.path().await == "/signin" })
+        .await;
+    sign_in_with_password(&bob, "bob").await;
+    bob.wait_until("the second-factor page", Duration::from_secs(5), || async {
+        bob.path().await == "/signin/mfa"
+    })
+    .await;
+    bob.click("#signin-passkey").await;
+    bob.wait_text("h1", "Hello", Duration::from_secs(10)).await;
+
+    // alice asks for read on prod-db for a minute.
+    alice.goto("/catalogue").await;
+    alice.click("a[href='/requests/new?resource=prod-db&role=read']").await;
+    alice.wait_text("h1", "Request read on prod-db", Duration::from_secs(5)).await;
+    alice.fill("#reason", "the nightly report is slow; look at its plan").await;
+    alice.fill("#duration", "1m").await;
+    alice.screenshot("request-form-desktop", 1280, 900, shots.path()).await;
+    alice.screenshot("request-form-phone", 390, 844, shots.path()).await;
+    alice.click("#request-form button[type=submit]").await;
+    alice.wait_text("#request-status", "pending", Duration::from_secs(5)).await;
+    let request_id = alice.path().await.trim_start_matches("/requests/").to_owned();
+    assert_eq!(pending_requests_of(&s, "alice").await, 1);
+
+    // alice keeps her grants open; it follows changes live.
+    alice.goto("/grants").await;
+    alice
+        .wait_until("the page following changes", Duration::from_secs(5), || async {
+            alice.js("return document.body.dataset.live || ''").await == "open"
+        })
+        .await;
+    alice.js("window.jitgateTestMark = 'still the same page'; return null").await;
+    assert!(!alice.exists("[data-grant]").await, "no grant before the approval");
+
+    // bob finds it in his inbox.
+    bob.goto("/inbox").await;
+    bob.wait_text("#requests-live", "read on prod-db", Duration::from_secs(5)).await;
+    bob.screenshot("inbox-desktop", 1280, 900, shots.path()).await;
+    bob.screenshot("inbox-phone", 390, 844, shots.path()).await;
+    bob.click(&format!("a[href='/requests/{request_id}']")).await;
+    bob.wait_text("#request-status", "pending", Duration::from_secs(5)).await;
+    bob.fill("#comment", "ok for an hour of looking").await;
+
+    // Approving without a factor is refused, and changes nothing.
+    bob.click("#review-form button[value=approve]").await;
+    bob.wait_text("#form-error", "needs your second factor", Duration::from_secs(5))
+        .await;
+    assert_eq!(pending_requests_of(&s, "alice").await, 1, "still pending");
+
+    // With the passkey it is approved.
+    bob.click("#review-form [data-passkey-submit]").await;
+    bob.wait_text("#request-status", "approved", Duration::from_secs(10)).await;
+    let reviews = s.admin.request(&request_id).await.unwrap().reviews;
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0].mfa_method.map(|m| m.as_str()), Some("webauthn"));
+
+    // alice's open page shows the grant, without a reload, and counts it down.
+    alice
+        .wait_text("[data-grant] [data-status]", "active", Duration::from_secs(5))
+        .await;
+    let first = alice.text("[data-grant] .countdown").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let later = alice.text("[data-grant] .countdown").await;
+    assert_ne!(first, later, "the countdown runs");
+    alice.screenshot("grant-desktop", 1280, 900, shots.path()).await;
+    alice.screenshot("grant-phone", 390, 844, shots.path()).await;
+
+    // It reaches zero and the page shows the grant expired, still without a reload.
+    alice
+        .wait_text("[data-grant] [data-status]", "expired", Duration::from_secs(90))
+        .await;
+    assert!(!alice.exists("[data-countdown]").await, "an ended grant has no countdown");
+    assert_eq!(
+        alice.js("return window.jitgateTestMark || ''").await,
+        "still the same page",
+        "the page was not reloaded"
+    );
+    alice.close().await;
+    bob.close().await;
+}
+
+/// What a page must refuse, from a signed-in browser: a change without the session's CSRF
+/// token (or with another session's), another person's request, and the security headers
+/// and script rules on every page; and every page passes axe-core without a serious
+/// violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_refuse_forged_forms_and_other_peoples_requests_and_carry_their_headers() {
+    let s = TestServer::spawn(false).await;
+    let base = browser_base(&s);
+    let driver = Driver::start().await;
+
+    // dave's request, which alice may not see (she is neither its requester nor an approver).
+    let dave = s.login("dave").await;
+    let daves = dave
+        .create_request(&request_body("prod-db", "read", None, "dave needs to look"))
+        .await
+        .unwrap();
+    let alices = s
+        .login("alice")
+        .await
+        .create_request(&request_body("prod-db", "read", None, "alice needs to look"))
+        .await
+        .unwrap();
+
+    let alice = driver.browser(&base).await;
+    sign_in_with_password(&alice, "alice").await;
+    alice.wait_text("h1", "Hello", Duration::from_secs(5)).await;
+
+    alice.goto(&format!("/requests/{}", daves.id)).await;
+    assert_eq!(alice.text("h1").await, "Not found");
+    assert!(!alice.text("main").await.contains("dave needs to look"));
+
+    // A form post without the token, with a made-up one, and with one from another session:
+    // each refused, nothing created.
+    let before = pending_requests_of(&s, "alice").await;
+    let other_session = jitgate_client::Client::new(&s.url, None).login("alice", PASSWORD).await.unwrap();
+    let other_token = jitgate_web::csrf_token_for(other_session.token.expose());
+    for csrf in [None, Some("0".repeat(64)), Some(other_token)] {
+        let body = match &csrf {
+            Some(t) => format!("csrf={t}&resource=prod-db&role=read&reason=forged+request"),
+            None => "resource=prod-db&role=read&reason=forged+request".to_owned(),
+        };
+        let status = alice
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 fetch('/requests', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: arguments[0] })
+                   .then(r => done(r.status));",
+                vec![body.into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 403, "csrf {csrf:?}");
+    }
+    assert_eq!(pending_requests_of(&s, "alice").await, before, "nothing was created");
+
+    // Every page: the security headers, no inline script or style, and no serious
+    // accessibility violation.
+    let cookie = alice.client.get_named_cookie(jitgate_web::SESSION_COOKIE).await.unwrap();
+    let cookie_header = format!("{}={}", cookie.name(), cookie.value());
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let inline_handler = regex::Regex::new(r#"(?i)<[^>]+\son[a-z]+\s*="#).unwrap();
+    let inline_style = regex::Regex::new(r#"(?i)<[^>]+\sstyle\s*="#).unwrap();
+    let inline_script = regex::Regex::new(r#"(?is)<script(?:\s[^>]*)?>\s*[^<\s]"#).unwrap();
+    let pages = [
+        "/".to_owned(),
+        "/catalogue".into(),
+        "/requests/new?resource=prod-db&role=write".into(),
+        "/requests".into(),
+        format!("/requests/{}", alices.id),
+        "/inbox".into(),
+        "/grants".into(),
+        "/mfa".into(),
+        "/no-such-page".into(),
+    ];
+    // The sign-in page is seen without a session (with one, it sends the visitor on).
+    for (path, cookie) in pages.iter().map(|p| (p.as_str(), cookie_header.as_str())).chain([("/signin", "")]) {
+        let r = http.get(format!("{}{path}", s.url)).header("cookie", cookie).send().await.unwrap();
+        let h = r.headers().clone();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for rule in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(csp.contains(rule), "{path}: CSP {csp} lacks {rule}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        let html = r.text().await.unwrap();
+        assert!(html.starts_with("<!doctype html>"), "{path}: {html}");
+        assert!(!inline_handler.is_match(&html), "{path}: an inline event handler");
+        assert!(!inline_style.is_match(&html), "{path}: an inline style");
+        assert!(!inline_script.is_match(&html), "{path}: an inline script");
+    }
+    for path in &pages {
+        alice.goto(path).await;
+        let violations = alice.accessibility_violations().await;
+        assert!(violations.is_empty(), "{path}:\n{}", violations.join("\n"));
+    }
+    // The checker does find what it checks for: an image without a text alternative.
+    alice
+        .js("document.querySelector('main').insertAdjacentHTML('beforeend', '<img src=\"/static/app.css\">'); return null")
+        .await;
+    let violations = alice.accessibility_violations().await;
+    assert!(violations.iter().any(|v| v.contains("image-alt")), "{violations:?}");
+    let anonymous = driver.browser(&base).await;
+    anonymous.goto("/signin").await;
+    let violations = anonymous.accessibility_violations().await;
+    assert!(violations.is_empty(), "/signin:\n{}", violations.join("\n"));
+    anonymous.close().await;
+    alice.close().await;
+}
