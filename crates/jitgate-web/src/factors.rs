@@ -3,6 +3,7 @@
 //! and a new set of recovery codes. The same enrolment calls as the API, with its rule that a
 //! person who has a factor must have proved one lately to change them.
 
+use crate::forms::script_error;
 use crate::visitor::{render, render_with, Change, Chrome, PageError, ScriptCall, Visitor};
 use crate::Web;
 use askama::Template;
@@ -52,7 +53,7 @@ pub(crate) async fn show(State(web): State<Web>, v: Visitor) -> Result<Response,
     render(&page(&web, &v).await?)
 }
 
-pub(crate) async fn totp_start(State(web): State<Web>, change: Change<crate::signin::Nothing>) -> Result<Response, PageError> {
+pub(crate) async fn totp_start(State(web): State<Web>, change: Change<crate::forms::Nothing>) -> Result<Response, PageError> {
     let v = change.visitor;
     match web.app.enrolment().totp_start(&v.caller).await {
         Ok(enrolment) => {
@@ -97,7 +98,7 @@ pub(crate) async fn totp_confirm(State(web): State<Web>, change: Change<CodeForm
     }
 }
 
-pub(crate) async fn recovery_codes(State(web): State<Web>, change: Change<crate::signin::Nothing>) -> Result<Response, PageError> {
+pub(crate) async fn recovery_codes(State(web): State<Web>, change: Change<crate::forms::Nothing>) -> Result<Response, PageError> {
     let v = change.visitor;
     match web.app.enrolment().recovery_codes(&v.caller).await {
         Ok(made) => {
@@ -122,11 +123,6 @@ pub(crate) async fn passkey_remove(State(web): State<Web>, change: Change<Passke
         Ok(()) => Ok(Redirect::to("/mfa").into_response()),
         Err(e) => refused(&web, &v, e).await,
     }
-}
-
-fn script_error(e: &ServiceError) -> Response {
-    let body = serde_json::json!({"error": {"code": e.code, "message": e.message}});
-    (jitgate_server::routes::status_of(e.kind), Json(body)).into_response()
 }
 
 #[derive(Deserialize)]

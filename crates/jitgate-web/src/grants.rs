@@ -1,7 +1,7 @@
 //! "My grants": live ones with a countdown to their end, revoke, and connect (a one-time
 //! token for the gateway, shown once).
 
-use crate::pages::Factor;
+use crate::forms::Factor;
 use crate::visitor::{render, render_with, Change, Chrome, PageError, Visitor};
 use crate::Web;
 use askama::Template;
@@ -41,7 +41,7 @@ impl GrantRow {
             live: matches!(g.status, GrantStatus::Active | GrantStatus::Scheduled),
             starts_at: g.starts_at.to_rfc3339(),
             ends_at: g.ends_at.to_rfc3339(),
-            left: crate::pages::human_duration(u64::try_from(left_ms / 1000).unwrap_or(0)),
+            left: crate::forms::human_duration(u64::try_from(left_ms / 1000).unwrap_or(0)),
             db_role: g.db_role.clone().unwrap_or_default(),
             revoke_reason: g.revoke_reason.clone().unwrap_or_default(),
         }

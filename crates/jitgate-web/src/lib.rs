@@ -9,6 +9,7 @@
 
 mod assets;
 mod factors;
+mod forms;
 mod grants;
 mod live;
 mod pages;

@@ -1,6 +1,6 @@
 //! The requester's catalogue, request form and requests, and the approver's inbox and review.
 
-use crate::pages::{human_duration, Factor};
+use crate::forms::{human_duration, Factor};
 use crate::visitor::{render, render_with, Change, Chrome, PageError, Visitor};
 use crate::Web;
 use askama::Template;
@@ -335,7 +335,7 @@ pub(crate) async fn review(State(web): State<Web>, Path(id): Path<String>, chang
 pub(crate) async fn cancel(
     State(web): State<Web>,
     Path(id): Path<String>,
-    change: Change<crate::signin::Nothing>,
+    change: Change<crate::forms::Nothing>,
 ) -> Result<Response, PageError> {
     web.app.requests().cancel(&change.visitor.caller, &id).await?;
     Ok(Redirect::to(&format!("/requests/{id}")).into_response())

@@ -2,6 +2,7 @@
 //! calls as `POST /api/v1/login` and `/login/mfa`, with the same attempt limits and audit
 //! events; the session token goes into an HttpOnly cookie instead of the answer.
 
+use crate::forms::script_error;
 use crate::security::local_path;
 use crate::visitor::{render, render_with, Change, Chrome, PageError, Peer};
 use crate::Web;
@@ -210,12 +211,6 @@ async fn finish(web: &Web, peer: Peer, ticket: String, mfa: MfaProof) -> Result<
     Ok((session.token.expose().to_owned(), seconds_until(web, session.expires_at)))
 }
 
-/// A JSON refusal for the page's script: `{"error": {"code", "message"}}` as the API answers.
-fn script_error(e: &ServiceError) -> Response {
-    let body = serde_json::json!({"error": {"code": e.code, "message": e.message}});
-    (jitgate_server::routes::status_of(e.kind), Json(body)).into_response()
-}
-
 fn presession_header_ok(web: &Web, jar: &CookieJar, headers: &axum::http::HeaderMap) -> bool {
     let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
     web.presession_ok(jar, sent)
@@ -272,10 +267,7 @@ pub(crate) async fn passkey(
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct Nothing {}
-
-pub(crate) async fn signout(State(web): State<Web>, jar: CookieJar, change: Change<Nothing>) -> Result<Response, PageError> {
+pub(crate) async fn signout(State(web): State<Web>, jar: CookieJar, change: Change<crate::forms::Nothing>) -> Result<Response, PageError> {
     web.app.identity().logout(&change.visitor.caller).await?;
     Ok((web.without_session(jar), Redirect::to("/signin")).into_response())
 }
