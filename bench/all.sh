@@ -5,7 +5,7 @@
 # touches a hot path (a request, a decision, the relay, the audit writer), and say so.
 #
 #   bench/all.sh                 # run, compare, exit 1 if any figure dropped by more than 20 %
-#   ONLY="flows expiry" bench/all.sh   # some of: flows history expiry verify mfa pgbench startup idle flood
+#   ONLY="flows expiry" bench/all.sh   # some of: flows history expiry verify mfa pages pgbench startup idle flood
 #   RECORD=1 bench/all.sh        # also print a new baseline block (paste it into docs/benchmarks.md)
 #
 # The short profile is for catching regressions, not for the figures of record: the sections
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export JITGATE_TEST_PG_URL="${JITGATE_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-only=" ${ONLY:-flows history expiry verify mfa pgbench startup idle flood} "
+only=" ${ONLY:-flows history expiry verify mfa pages pgbench startup idle flood} "
 want() { [[ "$only" == *" $1 "* ]]; }
 
 echo "# bench/all.sh: building (release)" >&2
@@ -84,6 +84,14 @@ if want pgbench; then
     metric "pgbench.$proto.c8.jitgate_tps" "${f[n-10]}" higher
     metric "pgbench.$proto.c8.jitgate_per_pgbouncer" "${f[n-4]}" higher
     metric "pgbench.$proto.c8.jitgate_per_relay" "${f[n-3]}" higher
+  done
+fi
+if want pages; then
+  # Issue #14: the web pages' server time with 10,000 past requests.
+  for backend in sqlite postgres; do
+    line=$(run pages $b pages --backend $backend --samples 200)
+    metric "pages.$backend.inbox_p99_ms" "$(field "$line" inbox_p99_ms)" lower
+    metric "pages.$backend.grants_p99_ms" "$(field "$line" grants_p99_ms)" lower
   done
 fi
 if want startup; then

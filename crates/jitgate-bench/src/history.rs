@@ -23,6 +23,16 @@ pub(crate) struct History {
 }
 
 impl History {
+    /// `grants` ended grants with their requests, `alices` of them alice's.
+    pub(crate) fn of(grants: usize, alices: usize) -> Self {
+        Self {
+            history_grants: grants.saturating_sub(alices),
+            history_alice: alices,
+            history_users: 1000,
+            history_events: 0,
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.history_grants == 0 && self.history_alice == 0 && self.history_events == 0
     }

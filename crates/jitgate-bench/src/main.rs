@@ -9,6 +9,8 @@
 //!   one call, and the in-process cost of each credential check (Argon2id at OWASP's minimum,
 //!   TOTP check, seed decryption, recovery-code hash).
 //!
+//! - `pages`: the web pages' server time (inbox, grants, home) with a history of requests.
+//!
 //! Run with `scripts/bench.sh`, which builds in release mode and prints the table for
 //! docs/benchmarks.md.
 
@@ -17,6 +19,7 @@ mod history;
 mod idle;
 mod login_flood;
 mod mfa;
+mod pages;
 
 use history::{approved_request, checkpoint, History};
 
@@ -106,6 +109,19 @@ enum Cmd {
         /// answer).
         #[arg(long, default_value_t = 0)]
         give_up_ms: u64,
+    },
+    /// The web pages' server time with a history of requests in the store.
+    Pages {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        /// Past requests (each with its ended grant), a fifth of them alice's.
+        #[arg(long, default_value_t = 10_000)]
+        history_requests: usize,
+        /// Requests of alice's waiting for bob's review.
+        #[arg(long, default_value_t = 100)]
+        pending: usize,
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
     },
     Expiry {
         #[arg(long, default_value = "sqlite")]
@@ -207,6 +223,11 @@ impl Bench {
         tweak(&mut s);
         let filled = history.fill(&s).await?;
         let app = Application::build(s, clock, None).await?;
+        // With the pages, as `jitgate serve` runs.
+        let app = {
+            let pages = jitgate_web::router(app.core());
+            app.with_pages(pages)
+        };
         let url = format!("http://{}", app.addr());
         let token = app.setup_token().context("fresh store")?.expose_secret().to_owned();
         let stop = app.stop_handle();
@@ -472,6 +493,12 @@ async fn main() -> Result<()> {
             history,
         } => flows(&backend, n, concurrency, &witness, history).await,
         Cmd::Verify { backend, events } => verify(&backend, events).await,
+        Cmd::Pages {
+            backend,
+            history_requests,
+            pending,
+            samples,
+        } => pages::pages(&backend, history_requests, pending, samples).await,
         Cmd::Mfa { backend, logins } => mfa::mfa(&backend, logins).await,
         Cmd::Idle { jitgate, connections, tls } => idle::idle(&jitgate, connections, tls).await,
         Cmd::BareRelay { listen, upstream } => bare_relay::run(&listen, &upstream).await,

@@ -4,7 +4,7 @@
 use crate::audit_log::{load_or_create_signing_key, read_or_create_private_file};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
-use crate::core::{AppState, Core, GatewayCa, Keys};
+use crate::core::{AppState, Core, Keys};
 use jitgate_auth::passkeys::RelyingParty;
 use jitgate_auth::secret_box::KeyRing;
 use secrecy::SecretString;
@@ -21,6 +21,8 @@ pub struct Application {
     setup_token: Option<SecretString>,
     stop_tx: watch::Sender<bool>,
     pages: Option<axum::Router>,
+    /// HTTPS on the HTTP listener (`server.tls`).
+    http_tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// The runtime the gateway's sessions run on (`gateway.threads` workers), apart from the
@@ -121,11 +123,13 @@ impl Application {
         let addr = listener.local_addr().map_err(|e| StartError::Listen(settings.http, e))?;
         let policy = crate::policy::load_engine(&settings)?;
         let secrets = load_secrets(&settings)?;
+        let http_tls = crate::tls::http(&settings).map_err(StartError::Setup)?;
         let rp_id = settings.webauthn_rp_id.clone().unwrap_or_else(|| "localhost".into());
+        let scheme = if http_tls.is_some() { "https" } else { "http" };
         let origin = settings
             .webauthn_origin
             .clone()
-            .unwrap_or_else(|| format!("http://localhost:{}", addr.port()));
+            .unwrap_or_else(|| format!("{scheme}://localhost:{}", addr.port()));
         let relying_party = RelyingParty::new(&rp_id, &origin).map_err(|e| StartError::Webauthn(e.to_string()))?;
         let keys = Keys {
             signing: key,
@@ -141,7 +145,7 @@ impl Application {
         let stop_tx = watch::channel(false).0;
         let gateway = match core.settings.gateway {
             Some(at) => {
-                let (tls, ca) = gateway_tls(&core.settings).map_err(StartError::Setup)?;
+                let (tls, ca) = crate::tls::gateway(&core.settings).map_err(StartError::Setup)?;
                 let _ = core.gateway_ca.set(ca);
                 let runtime = GatewayRuntime::start(core.settings.gateway_threads).map_err(|e| StartError::Gateway(at, e))?;
                 let broker = crate::gateway::GatewayBroker::start(core.clone(), stop_tx.subscribe());
@@ -167,7 +171,13 @@ impl Application {
             setup_token,
             stop_tx,
             pages: None,
+            http_tls,
         })
+    }
+
+    /// Whether the HTTP listener speaks HTTPS.
+    pub fn serves_https(&self) -> bool {
+        self.http_tls.is_some()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -234,7 +244,7 @@ impl Application {
         let mut stop = self.stop_tx.subscribe();
         let app = crate::routes::router(self.core.clone(), self.pages);
         let limits = self.core.settings.limits.clone();
-        let served = serve_http(self.listener, app, &limits, async move {
+        let served = serve_http(self.listener, self.http_tls, app, &limits, async move {
             let _ = stop.wait_for(|s| *s).await;
         })
         .await;
@@ -273,6 +283,7 @@ impl Application {
 /// not offered: its clients may idle legitimately, and jitgate's clients speak HTTP/1.1.
 async fn serve_http(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
     limits: &crate::limits::LimitSettings,
     stop: impl std::future::Future<Output = ()>,
@@ -349,9 +360,21 @@ async fn serve_http(
             }
         });
         let stream = crate::limits::StallGuard::new(stream, limits.http_header_timeout);
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let watcher = graceful.watcher();
+        let (http, tls, handshake_limit) = (http.clone(), tls.clone(), limits.http_header_timeout);
         tokio::spawn(async move {
-            let _ = connection.await;
+            match tls {
+                None => {
+                    let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await;
+                }
+                // The handshake runs here, not in the accepting loop, and has the head's
+                // deadline: a client that opens and stays silent holds nothing for long.
+                Some(acceptor) => {
+                    if let Ok(Ok(stream)) = tokio::time::timeout(handshake_limit, acceptor.accept(stream)).await {
+                        let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await;
+                    }
+                }
+            }
             drop((permit, address_slot));
         });
     }
@@ -366,86 +389,6 @@ async fn serve_http(
 
 fn humantime_secs(d: std::time::Duration) -> String {
     format!("{}s", d.as_secs())
-}
-
-/// The gateway's TLS: the configured certificate and key, or for the embedded default a
-/// self-signed pair for `localhost` and 127.0.0.1 made on first start (key 0600); and what
-/// clients trust to verify it: `gateway.tls_ca`, else the chain's last certificate (the
-/// self-signed one itself, which OpenSSL, hence libpq's `sslmode=verify-full`, accepts as
-/// `sslrootcert`).
-fn gateway_tls(settings: &Settings) -> Result<(Arc<tokio_rustls::rustls::ServerConfig>, GatewayCa), String> {
-    use sha2::Digest;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let (cert_path, key_path) = match &settings.gateway_tls {
-        Some((c, k)) => (c.clone(), k.clone()),
-        None => {
-            let c = settings.data_dir.join("gateway-tls.crt");
-            let k = settings.data_dir.join("gateway-tls.key");
-            if !c.exists() || !k.exists() {
-                // One half without the other is of no use: make both.
-                match std::fs::remove_file(&k) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("{}: {e}", k.display())),
-                    _ => {}
-                }
-                let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-                // The name clients are told to use, when it is another (made into the first
-                // certificate only: change it later with a certificate of your own).
-                if let Some(h) = settings.gateway_public_host.as_ref().filter(|h| !names.contains(h)) {
-                    names.push(h.clone());
-                }
-                let pair = rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot make a certificate: {e}"))?;
-                let key = pair.signing_key.serialize_pem();
-                read_or_create_private_file(&k, || zeroize::Zeroizing::new(key))?;
-                std::fs::write(&c, pair.cert.pem()).map_err(|e| format!("{}: {e}", c.display()))?;
-                tracing::info!(cert = %c.display(), "made a self-signed certificate for the gateway (localhost, 127.0.0.1)");
-            }
-            (c, k)
-        }
-    };
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let certs_in = |p: &std::path::Path| -> Result<Vec<CertificateDer<'static>>, String> {
-        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut read(p)?.as_slice())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", p.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{}: no certificate", p.display()));
-        }
-        Ok(certs)
-    };
-    let certs = certs_in(&cert_path)?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut read(&key_path)?.as_slice())
-        .map_err(|e| format!("{}: {e}", key_path.display()))?
-        .ok_or_else(|| format!("{}: no private key", key_path.display()))?;
-    // Only certificates go to clients, re-encoded: never whatever else the file holds.
-    let trusted = match &settings.gateway_tls_ca {
-        Some(p) => certs_in(p)?,
-        None => certs[certs.len() - 1..].to_vec(),
-    };
-    let ca = GatewayCa {
-        pem: trusted.iter().map(|c| pem_certificate(c)).collect(),
-        sha256: hex::encode(sha2::Sha256::digest(trusted[0].as_ref())),
-    };
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("gateway TLS: {e}"))?;
-    Ok((Arc::new(config), ca))
-}
-
-/// One certificate as PEM, 64 characters a line.
-fn pem_certificate(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
 }
 
 /// `JITGATE_SECRETS_KEY` when set (production: from a secret manager), else the key file,

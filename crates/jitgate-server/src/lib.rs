@@ -16,6 +16,7 @@ pub mod readiness;
 pub mod recording;
 pub mod routes;
 pub mod services;
+pub mod tls;
 pub mod upstream;
 pub mod witness;
 

@@ -41,8 +41,12 @@ pub trait AccessReads: Send + Sync {
     async fn request(&self, id: &str) -> Result<Option<AccessRequest>>;
     async fn requests(&self, filter: &RequestFilter) -> Result<Vec<AccessRequest>>;
     async fn reviews(&self, request_id: &str) -> Result<Vec<Review>>;
+    /// Of the requests `ids`, those `reviewer` has reviewed (one read for a whole inbox).
+    async fn reviewed_by(&self, reviewer: &Username, ids: &[String]) -> Result<std::collections::BTreeSet<String>>;
     async fn grant(&self, id: &str) -> Result<Option<Grant>>;
     async fn grant_for_request(&self, request_id: &str) -> Result<Option<Grant>>;
+    /// The grant id of each of the requests `ids` that has one (one read for a whole list).
+    async fn grant_ids_for_requests(&self, ids: &[String]) -> Result<std::collections::BTreeMap<String, String>>;
     async fn grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>>;
     /// `user`'s scheduled and active grants (those with a deadline still to come or not yet
     /// swept), by index, however long their history; callers judge them at their `now`.
@@ -206,6 +210,32 @@ macro_rules! access_sql {
 
             async fn reviews(&self, id: &str) -> Result<Vec<Review>, StoreError> {
                 q_reviews(&self.read, id).await
+            }
+
+            async fn reviewed_by(&self, reviewer: &Username, ids: &[String]) -> Result<std::collections::BTreeSet<String>, StoreError> {
+                let mut out = std::collections::BTreeSet::new();
+                for chunk in ids.chunks(IN_CHUNK) {
+                    let sql = format!("SELECT request_id FROM reviews WHERE reviewer = $1 AND request_id IN ({})", placeholders(2, chunk.len()));
+                    let mut q = sqlx::query_scalar::<_, String>(&sql).bind(reviewer.as_str());
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    out.extend(q.fetch_all(&self.read).await?);
+                }
+                Ok(out)
+            }
+
+            async fn grant_ids_for_requests(&self, ids: &[String]) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+                let mut out = std::collections::BTreeMap::new();
+                for chunk in ids.chunks(IN_CHUNK) {
+                    let sql = format!("SELECT request_id, id FROM grants WHERE request_id IN ({})", placeholders(1, chunk.len()));
+                    let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    out.extend(q.fetch_all(&self.read).await?);
+                }
+                Ok(out)
             }
 
             async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {

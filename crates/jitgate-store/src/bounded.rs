@@ -154,8 +154,10 @@ bounded_reads! {
             request(id: &str) -> Option<AccessRequest>;
             requests(filter: &RequestFilter) -> Vec<AccessRequest>;
             reviews(request_id: &str) -> Vec<Review>;
+            reviewed_by(reviewer: &Username, ids: &[String]) -> std::collections::BTreeSet<String>;
             grant(id: &str) -> Option<Grant>;
             grant_for_request(request_id: &str) -> Option<Grant>;
+            grant_ids_for_requests(ids: &[String]) -> std::collections::BTreeMap<String, String>;
             grants(filter: &GrantFilter) -> Vec<Grant>;
             live_grants_of(user: &Username) -> Vec<Grant>;
             active_roles_of(user: &Username, now: Timestamp) -> Vec<String>;
@@ -202,6 +204,7 @@ bounded_reads! {
         }
         each {
             ephemeral_role(grant_id: &str) -> Option<EphemeralRoleRecord>;
+            ephemeral_roles_for(grant_ids: &[String]) -> Vec<EphemeralRoleRecord>;
             resource_credential(resource: &ResourceName, role: Option<&RoleName>) -> Option<ResourceCredentialRecord>;
             ephemeral_roles_in(state: DbRoleState) -> Vec<EphemeralRoleRecord>;
             db_sessions(user: Option<&Username>, live_only: bool, limit: i64) -> Vec<GatewaySession>;

@@ -99,6 +99,8 @@ pub struct KillFeed {
 #[async_trait]
 pub trait GatewayReads: Send + Sync {
     async fn ephemeral_role(&self, grant_id: &str) -> Result<Option<EphemeralRoleRecord>>;
+    /// The ephemeral roles of those of the grants `ids` that have one (one read for a list).
+    async fn ephemeral_roles_for(&self, grant_ids: &[String]) -> Result<Vec<EphemeralRoleRecord>>;
     async fn resource_credential(&self, resource: &ResourceName, role: Option<&RoleName>) -> Result<Option<ResourceCredentialRecord>>;
     /// Ephemeral roles in `state`, oldest first.
     async fn ephemeral_roles_in(&self, state: DbRoleState) -> Result<Vec<EphemeralRoleRecord>>;
@@ -182,6 +184,19 @@ macro_rules! gateway_sql {
             async fn ephemeral_role(&self, grant_id: &str) -> Result<Option<EphemeralRoleRecord>, StoreError> {
                 let sql = format!("SELECT {EPHEMERAL_COLS} FROM ephemeral_roles WHERE grant_id = $1");
                 sqlx::query(&sql).bind(grant_id).fetch_optional(&self.read).await?.as_ref().map(ephemeral_from).transpose()
+            }
+
+            async fn ephemeral_roles_for(&self, grant_ids: &[String]) -> Result<Vec<EphemeralRoleRecord>, StoreError> {
+                let mut out = Vec::new();
+                for chunk in grant_ids.chunks(IN_CHUNK) {
+                    let sql = format!("SELECT {EPHEMERAL_COLS} FROM ephemeral_roles WHERE grant_id IN ({})", placeholders(1, chunk.len()));
+                    let mut q = sqlx::query(&sql);
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    out.extend(all(q.fetch_all(&self.read).await?, ephemeral_from)?);
+                }
+                Ok(out)
             }
 
             async fn resource_credential(&self, resource: &ResourceName, role: Option<&RoleName>) -> Result<Option<ResourceCredentialRecord>, StoreError> {

@@ -66,6 +66,14 @@ macro_rules! impl_store {
             rows.iter().map(f).collect()
         }
 
+        /// Ids per `IN (...)` list: well under both backends' limit on bound parameters.
+        const IN_CHUNK: usize = 500;
+
+        /// `$first, $first+1, ...`: `n` placeholders for an `IN (...)` list.
+        fn placeholders(first: usize, n: usize) -> String {
+            (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+        }
+
         crate::identity::identity_sql!($store, $tx, $db, $lock);
         crate::resources::resources_sql!($store, $tx, $db, $lock);
         crate::access::access_sql!($store, $tx, $db, $lock);

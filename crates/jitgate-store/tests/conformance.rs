@@ -893,6 +893,79 @@ async fn ephemeral_roles(store: &dyn Store) {
     assert_eq!(store.ephemeral_roles_in(DbRoleState::Active).await.unwrap().len(), 1);
 }
 
+/// The reads that answer for a whole list at once (an inbox, a page of requests or grants),
+/// over more ids than one `IN (...)` list holds.
+async fn batched_reads(store: &dyn Store) {
+    use jitgate_core::grant::DbRoleState;
+    use jitgate_store::EphemeralRoleRecord;
+    let n = 1203;
+    let mut tx = store.write().await.unwrap();
+    for i in 0..n {
+        let mut r = request(&format!("b{i:04}"), "alice", i, 100_000);
+        if i % 3 == 0 {
+            r.status = RequestStatus::Approved;
+            tx.insert_request(&r).await.unwrap();
+            tx.insert_grant(&Grant::from_request(format!("bg{i:04}"), &r, None, t(i)))
+                .await
+                .unwrap();
+        } else {
+            tx.insert_request(&r).await.unwrap();
+        }
+        if i % 7 == 0 {
+            tx.insert_review(&Review {
+                request_id: r.id.clone(),
+                reviewer: jitgate_core::request::Reviewer::Person(u("bob")),
+                decision: Decision::Deny,
+                comment: String::new(),
+                stage: None,
+                mfa_method: None,
+                created_at: t(i),
+            })
+            .await
+            .unwrap();
+        }
+        if i % 300 == 0 {
+            tx.put_ephemeral_role(&EphemeralRoleRecord {
+                grant_id: format!("bg{i:04}"),
+                resource: ResourceName::parse("prod-db").unwrap(),
+                role_name: format!("jg_{i}"),
+                key_version: 1,
+                sealed_password: "sealed".into(),
+                state: DbRoleState::Active,
+                last_error: None,
+                created_at: t(i),
+                revoked_at: None,
+            })
+            .await
+            .unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+    let ids: Vec<String> = (0..n).map(|i| format!("b{i:04}")).chain(["nope".to_owned()]).collect();
+    let reviewed = store.reviewed_by(&u("bob"), &ids).await.unwrap();
+    assert_eq!(reviewed.len(), (0..n).filter(|i| i % 7 == 0).count());
+    assert!(reviewed.contains("b1197") && !reviewed.contains("b1198"));
+    assert!(
+        store.reviewed_by(&u("carol"), &ids).await.unwrap().is_empty(),
+        "only the reviewer's own"
+    );
+    assert!(store.reviewed_by(&u("bob"), &[]).await.unwrap().is_empty());
+    let grants = store.grant_ids_for_requests(&ids).await.unwrap();
+    assert_eq!(grants.len(), (0..n).filter(|i| i % 3 == 0).count());
+    assert_eq!(grants.get("b1200").map(String::as_str), Some("bg1200"));
+    assert!(!grants.contains_key("b1201"));
+    let grant_ids: Vec<String> = (0..n).map(|i| format!("bg{i:04}")).collect();
+    let mut roles: Vec<String> = store
+        .ephemeral_roles_for(&grant_ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.role_name)
+        .collect();
+    roles.sort();
+    assert_eq!(roles, ["jg_0", "jg_1200", "jg_300", "jg_600", "jg_900"]);
+}
+
 async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
     match case {
         "users_groups_and_sessions" => users_groups_and_sessions(&*store).await,
@@ -907,6 +980,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "live_roles" => live_roles(&*store).await,
         "directory_is_never_stale_here" => directory_is_never_stale_here(&*store).await,
         "ephemeral_roles" => ephemeral_roles(&*store).await,
+        "batched_reads" => batched_reads(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -923,7 +997,8 @@ conformance!(
     session_kills,
     live_roles,
     directory_is_never_stale_here,
-    ephemeral_roles
+    ephemeral_roles,
+    batched_reads
 );
 
 /// Polls `seen` until it holds; fails after `within`.

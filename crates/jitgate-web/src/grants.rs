@@ -52,6 +52,8 @@ impl GrantRow {
 #[template(path = "grants.html")]
 struct GrantsPage {
     chrome: Chrome,
+    /// Connect, extend and revoke under each live grant.
+    show_actions: bool,
     live: Vec<GrantRow>,
     ended: Vec<GrantRow>,
     error: Option<String>,
@@ -63,6 +65,7 @@ async fn grants_page(web: &Web, v: &Visitor, error: Option<String>) -> Result<Gr
     let (live, ended): (Vec<GrantRow>, Vec<GrantRow>) = grants.iter().map(|g| GrantRow::of(g, now)).partition(|g| g.live);
     Ok(GrantsPage {
         chrome: v.chrome("My grants", "grants"),
+        show_actions: true,
         live,
         ended,
         error,

@@ -35,7 +35,8 @@ pub(crate) struct Web {
 
 /// The pages, for [`jitgate_server::Application::with_pages`].
 pub fn router(app: AppState) -> Router {
-    let secure = app.settings.webauthn_origin.as_deref().is_some_and(|o| o.starts_with("https://"));
+    let secure = app.settings.http_tls != jitgate_server::config::HttpTls::Off
+        || app.settings.webauthn_origin.as_deref().is_some_and(|o| o.starts_with("https://"));
     let web = Web { app, secure };
     Router::new()
         .route("/", get(pages::home))
@@ -50,6 +51,7 @@ pub fn router(app: AppState) -> Router {
         .route("/requests/{id}", get(requests::detail))
         .route("/requests/{id}/review", post(requests::review))
         .route("/requests/{id}/cancel", post(requests::cancel))
+        .route("/requests/{id}/ack", post(requests::acknowledge))
         .route("/inbox", get(requests::inbox))
         .route("/grants", get(grants::mine))
         .route("/grants/{id}/revoke", post(grants::revoke))

@@ -18,6 +18,7 @@ use jitgate_server::services::requests::Scope;
 #[template(path = "home.html")]
 struct HomePage {
     chrome: Chrome,
+    show_actions: bool,
     grants: Vec<GrantRow>,
     pending: Vec<RequestRow>,
     waiting: usize,
@@ -25,13 +26,18 @@ struct HomePage {
 
 pub(crate) async fn home(State(web): State<Web>, v: Visitor) -> Result<Response, PageError> {
     let app = &web.app;
-    let grants = app.grants().list(&v.caller, Scope::Mine, None, None, 100).await?;
+    // Live grants by the index on them, however long one's history.
+    let mut live = app
+        .grants()
+        .list(&v.caller, Scope::Mine, Some(GrantStatus::Active), None, 100)
+        .await?;
+    live.extend(
+        app.grants()
+            .list(&v.caller, Scope::Mine, Some(GrantStatus::Scheduled), None, 100)
+            .await?,
+    );
     let now = app.now();
-    let grants = grants
-        .iter()
-        .filter(|g| matches!(g.status, GrantStatus::Active | GrantStatus::Scheduled))
-        .map(|g| GrantRow::of(g, now))
-        .collect();
+    let grants = live.iter().map(|g| GrantRow::of(g, now)).collect();
     let pending = app
         .requests()
         .list(&v.caller, Scope::Mine, Some(RequestStatus::Pending), None, 100)
@@ -43,6 +49,7 @@ pub(crate) async fn home(State(web): State<Web>, v: Visitor) -> Result<Response,
         .len();
     render(&HomePage {
         chrome: v.chrome("jitgate", "home"),
+        show_actions: false,
         grants,
         pending: pending.iter().map(RequestRow::from).collect(),
         waiting,

@@ -119,6 +119,9 @@ pub(crate) struct RequestForm {
     ticket: String,
     #[serde(default)]
     duration: String,
+    /// The grant this asks to extend, from the grants page.
+    #[serde(default)]
+    extends: String,
     #[serde(flatten)]
     factor: Factor,
 }
@@ -173,7 +176,7 @@ pub(crate) async fn create(State(web): State<Web>, change: Change<RequestForm>) 
         ticket: Some(form.ticket.trim().to_owned()).filter(|t| !t.is_empty()),
         duration: Some(form.duration.trim().to_owned()).filter(|d| !d.is_empty()),
         start_at: None,
-        extends: None,
+        extends: Some(form.extends.trim().to_owned()).filter(|g| !g.is_empty()),
         mfa: form.factor.proof(),
         break_glass: false,
     };
@@ -256,6 +259,8 @@ struct RequestPage {
     detail: RequestDetail,
     may_review: bool,
     may_cancel: bool,
+    /// A break-glass grant an approver of the role has not looked at yet.
+    may_acknowledge: bool,
     comment: String,
     error: Option<String>,
 }
@@ -275,6 +280,7 @@ async fn request_page(web: &Web, v: &Visitor, id: &str, comment: String, error: 
         chrome: v.chrome(format!("Request {}", r.id), if mine { "requests" } else { "inbox" }),
         may_review: !mine && approver && r.status == RequestStatus::Pending,
         may_cancel: mine && r.status == RequestStatus::Pending,
+        may_acknowledge: !mine && approver && r.break_glass && r.acknowledged_by.is_none(),
         row,
         detail,
         comment,
@@ -339,4 +345,23 @@ pub(crate) async fn cancel(
 ) -> Result<Response, PageError> {
     web.app.requests().cancel(&change.visitor.caller, &id).await?;
     Ok(Redirect::to(&format!("/requests/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AckForm {
+    #[serde(default)]
+    comment: String,
+}
+
+/// An approver of the role has looked at a break-glass grant (it leaves their inbox).
+pub(crate) async fn acknowledge(State(web): State<Web>, Path(id): Path<String>, change: Change<AckForm>) -> Result<Response, PageError> {
+    let Change { visitor: v, form } = change;
+    match web.app.reviews().acknowledge(&v.caller, &id, &form.comment).await {
+        Ok(_) => Ok(Redirect::to(&format!("/requests/{id}")).into_response()),
+        Err(e) => {
+            let status = jitgate_server::routes::status_of(e.kind);
+            let page = request_page(&web, &v, &id, form.comment, Some(e.message)).await?;
+            render_with(status, &page)
+        }
+    }
 }

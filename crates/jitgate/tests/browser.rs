@@ -298,3 +298,101 @@ async fn pages_refuse_forged_forms_and_other_peoples_requests_and_carry_their_he
     anonymous.close().await;
     alice.close().await;
 }
+
+/// `server.tls`: the listener speaks HTTPS (a self-signed certificate made on first start), the
+/// pages' cookies carry the `__Host-` prefix and `Secure`, pages send HSTS, and a cookie
+/// without the prefix (which a plain-HTTP page on the same host could have set) is not a
+/// session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_pages_cookies_are_host_prefixed_and_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = jitgate_server::Settings::from_toml("test.toml", CONFIG).unwrap();
+    settings.http = "127.0.0.1:0".parse().unwrap();
+    settings.gateway = None;
+    settings.data_dir = dir.path().join("data");
+    settings.http_tls = jitgate_server::config::HttpTls::SelfSigned;
+    let app = jitgate_server::Application::build(settings, None, None).await.unwrap();
+    assert!(app.serves_https());
+    assert!(
+        dir.path().join("data/http-tls.crt").exists(),
+        "the certificate is kept for the next start"
+    );
+    let setup_token = secrecy::ExposeSecret::expose_secret(app.setup_token().unwrap()).to_owned();
+    let pages = jitgate_web::router(app.core());
+    let app = app.with_pages(pages);
+    let port = app.addr().port();
+    let stop = app.stop_handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    let base = format!("https://localhost:{port}");
+    let https = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_err(),
+        "plain HTTP gets no answer from the HTTPS listener"
+    );
+    let boot = https
+        .post(format!("{base}/api/v1/bootstrap"))
+        .json(&serde_json::json!({"setup_token": setup_token, "username": "admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(boot.status(), 201);
+
+    let form = https.get(format!("{base}/signin")).send().await.unwrap();
+    assert_eq!(form.status(), 200, "{:?}", form.headers());
+    assert!(form.headers()["strict-transport-security"]
+        .to_str()
+        .unwrap()
+        .starts_with("max-age="));
+    let pre = form.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        pre.starts_with("__Host-jitgate_csrf=") && pre.contains("Secure") && pre.contains("Path=/"),
+        "{pre}"
+    );
+    let pre_pair = pre.split(';').next().unwrap().to_owned();
+    let csrf = pre_pair.split('=').nth(1).unwrap().to_owned();
+
+    let signed_in = https
+        .post(format!("{base}/signin"))
+        .header("cookie", &pre_pair)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "admin"),
+            ("password", PASSWORD),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("__Host-jitgate_session="))
+        .expect("a session cookie");
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(session.contains(attribute), "{session} lacks {attribute}");
+    }
+    assert!(!session.contains("Domain="), "{session}");
+    let pair = session.split(';').next().unwrap().to_owned();
+    let home = https.get(format!("{base}/")).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.unwrap().contains("Hello"));
+
+    let token = pair.split('=').nth(1).unwrap();
+    let unprefixed = https
+        .get(format!("{base}/"))
+        .header("cookie", format!("{}={token}", jitgate_web::SESSION_COOKIE))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unprefixed.status(), 303, "an unprefixed cookie is not a session over HTTPS");
+    stop.stop();
+    task.await.unwrap().unwrap();
+}

@@ -38,6 +38,10 @@ pub(super) struct ServerSection {
     pub(super) request_timeout: Option<Duration>,
     pub(super) max_connections: Option<usize>,
     pub(super) max_connections_per_address: Option<usize>,
+    #[serde(default)]
+    pub(super) tls: bool,
+    pub(super) tls_cert: Option<PathBuf>,
+    pub(super) tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

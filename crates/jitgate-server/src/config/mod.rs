@@ -63,6 +63,8 @@ pub struct Settings {
     pub on_call_group: Option<GroupName>,
     /// On-call shifts, in addition to the group.
     pub on_call: Vec<OnCallShift>,
+    /// Whether the HTTP listener speaks HTTPS (`server.tls`, `server.tls_cert`/`tls_key`).
+    pub http_tls: HttpTls,
     /// The PostgreSQL gateway's address; `None`: no gateway.
     pub gateway: Option<SocketAddr>,
     /// The gateway's TLS certificate and key (PEM); `None`: a self-signed pair made in the
@@ -111,6 +113,18 @@ pub struct OnCallShift {
     pub until: Timestamp,
 }
 
+/// The HTTP listener's TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HttpTls {
+    /// Plain HTTP (the default: loopback, or behind a proxy that speaks TLS).
+    #[default]
+    Off,
+    /// HTTPS with a certificate for `localhost` made in the data directory on first start.
+    SelfSigned,
+    /// HTTPS with this certificate chain and key (PEM).
+    Files(PathBuf, PathBuf),
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -140,6 +154,7 @@ impl Default for Settings {
             on_call_group: None,
             on_call: Vec::new(),
             gateway: Some(SocketAddr::from(([127, 0, 0, 1], 6432))),
+            http_tls: HttpTls::Off,
             gateway_tls: None,
             gateway_tls_ca: None,
             gateway_public_host: None,
@@ -287,6 +302,12 @@ impl Settings {
         }
         settings.on_call_group = parsed.policy.on_call_group;
         settings.on_call = parsed.policy.on_call;
+        settings.http_tls = match (parsed.server.tls, parsed.server.tls_cert, parsed.server.tls_key) {
+            (_, Some(c), Some(k)) => HttpTls::Files(c, k),
+            (true, None, None) => HttpTls::SelfSigned,
+            (false, None, None) => HttpTls::Off,
+            _ => return Err(err_key("server.tls_cert", "server.tls_cert and server.tls_key go together".into())),
+        };
         settings.gateway_tls = match (parsed.gateway.tls_cert, parsed.gateway.tls_key) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,

@@ -110,22 +110,23 @@ impl Grants<'_> {
             g.status = g.effective_status(now);
         }
         grants.retain(|g| status.is_none_or(|s| s == g.status));
+        let ids: Vec<String> = grants.iter().map(|g| g.id.clone()).collect();
+        let mut roles: std::collections::HashMap<String, jitgate_store::EphemeralRoleRecord> = self
+            .store
+            .ephemeral_roles_for(&ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.grant_id.clone(), r))
+            .collect();
         for g in grants.iter_mut() {
-            self.describe_db_role(g).await?;
+            describe_db_role(g, roles.remove(&g.id));
         }
         Ok(grants)
     }
 
     /// Fills in where an ephemeral grant's database role stands.
-    async fn describe_db_role(&self, g: &mut Grant) -> Result<(), ServiceError> {
-        if let Some(r) = self.store.ephemeral_role(&g.id).await? {
-            g.db_role = Some(match r.state {
-                DbRoleState::RevocationPending => {
-                    format!("{}: revocation pending ({})", r.role_name, r.last_error.unwrap_or_default())
-                }
-                other => format!("{}: {other}", r.role_name),
-            });
-        }
+    async fn describe_one_db_role(&self, g: &mut Grant) -> Result<(), ServiceError> {
+        describe_db_role(g, self.store.ephemeral_role(&g.id).await?);
         Ok(())
     }
 
@@ -135,7 +136,7 @@ impl Grants<'_> {
             return Err(ServiceError::not_found("grant"));
         }
         g.status = g.effective_status(self.now());
-        self.describe_db_role(&mut g).await?;
+        self.describe_one_db_role(&mut g).await?;
         Ok(g)
     }
 
@@ -175,5 +176,17 @@ impl Grants<'_> {
         self.commit(tx).await?;
         self.publish(GrantEventKind::Revoked, &grant);
         Ok(grant)
+    }
+}
+
+/// Where an ephemeral grant's database role stands, in the grant's `db_role`.
+fn describe_db_role(g: &mut Grant, role: Option<jitgate_store::EphemeralRoleRecord>) {
+    if let Some(r) = role {
+        g.db_role = Some(match r.state {
+            DbRoleState::RevocationPending => {
+                format!("{}: revocation pending ({})", r.role_name, r.last_error.unwrap_or_default())
+            }
+            other => format!("{}: {other}", r.role_name),
+        });
     }
 }

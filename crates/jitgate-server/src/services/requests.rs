@@ -320,6 +320,11 @@ impl Requests<'_> {
                 let mut out = Vec::new();
                 let pending = self.store.requests(&filter).await?;
                 let awaiting = self.store.requests_awaiting_ack(1000).await?;
+                // Read once for the whole list: what the caller reviewed already, and each
+                // requester as decisions see them (an inbox is often one person's requests).
+                let ids: Vec<String> = pending.iter().map(|r| r.id.clone()).collect();
+                let reviewed_ids = self.store.reviewed_by(&caller.user.name, &ids).await?;
+                let mut requesters: std::collections::HashMap<Username, Subject> = std::collections::HashMap::new();
                 for r in pending.into_iter().chain(awaiting) {
                     if r.requester == caller.user.name || !(r.is_pending_at(now) || r.awaits_acknowledgement()) {
                         continue;
@@ -331,18 +336,15 @@ impl Requests<'_> {
                     else {
                         continue;
                     };
-                    let requester = self.policies().subject(&r.requester).await?;
-                    if self
-                        .policies()
-                        .approver_stages(&me, &requester, &r, res, p, now)
-                        .await?
-                        .0
-                        .is_empty()
-                    {
+                    if !requesters.contains_key(&r.requester) {
+                        let subject = self.policies().subject(&r.requester).await?;
+                        requesters.insert(r.requester.clone(), subject);
+                    }
+                    let requester = &requesters[&r.requester];
+                    if self.policies().approver_stages(&me, requester, &r, res, p, now).await?.0.is_empty() {
                         continue;
                     }
-                    let reviewed = self.store.reviews(&r.id).await?.iter().any(|v| v.reviewer.is(&caller.user.name));
-                    if !reviewed || r.awaits_acknowledgement() {
+                    if !reviewed_ids.contains(&r.id) || r.awaits_acknowledgement() {
                         out.push(r);
                     }
                 }
@@ -350,23 +352,23 @@ impl Requests<'_> {
                 out
             }
         };
-        let mut views = Vec::with_capacity(requests.len());
         for r in requests.iter_mut() {
             r.status = r.effective_status(now);
-            if status.is_some_and(|s| s != r.status) {
-                continue;
-            }
-            let grant_id = if r.status == RequestStatus::Approved {
-                self.store.grant_for_request(&r.id).await?.map(|g| g.id)
-            } else {
-                None
-            };
-            views.push(RequestView {
-                request: r.clone(),
-                grant_id,
-            });
         }
-        Ok(views)
+        requests.retain(|r| status.is_none_or(|s| s == r.status));
+        let approved: Vec<String> = requests
+            .iter()
+            .filter(|r| r.status == RequestStatus::Approved)
+            .map(|r| r.id.clone())
+            .collect();
+        let mut grant_ids = self.store.grant_ids_for_requests(&approved).await?;
+        Ok(requests
+            .into_iter()
+            .map(|r| RequestView {
+                grant_id: grant_ids.remove(&r.id),
+                request: r,
+            })
+            .collect())
     }
 
     pub async fn detail(&self, caller: &Caller, id: &str) -> Result<RequestDetail, ServiceError> {
