@@ -7,6 +7,7 @@
 //! every change, strict security headers, and a little script (`static/app.js`, no inline
 //! script) for passkeys, countdowns and live updates.
 
+mod admin;
 mod assets;
 mod factors;
 mod forms;
@@ -64,6 +65,15 @@ pub fn router(app: AppState) -> Router {
         .route("/mfa/passkeys/start", post(factors::passkey_start))
         .route("/mfa/passkeys/finish", post(factors::passkey_finish))
         .route("/mfa/passkey/challenge", post(pages::passkey_challenge))
+        .route("/admin/people", get(admin::people))
+        .route("/admin/users", post(admin::create_user))
+        .route("/admin/users/{name}/{action}", post(admin::user_action))
+        .route("/admin/groups", post(admin::membership))
+        .route("/admin/sessions", get(admin::sessions))
+        .route("/admin/sessions/{id}/kill", post(admin::kill_session))
+        .route("/audit", get(admin::audit))
+        .route("/audit/verify", post(admin::audit_verify))
+        .route("/policy/explain", get(admin::explain_form).post(admin::explain))
         .route("/live", get(live::events))
         .route("/static/{file}", get(assets::serve))
         .fallback(pages::not_found)

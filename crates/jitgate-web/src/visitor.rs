@@ -18,6 +18,7 @@ use serde::Deserialize;
 pub(crate) struct Visitor {
     pub caller: Caller,
     pub csrf: String,
+    audit_reader: bool,
 }
 
 /// The person in the page's header.
@@ -25,6 +26,8 @@ pub(crate) struct Me {
     pub username: String,
     pub display_name: String,
     pub is_admin: bool,
+    /// May read the audit log (administrators and `audit.reader_groups`).
+    pub audit_reader: bool,
 }
 
 /// What the layout (`base.html`) needs from every page.
@@ -43,6 +46,7 @@ impl Visitor {
                 username: self.caller.user.name.to_string(),
                 display_name: self.caller.user.display_name.clone(),
                 is_admin: self.caller.user.is_admin,
+                audit_reader: self.audit_reader,
             }),
             csrf: self.csrf.clone(),
             title: title.into(),
@@ -80,6 +84,7 @@ impl FromRequestParts<Web> for Visitor {
         };
         match web.app.identity().authenticate(token).await {
             Ok(caller) => Ok(Self {
+                audit_reader: web.app.is_audit_reader(&caller),
                 caller,
                 csrf: csrf_token_for(token),
             }),

@@ -396,3 +396,81 @@ async fn over_https_the_pages_cookies_are_host_prefixed_and_secure() {
     stop.stop();
     task.await.unwrap().unwrap();
 }
+
+/// The administration pages in the browser: a person is added and disabled (which ends their
+/// session), a member joins a group, the audit log is filtered and verified, a decision is
+/// explained; each page passes axe-core and carries no inline script. Someone who is not an
+/// administrator is refused each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administration_pages_work_for_admins_and_refuse_everyone_else() {
+    let s = TestServer::spawn(false).await;
+    let base = browser_base(&s);
+    let driver = Driver::start().await;
+
+    let admin = driver.browser(&base).await;
+    sign_in_with_password(&admin, "admin").await;
+    admin.wait_text("h1", "Hello", Duration::from_secs(5)).await;
+    admin.goto("/admin/people").await;
+    admin.fill("#new-username", "erin").await;
+    admin.fill("#new-display", "Erin <b>Example</b>").await;
+    admin.fill("#new-password", PASSWORD).await;
+    admin.click("#new-user button[type=submit]").await;
+    admin.wait_text("#admin-message", "erin was created", Duration::from_secs(5)).await;
+    assert!(
+        admin.text("#user-erin").await.contains("Erin <b>Example</b>"),
+        "shown as text, not markup"
+    );
+    admin.fill("#member-group", "engineers").await;
+    admin.fill("#member-user", "erin").await;
+    admin.click("#add-member button[type=submit]").await;
+    admin
+        .wait_text("#admin-message", "erin joined engineers", Duration::from_secs(5))
+        .await;
+
+    // erin signs in elsewhere; disabling her ends that session at once.
+    let erin = driver.browser(&base).await;
+    sign_in_with_password(&erin, "erin").await;
+    erin.wait_text("h1", "Hello", Duration::from_secs(5)).await;
+    admin.click("form[action='/admin/users/erin/disable'] button").await;
+    admin.wait_text("#admin-message", "erin is disabled", Duration::from_secs(5)).await;
+    erin.goto("/grants").await;
+    assert_eq!(erin.path().await, "/signin", "a disabled person's session is over");
+
+    // The audit log, filtered to what just happened, and verified.
+    admin.goto("/audit?action=user.").await;
+    let events = admin.text("#audit-events").await;
+    assert!(events.contains("erin"), "{events}");
+    assert!(!events.contains("session.login "), "the filter holds: {events}");
+    admin.click("form[action='/audit/verify'] button").await;
+    admin.wait_text("#verify-outcome", "Verified", Duration::from_secs(10)).await;
+
+    // A decision explained.
+    admin.goto("/policy/explain").await;
+    admin.fill("#x-user", "alice").await;
+    admin.fill("#x-resource", "prod-db").await;
+    admin.fill("#x-role", "read").await;
+    admin.fill("#x-reason", "looking at the slow query").await;
+    admin.click("#explain-form button[type=submit]").await;
+    admin.wait_text("#explanation", "request", Duration::from_secs(5)).await;
+
+    for path in ["/admin/people", "/admin/sessions", "/audit", "/policy/explain"] {
+        admin.goto(path).await;
+        let violations = admin.accessibility_violations().await;
+        assert!(violations.is_empty(), "{path}:\n{}", violations.join("\n"));
+        let html = admin.client.source().await.unwrap();
+        assert!(!html.contains(" onclick=") && !html.contains(" style="), "{path}");
+    }
+
+    // alice is not an administrator: each page refuses her.
+    let alice = driver.browser(&base).await;
+    sign_in_with_password(&alice, "alice").await;
+    alice.wait_text("h1", "Hello", Duration::from_secs(5)).await;
+    assert!(!alice.exists("a[href='/admin/people']").await, "no administration links for her");
+    for path in ["/admin/people", "/admin/sessions", "/audit"] {
+        alice.goto(path).await;
+        assert_eq!(alice.text("h1").await, "Not allowed", "{path}");
+    }
+    admin.close().await;
+    erin.close().await;
+    alice.close().await;
+}
