@@ -32,13 +32,23 @@ pub(crate) struct Web {
     /// The pages are served to an `https://` origin: cookies are `Secure` with the `__Host-`
     /// prefix, and browsers are told to keep to HTTPS.
     pub secure: bool,
+    /// The live-update streams open now (bounded: `live.rs`).
+    pub live: std::sync::Arc<live::LiveStreams>,
+    /// Makes the sign-in forms' CSRF tokens.
+    pub presession_key: security::PresessionKey,
 }
 
 /// The pages, for [`jitgate_server::Application::with_pages`].
 pub fn router(app: AppState) -> Router {
     let secure = app.settings.http_tls != jitgate_server::config::HttpTls::Off
         || app.settings.webauthn_origin.as_deref().is_some_and(|o| o.starts_with("https://"));
-    let web = Web { app, secure };
+    let presession_key = security::PresessionKey::derive(&app.signing_key.to_bytes());
+    let web = Web {
+        app,
+        secure,
+        live: std::sync::Arc::default(),
+        presession_key,
+    };
     Router::new()
         .route("/", get(pages::home))
         .route("/signin", get(signin::form).post(signin::password))

@@ -99,18 +99,56 @@ impl Web {
     /// cookie: made when the form is first shown.
     pub fn presession_token(&self, jar: CookieJar) -> (CookieJar, String) {
         match jar.get(&self.name(PRESESSION_COOKIE)).map(|c| c.value().to_owned()) {
-            Some(t) if t.len() == 64 => (jar, t),
+            Some(t) if self.presession_key.issued(&t) => (jar, t),
             _ => {
-                let token = hex::encode(rand::random::<[u8; 32]>());
+                let token = self.presession_key.issue();
                 (jar.add(self.cookie(PRESESSION_COOKIE, token.clone(), 3600)), token)
             }
         }
     }
 
-    /// Whether a sign-in form came with the token its cookie holds.
+    /// Whether a sign-in form came with the token its cookie holds, and that token is one
+    /// this server made (a cookie planted by someone else, from a sibling domain say, is not).
     pub fn presession_ok(&self, jar: &CookieJar, submitted: &str) -> bool {
         jar.get(&self.name(PRESESSION_COOKIE))
-            .is_some_and(|c| c.value().len() == 64 && same(c.value(), submitted))
+            .is_some_and(|c| self.presession_key.issued(c.value()) && same(c.value(), submitted))
+    }
+}
+
+/// Makes and recognizes pre-session CSRF tokens: a random half and its MAC under a key derived
+/// from the audit signing key (which every instance of one deployment shares, so a form shown
+/// by one instance is accepted by another).
+#[derive(Clone)]
+pub(crate) struct PresessionKey([u8; 32]);
+
+impl PresessionKey {
+    pub fn derive(secret: &[u8]) -> Self {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
+        mac.update(b"jitgate-web presession csrf");
+        Self(mac.finalize().into_bytes().into())
+    }
+
+    fn mac_of(&self, nonce: &[u8]) -> [u8; 16] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(nonce);
+        let full: [u8; 32] = mac.finalize().into_bytes().into();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+
+    fn issue(&self) -> String {
+        let nonce: [u8; 16] = rand::random();
+        format!("{}{}", hex::encode(nonce), hex::encode(self.mac_of(&nonce)))
+    }
+
+    fn issued(&self, token: &str) -> bool {
+        let Ok(bytes) = hex::decode(token) else {
+            return false;
+        };
+        bytes.len() == 32 && bool::from(self.mac_of(&bytes[..16]).ct_eq(&bytes[16..]))
     }
 }
 
@@ -128,11 +166,14 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-/// Where to go after signing in: only a path on this site (`/x`, not `//host` or `/\host`,
-/// which browsers read as another host).
+/// Where to go after signing in: only a path on this site. Browsers read `//host` and
+/// `/\host` as another host, and drop tabs and newlines from a URL before reading it (so
+/// `/<TAB>/host` is `//host`): a path with a backslash, a space or any control character
+/// anywhere is refused outright (as is anything but printable ASCII, which a `Location` header
+/// cannot carry as it is), and what is left must start with one `/`.
 pub(crate) fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\") && !p.contains(['\r', '\n']) => p.to_owned(),
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') => p.to_owned(),
         _ => "/".to_owned(),
     }
 }
@@ -149,6 +190,43 @@ mod tests {
         assert_eq!(local_path(Some("https://evil.example/")), "/");
         assert_eq!(local_path(Some("/x\r\nSet-Cookie: a=b")), "/");
         assert_eq!(local_path(None), "/");
+        // Browsers drop tabs and newlines, then read `//host` or `/\host` as another host.
+        for sneaky in [
+            "/\t/evil.example/",
+            "/\n/evil.example",
+            "/\t\\evil.example",
+            "/ /evil.example",
+            "/x\\y",
+        ] {
+            assert_eq!(local_path(Some(sneaky)), "/", "{sneaky:?}");
+        }
+        // Characters no header may carry are refused rather than answered with a 500.
+        for unsendable in ["/\u{0b}", "/\u{0c}", "/\u{0}", "/\u{7f}", "/\u{85}", "/é"] {
+            assert_eq!(local_path(Some(unsendable)), "/", "{unsendable:?}");
+        }
+        assert_eq!(
+            local_path(Some("/requests/req_1?tab=reviews#top")),
+            "/requests/req_1?tab=reviews#top"
+        );
+    }
+
+    #[test]
+    fn only_presession_tokens_this_key_made_are_recognized() {
+        let key = PresessionKey::derive(b"one deployment's secret");
+        let token = key.issue();
+        assert_eq!(token.len(), 64);
+        assert!(key.issued(&token));
+        assert!(
+            PresessionKey::derive(b"one deployment's secret").issued(&token),
+            "another instance, same secret"
+        );
+        assert!(!PresessionKey::derive(b"another secret").issued(&token));
+        let mut forged = token.clone().into_bytes();
+        forged[63] = if forged[63] == b'0' { b'1' } else { b'0' };
+        assert!(!key.issued(&String::from_utf8(forged).unwrap()));
+        assert!(!key.issued(&"0".repeat(64)));
+        assert!(!key.issued("not hex at all, but sixty-four characters long, padded with xxxxx"));
+        assert!(!key.issued(""));
     }
 
     #[test]

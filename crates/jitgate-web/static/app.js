@@ -42,7 +42,8 @@ async function refresh() {
   const live = document.querySelectorAll("[data-live][id]");
   if (!live.length) return;
   try {
-    const r = await fetch(location.href, { credentials: "same-origin", headers: { accept: "text/html" } });
+    // Marked as the page's own refresh: it does not keep an unattended session alive.
+    const r = await fetch(location.href, { credentials: "same-origin", headers: { accept: "text/html", "x-jitgate-refresh": "1" } });
     if (r.redirected || !r.ok) { if (r.status === 401 || r.redirected) location.reload(); return; }
     const doc = new DOMParser().parseFromString(await r.text(), "text/html");
     for (const el of live) {

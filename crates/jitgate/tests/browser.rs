@@ -534,6 +534,17 @@ async fn the_sign_in_page_counts_failures_and_says_when_to_try_again() {
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
+    // A pre-session token the server did not make (a cookie planted from a sibling domain,
+    // say) is no token, even when the form repeats it.
+    let planted = "0".repeat(64);
+    let r = http
+        .post(format!("{}/signin", s.url))
+        .header("cookie", format!("jitgate_csrf={planted}"))
+        .form(&[("csrf", planted.as_str()), ("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     let mut refusals = Vec::new();
     for _ in 0..6 {
         refusals.push(attempt("not the password").await);

@@ -20,4 +20,5 @@ mod mfa_support;
 mod policy;
 mod quickstart;
 mod store_outage;
+mod web_limits;
 mod workflow;

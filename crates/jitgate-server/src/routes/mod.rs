@@ -271,7 +271,8 @@ pub fn router(state: AppState, pages: Option<Router>) -> Router {
         .merge(admin::routes())
         .merge(audit::routes())
         .route("/openapi.json", get(openapi))
-        .fallback(not_found);
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(api_headers));
     let served = Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
@@ -282,6 +283,16 @@ pub fn router(state: AppState, pages: Option<Router>) -> Router {
         Some(pages) => served.merge(pages.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))),
         None => served.fallback(not_found),
     }
+}
+
+/// API answers carry tokens and who-has-access data: no cache keeps them, and no browser
+/// reads them as anything but what they say they are.
+async fn api_headers(mut response: Response) -> Response {
+    use axum::http::{header, HeaderValue};
+    let h = response.headers_mut();
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 async fn not_found() -> ApiError {

@@ -273,8 +273,19 @@ impl Identity<'_> {
         self.mfa().webauthn_challenge(&user.name).await
     }
 
-    /// Turns a bearer token into the person behind it, or refuses.
+    /// Turns a bearer token into the person behind it, or refuses; the use keeps the session
+    /// from going idle.
     pub async fn authenticate(&self, token: &str) -> Result<Caller, ServiceError> {
+        self.authenticate_as(token, true).await
+    }
+
+    /// The same without counting as a use: for what a page does by itself (following changes
+    /// live, refreshing what it shows), which must not keep an unattended session alive.
+    pub async fn authenticate_quietly(&self, token: &str) -> Result<Caller, ServiceError> {
+        self.authenticate_as(token, false).await
+    }
+
+    async fn authenticate_as(&self, token: &str, in_use: bool) -> Result<Caller, ServiceError> {
         let hash = token_hash(token);
         let Some((session, user)) = self.store.session_user(&hash).await? else {
             return Err(ServiceError::unauthenticated());
@@ -284,7 +295,7 @@ impl Identity<'_> {
         if now >= session.expires_at || now >= idle_deadline || user.disabled {
             return Err(ServiceError::unauthenticated());
         }
-        if session.last_seen_at.until(now) >= TOUCH_EVERY {
+        if in_use && session.last_seen_at.until(now) >= TOUCH_EVERY {
             let mut tx = self.begin().await?;
             tx.touch_session(&hash, now).await?;
             self.commit(tx).await?;
