@@ -8,7 +8,7 @@ use crate::Web;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use jitgate_api::{CreateUserBody, ExplainBody, Explanation, GroupView, SecretText, UserView};
+use jitgate_api::{CreateUserBody, ExplainBody, Explanation, GroupView, ResourceCheck, ResourceView, SecretText, UserView};
 use jitgate_core::names::{GroupName, Username};
 use jitgate_core::session::GatewaySession;
 use jitgate_server::error::ServiceError;
@@ -353,6 +353,48 @@ pub(crate) async fn explain(State(web): State<Web>, change: Change<ExplainForm>)
             chrome: v.chrome("Explain a decision", "explain"),
             form,
             explanation,
+            error,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "admin_resources.html")]
+struct ResourcesPage {
+    chrome: Chrome,
+    resources: Vec<ResourceView>,
+    check: Option<ResourceCheck>,
+    error: Option<String>,
+}
+
+pub(crate) async fn resources(State(web): State<Web>, v: Visitor) -> Result<Response, PageError> {
+    web.app.require_admin(&v.caller, "admin_resources_page").await?;
+    render(&ResourcesPage {
+        chrome: v.chrome("Resources", "resources"),
+        resources: web.app.resources().list(&v.caller).await?,
+        check: None,
+        error: None,
+    })
+}
+
+/// What each role's login can really do upstream (`jitgate admin resource check`).
+pub(crate) async fn check_resource(
+    State(web): State<Web>,
+    Path(name): Path<String>,
+    change: Change<crate::forms::Nothing>,
+) -> Result<Response, PageError> {
+    let v = change.visitor;
+    let name = jitgate_core::names::ResourceName::parse(&name).map_err(|_| PageError::Service(ServiceError::not_found("resource")))?;
+    let (check, error, status) = match web.app.resources().check(&v.caller, &name).await {
+        Ok(c) => (Some(c), None, axum::http::StatusCode::OK),
+        Err(e) => (None, Some(e.message), jitgate_server::routes::status_of(e.kind)),
+    };
+    render_with(
+        status,
+        &ResourcesPage {
+            chrome: v.chrome("Resources", "resources"),
+            resources: web.app.resources().list(&v.caller).await?,
+            check,
             error,
         },
     )

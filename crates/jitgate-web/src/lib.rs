@@ -79,6 +79,8 @@ pub fn router(app: AppState) -> Router {
         .route("/admin/users", post(admin::create_user))
         .route("/admin/users/{name}/{action}", post(admin::user_action))
         .route("/admin/groups", post(admin::membership))
+        .route("/admin/resources", get(admin::resources))
+        .route("/admin/resources/{name}/check", post(admin::check_resource))
         .route("/admin/sessions", get(admin::sessions))
         .route("/admin/sessions/{id}/kill", post(admin::kill_session))
         .route("/audit", get(admin::audit))

@@ -261,6 +261,9 @@ struct RequestPage {
     may_cancel: bool,
     /// A break-glass grant an approver of the role has not looked at yet.
     may_acknowledge: bool,
+    /// For an approver: the stages the policies let them approve for, and what forbids them.
+    /// (the names of those stages, the forbid policies).
+    my_part: Option<(Vec<String>, Vec<String>)>,
     comment: String,
     error: Option<String>,
 }
@@ -272,6 +275,13 @@ async fn request_page(web: &Web, v: &Visitor, id: &str, comment: String, error: 
     let resource = web.app.resources().named(r.resource.as_str()).await.ok();
     let policy = resource.as_ref().and_then(|res| res.roles.get(&r.role));
     let approver = policy.is_some_and(|p| p.is_approver(&v.caller.groups));
+    let my_part = if !mine && approver && r.status == RequestStatus::Pending {
+        let part = web.app.reviews().my_part(&v.caller, &r.id).await?;
+        let mine = part.stages.into_iter().filter(|(_, ok)| *ok).map(|(name, _)| name).collect();
+        Some((mine, part.forbids))
+    } else {
+        None
+    };
     let row = RequestRow::from(&RequestView {
         request: r.clone(),
         grant_id: detail.grant.as_ref().map(|g| g.id.clone()),
@@ -281,6 +291,7 @@ async fn request_page(web: &Web, v: &Visitor, id: &str, comment: String, error: 
         may_review: !mine && approver && r.status == RequestStatus::Pending,
         may_cancel: mine && r.status == RequestStatus::Pending,
         may_acknowledge: !mine && approver && r.break_glass && r.acknowledged_by.is_none(),
+        my_part,
         row,
         detail,
         comment,

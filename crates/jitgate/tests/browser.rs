@@ -146,6 +146,10 @@ async fn request_approve_with_a_passkey_and_watch_the_grant_end_in_the_browser()
     bob.screenshot("inbox-phone", 390, 844, shots.path()).await;
     bob.click(&format!("a[href='/requests/{request_id}']")).await;
     bob.wait_text("#request-status", "pending", Duration::from_secs(5)).await;
+    assert!(
+        bob.text("#my-part").await.contains("owner"),
+        "the page says what his approval counts for"
+    );
     bob.fill("#comment", "ok for an hour of looking").await;
 
     // Approving without a factor is refused, and changes nothing.
@@ -487,7 +491,9 @@ async fn administration_pages_work_for_admins_and_refuse_everyone_else() {
     admin.click("#explain-form button[type=submit]").await;
     admin.wait_text("#explanation", "request", Duration::from_secs(5)).await;
 
-    for path in ["/admin/people", "/admin/sessions", "/audit", "/policy/explain"] {
+    admin.goto("/admin/resources").await;
+    assert!(admin.text("main").await.contains("production PostgreSQL"));
+    for path in ["/admin/people", "/admin/resources", "/admin/sessions", "/audit", "/policy/explain"] {
         admin.goto(path).await;
         let violations = admin.accessibility_violations().await;
         assert!(violations.is_empty(), "{path}:\n{}", violations.join("\n"));
@@ -500,7 +506,7 @@ async fn administration_pages_work_for_admins_and_refuse_everyone_else() {
     sign_in_with_password(&alice, "alice").await;
     alice.wait_text("h1", "Hello", Duration::from_secs(5)).await;
     assert!(!alice.exists("a[href='/admin/people']").await, "no administration links for her");
-    for path in ["/admin/people", "/admin/sessions", "/audit"] {
+    for path in ["/admin/people", "/admin/resources", "/admin/sessions", "/audit"] {
         alice.goto(path).await;
         assert_eq!(alice.text("h1").await, "Not allowed", "{path}");
     }

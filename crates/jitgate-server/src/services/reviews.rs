@@ -178,6 +178,41 @@ impl Reviews<'_> {
         ))
     }
 
+    /// What the caller's approval of request `id` would count for, as the policies say now:
+    /// each stage's name and whether they may approve for it, and the forbid policies that stop
+    /// them where a stage's permit was there. For the approver's page, before they decide; the
+    /// review itself decides again.
+    pub async fn my_part(&self, caller: &Caller, id: &str) -> Result<ReviewPart, ServiceError> {
+        let request = self.store.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
+        let resource = self.store.resource(&request.resource).await?;
+        if !self.requests().sees(caller, &request, resource.as_ref()) {
+            return Err(ServiceError::not_found("request"));
+        }
+        let resource = resource.ok_or_else(|| DomainError::UnknownResource(request.resource.to_string()))?;
+        let policy = resource.role(&request.role)?;
+        let requester = self.policies().subject(&request.requester).await?;
+        let (stages, forbids) = self
+            .policies()
+            .approver_stages(&Subject::of(caller), &requester, &request, &resource, policy, self.now())
+            .await?;
+        Ok(ReviewPart {
+            stages: policy
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(i, st)| {
+                    let name = if st.name.is_empty() {
+                        format!("stage {}", i + 1)
+                    } else {
+                        st.name.clone()
+                    };
+                    (name, stages.contains(&i))
+                })
+                .collect(),
+            forbids,
+        })
+    }
+
     /// The after-the-fact review of a break-glass grant: someone who approves for the role (not
     /// the requester) acknowledges it, and it leaves the review list.
     pub async fn acknowledge(&self, caller: &Caller, id: &str, comment: &str) -> Result<AccessRequest, ServiceError> {
@@ -243,4 +278,13 @@ impl Reviews<'_> {
         request.status = request.effective_status(now);
         Ok(request)
     }
+}
+
+/// What one person's approval of a request would count for ([`Reviews::my_part`]).
+#[derive(Debug, Clone)]
+pub struct ReviewPart {
+    /// Each stage in order: its name, and whether this person may approve for it.
+    pub stages: Vec<(String, bool)>,
+    /// Forbid policies that stop this person where a stage's permit was there.
+    pub forbids: Vec<String>,
 }
