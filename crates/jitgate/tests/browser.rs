@@ -566,3 +566,43 @@ async fn the_sign_in_page_counts_failures_and_says_when_to_try_again() {
     let (status, _) = attempt(PASSWORD).await;
     assert_eq!(status, 303, "signed in once the wait is over");
 }
+
+/// From "My grants": asking to extend a live grant makes an extension request for it, and
+/// "End it now" revokes it, shown among the ended ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_is_extended_and_ended_from_its_page() {
+    let s = TestServer::spawn(false).await;
+    let base = browser_base(&s);
+    let driver = Driver::start().await;
+    let asked = s
+        .login("alice")
+        .await
+        .create_request(&request_body("prod-db", "read", Some("30m"), "look at the slow report"))
+        .await
+        .unwrap();
+    let grant = s.login("bob").await.approve(&asked.id, "ok").await.unwrap().grant.unwrap();
+
+    let alice = driver.browser(&base).await;
+    sign_in_with_password(&alice, "alice").await;
+    alice.wait_text("h1", "Hello", Duration::from_secs(5)).await;
+    alice.goto("/grants").await;
+    alice
+        .wait_text("[data-grant] [data-status]", "active", Duration::from_secs(5))
+        .await;
+    alice.fill(&format!("#extend-for-{}", grant.id), "15m").await;
+    alice
+        .fill(&format!("#extend-why-{}", grant.id), "the report needs another look")
+        .await;
+    alice.click(&format!("#extend-{} button[type=submit]", grant.id)).await;
+    alice.wait_text("#request-status", "pending", Duration::from_secs(5)).await;
+    let extension_id = alice.path().await.trim_start_matches("/requests/").to_owned();
+    let extension = s.admin.request(&extension_id).await.unwrap().request;
+    assert_eq!(extension.extends_grant.as_deref(), Some(grant.id.as_str()));
+    assert_eq!(extension.duration_secs, 15 * 60);
+
+    alice.goto("/grants").await;
+    alice.click(&format!("form[action='/grants/{}/revoke'] button", grant.id)).await;
+    alice.wait_text("#grants-live", "revoked", Duration::from_secs(5)).await;
+    assert!(!alice.exists("[data-countdown]").await, "nothing live is left");
+    alice.close().await;
+}
