@@ -222,6 +222,7 @@ impl Application {
             self.stop_tx.subscribe(),
         ));
         let checkpointer = tokio::spawn(self.core.clone().run_checkpointer(self.stop_tx.subscribe()));
+        let other_instances = tokio::spawn(crate::changes::follow_other_instances(self.core.clone(), self.stop_tx.subscribe()));
         let readiness = tokio::spawn(crate::readiness::run(
             self.core.store.clone(),
             self.core.readiness.clone(),
@@ -262,6 +263,7 @@ impl Application {
         let _ = provisioner.await;
         let _ = housekeeping.await;
         let _ = checkpointer.await;
+        let _ = other_instances.await;
         let _ = readiness.await;
         for w in witnesses {
             let _ = w.await;

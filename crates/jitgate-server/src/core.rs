@@ -75,6 +75,9 @@ pub struct Core {
     /// Counts the committed changes people can see (every audit event but recorded
     /// statements), so that open pages learn when to show the new state.
     pub changes: tokio::sync::watch::Sender<u64>,
+    /// The newest audit event this instance committed: changes past it were made by another
+    /// instance ([`crate::changes`] tells the pages of those).
+    pub local_head: std::sync::atomic::AtomicI64,
     pub engine: EngineWake,
     /// The gateway's live sessions in this process.
     pub sessions: Arc<crate::live_sessions::Sessions>,
@@ -156,6 +159,7 @@ impl Core {
             policy: std::sync::RwLock::new(Arc::new(policy)),
             grant_events: broadcast::channel(4096).0,
             changes: tokio::sync::watch::Sender::new(0),
+            local_head: std::sync::atomic::AtomicI64::new(0),
             engine: EngineWake::new(),
             sessions: Arc::default(),
             gateway_addr: std::sync::OnceLock::new(),
@@ -202,6 +206,9 @@ impl Core {
             self.witnesses.wake();
         }
         log_events(&events);
+        if let Some(last) = events.last() {
+            self.local_head.fetch_max(last.seq, std::sync::atomic::Ordering::Relaxed);
+        }
         if events.iter().any(|e| e.action != actions::SESSION_STATEMENTS) {
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }

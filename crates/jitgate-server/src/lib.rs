@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod audit_log;
+pub mod changes;
 pub mod clock;
 pub mod config;
 pub mod core;

@@ -103,6 +103,8 @@ struct NewRequestPage {
     form: RequestForm,
     ticket_pattern: String,
     min_reason: usize,
+    /// The role's longest lease, which the page checks the duration against as it is typed.
+    max_secs: u64,
     factor_needed: bool,
     error: Option<String>,
 }
@@ -144,6 +146,7 @@ async fn new_request_page(web: &Web, v: &Visitor, form: RequestForm, error: Opti
         chrome: v.chrome(format!("Request {} on {}", form.role, form.resource), "catalogue"),
         ticket_pattern: policy.reason.ticket_pattern.clone().unwrap_or_default(),
         min_reason: policy.reason.min_length,
+        max_secs: policy.max_duration.as_secs(),
         factor_needed: policy.needs_mfa(jitgate_core::policy::MfaAction::Request),
         role,
         form,

@@ -211,3 +211,28 @@ document.addEventListener("click", (e) => {
   const register = e.target.closest("[data-passkey-register]");
   if (register) { e.preventDefault(); passkeyRegister(register); }
 });
+
+// A duration as the server reads it (humantime's units; "1h 30m", "90m"); null when the page
+// cannot tell, and the server then answers.
+const UNITS = { s: 1, sec: 1, secs: 1, second: 1, seconds: 1, m: 60, min: 60, mins: 60, minute: 60, minutes: 60,
+  h: 3600, hr: 3600, hrs: 3600, hour: 3600, hours: 3600, d: 86400, day: 86400, days: 86400, w: 604800, week: 604800, weeks: 604800 };
+function seconds(text) {
+  const parts = [...text.trim().matchAll(/(\d+)\s*([a-zA-Z]+)\s*/g)];
+  if (!parts.length || parts.map((p) => p[0]).join("") !== text.trim().replace(/^\s+/, "")) return null;
+  let total = 0;
+  for (const [, n, unit] of parts) {
+    if (!(unit in UNITS)) return null;
+    total += Number(n) * UNITS[unit];
+  }
+  return total;
+}
+
+document.addEventListener("input", (e) => {
+  const field = e.target;
+  if (!field.dataset || !field.dataset.maxSecs) return;
+  const s = field.value.trim() ? seconds(field.value) : null;
+  let problem = "";
+  if (s !== null && s < 60) problem = "At least one minute.";
+  else if (s !== null && s > Number(field.dataset.maxSecs)) problem = "At most " + field.dataset.maxText + " for this role.";
+  field.setCustomValidity(problem);
+});

@@ -223,6 +223,16 @@ async fn pages_refuse_forged_forms_and_other_peoples_requests_and_carry_their_he
     alice.wait_text("h1", "read on prod-db", Duration::from_secs(5)).await;
     assert_eq!(alice.path().await, format!("/requests/{}", alices.id));
 
+    // The page checks the duration against the role's longest lease as it is typed.
+    alice.goto("/requests/new?resource=prod-db&role=read").await;
+    alice.fill("#duration", "2h").await;
+    assert_eq!(
+        alice.js("return document.getElementById('duration').validationMessage").await,
+        "At most 1h for this role."
+    );
+    alice.fill("#duration", "45m").await;
+    assert_eq!(alice.js("return document.getElementById('duration').validity.valid").await, true);
+
     // A refusal of the form is explained in words, and nothing is created. (The page checks the
     // ticket's pattern itself; switched off here, the server's check answers.)
     let before = pending_requests_of(&s, "alice").await;

@@ -103,3 +103,38 @@ async fn an_unattended_page_does_not_keep_its_session_alive() {
     assert_eq!(get(unattended, true).await, 303, "alice's unattended session went idle");
     assert_eq!(get(attended, false).await, 200);
 }
+
+/// With two instances on one PostgreSQL store, a page following changes on one of them hears
+/// of a request made through the other.
+#[tokio::test]
+async fn a_change_made_on_another_instance_reaches_a_live_page() {
+    let a = TestServer::spawn_pg(false).await;
+    let b = a.another_instance().await;
+    let token = session_token(&b, "bob").await;
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/live", b.url))
+        .header("cookie", cookie(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // Let the follower see the head as it is before the change.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.login("alice")
+        .await
+        .create_request(&request_body("prod-db", "read", None, "made on the other instance"))
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut seen = String::new();
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event: changed") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "instance b's page heard of the change made on instance a");
+}
