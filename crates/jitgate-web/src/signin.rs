@@ -4,7 +4,7 @@
 
 use crate::forms::script_error;
 use crate::security::local_path;
-use crate::visitor::{render, render_with, Change, Chrome, PageError, Peer};
+use crate::visitor::{render, render_with, Change, Chrome, PageError};
 use crate::Web;
 use askama::Template;
 use axum::extract::{Query, State};
@@ -13,6 +13,7 @@ use axum::Json;
 use axum_extra::extract::cookie::CookieJar;
 use jitgate_api::{LoginBody, LoginMfaBody, LoginOutcome, MfaProof, SecretText, WebauthnAssertion};
 use jitgate_server::error::ServiceError;
+use jitgate_server::routes::ClientAddr as Peer;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -102,23 +102,6 @@ impl FromRequestParts<Web> for Visitor {
     }
 }
 
-/// The address a request came from (the TCP peer, as the API takes it: never a header anyone
-/// can write), for the attempt limits per address.
-#[derive(Clone, Copy)]
-pub(crate) struct Peer(pub std::net::IpAddr);
-
-impl FromRequestParts<Web> for Peer {
-    type Rejection = PageError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &Web) -> Result<Self, PageError> {
-        let addr = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-        Ok(Self(addr))
-    }
-}
-
 /// A form with the CSRF token of the visitor's session in its `csrf` field.
 #[derive(Deserialize)]
 struct WithCsrf<T> {

@@ -77,10 +77,11 @@ impl FromRequestParts<AppState> for Caller {
 /// which anyone can write). Unspecified when the router runs without a listener.
 pub struct ClientAddr(pub std::net::IpAddr);
 
-impl FromRequestParts<AppState> for ClientAddr {
+/// For any router's state: the web pages take it too.
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let addr = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
