@@ -616,3 +616,45 @@ async fn a_grant_is_extended_and_ended_from_its_page() {
     assert!(!alice.exists("[data-countdown]").await, "nothing live is left");
     alice.close().await;
 }
+
+/// "Connect" on a live grant shows a one-time password and a connection string once; psql,
+/// given them and the gateway's certificate as the page says, opens a session through the
+/// gateway with the certificate checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_from_the_page_gives_what_psql_needs() {
+    let (s, _alice_api, grant) = crate::gateway::with_grant_on(TestServer::spawn(false).await).await;
+    let base = browser_base(&s);
+    let driver = Driver::start().await;
+    let alice = driver.browser(&base).await;
+    sign_in_with_password(&alice, "alice").await;
+    alice.wait_text("h1", "Hello", Duration::from_secs(5)).await;
+    alice.goto("/grants").await;
+    alice.click(&format!("#connect-{grant} button[type=submit]")).await;
+    alice.wait_text("h1", "Connect to", Duration::from_secs(5)).await;
+    let token = alice.text("#connect-token").await;
+    let dsn = alice.text("#connect-dsn").await;
+    assert!(dsn.contains("sslmode=verify-full&sslrootcert="), "{dsn}");
+    let root_file = dsn.rsplit("sslrootcert=").next().unwrap().to_owned();
+    let pem = alice.text("#gateway-ca").await;
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(&root_file), format!("{pem}\n")).unwrap();
+    let out = std::process::Command::new("psql")
+        .args([dsn.as_str(), "-X", "-tAc", "select current_user"])
+        .env("PGPASSWORD", &token)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    // The password is shown once: the grants page does not show it again, and it is spent.
+    alice.goto("/grants").await;
+    assert!(!alice.text("main").await.contains(&token));
+    let again = std::process::Command::new("psql")
+        .args([dsn.as_str(), "-X", "-tAc", "select 1"])
+        .env("PGPASSWORD", &token)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a one-time password works once");
+    alice.close().await;
+}
