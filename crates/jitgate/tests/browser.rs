@@ -441,6 +441,38 @@ async fn over_https_the_pages_cookies_are_host_prefixed_and_secure() {
         .await
         .unwrap();
     assert_eq!(unprefixed.status(), 303, "an unprefixed cookie is not a session over HTTPS");
+
+    // The CLI trusts the server's own certificate when told to (`--ca-file`), and only then.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args(args)
+            .env("JITGATE_CONFIG_DIR", dir.path().join("cli"))
+            .env("JITGATE_SERVER", &base)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = cli(&["login", "admin", "--password-stdin"]);
+    assert!(!ok, "an unknown certificate is refused: {said}");
+    let ca = dir.path().join("data/http-tls.crt");
+    let ca = ca.to_str().unwrap();
+    let (ok, said) = cli(&["--ca-file", ca, "login", "admin", "--password-stdin"]);
+    assert!(ok, "{said}");
+    let (ok, said) = cli(&["--ca-file", ca, "whoami"]);
+    assert!(ok && said.contains("admin"), "{said}");
+    let (ok, said) = cli(&["--ca-file", "/nonexistent.pem", "whoami"]);
+    assert!(!ok && said.contains("--ca-file /nonexistent.pem"), "{said}");
     stop.stop();
     task.await.unwrap().unwrap();
 }

@@ -14,16 +14,35 @@ pub(super) struct Ctx {
     pub(super) json: bool,
     server: String,
     creds: Option<Credentials>,
+    /// `--ca-file`: a certificate to trust for an https:// server.
+    ca: Option<Vec<u8>>,
 }
 
 impl Ctx {
     /// The server from `--server`, else the one logged in to, else the default.
-    pub(super) fn new(server: Option<String>, json: bool) -> Result<Self> {
+    pub(super) fn new(server: Option<String>, json: bool, ca_file: Option<&std::path::Path>) -> Result<Self> {
         let creds = credentials::load()?;
         let server = server
             .or_else(|| creds.as_ref().map(|c| c.server.clone()))
             .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-        Ok(Self { json, server, creds })
+        let ca = ca_file
+            .map(|p| std::fs::read(p).with_context(|| format!("--ca-file {}", p.display())))
+            .transpose()?;
+        let ctx = Self { json, server, creds, ca };
+        // A bad file is said at once, not at the first call.
+        ctx.anonymous_checked()?;
+        Ok(ctx)
+    }
+
+    fn with_ca(&self, client: Client) -> Result<Client> {
+        match &self.ca {
+            Some(pem) => client.trusting(pem).map_err(|e| anyhow::anyhow!("--ca-file: {e}")),
+            None => Ok(client),
+        }
+    }
+
+    fn anonymous_checked(&self) -> Result<Client> {
+        self.with_ca(Client::new(&self.server, None))
     }
 
     pub(super) fn server(&self) -> &str {
@@ -31,13 +50,14 @@ impl Ctx {
     }
 
     pub(super) fn anonymous(&self) -> Client {
-        Client::new(&self.server, None)
+        // Checked when the context was made.
+        self.anonymous_checked().unwrap_or_else(|_| Client::new(&self.server, None))
     }
 
     pub(super) fn client(&self) -> Result<Client> {
         match &self.creds {
             Some(c) if c.server.trim_end_matches('/') == self.server.trim_end_matches('/') => {
-                Ok(Client::new(&self.server, Some(c.token.clone())))
+                self.with_ca(Client::new(&self.server, Some(c.token.clone())))
             }
             _ => bail!("not logged in to {}: run `jitgate login`", self.server),
         }

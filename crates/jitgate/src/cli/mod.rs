@@ -35,6 +35,10 @@ pub struct Cli {
     /// The jitgate server (default: the one you logged in to, else http://127.0.0.1:8080).
     #[arg(long, global = true, env = "JITGATE_SERVER")]
     server: Option<String>,
+    /// A PEM certificate to trust for an https:// server besides the system's roots, e.g. the
+    /// self-signed one a server with `server.tls` makes (`DATA_DIR/http-tls.crt`).
+    #[arg(long, global = true, env = "JITGATE_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// Print JSON for scripts instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -158,7 +162,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let ctx = Ctx::new(cli.server, cli.json)?;
+    let ctx = Ctx::new(cli.server, cli.json, cli.ca_file.as_deref())?;
     let result = command(&ctx, cli.command).await;
     match result {
         Err(e) => match e.downcast_ref::<ClientError>() {
