@@ -3,7 +3,6 @@
 //! and a new set of recovery codes. The same enrolment calls as the API, with its rule that a
 //! person who has a factor must have proved one lately to change them.
 
-use crate::forms::script_error;
 use crate::visitor::{render, render_with, Change, Chrome, PageError, ScriptCall, Visitor};
 use crate::Web;
 use askama::Template;
@@ -13,6 +12,7 @@ use axum::Json;
 use base64::Engine;
 use jitgate_api::{MfaStatus, PasskeyFinishBody, SecretText};
 use jitgate_server::error::ServiceError;
+use jitgate_server::routes::ApiError;
 use serde::Deserialize;
 
 #[derive(Template)]
@@ -134,7 +134,7 @@ pub(crate) struct PasskeyName {
 pub(crate) async fn passkey_start(State(web): State<Web>, call: ScriptCall, Json(body): Json<PasskeyName>) -> Response {
     match web.app.enrolment().passkey_start(&call.visitor.caller, &body.name).await {
         Ok(challenge) => Json(challenge).into_response(),
-        Err(e) => script_error(&e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -142,6 +142,6 @@ pub(crate) async fn passkey_start(State(web): State<Web>, call: ScriptCall, Json
 pub(crate) async fn passkey_finish(State(web): State<Web>, call: ScriptCall, Json(body): Json<PasskeyFinishBody>) -> Response {
     match web.app.enrolment().passkey_finish(&call.visitor.caller, &body).await {
         Ok(added) => Json(added).into_response(),
-        Err(e) => script_error(&e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -1,10 +1,7 @@
 //! What several pages share: the second factor a form carries, a form with nothing but its
-//! CSRF token, durations in words, and refusals for the page's script.
+//! CSRF token, and durations in words.
 
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use jitgate_api::{MfaProof, SecretText, WebauthnAssertion};
-use jitgate_server::error::ServiceError;
 use serde::Deserialize;
 
 /// The second factor a form carries with its action: a TOTP code, a recovery code, or (filled
@@ -59,12 +56,6 @@ pub(crate) fn human_duration(secs: u64) -> String {
 /// A form that carries nothing but its CSRF token (sign out, cancel, ...).
 #[derive(Deserialize)]
 pub(crate) struct Nothing {}
-
-/// A refusal for the page's script: `{"error": {"code", "message"}}`, as the API answers.
-pub(crate) fn script_error(e: &ServiceError) -> Response {
-    let body = serde_json::json!({"error": {"code": e.code, "message": e.message}});
-    (jitgate_server::routes::status_of(e.kind), Json(body)).into_response()
-}
 
 #[cfg(test)]
 mod tests {

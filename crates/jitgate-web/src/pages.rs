@@ -1,6 +1,5 @@
 //! The home page, the not-found page, and the passkey challenge for an action.
 
-use crate::forms::script_error;
 use crate::grants::GrantRow;
 use crate::requests::RequestRow;
 use crate::visitor::{render, Chrome, PageError, ScriptCall, Visitor};
@@ -9,9 +8,9 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use jitgate_core::grant::GrantStatus;
 use jitgate_core::request::RequestStatus;
 use jitgate_server::error::ServiceError;
+use jitgate_server::routes::ApiError;
 use jitgate_server::services::requests::Scope;
 
 #[derive(Template)]
@@ -26,16 +25,7 @@ struct HomePage {
 
 pub(crate) async fn home(State(web): State<Web>, v: Visitor) -> Result<Response, PageError> {
     let app = &web.app;
-    // Live grants by the index on them, however long one's history.
-    let mut live = app
-        .grants()
-        .list(&v.caller, Scope::Mine, Some(GrantStatus::Active), None, 100)
-        .await?;
-    live.extend(
-        app.grants()
-            .list(&v.caller, Scope::Mine, Some(GrantStatus::Scheduled), None, 100)
-            .await?,
-    );
+    let live = app.grants().live_of(&v.caller).await?;
     let now = app.now();
     let grants = live.iter().map(|g| GrantRow::of(g, now)).collect();
     let pending = app
@@ -65,6 +55,6 @@ pub(crate) async fn not_found() -> PageError {
 pub(crate) async fn passkey_challenge(State(web): State<Web>, call: ScriptCall) -> Response {
     match web.app.mfa().webauthn_challenge(&call.visitor.caller.user.name).await {
         Ok(challenge) => Json(challenge).into_response(),
-        Err(e) => script_error(&e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -2,7 +2,6 @@
 //! calls as `POST /api/v1/login` and `/login/mfa`, with the same attempt limits and audit
 //! events; the session token goes into an HttpOnly cookie instead of the answer.
 
-use crate::forms::script_error;
 use crate::security::local_path;
 use crate::visitor::{render, render_with, Change, Chrome, PageError};
 use crate::Web;
@@ -13,6 +12,7 @@ use axum::Json;
 use axum_extra::extract::cookie::CookieJar;
 use jitgate_api::{LoginBody, LoginMfaBody, LoginOutcome, MfaProof, SecretText, WebauthnAssertion};
 use jitgate_server::error::ServiceError;
+use jitgate_server::routes::ApiError;
 use jitgate_server::routes::ClientAddr as Peer;
 use serde::Deserialize;
 
@@ -50,14 +50,6 @@ fn address(peer: Peer) -> std::net::IpAddr {
 /// Seconds from now until `t`, for a cookie's `Max-Age`.
 fn seconds_until(web: &Web, t: jitgate_core::Timestamp) -> i64 {
     ((t.as_millis() - web.app.now().as_millis()) / 1000).max(1)
-}
-
-/// Runs a credential check to its end even if the browser goes away (its attempt is counted
-/// and audited either way), as the API does.
-async fn to_the_end<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T, ServiceError>> + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::spawn(work).await.map_err(|e| ServiceError::internal(e.to_string()))?
 }
 
 pub(crate) async fn form(State(web): State<Web>, jar: CookieJar, Query(q): Query<NextQuery>) -> Result<Response, PageError> {
@@ -105,7 +97,7 @@ pub(crate) async fn password(
         mfa: None,
     };
     let outcome = match web.app.limits.logins.check_http(address(peer)) {
-        Ok(()) => to_the_end(async move { app.identity().login(body).await }).await,
+        Ok(()) => jitgate_server::routes::to_the_end(async move { app.identity().login(body).await }).await,
         Err(e) => Err(e),
     };
     match outcome {
@@ -208,7 +200,7 @@ async fn finish(web: &Web, peer: Peer, ticket: String, mfa: MfaProof) -> Result<
         ticket: SecretText(ticket),
         mfa,
     };
-    let session = to_the_end(async move { app.identity().login_mfa(body).await }).await?;
+    let session = jitgate_server::routes::to_the_end(async move { app.identity().login_mfa(body).await }).await?;
     Ok((session.token.expose().to_owned(), seconds_until(web, session.expires_at)))
 }
 
@@ -223,11 +215,11 @@ pub(crate) async fn passkey_challenge(State(web): State<Web>, jar: CookieJar, he
         return PageError::Csrf.into_response();
     }
     let Some(ticket) = web.ticket_of(&jar) else {
-        return script_error(&ServiceError::unauthenticated());
+        return ApiError::from(ServiceError::unauthenticated()).into_response();
     };
     match web.app.identity().login_webauthn_challenge(&SecretText(ticket.to_owned())).await {
         Ok(challenge) => Json(challenge).into_response(),
-        Err(e) => script_error(&e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -250,7 +242,7 @@ pub(crate) async fn passkey(
         return PageError::Csrf.into_response();
     }
     let Some(ticket) = web.ticket_of(&jar).map(str::to_owned) else {
-        return script_error(&ServiceError::unauthenticated());
+        return ApiError::from(ServiceError::unauthenticated()).into_response();
     };
     let mfa = MfaProof {
         webauthn: Some(WebauthnAssertion {
@@ -264,7 +256,7 @@ pub(crate) async fn passkey(
             let next = local_path(body.next.as_deref());
             (web.with_session(jar, &token, max_age), Json(serde_json::json!({ "next": next }))).into_response()
         }
-        Err(e) => script_error(&e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

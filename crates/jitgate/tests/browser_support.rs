@@ -141,46 +141,38 @@ impl Browser {
         .await;
     }
 
+    /// A call to chromedriver's WebAuthn extension for this session: fantoccini has none for
+    /// it, so it is sent directly. Answers the extension's `value`.
+    async fn webauthn(&self, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        let url = format!("{}/session/{}/webauthn/{path}", self.driver, self.session);
+        let http = reqwest::Client::new();
+        let request = match body {
+            Some(b) => http.post(url).json(&b),
+            None => http.get(url),
+        };
+        let answer: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+        answer["value"].clone()
+    }
+
     /// A virtual passkey authenticator in this browser (WebAuthn's WebDriver extension), which
-    /// says yes to every ceremony as a person touching it would. fantoccini has no call for
-    /// this extension, so it is sent to chromedriver directly.
+    /// says yes to every ceremony as a person touching it would.
     pub async fn add_virtual_authenticator(&self) -> String {
-        let answer: serde_json::Value = reqwest::Client::new()
-            .post(format!("{}/session/{}/webauthn/authenticator", self.driver, self.session))
-            .json(&serde_json::json!({
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": true,
-                "hasUserVerification": true,
-                "isUserVerified": true,
-                "automaticPresenceSimulation": true,
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer["value"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no authenticator: {answer}"))
-            .to_owned()
+        let options = serde_json::json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserVerified": true,
+            "automaticPresenceSimulation": true,
+        });
+        let id = self.webauthn("authenticator", Some(options)).await;
+        id.as_str().unwrap_or_else(|| panic!("no authenticator: {id}")).to_owned()
     }
 
     /// The credentials the virtual authenticator holds.
     pub async fn authenticator_credentials(&self, authenticator: &str) -> Vec<serde_json::Value> {
-        let answer: serde_json::Value = reqwest::Client::new()
-            .get(format!(
-                "{}/session/{}/webauthn/authenticator/{authenticator}/credentials",
-                self.driver, self.session
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer["value"].as_array().cloned().unwrap_or_default()
+        let path = format!("authenticator/{authenticator}/credentials");
+        self.webauthn(&path, None).await.as_array().cloned().unwrap_or_default()
     }
 
     /// A screenshot of the page at `width` x `height`, kept in `docs/screenshots` when

@@ -94,8 +94,8 @@ type R<T> = Result<Json<T>, ApiError>;
 
 /// Runs a credential check to its end even when the client goes away or the request times
 /// out: its hash, the failure it counts (or the charge it takes back) and its audit event
-/// happen whether or not anyone waits for the answer.
-async fn to_the_end<T: Send + 'static>(
+/// happen whether or not anyone waits for the answer. (The web pages' sign-in uses it too.)
+pub async fn to_the_end<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T, ServiceError>> + Send + 'static,
 ) -> Result<T, ServiceError> {
     tokio::spawn(work).await.map_err(|e| ServiceError::internal(e.to_string()))?

@@ -110,6 +110,26 @@ impl Grants<'_> {
             g.status = g.effective_status(now);
         }
         grants.retain(|g| status.is_none_or(|s| s == g.status));
+        self.describe_db_roles(&mut grants).await?;
+        Ok(grants)
+    }
+
+    /// The caller's own live grants (active and scheduled), newest first, with one read by the
+    /// index on them however long their history.
+    pub async fn live_of(&self, caller: &Caller) -> Result<Vec<Grant>, ServiceError> {
+        let now = self.now();
+        let mut live = self.store.live_grants_of(&caller.user.name).await?;
+        live.reverse();
+        for g in live.iter_mut() {
+            g.status = g.effective_status(now);
+        }
+        live.retain(|g| matches!(g.status, GrantStatus::Active | GrantStatus::Scheduled));
+        self.describe_db_roles(&mut live).await?;
+        Ok(live)
+    }
+
+    /// Fills in where each ephemeral grant's database role stands, with one read for them all.
+    async fn describe_db_roles(&self, grants: &mut [Grant]) -> Result<(), ServiceError> {
         let ids: Vec<String> = grants.iter().map(|g| g.id.clone()).collect();
         let mut roles: std::collections::HashMap<String, jitgate_store::EphemeralRoleRecord> = self
             .store
@@ -121,7 +141,7 @@ impl Grants<'_> {
         for g in grants.iter_mut() {
             describe_db_role(g, roles.remove(&g.id));
         }
-        Ok(grants)
+        Ok(())
     }
 
     /// Fills in where an ephemeral grant's database role stands.
