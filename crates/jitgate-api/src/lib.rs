@@ -14,6 +14,7 @@ mod audit;
 mod gateway;
 mod identity;
 mod mfa;
+mod notifications;
 mod requests;
 
 pub use admin::*;
@@ -21,6 +22,7 @@ pub use audit::*;
 pub use gateway::*;
 pub use identity::*;
 pub use mfa::*;
+pub use notifications::*;
 pub use requests::*;
 
 /// A secret inside a body (password, token): serialized as it is, never shown by `Debug`, so

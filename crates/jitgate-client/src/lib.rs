@@ -461,6 +461,33 @@ impl Client {
         self.call(Method::DELETE, &["admin", "resources", name, "credential"], Some(&q), None)
             .await
     }
+    /// The notification channels and their messages (`status`: pending, sent, failed).
+    pub async fn notifications_overview(
+        &self,
+        status: Option<&str>,
+        channel: Option<&str>,
+        limit: i64,
+    ) -> Result<jitgate_api::NotificationsOverview> {
+        let mut q: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        q.extend(status.map(|s| ("status", s.to_owned())));
+        q.extend(channel.map(|c| ("channel", c.to_owned())));
+        self.call(Method::GET, &["admin", "notifications"], Some(&q), None).await
+    }
+    pub async fn retry_notification(&self, id: &str) -> Result<()> {
+        self.call(Method::POST, &["admin", "notifications", id, "retry"], None, None).await
+    }
+    pub async fn set_channel_secret(&self, channel: &str, secret: &str) -> Result<()> {
+        let body = jitgate_api::ChannelSecretBody { secret: secret.into() };
+        self.call(Method::PUT, &["admin", "channels", channel, "secret"], None, Self::json(&body))
+            .await
+    }
+    pub async fn clear_channel_secret(&self, channel: &str) -> Result<()> {
+        self.call(Method::DELETE, &["admin", "channels", channel, "secret"], None, None).await
+    }
+    pub async fn set_user_email(&self, name: &str, email: Option<&str>) -> Result<()> {
+        let body = jitgate_api::EmailBody { email: email.map(str::to_owned) };
+        self.call(Method::PUT, &["admin", "users", name, "email"], None, Self::json(&body)).await
+    }
     /// What each role's upstream login can really do.
     pub async fn check_resource(&self, name: &str) -> Result<jitgate_api::ResourceCheck> {
         self.call(Method::GET, &["admin", "resources", name, "check"], None, None).await

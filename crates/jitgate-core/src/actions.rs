@@ -44,6 +44,8 @@ actions! {
     REVIEW_DENY = "review.deny";
     /// A grant was made for an approved request.
     GRANT_CREATE = "grant.create";
+    /// A grant ends soon (`notifications.ending_soon` before its end): its holder is warned.
+    GRANT_ENDING_SOON = "grant.ending_soon";
     /// A grant's start time came and it became active.
     GRANT_ACTIVATE = "grant.activate";
     /// A grant reached its end.
@@ -140,6 +142,14 @@ actions! {
     ALERT_REVOCATION_STUCK = "alert.revocation_stuck";
     /// Alert: an audit witness has not taken checkpoints for a while.
     ALERT_AUDIT_WITNESS_FAILED = "alert.audit_witness_failed";
+    /// Alert: a notification failed `notifications.alert_after` times (channel, event, the last error).
+    ALERT_NOTIFICATION_FAILING = "alert.notification_failing";
+    /// A user's e-mail address was set or removed (for notifications).
+    USER_EMAIL = "user.email";
+    /// A notification channel's secret was stored (sealed; never the secret) or removed.
+    NOTIFICATION_SECRET = "notification.secret";
+    /// An administrator queued a failed notification again.
+    NOTIFICATION_RETRY = "notification.retry";
 }
 
 /// The prefix of the refused-call family: `api.<operation>`, where the operation is the call

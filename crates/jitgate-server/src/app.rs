@@ -23,6 +23,8 @@ pub struct Application {
     pages: Option<axum::Router>,
     /// HTTPS on the HTTP listener (`server.tls`).
     http_tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `/metrics` on a listener of its own (`metrics.listen`).
+    metrics_listener: Option<TcpListener>,
 }
 
 /// The runtime the gateway's sessions run on (`gateway.threads` workers), apart from the
@@ -131,6 +133,11 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("{scheme}://localhost:{}", addr.port()));
         let relying_party = RelyingParty::new(&rp_id, &origin).map_err(|e| StartError::Webauthn(e.to_string()))?;
+        // Links in notifications lead to the pages, wherever people reach them.
+        let mut settings = settings;
+        if settings.notifications.public_url.is_none() {
+            settings.notifications.public_url = url::Url::parse(&origin).ok();
+        }
         let keys = Keys {
             signing: key,
             secrets,
@@ -163,6 +170,10 @@ impl Application {
             None => None,
         };
         jitgate_auth::warm_up();
+        let metrics_listener = match core.settings.metrics {
+            crate::config::MetricsPlace::Listen(at) => Some(TcpListener::bind(at).await.map_err(|e| StartError::Listen(at, e))?),
+            _ => None,
+        };
         Ok(Self {
             listener,
             gateway,
@@ -172,6 +183,7 @@ impl Application {
             stop_tx,
             pages: None,
             http_tls,
+            metrics_listener,
         })
     }
 
@@ -223,6 +235,18 @@ impl Application {
         ));
         let checkpointer = tokio::spawn(self.core.clone().run_checkpointer(self.stop_tx.subscribe()));
         let other_instances = tokio::spawn(crate::changes::follow_other_instances(self.core.clone(), self.stop_tx.subscribe()));
+        let outbox = tokio::spawn(crate::notify::run_outbox(self.core.clone(), self.stop_tx.subscribe()));
+        let metrics = self.metrics_listener.map(|l| {
+            let mut stop = self.stop_tx.subscribe();
+            let app = crate::routes::metrics_router(self.core.clone());
+            tokio::spawn(async move {
+                let _ = axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+            })
+        });
         let readiness = tokio::spawn(crate::readiness::run(
             self.core.store.clone(),
             self.core.readiness.clone(),
@@ -264,6 +288,10 @@ impl Application {
         let _ = housekeeping.await;
         let _ = checkpointer.await;
         let _ = other_instances.await;
+        let _ = outbox.await;
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
         let _ = readiness.await;
         for w in witnesses {
             let _ = w.await;

@@ -92,6 +92,8 @@ pub struct Core {
     /// Whether the store answered its last probe: what `/readyz` says without waiting on it.
     pub readiness: Arc<crate::readiness::Readiness>,
     pub(crate) witness_http: std::sync::OnceLock<reqwest::Client>,
+    /// What `/metrics` reports.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// One log line per committed audit event: every request, decision, grant change, session
@@ -168,6 +170,7 @@ impl Core {
             witnesses: crate::witness::Witnesses::new(&settings_witnesses),
             readiness: Arc::new(crate::readiness::Readiness::new()),
             witness_http: std::sync::OnceLock::new(),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 
@@ -206,6 +209,7 @@ impl Core {
             self.witnesses.wake();
         }
         log_events(&events);
+        self.metrics.observe_events(&events);
         if let Some(last) = events.last() {
             self.local_head.fetch_max(last.seq, std::sync::atomic::Ordering::Relaxed);
         }

@@ -37,10 +37,11 @@ impl Core {
             let mut tx = self.begin().await?;
             let grants = tx.due_grants(now, BATCH).await?;
             let requests = tx.due_requests(now, BATCH).await?;
-            if grants.is_empty() && requests.is_empty() {
+            let warnings = tx.take_due_warnings(now, BATCH).await?;
+            if grants.is_empty() && requests.is_empty() && warnings.is_empty() {
                 return Ok(total);
             }
-            let full = grants.len() as i64 == BATCH || requests.len() as i64 == BATCH;
+            let full = grants.len() as i64 == BATCH || requests.len() as i64 == BATCH || warnings.len() as i64 == BATCH;
             // Safe to commit without waiting for the flush: a transition lost in a crash is
             // overdue at the next start and made then.
             tx.relax_durability().await?;
@@ -76,6 +77,7 @@ impl Core {
                     Transition::Expire => {
                         g.status = GrantStatus::Expired;
                         expired.push(g.id.clone());
+                        self.metrics.expired_late(g.ends_at.until(now));
                         (GrantEventKind::Expired, actions::GRANT_EXPIRE)
                     }
                 };
@@ -101,7 +103,8 @@ impl Core {
                 )
                 .await?;
             }
-            total += events.len() + requests.len();
+            let warned = self.warn_ending_soon(&mut *tx, &warnings, now).await?;
+            total += events.len() + requests.len() + warned;
             self.commit(tx).await?;
             for (kind, g) in &events {
                 self.publish(*kind, g);
@@ -110,6 +113,33 @@ impl Core {
                 return Ok(total);
             }
         }
+    }
+
+    /// Warns the holders of grants `ids` that their access ends soon (one `grant.ending_soon`
+    /// event each, which the outbox tells them of), unless the grant ended already or an
+    /// extension takes over at its end. Returns how many were warned.
+    async fn warn_ending_soon(&self, tx: &mut dyn jitgate_store::WriteTx, ids: &[String], now: jitgate_core::Timestamp) -> Result<usize, ServiceError> {
+        let mut warned = 0;
+        for id in ids {
+            let Some(g) = tx.grant(id).await? else { continue };
+            if !g.effective_status(now).is_live() {
+                continue;
+            }
+            let continued = self
+                .store
+                .live_grants_of(&g.user)
+                .await?
+                .iter()
+                .any(|next| next.id != g.id && next.resource == g.resource && next.role == g.role && next.starts_at <= g.ends_at && next.ends_at > g.ends_at);
+            if continued {
+                continue;
+            }
+            let details = json!({"user": g.user, "resource": g.resource, "role": g.role, "ends_at": g.ends_at.as_millis()});
+            tx.append_audit(NewEvent::new("system", actions::GRANT_ENDING_SOON, g.id.as_str(), Outcome::Success, details), now)
+                .await?;
+            warned += 1;
+        }
+        Ok(warned)
     }
 
     /// For a scheduled grant about to begin: the policies that now forbid its `request`

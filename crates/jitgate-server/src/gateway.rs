@@ -384,6 +384,7 @@ impl Broker for GatewayBroker {
         record.bytes_in = i64::try_from(stats.bytes_from_client).unwrap_or(i64::MAX);
         record.bytes_out = i64::try_from(stats.bytes_to_client).unwrap_or(i64::MAX);
         record.statements = i64::try_from(stats.statements).unwrap_or(i64::MAX);
+        core.metrics.session_ended(stats.bytes_from_client, stats.bytes_to_client);
         let result = async {
             let mut tx = core.begin().await?;
             tx.end_db_session(&record).await?;

@@ -12,6 +12,8 @@ pub mod error;
 pub mod gateway;
 pub mod limits;
 pub mod live_sessions;
+pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod readiness;
 pub mod recording;

@@ -54,10 +54,15 @@ pub trait AccessReads: Send + Sync {
     /// The distinct `RESOURCE/ROLE` of `user`'s grants live at `now` — scheduled or active,
     /// not ended (what policies see as `context.active_grants`) — from the index alone.
     async fn active_roles_of(&self, user: &Username, now: Timestamp) -> Result<Vec<String>>;
-    /// The earliest moment a grant or a pending request changes by itself.
+    /// The earliest moment a grant or a pending request changes by itself, or a warning is due
+    /// before a grant ends.
     async fn next_deadline(&self) -> Result<Option<Timestamp>>;
     /// Break-glass requests nobody has acknowledged yet, oldest first.
     async fn requests_awaiting_ack(&self, limit: i64) -> Result<Vec<AccessRequest>>;
+    /// How many requests are in each status (for metrics).
+    async fn request_counts(&self) -> Result<Vec<(String, i64)>>;
+    /// How many grants are live (scheduled or active, not past their end) at `now`.
+    async fn live_grant_count(&self, now: Timestamp) -> Result<i64>;
     /// A person's alerts, newest first.
     async fn notifications(&self, recipient: &Username, limit: i64) -> Result<Vec<NotificationRecord>>;
 }
@@ -277,10 +282,20 @@ macro_rules! access_sql {
                 let r: Option<i64> = sqlx::query_scalar("SELECT MIN(expires_at) FROM requests WHERE status = 'pending'")
                     .fetch_one(&self.read)
                     .await?;
-                Ok(match (g, r) {
-                    (Some(a), Some(b)) => Some(ts(a.min(b))),
-                    (a, b) => a.or(b).map(ts),
-                })
+                let w: Option<i64> = sqlx::query_scalar("SELECT MIN(warn_at) FROM grant_warnings").fetch_one(&self.read).await?;
+                Ok([g, r, w].into_iter().flatten().min().map(ts))
+            }
+
+            async fn request_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+                let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM requests GROUP BY status").fetch_all(&self.read).await?;
+                rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
+            }
+
+            async fn live_grant_count(&self, now: Timestamp) -> Result<i64, StoreError> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM grants WHERE next_deadline IS NOT NULL AND ends_at > $1")
+                    .bind(now.as_millis())
+                    .fetch_one(&self.read)
+                    .await?)
             }
 
             async fn requests_awaiting_ack(&self, limit: i64) -> Result<Vec<AccessRequest>, StoreError> {

@@ -14,7 +14,7 @@
 use crate::{
     AccessReads, AccessWrites, AttemptRecord, AuditReads, AuditWrites, ChallengeRecord, ConnectTokenRecord, EphemeralRoleRecord,
     GatewayReads, GatewaySession, GatewayWrites, GrantFilter, IdentityReads, IdentityWrites, KillFeed, MfaReads, MfaWrites,
-    NotificationRecord, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites, Result, SessionKill,
+    NotificationRecord, OutboxReads, OutboxWrites, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites, Result, SessionKill,
     SessionRecord, Source, Standing, Store, StoreError, TotpRecord, UserRecord, WriteTx,
 };
 use async_trait::async_trait;
@@ -163,6 +163,8 @@ bounded_reads! {
             active_roles_of(user: &Username, now: Timestamp) -> Vec<String>;
             next_deadline() -> Option<Timestamp>;
             requests_awaiting_ack(limit: i64) -> Vec<AccessRequest>;
+            request_counts() -> Vec<(String, i64)>;
+            live_grant_count(now: Timestamp) -> i64;
             notifications(recipient: &Username, limit: i64) -> Vec<NotificationRecord>;
         }
     }
@@ -180,6 +182,22 @@ bounded_reads! {
         each {
             audit_last_checkpoint() -> Option<Checkpoint>;
             audit_head() -> ChainHead;
+        }
+    }
+}
+
+bounded_reads! {
+    OutboxReads {
+        bulk {
+        }
+        each {
+            deliveries(filter: &crate::DeliveryFilter) -> Vec<crate::DeliveryRecord>;
+            delivery_counts() -> Vec<(String, crate::DeliveryStatus, i64)>;
+            user_emails(users: &[Username]) -> BTreeMap<Username, String>;
+            channel_secret(channel: &str) -> Option<crate::ChannelSecretRecord>;
+            claim_deliveries(now: Timestamp, lease_until: Timestamp, limit: i64) -> Vec<crate::DeliveryRecord>;
+            delivery_sent(id: &str, at: Timestamp) -> ();
+            delivery_failed(id: &str, error: &str, next_attempt_at: Timestamp, give_up: bool) -> ();
         }
     }
 }
@@ -274,6 +292,19 @@ bounded_writes! {
     delete_session(token_hash: &str) -> bool;
     delete_sessions_of(user: &Username) -> u64;
     delete_other_sessions_of(user: &Username, keep: &str) -> u64;
+}
+
+bounded_writes! {
+    OutboxWrites {}
+    outbox_cursor() -> Option<i64>;
+    set_outbox_cursor(seq: i64) -> ();
+    insert_deliveries(deliveries: &[crate::DeliveryRecord]) -> ();
+    requeue_delivery(id: &str, now: Timestamp) -> bool;
+    set_user_email(user: &Username, email: Option<&str>) -> bool;
+    put_channel_secret(secret: &crate::ChannelSecretRecord) -> ();
+    delete_channel_secret(channel: &str) -> bool;
+    schedule_warning(grant_id: &str, at: Timestamp) -> ();
+    take_due_warnings(now: Timestamp, limit: i64) -> Vec<String>;
 }
 
 bounded_writes! {

@@ -21,6 +21,7 @@ mod cache;
 mod gateway;
 mod identity;
 mod mfa;
+mod outbox;
 mod postgres;
 mod resources;
 mod sql;
@@ -35,6 +36,7 @@ pub use gateway::{
 };
 pub use identity::{IdentityReads, IdentityWrites, SessionRecord, Source, Standing, UserRecord};
 pub use mfa::{AttemptRecord, ChallengeRecord, MfaReads, MfaWrites, PasskeyRecord, TotpRecord};
+pub use outbox::{ChannelSecretRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, OutboxReads, OutboxWrites};
 pub use resources::{ResourceReads, ResourceWrites};
 
 /// Every store trait, for code that calls a concrete store (`SqliteStore`, `PgStore`) rather
@@ -42,7 +44,7 @@ pub use resources::{ResourceReads, ResourceWrites};
 pub mod prelude {
     pub use crate::{
         AccessReads, AccessWrites, AuditReads, AuditWrites, GatewayReads, GatewayWrites, IdentityReads, IdentityWrites, MfaReads,
-        MfaWrites, ResourceReads, ResourceWrites, Store, WriteTx,
+        MfaWrites, OutboxReads, OutboxWrites, ResourceReads, ResourceWrites, Store, WriteTx,
     };
 }
 
@@ -127,7 +129,7 @@ impl DeadlineSignal {
 /// resources, requests and grants, the audit chain, second factors, the gateway), and the
 /// start of every change ([`Store::write`]).
 #[async_trait]
-pub trait Store: IdentityReads + ResourceReads + AccessReads + AuditReads + MfaReads + GatewayReads + Send + Sync + 'static {
+pub trait Store: IdentityReads + ResourceReads + AccessReads + AuditReads + MfaReads + GatewayReads + OutboxReads + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     /// For a store shared by several instances: fires when any instance added a deadline (a
     /// request or a grant), with the earliest one it added, so each expiry engine re-reads
@@ -146,7 +148,7 @@ pub trait Store: IdentityReads + ResourceReads + AccessReads + AuditReads + MfaR
 /// One all-or-nothing change, across any of the aggregates. Dropping it without `commit` rolls
 /// everything back.
 #[async_trait]
-pub trait WriteTx: IdentityWrites + ResourceWrites + AccessWrites + AuditWrites + MfaWrites + GatewayWrites + Send {
+pub trait WriteTx: IdentityWrites + ResourceWrites + AccessWrites + AuditWrites + MfaWrites + GatewayWrites + OutboxWrites + Send {
     async fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     async fn delete_meta(&mut self, key: &str) -> Result<()>;
 

@@ -328,4 +328,7 @@ impl PgWriteTx {
     }
 }
 
+/// How senders on several instances take messages from the outbox without taking the same one.
+const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
+
 crate::sql::impl_store!(PgStore, PgWriteTx, Postgres, "postgres", " FOR UPDATE");

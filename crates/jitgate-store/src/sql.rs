@@ -7,7 +7,7 @@
 //! backend's module, because sqlx's row and executor types differ per database. Each
 //! aggregate's SQL lives in the aggregate's own file (`identity.rs`, `access.rs`, ...). What
 //! differs between the backends is written in the backend's file: `ACTIVE_ROLES_SQL`,
-//! `SHARED`, `relax` and `announce_kill`.
+//! `CLAIM_LOCK`, `SHARED`, `relax` and `announce_kill`.
 
 pub(crate) const USER_COLS: &str = "name, display_name, password_hash, is_admin, disabled, created_at";
 pub(crate) const REQUEST_COLS: &str =
@@ -80,6 +80,7 @@ macro_rules! impl_store {
         crate::audit::audit_sql!($store, $tx, $db, $lock);
         crate::mfa::mfa_sql!($store, $tx, $db, $lock);
         crate::gateway::gateway_sql!($store, $tx, $db, $lock);
+        crate::outbox::outbox_sql!($store, $tx, $db, $lock);
 
         #[async_trait]
         impl Store for $store {

@@ -173,4 +173,7 @@ impl SqliteWriteTx {
     }
 }
 
+/// One process writes SQLite, one statement at a time: a claim needs no lock.
+const CLAIM_LOCK: &str = "";
+
 crate::sql::impl_store!(SqliteStore, SqliteWriteTx, Sqlite, "sqlite", "");

@@ -401,6 +401,63 @@ pub fn users(list: &[UserView]) -> String {
     table(&["USER", "ADMIN", "STATE", "GROUPS"], rows)
 }
 
+/// `jitgate admin notifications`: each channel with its counts, then the messages.
+pub fn outbox(o: &jitgate_api::NotificationsOverview) -> String {
+    if o.channels.is_empty() {
+        return "no notification channels are configured ([[notifications.channels]] in the config file)".into();
+    }
+    let channels = o
+        .channels
+        .iter()
+        .map(|c| {
+            let secret = match (c.needs_secret, c.secret_set) {
+                (false, _) => "not needed",
+                (true, true) => "set",
+                (true, false) => "MISSING",
+            };
+            vec![
+                c.name.clone(),
+                c.kind.clone(),
+                if c.events.is_empty() { "all".into() } else { c.events.join(",") },
+                secret.into(),
+                c.pending.to_string(),
+                c.sent.to_string(),
+                c.failed.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(&["CHANNEL", "KIND", "EVENTS", "SECRET", "PENDING", "SENT", "FAILED"], channels);
+    if o.deliveries.is_empty() {
+        out.push_str("
+no messages");
+        return out;
+    }
+    let rows = o
+        .deliveries
+        .iter()
+        .map(|d| {
+            let state = match (d.status.as_str(), &d.last_error) {
+                ("pending", Some(e)) => format!("retry at {} ({e})", when(d.next_attempt_at)),
+                ("failed", e) => format!("failed: {}", e.as_deref().unwrap_or("")),
+                ("sent", _) => format!("sent {}", d.sent_at.map(when).unwrap_or_default()),
+                (s, _) => s.to_owned(),
+            };
+            vec![
+                d.id.clone(),
+                d.event.clone(),
+                d.channel.clone(),
+                if d.destination.is_empty() { "-".into() } else { d.destination.clone() },
+                d.attempts.to_string(),
+                state,
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push('\n');
+    out.push_str(&table(&["ID", "EVENT", "CHANNEL", "TO", "ATTEMPTS", "STATE"], rows));
+    out
+}
+
 /// `jitgate admin group list`.
 pub fn groups(list: &[GroupView]) -> String {
     let rows = list

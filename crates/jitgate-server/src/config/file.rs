@@ -22,6 +22,10 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) gateway: GatewaySection,
     #[serde(default)]
+    pub(super) notifications: super::notifications::NotificationsSection,
+    #[serde(default)]
+    pub(super) metrics: MetricsSection,
+    #[serde(default)]
     pub(super) groups: BTreeMap<GroupName, BTreeSet<Username>>,
     #[serde(default)]
     pub(super) resources: Vec<toml::Spanned<Resource>>,
@@ -42,6 +46,20 @@ pub(super) struct ServerSection {
     pub(super) tls: bool,
     pub(super) tls_cert: Option<PathBuf>,
     pub(super) tls_key: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsSection {
+    #[serde(default = "yes")]
+    pub(super) enabled: bool,
+    pub(super) listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self { enabled: true, listen: None }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -170,7 +188,7 @@ pub(super) struct WitnessSection {
     pub(super) url: Option<String>,
 }
 
-mod opt_duration {
+pub(super) mod opt_duration {
     use super::*;
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         #[derive(Deserialize)]

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod file;
+mod notifications;
 use file::*;
+pub use notifications::NotificationSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -84,6 +86,22 @@ pub struct Settings {
     pub limits: crate::limits::LimitSettings,
     /// How far ahead a request may ask its access to start (`policy.start_at_horizon`).
     pub start_at_horizon: Duration,
+    /// Channels, warnings before access ends, retries (`[notifications]`).
+    pub notifications: NotificationSettings,
+    /// Where `/metrics` is served (`[metrics]`).
+    pub metrics: MetricsPlace,
+}
+
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsPlace {
+    /// On the API's listener (the default).
+    #[default]
+    Api,
+    /// On a listener of its own, and not on the API's (`metrics.listen`).
+    Listen(SocketAddr),
+    /// Nowhere (`metrics.enabled = false`).
+    Off,
 }
 
 /// A witness: somewhere the database's writers cannot rewrite that keeps every checkpoint.
@@ -161,6 +179,8 @@ impl Default for Settings {
             gateway_threads: default_gateway_threads(),
             limits: crate::limits::LimitSettings::default(),
             start_at_horizon: Duration::from_secs(7 * 24 * 3600),
+            notifications: NotificationSettings::default(),
+            metrics: MetricsPlace::Api,
         }
     }
 }
@@ -385,6 +405,13 @@ impl Settings {
             });
         }
         settings.audit_reader_groups = parsed.audit.reader_groups;
+        notifications::apply(&mut settings, parsed.notifications, &err_at, &err_key)?;
+        settings.metrics = match (parsed.metrics.enabled, parsed.metrics.listen) {
+            (false, None) => MetricsPlace::Off,
+            (false, Some(_)) => return Err(err_key("metrics.listen", "metrics.listen with metrics.enabled = false: choose one".into())),
+            (true, Some(at)) => MetricsPlace::Listen(at),
+            (true, None) => MetricsPlace::Api,
+        };
         settings.groups = parsed.groups;
         let mut seen = BTreeSet::new();
         for spanned in parsed.resources {

@@ -10,6 +10,7 @@ mod gateway;
 mod grants;
 mod identity;
 mod mfa;
+mod notifications;
 mod requests;
 
 use crate::core::{AppState, Caller};
@@ -249,7 +250,7 @@ impl utoipa::Modify for BearerToken {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "jitgate", description = "Just-in-time privileged access: requests, approvals, grants, audit."),
-    paths(openapi, identity::bootstrap, identity::login, identity::login_mfa, identity::login_webauthn, identity::logout, identity::whoami, identity::list_users, identity::create_user, identity::disable_user, identity::enable_user, identity::set_password, identity::unlock_user, identity::list_groups, identity::add_member, identity::remove_member, mfa::mfa_status, mfa::mfa_verify, mfa::totp_enrol, mfa::totp_remove, mfa::totp_confirm, mfa::recovery_codes, mfa::webauthn_challenge, mfa::passkey_start, mfa::passkey_finish, mfa::passkey_remove, requests::list_resources, requests::list_requests, requests::create_request, requests::show_request, requests::approve, requests::deny, requests::cancel, requests::acknowledge, requests::notifications, requests::explain, gateway::connect, gateway::list_sessions, gateway::kill_session, admin::reload, admin::put_resource, admin::delete_resource, admin::check_resource, admin::put_resource_credential, admin::delete_resource_credential, grants::list_grants, grants::show_grant, grants::revoke, audit::audit_events, audit::audit_checkpoints, audit::audit_verify, audit::audit_status, audit::audit_key, audit::audit_head),
+    paths(openapi, identity::bootstrap, identity::login, identity::login_mfa, identity::login_webauthn, identity::logout, identity::whoami, identity::list_users, identity::create_user, identity::disable_user, identity::enable_user, identity::set_password, identity::unlock_user, identity::list_groups, identity::add_member, identity::remove_member, mfa::mfa_status, mfa::mfa_verify, mfa::totp_enrol, mfa::totp_remove, mfa::totp_confirm, mfa::recovery_codes, mfa::webauthn_challenge, mfa::passkey_start, mfa::passkey_finish, mfa::passkey_remove, requests::list_resources, requests::list_requests, requests::create_request, requests::show_request, requests::approve, requests::deny, requests::cancel, requests::acknowledge, requests::notifications, requests::explain, gateway::connect, gateway::list_sessions, gateway::kill_session, admin::reload, admin::put_resource, admin::delete_resource, admin::check_resource, admin::put_resource_credential, admin::delete_resource_credential, grants::list_grants, grants::show_grant, grants::revoke, audit::audit_events, audit::audit_checkpoints, audit::audit_verify, audit::audit_status, audit::audit_key, audit::audit_head, notifications::list_notifications, notifications::retry_notification, notifications::put_channel_secret, notifications::delete_channel_secret, notifications::put_user_email),
     components(schemas(jitgate_api::ErrorBody)),
     modifiers(&BearerToken),
 )]
@@ -271,18 +272,41 @@ pub fn router(state: AppState, pages: Option<Router>) -> Router {
         .merge(gateway::routes())
         .merge(admin::routes())
         .merge(audit::routes())
+        .merge(notifications::routes())
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(axum::middleware::map_response(api_headers));
-    let served = Router::new()
+    let mut served = Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    if state.settings.metrics == crate::config::MetricsPlace::Api {
+        served = served.route("/metrics", get(metrics));
+    }
+    let served = served
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
     match pages {
         Some(pages) => served.merge(pages.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))),
         None => served.fallback(not_found),
+    }
+}
+
+/// `/metrics` alone, for `metrics.listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(state)
+}
+
+/// Prometheus' scrape: counts only, no names (see [`crate::metrics`]).
+async fn metrics(State(s): State<AppState>) -> Response {
+    use axum::http::header;
+    match s.render_metrics().await {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

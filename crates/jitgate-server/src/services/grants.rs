@@ -27,6 +27,9 @@ impl Grants<'_> {
         };
         let grant = Grant::from_request(new_id("grt"), request, extends.as_ref(), now);
         tx.insert_grant(&grant).await?;
+        if let Some(at) = self.warning_at(&grant) {
+            tx.schedule_warning(&grant.id, at).await?;
+        }
         let details = json!({
             "request": request.id, "user": grant.user, "resource": grant.resource, "role": grant.role,
             "starts_at": grant.starts_at.as_millis(), "ends_at": grant.ends_at.as_millis(), "status": grant.status,
@@ -45,6 +48,21 @@ impl Grants<'_> {
         if let Some(d) = grant.next_deadline() {
             self.engine.deadline_added(d);
         }
+        if let Some(at) = self.warning_at(grant) {
+            self.engine.deadline_added(at);
+        }
+    }
+
+    /// When `grant`'s holder is warned that it ends (`notifications.ending_soon` before its
+    /// end), if at all: not when the grant is no longer than the lead, which would warn as it
+    /// begins.
+    pub(crate) fn warning_at(&self, grant: &Grant) -> Option<Timestamp> {
+        let lead = self.settings.notifications.ending_soon;
+        if lead.is_zero() {
+            return None;
+        }
+        let at = Timestamp::from_millis(grant.ends_at.as_millis() - i64::try_from(lead.as_millis()).unwrap_or(i64::MAX / 2));
+        (at > grant.starts_at).then_some(at)
     }
 
     async fn may_act_on(&self, caller: &Caller, g: &Grant) -> Result<bool, ServiceError> {

@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod grants;
 pub mod identity;
 pub mod mfa;
+pub mod notifications;
 pub mod policies;
 pub mod requests;
 pub mod resources;
@@ -48,6 +49,10 @@ macro_rules! service {
 service!(
     /// Failed attempts, locks and their audit: [`attempts`].
     Attempts, attempts
+);
+service!(
+    /// Channels, the outbox, e-mail addresses: [`notifications`].
+    Notifications, notifications
 );
 service!(
     /// The audit log as people read it: [`audit`].

@@ -161,6 +161,7 @@ impl Requests<'_> {
             tx.set_request_status(&request.id, RequestStatus::Approved, now).await?;
             request.status = RequestStatus::Approved;
             request.decided_at = Some(now);
+            self.metrics.decided(request.created_at.until(now));
             let by = review.reviewer.to_string();
             tx.append_audit(
                 NewEvent::new(

@@ -120,6 +120,7 @@ impl Reviews<'_> {
             tx.set_request_status(id, outcome.new_status, now).await?;
             request.status = outcome.new_status;
             request.decided_at = Some(now);
+            self.metrics.decided(request.created_at.until(now));
             let progress = serde_json::to_value(&outcome.progress).unwrap_or_default();
             tx.append_audit(
                 NewEvent::new(

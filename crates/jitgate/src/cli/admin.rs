@@ -34,6 +34,56 @@ pub(super) enum AdminCommand {
     /// Resources: list, apply, delete, upstream passwords, privilege check.
     #[command(subcommand)]
     Resource(ResourceCommand),
+    /// The notification channels and their messages: what is pending, sent or failed.
+    Notifications(NotificationsArgs),
+    /// Notification channels' secrets (webhook signing keys, Slack tokens, SMTP passwords).
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct NotificationsArgs {
+    #[command(subcommand)]
+    action: Option<NotificationsAction>,
+    /// Only messages that were given up on.
+    #[arg(long, conflicts_with = "pending")]
+    failed: bool,
+    /// Only messages still to be sent.
+    #[arg(long)]
+    pending: bool,
+    /// Only this channel's messages.
+    #[arg(long)]
+    channel: Option<String>,
+    /// At most this many messages, newest first.
+    #[arg(long, default_value_t = 50)]
+    limit: i64,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum NotificationsAction {
+    /// Queue a failed message again, its attempts counted afresh.
+    Retry {
+        /// The message's id (`ntf_...`).
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum ChannelCommand {
+    /// Store a channel's secret, sealed with the server's secrets key (asked for at a terminal,
+    /// or read with --secret-stdin; never on argv).
+    SetSecret {
+        /// The channel's name (`[[notifications.channels]] name`).
+        name: String,
+        /// Read the secret from the first line of standard input.
+        #[arg(long)]
+        secret_stdin: bool,
+    },
+    /// Remove a channel's stored secret (its messages then fail until one is set).
+    ClearSecret {
+        /// The channel's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -85,6 +135,17 @@ pub(super) enum UserCommand {
     Unlock {
         /// Whose account.
         username: String,
+    },
+    /// Set where a user's notifications by e-mail go (and how Slack finds them).
+    SetEmail {
+        /// Whose address.
+        username: String,
+        /// The address; omit it with --clear to remove the one set.
+        #[arg(required_unless_present = "clear")]
+        email: Option<String>,
+        /// Remove the address.
+        #[arg(long, conflicts_with = "email")]
+        clear: bool,
     },
 }
 
@@ -232,6 +293,13 @@ pub(super) async fn run(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                         format!("{username} is unlocked; their failed attempts are forgotten")
                     })?;
                 }
+                UserCommand::SetEmail { username, email, clear: _ } => {
+                    c.set_user_email(&username, email.as_deref()).await?;
+                    ctx.print(&serde_json::json!({"username": username, "email": email}), |_| match &email {
+                        Some(e) => format!("{username}'s notifications by e-mail go to {e}"),
+                        None => format!("{username} has no e-mail address any more"),
+                    })?;
+                }
                 UserCommand::SetPassword {
                     username,
                     password_stdin,
@@ -307,6 +375,50 @@ pub(super) async fn run(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                 ResourceCommand::Check { name } => {
                     let check = c.check_resource(&name).await?;
                     ctx.print(&check, output::resource_check)?;
+                }
+            }
+        }
+        AdminCommand::Notifications(args) => {
+            let c = ctx.client()?;
+            match args.action {
+                Some(NotificationsAction::Retry { id }) => {
+                    c.retry_notification(&id).await?;
+                    ctx.print(&serde_json::json!({"id": id, "status": "pending"}), |_| {
+                        format!("{id} is queued again; it is sent within a second if its receiver answers")
+                    })?;
+                }
+                None => {
+                    let status = if args.failed {
+                        Some("failed")
+                    } else if args.pending {
+                        Some("pending")
+                    } else {
+                        None
+                    };
+                    let overview = c.notifications_overview(status, args.channel.as_deref(), args.limit).await?;
+                    ctx.print(&overview, output::outbox)?;
+                }
+            }
+        }
+        AdminCommand::Channel(cmd) => {
+            let c = ctx.client()?;
+            match cmd {
+                ChannelCommand::SetSecret { name, secret_stdin } => {
+                    let secret = if secret_stdin {
+                        super::context::read_stdin_line("secret")?
+                    } else {
+                        prompt_secret(&format!("Secret for channel {name}: "))?
+                    };
+                    c.set_channel_secret(&name, &secret).await?;
+                    ctx.print(&serde_json::json!({"channel": name, "secret": "sealed"}), |_| {
+                        format!("secret for channel {name} stored (sealed); its next messages use it")
+                    })?;
+                }
+                ChannelCommand::ClearSecret { name } => {
+                    c.clear_channel_secret(&name).await?;
+                    ctx.print(&serde_json::json!({"channel": name, "secret": "removed"}), |_| {
+                        format!("secret for channel {name} removed")
+                    })?;
                 }
             }
         }

@@ -63,6 +63,9 @@ enum Command {
     Resources,
     /// Ask for a role on a resource for a bounded time.
     Request(requests::RequestArgs),
+    /// Ask for more time on a live grant of yours: a request that starts where the grant ends;
+    /// once approved, open sessions carry on into it.
+    Extend(requests::ExtendArgs),
     /// Break glass: access at once where a policy allows it, with a mandatory reason and a
     /// fresh second factor; every approver is alerted and reviews it after the fact.
     BreakGlass(requests::BreakGlassArgs),
@@ -190,6 +193,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Resources => requests::resources(ctx).await,
         Command::Request(args) => requests::request(ctx, args).await,
         Command::BreakGlass(args) => requests::break_glass(ctx, args).await,
+        Command::Extend(args) => requests::extend(ctx, args).await,
         Command::Connect(args) => connect::connect(ctx, args).await,
         Command::Sessions(args) => connect::sessions(ctx, args).await,
         Command::Ack(args) => requests::acknowledge(ctx, args).await,

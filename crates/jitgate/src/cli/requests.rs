@@ -38,6 +38,23 @@ pub(super) struct RequestArgs {
 }
 
 #[derive(Args, Debug)]
+pub(super) struct ExtendArgs {
+    /// The grant to extend (`jitgate grants`); it must be yours and still live.
+    grant: String,
+    /// How much longer, like 30m (the role's default when absent).
+    #[arg(long = "for")]
+    duration: Option<String>,
+    /// Why you need more time (approvers see it).
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// A ticket reference, like INC-123.
+    #[arg(long)]
+    ticket: Option<String>,
+    #[command(flatten)]
+    mfa: MfaArgs,
+}
+
+#[derive(Args, Debug)]
 pub(super) struct BreakGlassArgs {
     /// The resource.
     resource: String,
@@ -178,6 +195,58 @@ pub(super) async fn request(ctx: &Ctx, args: RequestArgs) -> Result<ExitCode> {
             format!("is pending approval (expires {} unless approved)", output::when(r.expires_at))
         };
         format!("{what} {state}\nshow it with: jitgate show {}", r.id)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jitgate extend GRANT --for 30m --reason ...`: a request for the same role on the same
+/// resource that starts where the grant ends. Approved (by people or by a policy), its grant
+/// takes over at that moment and open gateway sessions carry on.
+pub(super) async fn extend(ctx: &Ctx, args: ExtendArgs) -> Result<ExitCode> {
+    let ExtendArgs {
+        grant,
+        duration,
+        reason,
+        ticket,
+        mfa,
+    } = args;
+    let g = ctx.client()?.grant(&grant).await?;
+    let body = CreateRequestBody {
+        resource: g.resource.to_string(),
+        role: g.role.to_string(),
+        reason,
+        ticket,
+        duration,
+        start_at: None,
+        extends: Some(g.id.clone()),
+        mfa: None,
+        break_glass: false,
+    };
+    let r = send_request(ctx, body, &mfa).await?;
+    let approved = r.status == jitgate_core::request::RequestStatus::Approved;
+    let until = g
+        .ends_at
+        .saturating_add(std::time::Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0)));
+    let out = serde_json::json!({"request": r, "grant": g.id, "approved": approved, "until": approved.then_some(until)});
+    ctx.print(&out, |_| {
+        if approved {
+            format!(
+                "{}: extension approved; your access to {} on {} continues until {} (sessions carry on)",
+                r.id,
+                g.role,
+                g.resource,
+                output::when(until)
+            )
+        } else {
+            format!(
+                "{}: extension of {} is pending approval (expires {} unless approved)
+show it with: jitgate show {}",
+                r.id,
+                g.id,
+                output::when(r.expires_at),
+                r.id
+            )
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,167 @@
+//! Sending what the outbox holds: at least once, retried with exponential back-off, in order
+//! per request and destination, never holding up the workflow.
+//!
+//! A message is claimed (with a lease) before it is sent and marked after; a sender that dies
+//! in between leaves the lease to run out and the message is sent again, under the same
+//! idempotency key. Several instances claim with `FOR UPDATE SKIP LOCKED` and never take the
+//! same message.
+
+use crate::core::Core;
+use crate::error::ServiceError;
+use jitgate_core::Timestamp;
+use jitgate_notify::Notice;
+use jitgate_store::DeliveryRecord;
+use secrecy::SecretString;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Messages claimed at a time, and sent at once.
+const CLAIM: i64 = 200;
+const IN_FLIGHT: usize = 32;
+/// How long a claim holds a message: past one attempt's timeout, so a live sender always
+/// marks it first.
+const LEASE: Duration = Duration::from_secs(60);
+/// The back-off doubles from this up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// When attempt `attempts` (1 for the first) failed at `now`, when to try again: 1 s, 2 s,
+/// 4 s, ... up to ten minutes, less a random tenth so that messages that failed together do
+/// not all come back together.
+pub(crate) fn next_attempt(now: Timestamp, attempts: i32) -> Timestamp {
+    use rand::Rng;
+    let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(20);
+    let backoff = FIRST_BACKOFF.saturating_mul(1u32 << doublings).min(MAX_BACKOFF);
+    let jitter = rand::thread_rng().gen_range(0.0..0.1);
+    now.saturating_add(backoff.mul_f64(1.0 - jitter))
+}
+
+impl Core {
+    /// Sends the messages due now. Returns how many it tried.
+    pub(crate) async fn deliver_due(self: &Arc<Self>, sender: &jitgate_notify::Sender) -> Result<usize, ServiceError> {
+        let now = self.now();
+        let claimed = self.store.claim_deliveries(now, now.saturating_add(LEASE), CLAIM).await?;
+        let n = claimed.len();
+        let limit = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+        let mut sending = tokio::task::JoinSet::new();
+        for d in claimed {
+            let (core, sender, limit) = (self.clone(), sender.clone(), limit.clone());
+            sending.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                core.deliver_one(&sender, d).await;
+            });
+        }
+        while sending.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    async fn deliver_one(&self, sender: &jitgate_notify::Sender, d: DeliveryRecord) {
+        let outcome = self.attempt(sender, &d).await;
+        let now = self.now();
+        let recorded = match &outcome {
+            Ok(()) => {
+                self.metrics.delivered(&d.channel, true);
+                self.store.delivery_sent(&d.id, now).await
+            }
+            Err(why) => {
+                self.metrics.delivered(&d.channel, false);
+                let limits = &self.settings.notifications;
+                let give_up = d.attempts >= i32::try_from(limits.give_up_after).unwrap_or(i32::MAX);
+                tracing::warn!(delivery = %d.id, channel = %d.channel, attempts = d.attempts, give_up, error = %why, "a notification was not delivered");
+                if d.attempts == i32::try_from(limits.alert_after).unwrap_or(i32::MAX) {
+                    if let Err(e) = self.alert_failing(&d, why).await {
+                        tracing::error!(error = %e.message, "cannot alert of a failing notification");
+                    }
+                }
+                self.store.delivery_failed(&d.id, why, next_attempt(now, d.attempts), give_up).await
+            }
+        };
+        if let Err(e) = recorded {
+            // The lease runs out and the message is tried again: at least once, maybe twice.
+            tracing::error!(delivery = %d.id, error = %e, "cannot record a notification's delivery");
+        }
+    }
+
+    async fn attempt(&self, sender: &jitgate_notify::Sender, d: &DeliveryRecord) -> Result<(), String> {
+        let Some(channel) = self.settings.notifications.channels.iter().find(|c| c.name == d.channel) else {
+            return Err(format!("channel {} is no longer configured", d.channel));
+        };
+        let notice: Notice = serde_json::from_str(&d.payload).map_err(|e| format!("stored message unreadable: {e}"))?;
+        let secret = self.channel_secret(&channel.name).await.map_err(|e| e.message)?;
+        let now_secs = self.now().as_millis().div_euclid(1000);
+        sender
+            .send(channel, secret.as_ref(), &d.destination, &notice, now_secs)
+            .await
+            .map_err(|e| e.0)
+    }
+
+    /// A channel's secret, unsealed; `None` when none was set.
+    pub(crate) async fn channel_secret(&self, channel: &str) -> Result<Option<SecretString>, ServiceError> {
+        let Some(record) = self.store.channel_secret(channel).await? else {
+            return Ok(None);
+        };
+        let sealed = jitgate_auth::secret_box::Sealed {
+            key_version: record.key_version,
+            data: record.sealed,
+        };
+        let plain = self
+            .secrets
+            .open(&sealed, &channel_secret_context(channel))
+            .map_err(|e| ServiceError::internal(format!("cannot unseal the secret of channel {channel}: {e}")))?;
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| ServiceError::internal("a channel secret is not text"))?;
+        Ok(Some(SecretString::from(text)))
+    }
+
+    /// Administrators hear (in jitgate, and in the audit log) that a channel keeps failing; not
+    /// through the channels, which may be what is failing.
+    async fn alert_failing(&self, d: &DeliveryRecord, why: &str) -> Result<(), ServiceError> {
+        let admins: Vec<_> = self
+            .store
+            .users()
+            .await?
+            .into_iter()
+            .filter(|u| u.is_admin && !u.disabled)
+            .map(|u| u.name)
+            .collect();
+        let message = format!(
+            "notification {} ({} on channel {}) failed {} times; last: {why}. See `jitgate admin notifications --failed`.",
+            d.id, d.kind, d.channel, d.attempts
+        );
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        crate::core::alert(
+            &mut *tx,
+            "notification_failing",
+            &d.id,
+            &message,
+            &admins,
+            jitgate_core::audit::Outcome::Failure,
+            json!({"channel": d.channel, "event": d.kind, "attempts": d.attempts, "error": why}),
+            now,
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(())
+    }
+}
+
+/// What a channel's secret is sealed to: it opens only as that channel's.
+pub(crate) fn channel_secret_context(channel: &str) -> String {
+    format!("notification-channel:{channel}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_up_to_ten_minutes() {
+        let now = Timestamp::from_millis(1_000_000);
+        let wait = |n| next_attempt(now, n).as_millis() - now.as_millis();
+        for (attempt, full) in [(1, 1_000), (2, 2_000), (3, 4_000), (10, 512_000), (11, 600_000), (40, 600_000)] {
+            let w = wait(attempt);
+            assert!(w <= full && w >= full * 9 / 10, "attempt {attempt}: waited {w} ms, expected about {full}");
+        }
+    }
+}
