@@ -12,6 +12,8 @@
 #   chromium, chromium-driver    the web pages' tests drive a real headless Chromium
 #   npm                          axe-core (from npm), the accessibility checker those tests run,
 #                                into target/web-tools (unless node and npm are here already)
+#   (PyPI) aiosmtpd              the SMTP server the e-mail notification tests send to, in a
+#                                venv in target/notify-tools
 set -euo pipefail
 
 deps_log() { printf '[deps] %s\n' "$*" >&2; }
@@ -37,4 +39,12 @@ if [ ! -f "$web_tools/node_modules/axe-core/axe.min.js" ]; then
   deps_log "installing axe-core into $web_tools"
   mkdir -p "$web_tools"
   (cd "$web_tools" && npm install --no-audit --no-fund --silent axe-core@4.14.1 >/dev/null)
+fi
+
+notify_tools="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/notify-tools"
+if ! "$notify_tools/venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+  deps_log "installing aiosmtpd into $notify_tools/venv"
+  mkdir -p "$notify_tools"
+  python3 -m venv "$notify_tools/venv"
+  "$notify_tools/venv/bin/pip" install -q --disable-pip-version-check "aiosmtpd==1.4.6"
 fi

@@ -482,11 +482,15 @@ impl Client {
             .await
     }
     pub async fn clear_channel_secret(&self, channel: &str) -> Result<()> {
-        self.call(Method::DELETE, &["admin", "channels", channel, "secret"], None, None).await
+        self.call(Method::DELETE, &["admin", "channels", channel, "secret"], None, None)
+            .await
     }
     pub async fn set_user_email(&self, name: &str, email: Option<&str>) -> Result<()> {
-        let body = jitgate_api::EmailBody { email: email.map(str::to_owned) };
-        self.call(Method::PUT, &["admin", "users", name, "email"], None, Self::json(&body)).await
+        let body = jitgate_api::EmailBody {
+            email: email.map(str::to_owned),
+        };
+        self.call(Method::PUT, &["admin", "users", name, "email"], None, Self::json(&body))
+            .await
     }
     /// What each role's upstream login can really do.
     pub async fn check_resource(&self, name: &str) -> Result<jitgate_api::ResourceCheck> {

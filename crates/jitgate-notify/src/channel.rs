@@ -38,7 +38,9 @@ impl Filter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelKind {
     /// A signed JSON POST of the [`Notice`] (the secret is the signing key).
-    Webhook { url: url::Url },
+    Webhook {
+        url: url::Url,
+    },
     Slack(Slack),
     Email(Email),
 }

@@ -112,12 +112,7 @@ impl Sender {
     }
 
     /// One Web API call: Slack answers 200 with `{"ok": false, "error": ...}` for most failures.
-    async fn slack_call(
-        &self,
-        token: &str,
-        method: &str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<serde_json::Value, SendError> {
+    async fn slack_call(&self, token: &str, method: &str, request: reqwest::RequestBuilder) -> Result<serde_json::Value, SendError> {
         let response = request
             .bearer_auth(token)
             .send()
@@ -145,7 +140,12 @@ fn api(base: &url::Url, method: &str) -> String {
 
 /// A URL as errors show it: no user, password or query, which may hold a credential.
 fn url_for_errors(u: &url::Url) -> String {
-    format!("{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default()) + u.path()
+    format!(
+        "{}://{}{}",
+        u.scheme(),
+        u.host_str().unwrap_or(""),
+        u.port().map(|p| format!(":{p}")).unwrap_or_default()
+    ) + u.path()
 }
 
 /// An HTTP error without the URL reqwest puts in it (an incoming webhook's URL is a secret).
@@ -170,18 +170,16 @@ async fn ok_status(response: reqwest::Response) -> Result<(), SendError> {
     Err(SendError::new(format!("the receiver answered {status}: {body}")))
 }
 
-async fn send_email(
-    email: &crate::channel::Email,
-    secret: Option<&SecretString>,
-    to: &str,
-    notice: &Notice,
-) -> Result<(), SendError> {
+async fn send_email(email: &crate::channel::Email, secret: Option<&SecretString>, to: &str, notice: &Notice) -> Result<(), SendError> {
     use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
     let rendered = crate::render::email(notice);
-    let from: Mailbox = email.from.parse().map_err(|e| SendError::new(format!("from address {}: {e}", email.from)))?;
+    let from: Mailbox = email
+        .from
+        .parse()
+        .map_err(|e| SendError::new(format!("from address {}: {e}", email.from)))?;
     let to: Mailbox = to.parse().map_err(|e| SendError::new(format!("address {to}: {e}")))?;
     let message = Message::builder()
         .from(from)

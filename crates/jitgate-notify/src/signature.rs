@@ -56,7 +56,10 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8], now_unix_seconds: i64, w
     };
     let age = now_unix_seconds - t;
     if age.abs() > window_seconds {
-        return Err(SignatureError::OutsideWindow { age, window: window_seconds });
+        return Err(SignatureError::OutsideWindow {
+            age,
+            window: window_seconds,
+        });
     }
     let expected = mac(secret, t, body);
     if macs.iter().any(|m| bool::from(m.as_slice().ct_eq(&expected))) {

@@ -118,25 +118,34 @@ impl Core {
     /// Warns the holders of grants `ids` that their access ends soon (one `grant.ending_soon`
     /// event each, which the outbox tells them of), unless the grant ended already or an
     /// extension takes over at its end. Returns how many were warned.
-    async fn warn_ending_soon(&self, tx: &mut dyn jitgate_store::WriteTx, ids: &[String], now: jitgate_core::Timestamp) -> Result<usize, ServiceError> {
+    async fn warn_ending_soon(
+        &self,
+        tx: &mut dyn jitgate_store::WriteTx,
+        ids: &[String],
+        now: jitgate_core::Timestamp,
+    ) -> Result<usize, ServiceError> {
         let mut warned = 0;
         for id in ids {
             let Some(g) = tx.grant(id).await? else { continue };
             if !g.effective_status(now).is_live() {
                 continue;
             }
-            let continued = self
-                .store
-                .live_grants_of(&g.user)
-                .await?
-                .iter()
-                .any(|next| next.id != g.id && next.resource == g.resource && next.role == g.role && next.starts_at <= g.ends_at && next.ends_at > g.ends_at);
+            let continued = self.store.live_grants_of(&g.user).await?.iter().any(|next| {
+                next.id != g.id
+                    && next.resource == g.resource
+                    && next.role == g.role
+                    && next.starts_at <= g.ends_at
+                    && next.ends_at > g.ends_at
+            });
             if continued {
                 continue;
             }
             let details = json!({"user": g.user, "resource": g.resource, "role": g.role, "ends_at": g.ends_at.as_millis()});
-            tx.append_audit(NewEvent::new("system", actions::GRANT_ENDING_SOON, g.id.as_str(), Outcome::Success, details), now)
-                .await?;
+            tx.append_audit(
+                NewEvent::new("system", actions::GRANT_ENDING_SOON, g.id.as_str(), Outcome::Success, details),
+                now,
+            )
+            .await?;
             warned += 1;
         }
         Ok(warned)

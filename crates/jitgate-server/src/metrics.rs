@@ -89,18 +89,38 @@ impl Default for Metrics {
             "How late the expiry engine ended grants, after their end",
             m.expiry_lag_seconds.clone(),
         );
-        registry.register("gateway_sessions", "Gateway sessions open on this instance", m.gateway_sessions.clone());
-        registry.register("gateway_sessions_ended", "Gateway sessions that ended on this instance", m.gateway_sessions_total.clone());
-        registry.register("gateway_bytes", "Bytes relayed by the gateway, by direction", m.gateway_bytes.clone());
+        registry.register(
+            "gateway_sessions",
+            "Gateway sessions open on this instance",
+            m.gateway_sessions.clone(),
+        );
+        registry.register(
+            "gateway_sessions_ended",
+            "Gateway sessions that ended on this instance",
+            m.gateway_sessions_total.clone(),
+        );
+        registry.register(
+            "gateway_bytes",
+            "Bytes relayed by the gateway, by direction",
+            m.gateway_bytes.clone(),
+        );
         registry.register("statements_recorded", "Statements recorded in the audit log", m.statements.clone());
-        registry.register("notifications_outbox", "Notifications in the outbox, by channel and status", m.outbox.clone());
+        registry.register(
+            "notifications_outbox",
+            "Notifications in the outbox, by channel and status",
+            m.outbox.clone(),
+        );
         registry.register(
             "notification_attempts",
             "Attempts to deliver notifications, by channel and result",
             m.deliveries.clone(),
         );
         registry.register("login_failures", "Failed logins and second-factor checks", m.login_failures.clone());
-        registry.register("account_locks", "Accounts or factors locked after too many failures", m.locks.clone());
+        registry.register(
+            "account_locks",
+            "Accounts or factors locked after too many failures",
+            m.locks.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -138,8 +158,12 @@ impl Metrics {
 
     pub fn session_ended(&self, from_client: u64, to_client: u64) {
         self.gateway_sessions_total.inc();
-        self.gateway_bytes.get_or_create(&Direction { direction: "from_client" }).inc_by(from_client);
-        self.gateway_bytes.get_or_create(&Direction { direction: "to_client" }).inc_by(to_client);
+        self.gateway_bytes
+            .get_or_create(&Direction { direction: "from_client" })
+            .inc_by(from_client);
+        self.gateway_bytes
+            .get_or_create(&Direction { direction: "to_client" })
+            .inc_by(to_client);
     }
 
     pub fn delivered(&self, channel: &str, ok: bool) {
@@ -162,7 +186,8 @@ impl Core {
             m.requests.get_or_create(&State { state: status.to_owned() }).set(n);
         }
         m.live_grants.set(self.store.live_grant_count(self.now()).await?);
-        m.gateway_sessions.set(i64::try_from(self.sessions.lock().len()).unwrap_or(i64::MAX));
+        m.gateway_sessions
+            .set(i64::try_from(self.sessions.lock().len()).unwrap_or(i64::MAX));
         let outbox = self.store.delivery_counts().await?;
         for channel in &self.settings.notifications.channels {
             for status in [jitgate_store::DeliveryStatus::Pending, jitgate_store::DeliveryStatus::Failed] {

@@ -129,7 +129,9 @@ impl DeadlineSignal {
 /// resources, requests and grants, the audit chain, second factors, the gateway), and the
 /// start of every change ([`Store::write`]).
 #[async_trait]
-pub trait Store: IdentityReads + ResourceReads + AccessReads + AuditReads + MfaReads + GatewayReads + OutboxReads + Send + Sync + 'static {
+pub trait Store:
+    IdentityReads + ResourceReads + AccessReads + AuditReads + MfaReads + GatewayReads + OutboxReads + Send + Sync + 'static
+{
     fn backend(&self) -> &'static str;
     /// For a store shared by several instances: fires when any instance added a deadline (a
     /// request or a grant), with the earliest one it added, so each expiry engine re-reads

@@ -428,8 +428,10 @@ pub fn outbox(o: &jitgate_api::NotificationsOverview) -> String {
         .collect();
     let mut out = table(&["CHANNEL", "KIND", "EVENTS", "SECRET", "PENDING", "SENT", "FAILED"], channels);
     if o.deliveries.is_empty() {
-        out.push_str("
-no messages");
+        out.push_str(
+            "
+no messages",
+        );
         return out;
     }
     let rows = o
@@ -446,7 +448,11 @@ no messages");
                 d.id.clone(),
                 d.event.clone(),
                 d.channel.clone(),
-                if d.destination.is_empty() { "-".into() } else { d.destination.clone() },
+                if d.destination.is_empty() {
+                    "-".into()
+                } else {
+                    d.destination.clone()
+                },
                 d.attempts.to_string(),
                 state,
             ]

@@ -17,6 +17,7 @@ mod hardening;
 mod identity;
 mod mfa;
 mod mfa_support;
+mod notifications;
 mod policy;
 mod quickstart;
 mod store_outage;

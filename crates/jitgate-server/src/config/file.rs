@@ -58,7 +58,10 @@ pub(super) struct MetricsSection {
 
 impl Default for MetricsSection {
     fn default() -> Self {
-        Self { enabled: true, listen: None }
+        Self {
+            enabled: true,
+            listen: None,
+        }
     }
 }
 

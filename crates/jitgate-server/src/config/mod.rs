@@ -408,7 +408,12 @@ impl Settings {
         notifications::apply(&mut settings, parsed.notifications, &err_at, &err_key)?;
         settings.metrics = match (parsed.metrics.enabled, parsed.metrics.listen) {
             (false, None) => MetricsPlace::Off,
-            (false, Some(_)) => return Err(err_key("metrics.listen", "metrics.listen with metrics.enabled = false: choose one".into())),
+            (false, Some(_)) => {
+                return Err(err_key(
+                    "metrics.listen",
+                    "metrics.listen with metrics.enabled = false: choose one".into(),
+                ))
+            }
             (true, Some(at)) => MetricsPlace::Listen(at),
             (true, None) => MetricsPlace::Api,
         };

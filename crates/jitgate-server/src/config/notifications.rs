@@ -123,9 +123,7 @@ impl ChannelSection {
     fn into_channel(self) -> Result<Channel, String> {
         let name = self.name.clone();
         if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!(
-                "channel name {name:?}: 1 to 64 letters, digits, '-' or '_'"
-            ));
+            return Err(format!("channel name {name:?}: 1 to 64 letters, digits, '-' or '_'"));
         }
         let stray = self.stray_keys();
         if !stray.is_empty() {
@@ -163,7 +161,12 @@ impl ChannelSection {
                         "channel {name} (slack): say where messages go: channel, resource_channels or direct_by_email"
                     ));
                 }
-                if let Some(c) = self.channel.iter().chain(self.resource_channels.values()).find(|c| c.is_empty() || c.starts_with(SLACK_EMAIL_PREFIX)) {
+                if let Some(c) = self
+                    .channel
+                    .iter()
+                    .chain(self.resource_channels.values())
+                    .find(|c| c.is_empty() || c.starts_with(SLACK_EMAIL_PREFIX))
+                {
                     return Err(format!("channel {name}: {c:?} is not a Slack channel"));
                 }
                 ChannelKind::Slack(Slack {
@@ -185,7 +188,11 @@ impl ChannelSection {
                             "channel {name}: smtp_tls = \"none\" only to a loopback relay; {host} needs \"starttls\" or \"tls\""
                         ))
                     }
-                    other => return Err(format!("channel {name}: smtp_tls {other:?} is not \"tls\", \"starttls\" or \"none\"")),
+                    other => {
+                        return Err(format!(
+                            "channel {name}: smtp_tls {other:?} is not \"tls\", \"starttls\" or \"none\""
+                        ))
+                    }
                 };
                 let from = self.from.ok_or_else(|| format!("channel {name} (email) needs from"))?;
                 // Checked with the parser that will send it.
@@ -220,7 +227,10 @@ pub(super) fn apply(
     if let Some(u) = section.public_url {
         let parsed = url::Url::parse(&u).map_err(|e| err_key("public_url", format!("notifications.public_url {u:?}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(err_key("public_url", format!("notifications.public_url {u:?} is not an http(s) URL")));
+            return Err(err_key(
+                "public_url",
+                format!("notifications.public_url {u:?} is not an http(s) URL"),
+            ));
         }
         n.public_url = Some(parsed);
     }

@@ -161,7 +161,10 @@ mod tests {
         let wait = |n| next_attempt(now, n).as_millis() - now.as_millis();
         for (attempt, full) in [(1, 1_000), (2, 2_000), (3, 4_000), (10, 512_000), (11, 600_000), (40, 600_000)] {
             let w = wait(attempt);
-            assert!(w <= full && w >= full * 9 / 10, "attempt {attempt}: waited {w} ms, expected about {full}");
+            assert!(
+                w <= full && w >= full * 9 / 10,
+                "attempt {attempt}: waited {w} ms, expected about {full}"
+            );
         }
     }
 }

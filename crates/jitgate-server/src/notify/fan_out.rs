@@ -33,7 +33,9 @@ impl Core {
     /// events it read (0: nothing new).
     pub(crate) async fn fan_out(&self) -> Result<usize, ServiceError> {
         let cursor = match self.store.meta(OUTBOX_CURSOR).await? {
-            Some(c) => c.parse::<i64>().map_err(|e| ServiceError::internal(format!("outbox cursor {c:?}: {e}")))?,
+            Some(c) => c
+                .parse::<i64>()
+                .map_err(|e| ServiceError::internal(format!("outbox cursor {c:?}: {e}")))?,
             None => return self.start_outbox_at_head().await.map(|()| 0),
         };
         let events = self.store.audit_events(cursor, BATCH).await?;
@@ -73,7 +75,13 @@ impl Core {
 
     /// One message per channel that takes `notice` and per destination there.
     async fn deliveries_for(&self, event: &AuditEvent, mut notice: Notice, now: Timestamp) -> Result<Vec<DeliveryRecord>, ServiceError> {
-        let channels: Vec<_> = self.settings.notifications.channels.iter().filter(|c| c.filter.admits(&notice)).collect();
+        let channels: Vec<_> = self
+            .settings
+            .notifications
+            .channels
+            .iter()
+            .filter(|c| c.filter.admits(&notice))
+            .collect();
         if channels.is_empty() {
             return Ok(Vec::new());
         }
@@ -331,7 +339,10 @@ fn summary(kind: EventKind, event: &AuditEvent, r: Option<&AccessRequest>, g: Op
         (None, Some(g)) => format!("{} on {}", g.role, g.resource),
         (None, None) => String::new(),
     };
-    let requester = r.map(|r| r.requester.to_string()).or(g.map(|g| g.user.to_string())).unwrap_or_default();
+    let requester = r
+        .map(|r| r.requester.to_string())
+        .or(g.map(|g| g.user.to_string()))
+        .unwrap_or_default();
     let duration = r
         .map(|r| jitgate_core::time::format_duration(std::time::Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0))))
         .unwrap_or_default();

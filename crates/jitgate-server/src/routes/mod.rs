@@ -283,9 +283,7 @@ pub fn router(state: AppState, pages: Option<Router>) -> Router {
     if state.settings.metrics == crate::config::MetricsPlace::Api {
         served = served.route("/metrics", get(metrics));
     }
-    let served = served
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state);
+    let served = served.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(state);
     match pages {
         Some(pages) => served.merge(pages.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))),
         None => served.fallback(not_found),

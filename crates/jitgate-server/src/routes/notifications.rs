@@ -7,7 +7,10 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/notifications", get(list_notifications))
         .route("/admin/notifications/{id}/retry", post(retry_notification))
-        .route("/admin/channels/{name}/secret", put(put_channel_secret).delete(delete_channel_secret))
+        .route(
+            "/admin/channels/{name}/secret",
+            put(put_channel_secret).delete(delete_channel_secret),
+        )
         .route("/admin/users/{name}/email", put(put_user_email))
 }
 
@@ -37,7 +40,11 @@ fn fifty() -> i64 {
     responses((status = 200, description = "Done", body = jitgate_api::NotificationsOverview), Refusals),
     security(("bearer" = [])),
 )]
-pub(super) async fn list_notifications(State(s): State<AppState>, caller: Caller, Q(q): Q<OutboxQuery>) -> R<jitgate_api::NotificationsOverview> {
+pub(super) async fn list_notifications(
+    State(s): State<AppState>,
+    caller: Caller,
+    Q(q): Q<OutboxQuery>,
+) -> R<jitgate_api::NotificationsOverview> {
     Ok(Json(
         s.notifications()
             .overview(&caller, q.status.as_deref(), q.channel.as_deref(), q.limit)

@@ -83,8 +83,11 @@ impl Notifications<'_> {
         if !tx.requeue_delivery(id, now).await? {
             return Err(ServiceError::not_found("failed notification"));
         }
-        tx.append_audit(NewEvent::new(caller.name(), actions::NOTIFICATION_RETRY, id, Outcome::Success, json!({})), now)
-            .await?;
+        tx.append_audit(
+            NewEvent::new(caller.name(), actions::NOTIFICATION_RETRY, id, Outcome::Success, json!({})),
+            now,
+        )
+        .await?;
         self.commit(tx).await?;
         Ok(())
     }
@@ -106,7 +109,9 @@ impl Notifications<'_> {
                         format!("a channel secret is 1 to {MAX_SECRET} characters without NUL"),
                     ));
                 }
-                let sealed = self.secrets.seal(text.as_bytes(), &crate::notify::deliver::channel_secret_context(channel));
+                let sealed = self
+                    .secrets
+                    .seal(text.as_bytes(), &crate::notify::deliver::channel_secret_context(channel));
                 tx.put_channel_secret(&ChannelSecretRecord {
                     channel: channel.to_owned(),
                     key_version: sealed.key_version,
@@ -124,8 +129,11 @@ impl Notifications<'_> {
                 json!({"stored": false})
             }
         };
-        tx.append_audit(NewEvent::new(caller.name(), actions::NOTIFICATION_SECRET, channel, Outcome::Success, details), now)
-            .await?;
+        tx.append_audit(
+            NewEvent::new(caller.name(), actions::NOTIFICATION_SECRET, channel, Outcome::Success, details),
+            now,
+        )
+        .await?;
         self.commit(tx).await?;
         Ok(())
     }
@@ -136,7 +144,10 @@ impl Notifications<'_> {
         let email = email.map(str::trim).filter(|e| !e.is_empty());
         if let Some(e) = email {
             if e.len() > 254 || e.parse::<jitgate_notify::send::Mailbox>().is_err() || e.contains(['<', '>', ' ']) {
-                return Err(ServiceError::bad_request("invalid_email", format!("{e:?} is not an e-mail address")));
+                return Err(ServiceError::bad_request(
+                    "invalid_email",
+                    format!("{e:?} is not an e-mail address"),
+                ));
             }
         }
         let now = self.now();
@@ -145,7 +156,13 @@ impl Notifications<'_> {
             return Err(ServiceError::not_found("user"));
         }
         tx.append_audit(
-            NewEvent::new(caller.name(), actions::USER_EMAIL, user.as_str(), Outcome::Success, json!({"email": email})),
+            NewEvent::new(
+                caller.name(),
+                actions::USER_EMAIL,
+                user.as_str(),
+                Outcome::Success,
+                json!({"email": email}),
+            ),
             now,
         )
         .await?;
