@@ -68,6 +68,8 @@ actions! {
     SESSION_STATEMENTS = "session.statements";
     /// A gateway session ended: why, bytes, statements, and for a killed one how its backend was stopped and whether that was confirmed.
     SESSION_END = "session.end";
+    /// A session carried on into the extension that took over at its grant's end (from, to).
+    SESSION_CONTINUE = "session.continue";
     /// An administrator killed a session.
     SESSION_KILL = "session.kill";
     /// A login with a password (failures too, with the code).

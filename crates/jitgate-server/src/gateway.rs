@@ -95,12 +95,20 @@ async fn end_sessions_with_their_grants(core: AppState, mut stop: watch::Receive
         };
         let recheck = match wake {
             Wake::Grant(Ok(e)) => {
-                let why = match e.kind {
-                    GrantEventKind::Expired => GRANT_EXPIRED,
-                    GrantEventKind::Revoked => GRANT_REVOKED,
+                match e.kind {
+                    // An extension may take over: sessions that can carry on do.
+                    GrantEventKind::Expired if core.sessions.has_continuable(&e.grant.id) => {
+                        let (core, id) = (core.clone(), e.grant.id.clone());
+                        tokio::spawn(async move { core.end_or_continue(&id, GRANT_EXPIRED).await });
+                    }
+                    GrantEventKind::Expired => {
+                        core.sessions.end(&grant_ended(&e.grant.id, GRANT_EXPIRED));
+                    }
+                    GrantEventKind::Revoked => {
+                        core.sessions.end(&grant_ended(&e.grant.id, GRANT_REVOKED));
+                    }
                     _ => continue,
-                };
-                core.sessions.end(&grant_ended(&e.grant.id, why));
+                }
                 false
             }
             Wake::Kill(Ok(kill)) => {
@@ -132,6 +140,80 @@ async fn end_sessions_with_their_grants(core: AppState, mut stop: watch::Receive
         if due && check.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
             check = Some(tokio::spawn(check_sessions_against_store(core.clone())));
             due = false;
+        }
+    }
+}
+
+/// How long the look for an extension at a grant's end may take before its sessions end
+/// anyway: a store that does not answer must not keep access going.
+const SUCCESSOR_LOOKUP: Duration = Duration::from_millis(100);
+
+impl crate::core::Core {
+    /// The grant that takes over when grant `ended` of `user` (`resource`, `role`) ends at
+    /// `ends_at`: live, the same person, resource and role, begun by then and ending later (an
+    /// extension starts where its grant ends). `None` as well when the store does not answer
+    /// within [`SUCCESSOR_LOOKUP`].
+    async fn successor(
+        &self,
+        user: &jitgate_core::names::Username,
+        resource: &jitgate_core::names::ResourceName,
+        role: &jitgate_core::names::RoleName,
+        ends_at: jitgate_core::Timestamp,
+    ) -> Option<jitgate_core::grant::Grant> {
+        let now = self.now();
+        let grants = tokio::time::timeout(SUCCESSOR_LOOKUP, self.store.live_grants_of(user)).await.ok()?.ok()?;
+        grants
+            .into_iter()
+            .filter(|g| &g.resource == resource && &g.role == role && g.starts_at <= ends_at && g.ends_at > now)
+            .filter(|g| g.effective_status(now).is_live())
+            .max_by_key(|g| g.ends_at)
+    }
+
+    /// At the end of grant `ended`: its sessions here that can carry on move onto the grant
+    /// that takes over (each with a `session.continue` event); the rest end with `why`.
+    pub(crate) async fn end_or_continue(self: &Arc<Self>, ended: &str, why: &str) {
+        let probe = self
+            .sessions
+            .lock()
+            .values()
+            .find(|s| s.record.grant_id == ended && s.continuable)
+            .map(|s| (s.record.user.clone(), s.record.resource.clone(), s.record.role.clone(), s.ends_at));
+        if let Some((user, resource, role, ends)) = probe {
+            if let Some(next) = self.successor(&user, &resource, &role, ends).await {
+                let moved = self.sessions.continue_into(ended, &next);
+                if !moved.is_empty() {
+                    self.record_continued(ended, &next, &moved).await;
+                }
+            }
+        }
+        self.sessions.end(&grant_ended(ended, why));
+    }
+
+    async fn record_continued(&self, from: &str, to: &jitgate_core::grant::Grant, sessions: &[String]) {
+        let now = self.now();
+        let result = async {
+            let mut tx = self.begin().await?;
+            for id in sessions {
+                tx.continue_db_session(id, &to.id).await?;
+                tx.append_audit(
+                    NewEvent::new(
+                        to.user.as_str(),
+                        actions::SESSION_CONTINUE,
+                        id.as_str(),
+                        Outcome::Success,
+                        json!({"from": from, "to": to.id, "until": to.ends_at.as_millis()}),
+                    ),
+                    now,
+                )
+                .await?;
+            }
+            self.commit(tx).await
+        }
+        .await;
+        if let Err(e) = result {
+            // The sessions carry on under the new grant's deadline either way; the record of
+            // it is what is missing.
+            tracing::error!(error = %e.message, from, to = %to.id, "cannot record sessions carried on into an extension");
         }
     }
 }
@@ -317,6 +399,8 @@ impl Broker for GatewayBroker {
                     LiveSession {
                         record: record.clone(),
                         kill,
+                        ends_at: grant.ends_at,
+                        continuable: false,
                     },
                 );
                 self.ended(&record.id, &reason, SessionStats::default()).await;
@@ -331,18 +415,34 @@ impl Broker for GatewayBroker {
             LiveSession {
                 record: record.clone(),
                 kill,
+                ends_at: grant.ends_at,
+                continuable: !ephemeral_access,
             },
         );
         // The session's own deadline, on the server's clock: it ends with its grant even when
-        // the store is unreachable and the expiry engine cannot record the expiry.
+        // the store is unreachable and the expiry engine cannot record the expiry. At the end,
+        // an extension that takes over carries it on.
         {
-            let (core, id, ends, mut alive) = (core.clone(), record.id.clone(), grant.ends_at, kill_rx.clone());
+            let (core, id, mut ends, mut alive) = (core.clone(), record.id.clone(), grant.ends_at, kill_rx.clone());
             tokio::spawn(async move {
-                tokio::select! {
-                    () = core.clock.sleep_until(ends) => {
-                        core.sessions.kill(&id, "access grant expired");
+                loop {
+                    tokio::select! {
+                        () = core.clock.sleep_until(ends) => {}
+                        () = async { while alive.changed().await.is_ok() {} } => return,
                     }
-                    () = async { while alive.changed().await.is_ok() {} } => {}
+                    let Some((grant_id, now_ends)) = core.sessions.lock().get(&id).map(|s| (s.record.grant_id.clone(), s.ends_at)) else {
+                        return;
+                    };
+                    if now_ends > ends {
+                        // Carried on into an extension already (by the kill switch).
+                        ends = now_ends;
+                        continue;
+                    }
+                    core.end_or_continue(&grant_id, GRANT_EXPIRED).await;
+                    match core.sessions.lock().get(&id) {
+                        Some(s) if s.ends_at > ends && s.kill.borrow().is_none() => ends = s.ends_at,
+                        _ => return,
+                    }
                 }
             });
         }

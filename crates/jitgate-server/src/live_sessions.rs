@@ -23,6 +23,11 @@ pub(crate) fn grant_ended(grant_id: &str, why: &str) -> SessionKill {
 pub(crate) struct LiveSession {
     pub(crate) record: GatewaySession,
     pub(crate) kill: watch::Sender<Option<String>>,
+    /// When the grant it runs on ends.
+    pub(crate) ends_at: jitgate_core::Timestamp,
+    /// Whether it may carry on into an extension at its grant's end: not when it logs in
+    /// upstream as the grant's own ephemeral role, which ends with the grant.
+    pub(crate) continuable: bool,
 }
 
 /// Sessions in this process, by id.
@@ -89,6 +94,24 @@ impl Sessions {
             sessions: self.clone(),
             user: user.to_owned(),
         })
+    }
+
+    /// Whether any session here on grant `id` could carry on into an extension.
+    pub(crate) fn has_continuable(&self, id: &str) -> bool {
+        self.lock().values().any(|s| s.record.grant_id == id && s.continuable)
+    }
+
+    /// Moves the sessions of grant `from` that can carry on onto grant `to` (an extension that
+    /// takes over at `from`'s end). Returns the ids moved.
+    pub(crate) fn continue_into(&self, from: &str, to: &jitgate_core::grant::Grant) -> Vec<String> {
+        let mut live = self.lock();
+        let mut moved = Vec::new();
+        for s in live.values_mut().filter(|s| s.record.grant_id == from && s.continuable) {
+            s.record.grant_id.clone_from(&to.id);
+            s.ends_at = to.ends_at;
+            moved.push(s.record.id.clone());
+        }
+        moved
     }
 
     pub(crate) fn kill(&self, id: &str, why: &str) -> bool {

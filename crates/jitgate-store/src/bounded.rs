@@ -379,6 +379,7 @@ bounded_writes! {
     delete_resource_credentials(resource: &ResourceName) -> u64;
     redeem_connect_token(token_hash: &str, now: Timestamp) -> Option<ConnectTokenRecord>;
     insert_db_session(session: &GatewaySession) -> ();
+    continue_db_session(id: &str, grant_id: &str) -> bool;
     end_db_session(session: &GatewaySession) -> ();
     kill_db_session(id: &str, reason: &str) -> bool;
     send_session_kill(kill: &SessionKill) -> ();

@@ -127,6 +127,9 @@ pub trait GatewayWrites: Send {
     async fn redeem_connect_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<ConnectTokenRecord>>;
     async fn insert_db_session(&mut self, session: &GatewaySession) -> Result<()>;
     async fn end_db_session(&mut self, session: &GatewaySession) -> Result<()>;
+    /// Moves a live session onto another grant (the extension that takes over at its grant's
+    /// end); false when no session with that id is live.
+    async fn continue_db_session(&mut self, id: &str, grant_id: &str) -> Result<bool>;
     /// Records that a live gateway session is to end with `reason` (whichever instance runs
     /// it); false when no session with that id is live.
     async fn kill_db_session(&mut self, id: &str, reason: &str) -> Result<bool>;
@@ -374,6 +377,15 @@ macro_rules! gateway_sql {
                 .execute(&mut *self.tx)
                 .await?;
                 Ok(())
+            }
+
+            async fn continue_db_session(&mut self, id: &str, grant_id: &str) -> Result<bool, StoreError> {
+                let r = sqlx::query("UPDATE db_sessions SET grant_id = $2 WHERE id = $1 AND ended_at IS NULL")
+                    .bind(id)
+                    .bind(grant_id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(r.rows_affected() > 0)
             }
 
             async fn end_db_session(&mut self, d: &GatewaySession) -> Result<(), StoreError> {

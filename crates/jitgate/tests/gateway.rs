@@ -910,3 +910,56 @@ async fn a_failed_role_removal_shows_as_pending_and_is_retried_until_confirmed()
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_session_carries_on_into_an_approved_extension_and_ends_with_it() {
+    let (s, alice, grant) = with_grant().await;
+    s.cli_login("alice").await;
+    let out = s
+        .cli("alice", &["extend", &grant, "--for", "20m", "--reason", "the migration runs long", "--json"], None)
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let extension = out.json()["request"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(out.json()["approved"], false, "the role needs an owner's approval");
+    let next = s.login("bob").await.approve(&extension, "ok").await.unwrap().grant.unwrap();
+    assert_eq!(next.starts_at, alice.grant(&grant).await.unwrap().ends_at, "the extension starts where the grant ends");
+
+    // A statement running across the first grant's end finishes: the session carries on.
+    let t = alice.connect(&connect_body("pg")).await.unwrap();
+    let mut cmd = psql(&s, "alice", "pg", t.token.expose(), "SELECT pg_sleep(3); SELECT 'carried on'");
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    crate::support::eventually("the session is live", || async {
+        !alice.db_sessions(false, true).await.unwrap().is_empty()
+    })
+    .await;
+    s.clock().advance(Duration::from_secs(31 * 60));
+    let (out, _) = wait_exit(child).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("carried on"));
+    let events = s.admin.all_audit_events(0).await.unwrap();
+    let carried = events.iter().find(|e| e.action == "session.continue").expect("the carry-on is on the record");
+    assert_eq!(carried.details["from"], grant.as_str());
+    assert_eq!(carried.details["to"], next.id.as_str());
+    let sessions = alice.db_sessions(false, false).await.unwrap();
+    assert_eq!(sessions[0].grant_id, next.id, "the session now runs on the extension");
+
+    // The extension's end is the end: nothing takes over from it.
+    let child = sleeping_session(&s, &alice).await;
+    s.clock().advance(Duration::from_secs(20 * 60));
+    let (out, _) = wait_exit(child).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jitgate: access grant expired"));
+}
+
+#[tokio::test]
+async fn a_revoked_grant_does_not_carry_its_sessions_into_a_scheduled_extension() {
+    let (s, alice, grant) = with_grant().await;
+    let mut body = request_body("pg", "read", Some("20m"), "more time please");
+    body.extends = Some(grant.clone());
+    let r = alice.create_request(&body).await.unwrap();
+    s.login("bob").await.approve(&r.id, "ok").await.unwrap();
+    let child = sleeping_session(&s, &alice).await;
+    s.login("bob").await.revoke(&grant, "stop now").await.unwrap();
+    let (out, _) = wait_exit(child).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jitgate: access grant revoked"));
+}
