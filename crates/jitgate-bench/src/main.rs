@@ -10,6 +10,8 @@
 //!   TOTP check, seed decryption, recovery-code hash).
 //!
 //! - `pages`: the web pages' server time (inbox, grants, home) with a history of requests.
+//! - `warnings`: N grants whose ending-soon warnings fall due within one window; lag from each
+//!   warning's time to its arrival at a webhook receiver.
 //!
 //! Run with `scripts/bench.sh`, which builds in release mode and prints the table for
 //! docs/benchmarks.md.
@@ -20,6 +22,7 @@ mod idle;
 mod login_flood;
 mod mfa;
 mod pages;
+mod warnings;
 
 use history::{approved_request, checkpoint, History};
 
@@ -122,6 +125,19 @@ enum Cmd {
         pending: usize,
         #[arg(long, default_value_t = 500)]
         samples: usize,
+    },
+    /// Ending-soon warnings for N grants due within one window, to a webhook on loopback.
+    Warnings {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 1000)]
+        grants: usize,
+        /// The warnings fall due evenly over this window.
+        #[arg(long, default_value_t = 60_000)]
+        window_ms: i64,
+        /// Seconds between the start of the run and the first warning.
+        #[arg(long, default_value_t = 10)]
+        lead_s: u64,
     },
     Expiry {
         #[arg(long, default_value = "sqlite")]
@@ -500,6 +516,12 @@ async fn main() -> Result<()> {
             samples,
         } => pages::pages(&backend, history_requests, pending, samples).await,
         Cmd::Mfa { backend, logins } => mfa::mfa(&backend, logins).await,
+        Cmd::Warnings {
+            backend,
+            grants,
+            window_ms,
+            lead_s,
+        } => warnings::warnings(&backend, grants, window_ms, lead_s).await,
         Cmd::Idle { jitgate, connections, tls } => idle::idle(&jitgate, connections, tls).await,
         Cmd::BareRelay { listen, upstream } => bare_relay::run(&listen, &upstream).await,
         Cmd::LoginFlood {

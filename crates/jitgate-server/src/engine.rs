@@ -25,6 +25,9 @@ const BATCH: i64 = 1000;
 /// re-reads its next deadline this often.
 const SHARED_STORE_RECHECK: Duration = Duration::from_secs(60);
 
+/// Reads made at once for a batch of warnings.
+const CONCURRENT_READS: usize = 16;
+
 /// Pause before retrying after the store failed.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -124,22 +127,15 @@ impl Core {
         ids: &[String],
         now: jitgate_core::Timestamp,
     ) -> Result<usize, ServiceError> {
+        // The grants and their holders' other live grants are committed rows: read them from
+        // the pool, several at once, rather than one by one on the transaction's connection
+        // (on PostgreSQL a round trip each).
+        let mut due = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CONCURRENT_READS) {
+            due.extend(futures_util::future::try_join_all(chunk.iter().map(|id| self.warning_due(id, now))).await?);
+        }
         let mut warned = 0;
-        for id in ids {
-            let Some(g) = tx.grant(id).await? else { continue };
-            if !g.effective_status(now).is_live() {
-                continue;
-            }
-            let continued = self.store.live_grants_of(&g.user).await?.iter().any(|next| {
-                next.id != g.id
-                    && next.resource == g.resource
-                    && next.role == g.role
-                    && next.starts_at <= g.ends_at
-                    && next.ends_at > g.ends_at
-            });
-            if continued {
-                continue;
-            }
+        for g in due.into_iter().flatten() {
             let details = json!({"user": g.user, "resource": g.resource, "role": g.role, "ends_at": g.ends_at.as_millis()});
             tx.append_audit(
                 NewEvent::new("system", actions::GRANT_ENDING_SOON, g.id.as_str(), Outcome::Success, details),
@@ -149,6 +145,23 @@ impl Core {
             warned += 1;
         }
         Ok(warned)
+    }
+
+    /// Grant `id` if its holder is to be warned at `now`: still live, and no grant of theirs
+    /// takes over at its end.
+    async fn warning_due(
+        &self,
+        id: &str,
+        now: jitgate_core::Timestamp,
+    ) -> Result<Option<jitgate_core::grant::Grant>, jitgate_store::StoreError> {
+        let Some(g) = self.store.grant(id).await? else { return Ok(None) };
+        if !g.effective_status(now).is_live() {
+            return Ok(None);
+        }
+        let continued = self.store.live_grants_of(&g.user).await?.iter().any(|next| {
+            next.id != g.id && next.resource == g.resource && next.role == g.role && next.starts_at <= g.ends_at && next.ends_at > g.ends_at
+        });
+        Ok((!continued).then_some(g))
     }
 
     /// For a scheduled grant about to begin: the policies that now forbid its `request`

@@ -161,7 +161,10 @@ impl crate::core::Core {
         ends_at: jitgate_core::Timestamp,
     ) -> Option<jitgate_core::grant::Grant> {
         let now = self.now();
-        let grants = tokio::time::timeout(SUCCESSOR_LOOKUP, self.store.live_grants_of(user)).await.ok()?.ok()?;
+        let grants = tokio::time::timeout(SUCCESSOR_LOOKUP, self.store.live_grants_of(user))
+            .await
+            .ok()?
+            .ok()?;
         grants
             .into_iter()
             .filter(|g| &g.resource == resource && &g.role == role && g.starts_at <= ends_at && g.ends_at > now)

@@ -101,6 +101,9 @@ pub trait OutboxReads: Send + Sync {
     /// attempt: pending ones whose time has come, not held by another sender, and with no
     /// earlier message pending for the same order key and destination. Earliest events first.
     async fn claim_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> Result<Vec<DeliveryRecord>>;
+    /// Lets go of every claim: for a store one process uses alone, at its start, when the
+    /// claims are those of a process that died while sending.
+    async fn release_claims(&self) -> Result<u64>;
     /// The message reached its receiver.
     async fn delivery_sent(&self, id: &str, at: Timestamp) -> Result<()>;
     /// The attempt failed: try again at `next_attempt_at`, or give up (`Failed`) when
@@ -249,6 +252,13 @@ macro_rules! outbox_sql {
                 let mut claimed = all(rows, delivery_from)?;
                 claimed.sort_by(|a, b| (a.event_seq, &a.id).cmp(&(b.event_seq, &b.id)));
                 Ok(claimed)
+            }
+
+            async fn release_claims(&self) -> Result<u64, StoreError> {
+                let r = sqlx::query("UPDATE deliveries SET lease_until = 0 WHERE status = 'pending' AND lease_until > 0")
+                    .execute(&self.write)
+                    .await?;
+                Ok(r.rows_affected())
             }
 
             async fn delivery_sent(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {

@@ -916,13 +916,21 @@ async fn a_session_carries_on_into_an_approved_extension_and_ends_with_it() {
     let (s, alice, grant) = with_grant().await;
     s.cli_login("alice").await;
     let out = s
-        .cli("alice", &["extend", &grant, "--for", "20m", "--reason", "the migration runs long", "--json"], None)
+        .cli(
+            "alice",
+            &["extend", &grant, "--for", "20m", "--reason", "the migration runs long", "--json"],
+            None,
+        )
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     let extension = out.json()["request"]["id"].as_str().unwrap().to_owned();
     assert_eq!(out.json()["approved"], false, "the role needs an owner's approval");
     let next = s.login("bob").await.approve(&extension, "ok").await.unwrap().grant.unwrap();
-    assert_eq!(next.starts_at, alice.grant(&grant).await.unwrap().ends_at, "the extension starts where the grant ends");
+    assert_eq!(
+        next.starts_at,
+        alice.grant(&grant).await.unwrap().ends_at,
+        "the extension starts where the grant ends"
+    );
 
     // A statement running across the first grant's end finishes: the session carries on.
     let t = alice.connect(&connect_body("pg")).await.unwrap();
@@ -938,7 +946,10 @@ async fn a_session_carries_on_into_an_approved_extension_and_ends_with_it() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("carried on"));
     let events = s.admin.all_audit_events(0).await.unwrap();
-    let carried = events.iter().find(|e| e.action == "session.continue").expect("the carry-on is on the record");
+    let carried = events
+        .iter()
+        .find(|e| e.action == "session.continue")
+        .expect("the carry-on is on the record");
     assert_eq!(carried.details["from"], grant.as_str());
     assert_eq!(carried.details["to"], next.id.as_str());
     let sessions = alice.db_sessions(false, false).await.unwrap();

@@ -6,6 +6,7 @@ use crate::support::*;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use jitgate_server::clock::Clock;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -41,10 +42,7 @@ async fn hook(State(h): State<SharedHooks>, headers: HeaderMap, body: Bytes) -> 
     if h.down {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = jitgate_server::clock::SystemClock.now().as_millis() / 1000;
     let window = if h.window == 0 { 300 } else { h.window };
     if let Err(e) = jitgate_notify::signature::verify(HOOK_SECRET.as_bytes(), &sig, &body, now, window) {
         h.refused.push(e.to_string());
@@ -265,13 +263,7 @@ struct Process {
 }
 
 async fn start_process(dir: &std::path::Path, port: u16) -> Process {
-    let log = dir.join(format!(
-        "serve-{}.log",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let log = dir.join(format!("serve-{}.log", jitgate_server::clock::SystemClock.now().as_millis()));
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
         .args(["serve", "--config"])
         .arg(dir.join("jitgate.toml"))
@@ -357,7 +349,7 @@ async fn kill_9_of_the_server_between_writing_and_sending_loses_nothing() {
     hooks.lock().unwrap().down = false;
     let _second = start_process(dir.path(), port).await;
     eventually_within("every message arrives after the restart", Duration::from_secs(30), || async {
-        events_of(&hooks, tried.id.as_str()).len() >= 1 && events_of(&hooks, last.id.as_str()).len() >= 2
+        !events_of(&hooks, tried.id.as_str()).is_empty() && events_of(&hooks, last.id.as_str()).len() >= 2
     })
     .await;
     assert_eq!(events_of(&hooks, tried.id.as_str()), ["request.created"]);
@@ -576,10 +568,7 @@ async fn e_mail_reaches_a_real_smtp_server_in_plain_text_and_html() {
     assert!(to_bob.contains("multipart/alternative"));
     assert!(to_bob.contains("text/plain") && to_bob.contains("text/html"));
     assert!(to_bob.contains(&format!("/requests/{}", r.id)));
-    assert!(
-        to_bob.contains(&format!("Message-ID: <ntf_")),
-        "the idempotency key as the Message-ID"
-    );
+    assert!(to_bob.contains("Message-ID: <ntf_"), "the idempotency key as the Message-ID");
     assert!(
         to_bob.contains("&lt;b&gt;vacuum&lt;/b&gt; &amp; analyse"),
         "the reason is escaped in the HTML part"
@@ -612,7 +601,7 @@ async fn the_holder_is_warned_before_the_end_and_an_extension_keeps_access_going
     assert_eq!(warning["grant"]["id"], grant.as_str());
     assert!(warning["url"].as_str().unwrap().ends_with("/grants"));
     assert_eq!(warning["recipients"], serde_json::json!(["alice"]));
-    let audit = server.core.store.audit_events_for(&[grant.clone()]).await.unwrap();
+    let audit = server.core.store.audit_events_for(std::slice::from_ref(&grant)).await.unwrap();
     assert_eq!(audit.iter().filter(|e| e.action == "grant.ending_soon").count(), 1, "warned once");
 }
 
@@ -767,4 +756,58 @@ fn bad_channel_configuration_is_refused_with_its_line() {
         let line: usize = err.split(':').nth(1).unwrap().parse().unwrap();
         assert!((header..=header + 1).contains(&line), "{body}: at the channel ({header}): {err}");
     }
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_alerts_the_admins_is_given_up_and_can_be_queued_again() {
+    let (hooks, url) = hook_receiver().await;
+    hooks.lock().unwrap().down = true;
+    let server = TestServer::spawn_with(Backend::Sqlite, false, with_notifications(&format!(
+        "[notifications]\nalert_after = 1\ngive_up_after = 2\n[[notifications.channels]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"{url}\"\nevents = [\"request.created\"]\n"
+    )))
+    .await;
+    server.admin.set_channel_secret("hooks", HOOK_SECRET).await.unwrap();
+    let alice = server.login("alice").await;
+    let r = alice
+        .create_request(&request_body("prod-db", "read", None, "INC-8 keeps failing"))
+        .await
+        .unwrap();
+    server.cli_login("admin").await;
+    let failed = || async {
+        let out = server.cli("admin", &["admin", "notifications", "--failed", "--json"], None).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        out.json()["deliveries"].as_array().cloned().unwrap_or_default()
+    };
+    eventually_within("the message is given up after two attempts", Duration::from_secs(20), || async {
+        !failed().await.is_empty()
+    })
+    .await;
+    let given_up = failed().await;
+    assert_eq!(given_up[0]["attempts"], 2);
+    assert!(given_up[0]["last_error"].as_str().unwrap().contains("503"), "{given_up:?}");
+    let alerts = server.admin.notifications().await.unwrap();
+    let alert = alerts
+        .iter()
+        .find(|a| a.kind == "notification_failing")
+        .expect("the admins are alerted");
+    assert!(alert.message.contains("hooks"), "{}", alert.message);
+    assert_eq!(
+        alerts.iter().filter(|a| a.kind == "notification_failing").count(),
+        1,
+        "once, not per attempt"
+    );
+    // The text view names the channel's state.
+    let text = server.cli("admin", &["admin", "notifications"], None).await;
+    assert!(text.stdout.contains("hooks") && text.stdout.contains("failed:"), "{}", text.stdout);
+    // Back up, queued again: delivered.
+    hooks.lock().unwrap().down = false;
+    let id = given_up[0]["id"].as_str().unwrap();
+    let out = server.cli("admin", &["admin", "notifications", "retry", id], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    eventually("the message arrives once queued again", || async {
+        events_of(&hooks, r.id.as_str()) == ["request.created"]
+    })
+    .await;
+    let again = server.cli("admin", &["admin", "notifications", "retry", id], None).await;
+    assert_ne!(again.code, 0, "only a failed message can be queued again");
 }

@@ -20,8 +20,8 @@ use std::time::Duration;
 const CLAIM: i64 = 200;
 const IN_FLIGHT: usize = 32;
 /// How long a claim holds a message: past one attempt's timeout, so a live sender always
-/// marks it first.
-const LEASE: Duration = Duration::from_secs(60);
+/// marks it first; a dead one's message goes again after this.
+const LEASE: Duration = Duration::from_secs(30);
 /// The back-off doubles from this up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
@@ -147,7 +147,7 @@ impl Core {
 }
 
 /// What a channel's secret is sealed to: it opens only as that channel's.
-pub(crate) fn channel_secret_context(channel: &str) -> String {
+pub fn channel_secret_context(channel: &str) -> String {
     format!("notification-channel:{channel}")
 }
 

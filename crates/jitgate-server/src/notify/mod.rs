@@ -4,6 +4,7 @@
 //! through the store.
 
 pub(crate) mod deliver;
+pub use deliver::channel_secret_context;
 pub(crate) mod fan_out;
 
 use crate::core::Core;
@@ -31,6 +32,16 @@ pub async fn run_outbox(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
             return;
         }
     };
+    // A process that uses its store alone holds every claim there is: those it finds at start
+    // are of its predecessor, which died while sending. They go again now, not at the lease's
+    // end (several instances let a dead one's claims run out).
+    if core.store.deadline_signal().is_none() {
+        match core.store.release_claims().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(messages = n, "notifications that were being sent when the server stopped go again"),
+            Err(e) => tracing::warn!(error = %e, "cannot release the outbox's claims"),
+        }
+    }
     let mut changes = core.changes.subscribe();
     let quiet = core.settings.notifications.channels.is_empty();
     let mut last_pass: Option<tokio::time::Instant> = None;
