@@ -5,7 +5,7 @@
 # touches a hot path (a request, a decision, the relay, the audit writer), and say so.
 #
 #   bench/all.sh                 # run, compare, exit 1 if any figure dropped by more than 20 %
-#   ONLY="flows expiry" bench/all.sh   # some of: flows history expiry verify mfa pages pgbench startup idle flood
+#   ONLY="flows expiry" bench/all.sh   # some of: flows history expiry warnings verify mfa pages pgbench startup idle flood
 #   RECORD=1 bench/all.sh        # also print a new baseline block (paste it into docs/benchmarks.md)
 #
 # The short profile is for catching regressions, not for the figures of record: the sections
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export JITGATE_TEST_PG_URL="${JITGATE_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-only=" ${ONLY:-flows history expiry verify mfa pages pgbench startup idle flood} "
+only=" ${ONLY:-flows history expiry warnings verify mfa pages pgbench startup idle flood} "
 want() { [[ "$only" == *" $1 "* ]]; }
 
 echo "# bench/all.sh: building (release)" >&2
@@ -62,6 +62,13 @@ if want expiry; then
   for backend in sqlite postgres; do
     line=$(run expiry $b expiry --backend $backend --grants 10000 --window-ms 1000)
     metric "expiry.$backend.p99_ms" "$(field "$line" p99_ms)" lower
+  done
+fi
+if want warnings; then
+  # Issue #15: 1,000 ending-soon warnings due within one second, to a signed webhook on loopback.
+  for backend in sqlite postgres; do
+    line=$(run warnings $b warnings --backend $backend --grants 1000 --window-ms 1000 --lead-s 10)
+    metric "warnings.$backend.p99_ms" "$(field "$line" p99_ms)" lower
   done
 fi
 if want verify; then

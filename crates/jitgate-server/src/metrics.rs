@@ -53,7 +53,13 @@ pub struct Metrics {
     live_grants: Gauge,
     gateway_sessions: Gauge,
     outbox: Family<ChannelStatus, Gauge>,
+    /// When the store's gauges were last read: scrapes share one read a second, so that
+    /// anonymous scrapes, however many, cost the store at most that.
+    store_read: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// How often a scrape reads the store's counts.
+const STORE_GAUGES_EVERY: Duration = Duration::from_secs(1);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -76,6 +82,7 @@ impl Default for Metrics {
             live_grants: Gauge::default(),
             gateway_sessions: Gauge::default(),
             outbox: Family::default(),
+            store_read: tokio::sync::Mutex::new(None),
         };
         registry.register("requests", "Access requests in the store, by state", m.requests.clone());
         registry.register(
@@ -180,14 +187,28 @@ impl Core {
     /// The scrape: the store's gauges read now, then everything in the text format.
     pub async fn render_metrics(&self) -> Result<String, ServiceError> {
         let m = &self.metrics;
+        {
+            let mut last = m.store_read.lock().await;
+            if last.is_none_or(|t| t.elapsed() >= STORE_GAUGES_EVERY) {
+                self.read_store_gauges().await?;
+                *last = Some(tokio::time::Instant::now());
+            }
+        }
+        m.gateway_sessions
+            .set(i64::try_from(self.sessions.lock().len()).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &m.registry).map_err(|e| ServiceError::internal(e.to_string()))?;
+        Ok(out)
+    }
+
+    async fn read_store_gauges(&self) -> Result<(), ServiceError> {
+        let m = &self.metrics;
         let counts = self.store.request_counts().await?;
         for status in ["pending", "approved", "denied", "cancelled", "expired"] {
             let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
             m.requests.get_or_create(&State { state: status.to_owned() }).set(n);
         }
         m.live_grants.set(self.store.live_grant_count(self.now()).await?);
-        m.gateway_sessions
-            .set(i64::try_from(self.sessions.lock().len()).unwrap_or(i64::MAX));
         let outbox = self.store.delivery_counts().await?;
         for channel in &self.settings.notifications.channels {
             for status in [jitgate_store::DeliveryStatus::Pending, jitgate_store::DeliveryStatus::Failed] {
@@ -203,8 +224,6 @@ impl Core {
                     .set(n);
             }
         }
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &m.registry).map_err(|e| ServiceError::internal(e.to_string()))?;
-        Ok(out)
+        Ok(())
     }
 }

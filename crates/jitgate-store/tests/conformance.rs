@@ -684,6 +684,13 @@ async fn session_kills(store: &dyn Store) {
         tx.insert_db_session(&db_session(id)).await.unwrap();
     }
     tx.commit().await.unwrap();
+    // A live session carries on onto another grant; an unknown one does not.
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.continue_db_session("s3", "g2").await.unwrap());
+    assert!(!tx.continue_db_session("nope", "g2").await.unwrap());
+    tx.commit().await.unwrap();
+    let live = store.db_sessions(None, true, 10).await.unwrap();
+    assert_eq!(live.iter().find(|s| s.id == "s3").unwrap().grant_id, "g2");
     let mut feed = store.session_kills();
     assert_eq!(
         feed.is_some(),
@@ -966,6 +973,153 @@ async fn batched_reads(store: &dyn Store) {
     assert_eq!(roles, ["jg_0", "jg_1200", "jg_300", "jg_600", "jg_900"]);
 }
 
+fn delivery(id: &str, seq: i64, order_key: &str, destination: &str) -> jitgate_store::DeliveryRecord {
+    jitgate_store::DeliveryRecord {
+        id: id.into(),
+        event_seq: seq,
+        kind: "request.created".into(),
+        channel: "hooks".into(),
+        destination: destination.into(),
+        order_key: order_key.into(),
+        payload: "{}".into(),
+        status: jitgate_store::DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at: t(1_000),
+        last_error: None,
+        created_at: t(1_000),
+        sent_at: None,
+    }
+}
+
+async fn outbox(store: &dyn Store) {
+    use jitgate_store::{DeliveryFilter, DeliveryStatus};
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.outbox_cursor().await.unwrap(), None);
+    tx.set_outbox_cursor(7).await.unwrap();
+    tx.insert_deliveries(&[
+        delivery("a1", 1, "req_a", ""),
+        delivery("a2", 2, "req_a", ""),
+        delivery("b1", 3, "req_b", ""),
+        delivery("a2-mail", 2, "req_a", "x@example.com"),
+    ])
+    .await
+    .unwrap();
+    tx.insert_user(&user("eve")).await.unwrap();
+    assert!(tx.set_user_email(&u("eve"), Some("eve@example.com")).await.unwrap());
+    assert!(!tx.set_user_email(&u("nobody"), Some("n@example.com")).await.unwrap());
+    tx.commit().await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.outbox_cursor().await.unwrap(), Some(7));
+    assert!(
+        matches!(
+            tx.insert_deliveries(&[delivery("a1", 1, "req_a", "")]).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "an id is made once"
+    );
+    drop(tx);
+    assert_eq!(
+        store
+            .user_emails(&[u("eve"), u("nobody")])
+            .await
+            .unwrap()
+            .get(&u("eve"))
+            .map(String::as_str),
+        Some("eve@example.com")
+    );
+
+    // In order per key and destination: a2 waits for a1; b1 and the mail to x do not.
+    let claimed: Vec<String> = store
+        .claim_deliveries(t(2_000), t(62_000), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(claimed, ["a1", "a2-mail", "b1"]);
+    assert!(
+        store.claim_deliveries(t(2_000), t(62_000), 10).await.unwrap().is_empty(),
+        "claimed ones are held, a2 still waits"
+    );
+    let a1 = store
+        .deliveries(&DeliveryFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(a1.iter().find(|d| d.id == "a1").unwrap().attempts, 1, "a claim counts the attempt");
+    // a1 fails: retried later, and a2 still waits behind it.
+    store.delivery_failed("a1", "503", t(5_000), false).await.unwrap();
+    assert!(store.claim_deliveries(t(3_000), t(63_000), 10).await.unwrap().is_empty());
+    assert_eq!(store.claim_deliveries(t(5_000), t(65_000), 10).await.unwrap()[0].id, "a1");
+    store.delivery_sent("a1", t(5_001)).await.unwrap();
+    assert_eq!(store.claim_deliveries(t(5_002), t(65_002), 10).await.unwrap()[0].id, "a2");
+    // A dead sender's claim runs out, or is released by a sole process at its start.
+    assert_eq!(
+        store.claim_deliveries(t(65_002), t(125_002), 10).await.unwrap().len(),
+        3,
+        "a2, a2-mail, b1 after their lease"
+    );
+    assert_eq!(store.release_claims().await.unwrap(), 3);
+    store.delivery_failed("b1", "gone", t(9_000), true).await.unwrap();
+    let failed = store
+        .deliveries(&DeliveryFilter {
+            status: Some(DeliveryStatus::Failed),
+            channel: Some("hooks".into()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].last_error.as_deref(), Some("gone"));
+    let counts = store.delivery_counts().await.unwrap();
+    assert!(
+        counts.contains(&("hooks".into(), DeliveryStatus::Failed, 1)) && counts.contains(&("hooks".into(), DeliveryStatus::Sent, 1)),
+        "{counts:?}"
+    );
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.requeue_delivery("b1", t(10_000)).await.unwrap());
+    assert!(!tx.requeue_delivery("a1", t(10_000)).await.unwrap(), "only a failed one");
+    tx.commit().await.unwrap();
+    let b1 = store.claim_deliveries(t(10_000), t(70_000), 10).await.unwrap();
+    assert!(b1.iter().any(|d| d.id == "b1" && d.attempts == 1), "counted afresh: {b1:?}");
+
+    // Channel secrets.
+    let mut tx = store.write().await.unwrap();
+    tx.put_channel_secret(&jitgate_store::ChannelSecretRecord {
+        channel: "hooks".into(),
+        key_version: 1,
+        sealed: "sealed-1".into(),
+        updated_at: t(1),
+        updated_by: u("eve"),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.channel_secret("hooks").await.unwrap().unwrap().sealed, "sealed-1");
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.delete_channel_secret("hooks").await.unwrap());
+    assert!(!tx.delete_channel_secret("hooks").await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(store.channel_secret("hooks").await.unwrap().is_none());
+
+    // Warnings are deadlines of the engine, taken once.
+    let mut tx = store.write().await.unwrap();
+    tx.schedule_warning("grt_w1", t(500)).await.unwrap();
+    tx.schedule_warning("grt_w2", t(900)).await.unwrap();
+    tx.schedule_warning("grt_w1", t(400)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.next_deadline().await.unwrap(), Some(t(400)));
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.take_due_warnings(t(600), 10).await.unwrap(), ["grt_w1"]);
+    tx.commit().await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.take_due_warnings(t(600), 10).await.unwrap().is_empty(), "taken once");
+    tx.commit().await.unwrap();
+    assert_eq!(store.next_deadline().await.unwrap(), Some(t(900)));
+}
+
 async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
     match case {
         "users_groups_and_sessions" => users_groups_and_sessions(&*store).await,
@@ -981,6 +1135,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "directory_is_never_stale_here" => directory_is_never_stale_here(&*store).await,
         "ephemeral_roles" => ephemeral_roles(&*store).await,
         "batched_reads" => batched_reads(&*store).await,
+        "outbox" => outbox(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -998,7 +1153,8 @@ conformance!(
     live_roles,
     directory_is_never_stale_here,
     ephemeral_roles,
-    batched_reads
+    batched_reads,
+    outbox
 );
 
 /// Polls `seen` until it holds; fails after `within`.
