@@ -12,13 +12,13 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const HOOK_SECRET: &str = "whsec-test-6b1c0b5a";
+pub(crate) const HOOK_SECRET: &str = "whsec-test-6b1c0b5a";
 
 /// What the webhook receiver saw, and how it behaves.
 #[derive(Default)]
-struct Hooks {
+pub(crate) struct Hooks {
     /// Accepted messages, in the order they came.
-    accepted: Vec<Value>,
+    pub(crate) accepted: Vec<Value>,
     /// Every request as sent (headers of interest and body), accepted or not, for replays.
     raw: Vec<(String, String, Bytes)>,
     seen: BTreeSet<String>,
@@ -26,11 +26,11 @@ struct Hooks {
     down: bool,
     /// Signatures this far from now are refused; 0: five minutes. A server on a manual clock
     /// signs with its own time.
-    window: i64,
+    pub(crate) window: i64,
     refused: Vec<String>,
 }
 
-type SharedHooks = Arc<Mutex<Hooks>>;
+pub(crate) type SharedHooks = Arc<Mutex<Hooks>>;
 
 /// The receiver the README describes: signature checked over `t.body` within five minutes of
 /// now, each `Jitgate-Delivery` id taken once.
@@ -65,7 +65,7 @@ async fn serve(router: axum::Router) -> std::net::SocketAddr {
     addr
 }
 
-async fn hook_receiver() -> (SharedHooks, String) {
+pub(crate) async fn hook_receiver() -> (SharedHooks, String) {
     let hooks = SharedHooks::default();
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(hook))
@@ -75,12 +75,12 @@ async fn hook_receiver() -> (SharedHooks, String) {
 }
 
 /// The test settings with `[notifications]` as the config file would have it.
-fn with_notifications(extra: &str) -> impl FnOnce(&mut jitgate_server::Settings) {
+pub(crate) fn with_notifications(extra: &str) -> impl FnOnce(&mut jitgate_server::Settings) {
     let parsed = jitgate_server::Settings::from_toml("test.toml", &format!("{CONFIG}\n{extra}")).expect("the notifications config parses");
     move |s| s.notifications = parsed.notifications
 }
 
-fn events_of(h: &SharedHooks, request: &str) -> Vec<String> {
+pub(crate) fn events_of(h: &SharedHooks, request: &str) -> Vec<String> {
     h.lock()
         .unwrap()
         .accepted
@@ -428,6 +428,19 @@ async fn slack_lookup(
     }
 }
 
+/// An incoming webhook: no token, the URL is the credential; posts where it was made.
+async fn slack_incoming(State(s): State<Arc<Mutex<SlackApi>>>, axum::Json(mut m): axum::Json<Value>) -> (StatusCode, &'static str) {
+    let mut s = s.lock().unwrap();
+    let problems = block_kit_problems(&m);
+    if !problems.is_empty() || m.get("channel").is_some() {
+        s.problems.extend(problems);
+        return (StatusCode::BAD_REQUEST, "invalid_payload");
+    }
+    m["channel"] = Value::String("(incoming webhook)".into());
+    s.posted.push(m);
+    (StatusCode::OK, "ok")
+}
+
 async fn slack_post(State(s): State<Arc<Mutex<SlackApi>>>, headers: HeaderMap, axum::Json(m): axum::Json<Value>) -> axum::Json<Value> {
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {SLACK_TOKEN}")) {
         return axum::Json(serde_json::json!({"ok": false, "error": "invalid_auth"}));
@@ -448,27 +461,36 @@ async fn slack_gets_block_kit_in_the_resource_channel_and_to_approvers_by_email_
     let app = axum::Router::new()
         .route("/api/users.lookupByEmail", axum::routing::get(slack_lookup))
         .route("/api/chat.postMessage", axum::routing::post(slack_post))
+        .route("/services/T0/B0/incoming-secret", axum::routing::post(slack_incoming))
         .with_state(slack.clone());
     let addr = serve(app).await;
     let server = TestServer::spawn_with(Backend::Sqlite, false, with_notifications(&format!(
-        "[notifications]\npublic_url = \"https://jitgate.example.com\"\n[[notifications.channels]]\nname = \"slack\"\nkind = \"slack\"\napi_url = \"http://{addr}/api\"\nchannel = \"#access\"\nresource_channels = {{ \"prod-db\" = \"#db-oncall\" }}\ndirect_by_email = true\nevents = [\"request.created\"]\n"
+        "[notifications]\npublic_url = \"https://jitgate.example.com\"\n[[notifications.channels]]\nname = \"slack\"\nkind = \"slack\"\napi_url = \"http://{addr}/api\"\nchannel = \"#access\"\nresource_channels = {{ \"prod-db\" = \"#db-oncall\" }}\ndirect_by_email = true\nevents = [\"request.created\"]\n[[notifications.channels]]\nname = \"security\"\nkind = \"slack\"\nincoming_webhook = true\nevents = [\"request.created\"]\n"
     )))
     .await;
     server.admin.set_channel_secret("slack", SLACK_TOKEN).await.unwrap();
+    server
+        .admin
+        .set_channel_secret("security", &format!("http://{addr}/services/T0/B0/incoming-secret"))
+        .await
+        .unwrap();
     server.admin.set_user_email("bob", Some("bob@example.com")).await.unwrap();
     let alice = server.login("alice").await;
     let r = alice
         .create_request(&request_body("prod-db", "read", None, "INC-5 <!channel> look"))
         .await
         .unwrap();
-    eventually("the channel and bob are told", || async { slack.lock().unwrap().posted.len() >= 2 }).await;
+    eventually("the channels and bob are told", || async {
+        slack.lock().unwrap().posted.len() >= 3
+    })
+    .await;
     let s = slack.lock().unwrap();
     assert!(s.problems.is_empty(), "{:?}", s.problems);
     let to: BTreeSet<&str> = s.posted.iter().map(|m| m["channel"].as_str().unwrap()).collect();
     assert_eq!(
         to,
-        BTreeSet::from(["#db-oncall", "U0BOB"]),
-        "the resource's channel, and bob found by e-mail (carol has none)"
+        BTreeSet::from(["#db-oncall", "U0BOB", "(incoming webhook)"]),
+        "the resource's channel, bob found by e-mail (carol has none), and the incoming webhook"
     );
     let text = s.posted[0].to_string();
     assert!(text.contains(&format!("https://jitgate.example.com/requests/{}", r.id)), "{text}");

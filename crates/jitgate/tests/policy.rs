@@ -40,6 +40,10 @@ fn at(t: &str) -> Timestamp {
 
 /// A test server whose policies are `text`, in Europe/Berlin, with `oncall` as the on-call group.
 async fn spawn_with_policies(text: &str) -> (TestServer, PathBuf) {
+    spawn_with_policies_and(text, |_| {}).await
+}
+
+async fn spawn_with_policies_and(text: &str, tweak: impl FnOnce(&mut jitgate_server::Settings)) -> (TestServer, PathBuf) {
     let dir = tempfile::tempdir().unwrap().keep();
     std::fs::write(dir.join("main.cedar"), text).unwrap();
     let policy_dir = dir.clone();
@@ -47,6 +51,7 @@ async fn spawn_with_policies(text: &str) -> (TestServer, PathBuf) {
         settings.policy_dir = Some(policy_dir);
         settings.policy_time_zone = "Europe/Berlin".into();
         settings.on_call_group = Some("oncall".parse().unwrap());
+        tweak(settings);
     })
     .await;
     (s, dir)
@@ -116,7 +121,20 @@ async fn working_hours_and_on_call_auto_approve_and_a_forbid_beats_them() {
 
 #[tokio::test]
 async fn break_glass_grants_at_once_alerts_the_approvers_and_waits_for_their_review() {
-    let (s, _dir) = spawn_with_policies(POLICIES).await;
+    // The security channel: a webhook that takes break-glass only.
+    let (hooks, url) = crate::notifications::hook_receiver().await;
+    hooks.lock().unwrap().window = 365 * 86400; // the server signs with its manual clock
+    let (s, _dir) = spawn_with_policies_and(
+        POLICIES,
+        crate::notifications::with_notifications(&format!(
+            "[notifications]\n[[notifications.channels]]\nname = \"security\"\nkind = \"webhook\"\nurl = \"{url}\"\nevents = [\"break_glass.used\", \"request.created\"]\n"
+        )),
+    )
+    .await;
+    s.admin
+        .set_channel_secret("security", crate::notifications::HOOK_SECRET)
+        .await
+        .unwrap();
     s.clock().set(at("2026-11-24T09:00:00Z"));
     s.admin.set_member("oncall", "dave", true).await.unwrap();
     let dave = s.login("dave").await;
@@ -164,6 +182,18 @@ async fn break_glass_grants_at_once_alerts_the_approvers_and_waits_for_their_rev
         assert!(inbox[0].acknowledged_by.is_none());
     }
     assert!(dave.notifications().await.unwrap().is_empty());
+    // The security channel hears of it, naming every approver; nobody is asked to approve what
+    // was granted already.
+    crate::support::eventually("the security channel is told", || async {
+        !crate::notifications::events_of(&hooks, &r.id).is_empty()
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(crate::notifications::events_of(&hooks, &r.id), ["break_glass.used"]);
+    let told = hooks.lock().unwrap().accepted[0].clone();
+    assert_eq!(told["recipients"], serde_json::json!(["bob", "carol", "sam"]));
+    assert!(told["summary"].as_str().unwrap().contains("dave broke glass"), "{told}");
+    assert_eq!(told["request"]["break_glass"], true);
 
     // The after-the-fact review stays on the approvers' list until one acknowledges it.
     let bob = s.login("bob").await;
