@@ -1,5 +1,5 @@
 //! Notifications: the outbox that turns committed audit events into messages
-//! ([`fan_out`]), and the sender that delivers them ([`deliver`]) through the channels of
+//! (`fan_out.rs`), and the sender that delivers them (`deliver.rs`) through the channels of
 //! `jitgate-notify`. Both run in one task per instance; several instances share the work
 //! through the store.
 
