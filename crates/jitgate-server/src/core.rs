@@ -332,6 +332,18 @@ impl Core {
         });
     }
 
+    /// Every administrator who can act (not disabled): whom alerts go to.
+    pub async fn administrators(&self) -> Result<Vec<jitgate_core::names::Username>, jitgate_store::StoreError> {
+        Ok(self
+            .store
+            .users()
+            .await?
+            .into_iter()
+            .filter(|u| u.is_admin && !u.disabled)
+            .map(|u| u.name)
+            .collect())
+    }
+
     pub fn is_audit_reader(&self, caller: &Caller) -> bool {
         caller.user.is_admin || !self.settings.audit_reader_groups.is_disjoint(&caller.groups)
     }

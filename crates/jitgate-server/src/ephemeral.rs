@@ -204,13 +204,7 @@ impl Core {
         record: &EphemeralRoleRecord,
         now: Timestamp,
     ) -> Result<(), jitgate_store::StoreError> {
-        let admins: Vec<_> = self
-            .store
-            .users()
-            .await?
-            .into_iter()
-            .filter(|u| u.is_admin && !u.disabled)
-            .collect();
+        let recipients = self.administrators().await?;
         let message = format!(
             "The database role {} of grant {} on {} could not be removed: {}. It is disabled (NOLOGIN) if the \
              upstream took that; jitgate keeps retrying. Check the service login's privileges (README, \
@@ -220,7 +214,6 @@ impl Core {
             record.resource,
             record.last_error.as_deref().unwrap_or("unknown error")
         );
-        let recipients: Vec<_> = admins.into_iter().map(|a| a.name).collect();
         crate::core::alert(
             tx,
             "revocation_stuck",

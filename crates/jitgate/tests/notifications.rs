@@ -74,6 +74,12 @@ pub(crate) async fn hook_receiver() -> (SharedHooks, String) {
     (hooks, format!("http://{addr}/hook"))
 }
 
+/// `[notifications]` (with the lines `top`) and one webhook channel `hooks` to `url` (with the
+/// lines `channel`), as a config file has them.
+pub(crate) fn hooks_at(url: &str, top: &str, channel: &str) -> String {
+    format!("[notifications]\n{top}[[notifications.channels]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"{url}\"\n{channel}")
+}
+
 /// The test settings with `[notifications]` as the config file would have it.
 pub(crate) fn with_notifications(extra: &str) -> impl FnOnce(&mut jitgate_server::Settings) {
     let parsed = jitgate_server::Settings::from_toml("test.toml", &format!("{CONFIG}\n{extra}")).expect("the notifications config parses");
@@ -105,14 +111,7 @@ async fn ask_and_approve(server: &TestServer) -> (String, String) {
 #[tokio::test]
 async fn webhooks_are_signed_carry_the_schema_and_a_replay_or_altered_body_is_refused() {
     let (hooks, url) = hook_receiver().await;
-    let server = TestServer::spawn_with(
-        Backend::Sqlite,
-        false,
-        with_notifications(&format!(
-            "[notifications]\n[[notifications.channels]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"{url}\"\n"
-        )),
-    )
-    .await;
+    let server = TestServer::spawn_with(Backend::Sqlite, false, with_notifications(&hooks_at(&url, "", ""))).await;
     server.admin.set_channel_secret("hooks", HOOK_SECRET).await.unwrap();
     let (request, grant) = ask_and_approve(&server).await;
     let alice = server.login("alice").await;
@@ -177,14 +176,7 @@ async fn webhooks_are_signed_carry_the_schema_and_a_replay_or_altered_body_is_re
 #[tokio::test]
 async fn a_webhook_channel_without_its_secret_sends_nothing_unsigned() {
     let (hooks, url) = hook_receiver().await;
-    let server = TestServer::spawn_with(
-        Backend::Sqlite,
-        false,
-        with_notifications(&format!(
-            "[notifications]\n[[notifications.channels]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"{url}\"\n"
-        )),
-    )
-    .await;
+    let server = TestServer::spawn_with(Backend::Sqlite, false, with_notifications(&hooks_at(&url, "", ""))).await;
     let (request, _) = ask_and_approve(&server).await;
     eventually("the failure is on the record", || async {
         let o = server.admin.notifications_overview(Some("pending"), None, 50).await.unwrap();
@@ -210,9 +202,15 @@ async fn a_webhook_channel_without_its_secret_sends_nothing_unsigned() {
 async fn a_receiver_down_for_a_while_gets_every_message_once_and_in_order() {
     let (hooks, url) = hook_receiver().await;
     hooks.lock().unwrap().down = true;
-    let server = TestServer::spawn_with(Backend::Postgres(jitgate_store::testing::fresh_pg_database().await.unwrap()), false, with_notifications(&format!(
-        "[notifications]\n[[notifications.channels]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"{url}\"\nevents = [\"request.created\", \"request.approved\", \"grant.started\", \"grant.ended\", \"request.cancelled\"]\n"
-    )))
+    let server = TestServer::spawn_with(
+        Backend::Postgres(jitgate_store::testing::fresh_pg_database().await.unwrap()),
+        false,
+        with_notifications(&hooks_at(
+            &url,
+            "",
+            "events = [\"request.created\", \"request.approved\", \"grant.started\", \"grant.ended\", \"request.cancelled\"]\n",
+        )),
+    )
     .await;
     server.admin.set_channel_secret("hooks", HOOK_SECRET).await.unwrap();
     let alice = server.login("alice").await;
@@ -604,12 +602,14 @@ async fn e_mail_reaches_a_real_smtp_server_in_plain_text_and_html() {
 }
 
 #[tokio::test]
-async fn the_holder_is_warned_before_the_end_and_an_extension_keeps_access_going() {
+async fn the_holder_is_warned_once_before_the_end_unless_an_extension_takes_over() {
     let (hooks, url) = hook_receiver().await;
     hooks.lock().unwrap().window = 365 * 86400;
-    let server = TestServer::spawn_with(Backend::Sqlite, true, with_notifications(&format!(
-        "[notifications]\nending_soon = \"5m\"\n[[notifications.channels]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"{url}\"\nevents = [\"grant.ending_soon\", \"grant.ended\"]\n"
-    )))
+    let server = TestServer::spawn_with(
+        Backend::Sqlite,
+        true,
+        with_notifications(&hooks_at(&url, "ending_soon = \"5m\"\n", "events = [\"grant.ending_soon\"]\n")),
+    )
     .await;
     server.admin.set_channel_secret("hooks", HOOK_SECRET).await.unwrap();
     let (request, grant) = ask_and_approve(&server).await;
@@ -625,19 +625,38 @@ async fn the_holder_is_warned_before_the_end_and_an_extension_keeps_access_going
     assert_eq!(warning["recipients"], serde_json::json!(["alice"]));
     let audit = server.core.store.audit_events_for(std::slice::from_ref(&grant)).await.unwrap();
     assert_eq!(audit.iter().filter(|e| e.action == "grant.ending_soon").count(), 1, "warned once");
+
+    // Two extensions, one after the other: the first is not warned of (the second takes over
+    // at its end), the second is.
+    let alice = server.login("alice").await;
+    let bob = server.login("bob").await;
+    let extend = |of: String| {
+        let mut b = request_body("prod-db", "read", Some("20m"), "INC-7 the query is still slow");
+        b.extends = Some(of);
+        b
+    };
+    let r2 = alice.create_request(&extend(grant.clone())).await.unwrap();
+    let g2 = bob.approve(&r2.id, "ok").await.unwrap().grant.unwrap();
+    let r3 = alice.create_request(&extend(g2.id.clone())).await.unwrap();
+    let g3 = bob.approve(&r3.id, "ok").await.unwrap().grant.unwrap();
+    assert_eq!((g2.starts_at, g3.starts_at), (g2.starts_at, g2.ends_at), "back to back");
+    server.clock().advance(Duration::from_secs(21 * 60)); // 36 minutes in: g2's warning was due
+    server.clock().advance(Duration::from_secs(20 * 60)); // 56 minutes in: g3's is
+    eventually("g3's warning arrives", || async { !events_of(&hooks, &r3.id).is_empty() }).await;
+    assert!(events_of(&hooks, &r2.id).is_empty(), "g2 does not end: g3 takes over");
+    let audit = server.core.store.audit_events(0, 10_000).await.unwrap();
+    let warned: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.action == "grant.ending_soon")
+        .map(|e| e.target.as_str())
+        .collect();
+    assert_eq!(warned, [grant.as_str(), g3.id.as_str()]);
 }
 
 #[tokio::test]
 async fn metrics_are_prometheus_text_with_bounded_labels() {
     let (_hooks, url) = hook_receiver().await;
-    let server = TestServer::spawn_with(
-        Backend::Sqlite,
-        false,
-        with_notifications(&format!(
-            "[notifications]\n[[notifications.channels]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"{url}\"\n"
-        )),
-    )
-    .await;
+    let server = TestServer::spawn_with(Backend::Sqlite, false, with_notifications(&hooks_at(&url, "", ""))).await;
     server.admin.set_channel_secret("hooks", HOOK_SECRET).await.unwrap();
     let (_request, _grant) = ask_and_approve(&server).await;
     let alice = server.login("alice").await;
@@ -700,14 +719,7 @@ async fn metrics_are_prometheus_text_with_bounded_labels() {
 #[tokio::test]
 async fn notification_administration_refuses_what_it_should() {
     let (_hooks, url) = hook_receiver().await;
-    let server = TestServer::spawn_with(
-        Backend::Sqlite,
-        false,
-        with_notifications(&format!(
-            "[notifications]\n[[notifications.channels]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"{url}\"\n"
-        )),
-    )
-    .await;
+    let server = TestServer::spawn_with(Backend::Sqlite, false, with_notifications(&hooks_at(&url, "", ""))).await;
     let alice = server.login("alice").await;
     let code = |e: jitgate_client::ClientError| e.code().unwrap_or_default().to_owned();
     assert_eq!(code(alice.notifications_overview(None, None, 10).await.unwrap_err()), "forbidden");
@@ -784,9 +796,15 @@ fn bad_channel_configuration_is_refused_with_its_line() {
 async fn a_message_that_keeps_failing_alerts_the_admins_is_given_up_and_can_be_queued_again() {
     let (hooks, url) = hook_receiver().await;
     hooks.lock().unwrap().down = true;
-    let server = TestServer::spawn_with(Backend::Sqlite, false, with_notifications(&format!(
-        "[notifications]\nalert_after = 1\ngive_up_after = 2\n[[notifications.channels]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"{url}\"\nevents = [\"request.created\"]\n"
-    )))
+    let server = TestServer::spawn_with(
+        Backend::Sqlite,
+        false,
+        with_notifications(&hooks_at(
+            &url,
+            "alert_after = 1\ngive_up_after = 2\n",
+            "events = [\"request.created\"]\n",
+        )),
+    )
     .await;
     server.admin.set_channel_secret("hooks", HOOK_SECRET).await.unwrap();
     let alice = server.login("alice").await;

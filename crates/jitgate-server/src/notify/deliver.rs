@@ -116,14 +116,7 @@ impl Core {
     /// Administrators hear (in jitgate, and in the audit log) that a channel keeps failing; not
     /// through the channels, which may be what is failing.
     async fn alert_failing(&self, d: &DeliveryRecord, why: &str) -> Result<(), ServiceError> {
-        let admins: Vec<_> = self
-            .store
-            .users()
-            .await?
-            .into_iter()
-            .filter(|u| u.is_admin && !u.disabled)
-            .map(|u| u.name)
-            .collect();
+        let admins = self.administrators().await?;
         let message = format!(
             "notification {} ({} on channel {}) failed {} times; last: {why}. See `jitgate admin notifications --failed`.",
             d.id, d.kind, d.channel, d.attempts

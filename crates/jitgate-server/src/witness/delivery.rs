@@ -68,14 +68,7 @@ async fn failed(core: &Core, slot: &WitnessSlot, error: String, first: bool) {
     );
     let result = async {
         let mut tx = core.begin().await?;
-        let admins: Vec<_> = core
-            .store
-            .users()
-            .await?
-            .into_iter()
-            .filter(|u| u.is_admin && !u.disabled)
-            .map(|u| u.name)
-            .collect();
+        let admins = core.administrators().await?;
         crate::core::alert(
             &mut *tx,
             "audit_witness_failed",
