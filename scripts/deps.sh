@@ -10,6 +10,8 @@
 #   python3-venv, curl           scripts/api-fuzz.sh: schemathesis (from PyPI) in a venv, and the
 #                                server's bootstrap
 #   chromium, chromium-driver    the web pages' tests drive a real headless Chromium
+#   prometheus                   promtool, which checks the /metrics text in the tests (the
+#                                server itself is not started)
 #   npm                          axe-core (from npm), the accessibility checker those tests run,
 #                                into target/web-tools (unless node and npm are here already)
 #   (PyPI) aiosmtpd              the SMTP server the e-mail notification tests send to, in a
@@ -20,7 +22,7 @@ deps_log() { printf '[deps] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in gcc pkg-config libssl-dev postgresql-client postgresql oathtool python3-venv curl chromium chromium-driver; do
+for pkg in gcc pkg-config libssl-dev postgresql-client postgresql oathtool python3-venv curl chromium chromium-driver prometheus; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

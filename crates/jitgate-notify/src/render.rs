@@ -11,8 +11,23 @@ pub struct Email {
     pub html: String,
 }
 
+/// What a person typed, on one line: line breaks and other control characters become spaces,
+/// so a reason cannot write lines that pass for the message's own (a fake link line in the
+/// plain-text e-mail, say).
+fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
 /// The lines that follow the summary, as (label, value).
 fn facts(n: &Notice) -> Vec<(&'static str, String)> {
+    let mut out = raw_facts(n);
+    for (_, v) in &mut out {
+        *v = one_line(v);
+    }
+    out
+}
+
+fn raw_facts(n: &Notice) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     if let Some(r) = &n.request {
         out.push(("Requester", r.requester.clone()));
@@ -178,6 +193,23 @@ mod tests {
         let s = slack(&notice()).to_string();
         assert!(!s.contains("<!channel>"), "a reason must not ping a Slack channel: {s}");
         assert!(s.contains("&lt;!channel&gt;"));
+    }
+
+    #[test]
+    fn a_reason_cannot_write_lines_of_its_own() {
+        let mut n = notice();
+        n.request.as_mut().unwrap().reason = "fine\r\n\nReview the request: https://evil.example/x\nApproving asks".into();
+        let e = email(&n);
+        assert!(!e.text.contains("\nReview the request: https://evil"), "{}", e.text);
+        assert_eq!(
+            e.text.matches("Review the request:").count(),
+            2,
+            "the fake, kept on the reason's line, and the real one"
+        );
+        assert!(e
+            .text
+            .lines()
+            .any(|l| l.starts_with("Reason: fine") && l.contains("https://evil.example/x")));
     }
 
     #[test]

@@ -119,10 +119,9 @@ impl Sender {
             .await
             .map_err(|e| SendError::new(format!("Slack {method}: {}", plain(e))))?;
         let status = response.status();
-        let answer: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|_| SendError::new(format!("Slack {method}: {status}, and the answer is not JSON")))?;
+        let body = read_at_most(response, MAX_API_ANSWER).await;
+        let answer: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|_| SendError::new(format!("Slack {method}: {status}, and the answer is not JSON")))?;
         if answer["ok"] == true {
             Ok(answer)
         } else {
@@ -160,14 +159,37 @@ fn plain(e: reqwest::Error) -> String {
     }
 }
 
+/// The most of a Slack Web API answer read (its answers are a few hundred bytes).
+const MAX_API_ANSWER: usize = 64 * 1024;
+/// The most of a refusal's body read, for its first words in the error.
+const MAX_ERROR_BODY: usize = 4 * 1024;
+
+/// Up to `max` bytes of `response`'s body: a receiver cannot make the sender hold more, however
+/// much it sends.
+async fn read_at_most(mut response: reqwest::Response, max: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = max.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= max {
+            break;
+        }
+    }
+    body
+}
+
 async fn ok_status(response: reqwest::Response) -> Result<(), SendError> {
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
-    let body = response.text().await.unwrap_or_default();
-    let body: String = body.chars().take(200).collect();
-    Err(SendError::new(format!("the receiver answered {status}: {body}")))
+    let body = read_at_most(response, MAX_ERROR_BODY).await;
+    let words: String = String::from_utf8_lossy(&body)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    Err(SendError::new(format!("the receiver answered {status}: {words}")))
 }
 
 async fn send_email(email: &crate::channel::Email, secret: Option<&SecretString>, to: &str, notice: &Notice) -> Result<(), SendError> {

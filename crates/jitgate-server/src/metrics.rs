@@ -1,4 +1,5 @@
-//! `/metrics` in Prometheus' text format (`prometheus-client`). Every label is bounded: states,
+//! `/metrics` in Prometheus' text format (the `prometheus` crate; `promtool check metrics`
+//! finds nothing to say about it). Every label is bounded: states,
 //! directions, results and configured channel names; never a user, a resource instance or an id.
 //!
 //! Counters and histograms are this instance's since its start; the gauges that describe the
@@ -9,50 +10,23 @@ use crate::core::Core;
 use crate::error::ServiceError;
 use jitgate_core::actions;
 use jitgate_core::audit::AuditEvent;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::time::Duration;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct State {
-    state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Direction {
-    direction: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ChannelResult {
-    channel: String,
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ChannelStatus {
-    channel: String,
-    status: &'static str,
-}
 
 pub struct Metrics {
     registry: Registry,
     decision_seconds: Histogram,
     expiry_lag_seconds: Histogram,
-    gateway_bytes: Family<Direction, Counter>,
-    gateway_sessions_total: Counter,
-    statements: Counter,
-    deliveries: Family<ChannelResult, Counter>,
-    login_failures: Counter,
-    locks: Counter,
-    requests: Family<State, Gauge>,
-    live_grants: Gauge,
-    gateway_sessions: Gauge,
-    outbox: Family<ChannelStatus, Gauge>,
+    gateway_bytes: IntCounterVec,
+    gateway_sessions_total: IntCounter,
+    statements: IntCounter,
+    deliveries: IntCounterVec,
+    login_failures: IntCounter,
+    locks: IntCounter,
+    requests: IntGaugeVec,
+    live_grants: IntGauge,
+    gateway_sessions: IntGauge,
+    outbox: IntGaugeVec,
     /// When the store's gauges were last read: scrapes share one read a second, so that
     /// anonymous scrapes, however many, cost the store at most that.
     store_read: tokio::sync::Mutex<Option<tokio::time::Instant>>,
@@ -61,74 +35,88 @@ pub struct Metrics {
 /// How often a scrape reads the store's counts.
 const STORE_GAUGES_EVERY: Duration = Duration::from_secs(1);
 
+/// Registers `metric` in `registry`; the names are constants, so a clash is a bug caught by
+/// every test that starts a server.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: prometheus::Result<M>) -> M {
+    let metric = metric.unwrap_or_else(|e| unreachable!("a metric's definition is constant: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| unreachable!("metric names are distinct: {e}"));
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("jitgate");
-        // From a second to a week: decisions wait for people.
-        let decision_seconds = Histogram::new([1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4.0 * 3600.0, 86400.0, 7.0 * 86400.0]);
-        // From a millisecond to a minute: the promise is 100 ms.
-        let expiry_lag_seconds = Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 60.0]);
-        let m = Self {
-            registry: Registry::default(),
-            decision_seconds,
-            expiry_lag_seconds,
-            gateway_bytes: Family::default(),
-            gateway_sessions_total: Counter::default(),
-            statements: Counter::default(),
-            deliveries: Family::default(),
-            login_failures: Counter::default(),
-            locks: Counter::default(),
-            requests: Family::default(),
-            live_grants: Gauge::default(),
-            gateway_sessions: Gauge::default(),
-            outbox: Family::default(),
+        let r = Registry::new_custom(Some("jitgate".into()), None).unwrap_or_else(|e| unreachable!("a constant prefix: {e}"));
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets));
+        Self {
+            // From a second to a week: decisions wait for people.
+            decision_seconds: registered(
+                &r,
+                histogram(
+                    "request_decision_seconds",
+                    "Time from a request to its approval or denial",
+                    vec![1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4.0 * 3600.0, 86400.0, 7.0 * 86400.0],
+                ),
+            ),
+            // From a millisecond to a minute: the promise is 100 ms.
+            expiry_lag_seconds: registered(
+                &r,
+                histogram(
+                    "grant_expiry_lag_seconds",
+                    "How late the expiry engine ended grants, after their end",
+                    vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 60.0],
+                ),
+            ),
+            gateway_bytes: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("gateway_bytes_total", "Bytes relayed by the gateway, by direction"),
+                    &["direction"],
+                ),
+            ),
+            gateway_sessions_total: registered(
+                &r,
+                IntCounter::new("gateway_sessions_ended_total", "Gateway sessions that ended on this instance"),
+            ),
+            statements: registered(
+                &r,
+                IntCounter::new("statements_recorded_total", "Statements recorded in the audit log"),
+            ),
+            deliveries: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "notification_attempts_total",
+                        "Attempts to deliver notifications, by channel and result",
+                    ),
+                    &["channel", "result"],
+                ),
+            ),
+            login_failures: registered(
+                &r,
+                IntCounter::new("login_failures_total", "Failed logins and second-factor checks"),
+            ),
+            locks: registered(
+                &r,
+                IntCounter::new("account_locks_total", "Accounts or factors locked after too many failures"),
+            ),
+            requests: registered(
+                &r,
+                IntGaugeVec::new(Opts::new("requests", "Access requests in the store, by state"), &["state"]),
+            ),
+            live_grants: registered(&r, IntGauge::new("grants_live", "Grants scheduled or active in the store")),
+            gateway_sessions: registered(&r, IntGauge::new("gateway_sessions", "Gateway sessions open on this instance")),
+            outbox: registered(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("notifications_outbox", "Notifications in the outbox, by channel and status"),
+                    &["channel", "status"],
+                ),
+            ),
             store_read: tokio::sync::Mutex::new(None),
-        };
-        registry.register("requests", "Access requests in the store, by state", m.requests.clone());
-        registry.register(
-            "request_decision_seconds",
-            "Time from a request to its approval or denial",
-            m.decision_seconds.clone(),
-        );
-        registry.register("grants_live", "Grants scheduled or active in the store", m.live_grants.clone());
-        registry.register(
-            "grant_expiry_lag_seconds",
-            "How late the expiry engine ended grants, after their end",
-            m.expiry_lag_seconds.clone(),
-        );
-        registry.register(
-            "gateway_sessions",
-            "Gateway sessions open on this instance",
-            m.gateway_sessions.clone(),
-        );
-        registry.register(
-            "gateway_sessions_ended",
-            "Gateway sessions that ended on this instance",
-            m.gateway_sessions_total.clone(),
-        );
-        registry.register(
-            "gateway_bytes",
-            "Bytes relayed by the gateway, by direction",
-            m.gateway_bytes.clone(),
-        );
-        registry.register("statements_recorded", "Statements recorded in the audit log", m.statements.clone());
-        registry.register(
-            "notifications_outbox",
-            "Notifications in the outbox, by channel and status",
-            m.outbox.clone(),
-        );
-        registry.register(
-            "notification_attempts",
-            "Attempts to deliver notifications, by channel and result",
-            m.deliveries.clone(),
-        );
-        registry.register("login_failures", "Failed logins and second-factor checks", m.login_failures.clone());
-        registry.register(
-            "account_locks",
-            "Accounts or factors locked after too many failures",
-            m.locks.clone(),
-        );
-        Self { registry, ..m }
+            registry: r,
+        }
     }
 }
 
@@ -165,20 +153,13 @@ impl Metrics {
 
     pub fn session_ended(&self, from_client: u64, to_client: u64) {
         self.gateway_sessions_total.inc();
-        self.gateway_bytes
-            .get_or_create(&Direction { direction: "from_client" })
-            .inc_by(from_client);
-        self.gateway_bytes
-            .get_or_create(&Direction { direction: "to_client" })
-            .inc_by(to_client);
+        self.gateway_bytes.with_label_values(&["from_client"]).inc_by(from_client);
+        self.gateway_bytes.with_label_values(&["to_client"]).inc_by(to_client);
     }
 
     pub fn delivered(&self, channel: &str, ok: bool) {
         self.deliveries
-            .get_or_create(&ChannelResult {
-                channel: channel.to_owned(),
-                result: if ok { "sent" } else { "failed" },
-            })
+            .with_label_values(&[channel, if ok { "sent" } else { "failed" }])
             .inc();
     }
 }
@@ -196,9 +177,9 @@ impl Core {
         }
         m.gateway_sessions
             .set(i64::try_from(self.sessions.lock().len()).unwrap_or(i64::MAX));
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &m.registry).map_err(|e| ServiceError::internal(e.to_string()))?;
-        Ok(out)
+        prometheus::TextEncoder::new()
+            .encode_to_string(&m.registry.gather())
+            .map_err(|e| ServiceError::internal(e.to_string()))
     }
 
     async fn read_store_gauges(&self) -> Result<(), ServiceError> {
@@ -206,7 +187,7 @@ impl Core {
         let counts = self.store.request_counts().await?;
         for status in ["pending", "approved", "denied", "cancelled", "expired"] {
             let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-            m.requests.get_or_create(&State { state: status.to_owned() }).set(n);
+            m.requests.with_label_values(&[status]).set(n);
         }
         m.live_grants.set(self.store.live_grant_count(self.now()).await?);
         let outbox = self.store.delivery_counts().await?;
@@ -216,12 +197,7 @@ impl Core {
                     .iter()
                     .find(|(c, s, _)| c == &channel.name && *s == status)
                     .map_or(0, |(_, _, n)| *n);
-                m.outbox
-                    .get_or_create(&ChannelStatus {
-                        channel: channel.name.clone(),
-                        status: status.as_str(),
-                    })
-                    .set(n);
+                m.outbox.with_label_values(&[channel.name.as_str(), status.as_str()]).set(n);
             }
         }
         Ok(())

@@ -195,7 +195,7 @@ bounded_reads! {
             delivery_counts() -> Vec<(String, crate::DeliveryStatus, i64)>;
             user_emails(users: &[Username]) -> BTreeMap<Username, String>;
             channel_secret(channel: &str) -> Option<crate::ChannelSecretRecord>;
-            claim_deliveries(now: Timestamp, lease_until: Timestamp, limit: i64) -> Vec<crate::DeliveryRecord>;
+            claim_deliveries(channel: &str, now: Timestamp, lease_until: Timestamp, limit: i64) -> Vec<crate::DeliveryRecord>;
             release_claims() -> u64;
             delivery_sent(id: &str, at: Timestamp) -> ();
             delivery_failed(id: &str, error: &str, next_attempt_at: Timestamp, give_up: bool) -> ();

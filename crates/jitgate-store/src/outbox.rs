@@ -97,10 +97,11 @@ pub trait OutboxReads: Send + Sync {
     /// The e-mail addresses of those of `users` that have one.
     async fn user_emails(&self, users: &[Username]) -> Result<BTreeMap<Username, String>>;
     async fn channel_secret(&self, channel: &str) -> Result<Option<ChannelSecretRecord>>;
-    /// Takes up to `limit` messages due at `now` for sending until `lease_until`, counting the
-    /// attempt: pending ones whose time has come, not held by another sender, and with no
-    /// earlier message pending for the same order key and destination. Earliest events first.
-    async fn claim_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> Result<Vec<DeliveryRecord>>;
+    /// Takes up to `limit` messages of `channel` due at `now` for sending until `lease_until`,
+    /// counting the attempt: pending ones whose time has come, not held by another sender, and
+    /// with no earlier message pending for the same order key and destination. Earliest events
+    /// first.
+    async fn claim_deliveries(&self, channel: &str, now: Timestamp, lease_until: Timestamp, limit: i64) -> Result<Vec<DeliveryRecord>>;
     /// Lets go of every claim: for a store one process uses alone, at its start, when the
     /// claims are those of a process that died while sending.
     async fn release_claims(&self) -> Result<u64>;
@@ -230,6 +231,7 @@ macro_rules! outbox_sql {
 
             async fn claim_deliveries(
                 &self,
+                channel: &str,
                 now: Timestamp,
                 lease_until: Timestamp,
                 limit: i64,
@@ -237,7 +239,7 @@ macro_rules! outbox_sql {
                 let sql = format!(
                     "UPDATE deliveries SET lease_until = $2, attempts = attempts + 1 WHERE id IN ( \
                        SELECT d.id FROM deliveries d \
-                       WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND d.lease_until <= $1 \
+                       WHERE d.status = 'pending' AND d.channel = $4 AND d.next_attempt_at <= $1 AND d.lease_until <= $1 \
                          AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.status = 'pending' AND e.channel = d.channel \
                            AND e.destination = d.destination AND e.order_key = d.order_key AND e.event_seq < d.event_seq) \
                        ORDER BY d.event_seq, d.id LIMIT $3{CLAIM_LOCK}) \
@@ -247,6 +249,7 @@ macro_rules! outbox_sql {
                     .bind(now.as_millis())
                     .bind(lease_until.as_millis())
                     .bind(limit)
+                    .bind(channel)
                     .fetch_all(&self.write)
                     .await?;
                 let mut claimed = all(rows, delivery_from)?;

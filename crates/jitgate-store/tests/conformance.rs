@@ -1030,7 +1030,7 @@ async fn outbox(store: &dyn Store) {
 
     // In order per key and destination: a2 waits for a1; b1 and the mail to x do not.
     let claimed: Vec<String> = store
-        .claim_deliveries(t(2_000), t(62_000), 10)
+        .claim_deliveries("hooks", t(2_000), t(62_000), 10)
         .await
         .unwrap()
         .into_iter()
@@ -1038,7 +1038,7 @@ async fn outbox(store: &dyn Store) {
         .collect();
     assert_eq!(claimed, ["a1", "a2-mail", "b1"]);
     assert!(
-        store.claim_deliveries(t(2_000), t(62_000), 10).await.unwrap().is_empty(),
+        store.claim_deliveries("hooks", t(2_000), t(62_000), 10).await.unwrap().is_empty(),
         "claimed ones are held, a2 still waits"
     );
     let a1 = store
@@ -1051,13 +1051,13 @@ async fn outbox(store: &dyn Store) {
     assert_eq!(a1.iter().find(|d| d.id == "a1").unwrap().attempts, 1, "a claim counts the attempt");
     // a1 fails: retried later, and a2 still waits behind it.
     store.delivery_failed("a1", "503", t(5_000), false).await.unwrap();
-    assert!(store.claim_deliveries(t(3_000), t(63_000), 10).await.unwrap().is_empty());
-    assert_eq!(store.claim_deliveries(t(5_000), t(65_000), 10).await.unwrap()[0].id, "a1");
+    assert!(store.claim_deliveries("hooks", t(3_000), t(63_000), 10).await.unwrap().is_empty());
+    assert_eq!(store.claim_deliveries("hooks", t(5_000), t(65_000), 10).await.unwrap()[0].id, "a1");
     store.delivery_sent("a1", t(5_001)).await.unwrap();
-    assert_eq!(store.claim_deliveries(t(5_002), t(65_002), 10).await.unwrap()[0].id, "a2");
+    assert_eq!(store.claim_deliveries("hooks", t(5_002), t(65_002), 10).await.unwrap()[0].id, "a2");
     // A dead sender's claim runs out, or is released by a sole process at its start.
     assert_eq!(
-        store.claim_deliveries(t(65_002), t(125_002), 10).await.unwrap().len(),
+        store.claim_deliveries("hooks", t(65_002), t(125_002), 10).await.unwrap().len(),
         3,
         "a2, a2-mail, b1 after their lease"
     );
@@ -1082,8 +1082,18 @@ async fn outbox(store: &dyn Store) {
     assert!(tx.requeue_delivery("b1", t(10_000)).await.unwrap());
     assert!(!tx.requeue_delivery("a1", t(10_000)).await.unwrap(), "only a failed one");
     tx.commit().await.unwrap();
-    let b1 = store.claim_deliveries(t(10_000), t(70_000), 10).await.unwrap();
+    let b1 = store.claim_deliveries("hooks", t(10_000), t(70_000), 10).await.unwrap();
     assert!(b1.iter().any(|d| d.id == "b1" && d.attempts == 1), "counted afresh: {b1:?}");
+    let mut tx = store.write().await.unwrap();
+    let mut other = delivery("c1", 9, "req_c", "");
+    other.channel = "mail".into();
+    tx.insert_deliveries(&[other]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        store.claim_deliveries("hooks", t(10_000), t(70_000), 10).await.unwrap().is_empty(),
+        "one channel's claim takes only its own"
+    );
+    assert_eq!(store.claim_deliveries("mail", t(10_000), t(70_000), 10).await.unwrap()[0].id, "c1");
 
     // Channel secrets.
     let mut tx = store.write().await.unwrap();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod file;
-mod notifications;
+pub(crate) mod notifications;
 use file::*;
 pub use notifications::NotificationSettings;
 

@@ -76,7 +76,7 @@ struct ChannelSection {
 }
 
 /// An `http(s)://` URL; plain HTTP only to a loopback host, where nothing travels the network.
-fn web_url(what: &str, text: &str) -> Result<url::Url, String> {
+pub(crate) fn web_url(what: &str, text: &str) -> Result<url::Url, String> {
     let u = url::Url::parse(text).map_err(|e| format!("{what} {text:?} is not a URL: {e}"))?;
     match u.scheme() {
         "https" => Ok(u),

@@ -16,12 +16,16 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Messages claimed at a time, and sent at once.
-const CLAIM: i64 = 200;
-const IN_FLIGHT: usize = 32;
-/// How long a claim holds a message: past one attempt's timeout, so a live sender always
-/// marks it first; a dead one's message goes again after this.
-const LEASE: Duration = Duration::from_secs(30);
+/// Messages of one channel being sent at once on this instance. A channel claims no more than
+/// it has room for, so every message claimed starts at once (and is marked well within its
+/// lease), and a channel whose receiver hangs holds up only its own messages.
+pub(crate) const PER_CHANNEL: usize = 16;
+/// The longest one attempt may take, every call and retry of the transport included (a Slack
+/// look-up and post, an SMTP conversation).
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(25);
+/// How long a claim holds a message: past [`ATTEMPT_LIMIT`], so a live sender always marks it
+/// first; a dead one's message goes again after this.
+const LEASE: Duration = Duration::from_secs(60);
 /// The back-off doubles from this up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
@@ -37,23 +41,58 @@ pub(crate) fn next_attempt(now: Timestamp, attempts: i32) -> Timestamp {
     now.saturating_add(backoff.mul_f64(1.0 - jitter))
 }
 
-impl Core {
-    /// Sends the messages due now. Returns how many it tried.
-    pub(crate) async fn deliver_due(self: &Arc<Self>, sender: &jitgate_notify::Sender) -> Result<usize, ServiceError> {
-        let now = self.now();
-        let claimed = self.store.claim_deliveries(now, now.saturating_add(LEASE), CLAIM).await?;
-        let n = claimed.len();
-        let limit = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-        let mut sending = tokio::task::JoinSet::new();
-        for d in claimed {
-            let (core, sender, limit) = (self.clone(), sender.clone(), limit.clone());
-            sending.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                core.deliver_one(&sender, d).await;
-            });
+/// This instance's senders: the room each channel has, and a signal when a send is done.
+pub(crate) struct Senders {
+    sender: jitgate_notify::Sender,
+    room: std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>,
+    pub(crate) done: Arc<tokio::sync::Notify>,
+}
+
+impl Senders {
+    pub(crate) fn new(sender: jitgate_notify::Sender, channels: &[jitgate_notify::Channel]) -> Self {
+        Self {
+            sender,
+            room: channels
+                .iter()
+                .map(|c| (c.name.clone(), Arc::new(tokio::sync::Semaphore::new(PER_CHANNEL))))
+                .collect(),
+            done: Arc::default(),
         }
-        while sending.join_next().await.is_some() {}
-        Ok(n)
+    }
+}
+
+impl Core {
+    /// Starts sending the messages due now, on each channel as many as it has room for, and
+    /// returns how many it started; the sends go on by themselves (`senders.done` says when one
+    /// ends).
+    pub(crate) async fn deliver_due(self: &Arc<Self>, senders: &Senders) -> Result<usize, ServiceError> {
+        let mut started = 0;
+        for (channel, room) in &senders.room {
+            let free = room.available_permits();
+            if free == 0 {
+                continue;
+            }
+            let now = self.now();
+            let claimed = self
+                .store
+                .claim_deliveries(channel, now, now.saturating_add(LEASE), i64::try_from(free).unwrap_or(0))
+                .await?;
+            for d in claimed {
+                let Ok(permit) = room.clone().try_acquire_owned() else {
+                    // Only this loop takes permits: room was counted above. Should it ever
+                    // lack, the lease runs out and the message goes again.
+                    break;
+                };
+                let (core, sender, done) = (self.clone(), senders.sender.clone(), senders.done.clone());
+                started += 1;
+                tokio::spawn(async move {
+                    core.deliver_one(&sender, d).await;
+                    drop(permit);
+                    done.notify_one();
+                });
+            }
+        }
+        Ok(started)
     }
 
     async fn deliver_one(&self, sender: &jitgate_notify::Sender, d: DeliveryRecord) {
@@ -90,10 +129,15 @@ impl Core {
         let notice: Notice = serde_json::from_str(&d.payload).map_err(|e| format!("stored message unreadable: {e}"))?;
         let secret = self.channel_secret(&channel.name).await.map_err(|e| e.message)?;
         let now_secs = self.now().as_millis().div_euclid(1000);
-        sender
-            .send(channel, secret.as_ref(), &d.destination, &notice, now_secs)
-            .await
-            .map_err(|e| e.0)
+        match tokio::time::timeout(
+            ATTEMPT_LIMIT,
+            sender.send(channel, secret.as_ref(), &d.destination, &notice, now_secs),
+        )
+        .await
+        {
+            Ok(sent) => sent.map_err(|e| e.0),
+            Err(_) => Err(format!("not done within {} s", ATTEMPT_LIMIT.as_secs())),
+        }
     }
 
     /// A channel's secret, unsealed; `None` when none was set.

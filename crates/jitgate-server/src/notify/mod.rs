@@ -25,8 +25,8 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Runs the outbox until `stop`: makes messages from new audit events and sends those due,
 /// woken by every commit of this instance and otherwise every half second.
 pub async fn run_outbox(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
-    let sender = match jitgate_notify::Sender::new() {
-        Ok(s) => s,
+    let senders = match jitgate_notify::Sender::new() {
+        Ok(s) => deliver::Senders::new(s, &core.settings.notifications.channels),
         Err(e) => {
             tracing::error!(error = %e, "notifications are off: cannot make an HTTP client");
             return;
@@ -68,7 +68,7 @@ pub async fn run_outbox(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
             }
         }
         if !quiet {
-            match core.deliver_due(&sender).await {
+            match core.deliver_due(&senders).await {
                 Ok(n) => busy |= n > 0,
                 Err(e) => tracing::warn!(error = %e.message, "cannot take notifications to send; retrying"),
             }
@@ -78,6 +78,7 @@ pub async fn run_outbox(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = changes.changed() => {}
+            () = senders.done.notified() => {}
             () = tokio::time::sleep(LOOK_EVERY) => {}
             _ = stop.changed() => return,
         }

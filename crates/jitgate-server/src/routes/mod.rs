@@ -299,11 +299,7 @@ pub fn metrics_router(state: AppState) -> Router {
 async fn metrics(State(s): State<AppState>) -> Response {
     use axum::http::header;
     match s.render_metrics().await {
-        Ok(text) => (
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }

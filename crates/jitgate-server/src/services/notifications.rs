@@ -95,8 +95,15 @@ impl Notifications<'_> {
     /// Stores a channel's secret, sealed to the channel; `None` removes it.
     pub async fn set_secret(&self, caller: &Caller, channel: &str, secret: Option<&SecretString>) -> Result<(), ServiceError> {
         self.require_admin(caller, "set_channel_secret").await?;
-        if !self.settings.notifications.channels.iter().any(|c| c.name == channel) {
+        let Some(configured) = self.settings.notifications.channels.iter().find(|c| c.name == channel) else {
             return Err(ServiceError::not_found("notification channel"));
+        };
+        // An incoming webhook's secret is where its messages go: held to the configured URLs' rule.
+        if let (Some(s), jitgate_notify::ChannelKind::Slack(slack)) = (secret, &configured.kind) {
+            if slack.incoming_webhook {
+                crate::config::notifications::web_url("the incoming webhook", s.expose_secret())
+                    .map_err(|_| ServiceError::bad_request("invalid_secret", "an incoming webhook's secret is its https:// URL"))?;
+            }
         }
         let now = self.now();
         let mut tx = self.begin().await?;
