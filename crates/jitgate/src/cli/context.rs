@@ -73,12 +73,18 @@ impl Ctx {
     }
 
     pub(super) fn print<T: Serialize>(&self, value: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(value)?);
+        use std::io::Write;
+        let out = if self.json {
+            serde_json::to_string_pretty(value)?
         } else {
-            println!("{}", text(value));
+            text(value)
+        };
+        // A reader that stops early (`| head`) is no error of ours: the output ends there,
+        // as with any Unix tool, rather than in a panic.
+        match writeln!(std::io::stdout().lock(), "{out}") {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
