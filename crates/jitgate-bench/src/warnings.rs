@@ -83,8 +83,7 @@ pub(crate) async fn warnings(backend: &str, n: usize, window_ms: i64, lead_s: u6
             tx.insert_request(&req).await?;
             let mut g = Grant::from_request(format!("grt_{i:016}"), &req, None, clock.now());
             g.ends_at = warn.saturating_add(lead);
-            tx.insert_grant(&g).await?;
-            tx.schedule_warning(&g.id, warn).await?;
+            tx.insert_grant_warned(&g, Some(warn)).await?;
         }
         tx.commit().await?;
         inserted = (inserted + 1000).min(n);

@@ -79,6 +79,9 @@ pub trait AccessWrites: Send {
     async fn due_requests(&mut self, now: Timestamp, limit: i64) -> Result<Vec<AccessRequest>>;
     async fn grant(&mut self, id: &str) -> Result<Option<Grant>>;
     async fn insert_grant(&mut self, grant: &Grant) -> Result<()>;
+    /// [`AccessWrites::insert_grant`] with the moment its holder is to be warned of its end
+    /// (`None`: never), in the same statement.
+    async fn insert_grant_warned(&mut self, grant: &Grant, warn_at: Option<Timestamp>) -> Result<()>;
     async fn update_grant(&mut self, grant: &Grant) -> Result<()>;
     /// Moves many grants to `status` in one statement (the expiry engine's batches); their next
     /// deadline follows from the status.
@@ -282,7 +285,9 @@ macro_rules! access_sql {
                 let r: Option<i64> = sqlx::query_scalar("SELECT MIN(expires_at) FROM requests WHERE status = 'pending'")
                     .fetch_one(&self.read)
                     .await?;
-                let w: Option<i64> = sqlx::query_scalar("SELECT MIN(warn_at) FROM grant_warnings").fetch_one(&self.read).await?;
+                let w: Option<i64> = sqlx::query_scalar("SELECT MIN(warn_at) FROM grants WHERE warn_at IS NOT NULL")
+                    .fetch_one(&self.read)
+                    .await?;
                 Ok([g, r, w].into_iter().flatten().min().map(ts))
             }
 
@@ -402,10 +407,16 @@ macro_rules! access_sql {
             }
 
             async fn insert_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
-                if let Some(d) = g.next_deadline() {
+                self.insert_grant_warned(g, None).await
+            }
+
+            async fn insert_grant_warned(&mut self, g: &Grant, warn_at: Option<Timestamp>) -> Result<(), StoreError> {
+                for d in g.next_deadline().into_iter().chain(warn_at) {
                     self.deadline_added(d.as_millis());
                 }
-                let sql = format!("INSERT INTO grants ({GRANT_COLS}, next_deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
+                let sql = format!(
+                    "INSERT INTO grants ({GRANT_COLS}, next_deadline, warn_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                );
                 sqlx::query(&sql)
                     .bind(&g.id)
                     .bind(&g.request_id)
@@ -420,6 +431,7 @@ macro_rules! access_sql {
                     .bind(g.revoked_by.as_ref().map(|u| u.as_str().to_owned()))
                     .bind(&g.revoke_reason)
                     .bind(g.next_deadline().map(Timestamp::as_millis))
+                    .bind(warn_at.map(Timestamp::as_millis))
                     .execute(&mut *self.tx)
                     .await
                     .map_err(|e| self.conflict(e, format!("grant {}", g.id)))?;

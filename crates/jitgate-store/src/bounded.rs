@@ -326,6 +326,7 @@ bounded_writes! {
     due_requests(now: Timestamp, limit: i64) -> Vec<AccessRequest>;
     grant(id: &str) -> Option<Grant>;
     insert_grant(grant: &Grant) -> ();
+    insert_grant_warned(grant: &Grant, warn_at: Option<Timestamp>) -> ();
     update_grant(grant: &Grant) -> ();
     set_grants_status(ids: &[String], status: GrantStatus) -> ();
     expire_requests(ids: &[String], at: Timestamp) -> ();

@@ -126,7 +126,8 @@ pub trait OutboxWrites: Send {
     async fn set_user_email(&mut self, user: &Username, email: Option<&str>) -> Result<bool>;
     async fn put_channel_secret(&mut self, secret: &ChannelSecretRecord) -> Result<()>;
     async fn delete_channel_secret(&mut self, channel: &str) -> Result<bool>;
-    /// A warning due at `at` before grant `grant_id` ends (replacing one it had).
+    /// A warning due at `at` before grant `grant_id` ends (replacing one it had); a grant made
+    /// now takes it at once ([`crate::AccessWrites::insert_grant_warned`]).
     async fn schedule_warning(&mut self, grant_id: &str, at: Timestamp) -> Result<()>;
     /// Takes the warnings due at `now`, earliest first: they are gone from the schedule.
     async fn take_due_warnings(&mut self, now: Timestamp, limit: i64) -> Result<Vec<String>>;
@@ -186,9 +187,10 @@ macro_rules! outbox_sql {
             }
 
             async fn delivery_counts(&self) -> Result<Vec<(String, crate::DeliveryStatus, i64)>, StoreError> {
-                let rows = sqlx::query("SELECT channel, status, COUNT(*) AS n FROM deliveries GROUP BY channel, status ORDER BY channel, status")
-                    .fetch_all(&self.read)
-                    .await?;
+                let rows =
+                    sqlx::query("SELECT channel, status, COUNT(*) AS n FROM deliveries GROUP BY channel, status ORDER BY channel, status")
+                        .fetch_all(&self.read)
+                        .await?;
                 rows.iter()
                     .map(|r| {
                         let status: String = r.try_get("status")?;
@@ -291,14 +293,17 @@ macro_rules! outbox_sql {
                 let v: Option<String> = sqlx::query_scalar(concat!("SELECT value FROM meta WHERE key = 'outbox.cursor'", $lock))
                     .fetch_optional(&mut *self.tx)
                     .await?;
-                v.map(|s| s.parse::<i64>().map_err(|e| corrupt("outbox cursor", e))).transpose()
+                v.map(|s| s.parse::<i64>().map_err(|e| corrupt("outbox cursor", e)))
+                    .transpose()
             }
 
             async fn set_outbox_cursor(&mut self, seq: i64) -> Result<(), StoreError> {
-                sqlx::query("INSERT INTO meta (key, value) VALUES ('outbox.cursor', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-                    .bind(seq.to_string())
-                    .execute(&mut *self.tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO meta (key, value) VALUES ('outbox.cursor', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(seq.to_string())
+                .execute(&mut *self.tx)
+                .await?;
                 Ok(())
             }
 
@@ -365,27 +370,27 @@ macro_rules! outbox_sql {
             }
 
             async fn delete_channel_secret(&mut self, channel: &str) -> Result<bool, StoreError> {
-                let r = sqlx::query("DELETE FROM channel_secrets WHERE channel = $1").bind(channel).execute(&mut *self.tx).await?;
+                let r = sqlx::query("DELETE FROM channel_secrets WHERE channel = $1")
+                    .bind(channel)
+                    .execute(&mut *self.tx)
+                    .await?;
                 Ok(r.rows_affected() > 0)
             }
 
             async fn schedule_warning(&mut self, grant_id: &str, at: Timestamp) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO grant_warnings (grant_id, warn_at) VALUES ($1, $2) \
-                     ON CONFLICT (grant_id) DO UPDATE SET warn_at = excluded.warn_at",
-                )
-                .bind(grant_id)
-                .bind(at.as_millis())
-                .execute(&mut *self.tx)
-                .await?;
+                sqlx::query("UPDATE grants SET warn_at = $2 WHERE id = $1")
+                    .bind(grant_id)
+                    .bind(at.as_millis())
+                    .execute(&mut *self.tx)
+                    .await?;
                 self.deadline_added(at.as_millis());
                 Ok(())
             }
 
             async fn take_due_warnings(&mut self, now: Timestamp, limit: i64) -> Result<Vec<String>, StoreError> {
                 let ids: Vec<String> = sqlx::query_scalar(
-                    "DELETE FROM grant_warnings WHERE grant_id IN \
-                     (SELECT grant_id FROM grant_warnings WHERE warn_at <= $1 ORDER BY warn_at, grant_id LIMIT $2) RETURNING grant_id",
+                    "UPDATE grants SET warn_at = NULL WHERE id IN \
+                     (SELECT id FROM grants WHERE warn_at <= $1 ORDER BY warn_at, id LIMIT $2) RETURNING id",
                 )
                 .bind(now.as_millis())
                 .bind(limit)

@@ -1116,8 +1116,14 @@ async fn outbox(store: &dyn Store) {
 
     // Warnings are deadlines of the engine, taken once.
     let mut tx = store.write().await.unwrap();
-    tx.schedule_warning("grt_w1", t(500)).await.unwrap();
-    tx.schedule_warning("grt_w2", t(900)).await.unwrap();
+    for (id, at) in [("grt_w1", 500), ("grt_w2", 900)] {
+        let mut req = request(&format!("req_{id}"), "eve", 100, 10_000_000);
+        req.status = RequestStatus::Approved;
+        tx.insert_request(&req).await.unwrap();
+        tx.insert_grant_warned(&Grant::from_request(id.into(), &req, None, t(100)), Some(t(at)))
+            .await
+            .unwrap();
+    }
     tx.schedule_warning("grt_w1", t(400)).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(store.next_deadline().await.unwrap(), Some(t(400)));

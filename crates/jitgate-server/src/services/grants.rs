@@ -26,10 +26,7 @@ impl Grants<'_> {
             None => None,
         };
         let grant = Grant::from_request(new_id("grt"), request, extends.as_ref(), now);
-        tx.insert_grant(&grant).await?;
-        if let Some(at) = self.warning_at(&grant) {
-            tx.schedule_warning(&grant.id, at).await?;
-        }
+        tx.insert_grant_warned(&grant, self.warning_at(&grant)).await?;
         let details = json!({
             "request": request.id, "user": grant.user, "resource": grant.resource, "role": grant.role,
             "starts_at": grant.starts_at.as_millis(), "ends_at": grant.ends_at.as_millis(), "status": grant.status,

@@ -25,12 +25,10 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at, event_seq) WHERE sta
 CREATE INDEX deliveries_order ON deliveries (channel, destination, order_key, event_seq) WHERE status = 'pending';
 CREATE INDEX deliveries_recent ON deliveries (created_at, id);
 
--- Warnings before a grant ends, due at `warn_at`: one of the expiry engine's deadlines.
-CREATE TABLE grant_warnings (
-    grant_id TEXT PRIMARY KEY,
-    warn_at BIGINT NOT NULL
-);
-CREATE INDEX grant_warnings_due ON grant_warnings (warn_at);
+-- When a grant's holder is warned that it ends: one of the expiry engine's deadlines, cleared
+-- once the warning is made. Written with the grant (no statement more in the approval).
+ALTER TABLE grants ADD COLUMN warn_at BIGINT;
+CREATE INDEX grants_warn_at ON grants (warn_at) WHERE warn_at IS NOT NULL;
 
 -- Secrets of notification channels (webhook keys, chat tokens, SMTP passwords), sealed.
 CREATE TABLE channel_secrets (
