@@ -133,3 +133,60 @@ impl Channel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notice::{GrantPart, Notice, SCHEMA};
+
+    fn notice(event: EventKind, resource: Option<&str>) -> Notice {
+        Notice {
+            schema: SCHEMA.into(),
+            id: "n".into(),
+            event,
+            occurred_at: String::new(),
+            audit_seq: 1,
+            actor: "system".into(),
+            summary: String::new(),
+            request: None,
+            grant: resource.map(|r| GrantPart {
+                id: "g".into(),
+                user: "alice".into(),
+                resource: r.into(),
+                role: "read".into(),
+                starts_at: String::new(),
+                ends_at: String::new(),
+                status: "active".into(),
+                url: String::new(),
+            }),
+            stages: vec![],
+            comment: None,
+            recipients: vec![],
+            url: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_filter_admits_only_its_events_resources_and_roles() {
+        let all = Filter::default();
+        assert!(all.admits(&notice(EventKind::GrantEnded, Some("prod-db"))));
+        assert!(all.admits(&notice(EventKind::WitnessUnreachable, None)));
+        let f = Filter {
+            events: [EventKind::GrantEnded].into(),
+            resources: ["prod-db".to_owned()].into(),
+            roles: ["read".to_owned()].into(),
+        };
+        assert!(f.admits(&notice(EventKind::GrantEnded, Some("prod-db"))));
+        assert!(!f.admits(&notice(EventKind::GrantStarted, Some("prod-db"))), "another event");
+        assert!(!f.admits(&notice(EventKind::GrantEnded, Some("staging-db"))), "another resource");
+        assert!(
+            !f.admits(&notice(EventKind::GrantEnded, None)),
+            "about no resource, with a resource filter"
+        );
+        let roles = Filter {
+            roles: ["write".to_owned()].into(),
+            ..Filter::default()
+        };
+        assert!(!roles.admits(&notice(EventKind::GrantEnded, Some("prod-db"))), "another role");
+    }
+}

@@ -6,8 +6,6 @@
 //! store (requests by state, live grants, the outbox) are read from it at each scrape, so every
 //! instance reports the same for those.
 
-use crate::core::Core;
-use crate::error::ServiceError;
 use jitgate_core::actions;
 use jitgate_core::audit::AuditEvent;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
@@ -164,42 +162,35 @@ impl Metrics {
     }
 }
 
-impl Core {
-    /// The scrape: the store's gauges read now, then everything in the text format.
-    pub async fn render_metrics(&self) -> Result<String, ServiceError> {
-        let m = &self.metrics;
-        {
-            let mut last = m.store_read.lock().await;
-            if last.is_none_or(|t| t.elapsed() >= STORE_GAUGES_EVERY) {
-                self.read_store_gauges().await?;
-                *last = Some(tokio::time::Instant::now());
-            }
-        }
-        m.gateway_sessions
-            .set(i64::try_from(self.sessions.lock().len()).unwrap_or(i64::MAX));
-        prometheus::TextEncoder::new()
-            .encode_to_string(&m.registry.gather())
-            .map_err(|e| ServiceError::internal(e.to_string()))
+impl Metrics {
+    /// Whether the store's gauges are due for a read (at most once a second), holding the
+    /// turn: scrapes that come meanwhile wait for this one's read rather than make their own.
+    pub(crate) async fn store_turn(&self) -> tokio::sync::MutexGuard<'_, Option<tokio::time::Instant>> {
+        self.store_read.lock().await
     }
 
-    async fn read_store_gauges(&self) -> Result<(), ServiceError> {
-        let m = &self.metrics;
-        let counts = self.store.request_counts().await?;
-        for status in ["pending", "approved", "denied", "cancelled", "expired"] {
-            let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-            m.requests.with_label_values(&[status]).set(n);
-        }
-        m.live_grants.set(self.store.live_grant_count(self.now()).await?);
-        let outbox = self.store.delivery_counts().await?;
-        for channel in &self.settings.notifications.channels {
-            for status in [jitgate_store::DeliveryStatus::Pending, jitgate_store::DeliveryStatus::Failed] {
-                let n = outbox
-                    .iter()
-                    .find(|(c, s, _)| c == &channel.name && *s == status)
-                    .map_or(0, |(_, _, n)| *n);
-                m.outbox.with_label_values(&[channel.name.as_str(), status.as_str()]).set(n);
-            }
-        }
-        Ok(())
+    pub(crate) fn store_due(last: &Option<tokio::time::Instant>) -> bool {
+        last.is_none_or(|t| t.elapsed() >= STORE_GAUGES_EVERY)
+    }
+
+    pub(crate) fn set_requests(&self, state: &str, n: i64) {
+        self.requests.with_label_values(&[state]).set(n);
+    }
+
+    pub(crate) fn set_live_grants(&self, n: i64) {
+        self.live_grants.set(n);
+    }
+
+    pub(crate) fn set_gateway_sessions(&self, n: i64) {
+        self.gateway_sessions.set(n);
+    }
+
+    pub(crate) fn set_outbox(&self, channel: &str, status: &str, n: i64) {
+        self.outbox.with_label_values(&[channel, status]).set(n);
+    }
+
+    /// Everything in the text format.
+    pub(crate) fn encode(&self) -> Result<String, prometheus::Error> {
+        prometheus::TextEncoder::new().encode_to_string(&self.registry.gather())
     }
 }

@@ -749,7 +749,7 @@ async fn notification_administration_refuses_what_it_should() {
     assert_eq!(code(server.admin.retry_notification("ntf_nope").await.unwrap_err()), "not_found");
     assert_eq!(
         code(server.admin.notifications_overview(Some("lost"), None, 10).await.unwrap_err()),
-        "invalid_status"
+        "invalid_query"
     );
     // The secret is sealed at rest: the store holds no trace of it.
     server.admin.set_channel_secret("hooks", HOOK_SECRET).await.unwrap();
@@ -915,4 +915,62 @@ async fn metrics_can_move_off_the_api_port() {
     assert!(text.contains("jitgate_requests{state=\"pending\"} 0"), "{text}");
     let off = TestServer::spawn_with(Backend::Sqlite, false, |s| s.metrics = jitgate_server::config::MetricsPlace::Off).await;
     assert_eq!(reqwest::get(format!("{}/metrics", off.url)).await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn two_instances_on_one_store_send_each_message_once_and_tell_each_stage() {
+    let (hooks, url) = hook_receiver().await;
+    let a = TestServer::spawn_with(
+        Backend::Postgres(jitgate_store::testing::fresh_pg_database().await.unwrap()),
+        false,
+        with_notifications(&hooks_at(&url, "", "")),
+    )
+    .await;
+    a.admin.set_channel_secret("hooks", HOOK_SECRET).await.unwrap();
+    let b = a.another_instance().await;
+    // Two stages: bob's approval (owner) on one instance advances it, sam's (security) on the
+    // other approves it.
+    let mut write = request_body("prod-db", "write", Some("1h"), "INC-12 fix the index");
+    write.ticket = Some("INC-12".into());
+    let r = a.login("alice").await.create_request(&write).await.unwrap();
+    b.login("bob").await.approve(&r.id, "owner ok").await.unwrap();
+    // Told while it is still waiting (what a message says is read when it is made).
+    eventually("the stage is told", || async { events_of(&hooks, &r.id).len() >= 2 }).await;
+    a.login("sam").await.approve(&r.id, "security ok").await.unwrap();
+    // And a load of others, half through each instance.
+    let mut others = Vec::new();
+    for i in 0..20 {
+        let on = if i % 2 == 0 { &a } else { &b };
+        others.push(
+            on.login("alice")
+                .await
+                .create_request(&request_body("prod-db", "read", None, &format!("INC-{i} look")))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    eventually_within("every message arrives", Duration::from_secs(30), || async {
+        events_of(&hooks, &r.id).len() >= 4 && others.iter().all(|id| !events_of(&hooks, id).is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        events_of(&hooks, &r.id),
+        ["request.created", "request.stage_advanced", "request.approved", "grant.started"]
+    );
+    let h = hooks.lock().unwrap();
+    let advanced = h.accepted.iter().find(|v| v["event"] == "request.stage_advanced").unwrap();
+    assert_eq!(
+        advanced["recipients"],
+        serde_json::json!(["alice", "carol", "sam"]),
+        "the requester and the security stage's members"
+    );
+    assert_eq!(advanced["stages"][0]["approved_by"], serde_json::json!(["bob"]));
+    assert_eq!(advanced["comment"], "owner ok");
+    // Each message reached the receiver once: not once per instance.
+    let ids: Vec<&str> = h.raw.iter().map(|(_, id, _)| id.as_str()).collect();
+    let distinct: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), distinct.len(), "sent twice: {ids:?}");
+    assert_eq!(ids.len(), 4 + 20);
 }

@@ -18,12 +18,12 @@ pub(super) fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OutboxQuery {
-    /// `pending`, `sent` or `failed`.
-    status: Option<String>,
+    /// Only messages in this state.
+    status: Option<jitgate_api::DeliveryState>,
     /// One channel's messages.
     channel: Option<String>,
+    /// At most this many (1 to 1,000; others are brought within).
     #[serde(default = "fifty")]
-    #[param(minimum = 1, maximum = 1000)]
     limit: i64,
 }
 
@@ -47,7 +47,12 @@ pub(super) async fn list_notifications(
 ) -> R<jitgate_api::NotificationsOverview> {
     Ok(Json(
         s.notifications()
-            .overview(&caller, q.status.as_deref(), q.channel.as_deref(), q.limit)
+            .overview(
+                &caller,
+                q.status.map(jitgate_api::DeliveryState::as_str),
+                q.channel.as_deref(),
+                q.limit,
+            )
             .await?,
     ))
 }

@@ -10,6 +10,7 @@ pub mod enrolment;
 pub mod gateway;
 pub mod grants;
 pub mod identity;
+pub mod metrics;
 pub mod mfa;
 pub mod notifications;
 pub mod policies;
