@@ -172,7 +172,13 @@ async fn audit_tail_shows_the_newest_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_writing_at_once_keep_one_chain_and_one_line_of_checkpoints() {
     let url = jitgate_store::testing::fresh_pg_database().await.unwrap();
-    let a = TestServer::spawn_with(Backend::Postgres(url), false, |s| s.checkpoint_every = 10).await;
+    // What is tested is one chain under contention, not failing fast: with the rest of the suite
+    // on two shared cores, a writer here can wait past the default 1 s for the audit head.
+    let a = TestServer::spawn_with(Backend::Postgres(url), false, |s| {
+        s.checkpoint_every = 10;
+        s.store_timeout = std::time::Duration::from_secs(10);
+    })
+    .await;
     let b = a.another_instance().await;
     let head_before = a.audit_head().await;
     let mut tasks = Vec::new();
