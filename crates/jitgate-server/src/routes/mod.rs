@@ -370,6 +370,7 @@ mod tests {
             include_str!("grants.rs"),
             include_str!("identity.rs"),
             include_str!("mfa.rs"),
+            include_str!("notifications.rs"),
             include_str!("requests.rs"),
         ];
         let route = regex::Regex::new(r#"\.route\(\s*"([^"]+)",\s*([a-z]+\([a-z_]+\)(?:\s*\.[a-z]+\([a-z_]+\))*),?\s*\)"#).unwrap();
