@@ -88,6 +88,11 @@ pub(super) struct AuthSection {
     pub(super) login_per_minute: Option<u32>,
     pub(super) login_burst: Option<u32>,
     pub(super) audit_failures_per_minute: Option<u32>,
+    pub(super) password: Option<bool>,
+    #[serde(default)]
+    pub(super) break_glass: BTreeSet<Username>,
+    #[serde(default)]
+    pub(super) oidc: Vec<toml::Spanned<super::sso::OidcSection>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 mod file;
 pub(crate) mod notifications;
+pub(crate) mod sso;
 use file::*;
 pub use notifications::NotificationSettings;
+pub use sso::SignInSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -88,6 +90,8 @@ pub struct Settings {
     pub start_at_horizon: Duration,
     /// Channels, warnings before access ends, retries (`[notifications]`).
     pub notifications: NotificationSettings,
+    /// Local passwords and single sign-on providers (`[auth]`, `[[auth.oidc]]`).
+    pub sign_in: SignInSettings,
     /// Where `/metrics` is served (`[metrics]`).
     pub metrics: MetricsPlace,
 }
@@ -180,6 +184,7 @@ impl Default for Settings {
             limits: crate::limits::LimitSettings::default(),
             start_at_horizon: Duration::from_secs(7 * 24 * 3600),
             notifications: NotificationSettings::default(),
+            sign_in: SignInSettings::default(),
             metrics: MetricsPlace::Api,
         }
     }
@@ -406,6 +411,8 @@ impl Settings {
         }
         settings.audit_reader_groups = parsed.audit.reader_groups;
         notifications::apply(&mut settings, parsed.notifications, &err_at, &err_key)?;
+        let auth = parsed.auth;
+        sso::apply(&mut settings, auth.password, auth.break_glass, auth.oidc, &err_at, &err_key)?;
         settings.metrics = match (parsed.metrics.enabled, parsed.metrics.listen) {
             (false, None) => MetricsPlace::Off,
             (false, Some(_)) => {
