@@ -14,7 +14,7 @@
 use crate::{
     AccessReads, AccessWrites, AttemptRecord, AuditReads, AuditWrites, ChallengeRecord, ConnectTokenRecord, EphemeralRoleRecord,
     GatewayReads, GatewaySession, GatewayWrites, GrantFilter, IdentityReads, IdentityWrites, KillFeed, MfaReads, MfaWrites,
-    NotificationRecord, OutboxReads, OutboxWrites, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites,
+    NotificationRecord, OutboxReads, OutboxWrites, SsoReads, SsoWrites, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites,
     Result, SessionKill, SessionRecord, Source, Standing, Store, StoreError, TotpRecord, UserRecord, WriteTx,
 };
 use async_trait::async_trait;
@@ -204,6 +204,18 @@ bounded_reads! {
 }
 
 bounded_reads! {
+    SsoReads {
+        bulk {
+        }
+        each {
+            put_sso_sign_in(record: &crate::SsoSignInRecord, now: Timestamp) -> ();
+            take_sso_sign_in(id: &str, now: Timestamp) -> Option<crate::SsoSignInRecord>;
+            sso_identities_of(user: &Username) -> Vec<crate::SsoIdentityRecord>;
+        }
+    }
+}
+
+bounded_reads! {
     MfaReads {
         bulk {
         }
@@ -306,6 +318,16 @@ bounded_writes! {
     delete_channel_secret(channel: &str) -> bool;
     schedule_warning(grant_id: &str, at: Timestamp) -> ();
     take_due_warnings(now: Timestamp, limit: i64) -> Vec<String>;
+}
+
+bounded_writes! {
+    SsoWrites {}
+    sso_identity(provider: &str, subject: &str) -> Option<crate::SsoIdentityRecord>;
+    sso_identity_of(provider: &str, user: &Username) -> Option<crate::SsoIdentityRecord>;
+    link_sso_identity(identity: &crate::SsoIdentityRecord) -> ();
+    touch_sso_identity(provider: &str, subject: &str, at: Timestamp) -> ();
+    sso_groups_of(user: &Username) -> BTreeSet<GroupName>;
+    remove_member_from(group: &GroupName, user: &Username, source: Source) -> bool;
 }
 
 bounded_writes! {

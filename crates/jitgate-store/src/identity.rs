@@ -45,6 +45,8 @@ pub struct Standing {
 pub enum Source {
     Config,
     Api,
+    /// Set at each single sign-on from the provider's groups, by its mapping rules.
+    Sso,
 }
 
 impl Source {
@@ -52,6 +54,7 @@ impl Source {
         match self {
             Self::Config => "config",
             Self::Api => "api",
+            Self::Sso => "sso",
         }
     }
 }

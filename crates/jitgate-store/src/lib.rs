@@ -22,6 +22,7 @@ mod gateway;
 mod identity;
 mod mfa;
 mod outbox;
+mod sso;
 mod postgres;
 mod resources;
 mod sql;
@@ -37,6 +38,7 @@ pub use gateway::{
 pub use identity::{IdentityReads, IdentityWrites, SessionRecord, Source, Standing, UserRecord};
 pub use mfa::{AttemptRecord, ChallengeRecord, MfaReads, MfaWrites, PasskeyRecord, TotpRecord};
 pub use outbox::{ChannelSecretRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, OutboxReads, OutboxWrites};
+pub use sso::{SsoIdentityRecord, SsoReads, SsoSignInRecord, SsoWrites};
 pub use resources::{ResourceReads, ResourceWrites};
 
 /// Every store trait, for code that calls a concrete store (`SqliteStore`, `PgStore`) rather
@@ -44,7 +46,7 @@ pub use resources::{ResourceReads, ResourceWrites};
 pub mod prelude {
     pub use crate::{
         AccessReads, AccessWrites, AuditReads, AuditWrites, GatewayReads, GatewayWrites, IdentityReads, IdentityWrites, MfaReads,
-        MfaWrites, OutboxReads, OutboxWrites, ResourceReads, ResourceWrites, Store, WriteTx,
+        MfaWrites, OutboxReads, OutboxWrites, ResourceReads, ResourceWrites, SsoReads, SsoWrites, Store, WriteTx,
     };
 }
 
@@ -130,7 +132,7 @@ impl DeadlineSignal {
 /// start of every change ([`Store::write`]).
 #[async_trait]
 pub trait Store:
-    IdentityReads + ResourceReads + AccessReads + AuditReads + MfaReads + GatewayReads + OutboxReads + Send + Sync + 'static
+    IdentityReads + ResourceReads + AccessReads + AuditReads + MfaReads + GatewayReads + OutboxReads + SsoReads + Send + Sync + 'static
 {
     fn backend(&self) -> &'static str;
     /// For a store shared by several instances: fires when any instance added a deadline (a
@@ -150,7 +152,7 @@ pub trait Store:
 /// One all-or-nothing change, across any of the aggregates. Dropping it without `commit` rolls
 /// everything back.
 #[async_trait]
-pub trait WriteTx: IdentityWrites + ResourceWrites + AccessWrites + AuditWrites + MfaWrites + GatewayWrites + OutboxWrites + Send {
+pub trait WriteTx: IdentityWrites + ResourceWrites + AccessWrites + AuditWrites + MfaWrites + GatewayWrites + OutboxWrites + SsoWrites + Send {
     async fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     async fn delete_meta(&mut self, key: &str) -> Result<()>;
 

@@ -1136,6 +1136,54 @@ async fn outbox(store: &dyn Store) {
     assert_eq!(store.next_deadline().await.unwrap(), Some(t(900)));
 }
 
+async fn single_sign_on(store: &dyn Store) {
+    use jitgate_store::{SsoIdentityRecord, SsoSignInRecord, Source};
+    let half = |id: &str, expires: i64| SsoSignInRecord {
+        id: id.into(),
+        provider: "corp".into(),
+        key_version: 1,
+        sealed: "sealed".into(),
+        expires_at: t(expires),
+    };
+    store.put_sso_sign_in(&half("s1", 1000), t(0)).await.unwrap();
+    store.put_sso_sign_in(&half("s2", 500), t(0)).await.unwrap();
+    assert_eq!(store.take_sso_sign_in("s1", t(10)).await.unwrap(), Some(half("s1", 1000)));
+    assert_eq!(store.take_sso_sign_in("s1", t(10)).await.unwrap(), None, "a state works once");
+    assert_eq!(store.take_sso_sign_in("s2", t(500)).await.unwrap(), None, "an expired one is refused");
+    // Expired ones are dropped when new ones come.
+    store.put_sso_sign_in(&half("s3", 2000), t(1500)).await.unwrap();
+    store.put_sso_sign_in(&half("s4", 2000), t(1500)).await.unwrap();
+
+    let alice = Username::parse("alice").unwrap();
+    let mut tx = store.write().await.unwrap();
+    tx.insert_user(&user("alice")).await.unwrap();
+    let id = SsoIdentityRecord {
+        provider: "corp".into(),
+        subject: "sub-1".into(),
+        user: alice.clone(),
+        linked_at: t(1),
+        last_sign_in_at: t(1),
+    };
+    tx.link_sso_identity(&id).await.unwrap();
+    tx.touch_sso_identity("corp", "sub-1", t(9)).await.unwrap();
+    assert_eq!(tx.sso_identity("corp", "sub-1").await.unwrap().unwrap().last_sign_in_at, t(9));
+    assert_eq!(tx.sso_identity_of("corp", &alice).await.unwrap().unwrap().subject, "sub-1");
+    assert!(tx.sso_identity("other", "sub-1").await.unwrap().is_none());
+    let g = |n: &str| GroupName::parse(n).unwrap();
+    tx.set_member(&g("dba"), &alice, true, Source::Sso).await.unwrap();
+    tx.set_member(&g("ops"), &alice, true, Source::Api).await.unwrap();
+    assert_eq!(tx.sso_groups_of(&alice).await.unwrap().into_iter().collect::<Vec<_>>(), [g("dba")]);
+    assert!(!tx.remove_member_from(&g("ops"), &alice, Source::Sso).await.unwrap(), "not the sign-in's to take");
+    assert!(tx.remove_member_from(&g("dba"), &alice, Source::Sso).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.user_groups(&alice).await.unwrap().into_iter().collect::<Vec<_>>(), [g("ops")]);
+    assert_eq!(store.sso_identities_of(&alice).await.unwrap().len(), 1);
+    // One identity per user per provider.
+    let mut tx = store.write().await.unwrap();
+    let again = SsoIdentityRecord { subject: "sub-2".into(), ..id };
+    assert!(tx.link_sso_identity(&again).await.is_err());
+}
+
 async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
     match case {
         "users_groups_and_sessions" => users_groups_and_sessions(&*store).await,
@@ -1152,6 +1200,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "ephemeral_roles" => ephemeral_roles(&*store).await,
         "batched_reads" => batched_reads(&*store).await,
         "outbox" => outbox(&*store).await,
+        "single_sign_on" => single_sign_on(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -1170,7 +1219,8 @@ conformance!(
     directory_is_never_stale_here,
     ephemeral_roles,
     batched_reads,
-    outbox
+    outbox,
+    single_sign_on
 );
 
 /// Polls `seen` until it holds; fails after `within`.
