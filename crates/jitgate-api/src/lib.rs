@@ -16,6 +16,7 @@ mod identity;
 mod mfa;
 mod notifications;
 mod requests;
+mod sso;
 
 pub use admin::*;
 pub use audit::*;
@@ -24,6 +25,7 @@ pub use identity::*;
 pub use mfa::*;
 pub use notifications::*;
 pub use requests::*;
+pub use sso::*;
 
 /// A secret inside a body (password, token): serialized as it is, never shown by `Debug`, so
 /// a body that ends up in a log line or a panic message does not carry it.

@@ -74,6 +74,14 @@ actions! {
     SESSION_KILL = "session.kill";
     /// A login with a password (failures too, with the code).
     AUTH_LOGIN = "auth.login";
+    /// A sign-in through an identity provider was refused (the provider, the check that failed); successes are `auth.login` with `method: sso`.
+    AUTH_SSO = "auth.sso";
+    /// A provider identity was linked to a jitgate user at their first sign-in (a new user is also `user.create`).
+    AUTH_SSO_LINK = "auth.sso_link";
+    /// A sign-in changed the person's groups by the provider's mapping rules (added, removed, and which of the provider's groups and rules).
+    AUTH_SSO_GROUPS = "auth.sso_groups";
+    /// A step-up by signing in again at the provider.
+    AUTH_SSO_STEP_UP = "auth.sso_step_up";
     /// A logout.
     AUTH_LOGOUT = "auth.logout";
     /// The one-time setup token was printed at first start.
@@ -150,6 +158,8 @@ actions! {
     USER_EMAIL = "user.email";
     /// A notification channel's secret was stored (sealed; never the secret) or removed.
     NOTIFICATION_SECRET = "notification.secret";
+    /// A sign-in provider's client secret was stored (sealed; never the secret) or removed.
+    OIDC_SECRET = "oidc.secret";
     /// An administrator queued a failed notification again.
     NOTIFICATION_RETRY = "notification.retry";
 }

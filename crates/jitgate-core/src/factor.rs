@@ -12,16 +12,19 @@ pub enum Factor {
     Totp,
     Webauthn,
     RecoveryCode,
+    /// A sign-in at an identity provider whose `amr`/`acr` show a second factor.
+    Sso,
 }
 
 impl Factor {
-    pub const ALL: [Self; 3] = [Self::Totp, Self::Webauthn, Self::RecoveryCode];
+    pub const ALL: [Self; 4] = [Self::Totp, Self::Webauthn, Self::RecoveryCode, Self::Sso];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Totp => "totp",
             Self::Webauthn => "webauthn",
             Self::RecoveryCode => "recovery_code",
+            Self::Sso => "sso",
         }
     }
 

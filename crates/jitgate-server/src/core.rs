@@ -94,6 +94,8 @@ pub struct Core {
     pub(crate) witness_http: std::sync::OnceLock<reqwest::Client>,
     /// What `/metrics` reports.
     pub metrics: crate::metrics::Metrics,
+    /// The OpenID Connect relying party: the providers' discovery documents and keys.
+    pub oidc: jitgate_sso::RelyingParty,
 }
 
 /// One log line per committed audit event: every request, decision, grant change, session
@@ -171,6 +173,7 @@ impl Core {
             readiness: Arc::new(crate::readiness::Readiness::new()),
             witness_http: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
+            oidc: jitgate_sso::RelyingParty::new(),
         }
     }
 

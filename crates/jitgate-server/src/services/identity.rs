@@ -24,6 +24,14 @@ fn invalid_credentials() -> ServiceError {
     ServiceError::new(ErrorKind::Unauthenticated, "invalid_credentials", "user name or password is wrong")
 }
 
+fn password_disabled() -> ServiceError {
+    ServiceError::new(
+        ErrorKind::Forbidden,
+        "password_disabled",
+        "passwords are off here (auth.password = false): sign in through your identity provider (`jitgate login --sso`)",
+    )
+}
+
 pub(crate) fn password_error(e: jitgate_auth::AuthError) -> ServiceError {
     ServiceError::bad_request("weak_password", e.to_string())
 }
@@ -50,6 +58,12 @@ impl Identity<'_> {
     pub async fn bootstrap(&self, body: BootstrapBody) -> Result<SessionToken, ServiceError> {
         let password = SecretString::from(body.password.0);
         check_password_rules(&password).map_err(password_error)?;
+        if !self.settings.sign_in.password_allowed(&body.username) {
+            return Err(ServiceError::bad_request(
+                "password_disabled",
+                "with auth.password = false the first administrator must be one of auth.break_glass",
+            ));
+        }
         let stored = self.store.meta(SETUP_TOKEN_KEY).await?;
         let offered = token_hash(body.setup_token.expose());
         let valid = stored.as_deref().is_some_and(|s| secrets_equal(s.as_bytes(), offered.as_bytes()));
@@ -104,6 +118,19 @@ impl Identity<'_> {
     }
 
     async fn open_session(&self, tx: &mut dyn WriteTx, user: &Username, mfa: Option<Factor>) -> Result<SessionToken, ServiceError> {
+        let details = json!({"method": "password", "mfa": mfa.map(Factor::as_str)});
+        self.open_session_with(tx, user, mfa.map(|f| (f, self.now())), details).await
+    }
+
+    /// A new session for `user`, fresh from a second factor proved at the given time (if any),
+    /// and its `auth.login` event with `details`.
+    pub(crate) async fn open_session_with(
+        &self,
+        tx: &mut dyn WriteTx,
+        user: &Username,
+        mfa: Option<(Factor, jitgate_core::Timestamp)>,
+        details: serde_json::Value,
+    ) -> Result<SessionToken, ServiceError> {
         let now = self.now();
         let token = new_token("jgs");
         let expires_at = now.saturating_add(self.settings.session_max);
@@ -113,20 +140,14 @@ impl Identity<'_> {
             created_at: now,
             last_seen_at: now,
             expires_at,
-            mfa_at: mfa.map(|_| now),
-            mfa_method: mfa,
+            mfa_at: mfa.map(|(_, at)| at.min(now)),
+            mfa_method: mfa.map(|(f, _)| f),
         })
         .await?;
         tx.clear_attempts(user.as_str()).await?;
         tx.clear_attempts(&super::attempts::factor_key(user)).await?;
         tx.append_audit(
-            NewEvent::new(
-                user.as_str(),
-                actions::AUTH_LOGIN,
-                user.as_str(),
-                Outcome::Success,
-                json!({"method": "password", "mfa": mfa.map(Factor::as_str)}),
-            ),
+            NewEvent::new(user.as_str(), actions::AUTH_LOGIN, user.as_str(), Outcome::Success, details),
             now,
         )
         .await?;
@@ -144,6 +165,19 @@ impl Identity<'_> {
         // A place to hash first: a login refused for load has done and counted nothing.
         let hashing = self.limits.hashing.admit()?;
         let name = Username::parse(&body.username).ok();
+        if let Some(n) = name.as_ref().filter(|n| !self.settings.sign_in.password_allowed(n)) {
+            // Decided by the config alone (not whether the account exists): nothing to hash.
+            self.attempts()
+                .audit_failure_alone(NewEvent::new(
+                    n.as_str(),
+                    actions::AUTH_LOGIN,
+                    n.as_str(),
+                    Outcome::Failure,
+                    json!({"method": "password", "code": "password_disabled"}),
+                ))
+                .await;
+            return Err(password_disabled());
+        }
         let charged = match &name {
             Some(n) => Some(self.attempts().charge(n.as_str(), actions::AUTH_LOGIN).await?),
             None => None,

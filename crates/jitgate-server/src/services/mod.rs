@@ -17,6 +17,7 @@ pub mod policies;
 pub mod requests;
 pub mod resources;
 pub mod reviews;
+pub mod sso;
 pub mod users;
 
 use crate::core::Core;
@@ -94,6 +95,10 @@ service!(
 service!(
     /// Resources and their upstream credentials: [`resources`].
     Resources, resources
+);
+service!(
+    /// Single sign-on through OpenID Connect providers: [`sso`].
+    Sso, sso
 );
 service!(
     /// Users and groups, administered: [`users`].
