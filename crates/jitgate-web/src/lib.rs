@@ -17,6 +17,7 @@ mod pages;
 mod requests;
 mod security;
 mod signin;
+mod sso;
 mod visitor;
 
 use axum::routing::{get, post};
@@ -56,6 +57,9 @@ pub fn router(app: AppState) -> Router {
         .route("/signin/passkey/challenge", post(signin::passkey_challenge))
         .route("/signin/passkey", post(signin::passkey))
         .route("/signout", post(signin::signout))
+        .route("/sso/callback", get(sso::callback))
+        .route("/sso/{provider}/start", get(sso::start))
+        .route("/sso/{provider}/step-up", post(sso::step_up))
         .route("/catalogue", get(requests::catalogue))
         .route("/requests", get(requests::mine).post(requests::create))
         .route("/requests/new", get(requests::new_form))

@@ -18,6 +18,10 @@ pub const SESSION_COOKIE: &str = "jitgate_session";
 pub const SESSION_COOKIE_SECURE: &str = "__Host-jitgate_session";
 const TICKET_COOKIE: &str = "jitgate_signin";
 const PRESESSION_COOKIE: &str = "jitgate_csrf";
+/// Ties a single sign-on to the browser that started it. `SameSite=Lax`, unlike the others:
+/// the provider sends the browser back with a cross-site navigation, on which a `Strict`
+/// cookie would not come along.
+const SSO_COOKIE: &str = "jitgate_sso";
 
 /// No script or style but our own files, no frames, forms only to ourselves. Images may be
 /// `data:` for the TOTP QR code.
@@ -93,6 +97,24 @@ impl Web {
     /// in the page or the address, where it could be copied or logged.
     pub fn with_ticket(&self, jar: CookieJar, ticket: &str, max_age_secs: i64) -> CookieJar {
         jar.add(self.cookie(TICKET_COOKIE, ticket.to_owned(), max_age_secs))
+    }
+
+    /// A new sign-in binding: the cookie's value (the sign-in keeps only its hash).
+    pub fn with_sso_binding(&self, jar: CookieJar) -> (CookieJar, String) {
+        let value = self.presession_key.issue();
+        let mut cookie = self.cookie(SSO_COOKIE, value.clone(), 600);
+        cookie.set_same_site(SameSite::Lax);
+        (jar.add(cookie), value)
+    }
+
+    pub fn sso_binding_of<'a>(&self, jar: &'a CookieJar) -> Option<&'a str> {
+        jar.get(&self.name(SSO_COOKIE)).map(Cookie::value).filter(|v| !v.is_empty())
+    }
+
+    pub fn without_sso_binding(&self, jar: CookieJar) -> CookieJar {
+        let mut removal = self.removal(SSO_COOKIE);
+        removal.set_same_site(SameSite::Lax);
+        jar.remove(removal)
     }
 
     /// The CSRF token of a visitor without a session (the sign-in forms), as a double-submit

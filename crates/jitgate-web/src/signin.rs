@@ -27,8 +27,30 @@ pub(crate) struct NextQuery {
 struct SignInPage {
     chrome: Chrome,
     next: String,
+    /// The same, percent-encoded for a query string.
+    next_query: String,
     username: String,
     error: Option<String>,
+    /// "Sign in with ..." buttons: (name, what it says).
+    providers: Vec<(String, String)>,
+    /// Whether the password form is shown (`auth.password`; with it off, break-glass accounts
+    /// still sign in here, under "Break-glass account").
+    password: bool,
+}
+
+impl SignInPage {
+    fn new(web: &Web, csrf: String, next: String, username: String, error: Option<String>) -> Self {
+        let next_query = percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC).to_string();
+        Self {
+            chrome: Chrome::anonymous("Sign in", csrf),
+            next,
+            next_query,
+            username,
+            error,
+            providers: web.app.sso().providers().into_iter().map(|p| (p.name, p.display_name)).collect(),
+            password: web.app.settings.sign_in.password,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -60,12 +82,7 @@ pub(crate) async fn form(State(web): State<Web>, jar: CookieJar, Query(q): Query
         }
     }
     let (jar, csrf) = web.presession_token(jar);
-    let page = SignInPage {
-        chrome: Chrome::anonymous("Sign in", csrf),
-        next,
-        username: String::new(),
-        error: None,
-    };
+    let page = SignInPage::new(&web, csrf, next, String::new(), None);
     Ok((jar, render(&page)?).into_response())
 }
 
@@ -117,12 +134,7 @@ pub(crate) async fn password(
         }
         Err(e) => {
             let (jar, csrf) = web.presession_token(jar);
-            let page = SignInPage {
-                chrome: Chrome::anonymous("Sign in", csrf),
-                next,
-                username: f.username,
-                error: Some(e.message.clone()),
-            };
+            let page = SignInPage::new(&web, csrf, next, f.username, Some(e.message.clone()));
             Ok((jar, render_with(jitgate_server::routes::status_of(e.kind), &page)?).into_response())
         }
     }
