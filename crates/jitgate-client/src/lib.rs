@@ -485,6 +485,29 @@ impl Client {
         self.call(Method::DELETE, &["admin", "channels", channel, "secret"], None, None)
             .await
     }
+    pub async fn sso_providers(&self) -> Result<Vec<jitgate_api::SsoProviderView>> {
+        self.call(Method::GET, &["sso", "providers"], None, None).await
+    }
+    pub async fn sso_start(&self, body: &jitgate_api::SsoStartBody) -> Result<jitgate_api::SsoStarted> {
+        self.call(Method::POST, &["sso", "start"], None, Self::json(body)).await
+    }
+    pub async fn sso_hand_off(&self, code: &str, verifier: &str) -> Result<SessionToken> {
+        let body = jitgate_api::SsoHandOffBody {
+            code: code.into(),
+            verifier: verifier.into(),
+        };
+        self.call(Method::POST, &["sso", "hand-off"], None, Self::json(&body)).await
+    }
+    pub async fn oidc_test(&self, provider: &str, id_token: &str) -> Result<jitgate_api::OidcTestView> {
+        let body = jitgate_api::OidcTestBody { id_token: id_token.into() };
+        self.call(Method::POST, &["admin", "oidc", provider, "test"], None, Self::json(&body))
+            .await
+    }
+    pub async fn set_oidc_secret(&self, provider: &str, secret: &str) -> Result<()> {
+        let body = jitgate_api::ChannelSecretBody { secret: secret.into() };
+        self.call(Method::PUT, &["admin", "oidc", provider, "secret"], None, Self::json(&body))
+            .await
+    }
     pub async fn set_user_email(&self, name: &str, email: Option<&str>) -> Result<()> {
         let body = jitgate_api::EmailBody {
             email: email.map(str::to_owned),

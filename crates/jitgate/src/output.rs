@@ -493,3 +493,38 @@ pub fn resources(list: &[ResourceView]) -> String {
         .collect();
     table(&["RESOURCE", "KIND", "ROLES", "UPSTREAM PASSWORD"], rows)
 }
+
+/// `jitgate admin oidc test`: the checks, then what the claims map to.
+pub fn oidc_test(t: &jitgate_api::OidcTestView) -> String {
+    let mut out = String::new();
+    for c in &t.checks {
+        out.push_str(&format!("{} {}: {}\n", if c.ok { "ok  " } else { "FAIL" }, c.check, c.detail));
+    }
+    match (&t.username, &t.username_problem) {
+        (Some(u), _) => out.push_str(&format!("user: {u}\n")),
+        (None, Some(p)) => out.push_str(&format!("user: none ({p})\n")),
+        (None, None) => out.push_str("user: none\n"),
+    }
+    let theirs = if t.their_groups.is_empty() { "-".to_owned() } else { t.their_groups.join(", ") };
+    out.push_str(&format!("provider's groups: {theirs}\n"));
+    if t.groups.is_empty() {
+        out.push_str("jitgate groups: none\n");
+    }
+    for g in &t.groups {
+        out.push_str(&format!("jitgate group {} <- {:?} by {}\n", g.group, g.from, g.rule));
+    }
+    if !t.unmapped.is_empty() {
+        out.push_str(&format!("no rule takes: {}\n", t.unmapped.join(", ")));
+    }
+    for r in &t.refused {
+        out.push_str(&format!("refused: {r}\n"));
+    }
+    out.push_str(&format!(
+        "amr: {}; acr: {}; counts as a second factor: {}\n",
+        if t.amr.is_empty() { "-".to_owned() } else { t.amr.join(", ") },
+        t.acr.as_deref().unwrap_or("-"),
+        if t.second_factor { "yes" } else { "no" }
+    ));
+    out.push_str(&format!("claims: {}", serde_json::to_string_pretty(&t.claims).unwrap_or_default()));
+    out
+}

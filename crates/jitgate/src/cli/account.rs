@@ -14,7 +14,16 @@ use std::process::ExitCode;
 #[derive(Args, Debug)]
 pub(super) struct LoginArgs {
     /// User name (asked for when absent).
+    #[arg(conflicts_with = "sso")]
     username: Option<String>,
+    /// Sign in through the identity provider in your browser (the provider's name, when the
+    /// server has several).
+    #[arg(long, num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["password_stdin"])]
+    sso: Option<String>,
+    /// With --sso: only print the address to open (for a machine without a browser, or to
+    /// open it elsewhere on this machine).
+    #[arg(long, requires = "sso")]
+    no_browser: bool,
     /// Read the password from the first line of standard input.
     #[arg(long)]
     password_stdin: bool,
@@ -35,9 +44,16 @@ pub(super) struct PasswordArgs {
 pub(super) async fn log_in(ctx: &Ctx, args: LoginArgs) -> Result<ExitCode> {
     let LoginArgs {
         username,
+        sso,
+        no_browser,
         password_stdin,
         mfa,
     } = args;
+    if let Some(provider) = sso {
+        let provider = Some(provider.as_str()).filter(|p| !p.is_empty());
+        let session = super::sso::sign_in(ctx, provider, no_browser).await?;
+        return report_login(ctx, &session);
+    }
     let username = match username {
         Some(u) => u,
         None => {
@@ -48,7 +64,11 @@ pub(super) async fn log_in(ctx: &Ctx, args: LoginArgs) -> Result<ExitCode> {
     };
     let pw = password(password_stdin, false)?;
     let session = login(ctx, &username, &pw, &mfa).await?;
-    let path = ctx.keep_session(&session)?;
+    report_login(ctx, &session)
+}
+
+fn report_login(ctx: &Ctx, session: &jitgate_api::SessionToken) -> Result<ExitCode> {
+    let path = ctx.keep_session(session)?;
     #[derive(Serialize)]
     struct Out<'a> {
         username: &'a str,

@@ -39,6 +39,29 @@ pub(super) enum AdminCommand {
     /// Notification channels' secrets (webhook signing keys, Slack tokens, SMTP passwords).
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// Single sign-on providers: their client secrets, and what an ID token maps to.
+    #[command(subcommand)]
+    Oidc(OidcCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum OidcCommand {
+    /// Store a provider's client secret, sealed (asked for at a terminal, or read with
+    /// --secret-stdin; never on argv).
+    SetSecret {
+        /// The provider's name (`[[auth.oidc]] name`).
+        provider: String,
+        /// Read the secret from the first line of standard input.
+        #[arg(long)]
+        secret_stdin: bool,
+    },
+    /// Check an ID token against a provider's config and show its claims, the user and groups
+    /// they map to and whether the sign-in counts as a second factor (the token is read from
+    /// standard input: paste it, or pipe it).
+    Test {
+        /// The provider's name.
+        provider: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -397,6 +420,30 @@ pub(super) async fn run(ctx: &Ctx, cmd: AdminCommand) -> Result<ExitCode> {
                     };
                     let overview = c.notifications_overview(status, args.channel.as_deref(), args.limit).await?;
                     ctx.print(&overview, output::outbox)?;
+                }
+            }
+        }
+        AdminCommand::Oidc(cmd) => {
+            let c = ctx.client()?;
+            match cmd {
+                OidcCommand::SetSecret { provider, secret_stdin } => {
+                    let secret = if secret_stdin {
+                        super::context::read_stdin_line("secret")?
+                    } else {
+                        prompt_secret(&format!("Client secret for provider {provider}: "))?
+                    };
+                    c.set_oidc_secret(&provider, &secret).await?;
+                    ctx.print(&serde_json::json!({"provider": provider, "secret": "sealed"}), |_| {
+                        format!("client secret for provider {provider} stored (sealed)")
+                    })?;
+                }
+                OidcCommand::Test { provider } => {
+                    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        eprintln!("Paste the ID token and press Enter:");
+                    }
+                    let token = super::context::read_stdin_line("ID token")?;
+                    let seen = c.oidc_test(&provider, token.trim()).await?;
+                    ctx.print(&seen, output::oidc_test)?;
                 }
             }
         }

@@ -17,6 +17,7 @@ mod policy;
 mod requests;
 mod second_factor;
 mod serve;
+mod sso;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
