@@ -20,6 +20,7 @@ mod mfa_support;
 mod notifications;
 mod policy;
 mod quickstart;
+mod sso;
 mod store_outage;
 mod web_limits;
 mod workflow;

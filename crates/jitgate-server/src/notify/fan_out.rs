@@ -327,7 +327,7 @@ impl Core {
 
     /// Where links in messages point: `notifications.public_url` (the pages' origin unless
     /// configured, see `Application::build`); always ending in `/`.
-    pub(crate) fn public_url(&self) -> String {
+    pub fn public_url(&self) -> String {
         let base = self
             .settings
             .notifications
