@@ -16,6 +16,8 @@
 #                                into target/web-tools (unless node and npm are here already)
 #   (PyPI) aiosmtpd              the SMTP server the e-mail notification tests send to, in a
 #                                venv in target/notify-tools
+#   (npm) oidc-provider          the OpenID Connect provider the single sign-on tests sign in
+#                                at, into target/oidc-tools (run with Debian's node)
 set -euo pipefail
 
 deps_log() { printf '[deps] %s\n' "$*" >&2; }
@@ -49,4 +51,11 @@ if ! "$notify_tools/venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
   mkdir -p "$notify_tools"
   python3 -m venv "$notify_tools/venv"
   "$notify_tools/venv/bin/pip" install -q --disable-pip-version-check "aiosmtpd==1.4.6"
+fi
+
+oidc_tools="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/oidc-tools"
+if [ ! -f "$oidc_tools/node_modules/oidc-provider/package.json" ]; then
+  deps_log "installing oidc-provider into $oidc_tools"
+  mkdir -p "$oidc_tools"
+  (cd "$oidc_tools" && npm install --no-audit --no-fund --silent oidc-provider@8.8.1 >/dev/null)
 fi

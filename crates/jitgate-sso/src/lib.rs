@@ -26,7 +26,8 @@ pub struct ProviderConfig {
     pub name: String,
     /// What the sign-in page's button says ("Sign in with ...").
     pub display_name: String,
-    pub issuer: url::Url,
+    /// As written: it must equal the `iss` the provider puts in its tokens, character for character.
+    pub issuer: String,
     pub client_id: String,
     pub scopes: Vec<String>,
     /// People whose verified e-mail is in one of these domains may sign in; none: anyone the

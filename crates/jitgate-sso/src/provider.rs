@@ -171,7 +171,7 @@ impl RelyingParty {
         if let Some(m) = self.cached(&p.name, max_age) {
             return Ok(m);
         }
-        let issuer = IssuerUrl::new(p.issuer.to_string()).map_err(|e| unavailable("the issuer URL", e))?;
+        let issuer = IssuerUrl::new(p.issuer.clone()).map_err(|e| unavailable("the issuer URL", e))?;
         let fetched = CoreProviderMetadata::discover_async(issuer, &self.http).await;
         let metadata = match fetched {
             Ok(m) => m,

@@ -191,8 +191,9 @@ impl Http {
     /// follows on until jitgate's answer (or a redirect to `stop_at`).
     async fn sign_in_at_provider(&mut self, auth_url: &str, user: &str, amr: &str, acr: &str, stop_at: Option<&str>) -> (String, reqwest::Response) {
         let (form_url, page) = self.follow(auth_url.to_owned(), None).await;
-        assert!(page.status().is_success(), "the provider's sign-in form: {}", page.status());
+        let status = page.status();
         let body = page.text().await.unwrap();
+        assert!(status.is_success(), "the provider's sign-in form: {status} {body}");
         assert!(body.contains("Test IdP"), "the provider's own page: {body}");
         let action = format!("{}/login", form_url.split('?').next().unwrap());
         let resp = self

@@ -72,7 +72,8 @@ impl OidcSection {
         if name.is_empty() || name.len() > 32 || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
             return Err(format!("provider name {name:?}: 1 to 32 lower-case letters, digits or '-'"));
         }
-        let issuer = super::notifications::web_url(&format!("provider {name}: issuer"), &self.issuer)?;
+        super::notifications::web_url(&format!("provider {name}: issuer"), &self.issuer)?;
+        let issuer = self.issuer;
         if self.client_id.is_empty() {
             return Err(format!("provider {name}: client_id is empty"));
         }
