@@ -233,7 +233,11 @@ mod tests {
         assert!(m.groups[&GroupName::parse("payments-admins").unwrap()].1.starts_with("regex"));
         // The regular expression is anchored: a name that only contains a match is not taken.
         assert_eq!(m.unmapped, ["everyone", "xteam-payments-admins-x"]);
-        assert_eq!(m.refused.len(), 1, "a prefix's rest that is not a group name is refused, not mangled");
+        assert_eq!(
+            m.refused.len(),
+            1,
+            "a prefix's rest that is not a group name is refused, not mangled"
+        );
     }
 
     #[test]
@@ -242,7 +246,9 @@ mod tests {
         assert!(GroupRule::parse(Some("a"), Some("b"), None, Some("x")).is_err());
         assert!(GroupRule::parse(Some("a"), None, None, None).unwrap_err().contains("needs `group`"));
         assert!(GroupRule::parse(None, Some(""), None, None).is_err());
-        assert!(GroupRule::parse(None, None, Some("("), Some("x")).unwrap_err().contains("does not parse"));
+        assert!(GroupRule::parse(None, None, Some("("), Some("x"))
+            .unwrap_err()
+            .contains("does not parse"));
         assert!(GroupRule::parse(Some("a"), None, None, Some("Not A Group")).is_err());
     }
 
@@ -253,8 +259,13 @@ mod tests {
         assert_eq!(username_from(&c, "preferred_username", &domains).unwrap().as_str(), "alice");
         assert_eq!(username_from(&c, "email", &domains).unwrap().as_str(), "alice");
         let other = json!({"email": "alice@elsewhere.org"});
-        assert!(username_from(&other, "email", &domains).is_err(), "another domain's address is no jitgate name");
-        assert!(username_from(&json!({}), "preferred_username", &domains).unwrap_err().contains("no"));
+        assert!(
+            username_from(&other, "email", &domains).is_err(),
+            "another domain's address is no jitgate name"
+        );
+        assert!(username_from(&json!({}), "preferred_username", &domains)
+            .unwrap_err()
+            .contains("no"));
         assert!(username_from(&json!({"preferred_username": "a b"}), "preferred_username", &[]).is_err());
     }
 

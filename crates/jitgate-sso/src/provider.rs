@@ -10,8 +10,8 @@ use jitgate_core::names::Username;
 use jitgate_core::Timestamp;
 use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -130,7 +130,9 @@ fn chrono_of(t: Timestamp) -> chrono::DateTime<chrono::Utc> {
 fn payload_of(jwt: &str) -> Option<Value> {
     use base64::Engine;
     let part = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -189,7 +191,13 @@ impl RelyingParty {
         Ok(metadata)
     }
 
-    fn client(&self, p: &ProviderConfig, metadata: CoreProviderMetadata, secret: Option<&SecretString>, redirect: &str) -> Result<
+    fn client(
+        &self,
+        p: &ProviderConfig,
+        metadata: CoreProviderMetadata,
+        secret: Option<&SecretString>,
+        redirect: &str,
+    ) -> Result<
         CoreClient<
             openidconnect::EndpointSet,
             openidconnect::EndpointNotSet,
@@ -275,7 +283,8 @@ impl RelyingParty {
         } else {
             checked.map_err(|e| refused(&e))?;
         }
-        let claims = payload_of(&id_token.to_string()).ok_or_else(|| SsoError::new("token_invalid", "the ID token's claims do not parse"))?;
+        let claims =
+            payload_of(&id_token.to_string()).ok_or_else(|| SsoError::new("token_invalid", "the ID token's claims do not parse"))?;
         judge(p, &claims)
     }
 
@@ -283,7 +292,8 @@ impl RelyingParty {
     /// that asked for the token knows) and says what its claims would map to, refused or not.
     pub async fn inspect(&self, p: &ProviderConfig, id_token: &str, now: Timestamp) -> Result<Inspection, SsoError> {
         let mut checks = Vec::new();
-        let claims = payload_of(id_token.trim()).ok_or_else(|| SsoError::new("invalid_token", "that is not a JWT (three base64url parts)"))?;
+        let claims =
+            payload_of(id_token.trim()).ok_or_else(|| SsoError::new("invalid_token", "that is not a JWT (three base64url parts)"))?;
         let metadata = self.metadata(p, DISCOVERY_TTL).await?;
         let client = self.client(p, metadata, None, "http://127.0.0.1/unused")?;
         match CoreIdToken::from_str(id_token.trim()) {
@@ -337,7 +347,8 @@ pub fn judge(p: &ProviderConfig, claims: &Value) -> Result<SignIn, SsoError> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| SsoError::new("token_invalid", "the ID token has no subject"))?;
-    let username = mapping::username_from(claims, &p.username_claim, &p.allowed_domains).map_err(|r| SsoError::new("invalid_username", r))?;
+    let username =
+        mapping::username_from(claims, &p.username_claim, &p.allowed_domains).map_err(|r| SsoError::new("invalid_username", r))?;
     let their_groups = mapping::groups_claim(claims, &p.groups_claim);
     let context = AuthContext::from_claims(claims);
     let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);

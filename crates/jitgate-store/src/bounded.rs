@@ -14,8 +14,8 @@
 use crate::{
     AccessReads, AccessWrites, AttemptRecord, AuditReads, AuditWrites, ChallengeRecord, ConnectTokenRecord, EphemeralRoleRecord,
     GatewayReads, GatewaySession, GatewayWrites, GrantFilter, IdentityReads, IdentityWrites, KillFeed, MfaReads, MfaWrites,
-    NotificationRecord, OutboxReads, OutboxWrites, SsoReads, SsoWrites, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites,
-    Result, SessionKill, SessionRecord, Source, Standing, Store, StoreError, TotpRecord, UserRecord, WriteTx,
+    NotificationRecord, OutboxReads, OutboxWrites, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites,
+    Result, SessionKill, SessionRecord, Source, SsoReads, SsoWrites, Standing, Store, StoreError, TotpRecord, UserRecord, WriteTx,
 };
 use async_trait::async_trait;
 use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};

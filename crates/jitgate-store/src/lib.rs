@@ -22,11 +22,11 @@ mod gateway;
 mod identity;
 mod mfa;
 mod outbox;
-mod sso;
 mod postgres;
 mod resources;
 mod sql;
 mod sqlite;
+mod sso;
 pub mod testing;
 
 pub use access::{AccessReads, AccessWrites, GrantFilter, NotificationRecord, RequestFilter};
@@ -38,8 +38,8 @@ pub use gateway::{
 pub use identity::{IdentityReads, IdentityWrites, SessionRecord, Source, Standing, UserRecord};
 pub use mfa::{AttemptRecord, ChallengeRecord, MfaReads, MfaWrites, PasskeyRecord, TotpRecord};
 pub use outbox::{ChannelSecretRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, OutboxReads, OutboxWrites};
-pub use sso::{SsoIdentityRecord, SsoReads, SsoSignInRecord, SsoWrites};
 pub use resources::{ResourceReads, ResourceWrites};
+pub use sso::{SsoIdentityRecord, SsoReads, SsoSignInRecord, SsoWrites};
 
 /// Every store trait, for code that calls a concrete store (`SqliteStore`, `PgStore`) rather
 /// than a `dyn Store`, whose aggregate methods need their traits in scope.
@@ -152,7 +152,9 @@ pub trait Store:
 /// One all-or-nothing change, across any of the aggregates. Dropping it without `commit` rolls
 /// everything back.
 #[async_trait]
-pub trait WriteTx: IdentityWrites + ResourceWrites + AccessWrites + AuditWrites + MfaWrites + GatewayWrites + OutboxWrites + SsoWrites + Send {
+pub trait WriteTx:
+    IdentityWrites + ResourceWrites + AccessWrites + AuditWrites + MfaWrites + GatewayWrites + OutboxWrites + SsoWrites + Send
+{
     async fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     async fn delete_meta(&mut self, key: &str) -> Result<()>;
 

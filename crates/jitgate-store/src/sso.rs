@@ -100,18 +100,19 @@ macro_rules! sso_sql {
             }
 
             async fn take_sso_sign_in(&self, id: &str, now: Timestamp) -> Result<Option<crate::SsoSignInRecord>, StoreError> {
-                let row = sqlx::query(
-                    "DELETE FROM sso_sign_ins WHERE id = $1 RETURNING id, provider, key_version, sealed, expires_at",
-                )
-                .bind(id)
-                .fetch_optional(&self.write)
-                .await?;
+                let row = sqlx::query("DELETE FROM sso_sign_ins WHERE id = $1 RETURNING id, provider, key_version, sealed, expires_at")
+                    .bind(id)
+                    .fetch_optional(&self.write)
+                    .await?;
                 Ok(row.as_ref().map(sso_sign_in_from).transpose()?.filter(|r| r.expires_at > now))
             }
 
             async fn sso_identities_of(&self, user: &Username) -> Result<Vec<crate::SsoIdentityRecord>, StoreError> {
                 let sql = format!("SELECT {SSO_IDENTITY_COLS} FROM sso_identities WHERE username = $1 ORDER BY provider");
-                all(sqlx::query(&sql).bind(user.as_str()).fetch_all(&self.read).await?, sso_identity_from)
+                all(
+                    sqlx::query(&sql).bind(user.as_str()).fetch_all(&self.read).await?,
+                    sso_identity_from,
+                )
             }
         }
 

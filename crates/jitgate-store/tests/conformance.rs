@@ -1137,7 +1137,7 @@ async fn outbox(store: &dyn Store) {
 }
 
 async fn single_sign_on(store: &dyn Store) {
-    use jitgate_store::{SsoIdentityRecord, SsoSignInRecord, Source};
+    use jitgate_store::{Source, SsoIdentityRecord, SsoSignInRecord};
     let half = |id: &str, expires: i64| SsoSignInRecord {
         id: id.into(),
         provider: "corp".into(),
@@ -1149,7 +1149,11 @@ async fn single_sign_on(store: &dyn Store) {
     store.put_sso_sign_in(&half("s2", 500), t(0)).await.unwrap();
     assert_eq!(store.take_sso_sign_in("s1", t(10)).await.unwrap(), Some(half("s1", 1000)));
     assert_eq!(store.take_sso_sign_in("s1", t(10)).await.unwrap(), None, "a state works once");
-    assert_eq!(store.take_sso_sign_in("s2", t(500)).await.unwrap(), None, "an expired one is refused");
+    assert_eq!(
+        store.take_sso_sign_in("s2", t(500)).await.unwrap(),
+        None,
+        "an expired one is refused"
+    );
     // Expired ones are dropped when new ones come.
     store.put_sso_sign_in(&half("s3", 2000), t(1500)).await.unwrap();
     store.put_sso_sign_in(&half("s4", 2000), t(1500)).await.unwrap();
@@ -1173,14 +1177,20 @@ async fn single_sign_on(store: &dyn Store) {
     tx.set_member(&g("dba"), &alice, true, Source::Sso).await.unwrap();
     tx.set_member(&g("ops"), &alice, true, Source::Api).await.unwrap();
     assert_eq!(tx.sso_groups_of(&alice).await.unwrap().into_iter().collect::<Vec<_>>(), [g("dba")]);
-    assert!(!tx.remove_member_from(&g("ops"), &alice, Source::Sso).await.unwrap(), "not the sign-in's to take");
+    assert!(
+        !tx.remove_member_from(&g("ops"), &alice, Source::Sso).await.unwrap(),
+        "not the sign-in's to take"
+    );
     assert!(tx.remove_member_from(&g("dba"), &alice, Source::Sso).await.unwrap());
     tx.commit().await.unwrap();
     assert_eq!(store.user_groups(&alice).await.unwrap().into_iter().collect::<Vec<_>>(), [g("ops")]);
     assert_eq!(store.sso_identities_of(&alice).await.unwrap().len(), 1);
     // One identity per user per provider.
     let mut tx = store.write().await.unwrap();
-    let again = SsoIdentityRecord { subject: "sub-2".into(), ..id };
+    let again = SsoIdentityRecord {
+        subject: "sub-2".into(),
+        ..id
+    };
     assert!(tx.link_sso_identity(&again).await.is_err());
 }
 

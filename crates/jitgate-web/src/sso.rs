@@ -77,7 +77,11 @@ pub(crate) struct StepUpForm {
 }
 
 /// A signed-in person proves themselves again at the provider.
-pub(crate) async fn step_up(State(web): State<Web>, Path(provider): Path<String>, change: Change<StepUpForm>) -> Result<Response, PageError> {
+pub(crate) async fn step_up(
+    State(web): State<Web>,
+    Path(provider): Path<String>,
+    change: Change<StepUpForm>,
+) -> Result<Response, PageError> {
     let Change { visitor: v, form } = change;
     let jar = CookieJar::new();
     let (jar, binding) = web.with_sso_binding(jar);
@@ -99,13 +103,23 @@ pub(crate) struct CallbackQuery {
 }
 
 /// Back from the provider.
-pub(crate) async fn callback(State(web): State<Web>, peer: Peer, jar: CookieJar, Query(q): Query<CallbackQuery>) -> Result<Response, PageError> {
+pub(crate) async fn callback(
+    State(web): State<Web>,
+    peer: Peer,
+    jar: CookieJar,
+    Query(q): Query<CallbackQuery>,
+) -> Result<Response, PageError> {
     if let Err(e) = web.app.limits.logins.check_http(peer.0) {
         return refused(&web, jar, jitgate_server::routes::status_of(e.kind), e.message);
     }
     if let Some(error) = q.error {
         let detail = q.error_description.unwrap_or_default();
-        return refused(&web, jar, StatusCode::UNAUTHORIZED, format!("the identity provider said {error}: {detail}"));
+        return refused(
+            &web,
+            jar,
+            StatusCode::UNAUTHORIZED,
+            format!("the identity provider said {error}: {detail}"),
+        );
     }
     let (Some(state), Some(code)) = (q.state, q.code) else {
         return refused(&web, jar, StatusCode::BAD_REQUEST, "the provider sent no code or state".into());

@@ -505,7 +505,11 @@ pub fn oidc_test(t: &jitgate_api::OidcTestView) -> String {
         (None, Some(p)) => out.push_str(&format!("user: none ({p})\n")),
         (None, None) => out.push_str("user: none\n"),
     }
-    let theirs = if t.their_groups.is_empty() { "-".to_owned() } else { t.their_groups.join(", ") };
+    let theirs = if t.their_groups.is_empty() {
+        "-".to_owned()
+    } else {
+        t.their_groups.join(", ")
+    };
     out.push_str(&format!("provider's groups: {theirs}\n"));
     if t.groups.is_empty() {
         out.push_str("jitgate groups: none\n");

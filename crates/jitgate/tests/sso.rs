@@ -37,9 +37,13 @@ impl Idp {
         let tools = tools();
         // Next to its node_modules, so that its imports resolve; written whole, then renamed.
         let script = tools.join("oidc_provider.mjs");
-        let tmp = tools.join(format!("oidc_provider.{}.tmp", std::process::id()));
-        std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc_provider.mjs"), &tmp).unwrap();
-        std::fs::rename(&tmp, &script).unwrap();
+        let tmp = tempfile::NamedTempFile::new_in(&tools).unwrap();
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc_provider.mjs"),
+            tmp.path(),
+        )
+        .unwrap();
+        tmp.persist(&script).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let state_path = dir.path().join("state.json");
         let state = json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": [], "users": users, "forge": null});
@@ -108,7 +112,7 @@ fn people() -> Value {
     json!({
         "erin": {"email": "erin@example.com", "email_verified": true, "name": "Erin E", "groups": ["jit-engineers", "Platform On-Call", "team-pay-admins", "everyone"]},
         "mallory": {"email": "mallory@evil.org", "email_verified": true, "groups": []},
-        "bob": {"email": "bob@example.com", "email_verified": true, "groups": []},
+        "frank": {"email": "frank@example.com", "email_verified": true, "groups": []},
         "admin": {"email": "admin@example.com", "email_verified": true, "groups": []}
     })
 }
@@ -138,7 +142,10 @@ struct Http {
 impl Http {
     fn new() -> Self {
         Self {
-            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             jar: HashMap::new(),
         }
     }
@@ -178,7 +185,11 @@ impl Http {
             if !resp.status().is_redirection() {
                 return (url, resp);
             }
-            let next = url::Url::parse(&url).unwrap().join(resp.headers()["location"].to_str().unwrap()).unwrap().to_string();
+            let next = url::Url::parse(&url)
+                .unwrap()
+                .join(resp.headers()["location"].to_str().unwrap())
+                .unwrap()
+                .to_string();
             if stop_at.is_some_and(|s| next.starts_with(s)) {
                 return (next, resp);
             }
@@ -189,7 +200,14 @@ impl Http {
 
     /// At the provider's sign-in form (`url`): signs in as `user` with `amr` (and `acr`), and
     /// follows on until jitgate's answer (or a redirect to `stop_at`).
-    async fn sign_in_at_provider(&mut self, auth_url: &str, user: &str, amr: &str, acr: &str, stop_at: Option<&str>) -> (String, reqwest::Response) {
+    async fn sign_in_at_provider(
+        &mut self,
+        auth_url: &str,
+        user: &str,
+        amr: &str,
+        acr: &str,
+        stop_at: Option<&str>,
+    ) -> (String, reqwest::Response) {
         let (form_url, page) = self.follow(auth_url.to_owned(), None).await;
         let status = page.status();
         let body = page.text().await.unwrap();
@@ -200,7 +218,11 @@ impl Http {
             .send(reqwest::Method::POST, &action, Some(&[("login", user), ("amr", amr), ("acr", acr)]))
             .await;
         assert!(resp.status().is_redirection(), "the provider took the sign-in: {}", resp.status());
-        let next = url::Url::parse(&action).unwrap().join(resp.headers()["location"].to_str().unwrap()).unwrap().to_string();
+        let next = url::Url::parse(&action)
+            .unwrap()
+            .join(resp.headers()["location"].to_str().unwrap())
+            .unwrap()
+            .to_string();
         self.follow(next, stop_at).await
     }
 }
@@ -209,7 +231,9 @@ impl Http {
 /// jitgate. Returns jitgate's last answer (status, body) and the session cookie, if any.
 async fn web_sign_in(server: &TestServer, http: &mut Http, user: &str, amr: &str) -> (u16, String, Option<String>) {
     let base = server.core.public_url();
-    let (_, resp) = http.sign_in_at_provider(&format!("{base}sso/corp/start?next=/grants"), user, amr, "", None).await;
+    let (_, resp) = http
+        .sign_in_at_provider(&format!("{base}sso/corp/start?next=/grants"), user, amr, "", None)
+        .await;
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap();
     let host = url::Url::parse(&base).unwrap().host_str().unwrap().to_owned();
@@ -220,7 +244,9 @@ async fn web_sign_in(server: &TestServer, http: &mut Http, user: &str, amr: &str
 /// The audit events of `action` (by `actor`, when given), oldest first.
 async fn audit_of(server: &TestServer, action: &str, actor: Option<&str>) -> Vec<jitgate_core::audit::AuditEvent> {
     let all = server.admin.all_audit_events(0).await.unwrap();
-    all.into_iter().filter(|e| e.action == action && actor.is_none_or(|a| e.actor == a)).collect()
+    all.into_iter()
+        .filter(|e| e.action == action && actor.is_none_or(|a| e.actor == a))
+        .collect()
 }
 
 async fn as_user(server: &TestServer, token: &str) -> Client {
@@ -240,7 +266,11 @@ async fn a_first_sign_in_makes_the_user_maps_groups_by_rule_and_the_next_one_cha
     assert_eq!(me.username.as_str(), "erin");
     assert!(!me.is_admin);
     let groups: Vec<String> = me.groups.iter().map(ToString::to_string).collect();
-    assert_eq!(groups, ["engineers", "oncall", "pay-admins"], "prefix, exact and regex rules; `everyone` has no rule");
+    assert_eq!(
+        groups,
+        ["engineers", "oncall", "pay-admins"],
+        "prefix, exact and regex rules; `everyone` has no rule"
+    );
 
     // An administrator adds a group by hand; the provider moves erin to other groups.
     server.admin.set_member("security", "erin", true).await.unwrap();
@@ -250,7 +280,11 @@ async fn a_first_sign_in_makes_the_user_maps_groups_by_rule_and_the_next_one_cha
     assert_eq!(status, 200);
     let me = as_user(&server, &session.unwrap()).await.whoami().await.unwrap();
     let groups: Vec<String> = me.groups.iter().map(ToString::to_string).collect();
-    assert_eq!(groups, ["db-owners", "security"], "the sign-in's groups follow the provider; the administrator's stays");
+    assert_eq!(
+        groups,
+        ["db-owners", "security"],
+        "the sign-in's groups follow the provider; the administrator's stays"
+    );
 
     let events = audit_of(&server, "auth.sso_groups", None).await;
     assert_eq!(events.len(), 2, "{events:?}");
@@ -261,7 +295,9 @@ async fn a_first_sign_in_makes_the_user_maps_groups_by_rule_and_the_next_one_cha
     let created = audit_of(&server, "user.create", None).await;
     assert!(created.iter().any(|e| e.target == "erin" && e.details["by"] == "sso"));
     let logins = audit_of(&server, "auth.login", Some("erin")).await;
-    assert!(logins.iter().all(|e| e.details["method"] == "sso" && e.details["provider"] == "corp"));
+    assert!(logins
+        .iter()
+        .all(|e| e.details["method"] == "sso" && e.details["provider"] == "corp"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +333,13 @@ async fn forged_or_misdirected_id_tokens_are_refused_and_audited() {
     let base = server.core.public_url();
     let mut started_here = Http::new();
     let (callback, _) = started_here
-        .sign_in_at_provider(&format!("{base}sso/corp/start"), "erin", "pwd", "", Some(&format!("{base}sso/callback")))
+        .sign_in_at_provider(
+            &format!("{base}sso/corp/start"),
+            "erin",
+            "pwd",
+            "",
+            Some(&format!("{base}sso/callback")),
+        )
         .await;
     let mut elsewhere = Http::new();
     let (_, resp) = elsewhere.follow(callback.clone(), None).await;
@@ -311,15 +353,17 @@ async fn forged_or_misdirected_id_tokens_are_refused_and_audited() {
 async fn the_providers_amr_decides_whether_a_step_up_is_needed() {
     let mut idp = Idp::start(people()).await;
     let server = server_with(&mut idp, "").await;
-    let body: jitgate_api::CreateRequestBody = serde_json::from_value(
-        json!({"resource": "prod-db", "role": "dba", "duration": "10m", "reason": "checking the replication lag"}),
-    )
-    .unwrap();
+    let body: jitgate_api::CreateRequestBody =
+        serde_json::from_value(json!({"resource": "prod-db", "role": "dba", "duration": "10m", "reason": "checking the replication lag"}))
+            .unwrap();
     // Password only at the provider: the role's fresh factor is still due.
     let (_, _, session) = web_sign_in(&server, &mut Http::new(), "erin", "pwd").await;
     let erin = as_user(&server, &session.unwrap()).await;
     let refused = erin.create_request(&body).await.unwrap_err();
-    assert!(matches!(refused.code(), Some("enrolment_required" | "mfa_required")), "{refused}");
+    assert!(
+        matches!(refused.code(), Some("mfa_enrollment_required" | "mfa_required")),
+        "{refused}"
+    );
     assert!(erin.mfa_status().await.unwrap().fresh_until.is_none());
 
     // A one-time code at the provider: the same request goes through on the provider's word.
@@ -331,7 +375,13 @@ async fn the_providers_amr_decides_whether_a_step_up_is_needed() {
 
     // An `acr` the config names counts too.
     let (_, resp) = Http::new()
-        .sign_in_at_provider(&format!("{}sso/corp/start", server.core.public_url()), "erin", "pwd", "urn:test:mfa", None)
+        .sign_in_at_provider(
+            &format!("{}sso/corp/start", server.core.public_url()),
+            "erin",
+            "pwd",
+            "urn:test:mfa",
+            None,
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let logins = audit_of(&server, "auth.login", Some("erin")).await;
@@ -343,26 +393,28 @@ async fn the_providers_amr_decides_whether_a_step_up_is_needed() {
 async fn passwords_off_leave_only_the_break_glass_account_and_it_never_signs_in_through_the_provider() {
     let mut idp = Idp::start(people()).await;
     let server = server_with(&mut idp, "").await;
-    // The test server's admin exists with a password; now a server with passwords off.
-    let mut settings = server.settings_for_another_instance();
+    // The test server's admin exists with a password; now the same store with passwords off.
+    let (mut settings, clock, dir) = server.stop().await;
     settings.sign_in.password = false;
     settings.sign_in.break_glass = ["admin".parse().unwrap()].into();
-    let strict = TestServer::restart(settings, None, server.dir.clone()).await;
+    let strict = TestServer::restart(settings, clock, dir).await;
     let anon = Client::new(&strict.url, None);
-    anon.login("admin", crate::support::PASSWORD).await.expect("the break-glass account still signs in");
+    anon.login("admin", crate::support::PASSWORD)
+        .await
+        .expect("the break-glass account still signs in");
     strict
         .admin
         .create_user(&jitgate_api::CreateUserBody {
-            username: "bob".parse().unwrap(),
+            username: "frank".parse().unwrap(),
             display_name: String::new(),
             password: Some(crate::support::PASSWORD.into()),
             admin: false,
         })
         .await
         .unwrap();
-    let refused = anon.login("bob", crate::support::PASSWORD).await.unwrap_err();
+    let refused = anon.login("frank", crate::support::PASSWORD).await.unwrap_err();
     assert_eq!(refused.code(), Some("password_disabled"));
-    let refused = anon.login("bob", "a wrong password").await.unwrap_err();
+    let refused = anon.login("frank", "a wrong password").await.unwrap_err();
     assert_eq!(refused.code(), Some("password_disabled"), "the same answer whatever the password");
     // The break-glass account cannot be claimed through the provider.
     idp.register(&strict);
@@ -370,10 +422,13 @@ async fn passwords_off_leave_only_the_break_glass_account_and_it_never_signs_in_
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("break-glass"), "{body}");
     assert!(session.is_none());
-    // bob, created by an administrator, is linked at his first sign-in and keeps his name.
-    let (status, _, session) = web_sign_in(&strict, &mut Http::new(), "bob", "pwd").await;
+    // frank, created by an administrator, is linked at his first sign-in and keeps his name.
+    let (status, _, session) = web_sign_in(&strict, &mut Http::new(), "frank", "pwd").await;
     assert_eq!(status, 200);
-    assert_eq!(as_user(&strict, &session.unwrap()).await.whoami().await.unwrap().username.as_str(), "bob");
+    assert_eq!(
+        as_user(&strict, &session.unwrap()).await.whoami().await.unwrap().username.as_str(),
+        "frank"
+    );
     let links = audit_of(&strict, "auth.sso_link", None).await;
     assert_eq!(links.last().unwrap().details["new_user"], json!(false));
 }
@@ -408,18 +463,37 @@ async fn the_cli_signs_in_through_the_browser_with_a_loopback_redirect() {
     // The person signs in at the provider; the browser goes back through jitgate to the CLI.
     let mut browser = Http::new();
     let (last, resp) = browser.sign_in_at_provider(&url, "erin", "pwd,hwk", "", None).await;
-    assert!(last.starts_with("http://127.0.0.1:") && last.contains("/callback?code=jgh_"), "{last}");
+    assert!(
+        last.starts_with("http://127.0.0.1:") && last.contains("/callback?code=jgh_"),
+        "{last}"
+    );
     assert!(resp.text().await.unwrap().contains("Signed in"));
-    let out = tokio::time::timeout(Duration::from_secs(30), cli.wait_with_output()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), cli.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("as erin"));
     // The hand-off code was for that CLI only, and only once.
-    let code = url::Url::parse(&last).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-    let again = Client::new(&server.url, None).sso_hand_off(&code, "a guessed verifier").await.unwrap_err();
+    let code = url::Url::parse(&last)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let again = Client::new(&server.url, None)
+        .sso_hand_off(&code, "a guessed verifier")
+        .await
+        .unwrap_err();
     assert_eq!(again.code(), Some("sign_in_expired"));
     let cli_login = audit_of(&server, "auth.login", Some("erin")).await;
     assert_eq!(cli_login.last().unwrap().details["client"], "cli");
-    assert_eq!(cli_login.last().unwrap().details["mfa"], "sso", "a hardware key at the provider counts");
+    assert_eq!(
+        cli_login.last().unwrap().details["mfa"],
+        "sso",
+        "a hardware key at the provider counts"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,7 +506,12 @@ async fn a_stolen_hand_off_code_is_useless_without_the_verifier_and_redirects_st
         redirect: redirect.into(),
         challenge: "x".repeat(43),
     };
-    for bad in ["https://evil.example/cb", "http://evil.example:8080/cb", "http://127.0.0.1/cb", "http://127.0.0.1:9/cb?x=1"] {
+    for bad in [
+        "https://evil.example/cb",
+        "http://evil.example:8080/cb",
+        "http://127.0.0.1/cb",
+        "http://127.0.0.1:9/cb?x=1",
+    ] {
         let e = anon.sso_start(&start(bad)).await.unwrap_err();
         assert_eq!(e.code(), Some("invalid_redirect"), "{bad}");
     }
@@ -440,7 +519,13 @@ async fn a_stolen_hand_off_code_is_useless_without_the_verifier_and_redirects_st
     let (last, _) = Http::new()
         .sign_in_at_provider(&started.authorization_url, "erin", "pwd", "", Some("http://127.0.0.1:9/"))
         .await;
-    let code = url::Url::parse(&last).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let code = url::Url::parse(&last)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
     let e = anon.sso_hand_off(&code, "not the verifier").await.unwrap_err();
     assert_eq!(e.code(), Some("wrong_verifier"));
     let events = audit_of(&server, "auth.sso", None).await;
@@ -454,12 +539,24 @@ async fn admin_oidc_test_shows_what_a_token_maps_to_and_why_one_is_refused() {
     let (status, _, _) = web_sign_in(&server, &mut Http::new(), "erin", "pwd,otp").await;
     assert_eq!(status, 200);
     // The ID token the provider issued for that sign-in (the fixture keeps the last one).
-    let token = reqwest::get(format!("{}/_test/last_id_token", idp.issuer)).await.unwrap().text().await.unwrap();
+    let token = reqwest::get(format!("{}/_test/last_id_token", idp.issuer))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let seen = server.admin.oidc_test("corp", &token).await.unwrap();
     assert!(seen.checks.iter().filter(|c| c.check != "nonce").all(|c| c.ok), "{:?}", seen.checks);
     assert_eq!(seen.username.as_deref(), Some("erin"));
     let groups: Vec<_> = seen.groups.iter().map(|g| (g.group.as_str(), g.from.as_str())).collect();
-    assert_eq!(groups, [("engineers", "jit-engineers"), ("oncall", "Platform On-Call"), ("pay-admins", "team-pay-admins")]);
+    assert_eq!(
+        groups,
+        [
+            ("engineers", "jit-engineers"),
+            ("oncall", "Platform On-Call"),
+            ("pay-admins", "team-pay-admins")
+        ]
+    );
     assert_eq!(seen.unmapped, ["everyone"]);
     assert!(seen.second_factor);
     assert_eq!(seen.claims["email"], "erin@example.com");
@@ -491,7 +588,12 @@ async fn headless_chromium_signs_in_with_the_provider_from_the_sign_in_page() {
     c.goto(&format!("{base}signin?next=/grants")).await.unwrap();
     c.find(fantoccini::Locator::Id("sso-corp")).await.unwrap().click().await.unwrap();
     c.wait().for_element(fantoccini::Locator::Id("login")).await.unwrap();
-    c.find(fantoccini::Locator::Id("login")).await.unwrap().send_keys("erin").await.unwrap();
+    c.find(fantoccini::Locator::Id("login"))
+        .await
+        .unwrap()
+        .send_keys("erin")
+        .await
+        .unwrap();
     c.find(fantoccini::Locator::Id("submit")).await.unwrap().click().await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {

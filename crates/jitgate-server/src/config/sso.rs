@@ -77,7 +77,9 @@ impl OidcSection {
         if self.client_id.is_empty() {
             return Err(format!("provider {name}: client_id is empty"));
         }
-        let mut scopes = self.scopes.unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+        let mut scopes = self
+            .scopes
+            .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
         if !scopes.iter().any(|s| s == "openid") {
             scopes.insert(0, "openid".into());
         }

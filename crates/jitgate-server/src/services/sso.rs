@@ -24,7 +24,7 @@ use jitgate_core::factor::Factor;
 use jitgate_core::names::Username;
 use jitgate_core::Timestamp;
 use jitgate_sso::{PendingSignIn, ProviderConfig, Provisioning, SignIn, SsoError};
-use jitgate_store::{SsoIdentityRecord, SsoSignInRecord, Source, UserRecord};
+use jitgate_store::{Source, SsoIdentityRecord, SsoSignInRecord, UserRecord};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -86,6 +86,9 @@ pub fn client_secret_key(provider: &str) -> String {
 fn refused(e: SsoError) -> ServiceError {
     if e.is_provider_unavailable() {
         ServiceError::new(ErrorKind::Upstream, "provider_unavailable", e.reason)
+    } else if matches!(e.code, "domain_not_allowed" | "invalid_username") {
+        // The provider vouched for the person; jitgate's config does not let them in.
+        ServiceError::new(ErrorKind::Forbidden, e.code, e.reason)
     } else {
         ServiceError::new(ErrorKind::Unauthenticated, e.code, e.reason)
     }
@@ -103,7 +106,12 @@ fn expired_sign_in() -> ServiceError {
 /// port: where a CLI on this person's machine listens (RFC 8252's loopback redirect). Nothing
 /// else, so a hand-off code is never sent off the machine.
 fn loopback_redirect(text: &str) -> Result<String, ServiceError> {
-    let bad = || ServiceError::bad_request("invalid_redirect", "the CLI's redirect must be http://127.0.0.1:PORT/... (a loopback address with a port)");
+    let bad = || {
+        ServiceError::bad_request(
+            "invalid_redirect",
+            "the CLI's redirect must be http://127.0.0.1:PORT/... (a loopback address with a port)",
+        )
+    };
     let u = url::Url::parse(text).map_err(|_| bad())?;
     let loopback = match u.host() {
         Some(url::Host::Ipv4(a)) => a.is_loopback(),
@@ -111,7 +119,8 @@ fn loopback_redirect(text: &str) -> Result<String, ServiceError> {
         Some(url::Host::Domain(d)) => d == "localhost",
         None => false,
     };
-    if u.scheme() != "http" || !loopback || u.port().is_none() || u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+    if u.scheme() != "http" || !loopback || u.port().is_none() || u.query().is_some() || u.fragment().is_some() || !u.username().is_empty()
+    {
         return Err(bad());
     }
     Ok(u.to_string())
@@ -132,7 +141,10 @@ impl Sso<'_> {
     }
 
     fn provider(&self, name: &str) -> Result<&ProviderConfig, ServiceError> {
-        self.settings.sign_in.provider(name).ok_or_else(|| ServiceError::not_found("sign-in provider"))
+        self.settings
+            .sign_in
+            .provider(name)
+            .ok_or_else(|| ServiceError::not_found("sign-in provider"))
     }
 
     /// The one redirect URL to register at every provider.
@@ -146,7 +158,9 @@ impl Sso<'_> {
             return Err(ServiceError::new(
                 ErrorKind::Unprocessable,
                 "provider_not_ready",
-                format!("provider {provider} has no client secret: an administrator sets it with `jitgate admin oidc set-secret {provider}`"),
+                format!(
+                    "provider {provider} has no client secret: an administrator sets it with `jitgate admin oidc set-secret {provider}`"
+                ),
             ));
         };
         let sealed = jitgate_auth::secret_box::Sealed {
@@ -166,7 +180,10 @@ impl Sso<'_> {
         let back = match back {
             Return::Cli { redirect, challenge } => {
                 if challenge.len() < 43 || challenge.len() > 128 {
-                    return Err(ServiceError::bad_request("invalid_challenge", "the challenge is the SHA-256 of the verifier, base64url"));
+                    return Err(ServiceError::bad_request(
+                        "invalid_challenge",
+                        "the challenge is the SHA-256 of the verifier, base64url",
+                    ));
                 }
                 Return::Cli {
                     redirect: loopback_redirect(&redirect)?,
@@ -235,7 +252,13 @@ impl Sso<'_> {
         outcome
     }
 
-    async fn finish_taken(&self, record: &SsoSignInRecord, half: HalfDone, code: &str, browser: Option<&str>) -> Result<Finished, ServiceError> {
+    async fn finish_taken(
+        &self,
+        record: &SsoSignInRecord,
+        half: HalfDone,
+        code: &str,
+        browser: Option<&str>,
+    ) -> Result<Finished, ServiceError> {
         let same_browser = |expected: &str| {
             let offered = token_hash(browser.unwrap_or_default());
             if browser.is_some() && secrets_equal(offered.as_bytes(), expected.as_bytes()) {
@@ -307,12 +330,16 @@ impl Sso<'_> {
         use sha2::Digest;
         let offered = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
         if !secrets_equal(offered.as_bytes(), h.challenge.as_bytes()) {
-            let e = ServiceError::new(ErrorKind::Unauthenticated, "wrong_verifier", "the verifier does not match this sign-in");
+            let e = ServiceError::new(
+                ErrorKind::Unauthenticated,
+                "wrong_verifier",
+                "the verifier does not match this sign-in",
+            );
             self.audit_refusal(&h.provider, h.user.as_str(), &e).await;
             return Err(e);
         }
         let mut tx = self.begin().await?;
-        if !tx.user(&h.user).await?.is_some_and(|u| !u.disabled) {
+        if tx.user(&h.user).await?.is_none_or(|u| u.disabled) {
             return Err(ServiceError::unauthenticated());
         }
         let mfa = h.mfa_at.map(|at| (Factor::Sso, Timestamp::from_millis(at)));
@@ -366,7 +393,10 @@ impl Sso<'_> {
                 if tx.sso_identity_of(&p.name, &name).await?.is_some() {
                     return Err(refuse(
                         "name_taken",
-                        format!("the jitgate user {name} belongs to another {} identity; an administrator must sort this out", p.name),
+                        format!(
+                            "the jitgate user {name} belongs to another {} identity; an administrator must sort this out",
+                            p.name
+                        ),
                     ));
                 }
                 let existing = tx.user(&name).await?;
@@ -374,7 +404,10 @@ impl Sso<'_> {
                     if p.provisioning == Provisioning::Existing {
                         return Err(refuse(
                             "not_provisioned",
-                            format!("there is no jitgate user {name}, and provider {} only signs in people created first", p.name),
+                            format!(
+                                "there is no jitgate user {name}, and provider {} only signs in people created first",
+                                p.name
+                            ),
                         ));
                     }
                     tx.insert_user(&UserRecord {
@@ -387,7 +420,13 @@ impl Sso<'_> {
                     })
                     .await?;
                     tx.append_audit(
-                        NewEvent::new("system", actions::USER_CREATE, name.as_str(), Outcome::Success, json!({"by": "sso", "provider": p.name})),
+                        NewEvent::new(
+                            "system",
+                            actions::USER_CREATE,
+                            name.as_str(),
+                            Outcome::Success,
+                            json!({"by": "sso", "provider": p.name}),
+                        ),
                         now,
                     )
                     .await?;
@@ -414,8 +453,12 @@ impl Sso<'_> {
                 name
             }
         };
-        if !tx.user(&user).await?.is_some_and(|u| !u.disabled) {
-            return Err(ServiceError::new(ErrorKind::Forbidden, "user_disabled", format!("the jitgate user {user} is disabled")));
+        if tx.user(&user).await?.is_none_or(|u| u.disabled) {
+            return Err(ServiceError::new(
+                ErrorKind::Forbidden,
+                "user_disabled",
+                format!("the jitgate user {user} is disabled"),
+            ));
         }
         let had = tx.sso_groups_of(&user).await?;
         let wanted = s.groups.names();
@@ -476,7 +519,10 @@ impl Sso<'_> {
             return Err(ServiceError::new(
                 ErrorKind::Forbidden,
                 "no_second_factor",
-                format!("{} did not say a second factor was used just now (amr {:?}, acr {:?})", p.name, s.context.amr, s.context.acr),
+                format!(
+                    "{} did not say a second factor was used just now (amr {:?}, acr {:?})",
+                    p.name, s.context.amr, s.context.acr
+                ),
             ));
         };
         tx.set_session_mfa(session, at, Factor::Sso).await?;
@@ -499,7 +545,11 @@ impl Sso<'_> {
     pub async fn test_token(&self, caller: &Caller, provider: &str, id_token: &str) -> Result<OidcTestView, ServiceError> {
         self.require_admin(caller, "oidc_test").await?;
         let p = self.provider(provider)?;
-        let seen = self.oidc.inspect(p, id_token, self.now()).await.map_err(|e| ServiceError::bad_request(e.code, e.reason))?;
+        let seen = self
+            .oidc
+            .inspect(p, id_token, self.now())
+            .await
+            .map_err(|e| ServiceError::bad_request(e.code, e.reason))?;
         Ok(OidcTestView {
             provider: p.name.clone(),
             checks: seen
@@ -544,7 +594,10 @@ impl Sso<'_> {
             Some(s) => {
                 let text = s.expose_secret();
                 if text.is_empty() || text.len() > 4096 || text.contains(['\0', '\n']) {
-                    return Err(ServiceError::bad_request("invalid_secret", "a client secret is 1 to 4096 characters on one line"));
+                    return Err(ServiceError::bad_request(
+                        "invalid_secret",
+                        "a client secret is 1 to 4096 characters on one line",
+                    ));
                 }
                 let sealed = self.secrets.seal(text.as_bytes(), &key);
                 tx.put_channel_secret(&jitgate_store::ChannelSecretRecord {

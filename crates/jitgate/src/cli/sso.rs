@@ -20,7 +20,10 @@ const WAIT_FOR_BROWSER: Duration = Duration::from_secs(300);
 /// Opens `url` in the person's browser: `$BROWSER` if set, else `xdg-open`; failing that, the
 /// printed URL is the way.
 fn open_browser(url: &str) {
-    let opener = std::env::var("BROWSER").ok().filter(|b| !b.is_empty()).unwrap_or_else(|| "xdg-open".into());
+    let opener = std::env::var("BROWSER")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "xdg-open".into());
     let started = std::process::Command::new(&opener)
         .arg(url)
         .stdin(std::process::Stdio::null())
@@ -39,15 +42,25 @@ pub(super) async fn sign_in(ctx: &Ctx, provider: Option<&str>, no_browser: bool)
     let names = || providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
     let provider = match provider {
         Some(p) if providers.iter().any(|x| x.name == p) => p.to_owned(),
-        Some(p) => bail!("{} has no sign-in provider {p:?} (it has: {})", ctx.server(), if providers.is_empty() { "none".into() } else { names() }),
+        Some(p) => bail!(
+            "{} has no sign-in provider {p:?} (it has: {})",
+            ctx.server(),
+            if providers.is_empty() { "none".into() } else { names() }
+        ),
         None => match providers.as_slice() {
             [only] => only.name.clone(),
             [] => bail!("{} offers no single sign-on: log in with a user name and password", ctx.server()),
-            _ => bail!("{} has several sign-in providers: say which with --sso NAME ({})", ctx.server(), names()),
+            _ => bail!(
+                "{} has several sign-in providers: say which with --sso NAME ({})",
+                ctx.server(),
+                names()
+            ),
         },
     };
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("listening on a loopback port for the browser")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("listening on a loopback port for the browser")?;
     let port = listener.local_addr()?.port();
     let (tx, rx) = tokio::sync::mpsc::channel::<HashMap<String, String>>(1);
     let app = axum::Router::new().route(
@@ -84,12 +97,20 @@ pub(super) async fn sign_in(ctx: &Ctx, provider: Option<&str>, no_browser: bool)
     let mut rx = rx;
     let back = tokio::time::timeout(WAIT_FOR_BROWSER, rx.recv())
         .await
-        .map_err(|_| anyhow!("no sign-in came back within {} minutes; nothing changed", WAIT_FOR_BROWSER.as_secs() / 60))?
+        .map_err(|_| {
+            anyhow!(
+                "no sign-in came back within {} minutes; nothing changed",
+                WAIT_FOR_BROWSER.as_secs() / 60
+            )
+        })?
         .ok_or_else(|| anyhow!("the loopback listener stopped"))?;
     server.abort();
     let Some(code) = back.get("code") else {
         let error = back.get("error").map_or("no code", String::as_str);
-        bail!("the sign-in did not finish: {error} {}", back.get("error_description").map_or("", String::as_str));
+        bail!(
+            "the sign-in did not finish: {error} {}",
+            back.get("error_description").map_or("", String::as_str)
+        );
     };
     Ok(c.sso_hand_off(code, verifier.expose_secret()).await?)
 }
