@@ -21,6 +21,7 @@ mod notifications;
 mod policy;
 mod quickstart;
 mod sso;
+mod sso_browser;
 mod store_outage;
 mod web_limits;
 mod workflow;

@@ -18,6 +18,7 @@ pub mod requests;
 pub mod resources;
 pub mod reviews;
 pub mod sso;
+pub mod sso_admin;
 pub mod users;
 
 use crate::core::Core;
