@@ -10,6 +10,7 @@ pub mod engine;
 pub mod ephemeral;
 pub mod error;
 pub mod gateway;
+mod integration_secrets;
 pub mod limits;
 pub mod live_sessions;
 pub mod metrics;

@@ -5,7 +5,7 @@
 //! browser that started it.
 
 use crate::security::local_path;
-use crate::visitor::{render_with, Change, Chrome, PageError};
+use crate::visitor::{render_with, Change, Chrome, ErrorPage, PageError};
 use crate::Web;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -24,18 +24,9 @@ struct Continue {
     message: String,
 }
 
-#[derive(Template)]
-#[template(path = "error.html")]
-struct Refused {
-    chrome: Chrome,
-    heading: String,
-    message: String,
-    status: u16,
-}
-
 fn refused(web: &Web, jar: CookieJar, status: StatusCode, message: String) -> Result<Response, PageError> {
     let (jar, csrf) = web.presession_token(jar);
-    let page = Refused {
+    let page = ErrorPage {
         chrome: Chrome::anonymous("Sign-in refused", csrf),
         heading: "Sign-in refused".into(),
         message,

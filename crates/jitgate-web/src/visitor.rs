@@ -186,11 +186,11 @@ impl From<jitgate_core::DomainError> for PageError {
 
 #[derive(Template)]
 #[template(path = "error.html")]
-struct ErrorPage {
-    chrome: Chrome,
-    status: u16,
-    heading: String,
-    message: String,
+pub(crate) struct ErrorPage {
+    pub chrome: Chrome,
+    pub status: u16,
+    pub heading: String,
+    pub message: String,
 }
 
 impl IntoResponse for PageError {

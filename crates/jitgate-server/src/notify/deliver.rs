@@ -145,19 +145,7 @@ impl Core {
 
     /// A channel's secret, unsealed; `None` when none was set.
     pub(crate) async fn channel_secret(&self, channel: &str) -> Result<Option<SecretString>, ServiceError> {
-        let Some(record) = self.store.channel_secret(channel).await? else {
-            return Ok(None);
-        };
-        let sealed = jitgate_auth::secret_box::Sealed {
-            key_version: record.key_version,
-            data: record.sealed,
-        };
-        let plain = self
-            .secrets
-            .open(&sealed, &channel_secret_context(channel))
-            .map_err(|e| ServiceError::internal(format!("cannot unseal the secret of channel {channel}: {e}")))?;
-        let text = String::from_utf8(plain.to_vec()).map_err(|_| ServiceError::internal("a channel secret is not text"))?;
-        Ok(Some(SecretString::from(text)))
+        self.stored_secret(channel, &channel_secret_context(channel)).await
     }
 
     /// Administrators hear (in jitgate, and in the audit log) that a channel keeps failing; not

@@ -8,7 +8,7 @@ use jitgate_api::{ChannelView, DeliveryView, NotificationsOverview};
 use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_core::names::Username;
-use jitgate_store::{ChannelSecretRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus};
+use jitgate_store::{DeliveryFilter, DeliveryRecord, DeliveryStatus};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
@@ -105,37 +105,20 @@ impl Notifications<'_> {
                     .map_err(|_| ServiceError::bad_request("invalid_secret", "an incoming webhook's secret is its https:// URL"))?;
             }
         }
+        if let Some(text) = secret.map(ExposeSecret::expose_secret) {
+            if text.is_empty() || text.chars().count() > MAX_SECRET || text.contains('\0') {
+                return Err(ServiceError::bad_request(
+                    "invalid_secret",
+                    format!("a channel secret is 1 to {MAX_SECRET} characters without NUL"),
+                ));
+            }
+        }
         let now = self.now();
         let mut tx = self.begin().await?;
-        let details = match secret {
-            Some(s) => {
-                let text = s.expose_secret();
-                if text.is_empty() || text.chars().count() > MAX_SECRET || text.contains('\0') {
-                    return Err(ServiceError::bad_request(
-                        "invalid_secret",
-                        format!("a channel secret is 1 to {MAX_SECRET} characters without NUL"),
-                    ));
-                }
-                let sealed = self
-                    .secrets
-                    .seal(text.as_bytes(), &crate::notify::deliver::channel_secret_context(channel));
-                tx.put_channel_secret(&ChannelSecretRecord {
-                    channel: channel.to_owned(),
-                    key_version: sealed.key_version,
-                    sealed: sealed.data,
-                    updated_at: now,
-                    updated_by: caller.user.name.clone(),
-                })
-                .await?;
-                json!({"stored": true, "key_version": sealed.key_version})
-            }
-            None => {
-                if !tx.delete_channel_secret(channel).await? {
-                    return Err(ServiceError::not_found("channel secret"));
-                }
-                json!({"stored": false})
-            }
-        };
+        let context = crate::notify::deliver::channel_secret_context(channel);
+        let details = self
+            .put_stored_secret(&mut *tx, caller, channel, &context, secret, "channel secret")
+            .await?;
         tx.append_audit(
             NewEvent::new(caller.name(), actions::NOTIFICATION_SECRET, channel, Outcome::Success, details),
             now,

@@ -153,24 +153,15 @@ impl Sso<'_> {
 
     async fn client_secret(&self, provider: &str) -> Result<SecretString, ServiceError> {
         let key = client_secret_key(provider);
-        let Some(record) = self.store.channel_secret(&key).await? else {
-            return Err(ServiceError::new(
+        self.stored_secret(&key, &key).await?.ok_or_else(|| {
+            ServiceError::new(
                 ErrorKind::Unprocessable,
                 "provider_not_ready",
                 format!(
                     "provider {provider} has no client secret: an administrator sets it with `jitgate admin oidc set-secret {provider}`"
                 ),
-            ));
-        };
-        let sealed = jitgate_auth::secret_box::Sealed {
-            key_version: record.key_version,
-            data: record.sealed,
-        };
-        let plain = self
-            .secrets
-            .open(&sealed, &key)
-            .map_err(|e| ServiceError::internal(format!("the client secret of {provider} does not open: {e}")))?;
-        Ok(SecretString::from(String::from_utf8_lossy(&plain).into_owned()))
+            )
+        })
     }
 
     /// Starts a sign-in at `provider`: the URL to send the person to.
@@ -193,29 +184,31 @@ impl Sso<'_> {
         };
         let step_up = matches!(back, Return::StepUp { .. });
         let start = self.oidc.start(p, &self.redirect_url(), step_up).await.map_err(refused)?;
-        let id = token_hash(&start.state);
-        let half = serde_json::to_vec(&HalfDone {
+        let half = HalfDone {
             pending: start.pending,
             back,
-        })
-        .map_err(|e| ServiceError::internal(e.to_string()))?;
-        let sealed = self.secrets.seal(&half, &sealed_context(&id));
-        let now = self.now();
-        self.store
-            .put_sso_sign_in(
-                &SsoSignInRecord {
-                    id,
-                    provider: p.name.clone(),
-                    key_version: sealed.key_version,
-                    sealed: sealed.data,
-                    expires_at: now.saturating_add(SIGN_IN_TTL),
-                },
-                now,
-            )
-            .await?;
+        };
+        self.keep(&start.state, &p.name, &half, SIGN_IN_TTL).await?;
         Ok(start.url.to_string())
     }
 
+    /// Keeps `value` sealed under the hash of `secret` (a state or hand-off code) for `ttl`.
+    async fn keep(&self, secret: &str, provider: &str, value: &impl Serialize, ttl: Duration) -> Result<(), ServiceError> {
+        let id = token_hash(secret);
+        let plain = serde_json::to_vec(value).map_err(|e| ServiceError::internal(e.to_string()))?;
+        let sealed = self.secrets.seal(&plain, &sealed_context(&id));
+        let now = self.now();
+        let record = SsoSignInRecord {
+            id,
+            provider: provider.to_owned(),
+            key_version: sealed.key_version,
+            sealed: sealed.data,
+            expires_at: now.saturating_add(ttl),
+        };
+        Ok(self.store.put_sso_sign_in(&record, now).await?)
+    }
+
+    /// Takes back what [`Self::keep`] kept under `secret`: once, and only before it expires.
     async fn take<T: serde::de::DeserializeOwned>(&self, secret: &str) -> Result<(SsoSignInRecord, T), ServiceError> {
         let id = token_hash(secret);
         let record = self.store.take_sso_sign_in(&id, self.now()).await?.ok_or_else(expired_sign_in)?;
@@ -284,33 +277,19 @@ impl Sso<'_> {
             .map_err(refused)?;
         match half.back {
             Return::Web { next, .. } => {
-                let session = self.sign_in(p, signed_in, true).await?;
+                let session = self.sign_in(p, signed_in).await?;
                 Ok(Finished::Web { session, next })
             }
             Return::Cli { redirect, challenge } => {
                 let (user, mfa_at) = self.admit(p, &signed_in).await?;
                 let code = new_token("jgh");
-                let id = token_hash(code.expose_secret());
-                let hand_off = serde_json::to_vec(&HandOff {
+                let hand_off = HandOff {
                     user,
                     provider: p.name.clone(),
                     mfa_at: mfa_at.map(Timestamp::as_millis),
                     challenge,
-                })
-                .map_err(|e| ServiceError::internal(e.to_string()))?;
-                let sealed = self.secrets.seal(&hand_off, &sealed_context(&id));
-                self.store
-                    .put_sso_sign_in(
-                        &SsoSignInRecord {
-                            id,
-                            provider: p.name.clone(),
-                            key_version: sealed.key_version,
-                            sealed: sealed.data,
-                            expires_at: now.saturating_add(HAND_OFF_TTL),
-                        },
-                        now,
-                    )
-                    .await?;
+                };
+                self.keep(code.expose_secret(), &p.name, &hand_off, HAND_OFF_TTL).await?;
                 let mut url = url::Url::parse(&redirect).map_err(|e| ServiceError::internal(e.to_string()))?;
                 url.query_pairs_mut().append_pair("code", code.expose_secret());
                 Ok(Finished::Cli { redirect: url.to_string() })
@@ -349,11 +328,11 @@ impl Sso<'_> {
     }
 
     /// Signs the person in: their user (found, linked or made), groups and a session.
-    async fn sign_in(&self, p: &ProviderConfig, s: SignIn, web: bool) -> Result<SessionToken, ServiceError> {
+    async fn sign_in(&self, p: &ProviderConfig, s: SignIn) -> Result<SessionToken, ServiceError> {
         let (user, mfa_at) = self.admit(p, &s).await?;
         let mut tx = self.begin().await?;
         let mfa = mfa_at.map(|at| (Factor::Sso, at));
-        let details = json!({"method": "sso", "provider": p.name, "client": if web { "web" } else { "cli" }, "mfa": mfa.map(|_| "sso"), "amr": s.context.amr, "acr": s.context.acr});
+        let details = json!({"method": "sso", "provider": p.name, "client": "web", "mfa": mfa.map(|_| "sso"), "amr": s.context.amr, "acr": s.context.acr});
         let session = self.identity().open_session_with(&mut *tx, &user, mfa, details).await?;
         self.commit(tx).await?;
         Ok(session)

@@ -8,7 +8,6 @@ use jitgate_api::{OidcCheckView, OidcGroupView, OidcTestView};
 use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
 
 impl Sso<'_> {
     /// `jitgate admin oidc test`: what a pasted ID token says and maps to.
@@ -58,35 +57,19 @@ impl Sso<'_> {
         self.require_admin(caller, "set_oidc_secret").await?;
         let p = self.provider(provider)?;
         let key = client_secret_key(&p.name);
+        if let Some(text) = secret.map(ExposeSecret::expose_secret) {
+            if text.is_empty() || text.len() > 4096 || text.contains(['\0', '\n']) {
+                return Err(ServiceError::bad_request(
+                    "invalid_secret",
+                    "a client secret is 1 to 4096 characters on one line",
+                ));
+            }
+        }
         let now = self.now();
         let mut tx = self.begin().await?;
-        let details = match secret {
-            Some(s) => {
-                let text = s.expose_secret();
-                if text.is_empty() || text.len() > 4096 || text.contains(['\0', '\n']) {
-                    return Err(ServiceError::bad_request(
-                        "invalid_secret",
-                        "a client secret is 1 to 4096 characters on one line",
-                    ));
-                }
-                let sealed = self.secrets.seal(text.as_bytes(), &key);
-                tx.put_channel_secret(&jitgate_store::ChannelSecretRecord {
-                    channel: key.clone(),
-                    key_version: sealed.key_version,
-                    sealed: sealed.data,
-                    updated_at: now,
-                    updated_by: caller.user.name.clone(),
-                })
-                .await?;
-                json!({"stored": true, "key_version": sealed.key_version})
-            }
-            None => {
-                if !tx.delete_channel_secret(&key).await? {
-                    return Err(ServiceError::not_found("client secret"));
-                }
-                json!({"stored": false})
-            }
-        };
+        let details = self
+            .put_stored_secret(&mut *tx, caller, &key, &key, secret, "client secret")
+            .await?;
         tx.append_audit(
             NewEvent::new(caller.name(), actions::OIDC_SECRET, &p.name, Outcome::Success, details),
             now,
