@@ -27,6 +27,8 @@ struct FactorsPage {
     codes: Vec<String>,
     message: Option<String>,
     error: Option<String>,
+    /// Identity providers the person signs in with, where they can prove a factor again.
+    providers: Vec<jitgate_api::SsoProviderView>,
 }
 
 async fn page(web: &Web, v: &Visitor) -> Result<FactorsPage, PageError> {
@@ -38,6 +40,7 @@ async fn page(web: &Web, v: &Visitor) -> Result<FactorsPage, PageError> {
         codes: Vec::new(),
         message: None,
         error: None,
+        providers: web.app.sso().linked_providers(&v.caller.user.name).await?,
     })
 }
 

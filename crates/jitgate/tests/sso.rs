@@ -133,13 +133,13 @@ pub(crate) async fn server_with(idp: &mut Idp, extra: &str) -> TestServer {
 
 /// A browser without a browser: follows redirects one by one, keeps cookies per host, fills
 /// the provider's sign-in form.
-struct Http {
+pub(crate) struct Http {
     client: reqwest::Client,
-    jar: HashMap<String, HashMap<String, String>>,
+    pub(crate) jar: HashMap<String, HashMap<String, String>>,
 }
 
 impl Http {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -149,7 +149,7 @@ impl Http {
         }
     }
 
-    async fn send(&mut self, method: reqwest::Method, url: &str, form: Option<&[(&str, &str)]>) -> reqwest::Response {
+    pub(crate) async fn send(&mut self, method: reqwest::Method, url: &str, form: Option<&[(&str, &str)]>) -> reqwest::Response {
         let u = url::Url::parse(url).unwrap();
         let host = u.host_str().unwrap().to_owned();
         let mut req = self.client.request(method, url);
@@ -199,7 +199,7 @@ impl Http {
 
     /// At the provider's sign-in form (`url`): signs in as `user` with `amr` (and `acr`), and
     /// follows on until jitgate's answer (or a redirect to `stop_at`).
-    async fn sign_in_at_provider(
+    pub(crate) async fn sign_in_at_provider(
         &mut self,
         auth_url: &str,
         user: &str,
@@ -222,13 +222,38 @@ impl Http {
             .join(resp.headers()["location"].to_str().unwrap())
             .unwrap()
             .to_string();
+        let (at, resp) = self.follow(next, stop_at).await;
+        let issuer = auth_url.split("/auth").next().unwrap();
+        if !at.starts_with(issuer) || !resp.status().is_success() {
+            return (at, resp);
+        }
+        // Another person than the provider's session had: it ends that session first, with a
+        // form its page's script submits.
+        let page = resp.text().await.unwrap();
+        let after = |marker: &str| page.split(marker).nth(1).and_then(|r| r.split('"').next()).map(str::to_owned);
+        let (Some(confirm), Some(xsrf)) = (after("action=\""), after("name=\"xsrf\" value=\"")) else {
+            panic!("an unexpected page at the provider: {page}");
+        };
+        let resp = self
+            .send(reqwest::Method::POST, &confirm, Some(&[("xsrf", &xsrf), ("logout", "yes")]))
+            .await;
+        assert!(
+            resp.status().is_redirection(),
+            "the provider ended its earlier session: {}",
+            resp.status()
+        );
+        let next = url::Url::parse(&confirm)
+            .unwrap()
+            .join(resp.headers()["location"].to_str().unwrap())
+            .unwrap()
+            .to_string();
         self.follow(next, stop_at).await
     }
 }
 
 /// A sign-in through the pages: start at `/sso/corp/start`, sign in at the provider, back to
 /// jitgate. Returns jitgate's last answer (status, body) and the session cookie, if any.
-async fn web_sign_in(server: &TestServer, http: &mut Http, user: &str, amr: &str) -> (u16, String, Option<String>) {
+pub(crate) async fn web_sign_in(server: &TestServer, http: &mut Http, user: &str, amr: &str) -> (u16, String, Option<String>) {
     let base = server.core.public_url();
     let (_, resp) = http
         .sign_in_at_provider(&format!("{base}sso/corp/start?next=/grants"), user, amr, "", None)
@@ -241,14 +266,14 @@ async fn web_sign_in(server: &TestServer, http: &mut Http, user: &str, amr: &str
 }
 
 /// The audit events of `action` (by `actor`, when given), oldest first.
-async fn audit_of(server: &TestServer, action: &str, actor: Option<&str>) -> Vec<jitgate_core::audit::AuditEvent> {
+pub(crate) async fn audit_of(server: &TestServer, action: &str, actor: Option<&str>) -> Vec<jitgate_core::audit::AuditEvent> {
     let all = server.admin.all_audit_events(0).await.unwrap();
     all.into_iter()
         .filter(|e| e.action == action && actor.is_none_or(|a| e.actor == a))
         .collect()
 }
 
-async fn as_user(server: &TestServer, token: &str) -> Client {
+pub(crate) async fn as_user(server: &TestServer, token: &str) -> Client {
     Client::new(&server.url, None).with_token(token)
 }
 

@@ -139,6 +139,20 @@ impl Sso<'_> {
             .collect()
     }
 
+    /// The configured providers `user` has signed in with: where they can prove themselves
+    /// again.
+    pub async fn linked_providers(&self, user: &Username) -> Result<Vec<SsoProviderView>, ServiceError> {
+        if self.settings.sign_in.providers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let linked = self.store.sso_identities_of(user).await?;
+        Ok(self
+            .providers()
+            .into_iter()
+            .filter(|p| linked.iter().any(|l| l.provider == p.name))
+            .collect())
+    }
+
     pub(super) fn provider(&self, name: &str) -> Result<&ProviderConfig, ServiceError> {
         self.settings
             .sign_in
