@@ -22,6 +22,7 @@ mod policy;
 mod quickstart;
 mod sso;
 mod sso_browser;
+mod sso_support;
 mod store_outage;
 mod web_limits;
 mod workflow;

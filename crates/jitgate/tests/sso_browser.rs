@@ -2,7 +2,7 @@
 //! provider, and a step-up at the provider from the second-factors page.
 
 use crate::browser_support::Driver;
-use crate::sso::{as_user, audit_of, people, server_with, web_sign_in, Http, Idp};
+use crate::sso_support::{as_user, audit_of, people, server_with, web_sign_in, Http, Idp};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
