@@ -15,7 +15,7 @@ use crate::{
     AccessReads, AccessWrites, AttemptRecord, AuditReads, AuditWrites, ChallengeRecord, ConnectTokenRecord, EphemeralRoleRecord,
     GatewayReads, GatewaySession, GatewayWrites, GrantFilter, IdentityReads, IdentityWrites, KillFeed, MfaReads, MfaWrites,
     NotificationRecord, OutboxReads, OutboxWrites, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites,
-    Result, SessionKill, SessionRecord, Source, SsoReads, SsoWrites, Standing, Store, StoreError, TotpRecord, UserRecord, WriteTx,
+    Result, SessionKill, SessionRecord, Source, SsoReads, SsoWrites, Standing, Store, StoreError, TokenReads, TokenWrites, TotpRecord, UserRecord, WriteTx,
 };
 use async_trait::async_trait;
 use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
@@ -204,6 +204,18 @@ bounded_reads! {
 }
 
 bounded_reads! {
+    TokenReads {
+        bulk {
+        }
+        each {
+            api_token_user(token_hash: &str) -> Option<(crate::ApiTokenRecord, UserRecord)>;
+            api_tokens(user: Option<&Username>) -> Vec<crate::ApiTokenRecord>;
+            touch_api_token(id: &str, at: Timestamp) -> ();
+        }
+    }
+}
+
+bounded_reads! {
     SsoReads {
         bulk {
         }
@@ -318,6 +330,13 @@ bounded_writes! {
     delete_channel_secret(channel: &str) -> bool;
     schedule_warning(grant_id: &str, at: Timestamp) -> ();
     take_due_warnings(now: Timestamp, limit: i64) -> Vec<String>;
+}
+
+bounded_writes! {
+    TokenWrites {}
+    insert_api_token(token: &crate::ApiTokenRecord) -> ();
+    api_token(id: &str) -> Option<crate::ApiTokenRecord>;
+    revoke_api_token(id: &str, at: Timestamp) -> bool;
 }
 
 bounded_writes! {

@@ -27,6 +27,7 @@ mod resources;
 mod sql;
 mod sqlite;
 mod sso;
+mod tokens;
 pub mod testing;
 
 pub use access::{AccessReads, AccessWrites, GrantFilter, NotificationRecord, RequestFilter};
@@ -40,13 +41,14 @@ pub use mfa::{AttemptRecord, ChallengeRecord, MfaReads, MfaWrites, PasskeyRecord
 pub use outbox::{ChannelSecretRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, OutboxReads, OutboxWrites};
 pub use resources::{ResourceReads, ResourceWrites};
 pub use sso::{SsoIdentityRecord, SsoReads, SsoSignInRecord, SsoWrites};
+pub use tokens::{ApiTokenRecord, TokenReads, TokenWrites};
 
 /// Every store trait, for code that calls a concrete store (`SqliteStore`, `PgStore`) rather
 /// than a `dyn Store`, whose aggregate methods need their traits in scope.
 pub mod prelude {
     pub use crate::{
         AccessReads, AccessWrites, AuditReads, AuditWrites, GatewayReads, GatewayWrites, IdentityReads, IdentityWrites, MfaReads,
-        MfaWrites, OutboxReads, OutboxWrites, ResourceReads, ResourceWrites, SsoReads, SsoWrites, Store, WriteTx,
+        MfaWrites, OutboxReads, OutboxWrites, ResourceReads, ResourceWrites, SsoReads, SsoWrites, Store, TokenReads, TokenWrites, WriteTx,
     };
 }
 
@@ -132,7 +134,7 @@ impl DeadlineSignal {
 /// start of every change ([`Store::write`]).
 #[async_trait]
 pub trait Store:
-    IdentityReads + ResourceReads + AccessReads + AuditReads + MfaReads + GatewayReads + OutboxReads + SsoReads + Send + Sync + 'static
+    IdentityReads + ResourceReads + AccessReads + AuditReads + MfaReads + GatewayReads + OutboxReads + SsoReads + TokenReads + Send + Sync + 'static
 {
     fn backend(&self) -> &'static str;
     /// For a store shared by several instances: fires when any instance added a deadline (a
@@ -153,7 +155,7 @@ pub trait Store:
 /// everything back.
 #[async_trait]
 pub trait WriteTx:
-    IdentityWrites + ResourceWrites + AccessWrites + AuditWrites + MfaWrites + GatewayWrites + OutboxWrites + SsoWrites + Send
+    IdentityWrites + ResourceWrites + AccessWrites + AuditWrites + MfaWrites + GatewayWrites + OutboxWrites + SsoWrites + TokenWrites + Send
 {
     async fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     async fn delete_meta(&mut self, key: &str) -> Result<()>;

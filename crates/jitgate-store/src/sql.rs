@@ -82,6 +82,7 @@ macro_rules! impl_store {
         crate::gateway::gateway_sql!($store, $tx, $db, $lock);
         crate::outbox::outbox_sql!($store, $tx, $db, $lock);
         crate::sso::sso_sql!($store, $tx, $db, $lock);
+        crate::tokens::tokens_sql!($store, $tx, $db, $lock);
 
         #[async_trait]
         impl Store for $store {

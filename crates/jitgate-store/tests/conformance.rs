@@ -1194,6 +1194,43 @@ async fn single_sign_on(store: &dyn Store) {
     assert!(tx.link_sso_identity(&again).await.is_err());
 }
 
+async fn api_tokens(store: &dyn Store) {
+    use jitgate_store::ApiTokenRecord;
+    let alice = Username::parse("alice").unwrap();
+    let token = |id: &str, hash: &str, at: i64| ApiTokenRecord {
+        id: id.into(),
+        token_hash: hash.into(),
+        user: alice.clone(),
+        name: format!("ci {id}"),
+        scopes: vec!["read".into(), "request".into()],
+        created_at: t(at),
+        expires_at: t(at + 1000),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let mut tx = store.write().await.unwrap();
+    tx.insert_user(&user("alice")).await.unwrap();
+    tx.insert_api_token(&token("tok_1", "h1", 1)).await.unwrap();
+    tx.insert_api_token(&token("tok_2", "h2", 2)).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.insert_api_token(&token("tok_3", "h1", 3)).await.is_err(), "one token, one hash");
+    drop(tx);
+    let (found, owner) = store.api_token_user("h1").await.unwrap().unwrap();
+    assert_eq!((found.clone(), owner.name.clone()), (token("tok_1", "h1", 1), alice.clone()));
+    assert!(store.api_token_user("nope").await.unwrap().is_none());
+    store.touch_api_token("tok_1", t(50)).await.unwrap();
+    let mine: Vec<_> = store.api_tokens(Some(&alice)).await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(mine, ["tok_2", "tok_1"], "newest first");
+    assert_eq!(store.api_tokens(None).await.unwrap().len(), 2);
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.revoke_api_token("tok_1", t(60)).await.unwrap());
+    assert!(!tx.revoke_api_token("tok_1", t(61)).await.unwrap(), "once");
+    let revoked = tx.api_token("tok_1").await.unwrap().unwrap();
+    assert_eq!((revoked.revoked_at, revoked.last_used_at), (Some(t(60)), Some(t(50))));
+    tx.commit().await.unwrap();
+}
+
 async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
     match case {
         "users_groups_and_sessions" => users_groups_and_sessions(&*store).await,
@@ -1211,6 +1248,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "batched_reads" => batched_reads(&*store).await,
         "outbox" => outbox(&*store).await,
         "single_sign_on" => single_sign_on(&*store).await,
+        "api_tokens" => api_tokens(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -1230,7 +1268,8 @@ conformance!(
     ephemeral_roles,
     batched_reads,
     outbox,
-    single_sign_on
+    single_sign_on,
+    api_tokens
 );
 
 /// Polls `seen` until it holds; fails after `within`.
