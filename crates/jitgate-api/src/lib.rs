@@ -17,6 +17,7 @@ mod mfa;
 mod notifications;
 mod requests;
 mod sso;
+mod tokens;
 
 pub use admin::*;
 pub use audit::*;
@@ -26,6 +27,7 @@ pub use mfa::*;
 pub use notifications::*;
 pub use requests::*;
 pub use sso::*;
+pub use tokens::*;
 
 /// A secret inside a body (password, token): serialized as it is, never shown by `Debug`, so
 /// a body that ends up in a log line or a panic message does not carry it.

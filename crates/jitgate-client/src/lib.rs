@@ -485,6 +485,16 @@ impl Client {
         self.call(Method::DELETE, &["admin", "channels", channel, "secret"], None, None)
             .await
     }
+    pub async fn create_token(&self, body: &jitgate_api::CreateTokenBody) -> Result<jitgate_api::NewApiToken> {
+        self.call(Method::POST, &["tokens"], None, Self::json(body)).await
+    }
+    pub async fn tokens(&self, all: bool) -> Result<Vec<jitgate_api::ApiTokenView>> {
+        let q = [("all", all.to_string())];
+        self.call(Method::GET, &["tokens"], Some(&q), None).await
+    }
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        self.call(Method::DELETE, &["tokens", id], None, None).await
+    }
     pub async fn sso_providers(&self) -> Result<Vec<jitgate_api::SsoProviderView>> {
         self.call(Method::GET, &["sso", "providers"], None, None).await
     }

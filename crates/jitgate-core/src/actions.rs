@@ -158,6 +158,10 @@ actions! {
     USER_EMAIL = "user.email";
     /// A notification channel's secret was stored (sealed; never the secret) or removed.
     NOTIFICATION_SECRET = "notification.secret";
+    /// An API token was made (its id, name, scopes and end; never the token).
+    TOKEN_CREATE = "token.create";
+    /// An API token was revoked by its owner or an administrator.
+    TOKEN_REVOKE = "token.revoke";
     /// A sign-in provider's client secret was stored (sealed; never the secret) or removed.
     OIDC_SECRET = "oidc.secret";
     /// An administrator queued a failed notification again.

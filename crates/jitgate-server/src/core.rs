@@ -140,7 +140,11 @@ pub struct Keys {
 pub struct Caller {
     pub user: UserRecord,
     pub groups: BTreeSet<GroupName>,
+    /// The session; for an API token, one that stands for it (its hash, never fresh from a
+    /// second factor).
     pub session: SessionRecord,
+    /// For a call made with an API token: what it may do. `None`: a signed-in person.
+    pub token_scopes: Option<BTreeSet<jitgate_api::TokenScope>>,
 }
 
 impl Caller {

@@ -15,7 +15,8 @@ use crate::{
     AccessReads, AccessWrites, AttemptRecord, AuditReads, AuditWrites, ChallengeRecord, ConnectTokenRecord, EphemeralRoleRecord,
     GatewayReads, GatewaySession, GatewayWrites, GrantFilter, IdentityReads, IdentityWrites, KillFeed, MfaReads, MfaWrites,
     NotificationRecord, OutboxReads, OutboxWrites, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites,
-    Result, SessionKill, SessionRecord, Source, SsoReads, SsoWrites, Standing, Store, StoreError, TokenReads, TokenWrites, TotpRecord, UserRecord, WriteTx,
+    Result, SessionKill, SessionRecord, Source, SsoReads, SsoWrites, Standing, Store, StoreError, TokenReads, TokenWrites, TotpRecord,
+    UserRecord, WriteTx,
 };
 use async_trait::async_trait;
 use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};

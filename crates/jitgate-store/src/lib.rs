@@ -27,8 +27,8 @@ mod resources;
 mod sql;
 mod sqlite;
 mod sso;
-mod tokens;
 pub mod testing;
+mod tokens;
 
 pub use access::{AccessReads, AccessWrites, GrantFilter, NotificationRecord, RequestFilter};
 pub use audit::{AuditReads, AuditWrites};
@@ -134,7 +134,18 @@ impl DeadlineSignal {
 /// start of every change ([`Store::write`]).
 #[async_trait]
 pub trait Store:
-    IdentityReads + ResourceReads + AccessReads + AuditReads + MfaReads + GatewayReads + OutboxReads + SsoReads + TokenReads + Send + Sync + 'static
+    IdentityReads
+    + ResourceReads
+    + AccessReads
+    + AuditReads
+    + MfaReads
+    + GatewayReads
+    + OutboxReads
+    + SsoReads
+    + TokenReads
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> &'static str;
     /// For a store shared by several instances: fires when any instance added a deadline (a

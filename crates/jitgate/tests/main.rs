@@ -24,5 +24,6 @@ mod sso;
 mod sso_browser;
 mod sso_support;
 mod store_outage;
+mod tokens;
 mod web_limits;
 mod workflow;

@@ -93,6 +93,8 @@ pub(super) struct AuthSection {
     pub(super) break_glass: BTreeSet<Username>,
     #[serde(default)]
     pub(super) oidc: Vec<toml::Spanned<super::sso::OidcSection>>,
+    #[serde(default, with = "opt_duration")]
+    pub(super) api_token_max: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]

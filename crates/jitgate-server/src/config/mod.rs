@@ -412,7 +412,15 @@ impl Settings {
         settings.audit_reader_groups = parsed.audit.reader_groups;
         notifications::apply(&mut settings, parsed.notifications, &err_at, &err_key)?;
         let auth = parsed.auth;
-        sso::apply(&mut settings, auth.password, auth.break_glass, auth.oidc, &err_at, &err_key)?;
+        sso::apply(
+            &mut settings,
+            auth.password,
+            auth.break_glass,
+            auth.oidc,
+            auth.api_token_max,
+            &err_at,
+            &err_key,
+        )?;
         settings.metrics = match (parsed.metrics.enabled, parsed.metrics.listen) {
             (false, None) => MetricsPlace::Off,
             (false, Some(_)) => {

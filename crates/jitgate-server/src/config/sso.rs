@@ -14,6 +14,8 @@ pub struct SignInSettings {
     /// through a provider (an account kept for when the provider is away).
     pub break_glass: BTreeSet<Username>,
     pub providers: Vec<ProviderConfig>,
+    /// The longest an API token may live.
+    pub api_token_max: Duration,
 }
 
 impl Default for SignInSettings {
@@ -22,6 +24,7 @@ impl Default for SignInSettings {
             password: true,
             break_glass: BTreeSet::new(),
             providers: Vec::new(),
+            api_token_max: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -126,12 +129,20 @@ pub(super) fn apply(
     password: Option<bool>,
     break_glass: BTreeSet<Username>,
     providers: Vec<toml::Spanned<OidcSection>>,
+    api_token_max: Option<Duration>,
     err_at: &dyn Fn(usize, String) -> ConfigError,
     err_key: &dyn Fn(&str, String) -> ConfigError,
 ) -> Result<(), ConfigError> {
     let s = &mut settings.sign_in;
     s.password = password.unwrap_or(true);
     s.break_glass = break_glass;
+    match api_token_max {
+        Some(d) if d < Duration::from_secs(60) => {
+            return Err(err_key("auth.api_token_max", "auth.api_token_max must be at least 1m".into()))
+        }
+        Some(d) => s.api_token_max = d,
+        None => {}
+    }
     for spanned in providers {
         let at = spanned.span().start;
         let provider = spanned.into_inner().into_provider().map_err(|e| err_at(at, e))?;

@@ -13,6 +13,7 @@ mod mfa;
 mod notifications;
 mod requests;
 mod sso;
+mod tokens;
 
 use crate::core::{AppState, Caller};
 use crate::error::ServiceError;
@@ -69,6 +70,14 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty());
         match token {
+            Some(t) if t.starts_with(crate::services::tokens::TOKEN_PREFIX) => {
+                let path = parts
+                    .extensions
+                    .get::<axum::extract::OriginalUri>()
+                    .map_or_else(|| parts.uri.path(), |o| o.0.path());
+                let needed = crate::services::tokens::required_scope(&parts.method, path.strip_prefix("/api/v1").unwrap_or(path));
+                Ok(state.tokens().authenticate(t, needed).await?)
+            }
             Some(t) => Ok(state.identity().authenticate(t).await?),
             None => Err(ServiceError::unauthenticated().into()),
         }
@@ -251,7 +260,7 @@ impl utoipa::Modify for BearerToken {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "jitgate", description = "Just-in-time privileged access: requests, approvals, grants, audit."),
-    paths(openapi, identity::bootstrap, identity::login, identity::login_mfa, identity::login_webauthn, identity::logout, identity::whoami, identity::list_users, identity::create_user, identity::disable_user, identity::enable_user, identity::set_password, identity::unlock_user, identity::list_groups, identity::add_member, identity::remove_member, mfa::mfa_status, mfa::mfa_verify, mfa::totp_enrol, mfa::totp_remove, mfa::totp_confirm, mfa::recovery_codes, mfa::webauthn_challenge, mfa::passkey_start, mfa::passkey_finish, mfa::passkey_remove, requests::list_resources, requests::list_requests, requests::create_request, requests::show_request, requests::approve, requests::deny, requests::cancel, requests::acknowledge, requests::notifications, requests::explain, gateway::connect, gateway::list_sessions, gateway::kill_session, admin::reload, admin::put_resource, admin::delete_resource, admin::check_resource, admin::put_resource_credential, admin::delete_resource_credential, grants::list_grants, grants::show_grant, grants::revoke, audit::audit_events, audit::audit_checkpoints, audit::audit_verify, audit::audit_status, audit::audit_key, audit::audit_head, notifications::list_notifications, notifications::retry_notification, notifications::put_channel_secret, notifications::delete_channel_secret, notifications::put_user_email, sso::providers, sso::start, sso::hand_off, sso::test_token, sso::put_secret, sso::delete_secret),
+    paths(openapi, identity::bootstrap, identity::login, identity::login_mfa, identity::login_webauthn, identity::logout, identity::whoami, identity::list_users, identity::create_user, identity::disable_user, identity::enable_user, identity::set_password, identity::unlock_user, identity::list_groups, identity::add_member, identity::remove_member, mfa::mfa_status, mfa::mfa_verify, mfa::totp_enrol, mfa::totp_remove, mfa::totp_confirm, mfa::recovery_codes, mfa::webauthn_challenge, mfa::passkey_start, mfa::passkey_finish, mfa::passkey_remove, requests::list_resources, requests::list_requests, requests::create_request, requests::show_request, requests::approve, requests::deny, requests::cancel, requests::acknowledge, requests::notifications, requests::explain, gateway::connect, gateway::list_sessions, gateway::kill_session, admin::reload, admin::put_resource, admin::delete_resource, admin::check_resource, admin::put_resource_credential, admin::delete_resource_credential, grants::list_grants, grants::show_grant, grants::revoke, audit::audit_events, audit::audit_checkpoints, audit::audit_verify, audit::audit_status, audit::audit_key, audit::audit_head, notifications::list_notifications, notifications::retry_notification, notifications::put_channel_secret, notifications::delete_channel_secret, notifications::put_user_email, sso::providers, sso::start, sso::hand_off, sso::test_token, sso::put_secret, sso::delete_secret, tokens::list_tokens, tokens::create_token, tokens::revoke_token),
     components(schemas(jitgate_api::ErrorBody)),
     modifiers(&BearerToken),
 )]
@@ -275,6 +284,7 @@ pub fn router(state: AppState, pages: Option<Router>) -> Router {
         .merge(audit::routes())
         .merge(notifications::routes())
         .merge(sso::routes())
+        .merge(tokens::routes())
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(axum::middleware::map_response(api_headers));

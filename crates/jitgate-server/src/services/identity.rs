@@ -335,7 +335,12 @@ impl Identity<'_> {
             self.commit(tx).await?;
         }
         let groups = self.store.user_groups(&user.name).await?;
-        Ok(Caller { user, groups, session })
+        Ok(Caller {
+            user,
+            groups,
+            session,
+            token_scopes: None,
+        })
     }
 
     pub async fn logout(&self, caller: &Caller) -> Result<(), ServiceError> {

@@ -19,6 +19,7 @@ pub mod resources;
 pub mod reviews;
 pub mod sso;
 pub mod sso_admin;
+pub mod tokens;
 pub mod users;
 
 use crate::core::Core;
@@ -100,6 +101,10 @@ service!(
 service!(
     /// Single sign-on through OpenID Connect providers: [`sso`].
     Sso, sso
+);
+service!(
+    /// API tokens for automation: [`tokens`].
+    Tokens, tokens
 );
 service!(
     /// Users and groups, administered: [`users`].

@@ -54,7 +54,12 @@ impl Ctx {
         self.anonymous_checked().unwrap_or_else(|_| Client::new(&self.server, None))
     }
 
+    /// The logged-in session's client; with `JITGATE_TOKEN` set (an API token, for scripts),
+    /// that token's instead.
     pub(super) fn client(&self) -> Result<Client> {
+        if let Some(token) = std::env::var("JITGATE_TOKEN").ok().filter(|t| !t.is_empty()) {
+            return self.with_ca(Client::new(&self.server, Some(token)));
+        }
         match &self.creds {
             Some(c) if c.server.trim_end_matches('/') == self.server.trim_end_matches('/') => {
                 self.with_ca(Client::new(&self.server, Some(c.token.clone())))

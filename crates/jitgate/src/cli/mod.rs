@@ -18,6 +18,7 @@ mod requests;
 mod second_factor;
 mod serve;
 mod sso;
+mod tokens;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -103,6 +104,9 @@ enum Command {
     /// The audit log: verify, export, tail, status, rotate-key, witness.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// API tokens for scripts: create, list, revoke (scripts send one as JITGATE_TOKEN).
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
     /// Administration: bootstrap, users, groups, resources.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -191,6 +195,7 @@ async fn command(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Logout => account::log_out(ctx).await,
         Command::Password(args) => account::change_password(ctx, args).await,
         Command::Whoami => account::whoami(ctx).await,
+        Command::Token(cmd) => tokens::run(ctx, cmd).await,
         Command::Resources => requests::resources(ctx).await,
         Command::Request(args) => requests::request(ctx, args).await,
         Command::BreakGlass(args) => requests::break_glass(ctx, args).await,
