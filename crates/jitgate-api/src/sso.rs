@@ -85,3 +85,40 @@ pub struct OidcTestView {
     #[schema(value_type = Object)]
     pub claims: serde_json::Value,
 }
+
+/// A device sign-in to start (for a machine without a browser).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoDeviceBody {
+    pub provider: String,
+}
+
+/// What to show the person, and the id to poll with (a secret: only this CLI holds it).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SsoDeviceStarted {
+    #[schema(value_type = String)]
+    pub device_id: SecretText,
+    /// The code the person types at `verification_uri`.
+    pub user_code: String,
+    pub verification_uri: String,
+    /// The same with the code in it, where the provider gives one.
+    pub verification_uri_complete: Option<String>,
+    pub expires_at: Timestamp,
+}
+
+/// The id of a device sign-in under way.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoDevicePollBody {
+    #[schema(value_type = String)]
+    pub device_id: SecretText,
+}
+
+/// Where a device sign-in stands: still waiting for the person, or done with a session.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SsoDeviceOutcome {
+    /// Ask again (the call itself waits up to 20 s for the person).
+    Pending,
+    SignedIn(SessionToken),
+}

@@ -8,7 +8,8 @@ pub mod mapping;
 pub mod provider;
 
 pub use mapping::{AuthContext, GroupRule, MappedGroups, DEFAULT_FACTOR_AMR};
-pub use provider::{Check, Inspection, PendingSignIn, RelyingParty, SignIn, SignInStart, SsoError};
+pub use openidconnect::core::CoreDeviceAuthorizationResponse as PendingDevice;
+pub use provider::{Check, DeviceStart, Inspection, PendingSignIn, RelyingParty, SignIn, SignInStart, SsoError};
 
 /// Who may sign in through a provider for the first time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

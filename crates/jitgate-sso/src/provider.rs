@@ -8,10 +8,14 @@ use crate::mapping::{self, AuthContext, MappedGroups};
 use crate::ProviderConfig;
 use jitgate_core::names::Username;
 use jitgate_core::Timestamp;
-use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreProviderMetadata};
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod,
+    CoreDeviceAuthorizationResponse, CoreGrantType, CoreIdToken, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
 use openidconnect::{
-    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
+    AdditionalProviderMetadata, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DeviceAuthorizationUrl,
+    IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -102,6 +106,42 @@ pub struct Inspection {
     pub their_groups: Vec<String>,
     pub context: AuthContext,
     pub second_factor: bool,
+}
+
+/// What discovery says beyond OpenID Connect Core: the device authorization endpoint (RFC 8628),
+/// where the provider has one.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DeviceEndpoint {
+    device_authorization_endpoint: Option<String>,
+}
+
+impl AdditionalProviderMetadata for DeviceEndpoint {}
+
+type CoreProviderMetadata = ProviderMetadata<
+    DeviceEndpoint,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// A device sign-in under way (RFC 8628): what the person is shown, and what jitgate keeps to
+/// ask the provider whether it is done.
+pub struct DeviceStart {
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+    pub interval: Duration,
+    pub expires_in: Duration,
+    /// The provider's answer, device code included: a secret, kept sealed.
+    pub pending: CoreDeviceAuthorizationResponse,
 }
 
 struct Discovered {
@@ -335,6 +375,89 @@ impl RelyingParty {
             context,
             claims,
         })
+    }
+
+    /// Starts a device sign-in at a provider that offers one.
+    pub async fn device_start(&self, p: &ProviderConfig, secret: &SecretString) -> Result<DeviceStart, SsoError> {
+        let metadata = self.metadata(p, DISCOVERY_TTL).await?;
+        let endpoint = metadata
+            .additional_metadata()
+            .device_authorization_endpoint
+            .clone()
+            .ok_or_else(|| {
+                SsoError::new(
+                    "no_device_flow",
+                    format!(
+                        "provider {} offers no device sign-in: use the browser (`jitgate login --sso`)",
+                        p.name
+                    ),
+                )
+            })?;
+        let url = DeviceAuthorizationUrl::new(endpoint).map_err(|e| unavailable("the device endpoint", e))?;
+        let client = self
+            .client(p, metadata, Some(secret), "http://127.0.0.1/unused")?
+            .set_device_authorization_url(url);
+        let mut request = client.exchange_device_code();
+        for s in p.scopes.iter().filter(|s| s.as_str() != "openid") {
+            request = request.add_scope(Scope::new(s.clone()));
+        }
+        let details: CoreDeviceAuthorizationResponse = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| unavailable("the device endpoint", error_chain(&e)))?;
+        Ok(DeviceStart {
+            user_code: details.user_code().secret().clone(),
+            verification_uri: details.verification_uri().to_string(),
+            verification_uri_complete: details.verification_uri_complete().map(|u| u.secret().clone()),
+            interval: details.interval(),
+            expires_in: details.expires_in(),
+            pending: details,
+        })
+    }
+
+    /// Asks the provider, for up to `wait`, whether the person finished the device sign-in:
+    /// `None` while they have not. The ID token comes straight from the token endpoint for this
+    /// client's device code (no nonce in RFC 8628); every other check holds.
+    pub async fn device_poll(
+        &self,
+        p: &ProviderConfig,
+        secret: &SecretString,
+        pending: &CoreDeviceAuthorizationResponse,
+        wait: Duration,
+        now: Timestamp,
+    ) -> Result<Option<SignIn>, SsoError> {
+        use openidconnect::{DeviceCodeErrorResponseType, RequestTokenError};
+        let metadata = self.metadata(p, DISCOVERY_TTL).await?;
+        let client = self.client(p, metadata, Some(secret), "http://127.0.0.1/unused")?;
+        let request = client
+            .exchange_device_access_token(pending)
+            .map_err(|e| unavailable("the token endpoint", e))?;
+        // The library's clock only bounds its own polling (checked before each request, so a
+        // token the provider has issued is never dropped half-way): the wall clock.
+        let started = Instant::now();
+        let answer = request.request_async(&self.http, tokio::time::sleep, Some(wait)).await;
+        let response = match answer {
+            Ok(r) => r,
+            Err(RequestTokenError::ServerResponse(e)) => match e.error() {
+                // Our own wait ran out (the library says "expired" for that too).
+                DeviceCodeErrorResponseType::ExpiredToken if started.elapsed() >= wait => return Ok(None),
+                DeviceCodeErrorResponseType::AuthorizationPending | DeviceCodeErrorResponseType::SlowDown => return Ok(None),
+                DeviceCodeErrorResponseType::AccessDenied => {
+                    return Err(SsoError::new("access_denied", "the sign-in was refused at the provider"))
+                }
+                _ => return Err(SsoError::new("device_expired", "the device sign-in ran out of time: start again")),
+            },
+            Err(e) => return Err(unavailable("the token endpoint", error_chain(&e))),
+        };
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| SsoError::new("token_invalid", "the provider sent no ID token"))?;
+        let verifier = client.id_token_verifier().set_time_fn(move || chrono_of(now));
+        let no_nonce = |_: Option<&Nonce>| -> Result<(), String> { Ok(()) };
+        id_token.claims(&verifier, no_nonce).map_err(|e| refused(&e))?;
+        let claims =
+            payload_of(&id_token.to_string()).ok_or_else(|| SsoError::new("token_invalid", "the ID token's claims do not parse"))?;
+        judge(p, &claims).map(Some)
     }
 }
 

@@ -330,3 +330,57 @@ async fn admin_oidc_test_shows_what_a_token_maps_to_and_why_one_is_refused() {
     assert_eq!(server.admin.oidc_test("nope", &token).await.unwrap_err().status(), Some(404));
     assert_eq!(server.admin.oidc_test("corp", "not a token").await.unwrap_err().status(), Some(400));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_without_a_browser_signs_in_with_the_device_grant() {
+    let mut idp = Idp::start(people()).await;
+    let server = server_with(&mut idp, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["login", "--sso", "corp", "--device"])
+        .env("JITGATE_CONFIG_DIR", dir.path().join("cli"))
+        .env("JITGATE_SERVER", &server.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut err = tokio::io::BufReader::new(cli.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(l) = err.next_line().await.unwrap() {
+            if let Some(u) = l.trim().strip_prefix("http") {
+                return format!("http{u}");
+            }
+        }
+        panic!("the CLI printed no address")
+    })
+    .await
+    .unwrap();
+    assert!(url.starts_with(&idp.issuer) && url.contains("user_code="), "{url}");
+    // The person, on another device, types the code and signs in there.
+    let last = Http::new().device_sign_in(&url, "erin", "pwd,otp").await;
+    assert!(last.contains("Sign-in Success"), "{last}");
+    let out = tokio::time::timeout(Duration::from_secs(60), cli.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("as erin"));
+    let login = audit_of(&server, "auth.login", Some("erin")).await;
+    assert_eq!(login.last().unwrap().details["client"], "device");
+    assert_eq!(login.last().unwrap().details["mfa"], "sso");
+
+    // A device id is the CLI's secret and works until it is used: not after, nor a guessed one.
+    let anon = Client::new(&server.url, None);
+    assert_eq!(
+        anon.sso_device_poll("jgd_guessed").await.unwrap_err().code(),
+        Some("sign_in_expired")
+    );
+    let started = anon.sso_device_start("corp").await.unwrap();
+    let pending = anon.sso_device_poll(started.device_id.expose()).await.unwrap();
+    assert!(
+        matches!(pending, jitgate_api::SsoDeviceOutcome::Pending),
+        "nobody typed the code yet"
+    );
+}

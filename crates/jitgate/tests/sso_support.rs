@@ -67,6 +67,9 @@ impl Idp {
         })
         .await
         .expect("the provider listens within 20 s");
+        // The provider writes notices to its standard output later on: read on, so that it never
+        // writes to a closed pipe (and dies of EPIPE).
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
             _process: process,
             issuer: format!("http://127.0.0.1:{port}"),
@@ -275,4 +278,58 @@ pub(crate) async fn audit_of(server: &TestServer, action: &str, actor: Option<&s
 
 pub(crate) async fn as_user(server: &TestServer, token: &str) -> Client {
     Client::new(&server.url, None).with_token(token)
+}
+
+/// The first HTML form of `page`: its action (resolved against `at`) and its inputs with values.
+fn first_form(page: &str, at: &str) -> Option<(String, Vec<(String, String)>)> {
+    let start = page.find("<form")?;
+    let form = &page[start..start + page[start..].find("</form>")?];
+    let attr = |tag: &str, name: &str| {
+        regex::Regex::new(&format!(r#"\b{name}="([^"]*)""#))
+            .unwrap()
+            .captures(tag)
+            .map(|c| c[1].replace("&amp;", "&"))
+    };
+    let action = attr(&form[..form.find('>')?], "action")?;
+    let inputs = regex::Regex::new(r"<input[^>]*>")
+        .unwrap()
+        .find_iter(form)
+        .filter_map(|m| Some((attr(m.as_str(), "name")?, attr(m.as_str(), "value").unwrap_or_default())))
+        .collect();
+    Some((url::Url::parse(at).unwrap().join(&action).unwrap().to_string(), inputs))
+}
+
+impl Http {
+    /// A device sign-in at the provider, as a person on another device does it: open `url`,
+    /// submit the provider's code and confirmation forms, sign in as `user`. The last page.
+    pub(crate) async fn device_sign_in(&mut self, url: &str, user: &str, amr: &str) -> String {
+        let (mut at, resp) = self.follow(url.to_owned(), None).await;
+        let mut page = resp.text().await.unwrap();
+        for _ in 0..10 {
+            let resp = if page.contains("Test IdP") {
+                let action = format!("{}/login", at.split('?').next().unwrap());
+                self.send(reqwest::Method::POST, &action, Some(&[("login", user), ("amr", amr), ("acr", "")]))
+                    .await
+            } else if let Some((action, fields)) = first_form(&page, &at) {
+                let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                at = action.clone();
+                self.send(reqwest::Method::POST, &action, Some(&fields)).await
+            } else {
+                return page;
+            };
+            let (next_at, next) = if resp.status().is_redirection() {
+                let to = url::Url::parse(&at)
+                    .unwrap()
+                    .join(resp.headers()["location"].to_str().unwrap())
+                    .unwrap()
+                    .to_string();
+                self.follow(to, None).await
+            } else {
+                (at.clone(), resp)
+            };
+            at = next_at;
+            page = next.text().await.unwrap();
+        }
+        panic!("the device sign-in did not end: {page}");
+    }
 }

@@ -3,13 +3,15 @@
 //! browser's half (`/sso/...` pages and the callback) is the web crate's.
 
 use super::*;
-use jitgate_api::{ChannelSecretBody, OidcTestBody, SsoHandOffBody, SsoStartBody};
+use jitgate_api::{ChannelSecretBody, OidcTestBody, SsoDeviceBody, SsoDevicePollBody, SsoHandOffBody, SsoStartBody};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/sso/providers", get(providers))
         .route("/sso/start", post(start))
         .route("/sso/hand-off", post(hand_off))
+        .route("/sso/device", post(device_start))
+        .route("/sso/device/poll", post(device_poll))
         .route("/admin/oidc/{provider}/test", post(test_token))
         .route("/admin/oidc/{provider}/secret", put(put_secret).delete(delete_secret))
 }
@@ -117,4 +119,33 @@ pub(super) async fn put_secret(
 pub(super) async fn delete_secret(State(s): State<AppState>, caller: Caller, P(provider): P<String>) -> Result<StatusCode, ApiError> {
     s.sso().set_client_secret(&caller, &provider, None).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/sso/device",
+    tag = "identity",
+    summary = "Start a sign-in for a machine without a browser (the provider's device authorization grant): a code to type at the provider",
+    request_body = SsoDeviceBody,
+    responses((status = 200, description = "Done", body = jitgate_api::SsoDeviceStarted), Refusals),
+)]
+pub(super) async fn device_start(
+    State(s): State<AppState>,
+    ClientAddr(from): ClientAddr,
+    Json(body): Json<SsoDeviceBody>,
+) -> R<jitgate_api::SsoDeviceStarted> {
+    s.limits.logins.check_http(from)?;
+    Ok(Json(s.sso().device_start(&body.provider).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/sso/device/poll",
+    tag = "identity",
+    summary = "Whether the person finished the device sign-in (waits up to 20 s): pending, or a session",
+    request_body = SsoDevicePollBody,
+    responses((status = 200, description = "Done", body = jitgate_api::SsoDeviceOutcome), Refusals),
+)]
+pub(super) async fn device_poll(State(s): State<AppState>, Json(body): Json<SsoDevicePollBody>) -> R<jitgate_api::SsoDeviceOutcome> {
+    Ok(Json(s.sso().device_poll(body.device_id.expose()).await?))
 }

@@ -19,6 +19,7 @@ pub mod resources;
 pub mod reviews;
 pub mod sso;
 pub mod sso_admin;
+pub mod sso_device;
 pub mod tokens;
 pub mod users;
 

@@ -82,7 +82,7 @@ pub fn client_secret_key(provider: &str) -> String {
     format!("oidc:{provider}")
 }
 
-fn refused(e: SsoError) -> ServiceError {
+pub(super) fn refused(e: SsoError) -> ServiceError {
     if e.is_provider_unavailable() {
         ServiceError::new(ErrorKind::Upstream, "provider_unavailable", e.reason)
     } else if matches!(e.code, "domain_not_allowed" | "invalid_username") {
@@ -165,7 +165,7 @@ impl Sso<'_> {
         format!("{}sso/callback", self.public_url())
     }
 
-    async fn client_secret(&self, provider: &str) -> Result<SecretString, ServiceError> {
+    pub(super) async fn client_secret(&self, provider: &str) -> Result<SecretString, ServiceError> {
         let key = client_secret_key(provider);
         self.stored_secret(&key, &key).await?.ok_or_else(|| {
             ServiceError::new(
@@ -207,7 +207,7 @@ impl Sso<'_> {
     }
 
     /// Keeps `value` sealed under the hash of `secret` (a state or hand-off code) for `ttl`.
-    async fn keep(&self, secret: &str, provider: &str, value: &impl Serialize, ttl: Duration) -> Result<(), ServiceError> {
+    pub(super) async fn keep(&self, secret: &str, provider: &str, value: &impl Serialize, ttl: Duration) -> Result<(), ServiceError> {
         let id = token_hash(secret);
         let plain = serde_json::to_vec(value).map_err(|e| ServiceError::internal(e.to_string()))?;
         let sealed = self.secrets.seal(&plain, &sealed_context(&id));
@@ -223,7 +223,7 @@ impl Sso<'_> {
     }
 
     /// Takes back what [`Self::keep`] kept under `secret`: once, and only before it expires.
-    async fn take<T: serde::de::DeserializeOwned>(&self, secret: &str) -> Result<(SsoSignInRecord, T), ServiceError> {
+    pub(super) async fn take<T: serde::de::DeserializeOwned>(&self, secret: &str) -> Result<(SsoSignInRecord, T), ServiceError> {
         let id = token_hash(secret);
         let record = self.store.take_sso_sign_in(&id, self.now()).await?.ok_or_else(expired_sign_in)?;
         let sealed = jitgate_auth::secret_box::Sealed {
@@ -235,7 +235,7 @@ impl Sso<'_> {
         Ok((record, value))
     }
 
-    async fn audit_refusal(&self, provider: &str, who: &str, e: &ServiceError) {
+    pub(super) async fn audit_refusal(&self, provider: &str, who: &str, e: &ServiceError) {
         self.audit_alone(NewEvent::new(
             who,
             actions::AUTH_SSO,
@@ -291,7 +291,7 @@ impl Sso<'_> {
             .map_err(refused)?;
         match half.back {
             Return::Web { next, .. } => {
-                let session = self.sign_in(p, signed_in).await?;
+                let session = self.sign_in(p, signed_in, "web").await?;
                 Ok(Finished::Web { session, next })
             }
             Return::Cli { redirect, challenge } => {
@@ -342,11 +342,11 @@ impl Sso<'_> {
     }
 
     /// Signs the person in: their user (found, linked or made), groups and a session.
-    async fn sign_in(&self, p: &ProviderConfig, s: SignIn) -> Result<SessionToken, ServiceError> {
+    pub(super) async fn sign_in(&self, p: &ProviderConfig, s: SignIn, client: &str) -> Result<SessionToken, ServiceError> {
         let (user, mfa_at) = self.admit(p, &s).await?;
         let mut tx = self.begin().await?;
         let mfa = mfa_at.map(|at| (Factor::Sso, at));
-        let details = json!({"method": "sso", "provider": p.name, "client": "web", "mfa": mfa.map(|_| "sso"), "amr": s.context.amr, "acr": s.context.acr});
+        let details = json!({"method": "sso", "provider": p.name, "client": client, "mfa": mfa.map(|_| "sso"), "amr": s.context.amr, "acr": s.context.acr});
         let session = self.identity().open_session_with(&mut *tx, &user, mfa, details).await?;
         self.commit(tx).await?;
         Ok(session)

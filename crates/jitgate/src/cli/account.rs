@@ -24,6 +24,10 @@ pub(super) struct LoginArgs {
     /// open it elsewhere on this machine).
     #[arg(long, requires = "sso")]
     no_browser: bool,
+    /// With --sso: sign in by typing a code at the provider on another device (no browser on
+    /// this machine), where the provider offers it.
+    #[arg(long, requires = "sso", conflicts_with = "no_browser")]
+    device: bool,
     /// Read the password from the first line of standard input.
     #[arg(long)]
     password_stdin: bool,
@@ -46,12 +50,13 @@ pub(super) async fn log_in(ctx: &Ctx, args: LoginArgs) -> Result<ExitCode> {
         username,
         sso,
         no_browser,
+        device,
         password_stdin,
         mfa,
     } = args;
     if let Some(provider) = sso {
         let provider = Some(provider.as_str()).filter(|p| !p.is_empty());
-        let session = super::sso::sign_in(ctx, provider, no_browser).await?;
+        let session = super::sso::sign_in(ctx, provider, no_browser, device).await?;
         return report_login(ctx, &session);
     }
     let username = match username {

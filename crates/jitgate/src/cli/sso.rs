@@ -35,8 +35,9 @@ fn open_browser(url: &str) {
     }
 }
 
-/// Signs in through `provider` (the only one, when not named); the session.
-pub(super) async fn sign_in(ctx: &Ctx, provider: Option<&str>, no_browser: bool) -> Result<jitgate_api::SessionToken> {
+/// Signs in through `provider` (the only one, when not named): in a browser on this machine, or
+/// with `device` a code typed at the provider on any other; the session.
+pub(super) async fn sign_in(ctx: &Ctx, provider: Option<&str>, no_browser: bool, device: bool) -> Result<jitgate_api::SessionToken> {
     let c = ctx.anonymous();
     let providers = c.sso_providers().await?;
     let names = || providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
@@ -58,6 +59,9 @@ pub(super) async fn sign_in(ctx: &Ctx, provider: Option<&str>, no_browser: bool)
         },
     };
 
+    if device {
+        return device_sign_in(&c, &provider).await;
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("listening on a loopback port for the browser")?;
@@ -113,4 +117,27 @@ pub(super) async fn sign_in(ctx: &Ctx, provider: Option<&str>, no_browser: bool)
         );
     };
     Ok(c.sso_hand_off(code, verifier.expose_secret()).await?)
+}
+
+/// The device authorization grant: the person types a code at the provider from any device;
+/// the CLI polls (each poll waits up to 20 s at the server) until they are done.
+async fn device_sign_in(c: &jitgate_client::Client, provider: &str) -> Result<jitgate_api::SessionToken> {
+    let started = c.sso_device_start(provider).await?;
+    match &started.verification_uri_complete {
+        Some(full) => eprintln!(
+            "On any device, open:\n  {full}\n(or {} and type the code {})",
+            started.verification_uri, started.user_code
+        ),
+        None => eprintln!(
+            "On any device, open {} and type the code {}",
+            started.verification_uri, started.user_code
+        ),
+    }
+    eprintln!("Waiting for you to finish there (until {})...", started.expires_at);
+    loop {
+        match c.sso_device_poll(started.device_id.expose()).await? {
+            jitgate_api::SsoDeviceOutcome::SignedIn(session) => return Ok(session),
+            jitgate_api::SsoDeviceOutcome::Pending => {}
+        }
+    }
 }
