@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 
 /// Discovery documents and key sets are fetched again after this long.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
-/// A token signed by a key we do not know makes us fetch the keys again, at most this often
-/// (so forged tokens cannot make us hammer the provider).
-const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+/// A token signed by a key we do not know makes us fetch the keys again, at most this often.
+/// Such a token only ever comes from the provider's own token endpoint (for a code it issued),
+/// so this bounds a misbehaving provider, not the public.
+const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 /// One call to the provider, as a whole.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -384,3 +384,21 @@ async fn a_machine_without_a_browser_signs_in_with_the_device_grant() {
         "nobody typed the code yet"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_rotates_its_signing_key_is_followed() {
+    let mut idp = Idp::start(people()).await;
+    let server = server_with(&mut idp, "").await;
+    let (status, _, _) = web_sign_in(&server, &mut Http::new(), "erin", "pwd").await;
+    assert_eq!(status, 200, "the old key, as discovered");
+    // Keys are fetched again at most once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    idp.state["rotate"] = json!(true);
+    std::fs::write(idp.state_path(), idp.state.to_string()).unwrap();
+    let (status, body, session) = web_sign_in(&server, &mut Http::new(), "erin", "pwd").await;
+    assert_eq!(
+        status, 200,
+        "a token under the new key is checked against the keys fetched again: {body}"
+    );
+    assert!(session.is_some());
+}

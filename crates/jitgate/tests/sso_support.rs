@@ -79,6 +79,10 @@ impl Idp {
         }
     }
 
+    pub(crate) fn state_path(&self) -> &std::path::Path {
+        &self.state_path
+    }
+
     pub(crate) fn save(&self) {
         std::fs::write(&self.state_path, self.state.to_string()).unwrap();
     }
