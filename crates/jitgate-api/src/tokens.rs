@@ -42,8 +42,15 @@ impl TokenScope {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenBody {
-    /// What it is for (1 to 64 characters), shown in lists and the audit log.
+    /// What it is for (1 to 64 characters on one line, not only spaces), shown in lists and
+    /// the audit log.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
+    #[schema(min_items = 1)]
     pub scopes: Vec<TokenScope>,
     /// Like `30d` or `12h`; 30 days when absent, at most `auth.api_token_max`.
     #[serde(default)]

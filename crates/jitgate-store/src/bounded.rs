@@ -338,6 +338,7 @@ bounded_writes! {
     insert_api_token(token: &crate::ApiTokenRecord) -> ();
     api_token(id: &str) -> Option<crate::ApiTokenRecord>;
     revoke_api_token(id: &str, at: Timestamp) -> bool;
+    revoke_api_tokens_of(user: &Username, at: Timestamp) -> u64;
 }
 
 bounded_writes! {

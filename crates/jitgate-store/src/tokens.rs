@@ -36,6 +36,8 @@ pub trait TokenWrites: Send {
     async fn api_token(&mut self, id: &str) -> Result<Option<ApiTokenRecord>>;
     /// False when there is no such token, or it was revoked already.
     async fn revoke_api_token(&mut self, id: &str, at: Timestamp) -> Result<bool>;
+    /// Revokes every live token of `user`; how many.
+    async fn revoke_api_tokens_of(&mut self, user: &Username, at: Timestamp) -> Result<u64>;
 }
 
 macro_rules! tokens_sql {
@@ -114,6 +116,15 @@ macro_rules! tokens_sql {
             async fn api_token(&mut self, id: &str) -> Result<Option<crate::ApiTokenRecord>, StoreError> {
                 let sql = format!("SELECT {TOKEN_COLS} FROM api_tokens t WHERE t.id = $1");
                 sqlx::query(&sql).bind(id).fetch_optional(&mut *self.tx).await?.as_ref().map(api_token_from).transpose()
+            }
+
+            async fn revoke_api_tokens_of(&mut self, user: &Username, at: Timestamp) -> Result<u64, StoreError> {
+                let r = sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE username = $1 AND revoked_at IS NULL")
+                    .bind(user.as_str())
+                    .bind(at.as_millis())
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(r.rows_affected())
             }
 
             async fn revoke_api_token(&mut self, id: &str, at: Timestamp) -> Result<bool, StoreError> {

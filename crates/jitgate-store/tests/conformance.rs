@@ -1228,6 +1228,8 @@ async fn api_tokens(store: &dyn Store) {
     assert!(!tx.revoke_api_token("tok_1", t(61)).await.unwrap(), "once");
     let revoked = tx.api_token("tok_1").await.unwrap().unwrap();
     assert_eq!((revoked.revoked_at, revoked.last_used_at), (Some(t(60)), Some(t(50))));
+    assert_eq!(tx.revoke_api_tokens_of(&alice, t(70)).await.unwrap(), 1, "the one still live");
+    assert_eq!(tx.api_token("tok_2").await.unwrap().unwrap().revoked_at, Some(t(70)));
     tx.commit().await.unwrap();
 }
 

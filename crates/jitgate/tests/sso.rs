@@ -159,16 +159,26 @@ async fn passwords_off_leave_only_the_break_glass_account_and_it_never_signs_in_
     strict
         .admin
         .create_user(&jitgate_api::CreateUserBody {
-            username: "frank".parse().unwrap(),
+            username: "gina".parse().unwrap(),
             display_name: String::new(),
             password: Some(crate::support::PASSWORD.into()),
             admin: false,
         })
         .await
         .unwrap();
-    let refused = anon.login("frank", crate::support::PASSWORD).await.unwrap_err();
+    strict
+        .admin
+        .create_user(&jitgate_api::CreateUserBody {
+            username: "frank".parse().unwrap(),
+            display_name: String::new(),
+            password: None,
+            admin: false,
+        })
+        .await
+        .unwrap();
+    let refused = anon.login("gina", crate::support::PASSWORD).await.unwrap_err();
     assert_eq!(refused.code(), Some("password_disabled"));
-    let refused = anon.login("frank", "a wrong password").await.unwrap_err();
+    let refused = anon.login("gina", "a wrong password").await.unwrap_err();
     assert_eq!(refused.code(), Some("password_disabled"), "the same answer whatever the password");
     // The break-glass account cannot be claimed through the provider.
     idp.register(&strict);
@@ -176,7 +186,13 @@ async fn passwords_off_leave_only_the_break_glass_account_and_it_never_signs_in_
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("break-glass"), "{body}");
     assert!(session.is_none());
-    // frank, created by an administrator, is linked at his first sign-in and keeps his name.
+    // gina has a password of her own: whoever the provider calls gina does not take her account.
+    let (status, body, session) = web_sign_in(&strict, &mut Http::new(), "gina", "pwd,otp").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("its own password"), "{body}");
+    assert!(session.is_none());
+    // frank, created by an administrator for single sign-on (no password), is linked at his
+    // first sign-in and keeps his name.
     let (status, _, session) = web_sign_in(&strict, &mut Http::new(), "frank", "pwd").await;
     assert_eq!(status, 200);
     assert_eq!(

@@ -119,6 +119,7 @@ pub(crate) fn people() -> Value {
         "erin": {"email": "erin@example.com", "email_verified": true, "name": "Erin E", "groups": ["jit-engineers", "Platform On-Call", "team-pay-admins", "everyone"]},
         "mallory": {"email": "mallory@evil.org", "email_verified": true, "groups": []},
         "frank": {"email": "frank@example.com", "email_verified": true, "groups": []},
+        "gina": {"email": "gina@example.com", "email_verified": true, "groups": []},
         "admin": {"email": "admin@example.com", "email_verified": true, "groups": []}
     })
 }

@@ -78,6 +78,14 @@ async fn a_token_does_only_what_its_scopes_name_and_never_what_no_token_may() {
     assert!(!admin_token.users().await.unwrap().is_empty());
     let e = admin_token.set_password("alice", "a new long password").await.unwrap_err();
     assert_eq!(e.code(), Some("token_scope"), "not even an admin token sets passwords");
+    let new_user = jitgate_api::CreateUserBody {
+        username: "puppet".parse().unwrap(),
+        display_name: String::new(),
+        password: Some("a long test password xx".into()),
+        admin: false,
+    };
+    let e = admin_token.create_user(&new_user).await.unwrap_err();
+    assert_eq!(e.code(), Some("token_scope"), "nor makes users, who could have passwords");
 }
 
 #[tokio::test]
@@ -119,6 +127,12 @@ async fn a_token_ends_with_its_time_its_revocation_and_its_owner_and_is_kept_onl
     t3.whoami().await.unwrap();
     admin.set_user_disabled("alice", true).await.unwrap();
     assert_eq!(t3.whoami().await.unwrap_err().status(), Some(401));
+    admin.set_user_disabled("alice", false).await.unwrap();
+    assert_eq!(
+        t3.whoami().await.unwrap_err().status(),
+        Some(401),
+        "revoked for good, as her sessions"
+    );
 
     // A token is no session: not as the pages' cookie.
     let page = reqwest::Client::builder()

@@ -10,6 +10,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TokensQuery {
     /// Everyone's tokens (administrators).

@@ -392,6 +392,20 @@ impl Sso<'_> {
                     ));
                 }
                 let existing = tx.user(&name).await?;
+                if let Some(local) = &existing {
+                    // An account with credentials of its own is its holder's: a provider that
+                    // names it (a chosen or recycled user name) must not take it over.
+                    let has_factor = !self.mfa().factors_of(&local.name).await?.is_empty();
+                    if local.password_hash.is_some() || has_factor {
+                        return Err(refuse(
+                            "link_refused",
+                            format!(
+                                "{name} is a jitgate account with its own password or second factor: a sign-in through {} links only to accounts made for it (created without a password); ask an administrator",
+                                p.name
+                            ),
+                        ));
+                    }
+                }
                 if existing.is_none() {
                     if p.provisioning == Provisioning::Existing {
                         return Err(refuse(

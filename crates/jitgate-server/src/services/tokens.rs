@@ -22,11 +22,14 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 /// The scope a call needs, by method and path under `/api/v1`; `None`: no token may make it
-/// (second factors, tokens, passwords, logging out, and anything not listed).
+/// (second factors, tokens, passwords, new users, logging out, and anything not listed).
 pub fn required_scope(method: &axum::http::Method, path: &str) -> Option<TokenScope> {
     use axum::http::Method;
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let never = matches!(parts.first(), Some(&"mfa" | &"tokens" | &"logout")) || parts.last() == Some(&"password");
+    // A password set by a token would be a way from the token to an interactive session: not
+    // set directly, nor with a new user.
+    let makes_credentials = parts.last() == Some(&"password") || (method == Method::POST && parts == ["admin", "users"]);
+    let never = matches!(parts.first(), Some(&"mfa" | &"tokens" | &"logout")) || makes_credentials;
     if never {
         return None;
     }

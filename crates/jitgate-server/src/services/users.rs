@@ -103,6 +103,8 @@ impl Users<'_> {
         let mut revoked = Vec::new();
         if disabled {
             tx.delete_sessions_of(name).await?;
+            // As their sessions: for good, not back when they are enabled again.
+            tx.revoke_api_tokens_of(name, now).await?;
             let live = self
                 .store
                 .grants(&GrantFilter {

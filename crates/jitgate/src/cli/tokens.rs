@@ -22,6 +22,7 @@ pub(super) enum TokenCommand {
     },
     /// Your tokens (with --all, everyone's: administrators).
     List {
+        /// Everyone's tokens (administrators).
         #[arg(long)]
         all: bool,
     },
