@@ -384,6 +384,8 @@ mod tests {
             include_str!("mfa.rs"),
             include_str!("notifications.rs"),
             include_str!("requests.rs"),
+            include_str!("sso.rs"),
+            include_str!("tokens.rs"),
         ];
         let route = regex::Regex::new(r#"\.route\(\s*"([^"]+)",\s*([a-z]+\([a-z_]+\)(?:\s*\.[a-z]+\([a-z_]+\))*),?\s*\)"#).unwrap();
         let method = regex::Regex::new(r"([a-z]+)\([a-z_]+\)").unwrap();
