@@ -122,6 +122,21 @@ macro_rules! identity_sql {
             })
         }
 
+        /// The user of a row that joined `users u` to something with a `created_at` of its own:
+        /// [`JOINED_USER_COLS`].
+        fn joined_user_from(row: &DbRow) -> Result<UserRecord, StoreError> {
+            Ok(UserRecord {
+                name: name(row.try_get("name")?, "user name")?,
+                display_name: row.try_get("display_name")?,
+                password_hash: row.try_get("password_hash")?,
+                is_admin: row.try_get("is_admin")?,
+                disabled: row.try_get("disabled")?,
+                created_at: ts(row.try_get("user_created_at")?),
+            })
+        }
+
+        const JOINED_USER_COLS: &str = "u.name, u.display_name, u.password_hash, u.is_admin, u.disabled, u.created_at AS user_created_at";
+
         async fn q_user<'e, E: sqlx::Executor<'e, Database = $db>>(ex: E, user: &Username) -> Result<Option<UserRecord>, StoreError> {
             let sql = format!("SELECT {USER_COLS} FROM users WHERE name = $1");
             sqlx::query(&sql).bind(user.as_str()).fetch_optional(ex).await?.as_ref().map(user_from).transpose()
@@ -184,6 +199,7 @@ macro_rules! identity_sql {
             }
 
             async fn session_user(&self, token_hash: &str) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
+                // A literal, not the column constant: every authenticated call runs this.
                 let row = sqlx::query(
                     "SELECT s.token_hash, s.username, s.created_at, s.last_seen_at, s.expires_at, s.mfa_at, s.mfa_method, \
                      u.name, u.display_name, u.password_hash, u.is_admin, u.disabled, u.created_at AS user_created_at \
@@ -193,16 +209,7 @@ macro_rules! identity_sql {
                 .fetch_optional(&self.read)
                 .await?;
                 let Some(row) = row else { return Ok(None) };
-                let session = session_from(&row)?;
-                let user = UserRecord {
-                    name: name(row.try_get("name")?, "user name")?,
-                    display_name: row.try_get("display_name")?,
-                    password_hash: row.try_get("password_hash")?,
-                    is_admin: row.try_get("is_admin")?,
-                    disabled: row.try_get("disabled")?,
-                    created_at: ts(row.try_get("user_created_at")?),
-                };
-                Ok(Some((session, user)))
+                Ok(Some((session_from(&row)?, joined_user_from(&row)?)))
             }
         }
 

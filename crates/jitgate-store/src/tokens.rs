@@ -63,21 +63,12 @@ macro_rules! tokens_sql {
         impl crate::TokenReads for $store {
             async fn api_token_user(&self, token_hash: &str) -> Result<Option<(crate::ApiTokenRecord, crate::UserRecord)>, StoreError> {
                 let sql = format!(
-                    "SELECT {TOKEN_COLS}, u.name, u.display_name, u.password_hash, u.is_admin, u.disabled, u.created_at AS user_created_at \
-                     FROM api_tokens t JOIN users u ON u.name = t.username WHERE t.token_hash = $1"
+                    "SELECT {TOKEN_COLS}, {JOINED_USER_COLS} FROM api_tokens t JOIN users u ON u.name = t.username WHERE t.token_hash = $1"
                 );
                 let Some(row) = sqlx::query(&sql).bind(token_hash).fetch_optional(&self.read).await? else {
                     return Ok(None);
                 };
-                let user = crate::UserRecord {
-                    name: name(row.try_get("name")?, "user name")?,
-                    display_name: row.try_get("display_name")?,
-                    password_hash: row.try_get("password_hash")?,
-                    is_admin: row.try_get("is_admin")?,
-                    disabled: row.try_get("disabled")?,
-                    created_at: ts(row.try_get("user_created_at")?),
-                };
-                Ok(Some((api_token_from(&row)?, user)))
+                Ok(Some((api_token_from(&row)?, joined_user_from(&row)?)))
             }
 
             async fn api_tokens(&self, user: Option<&Username>) -> Result<Vec<crate::ApiTokenRecord>, StoreError> {

@@ -208,27 +208,7 @@ async fn the_cli_signs_in_through_the_browser_with_a_loopback_redirect() {
     let mut idp = Idp::start(people()).await;
     let server = server_with(&mut idp, "").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
-        .args(["login", "--sso", "--no-browser"])
-        .env("JITGATE_CONFIG_DIR", dir.path().join("cli"))
-        .env("JITGATE_SERVER", &server.url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    use tokio::io::AsyncBufReadExt;
-    let mut err = tokio::io::BufReader::new(cli.stderr.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(l) = err.next_line().await.unwrap() {
-            if let Some(u) = l.trim().strip_prefix("http") {
-                return format!("http{u}");
-            }
-        }
-        panic!("the CLI printed no address")
-    })
-    .await
-    .unwrap();
+    let (cli, url) = cli_waiting_at_an_address(&server, dir.path(), &["login", "--sso", "--no-browser"]).await;
     assert!(url.starts_with(&idp.issuer), "{url}");
     // The person signs in at the provider; the browser goes back through jitgate to the CLI.
     let mut browser = Http::new();
@@ -352,27 +332,7 @@ async fn a_machine_without_a_browser_signs_in_with_the_device_grant() {
     let mut idp = Idp::start(people()).await;
     let server = server_with(&mut idp, "").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
-        .args(["login", "--sso", "corp", "--device"])
-        .env("JITGATE_CONFIG_DIR", dir.path().join("cli"))
-        .env("JITGATE_SERVER", &server.url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    use tokio::io::AsyncBufReadExt;
-    let mut err = tokio::io::BufReader::new(cli.stderr.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(l) = err.next_line().await.unwrap() {
-            if let Some(u) = l.trim().strip_prefix("http") {
-                return format!("http{u}");
-            }
-        }
-        panic!("the CLI printed no address")
-    })
-    .await
-    .unwrap();
+    let (cli, url) = cli_waiting_at_an_address(&server, dir.path(), &["login", "--sso", "corp", "--device"]).await;
     assert!(url.starts_with(&idp.issuer) && url.contains("user_code="), "{url}");
     // The person, on another device, types the code and signs in there.
     let last = Http::new().device_sign_in(&url, "erin", "pwd,otp").await;

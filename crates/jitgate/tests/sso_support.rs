@@ -338,3 +338,36 @@ impl Http {
         panic!("the device sign-in did not end: {page}");
     }
 }
+
+/// The real `jitgate` with `args` (a sign-in through the provider), once it has printed the
+/// address the person is to open: the running CLI and that address.
+pub(crate) async fn cli_waiting_at_an_address(
+    server: &TestServer,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(args)
+        .env("JITGATE_CONFIG_DIR", dir.join("cli"))
+        .env("JITGATE_SERVER", &server.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut err = tokio::io::BufReader::new(cli.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(l) = err.next_line().await.unwrap() {
+            if let Some(u) = l.trim().strip_prefix("http") {
+                return format!("http{u}");
+            }
+        }
+        panic!("the CLI printed no address")
+    })
+    .await
+    .unwrap();
+    // Read on: the CLI's later lines must not meet a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
+    (cli, url)
+}
