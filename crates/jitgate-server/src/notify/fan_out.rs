@@ -183,16 +183,16 @@ impl Core {
                 if r.status != RequestStatus::Pending && r.decided_at.is_some_and(|d| d.as_millis() <= event.ts) {
                     return Ok(None);
                 }
-                let (progress, wanted) = self.stages_of(r).await?;
+                let (progress, wanted) = self.stages_of(r, event.ts).await?;
                 stages = progress;
                 wanted.into_iter().collect()
             }
             (EventKind::StageAdvanced, Some(r)) => {
                 // The last approval is told as `request.approved`.
-                if r.status != RequestStatus::Pending {
+                if r.decided_at.is_some_and(|d| d.as_millis() <= event.ts) {
                     return Ok(None);
                 }
-                let (progress, wanted) = self.stages_of(r).await?;
+                let (progress, wanted) = self.stages_of(r, event.ts).await?;
                 stages = progress;
                 std::iter::once(r.requester.clone()).chain(wanted).collect()
             }
@@ -265,9 +265,10 @@ impl Core {
         }))
     }
 
-    /// The request's stages as they stand, and the people who may still approve: members of
-    /// the groups of stages not yet satisfied, but not the requester nor who approved already.
-    async fn stages_of(&self, r: &AccessRequest) -> Result<(Vec<StagePart>, BTreeSet<Username>), ServiceError> {
+    /// The request's stages as they stood at `as_of` (the event's time: the messages say the
+    /// same however late they are made), and the people who could still approve then: members
+    /// of the groups of stages not yet satisfied, but not the requester nor who had approved.
+    async fn stages_of(&self, r: &AccessRequest, as_of: i64) -> Result<(Vec<StagePart>, BTreeSet<Username>), ServiceError> {
         let Some(resource) = self.store.resource(&r.resource).await? else {
             return Ok((Vec::new(), BTreeSet::new()));
         };
@@ -277,7 +278,7 @@ impl Core {
         let reviews = self.store.reviews(&r.id).await?;
         let mut approvers = Vec::new();
         let mut reviewed = BTreeSet::new();
-        for review in &reviews {
+        for review in reviews.iter().filter(|r| r.created_at.as_millis() <= as_of) {
             if let Some(person) = review.reviewer.person() {
                 reviewed.insert(person.clone());
                 if review.decision == Decision::Approve {
