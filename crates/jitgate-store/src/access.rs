@@ -337,73 +337,79 @@ macro_rules! access_sql {
         #[async_trait]
         impl crate::AccessWrites for $tx {
             async fn request(&mut self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
-                q_request(&mut *self.tx, id).await
+                q_request(self.db().await?, id).await
             }
 
             async fn reviews(&mut self, id: &str) -> Result<Vec<Review>, StoreError> {
-                q_reviews(&mut *self.tx, id).await
+                q_reviews(self.db().await?, id).await
             }
 
             async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
                 self.deadline_added(r.expires_at.as_millis());
-                let sql = format!("INSERT INTO requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)");
-                sqlx::query(&sql)
-                    .bind(&r.id)
-                    .bind(r.requester.as_str())
-                    .bind(r.resource.as_str())
-                    .bind(r.role.as_str())
-                    .bind(&r.reason)
-                    .bind(&r.ticket)
-                    .bind(r.duration_secs)
-                    .bind(r.start_at.map(Timestamp::as_millis))
-                    .bind(r.status.as_str())
-                    .bind(r.created_at.as_millis())
-                    .bind(r.expires_at.as_millis())
-                    .bind(r.decided_at.map(Timestamp::as_millis))
-                    .bind(&r.extends_grant)
-                    .bind(r.mfa_method.map(Factor::as_str))
-                    .bind(r.break_glass)
-                    .bind(r.acknowledged_by.as_ref().map(|u| u.to_string()))
-                    .bind(r.acknowledged_at.map(Timestamp::as_millis))
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(|e| self.conflict(e, format!("request {}", r.id)))?;
-                Ok(())
+                let r = r.clone();
+                self.defer("requests", false, format!("request {}", r.id), move |q| {
+                    q.push(format!("INSERT INTO requests ({REQUEST_COLS}) VALUES ("));
+                    let mut v = q.separated(", ");
+                    v.push_bind(r.id)
+                        .push_bind(r.requester.to_string())
+                        .push_bind(r.resource.to_string())
+                        .push_bind(r.role.to_string())
+                        .push_bind(r.reason)
+                        .push_bind(r.ticket)
+                        .push_bind(r.duration_secs)
+                        .push_bind(r.start_at.map(Timestamp::as_millis))
+                        .push_bind(r.status.as_str())
+                        .push_bind(r.created_at.as_millis())
+                        .push_bind(r.expires_at.as_millis())
+                        .push_bind(r.decided_at.map(Timestamp::as_millis))
+                        .push_bind(r.extends_grant)
+                        .push_bind(r.mfa_method.map(Factor::as_str))
+                        .push_bind(r.break_glass)
+                        .push_bind(r.acknowledged_by.map(|u| u.to_string()))
+                        .push_bind(r.acknowledged_at.map(Timestamp::as_millis));
+                    v.push_unseparated(")");
+                })
+                .await
             }
 
             async fn set_request_status(&mut self, id: &str, status: RequestStatus, at: Timestamp) -> Result<(), StoreError> {
-                sqlx::query("UPDATE requests SET status = $2, decided_at = $3 WHERE id = $1")
-                    .bind(id)
-                    .bind(status.as_str())
-                    .bind(at.as_millis())
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
+                let id = id.to_owned();
+                self.defer("requests", true, format!("request {id}"), move |q| {
+                    q.push("UPDATE requests SET status = ")
+                        .push_bind(status.as_str())
+                        .push(", decided_at = ")
+                        .push_bind(at.as_millis())
+                        .push(" WHERE id = ")
+                        .push_bind(id);
+                })
+                .await
             }
 
             async fn insert_review(&mut self, r: &Review) -> Result<(), StoreError> {
-                let sql = format!("INSERT INTO reviews ({REVIEW_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
-                sqlx::query(&sql)
-                    .bind(&r.request_id)
-                    .bind(r.reviewer.to_string())
-                    .bind(r.decision.as_str())
-                    .bind(&r.comment)
-                    .bind(r.stage.map(i64::from))
-                    .bind(r.mfa_method.map(Factor::as_str))
-                    .bind(r.created_at.as_millis())
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(|e| self.conflict(e, format!("review of {} by {}", r.request_id, r.reviewer)))?;
-                Ok(())
+                let r = r.clone();
+                let what = format!("review of {} by {}", r.request_id, r.reviewer);
+                self.defer("reviews", false, what, move |q| {
+                    q.push(format!("INSERT INTO reviews ({REVIEW_COLS}) VALUES ("));
+                    let mut v = q.separated(", ");
+                    v.push_bind(r.request_id)
+                        .push_bind(r.reviewer.to_string())
+                        .push_bind(r.decision.as_str())
+                        .push_bind(r.comment)
+                        .push_bind(r.stage.map(i64::from))
+                        .push_bind(r.mfa_method.map(Factor::as_str))
+                        .push_bind(r.created_at.as_millis());
+                    v.push_unseparated(")");
+                })
+                .await
             }
 
             async fn due_requests(&mut self, now: Timestamp, limit: i64) -> Result<Vec<AccessRequest>, StoreError> {
                 let sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2");
-                all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(&mut *self.tx).await?, request_from)
+                all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(self.db().await?).await?, request_from)
             }
 
             async fn grant(&mut self, id: &str) -> Result<Option<Grant>, StoreError> {
-                q_grant(&mut *self.tx, "id", id).await
+                q_grant(self.db().await?, "id", id).await
             }
 
             async fn insert_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
@@ -414,28 +420,28 @@ macro_rules! access_sql {
                 for d in g.next_deadline().into_iter().chain(warn_at) {
                     self.deadline_added(d.as_millis());
                 }
-                let sql = format!(
-                    "INSERT INTO grants ({GRANT_COLS}, next_deadline, warn_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-                );
-                sqlx::query(&sql)
-                    .bind(&g.id)
-                    .bind(&g.request_id)
-                    .bind(g.user.as_str())
-                    .bind(g.resource.as_str())
-                    .bind(g.role.as_str())
-                    .bind(g.starts_at.as_millis())
-                    .bind(g.ends_at.as_millis())
-                    .bind(g.status.as_str())
-                    .bind(g.created_at.as_millis())
-                    .bind(g.revoked_at.map(Timestamp::as_millis))
-                    .bind(g.revoked_by.as_ref().map(|u| u.as_str().to_owned()))
-                    .bind(&g.revoke_reason)
-                    .bind(g.next_deadline().map(Timestamp::as_millis))
-                    .bind(warn_at.map(Timestamp::as_millis))
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(|e| self.conflict(e, format!("grant {}", g.id)))?;
-                Ok(())
+                let g = g.clone();
+                self.defer("grants", false, format!("grant {}", g.id), move |q| {
+                    q.push(format!("INSERT INTO grants ({GRANT_COLS}, next_deadline, warn_at) VALUES ("));
+                    let next_deadline = g.next_deadline().map(Timestamp::as_millis);
+                    let mut v = q.separated(", ");
+                    v.push_bind(g.id)
+                        .push_bind(g.request_id)
+                        .push_bind(g.user.to_string())
+                        .push_bind(g.resource.to_string())
+                        .push_bind(g.role.to_string())
+                        .push_bind(g.starts_at.as_millis())
+                        .push_bind(g.ends_at.as_millis())
+                        .push_bind(g.status.as_str())
+                        .push_bind(g.created_at.as_millis())
+                        .push_bind(g.revoked_at.map(Timestamp::as_millis))
+                        .push_bind(g.revoked_by.map(|u| u.to_string()))
+                        .push_bind(g.revoke_reason)
+                        .push_bind(next_deadline)
+                        .push_bind(warn_at.map(Timestamp::as_millis));
+                    v.push_unseparated(")");
+                })
+                .await
             }
 
             async fn update_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
@@ -451,7 +457,7 @@ macro_rules! access_sql {
                 .bind(g.revoked_by.as_ref().map(|u| u.as_str().to_owned()))
                 .bind(&g.revoke_reason)
                 .bind(g.next_deadline().map(Timestamp::as_millis))
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(())
             }
@@ -470,7 +476,7 @@ macro_rules! access_sql {
                         list.push_bind(id.clone());
                     }
                     q.push(")");
-                    q.build().execute(&mut *self.tx).await?;
+                    q.build().execute(self.db().await?).await?;
                 }
                 Ok(())
             }
@@ -484,14 +490,14 @@ macro_rules! access_sql {
                         list.push_bind(id.clone());
                     }
                     q.push(")");
-                    q.build().execute(&mut *self.tx).await?;
+                    q.build().execute(self.db().await?).await?;
                 }
                 Ok(())
             }
 
             async fn due_grants(&mut self, now: Timestamp, limit: i64) -> Result<Vec<Grant>, StoreError> {
                 let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE next_deadline IS NOT NULL AND next_deadline <= $1 ORDER BY next_deadline LIMIT $2");
-                all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(&mut *self.tx).await?, grant_from)
+                all(sqlx::query(&sql).bind(now.as_millis()).bind(limit).fetch_all(self.db().await?).await?, grant_from)
             }
 
             async fn acknowledge_request(&mut self, id: &str, by: &Username, at: Timestamp) -> Result<bool, StoreError> {
@@ -502,7 +508,7 @@ macro_rules! access_sql {
                 .bind(id)
                 .bind(by.as_str())
                 .bind(at.as_millis())
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(r.rows_affected() == 1)
             }
@@ -518,7 +524,7 @@ macro_rules! access_sql {
                 .bind(&n.subject)
                 .bind(&n.message)
                 .bind(n.created_at.as_millis())
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(())
             }

@@ -148,7 +148,7 @@ macro_rules! audit_sql {
                     .bind(c.prev.as_ref().map(|p| p.seq))
                     .bind(c.prev.as_ref().map(|p| p.hash.clone()))
                     .bind(c.next_key.clone())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await
                     .map_err(|e| self.conflict(e, format!("checkpoint {}", c.seq)))?;
                 Ok(())
@@ -156,7 +156,7 @@ macro_rules! audit_sql {
 
             async fn last_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
                 let sql = format!("SELECT {CHECKPOINT_COLS} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1");
-                let row = sqlx::query(&sql).fetch_optional(&mut *self.tx).await?;
+                let row = sqlx::query(&sql).fetch_optional(self.db().await?).await?;
                 row.as_ref().map(checkpoint_from).transpose()
             }
         }

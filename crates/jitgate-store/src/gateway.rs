@@ -281,7 +281,7 @@ macro_rules! gateway_sql {
                 .bind(t.created_at.as_millis())
                 .bind(t.expires_at.as_millis())
                 .bind(t.uses)
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(())
             }
@@ -302,7 +302,7 @@ macro_rules! gateway_sql {
                     .bind(&e.last_error)
                     .bind(e.created_at.as_millis())
                     .bind(e.revoked_at.map(Timestamp::as_millis))
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(())
             }
@@ -319,7 +319,7 @@ macro_rules! gateway_sql {
                 .bind(&c.sealed_password)
                 .bind(c.updated_at.as_millis())
                 .bind(c.updated_by.as_str())
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(())
             }
@@ -328,7 +328,7 @@ macro_rules! gateway_sql {
                 let r = sqlx::query("DELETE FROM resource_credentials WHERE resource = $1 AND role = $2")
                     .bind(resource.as_str())
                     .bind(role.map_or("", RoleName::as_str))
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected() > 0)
             }
@@ -336,7 +336,7 @@ macro_rules! gateway_sql {
             async fn delete_resource_credentials(&mut self, resource: &ResourceName) -> Result<u64, StoreError> {
                 let r = sqlx::query("DELETE FROM resource_credentials WHERE resource = $1")
                     .bind(resource.as_str())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected())
             }
@@ -348,7 +348,7 @@ macro_rules! gateway_sql {
                 )
                 .bind(token_hash)
                 .bind(now.as_millis())
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.db().await?)
                 .await?;
                 let Some(r) = row else { return Ok(None) };
                 Ok(Some(ConnectTokenRecord {
@@ -374,7 +374,7 @@ macro_rules! gateway_sql {
                 .bind(d.role.as_str())
                 .bind(&d.peer)
                 .bind(d.started_at.as_millis())
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(())
             }
@@ -383,7 +383,7 @@ macro_rules! gateway_sql {
                 let r = sqlx::query("UPDATE db_sessions SET grant_id = $2 WHERE id = $1 AND ended_at IS NULL")
                     .bind(id)
                     .bind(grant_id)
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected() > 0)
             }
@@ -398,7 +398,7 @@ macro_rules! gateway_sql {
                 .bind(d.bytes_in)
                 .bind(d.bytes_out)
                 .bind(d.statements)
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(())
             }
@@ -407,7 +407,7 @@ macro_rules! gateway_sql {
                 let r = sqlx::query("UPDATE db_sessions SET kill_reason = $2 WHERE id = $1 AND ended_at IS NULL")
                     .bind(id)
                     .bind(reason)
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected() == 1)
             }

@@ -216,7 +216,7 @@ macro_rules! identity_sql {
         #[async_trait]
         impl crate::IdentityWrites for $tx {
             async fn user(&mut self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
-                q_user(&mut *self.tx, user).await
+                q_user(self.db().await?, user).await
             }
 
             async fn standing_of(&mut self, users: &[Username]) -> Result<BTreeMap<Username, Standing>, StoreError> {
@@ -231,7 +231,7 @@ macro_rules! identity_sql {
                         list.push_bind(u.as_str().to_owned());
                     }
                     q.push(")");
-                    for r in q.build().fetch_all(&mut *self.tx).await? {
+                    for r in q.build().fetch_all(self.db().await?).await? {
                         let standing: &mut Standing = out.entry(name(r.try_get("name")?, "user name")?).or_default();
                         standing.is_admin = r.try_get("is_admin")?;
                         if let Some(g) = r.try_get::<Option<String>, _>("group_name")? {
@@ -243,11 +243,11 @@ macro_rules! identity_sql {
             }
 
             async fn user_groups(&mut self, user: &Username) -> Result<BTreeSet<GroupName>, StoreError> {
-                q_user_groups(&mut *self.tx, user).await
+                q_user_groups(self.db().await?, user).await
             }
 
             async fn count_users(&mut self) -> Result<i64, StoreError> {
-                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut *self.tx).await?)
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(self.db().await?).await?)
             }
 
             async fn insert_user(&mut self, u: &UserRecord) -> Result<(), StoreError> {
@@ -259,7 +259,7 @@ macro_rules! identity_sql {
                     .bind(u.is_admin)
                     .bind(u.disabled)
                     .bind(u.created_at.as_millis())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await
                     .map_err(|e| self.conflict(e, format!("user '{}'", u.name)))?;
                 Ok(())
@@ -272,7 +272,7 @@ macro_rules! identity_sql {
                     .bind(&u.password_hash)
                     .bind(u.is_admin)
                     .bind(u.disabled)
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(())
             }
@@ -281,7 +281,7 @@ macro_rules! identity_sql {
                 sqlx::query("INSERT INTO groups (name, source) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                     .bind(g.as_str())
                     .bind(source.as_str())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(())
             }
@@ -294,13 +294,13 @@ macro_rules! identity_sql {
                         .bind(g.as_str())
                         .bind(u.as_str())
                         .bind(source.as_str())
-                        .execute(&mut *self.tx)
+                        .execute(self.db().await?)
                         .await?
                 } else {
                     sqlx::query("DELETE FROM group_members WHERE group_name = $1 AND username = $2")
                         .bind(g.as_str())
                         .bind(u.as_str())
-                        .execute(&mut *self.tx)
+                        .execute(self.db().await?)
                         .await?
                 };
                 Ok(done.rows_affected() > 0)
@@ -308,10 +308,10 @@ macro_rules! identity_sql {
 
             async fn clear_source(&mut self, source: Source) -> Result<(), StoreError> {
                 self.directory_changed = true;
-                sqlx::query("DELETE FROM group_members WHERE source = $1").bind(source.as_str()).execute(&mut *self.tx).await?;
+                sqlx::query("DELETE FROM group_members WHERE source = $1").bind(source.as_str()).execute(self.db().await?).await?;
                 sqlx::query("DELETE FROM groups WHERE source = $1 AND name NOT IN (SELECT group_name FROM group_members)")
                     .bind(source.as_str())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(())
             }
@@ -328,7 +328,7 @@ macro_rules! identity_sql {
                     .bind(s.expires_at.as_millis())
                     .bind(s.mfa_at.map(Timestamp::as_millis))
                     .bind(s.mfa_method.map(Factor::as_str))
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(())
             }
@@ -337,18 +337,18 @@ macro_rules! identity_sql {
                 sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE token_hash = $1")
                     .bind(token_hash)
                     .bind(now.as_millis())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(())
             }
 
             async fn delete_session(&mut self, token_hash: &str) -> Result<bool, StoreError> {
-                let r = sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&mut *self.tx).await?;
+                let r = sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(self.db().await?).await?;
                 Ok(r.rows_affected() > 0)
             }
 
             async fn delete_sessions_of(&mut self, user: &Username) -> Result<u64, StoreError> {
-                let r = sqlx::query("DELETE FROM sessions WHERE username = $1").bind(user.as_str()).execute(&mut *self.tx).await?;
+                let r = sqlx::query("DELETE FROM sessions WHERE username = $1").bind(user.as_str()).execute(self.db().await?).await?;
                 Ok(r.rows_affected())
             }
 
@@ -356,7 +356,7 @@ macro_rules! identity_sql {
                 let r = sqlx::query("DELETE FROM sessions WHERE username = $1 AND token_hash <> $2")
                     .bind(user.as_str())
                     .bind(keep)
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected())
             }

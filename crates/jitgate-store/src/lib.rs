@@ -164,6 +164,11 @@ pub trait Store:
 
 /// One all-or-nothing change, across any of the aggregates. Dropping it without `commit` rolls
 /// everything back.
+///
+/// A write that answers nothing (inserting a request, a review or a grant; a request's status)
+/// may be sent with the change's next statement rather than at once (PostgreSQL: see
+/// `Deferred` in `sql.rs`): its conflict is then reported by that statement's call, at the
+/// latest by `commit`, and either way nothing of the change is written.
 #[async_trait]
 pub trait WriteTx:
     IdentityWrites + ResourceWrites + AccessWrites + AuditWrites + MfaWrites + GatewayWrites + OutboxWrites + SsoWrites + TokenWrites + Send

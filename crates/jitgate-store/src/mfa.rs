@@ -339,53 +339,53 @@ macro_rules! mfa_sql {
                     .bind(token_hash)
                     .bind(at.as_millis())
                     .bind(method.as_str())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(())
             }
 
             async fn put_totp(&mut self, totp: &TotpRecord) -> Result<(), StoreError> {
-                q_put_totp(&mut *self.tx, totp).await
+                q_put_totp(self.db().await?, totp).await
             }
 
             async fn totp(&mut self, user: &Username) -> Result<Option<TotpRecord>, StoreError> {
-                q_totp(&mut *self.tx, user).await
+                q_totp(self.db().await?, user).await
             }
 
             async fn use_totp_step(&mut self, user: &Username, step: i64, confirm_at: Option<Timestamp>) -> Result<bool, StoreError> {
-                q_use_totp_step(&mut *self.tx, user, step, confirm_at).await
+                q_use_totp_step(self.db().await?, user, step, confirm_at).await
             }
 
             async fn delete_totp(&mut self, user: &Username) -> Result<bool, StoreError> {
-                let r = sqlx::query("DELETE FROM mfa_totp WHERE username = $1").bind(user.as_str()).execute(&mut *self.tx).await?;
+                let r = sqlx::query("DELETE FROM mfa_totp WHERE username = $1").bind(user.as_str()).execute(self.db().await?).await?;
                 Ok(r.rows_affected() > 0)
             }
 
             async fn insert_passkey(&mut self, passkey: &PasskeyRecord) -> Result<(), StoreError> {
                 let taken: Option<String> = sqlx::query_scalar("SELECT username FROM mfa_passkeys WHERE credential_id = $1")
                     .bind(&passkey.credential_id)
-                    .fetch_optional(&mut *self.tx)
+                    .fetch_optional(self.db().await?)
                     .await?;
                 if taken.is_some() {
                     return Err(StoreError::Conflict(format!("credential {}", passkey.credential_id)));
                 }
-                let result = q_insert_passkey(&mut *self.tx, passkey).await;
+                let result = q_insert_passkey(self.db().await?, passkey).await;
                 result.map_err(|e| self.conflict(e, format!("credential {}", passkey.credential_id)))
             }
 
             async fn passkeys(&mut self, user: &Username) -> Result<Vec<PasskeyRecord>, StoreError> {
-                q_passkeys(&mut *self.tx, user).await
+                q_passkeys(self.db().await?, user).await
             }
 
             async fn update_passkey(&mut self, credential_id: &str, passkey_json: Option<&str>, used_at: Timestamp) -> Result<(), StoreError> {
-                q_update_passkey(&mut *self.tx, credential_id, passkey_json, used_at).await
+                q_update_passkey(self.db().await?, credential_id, passkey_json, used_at).await
             }
 
             async fn delete_passkey(&mut self, user: &Username, credential_id: &str) -> Result<bool, StoreError> {
                 let r = sqlx::query("DELETE FROM mfa_passkeys WHERE username = $1 AND credential_id = $2")
                     .bind(user.as_str())
                     .bind(credential_id)
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected() > 0)
             }
@@ -393,31 +393,31 @@ macro_rules! mfa_sql {
             async fn replace_recovery_codes(&mut self, user: &Username, hashes: &[String], now: Timestamp) -> Result<(), StoreError> {
                 sqlx::query("DELETE FROM mfa_recovery_codes WHERE username = $1")
                     .bind(user.as_str())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 for hash in hashes {
                     sqlx::query("INSERT INTO mfa_recovery_codes (username, code_hash, used_at, created_at) VALUES ($1, $2, NULL, $3)")
                         .bind(user.as_str())
                         .bind(hash)
                         .bind(now.as_millis())
-                        .execute(&mut *self.tx)
+                        .execute(self.db().await?)
                         .await?;
                 }
                 Ok(())
             }
 
             async fn use_recovery_code(&mut self, user: &Username, hash: &str, now: Timestamp) -> Result<bool, StoreError> {
-                q_use_recovery_code(&mut *self.tx, user, hash, now).await
+                q_use_recovery_code(self.db().await?, user, hash, now).await
             }
 
             async fn recovery_codes_left(&mut self, user: &Username) -> Result<i64, StoreError> {
-                q_recovery_left(&mut *self.tx, user).await
+                q_recovery_left(self.db().await?, user).await
             }
 
             async fn insert_challenge(&mut self, c: &ChallengeRecord, now: Timestamp) -> Result<(), StoreError> {
                 sqlx::query("DELETE FROM mfa_challenges WHERE expires_at <= $1")
                     .bind(now.as_millis())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 sqlx::query("INSERT INTO mfa_challenges (id, username, purpose, state, expires_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(&c.id)
@@ -425,7 +425,7 @@ macro_rules! mfa_sql {
                     .bind(c.purpose.as_str())
                     .bind(&c.state)
                     .bind(c.expires_at.as_millis())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(())
             }
@@ -433,7 +433,7 @@ macro_rules! mfa_sql {
             async fn take_challenge(&mut self, id: &str) -> Result<Option<ChallengeRecord>, StoreError> {
                 sqlx::query("DELETE FROM mfa_challenges WHERE id = $1 RETURNING id, username, purpose, state, expires_at")
                     .bind(id)
-                    .fetch_optional(&mut *self.tx)
+                    .fetch_optional(self.db().await?)
                     .await?
                     .as_ref()
                     .map(challenge_from)
@@ -445,9 +445,9 @@ macro_rules! mfa_sql {
                 // attempts would both pass.
                 sqlx::query("INSERT INTO auth_attempts (username, failures, last_failure_at, locked_until) VALUES ($1, 0, 0, NULL) ON CONFLICT (username) DO NOTHING")
                     .bind(username)
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
-                q_attempts(&mut *self.tx, username, true)
+                q_attempts(self.db().await?, username, true)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt(format!("the attempt record of '{username}' vanished")))
             }
@@ -455,17 +455,17 @@ macro_rules! mfa_sql {
             async fn prune_attempts(&mut self, before: Timestamp) -> Result<u64, StoreError> {
                 let r = sqlx::query("DELETE FROM auth_attempts WHERE last_failure_at < $1 AND username NOT IN (SELECT name FROM users)")
                     .bind(before.as_millis())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected())
             }
 
             async fn put_attempts(&mut self, attempts: &AttemptRecord) -> Result<(), StoreError> {
-                q_put_attempts(&mut *self.tx, attempts).await
+                q_put_attempts(self.db().await?, attempts).await
             }
 
             async fn clear_attempts(&mut self, username: &str) -> Result<bool, StoreError> {
-                let r = sqlx::query("DELETE FROM auth_attempts WHERE username = $1").bind(username).execute(&mut *self.tx).await?;
+                let r = sqlx::query("DELETE FROM auth_attempts WHERE username = $1").bind(username).execute(self.db().await?).await?;
                 Ok(r.rows_affected() > 0)
             }
         }

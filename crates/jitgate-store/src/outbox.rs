@@ -291,7 +291,7 @@ macro_rules! outbox_sql {
         impl crate::OutboxWrites for $tx {
             async fn outbox_cursor(&mut self) -> Result<Option<i64>, StoreError> {
                 let v: Option<String> = sqlx::query_scalar(concat!("SELECT value FROM meta WHERE key = 'outbox.cursor'", $lock))
-                    .fetch_optional(&mut *self.tx)
+                    .fetch_optional(self.db().await?)
                     .await?;
                 v.map(|s| s.parse::<i64>().map_err(|e| corrupt("outbox cursor", e)))
                     .transpose()
@@ -302,7 +302,7 @@ macro_rules! outbox_sql {
                     "INSERT INTO meta (key, value) VALUES ('outbox.cursor', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )
                 .bind(seq.to_string())
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(())
             }
@@ -325,7 +325,7 @@ macro_rules! outbox_sql {
                             .push_bind(d.created_at.as_millis())
                             .push_bind(d.sent_at.map(|t| t.as_millis()));
                     });
-                    if let Err(e) = insert.build().execute(&mut *self.tx).await {
+                    if let Err(e) = insert.build().execute(self.db().await?).await {
                         return Err(self.conflict(e, "delivery".into()));
                     }
                 }
@@ -339,7 +339,7 @@ macro_rules! outbox_sql {
                 )
                 .bind(id)
                 .bind(now.as_millis())
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(r.rows_affected() > 0)
             }
@@ -348,7 +348,7 @@ macro_rules! outbox_sql {
                 let r = sqlx::query("UPDATE users SET email = $2 WHERE name = $1")
                     .bind(user.as_str())
                     .bind(email)
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected() > 0)
             }
@@ -364,7 +364,7 @@ macro_rules! outbox_sql {
                 .bind(&s.sealed)
                 .bind(s.updated_at.as_millis())
                 .bind(s.updated_by.as_str())
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(())
             }
@@ -372,7 +372,7 @@ macro_rules! outbox_sql {
             async fn delete_channel_secret(&mut self, channel: &str) -> Result<bool, StoreError> {
                 let r = sqlx::query("DELETE FROM channel_secrets WHERE channel = $1")
                     .bind(channel)
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected() > 0)
             }
@@ -381,7 +381,7 @@ macro_rules! outbox_sql {
                 sqlx::query("UPDATE grants SET warn_at = $2 WHERE id = $1")
                     .bind(grant_id)
                     .bind(at.as_millis())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 self.deadline_added(at.as_millis());
                 Ok(())
@@ -394,7 +394,7 @@ macro_rules! outbox_sql {
                 )
                 .bind(now.as_millis())
                 .bind(limit)
-                .fetch_all(&mut *self.tx)
+                .fetch_all(self.db().await?)
                 .await?;
                 Ok(ids)
             }

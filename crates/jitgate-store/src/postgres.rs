@@ -310,10 +310,12 @@ impl PgWriteTx {
     /// Several instances share a PostgreSQL store: each new deadline and each kill is told to
     /// all of them (`NOTIFY`, delivered at commit).
     const SHARED: bool = true;
+    /// Joins held-back writes into one statement (see `Deferred` in `sql.rs`).
+    const JOINS_WRITES: bool = true;
 
     /// `synchronous_commit = off` for this transaction only (see [`crate::WriteTx::relax_durability`]).
     async fn relax(&mut self) -> Result<()> {
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *self.tx).await?;
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(self.db().await?).await?;
         Ok(())
     }
 
@@ -322,7 +324,7 @@ impl PgWriteTx {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(crate::SESSION_KILL_CHANNEL)
             .bind(kill.payload())
-            .execute(&mut *self.tx)
+            .execute(self.db().await?)
             .await?;
         Ok(())
     }

@@ -73,21 +73,21 @@ macro_rules! resources_sql {
                 .bind(spec)
                 .bind(source.as_str())
                 .bind(now.as_millis())
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(())
             }
 
             async fn delete_resource(&mut self, res: &ResourceName) -> Result<bool, StoreError> {
                 self.directory_changed = true;
-                let r = sqlx::query("DELETE FROM resources WHERE name = $1").bind(res.as_str()).execute(&mut *self.tx).await?;
+                let r = sqlx::query("DELETE FROM resources WHERE name = $1").bind(res.as_str()).execute(self.db().await?).await?;
                 Ok(r.rows_affected() > 0)
             }
 
             async fn resource(&mut self, res: &ResourceName) -> Result<Option<Resource>, StoreError> {
                 sqlx::query("SELECT spec FROM resources WHERE name = $1")
                     .bind(res.as_str())
-                    .fetch_optional(&mut *self.tx)
+                    .fetch_optional(self.db().await?)
                     .await?
                     .as_ref()
                     .map(resource_from)
@@ -97,7 +97,7 @@ macro_rules! resources_sql {
             async fn resources_from(&mut self, source: Source) -> Result<Vec<ResourceName>, StoreError> {
                 let rows = sqlx::query("SELECT name FROM resources WHERE source = $1 ORDER BY name")
                     .bind(source.as_str())
-                    .fetch_all(&mut *self.tx)
+                    .fetch_all(self.db().await?)
                     .await?;
                 rows.iter().map(|r| name(r.try_get("name")?, "resource")).collect()
             }

@@ -127,6 +127,7 @@ macro_rules! impl_store {
                     slot,
                     directory_changed: false,
                     earliest_deadline: None,
+                    deferred: Vec::new(),
                 }))
             }
 
@@ -150,6 +151,91 @@ macro_rules! impl_store {
             /// The earliest deadline this transaction added (milliseconds), announced to every
             /// instance at commit.
             earliest_deadline: Option<i64>,
+            /// Writes held back until the change's next statement (see [`Deferred`]).
+            deferred: Vec<Deferred>,
+        }
+
+        /// A write whose answer nobody waits for (an insert; an update of rows this change did
+        /// not write). Every statement of a change costs a round trip to the database while the
+        /// change holds the audit head, and every writer waits for the head; so, where the
+        /// backend can join data-modifying statements into one (PostgreSQL's `WITH w AS (INSERT
+        /// …)`), such writes are held back and sent with the change's next statement: its next
+        /// read, or the audit events at commit. SQLite is a library call away: it runs each at
+        /// once. The sub-statements of one statement share a snapshot and cannot see each
+        /// other's rows, so an update waits for nothing held back on its table (it is sent after
+        /// them, not with them).
+        struct Deferred {
+            table: &'static str,
+            /// What it writes, for a conflict's message.
+            what: String,
+            push: Box<dyn FnOnce(&mut sqlx::QueryBuilder<'static, $db>) + Send>,
+        }
+
+        impl $tx {
+            /// Runs `write` now or with the next statement (see [`Deferred`]).
+            async fn defer(
+                &mut self,
+                table: &'static str,
+                update: bool,
+                what: String,
+                push: impl FnOnce(&mut sqlx::QueryBuilder<'static, $db>) + Send + 'static,
+            ) -> Result<(), StoreError> {
+                if !Self::JOINS_WRITES {
+                    let mut q = sqlx::QueryBuilder::<'static, $db>::new("");
+                    push(&mut q);
+                    let done = q.build().execute(&mut *self.tx).await;
+                    done.map_err(|e| self.conflict(e, what))?;
+                    return Ok(());
+                }
+                if update && self.deferred.iter().any(|d| d.table == table) {
+                    self.flush().await?;
+                }
+                self.deferred.push(Deferred {
+                    table,
+                    what,
+                    push: Box::new(push),
+                });
+                Ok(())
+            }
+
+            /// Opens `q` with the held-back writes as `WITH w0 AS (…), w1 AS (…)`, and names
+            /// them; nothing when none are held back.
+            fn push_deferred(&mut self, q: &mut sqlx::QueryBuilder<'static, $db>) -> Option<String> {
+                if self.deferred.is_empty() {
+                    return None;
+                }
+                let mut what = Vec::with_capacity(self.deferred.len());
+                q.push("WITH ");
+                for (i, d) in self.deferred.drain(..).enumerate() {
+                    if i > 0 {
+                        q.push(", ");
+                    }
+                    q.push(format!("w{i} AS ("));
+                    (d.push)(q);
+                    q.push(")");
+                    what.push(d.what);
+                }
+                Some(what.join(", "))
+            }
+
+            /// Sends the held-back writes, in one statement.
+            async fn flush(&mut self) -> Result<(), StoreError> {
+                let mut q = sqlx::QueryBuilder::<'static, $db>::new("");
+                let Some(what) = self.push_deferred(&mut q) else {
+                    return Ok(());
+                };
+                q.push(" SELECT 1");
+                let done = q.build().execute(&mut *self.tx).await;
+                done.map_err(|e| self.conflict(e, what))?;
+                Ok(())
+            }
+
+            /// The connection, for a statement that reads, or writes what must be written now:
+            /// the writes held back go first.
+            async fn db(&mut self) -> Result<&mut <$db as sqlx::Database>::Connection, StoreError> {
+                self.flush().await?;
+                Ok(&mut *self.tx)
+            }
         }
 
         impl $tx {
@@ -175,7 +261,7 @@ macro_rules! impl_store {
                 sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
                     .bind(key)
                     .bind(value)
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(())
             }
@@ -183,7 +269,7 @@ macro_rules! impl_store {
             async fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
                 sqlx::query("DELETE FROM meta WHERE key = $1")
                     .bind(key)
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(())
             }
@@ -203,6 +289,7 @@ macro_rules! impl_store {
                 // head is held.
                 let mut deadline = self.earliest_deadline.filter(|_| Self::SHARED).map(|at| at.to_string());
                 if self.appended.is_empty() {
+                    self.flush().await?;
                     if let Some(at) = deadline.take() {
                         sqlx::query("SELECT pg_notify($1, $2)")
                             .bind(crate::DEADLINE_CHANNEL)
@@ -212,9 +299,20 @@ macro_rules! impl_store {
                     }
                 }
                 let mut details = std::mem::take(&mut self.appended_details).into_iter();
-                for chunk in self.appended.chunks(1000) {
+                let events = std::mem::take(&mut self.appended);
+                for chunk in events.chunks(1000) {
                     let announce = deadline.take();
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(if announce.is_some() { "WITH inserted AS (" } else { "" });
+                    // The writes held back ride on the first chunk's statement.
+                    let mut insert = sqlx::QueryBuilder::<'static, $db>::new("");
+                    let held = self.push_deferred(&mut insert);
+                    let wrapped = held.is_some() || announce.is_some();
+                    if wrapped {
+                        insert.push(if held.is_some() {
+                            ", inserted AS ("
+                        } else {
+                            "WITH inserted AS ("
+                        });
+                    }
                     insert.push(format!("INSERT INTO audit_events ({AUDIT_COLS}) "));
                     let texts: Vec<String> = details.by_ref().take(chunk.len()).collect();
                     insert.push_values(chunk.iter().zip(texts), |mut row, (e, d)| {
@@ -228,16 +326,30 @@ macro_rules! impl_store {
                             .push_bind(e.prev_hash.clone())
                             .push_bind(e.hash.clone());
                     });
+                    if wrapped {
+                        insert.push(" RETURNING 1) ");
+                    }
                     if let Some(at) = announce {
                         insert
-                            .push(" RETURNING 1) SELECT pg_notify(")
+                            .push("SELECT pg_notify(")
                             .push_bind(crate::DEADLINE_CHANNEL)
                             .push(", ")
                             .push_bind(at);
                         insert.push(") FROM (SELECT 1 FROM inserted LIMIT 1) AS announced");
+                    } else if wrapped {
+                        insert.push("SELECT 1");
                     }
-                    insert.build().execute(&mut *self.tx).await?;
+                    let done = insert.build().execute(&mut *self.tx).await;
+                    match held {
+                        Some(what) => {
+                            done.map_err(|e| self.conflict(e, what))?;
+                        }
+                        None => {
+                            done?;
+                        }
+                    }
                 }
+                self.appended = events;
                 let this = *self;
                 this.tx.commit().await?;
                 this.slot.committed(&this.head, this.directory_changed);

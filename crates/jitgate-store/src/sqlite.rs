@@ -160,6 +160,8 @@ impl SqliteStore {
 impl SqliteWriteTx {
     /// One process uses a SQLite file: no other instance is told of a new deadline or a kill.
     const SHARED: bool = false;
+    /// Each write runs at once: no round trip to save.
+    const JOINS_WRITES: bool = false;
 
     /// Nothing to relax: in WAL mode with `synchronous = NORMAL` a commit does not wait for
     /// its flush already.

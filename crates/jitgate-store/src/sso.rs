@@ -123,7 +123,7 @@ macro_rules! sso_sql {
                 sqlx::query(&sql)
                     .bind(provider)
                     .bind(subject)
-                    .fetch_optional(&mut *self.tx)
+                    .fetch_optional(self.db().await?)
                     .await?
                     .as_ref()
                     .map(sso_identity_from)
@@ -135,7 +135,7 @@ macro_rules! sso_sql {
                 sqlx::query(&sql)
                     .bind(provider)
                     .bind(user.as_str())
-                    .fetch_optional(&mut *self.tx)
+                    .fetch_optional(self.db().await?)
                     .await?
                     .as_ref()
                     .map(sso_identity_from)
@@ -151,7 +151,7 @@ macro_rules! sso_sql {
                 .bind(i.user.as_str())
                 .bind(i.linked_at.as_millis())
                 .bind(i.last_sign_in_at.as_millis())
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(())
             }
@@ -161,7 +161,7 @@ macro_rules! sso_sql {
                     .bind(provider)
                     .bind(subject)
                     .bind(at.as_millis())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(())
             }
@@ -169,7 +169,7 @@ macro_rules! sso_sql {
             async fn sso_groups_of(&mut self, user: &Username) -> Result<BTreeSet<GroupName>, StoreError> {
                 let rows = sqlx::query("SELECT group_name FROM group_members WHERE username = $1 AND source = 'sso'")
                     .bind(user.as_str())
-                    .fetch_all(&mut *self.tx)
+                    .fetch_all(self.db().await?)
                     .await?;
                 rows.iter().map(|r| name(r.try_get("group_name")?, "group")).collect()
             }
@@ -180,7 +180,7 @@ macro_rules! sso_sql {
                     .bind(g.as_str())
                     .bind(u.as_str())
                     .bind(source.as_str())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected() > 0)
             }

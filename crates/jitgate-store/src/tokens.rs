@@ -99,21 +99,21 @@ macro_rules! tokens_sql {
                 .bind(t.scopes.join(","))
                 .bind(t.created_at.as_millis())
                 .bind(t.expires_at.as_millis())
-                .execute(&mut *self.tx)
+                .execute(self.db().await?)
                 .await?;
                 Ok(())
             }
 
             async fn api_token(&mut self, id: &str) -> Result<Option<crate::ApiTokenRecord>, StoreError> {
                 let sql = format!("SELECT {TOKEN_COLS} FROM api_tokens t WHERE t.id = $1");
-                sqlx::query(&sql).bind(id).fetch_optional(&mut *self.tx).await?.as_ref().map(api_token_from).transpose()
+                sqlx::query(&sql).bind(id).fetch_optional(self.db().await?).await?.as_ref().map(api_token_from).transpose()
             }
 
             async fn revoke_api_tokens_of(&mut self, user: &Username, at: Timestamp) -> Result<u64, StoreError> {
                 let r = sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE username = $1 AND revoked_at IS NULL")
                     .bind(user.as_str())
                     .bind(at.as_millis())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected())
             }
@@ -122,7 +122,7 @@ macro_rules! tokens_sql {
                 let r = sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                     .bind(id)
                     .bind(at.as_millis())
-                    .execute(&mut *self.tx)
+                    .execute(self.db().await?)
                     .await?;
                 Ok(r.rows_affected() > 0)
             }

@@ -256,13 +256,33 @@ async fn requests_reviews_and_grants(store: &dyn Store) {
     tx.insert_review(&review).await.unwrap();
     tx.commit().await.unwrap();
     let mut tx = store.write().await.unwrap();
+    // Refused at the call (SQLite) or, when the insert is held back for the next statement
+    // (PostgreSQL), at the commit it rides on.
+    match tx.insert_review(&review).await {
+        Err(StoreError::Conflict(_)) => assert!(
+            matches!(tx.commit().await, Err(StoreError::Aborted)),
+            "a failed statement aborts the transaction on both backends"
+        ),
+        Ok(()) => assert!(
+            matches!(tx.commit().await, Err(StoreError::Conflict(_))),
+            "one review per person, refused at the latest by the commit"
+        ),
+        Err(e) => panic!("a second review by the same person: {e}"),
+    }
+    let mut tx = store.write().await.unwrap();
+    let refused = match tx.insert_review(&review).await {
+        Ok(()) => tx.reviews("r1").await.map(drop),
+        e => e,
+    };
     assert!(
-        matches!(tx.insert_review(&review).await, Err(StoreError::Conflict(_))),
-        "one review per person"
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "one review per person, refused at the latest by the change's next statement"
     );
-    assert!(
-        matches!(tx.commit().await, Err(StoreError::Aborted)),
-        "a failed statement aborts the transaction on both backends"
+    drop(tx);
+    assert_eq!(
+        store.reviews("r1").await.unwrap().len(),
+        1,
+        "nothing of a refused change is written"
     );
 
     let mut tx = store.write().await.unwrap();
@@ -773,6 +793,72 @@ async fn live_roles(store: &dyn Store) {
     assert!(store.active_roles_of(&u("dave"), t(100)).await.unwrap().is_empty());
 }
 
+/// Writes that answer nothing are held back for the change's next statement on PostgreSQL
+/// (one round trip less each while the audit head is held): the change still reads what it
+/// wrote, an update of a row it inserted takes effect, and a change that fails or is dropped
+/// writes none of them.
+async fn held_back_writes(store: &dyn Store) {
+    let mut tx = store.write().await.unwrap();
+    tx.insert_request(&request("h1", "alice", 10, 1000)).await.unwrap();
+    drop(tx);
+    assert!(store.request("h1").await.unwrap().is_none(), "a dropped change writes nothing");
+
+    // An automatic approval's order: the request, its status, a review, the grant, the event.
+    let mut tx = store.write().await.unwrap();
+    tx.insert_request(&request("h1", "alice", 10, 1000)).await.unwrap();
+    tx.set_request_status("h1", RequestStatus::Approved, t(11)).await.unwrap();
+    let review = Review {
+        request_id: "h1".into(),
+        reviewer: jitgate_core::request::Reviewer::Person(u("bob")),
+        decision: Decision::Approve,
+        comment: "ok".into(),
+        stage: Some(0),
+        mfa_method: None,
+        created_at: t(11),
+    };
+    tx.insert_review(&review).await.unwrap();
+    assert_eq!(tx.reviews("h1").await.unwrap().len(), 1, "a change reads the review it wrote");
+    let seen = tx.request("h1").await.unwrap().unwrap();
+    assert_eq!(seen.status, RequestStatus::Approved, "and the status it set");
+    tx.insert_grant(&Grant::from_request("hg1".into(), &seen, None, t(11)))
+        .await
+        .unwrap();
+    tx.append_audit(NewEvent::new("bob", "request.approved", "h1", Outcome::Success, json!({})), t(11))
+        .await
+        .unwrap();
+    assert_eq!(tx.commit().await.unwrap().len(), 1);
+    assert_eq!(store.request("h1").await.unwrap().unwrap().status, RequestStatus::Approved);
+    assert!(store.grant("hg1").await.unwrap().is_some());
+    assert_eq!(store.reviews("h1").await.unwrap().len(), 1);
+
+    // No read in between: the update still comes after the insert of its row.
+    let mut tx = store.write().await.unwrap();
+    tx.insert_request(&request("h2", "alice", 20, 1000)).await.unwrap();
+    tx.set_request_status("h2", RequestStatus::Denied, t(21)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.request("h2").await.unwrap().unwrap().status, RequestStatus::Denied);
+
+    // One conflict among several held back: the change writes none of them.
+    let mut tx = store.write().await.unwrap();
+    let written = async {
+        tx.insert_request(&request("h3", "alice", 30, 1000)).await?;
+        tx.insert_grant(&Grant::from_request("hg1".into(), &seen, None, t(31))).await?;
+        tx.append_audit(NewEvent::new("bob", "grant.create", "hg1", Outcome::Success, json!({})), t(31))
+            .await
+    }
+    .await;
+    let committed = match written {
+        Ok(()) => tx.commit().await.map(drop),
+        Err(e) => Err(e),
+    };
+    assert!(matches!(committed, Err(StoreError::Conflict(_))), "{committed:?}");
+    assert!(
+        store.request("h3").await.unwrap().is_none(),
+        "nothing of a failed change is written"
+    );
+    assert_eq!(store.audit_head().await.unwrap().seq, 1, "nor its events");
+}
+
 macro_rules! conformance {
     ($($case:ident),*) => {
         mod sqlite {
@@ -1251,6 +1337,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "outbox" => outbox(&*store).await,
         "single_sign_on" => single_sign_on(&*store).await,
         "api_tokens" => api_tokens(&*store).await,
+        "held_back_writes" => held_back_writes(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -1271,7 +1358,8 @@ conformance!(
     batched_reads,
     outbox,
     single_sign_on,
-    api_tokens
+    api_tokens,
+    held_back_writes
 );
 
 /// Polls `seen` until it holds; fails after `within`.
