@@ -72,6 +72,9 @@ pub trait AccessReads: Send + Sync {
 pub trait AccessWrites: Send {
     async fn request(&mut self, id: &str) -> Result<Option<AccessRequest>>;
     async fn reviews(&mut self, request_id: &str) -> Result<Vec<Review>>;
+    /// [`AccessWrites::request`] and its [`AccessWrites::reviews`] in one statement (a review
+    /// reads both while it holds the audit head).
+    async fn request_with_reviews(&mut self, id: &str) -> Result<Option<(AccessRequest, Vec<Review>)>>;
     async fn insert_request(&mut self, request: &AccessRequest) -> Result<()>;
     async fn set_request_status(&mut self, id: &str, status: RequestStatus, decided_at: Timestamp) -> Result<()>;
     async fn insert_review(&mut self, review: &Review) -> Result<()>;
@@ -127,16 +130,21 @@ macro_rules! access_sql {
         }
 
         fn review_from(row: &DbRow) -> Result<Review, StoreError> {
-            let decision: String = row.try_get("decision")?;
-            let stage: Option<i64> = row.try_get("stage")?;
+            review_named(row, ["request_id", "reviewer", "decision", "comment", "stage", "mfa_method", "created_at"])
+        }
+
+        /// A review from the columns named, in [`REVIEW_COLS`]' order.
+        fn review_named(row: &DbRow, [request_id, reviewer, decision, comment, stage, mfa_method, created_at]: [&str; 7]) -> Result<Review, StoreError> {
+            let decision: String = row.try_get(decision)?;
+            let stage: Option<i64> = row.try_get(stage)?;
             Ok(Review {
-                request_id: row.try_get("request_id")?,
-                reviewer: name(row.try_get("reviewer")?, "reviewer")?,
+                request_id: row.try_get(request_id)?,
+                reviewer: name(row.try_get(reviewer)?, "reviewer")?,
                 decision: Decision::parse(&decision).ok_or_else(|| corrupt("decision", &decision))?,
-                comment: row.try_get("comment")?,
+                comment: row.try_get(comment)?,
                 stage: stage.and_then(|s| u32::try_from(s).ok()),
-                mfa_method: factor(row.try_get("mfa_method")?)?,
-                created_at: ts(row.try_get("created_at")?),
+                mfa_method: factor(row.try_get(mfa_method)?)?,
+                created_at: ts(row.try_get(created_at)?),
             })
         }
 
@@ -342,6 +350,29 @@ macro_rules! access_sql {
 
             async fn reviews(&mut self, id: &str) -> Result<Vec<Review>, StoreError> {
                 q_reviews(self.db().await?, id).await
+            }
+
+            async fn request_with_reviews(&mut self, id: &str) -> Result<Option<(AccessRequest, Vec<Review>)>, StoreError> {
+                // One row per review (one with NULLs for none), the request's columns on each.
+                const REVIEWS: [&str; 7] = ["v_request_id", "v_reviewer", "v_decision", "v_comment", "v_stage", "v_mfa_method", "v_created_at"];
+                let sql = format!(
+                    "SELECT {}, v.request_id AS v_request_id, v.reviewer AS v_reviewer, v.decision AS v_decision, \
+                     v.comment AS v_comment, v.stage AS v_stage, v.mfa_method AS v_mfa_method, v.created_at AS v_created_at \
+                     FROM requests r LEFT JOIN reviews v ON v.request_id = r.id WHERE r.id = $1 ORDER BY v.created_at, v.reviewer",
+                    REQUEST_COLS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+                );
+                let rows = sqlx::query(&sql).bind(id).fetch_all(self.db().await?).await?;
+                let Some(first) = rows.first() else {
+                    return Ok(None);
+                };
+                let request = request_from(first)?;
+                let mut reviews = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    if row.try_get::<Option<String>, _>("v_request_id")?.is_some() {
+                        reviews.push(review_named(row, REVIEWS)?);
+                    }
+                }
+                Ok(Some((request, reviews)))
             }
 
             async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {

@@ -363,6 +363,7 @@ bounded_writes! {
     AccessWrites {}
     request(id: &str) -> Option<AccessRequest>;
     reviews(request_id: &str) -> Vec<Review>;
+    request_with_reviews(id: &str) -> Option<(AccessRequest, Vec<Review>)>;
     insert_request(request: &AccessRequest) -> ();
     set_request_status(id: &str, status: RequestStatus, decided_at: Timestamp) -> ();
     insert_review(review: &Review) -> ();

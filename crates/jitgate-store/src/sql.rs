@@ -155,15 +155,18 @@ macro_rules! impl_store {
             deferred: Vec<Deferred>,
         }
 
-        /// A write whose answer nobody waits for (an insert; an update of rows this change did
-        /// not write). Every statement of a change costs a round trip to the database while the
-        /// change holds the audit head, and every writer waits for the head; so, where the
-        /// backend can join data-modifying statements into one (PostgreSQL's `WITH w AS (INSERT
-        /// …)`), such writes are held back and sent with the change's next statement: its next
-        /// read, or the audit events at commit. SQLite is a library call away: it runs each at
-        /// once. The sub-statements of one statement share a snapshot and cannot see each
-        /// other's rows, so an update waits for nothing held back on its table (it is sent after
-        /// them, not with them).
+        /// Writes held back at most; a request's or a review's change holds four.
+        const HELD_AT_MOST: usize = 8;
+
+        /// A write whose answer nobody waits for (an insert; an update that reports nothing).
+        /// Every statement of a change costs a round trip to the database while the change
+        /// holds the audit head, and every writer waits for the head; so, where the backend can
+        /// join data-modifying statements into one (PostgreSQL's `WITH w AS (INSERT …)`), such
+        /// writes are held back and sent with the change's next statement: its next read, or
+        /// the audit events at commit. SQLite is a library call away and runs each at once.
+        /// The sub-statements of one statement share a snapshot and do not see each other's
+        /// rows, so an update is never joined with writes held back on its own table: those
+        /// are sent first.
         struct Deferred {
             table: &'static str,
             /// What it writes, for a conflict's message.
@@ -187,7 +190,10 @@ macro_rules! impl_store {
                     done.map_err(|e| self.conflict(e, what))?;
                     return Ok(());
                 }
-                if update && self.deferred.iter().any(|d| d.table == table) {
+                // A change that writes rows by the thousand (an import) sends them a few at a
+                // time: one statement of thousands of sub-statements plans slowly and nears the
+                // protocol's limit on bound values.
+                if self.deferred.len() >= HELD_AT_MOST || update && self.deferred.iter().any(|d| d.table == table) {
                     self.flush().await?;
                 }
                 self.deferred.push(Deferred {

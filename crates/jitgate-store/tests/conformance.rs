@@ -816,8 +816,22 @@ async fn held_back_writes(store: &dyn Store) {
         mfa_method: None,
         created_at: t(11),
     };
+    let second = Review {
+        reviewer: jitgate_core::request::Reviewer::Person(u("carol")),
+        created_at: t(10),
+        ..review.clone()
+    };
     tx.insert_review(&review).await.unwrap();
-    assert_eq!(tx.reviews("h1").await.unwrap().len(), 1, "a change reads the review it wrote");
+    tx.insert_review(&second).await.unwrap();
+    assert_eq!(tx.reviews("h1").await.unwrap().len(), 2, "a change reads the reviews it wrote");
+    let (with, reviews) = tx.request_with_reviews("h1").await.unwrap().unwrap();
+    assert_eq!(with.status, RequestStatus::Approved);
+    assert_eq!(
+        reviews,
+        vec![second.clone(), review.clone()],
+        "the request with its reviews in order, in one read"
+    );
+    assert!(tx.request_with_reviews("nope").await.unwrap().is_none());
     let seen = tx.request("h1").await.unwrap().unwrap();
     assert_eq!(seen.status, RequestStatus::Approved, "and the status it set");
     tx.insert_grant(&Grant::from_request("hg1".into(), &seen, None, t(11)))
@@ -829,7 +843,7 @@ async fn held_back_writes(store: &dyn Store) {
     assert_eq!(tx.commit().await.unwrap().len(), 1);
     assert_eq!(store.request("h1").await.unwrap().unwrap().status, RequestStatus::Approved);
     assert!(store.grant("hg1").await.unwrap().is_some());
-    assert_eq!(store.reviews("h1").await.unwrap().len(), 1);
+    assert_eq!(store.reviews("h1").await.unwrap().len(), 2);
 
     // No read in between: the update still comes after the insert of its row.
     let mut tx = store.write().await.unwrap();
@@ -837,6 +851,14 @@ async fn held_back_writes(store: &dyn Store) {
     tx.set_request_status("h2", RequestStatus::Denied, t(21)).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(store.request("h2").await.unwrap().unwrap().status, RequestStatus::Denied);
+
+    // Many rows in one change (an import): all written, a few per statement.
+    let mut tx = store.write().await.unwrap();
+    for i in 0..1000 {
+        tx.insert_request(&request(&format!("bulk{i}"), "alice", 40, 1000)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert!(store.request("bulk0").await.unwrap().is_some() && store.request("bulk999").await.unwrap().is_some());
 
     // One conflict among several held back: the change writes none of them.
     let mut tx = store.write().await.unwrap();

@@ -49,8 +49,10 @@ impl Reviews<'_> {
             .approver(Subject::of(caller), &requester, &pending, &resource, policy, now)
             .await?;
         let mut tx = self.begin().await?;
-        let request = tx.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
-        let earlier = tx.reviews(id).await?;
+        let (request, earlier) = tx
+            .request_with_reviews(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("request"))?;
         // Who everyone is, confirmed in this transaction with one read: the reviewer and the
         // requester as weighed above (weighed again if an administrator changed them since),
         // and each earlier approver, weighed as of now like the reviewer.
