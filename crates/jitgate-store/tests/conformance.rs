@@ -1511,3 +1511,54 @@ async fn postgres_a_listener_gone_silent_is_noticed_and_made_again() {
         .expect("listening again once the connection can be made")
         .unwrap();
 }
+
+/// When a writer does not get the audit head's lock in time (another instance holds the head),
+/// the call fails within the store's deadline, and the connection it leaves is rolled back
+/// before anyone takes it again: every later change on
+/// that instance, on every connection of its pool, works. A change dropped without a commit
+/// releases the head at once and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_writer_that_waits_too_long_for_the_head_leaves_no_connection_behind() {
+    let url = testing::fresh_pg_database().await.unwrap();
+    let holder = jitgate_store::PgStore::connect(&url).await.unwrap();
+    let waiter = jitgate_store::PgStore::connect_with(&url, std::time::Duration::from_millis(300))
+        .await
+        .unwrap();
+    let mut held = holder.write().await.unwrap();
+    held.insert_user(&user("alice")).await.unwrap();
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        assert!(waiter.write().await.is_err(), "the head is held elsewhere");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "gave up within the lock timeout"
+        );
+    }
+    drop(held);
+    // Twenty changes at once: every connection of the pool (16) is taken, the ones that failed
+    // above too; none may still be inside the failed transaction.
+    let writes: Vec<_> = (0..20)
+        .map(|i| {
+            let waiter = waiter.clone();
+            tokio::spawn(async move {
+                let mut tx = waiter.write().await?;
+                tx.insert_user(&user(&format!("w{i}"))).await?;
+                tx.append_audit(
+                    NewEvent::new("admin", "user.create", format!("w{i}"), Outcome::Success, json!({})),
+                    t(i),
+                )
+                .await?;
+                tx.commit().await
+            })
+        })
+        .collect();
+    for done in writes {
+        done.await.unwrap().unwrap();
+    }
+    assert!(
+        holder.user(&u("alice")).await.unwrap().is_none(),
+        "the dropped change wrote nothing"
+    );
+    assert!(waiter.user(&u("w19")).await.unwrap().is_some());
+    assert_eq!(waiter.audit_head().await.unwrap().seq, 20);
+}
