@@ -231,8 +231,12 @@ macro_rules! impl_store {
                     return Ok(());
                 };
                 q.push(" SELECT 1");
+                // The writes are out of `deferred` now: a call given up while they are on their
+                // way must leave the change unable to commit without them.
+                let poisoned = std::mem::replace(&mut self.poisoned, true);
                 let done = q.build().execute(&mut *self.tx).await;
                 done.map_err(|e| self.conflict(e, what))?;
+                self.poisoned = poisoned;
                 Ok(())
             }
 

@@ -860,6 +860,22 @@ async fn held_back_writes(store: &dyn Store) {
     tx.commit().await.unwrap();
     assert!(store.request("bulk0").await.unwrap().is_some() && store.request("bulk999").await.unwrap().is_some());
 
+    // A statement given up while it carries held-back writes: the change either commits
+    // with them or not at all, never without them.
+    for i in 0..20 {
+        let id = format!("cut{i}");
+        let mut tx = store.write().await.unwrap();
+        tx.insert_request(&request(&id, "alice", 50, 1000)).await.unwrap();
+        let cut = std::time::Duration::from_micros(50 * i);
+        drop(tokio::time::timeout(cut, tx.request("h1")).await);
+        let committed = tx.commit().await.is_ok();
+        assert_eq!(
+            store.request(&id).await.unwrap().is_some(),
+            committed,
+            "{id}: committed {committed}"
+        );
+    }
+
     // One conflict among several held back: the change writes none of them.
     let mut tx = store.write().await.unwrap();
     let written = async {
