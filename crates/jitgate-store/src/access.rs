@@ -355,13 +355,15 @@ macro_rules! access_sql {
             async fn request_with_reviews(&mut self, id: &str) -> Result<Option<(AccessRequest, Vec<Review>)>, StoreError> {
                 // One row per review (one with NULLs for none), the request's columns on each.
                 const REVIEWS: [&str; 7] = ["v_request_id", "v_reviewer", "v_decision", "v_comment", "v_stage", "v_mfa_method", "v_created_at"];
-                let sql = format!(
-                    "SELECT {}, v.request_id AS v_request_id, v.reviewer AS v_reviewer, v.decision AS v_decision, \
-                     v.comment AS v_comment, v.stage AS v_stage, v.mfa_method AS v_mfa_method, v.created_at AS v_created_at \
-                     FROM requests r LEFT JOIN reviews v ON v.request_id = r.id WHERE r.id = $1 ORDER BY v.created_at, v.reviewer",
-                    REQUEST_COLS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
-                );
-                let rows = sqlx::query(&sql).bind(id).fetch_all(self.db().await?).await?;
+                static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                    format!(
+                        "SELECT {}, v.request_id AS v_request_id, v.reviewer AS v_reviewer, v.decision AS v_decision, \
+                         v.comment AS v_comment, v.stage AS v_stage, v.mfa_method AS v_mfa_method, v.created_at AS v_created_at \
+                         FROM requests r LEFT JOIN reviews v ON v.request_id = r.id WHERE r.id = $1 ORDER BY v.created_at, v.reviewer",
+                        REQUEST_COLS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+                    )
+                });
+                let rows = sqlx::query(SQL.as_str()).bind(id).fetch_all(self.db().await?).await?;
                 let Some(first) = rows.first() else {
                     return Ok(None);
                 };

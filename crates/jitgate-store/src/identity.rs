@@ -100,13 +100,18 @@ pub trait IdentityWrites: Send {
 macro_rules! identity_sql {
     ($store:ident, $tx:ident, $db:ty, $lock:literal) => {
         fn user_from(row: &DbRow) -> Result<UserRecord, StoreError> {
+            user_created_as(row, "created_at")
+        }
+
+        /// A user from a row whose `created_at` is the column named.
+        fn user_created_as(row: &DbRow, created_at: &str) -> Result<UserRecord, StoreError> {
             Ok(UserRecord {
                 name: name(row.try_get("name")?, "user name")?,
                 display_name: row.try_get("display_name")?,
                 password_hash: row.try_get("password_hash")?,
                 is_admin: row.try_get("is_admin")?,
                 disabled: row.try_get("disabled")?,
-                created_at: ts(row.try_get("created_at")?),
+                created_at: ts(row.try_get(created_at)?),
             })
         }
 
@@ -125,14 +130,7 @@ macro_rules! identity_sql {
         /// The user of a row that joined `users u` to something with a `created_at` of its own:
         /// [`JOINED_USER_COLS`].
         fn joined_user_from(row: &DbRow) -> Result<UserRecord, StoreError> {
-            Ok(UserRecord {
-                name: name(row.try_get("name")?, "user name")?,
-                display_name: row.try_get("display_name")?,
-                password_hash: row.try_get("password_hash")?,
-                is_admin: row.try_get("is_admin")?,
-                disabled: row.try_get("disabled")?,
-                created_at: ts(row.try_get("user_created_at")?),
-            })
+            user_created_as(row, "user_created_at")
         }
 
         const JOINED_USER_COLS: &str = "u.name, u.display_name, u.password_hash, u.is_admin, u.disabled, u.created_at AS user_created_at";
