@@ -18,6 +18,7 @@ mod access;
 mod audit;
 mod bounded;
 mod cache;
+mod durable;
 mod gateway;
 mod identity;
 mod mfa;

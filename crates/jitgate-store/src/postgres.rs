@@ -11,6 +11,7 @@ pub struct PgStore {
     read: PgPool,
     write: PgPool,
     cache: std::sync::Arc<crate::cache::Cache>,
+    flusher: std::sync::Arc<crate::durable::LogFlusher>,
     deadline_signal: Option<std::sync::Arc<crate::DeadlineSignal>>,
     kills: broadcast::Sender<SessionKill>,
     listening: watch::Receiver<bool>,
@@ -137,6 +138,9 @@ async fn listen(pool: &PgPool) -> Result<PgListener> {
 /// database; jitgate's own transactions are never idle for more than a few milliseconds.
 const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(10);
 
+/// A pooled connection idle this long is pinged before it is handed out (see `connect_with`).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(5);
+
 impl PgStore {
     /// Connects with [`crate::DEFAULT_TIMEOUT`].
     pub async fn connect(url: &str) -> Result<Self> {
@@ -164,6 +168,20 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(timeout)
+            // sqlx pings every connection it hands out: a round trip before each read and, worse,
+            // inside every write's hold on the audit head. A connection in use within the last
+            // few seconds is taken as it is (a dead one fails its statement, which is then
+            // answered as the store being away); one idle for longer is pinged first, so a
+            // database that restarted while we were quiet costs nobody a failed call.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _| {
                 let limits = on_connect.clone();
                 Box::pin(async move {
@@ -199,6 +217,7 @@ impl PgStore {
         ));
         Ok(Self {
             read: pool.clone(),
+            flusher: std::sync::Arc::new(crate::durable::LogFlusher::new(pool.clone())),
             write: pool,
             cache,
             deadline_signal: Some(signal),
@@ -206,6 +225,10 @@ impl PgStore {
             listening,
             _listener: std::sync::Arc::new(ListenerTask(vec![task, beating])),
         })
+    }
+
+    fn log_flusher(&self) -> Option<std::sync::Arc<crate::durable::LogFlusher>> {
+        Some(self.flusher.clone())
     }
 
     fn kill_feed(&self) -> Option<KillFeed> {
@@ -313,9 +336,13 @@ impl PgWriteTx {
     /// Joins held-back writes into one statement (see `Deferred` in `sql.rs`).
     const JOINS_WRITES: bool = true;
 
-    /// `synchronous_commit = off` for this transaction only (see [`crate::WriteTx::relax_durability`]).
+    /// Every change commits without waiting for its log flush, and waits for it once it has
+    /// let the audit head go (see [`crate::durable`]).
+    const BEGIN: Option<&'static str> = Some("BEGIN; SET LOCAL synchronous_commit = off");
+
+    /// No wait for the flush after the commit (see [`crate::WriteTx::relax_durability`]).
     async fn relax(&mut self) -> Result<()> {
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(self.db().await?).await?;
+        self.flush_after_head = None;
         Ok(())
     }
 

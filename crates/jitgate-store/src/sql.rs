@@ -105,7 +105,10 @@ macro_rules! impl_store {
 
             async fn write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
                 let slot = self.cache.hold_head().await;
-                let mut tx = self.write.begin().await?;
+                let mut tx = match $tx::BEGIN {
+                    Some(begin) => self.write.begin_with(begin).await?,
+                    None => self.write.begin().await?,
+                };
                 let head = match slot.known() {
                     Some(head) => head,
                     None => {
@@ -128,6 +131,7 @@ macro_rules! impl_store {
                     directory_changed: false,
                     earliest_deadline: None,
                     deferred: Vec::new(),
+                    flush_after_head: self.log_flusher(),
                 }))
             }
 
@@ -153,6 +157,10 @@ macro_rules! impl_store {
             earliest_deadline: Option<i64>,
             /// Writes held back until the change's next statement (see [`Deferred`]).
             deferred: Vec<Deferred>,
+            /// Where to wait for the log flush once the head is let go, for a backend that
+            /// commits under the head without waiting for it (see [`crate::durable`]); `None`
+            /// once the change's durability is relaxed.
+            flush_after_head: Option<std::sync::Arc<crate::durable::LogFlusher>>,
         }
 
         /// Writes held back at most; a request's or a review's change holds four.
@@ -363,6 +371,10 @@ macro_rules! impl_store {
                 let this = *self;
                 this.tx.commit().await?;
                 this.slot.committed(&this.head, this.directory_changed);
+                // Acknowledged only once on disk (see `crate::durable`).
+                if let Some(flusher) = this.flush_after_head {
+                    flusher.committed_change_on_disk().await?;
+                }
                 Ok(this.appended)
             }
         }

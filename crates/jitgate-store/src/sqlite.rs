@@ -101,6 +101,12 @@ impl SqliteStore {
         None
     }
 
+    /// A commit waits for what `PRAGMA synchronous` says, under the head: a library call, no
+    /// round trip to spare.
+    fn log_flusher(&self) -> Option<std::sync::Arc<crate::durable::LogFlusher>> {
+        None
+    }
+
     /// Bulk reads of the audit log (verification and export read every row). sqlx hands each
     /// SQLite row from its connection thread to the caller separately, which costs about 7 µs a
     /// row; rusqlite in a blocking task reads the same rows with the same SQL several times
@@ -162,6 +168,8 @@ impl SqliteWriteTx {
     const SHARED: bool = false;
     /// Each write runs at once: no round trip to save.
     const JOINS_WRITES: bool = false;
+
+    const BEGIN: Option<&'static str> = None;
 
     /// Nothing to relax: in WAL mode with `synchronous = NORMAL` a commit does not wait for
     /// its flush already.

@@ -1578,3 +1578,43 @@ async fn postgres_a_writer_that_waits_too_long_for_the_head_leaves_no_connection
     assert!(waiter.user(&u("w19")).await.unwrap().is_some());
     assert_eq!(waiter.audit_head().await.unwrap().seq, 20);
 }
+
+/// A PostgreSQL change commits without waiting for the disk while it holds the audit head, and
+/// waits for the disk once it has let the head go: either way, its commit returns only once its
+/// commit record is flushed (what the log holds is what was acknowledged). Checked against the
+/// log's positions, change after change: the flush point must pass where the log ended before
+/// the commit. Without the wait, the flush lags the commit by up to the WAL writer's delay
+/// (200 ms by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_change_is_on_disk_when_its_commit_returns() {
+    let url = testing::fresh_pg_database().await.unwrap();
+    let store = jitgate_store::PgStore::connect(&url).await.unwrap();
+    let observer = sqlx::PgPool::connect(&url).await.unwrap();
+    for i in 0..30 {
+        let mut tx = store.write().await.unwrap();
+        tx.insert_user(&user(&format!("d{i}"))).await.unwrap();
+        tx.append_audit(
+            NewEvent::new("admin", "user.create", format!("d{i}"), Outcome::Success, json!({})),
+            t(i),
+        )
+        .await
+        .unwrap();
+        let before: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+            .fetch_one(&observer)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let flushed: bool = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() > $1::pg_lsn")
+            .bind(&before)
+            .fetch_one(&observer)
+            .await
+            .unwrap();
+        assert!(flushed, "change {i}: its commit returned before the log was flushed past {before}");
+    }
+    // A change whose durability is relaxed does not wait (the expiry engine's), and still commits.
+    let mut tx = store.write().await.unwrap();
+    tx.relax_durability().await.unwrap();
+    tx.insert_user(&user("relaxed")).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.user(&u("relaxed")).await.unwrap().is_some());
+}
