@@ -6,6 +6,7 @@ use jitgate_core::grant::{Grant, GrantStatus};
 use jitgate_core::names::{ResourceName, Username};
 use jitgate_core::request::{AccessRequest, RequestStatus, Review};
 use jitgate_core::Timestamp;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
@@ -67,14 +68,23 @@ pub trait AccessReads: Send + Sync {
     async fn notifications(&self, recipient: &Username, limit: i64) -> Result<Vec<NotificationRecord>>;
 }
 
+/// What [`AccessWrites::review_context`] reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewContext {
+    pub request: AccessRequest,
+    pub reviews: Vec<Review>,
+    pub standing: BTreeMap<Username, crate::Standing>,
+}
+
 /// Reads and changes inside a [`crate::WriteTx`].
 #[async_trait]
 pub trait AccessWrites: Send {
     async fn request(&mut self, id: &str) -> Result<Option<AccessRequest>>;
     async fn reviews(&mut self, request_id: &str) -> Result<Vec<Review>>;
-    /// [`AccessWrites::request`] and its [`AccessWrites::reviews`] in one statement (a review
-    /// reads both while it holds the audit head).
-    async fn request_with_reviews(&mut self, id: &str) -> Result<Option<(AccessRequest, Vec<Review>)>>;
+    /// What a review weighs, in one statement (it reads it while it holds the audit head): the
+    /// request, its reviews in order, and the [`crate::Standing`] of `reviewer`, `requester`
+    /// and everyone who reviewed it before (of those who exist).
+    async fn review_context(&mut self, id: &str, reviewer: &Username, requester: &Username) -> Result<Option<ReviewContext>>;
     async fn insert_request(&mut self, request: &AccessRequest) -> Result<()>;
     async fn set_request_status(&mut self, id: &str, status: RequestStatus, decided_at: Timestamp) -> Result<()>;
     async fn insert_review(&mut self, review: &Review) -> Result<()>;
@@ -352,29 +362,63 @@ macro_rules! access_sql {
                 q_reviews(self.db().await?, id).await
             }
 
-            async fn request_with_reviews(&mut self, id: &str) -> Result<Option<(AccessRequest, Vec<Review>)>, StoreError> {
-                // One row per review (one with NULLs for none), the request's columns on each.
+            async fn review_context(
+                &mut self,
+                id: &str,
+                reviewer: &Username,
+                requester: &Username,
+            ) -> Result<Option<crate::ReviewContext>, StoreError> {
+                // Rows of two kinds, `r` first: the request's columns with one review each (with
+                // NULLs for none), then one row per person and group (NULL for none). The NULLs
+                // of one kind take the other kind's column types.
                 const REVIEWS: [&str; 7] = ["v_request_id", "v_reviewer", "v_decision", "v_comment", "v_stage", "v_mfa_method", "v_created_at"];
                 static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                    let cols: Vec<&str> = REQUEST_COLS.split(", ").collect();
                     format!(
-                        "SELECT {}, v.request_id AS v_request_id, v.reviewer AS v_reviewer, v.decision AS v_decision, \
-                         v.comment AS v_comment, v.stage AS v_stage, v.mfa_method AS v_mfa_method, v.created_at AS v_created_at \
-                         FROM requests r LEFT JOIN reviews v ON v.request_id = r.id WHERE r.id = $1 ORDER BY v.created_at, v.reviewer",
-                        REQUEST_COLS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+                        "SELECT 'r' AS kind, {}, v.request_id AS v_request_id, v.reviewer AS v_reviewer, v.decision AS v_decision, \
+                         v.comment AS v_comment, v.stage AS v_stage, v.mfa_method AS v_mfa_method, v.created_at AS v_created_at, \
+                         NULL AS u_name, NULL AS u_is_admin, NULL AS u_group \
+                         FROM requests r LEFT JOIN reviews v ON v.request_id = r.id WHERE r.id = $1 \
+                         UNION ALL \
+                         SELECT 'u', {}, u.name, u.is_admin, m.group_name \
+                         FROM users u LEFT JOIN group_members m ON m.username = u.name \
+                         WHERE u.name IN ($2, $3) OR u.name IN (SELECT reviewer FROM reviews WHERE request_id = $1) \
+                         ORDER BY kind, v_created_at, v_reviewer",
+                        cols.iter().map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", "),
+                        vec!["NULL"; cols.len() + REVIEWS.len()].join(", ")
                     )
                 });
-                let rows = sqlx::query(SQL.as_str()).bind(id).fetch_all(self.db().await?).await?;
-                let Some(first) = rows.first() else {
-                    return Ok(None);
-                };
-                let request = request_from(first)?;
-                let mut reviews = Vec::with_capacity(rows.len());
+                let rows = sqlx::query(SQL.as_str())
+                    .bind(id)
+                    .bind(reviewer.as_str())
+                    .bind(requester.as_str())
+                    .fetch_all(self.db().await?)
+                    .await?;
+                let mut request = None;
+                let mut reviews = Vec::new();
+                let mut standing: BTreeMap<Username, crate::Standing> = BTreeMap::new();
                 for row in &rows {
-                    if row.try_get::<Option<String>, _>("v_request_id")?.is_some() {
-                        reviews.push(review_named(row, REVIEWS)?);
+                    let kind: String = row.try_get("kind")?;
+                    if kind == "r" {
+                        if request.is_none() {
+                            request = Some(request_from(row)?);
+                        }
+                        if row.try_get::<Option<String>, _>("v_request_id")?.is_some() {
+                            reviews.push(review_named(row, REVIEWS)?);
+                        }
+                    } else {
+                        let person = standing.entry(name(row.try_get("u_name")?, "user name")?).or_default();
+                        person.is_admin = row.try_get("u_is_admin")?;
+                        if let Some(g) = row.try_get::<Option<String>, _>("u_group")? {
+                            person.groups.insert(name(g, "group")?);
+                        }
                     }
                 }
-                Ok(Some((request, reviews)))
+                Ok(request.map(|request| crate::ReviewContext {
+                    request,
+                    reviews,
+                    standing,
+                }))
             }
 
             async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {

@@ -15,8 +15,8 @@ use crate::{
     AccessReads, AccessWrites, AttemptRecord, AuditReads, AuditWrites, ChallengeRecord, ConnectTokenRecord, EphemeralRoleRecord,
     GatewayReads, GatewaySession, GatewayWrites, GrantFilter, IdentityReads, IdentityWrites, KillFeed, MfaReads, MfaWrites,
     NotificationRecord, OutboxReads, OutboxWrites, PasskeyRecord, RequestFilter, ResourceCredentialRecord, ResourceReads, ResourceWrites,
-    Result, SessionKill, SessionRecord, Source, SsoReads, SsoWrites, Standing, Store, StoreError, TokenReads, TokenWrites, TotpRecord,
-    UserRecord, WriteTx,
+    Result, SessionKill, SessionRecord, Source, SsoReads, SsoWrites, Store, StoreError, TokenReads, TokenWrites, TotpRecord, UserRecord,
+    WriteTx,
 };
 use async_trait::async_trait;
 use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};
@@ -306,7 +306,6 @@ bounded_writes! {
     IdentityWrites {}
     user(name: &Username) -> Option<UserRecord>;
     user_groups(name: &Username) -> BTreeSet<GroupName>;
-    standing_of(users: &[Username]) -> BTreeMap<Username, Standing>;
     count_users() -> i64;
     insert_user(user: &UserRecord) -> ();
     update_user(user: &UserRecord) -> ();
@@ -363,7 +362,7 @@ bounded_writes! {
     AccessWrites {}
     request(id: &str) -> Option<AccessRequest>;
     reviews(request_id: &str) -> Vec<Review>;
-    request_with_reviews(id: &str) -> Option<(AccessRequest, Vec<Review>)>;
+    review_context(id: &str, reviewer: &Username, requester: &Username) -> Option<crate::ReviewContext>;
     insert_request(request: &AccessRequest) -> ();
     set_request_status(id: &str, status: RequestStatus, decided_at: Timestamp) -> ();
     insert_review(review: &Review) -> ();

@@ -76,10 +76,6 @@ pub trait IdentityReads: Send + Sync {
 pub trait IdentityWrites: Send {
     async fn user(&mut self, name: &Username) -> Result<Option<UserRecord>>;
     async fn user_groups(&mut self, name: &Username) -> Result<BTreeSet<GroupName>>;
-    /// The standing of each of `users` that exists, in one read: what a change that weighs
-    /// several people (a review: the reviewer, the requester, the earlier approvers) confirms
-    /// inside its transaction.
-    async fn standing_of(&mut self, users: &[Username]) -> Result<BTreeMap<Username, Standing>>;
     async fn count_users(&mut self) -> Result<i64>;
     async fn insert_user(&mut self, user: &UserRecord) -> Result<()>;
     async fn update_user(&mut self, user: &UserRecord) -> Result<()>;
@@ -215,29 +211,6 @@ macro_rules! identity_sql {
         impl crate::IdentityWrites for $tx {
             async fn user(&mut self, user: &Username) -> Result<Option<UserRecord>, StoreError> {
                 q_user(self.db().await?, user).await
-            }
-
-            async fn standing_of(&mut self, users: &[Username]) -> Result<BTreeMap<Username, Standing>, StoreError> {
-                let mut out = BTreeMap::new();
-                for chunk in users.chunks(500) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT u.name, u.is_admin, m.group_name FROM users u \
-                         LEFT JOIN group_members m ON m.username = u.name WHERE u.name IN (",
-                    );
-                    let mut list = q.separated(", ");
-                    for u in chunk {
-                        list.push_bind(u.as_str().to_owned());
-                    }
-                    q.push(")");
-                    for r in q.build().fetch_all(self.db().await?).await? {
-                        let standing: &mut Standing = out.entry(name(r.try_get("name")?, "user name")?).or_default();
-                        standing.is_admin = r.try_get("is_admin")?;
-                        if let Some(g) = r.try_get::<Option<String>, _>("group_name")? {
-                            standing.groups.insert(name(g, "group")?);
-                        }
-                    }
-                }
-                Ok(out)
             }
 
             async fn user_groups(&mut self, user: &Username) -> Result<BTreeSet<GroupName>, StoreError> {

@@ -31,7 +31,7 @@ mod sso;
 pub mod testing;
 mod tokens;
 
-pub use access::{AccessReads, AccessWrites, GrantFilter, NotificationRecord, RequestFilter};
+pub use access::{AccessReads, AccessWrites, GrantFilter, NotificationRecord, RequestFilter, ReviewContext};
 pub use audit::{AuditReads, AuditWrites};
 pub use gateway::{
     ConnectTokenRecord, EphemeralRoleRecord, GatewayReads, GatewaySession, GatewayWrites, KillFeed, KillTarget, ResourceCredentialRecord,

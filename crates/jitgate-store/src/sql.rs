@@ -27,8 +27,8 @@ macro_rules! impl_store {
         use crate::sql::{corrupt, AUDIT_COLS, CHECKPOINT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
         use crate::{
             AttemptRecord, ChallengeRecord, ConnectTokenRecord, EphemeralRoleRecord, GatewaySession, GrantFilter, NotificationRecord,
-            PasskeyRecord, RequestFilter, ResourceCredentialRecord, SessionRecord, Source, Standing, Store, StoreError, TotpRecord,
-            UserRecord, WriteTx,
+            PasskeyRecord, RequestFilter, ResourceCredentialRecord, SessionRecord, Source, Store, StoreError, TotpRecord, UserRecord,
+            WriteTx,
         };
         use async_trait::async_trait;
         use jitgate_core::audit::{AuditEvent, ChainHead, Checkpoint, NewEvent, StoredEvent};

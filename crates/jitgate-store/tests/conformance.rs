@@ -127,18 +127,6 @@ async fn users_groups_and_sessions(store: &dyn Store) {
     assert_eq!(groups.len(), 3);
     assert!(groups[&g("security")].is_empty());
 
-    // Several people's standing in one read, inside a transaction: its own uncommitted
-    // membership included, a name that is no user left out.
-    let mut tx = store.write().await.unwrap();
-    tx.set_member(&g("security"), &u("bob"), true, Source::Api).await.unwrap();
-    let standing = tx.standing_of(&[u("alice"), u("bob"), u("carol")]).await.unwrap();
-    assert_eq!(standing.len(), 2, "{standing:?}");
-    assert_eq!(standing[&u("alice")].groups, [g("engineers")].into());
-    assert_eq!(standing[&u("bob")].groups, [g("db-owners"), g("security")].into());
-    assert!(!standing[&u("bob")].is_admin);
-    drop(tx);
-    assert!(!store.user_groups(&u("bob")).await.unwrap().contains(&g("security")), "rolled back");
-
     let mut tx = store.write().await.unwrap();
     tx.clear_source(Source::Config).await.unwrap();
     let mut alice = user("alice");
@@ -793,6 +781,76 @@ async fn live_roles(store: &dyn Store) {
     assert!(store.active_roles_of(&u("dave"), t(100)).await.unwrap().is_empty());
 }
 
+/// What a review weighs, in one read inside its change: the request, its reviews in order,
+/// and the standing of the reviewer, the requester and everyone who reviewed before, with the
+/// change's own uncommitted membership; nobody else, and no name that is no user.
+async fn review_context(store: &dyn Store) {
+    let mut tx = store.write().await.unwrap();
+    for name in ["alice", "bob", "carol", "dave"] {
+        tx.insert_user(&user(name)).await.unwrap();
+    }
+    let mut admin = user("erin");
+    admin.is_admin = true;
+    tx.insert_user(&admin).await.unwrap();
+    for group in ["engineers", "db-owners", "security"] {
+        tx.ensure_group(&g(group), Source::Api).await.unwrap();
+    }
+    tx.set_member(&g("engineers"), &u("alice"), true, Source::Api).await.unwrap();
+    tx.set_member(&g("db-owners"), &u("carol"), true, Source::Api).await.unwrap();
+    tx.set_member(&g("db-owners"), &u("dave"), true, Source::Api).await.unwrap();
+    tx.insert_request(&request("c1", "alice", 10, 1000)).await.unwrap();
+    let by = |reviewer: jitgate_core::request::Reviewer, at: i64| Review {
+        request_id: "c1".into(),
+        reviewer,
+        decision: Decision::Approve,
+        comment: String::new(),
+        stage: Some(0),
+        mfa_method: None,
+        created_at: t(at),
+    };
+    let carol = by(jitgate_core::request::Reviewer::Person(u("carol")), 12);
+    let erin = by(jitgate_core::request::Reviewer::Person(u("erin")), 11);
+    let policy = by(jitgate_core::request::Reviewer::Policy("auto".into()), 13);
+    for r in [&carol, &erin, &policy] {
+        tx.insert_review(r).await.unwrap();
+    }
+    tx.append_audit(ev("setup"), t(13)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.write().await.unwrap();
+    tx.set_member(&g("security"), &u("bob"), true, Source::Api).await.unwrap();
+    let read = tx.review_context("c1", &u("bob"), &u("alice")).await.unwrap().unwrap();
+    assert_eq!(read.request.id, "c1");
+    assert_eq!(read.reviews, vec![erin, carol, policy], "in the order they were made");
+    assert_eq!(
+        read.standing.keys().map(Username::as_str).collect::<Vec<_>>(),
+        ["alice", "bob", "carol", "erin"],
+        "reviewer, requester and earlier reviewers; not dave"
+    );
+    assert_eq!(read.standing[&u("alice")].groups, [g("engineers")].into());
+    assert_eq!(
+        read.standing[&u("bob")].groups,
+        [g("security")].into(),
+        "its own uncommitted membership"
+    );
+    assert_eq!(read.standing[&u("carol")].groups, [g("db-owners")].into());
+    assert!(read.standing[&u("erin")].is_admin && read.standing[&u("erin")].groups.is_empty());
+    assert!(!read.standing[&u("bob")].is_admin);
+    // A reviewer who is no user (deleted, or a name from elsewhere) has no standing.
+    let nobody = tx.review_context("c1", &u("zed"), &u("alice")).await.unwrap().unwrap();
+    assert!(!nobody.standing.contains_key(&u("zed")));
+    assert_eq!(nobody.reviews.len(), 3);
+    drop(tx);
+
+    // A request with no review: the request alone, and the two people.
+    let mut tx = store.write().await.unwrap();
+    tx.insert_request(&request("c2", "dave", 10, 1000)).await.unwrap();
+    let read = tx.review_context("c2", &u("bob"), &u("dave")).await.unwrap().unwrap();
+    assert!(read.reviews.is_empty());
+    assert_eq!(read.standing.len(), 2);
+    assert!(tx.review_context("c3", &u("bob"), &u("dave")).await.unwrap().is_none());
+}
+
 /// Writes that answer nothing are held back for the change's next statement on PostgreSQL
 /// (one round trip less each while the audit head is held): the change still reads what it
 /// wrote, an update of a row it inserted takes effect, and a change that fails or is dropped
@@ -824,14 +882,14 @@ async fn held_back_writes(store: &dyn Store) {
     tx.insert_review(&review).await.unwrap();
     tx.insert_review(&second).await.unwrap();
     assert_eq!(tx.reviews("h1").await.unwrap().len(), 2, "a change reads the reviews it wrote");
-    let (with, reviews) = tx.request_with_reviews("h1").await.unwrap().unwrap();
-    assert_eq!(with.status, RequestStatus::Approved);
+    let read = tx.review_context("h1", &u("bob"), &u("alice")).await.unwrap().unwrap();
+    assert_eq!(read.request.status, RequestStatus::Approved);
     assert_eq!(
-        reviews,
+        read.reviews,
         vec![second.clone(), review.clone()],
         "the request with its reviews in order, in one read"
     );
-    assert!(tx.request_with_reviews("nope").await.unwrap().is_none());
+    assert!(tx.review_context("nope", &u("bob"), &u("alice")).await.unwrap().is_none());
     let seen = tx.request("h1").await.unwrap().unwrap();
     assert_eq!(seen.status, RequestStatus::Approved, "and the status it set");
     tx.insert_grant(&Grant::from_request("hg1".into(), &seen, None, t(11)))
@@ -1376,6 +1434,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "single_sign_on" => single_sign_on(&*store).await,
         "api_tokens" => api_tokens(&*store).await,
         "held_back_writes" => held_back_writes(&*store).await,
+        "review_context" => review_context(&*store).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -1397,7 +1456,8 @@ conformance!(
     outbox,
     single_sign_on,
     api_tokens,
-    held_back_writes
+    held_back_writes,
+    review_context
 );
 
 /// Polls `seen` until it holds; fails after `within`.

@@ -49,21 +49,23 @@ impl Reviews<'_> {
             .approver(Subject::of(caller), &requester, &pending, &resource, policy, now)
             .await?;
         let mut tx = self.begin().await?;
-        let (request, earlier) = tx
-            .request_with_reviews(id)
+        // The request, its reviews and who everyone is, confirmed in this transaction with one
+        // read: the reviewer and the requester as weighed above (weighed again if an
+        // administrator changed them since), and each earlier approver, weighed as of now like
+        // the reviewer.
+        let jitgate_store::ReviewContext {
+            request,
+            reviews: earlier,
+            standing,
+        } = tx
+            .review_context(id, &caller.user.name, &pending.requester)
             .await?
             .ok_or_else(|| ServiceError::not_found("request"))?;
-        // Who everyone is, confirmed in this transaction with one read: the reviewer and the
-        // requester as weighed above (weighed again if an administrator changed them since),
-        // and each earlier approver, weighed as of now like the reviewer.
         let earlier_names: Vec<Username> = earlier
             .iter()
             .filter(|r| r.decision == Decision::Approve)
             .filter_map(|r| r.reviewer.person().cloned())
             .collect();
-        let mut names = vec![caller.user.name.clone(), pending.requester.clone()];
-        names.extend(earlier_names.iter().cloned());
-        let standing = tx.standing_of(&names).await?;
         let nobody = Standing::default();
         let current = |name: &Username| standing.get(name).unwrap_or(&nobody);
         let now_as = |name: &Username| {
