@@ -105,6 +105,10 @@ impl<S: Store> Store for Bounded<S> {
         within(self.limit, "ping", self.inner.ping()).await
     }
 
+    async fn on_disk(&self) -> Result<()> {
+        within(self.limit, "on_disk", self.inner.on_disk()).await
+    }
+
     /// Bounded as a whole: waiting for the writers' lock, taking a connection, `BEGIN`
     /// and reading the audit head.
     async fn write(&self) -> Result<Box<dyn WriteTx>> {

@@ -16,6 +16,11 @@
 //! returned when it began; a writer whose change it covers returns without a flush of its own.
 //! A crash between a commit and its flush loses the change unacknowledged, with everything that
 //! came after it in the log.
+//!
+//! Such a change is visible to readers for that moment. What leaves jitgate as a statement
+//! about the store (a checkpoint sent to a witness, the signed head, a notification) waits for
+//! a flush that began after it read ([`crate::Store::on_disk`]), so no witness holds a
+//! checkpoint of a change a crash then took back: a crash test found exactly that before.
 
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +29,7 @@ use tokio::sync::Mutex;
 #[derive(Debug)]
 pub(crate) struct LogFlusher {
     pool: PgPool,
-    /// Changes committed so far (counted once their commit has returned).
+    /// Calls so far (each counted once what it waits for is committed).
     committed: AtomicU64,
     /// Every change up to this count is on disk.
     flushed: AtomicU64,
@@ -42,8 +47,9 @@ impl LogFlusher {
         }
     }
 
-    /// Returns once a change whose commit has just returned is on disk.
-    pub(crate) async fn committed_change_on_disk(&self) -> crate::Result<()> {
+    /// Returns once everything committed before the call is on disk: a change whose commit
+    /// has just returned, or every change a read answered before it.
+    pub(crate) async fn everything_shown_on_disk(&self) -> crate::Result<()> {
         let mine = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
         if self.flushed.load(Ordering::Acquire) >= mine {
             return Ok(());

@@ -157,6 +157,13 @@ pub trait Store:
     /// ([`GatewayWrites::send_session_kill`]). `None` for a store one process uses alone.
     fn session_kills(&self) -> Option<KillFeed>;
     async fn ping(&self) -> Result<()>;
+    /// Returns once everything this store has shown so far (every read answered before the
+    /// call) is on disk. A PostgreSQL change is visible a moment before its flush (see
+    /// `durable.rs`), and a crash in that moment loses it; whatever leaves jitgate as a
+    /// statement about the store (a checkpoint sent to a witness, a signed head, a
+    /// notification) waits for this first, so nothing outside ever vouches for a change the
+    /// store then lacks. SQLite: at once (its commits are visible when they are written).
+    async fn on_disk(&self) -> Result<()>;
     /// Begins a write transaction. It holds the audit chain's head until commit or drop.
     async fn write(&self) -> Result<Box<dyn WriteTx>>;
     /// A store-wide setting (the audit signing key's id, say).

@@ -103,6 +103,13 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn on_disk(&self) -> Result<(), StoreError> {
+                match self.log_flusher() {
+                    Some(flusher) => flusher.everything_shown_on_disk().await,
+                    None => Ok(()),
+                }
+            }
+
             async fn write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
                 let slot = self.cache.hold_head().await;
                 let mut tx = match $tx::BEGIN {
@@ -373,7 +380,7 @@ macro_rules! impl_store {
                 this.slot.committed(&this.head, this.directory_changed);
                 // Acknowledged only once on disk (see `crate::durable`).
                 if let Some(flusher) = this.flush_after_head {
-                    flusher.committed_change_on_disk().await?;
+                    flusher.everything_shown_on_disk().await?;
                 }
                 Ok(this.appended)
             }

@@ -76,6 +76,9 @@ impl Core {
                 continue;
             }
             let now = self.now();
+            // The claim is a write committed with the session's durability: its flush carries
+            // the messages it claims, so nothing is sent about a change a crash can take back
+            // (see `jitgate_store::Store::on_disk`).
             let claimed = self
                 .store
                 .claim_deliveries(channel, now, now.saturating_add(LEASE), i64::try_from(free).unwrap_or(0))

@@ -37,6 +37,8 @@ impl Audit<'_> {
     pub async fn signed_head(&self, caller: &Caller) -> Result<jitgate_core::audit::SignedHead, ServiceError> {
         self.require_reader(caller, "audit_head").await?;
         let head = self.store.audit_head().await?;
+        // Signed only once on disk: a signed head is evidence held outside.
+        self.store.on_disk().await?;
         Ok(jitgate_core::audit::sign_head(&self.signing_key, &head, self.now().as_millis()))
     }
 

@@ -133,6 +133,10 @@ async fn deliver_pending(core: &Core, slot: &WitnessSlot) -> Result<(), String> 
             .audit_checkpoints_after(delivered, 200)
             .await
             .map_err(|e| e.to_string())?;
+        // A witness must never hold a checkpoint of a change a crash can still take back.
+        if !page.is_empty() {
+            core.store.on_disk().await.map_err(|e| e.to_string())?;
+        }
         for cp in &page {
             if let Err(e) = append(core, &slot.target, cp).await {
                 // Ask the witness where it stands before the next try.
