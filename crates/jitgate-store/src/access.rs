@@ -6,7 +6,6 @@ use jitgate_core::grant::{Grant, GrantStatus};
 use jitgate_core::names::{ResourceName, Username};
 use jitgate_core::request::{AccessRequest, RequestStatus, Review};
 use jitgate_core::Timestamp;
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
@@ -68,14 +67,6 @@ pub trait AccessReads: Send + Sync {
     async fn notifications(&self, recipient: &Username, limit: i64) -> Result<Vec<NotificationRecord>>;
 }
 
-/// What [`AccessWrites::review_context`] reads.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReviewContext {
-    pub request: AccessRequest,
-    pub reviews: Vec<Review>,
-    pub standing: BTreeMap<Username, crate::Standing>,
-}
-
 /// Reads and changes inside a [`crate::WriteTx`].
 #[async_trait]
 pub trait AccessWrites: Send {
@@ -84,7 +75,7 @@ pub trait AccessWrites: Send {
     /// What a review weighs, in one statement (it reads it while it holds the audit head): the
     /// request, its reviews in order, and the [`crate::Standing`] of `reviewer`, `requester`
     /// and everyone who reviewed it before (of those who exist).
-    async fn review_context(&mut self, id: &str, reviewer: &Username, requester: &Username) -> Result<Option<ReviewContext>>;
+    async fn review_context(&mut self, id: &str, reviewer: &Username, requester: &Username) -> Result<Option<crate::ReviewContext>>;
     async fn insert_request(&mut self, request: &AccessRequest) -> Result<()>;
     async fn set_request_status(&mut self, id: &str, status: RequestStatus, decided_at: Timestamp) -> Result<()>;
     async fn insert_review(&mut self, review: &Review) -> Result<()>;
@@ -368,26 +359,7 @@ macro_rules! access_sql {
                 reviewer: &Username,
                 requester: &Username,
             ) -> Result<Option<crate::ReviewContext>, StoreError> {
-                // Rows of two kinds, `r` first: the request's columns with one review each (with
-                // NULLs for none), then one row per person and group (NULL for none). The NULLs
-                // of one kind take the other kind's column types.
-                const REVIEWS: [&str; 7] = ["v_request_id", "v_reviewer", "v_decision", "v_comment", "v_stage", "v_mfa_method", "v_created_at"];
-                static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-                    let cols: Vec<&str> = REQUEST_COLS.split(", ").collect();
-                    format!(
-                        "SELECT 'r' AS kind, {}, v.request_id AS v_request_id, v.reviewer AS v_reviewer, v.decision AS v_decision, \
-                         v.comment AS v_comment, v.stage AS v_stage, v.mfa_method AS v_mfa_method, v.created_at AS v_created_at, \
-                         NULL AS u_name, NULL AS u_is_admin, NULL AS u_group \
-                         FROM requests r LEFT JOIN reviews v ON v.request_id = r.id WHERE r.id = $1 \
-                         UNION ALL \
-                         SELECT 'u', {}, u.name, u.is_admin, m.group_name \
-                         FROM users u LEFT JOIN group_members m ON m.username = u.name \
-                         WHERE u.name IN ($2, $3) OR u.name IN (SELECT reviewer FROM reviews WHERE request_id = $1) \
-                         ORDER BY kind, v_created_at, v_reviewer",
-                        cols.iter().map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", "),
-                        vec!["NULL"; cols.len() + REVIEWS.len()].join(", ")
-                    )
-                });
+                use crate::review_context::{SQL, REVIEWS};
                 let rows = sqlx::query(SQL.as_str())
                     .bind(id)
                     .bind(reviewer.as_str())

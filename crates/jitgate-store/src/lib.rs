@@ -25,13 +25,14 @@ mod mfa;
 mod outbox;
 mod postgres;
 mod resources;
+mod review_context;
 mod sql;
 mod sqlite;
 mod sso;
 pub mod testing;
 mod tokens;
 
-pub use access::{AccessReads, AccessWrites, GrantFilter, NotificationRecord, RequestFilter, ReviewContext};
+pub use access::{AccessReads, AccessWrites, GrantFilter, NotificationRecord, RequestFilter};
 pub use audit::{AuditReads, AuditWrites};
 pub use gateway::{
     ConnectTokenRecord, EphemeralRoleRecord, GatewayReads, GatewaySession, GatewayWrites, KillFeed, KillTarget, ResourceCredentialRecord,
@@ -41,6 +42,7 @@ pub use identity::{IdentityReads, IdentityWrites, SessionRecord, Source, Standin
 pub use mfa::{AttemptRecord, ChallengeRecord, MfaReads, MfaWrites, PasskeyRecord, TotpRecord};
 pub use outbox::{ChannelSecretRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, OutboxReads, OutboxWrites};
 pub use resources::{ResourceReads, ResourceWrites};
+pub use review_context::ReviewContext;
 pub use sso::{SsoIdentityRecord, SsoReads, SsoSignInRecord, SsoWrites};
 pub use tokens::{ApiTokenRecord, TokenReads, TokenWrites};
 
