@@ -359,7 +359,8 @@ macro_rules! access_sql {
                 reviewer: &Username,
                 requester: &Username,
             ) -> Result<Option<crate::ReviewContext>, StoreError> {
-                use crate::review_context::{SQL, REVIEWS};
+                use crate::review_context::REVIEWS;
+                static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| crate::review_context::sql(REQUEST_COLS));
                 let rows = sqlx::query(SQL.as_str())
                     .bind(id)
                     .bind(reviewer.as_str())

@@ -1,7 +1,6 @@
 //! What a review weighs, read in one statement while it holds the audit head
 //! ([`crate::AccessWrites::review_context`]).
 
-use crate::sql::REQUEST_COLS;
 use jitgate_core::names::Username;
 use jitgate_core::request::{AccessRequest, Review};
 use std::collections::BTreeMap;
@@ -26,11 +25,12 @@ pub(crate) const REVIEWS: [&str; 7] = [
     "v_created_at",
 ];
 
-/// Rows of two kinds, `r` first: the request's columns with one review each (NULLs for none),
-/// then one row per person and group (NULL for none). The NULLs of one kind take the other
-/// kind's column types. `$1` the request, `$2` and `$3` the reviewer and the requester.
-pub(crate) static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let cols: Vec<&str> = REQUEST_COLS.split(", ").collect();
+/// Rows of two kinds, `r` first: the request's columns (`request_cols`) with one review each
+/// (NULLs for none), then one row per person and group (NULL for none). The NULLs of one kind
+/// take the other kind's column types. `$1` the request, `$2` and `$3` the reviewer and the
+/// requester.
+pub(crate) fn sql(request_cols: &str) -> String {
+    let cols: Vec<&str> = request_cols.split(", ").collect();
     format!(
         "SELECT 'r' AS kind, {}, v.request_id AS v_request_id, v.reviewer AS v_reviewer, v.decision AS v_decision, \
          v.comment AS v_comment, v.stage AS v_stage, v.mfa_method AS v_mfa_method, v.created_at AS v_created_at, \
@@ -44,4 +44,4 @@ pub(crate) static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
         cols.iter().map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", "),
         vec!["NULL"; cols.len() + REVIEWS.len()].join(", ")
     )
-});
+}
