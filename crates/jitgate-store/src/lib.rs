@@ -23,6 +23,7 @@ mod gateway;
 mod identity;
 mod mfa;
 mod outbox;
+mod pg_change;
 mod postgres;
 mod resources;
 mod review_context;

@@ -231,6 +231,16 @@ impl PgStore {
         Some(self.flusher.clone())
     }
 
+    /// A change's transaction, begun holding the audit head's row lock, and the head, in one
+    /// round trip; and the flush it waits for: the transaction commits without waiting for
+    /// its log flush, and the change waits for it once it has let the audit head go (see
+    /// [`crate::durable`]). The two come from here together: one without the other loses
+    /// acknowledged changes in a crash, or waits for the disk twice.
+    async fn begin_change(&self) -> Result<crate::sql::Began<crate::pg_change::PgChange>> {
+        let (change, head) = crate::pg_change::PgChange::begin(&self.write).await?;
+        Ok((change, Some(head), self.log_flusher()))
+    }
+
     fn kill_feed(&self) -> Option<KillFeed> {
         Some(KillFeed {
             kills: self.kills.subscribe(),
@@ -336,10 +346,6 @@ impl PgWriteTx {
     /// Joins held-back writes into one statement (see `Deferred` in `sql.rs`).
     const JOINS_WRITES: bool = true;
 
-    /// Every change commits without waiting for its log flush, and waits for it once it has
-    /// let the audit head go (see [`crate::durable`]).
-    const BEGIN: Option<&'static str> = Some("BEGIN; SET LOCAL synchronous_commit = off");
-
     /// No wait for the flush after the commit (see [`crate::WriteTx::relax_durability`]).
     async fn relax(&mut self) -> Result<()> {
         self.flush_after_head = None;
@@ -360,4 +366,4 @@ impl PgWriteTx {
 /// How senders on several instances take messages from the outbox without taking the same one.
 const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 
-crate::sql::impl_store!(PgStore, PgWriteTx, Postgres, "postgres", " FOR UPDATE");
+crate::sql::impl_store!(PgStore, PgWriteTx, crate::pg_change::PgChange, Postgres, "postgres", " FOR UPDATE");

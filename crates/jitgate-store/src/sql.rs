@@ -22,8 +22,17 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreErro
     crate::StoreError::Corrupt(format!("{what}: {e}"))
 }
 
+/// A change's transaction as a backend begins it: the transaction, the audit head when it was
+/// read in the same round trip, and the flush to wait for once the head is let go (see
+/// [`crate::durable`]).
+pub(crate) type Began<T> = (
+    T,
+    Option<jitgate_core::audit::ChainHead>,
+    Option<std::sync::Arc<crate::durable::LogFlusher>>,
+);
+
 macro_rules! impl_store {
-    ($store:ident, $tx:ident, $db:ty, $backend:literal, $lock:literal) => {
+    ($store:ident, $tx:ident, $change:ty, $db:ty, $backend:literal, $lock:literal) => {
         use crate::sql::{corrupt, AUDIT_COLS, CHECKPOINT_COLS, GRANT_COLS, REQUEST_COLS, REVIEW_COLS, USER_COLS};
         use crate::{
             AttemptRecord, ChallengeRecord, ConnectTokenRecord, EphemeralRoleRecord, GatewaySession, GrantFilter, NotificationRecord,
@@ -112,11 +121,8 @@ macro_rules! impl_store {
 
             async fn write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
                 let slot = self.cache.hold_head().await;
-                let mut tx = match $tx::BEGIN {
-                    Some(begin) => self.write.begin_with(begin).await?,
-                    None => self.write.begin().await?,
-                };
-                let head = match slot.known() {
+                let (mut tx, locked, flush_after_head) = self.begin_change().await?;
+                let head = match slot.known().or(locked) {
                     Some(head) => head,
                     None => {
                         let row = sqlx::query(concat!("SELECT seq, hash FROM audit_head WHERE id = 1", $lock))
@@ -138,7 +144,7 @@ macro_rules! impl_store {
                     directory_changed: false,
                     earliest_deadline: None,
                     deferred: Vec::new(),
-                    flush_after_head: self.log_flusher(),
+                    flush_after_head,
                 }))
             }
 
@@ -151,7 +157,7 @@ macro_rules! impl_store {
         }
 
         pub struct $tx {
-            tx: sqlx::Transaction<'static, $db>,
+            tx: $change,
             head: ChainHead,
             appended: Vec<AuditEvent>,
             /// Each appended event's details as the canonical text it was hashed as.

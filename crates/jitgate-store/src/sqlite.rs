@@ -107,6 +107,12 @@ impl SqliteStore {
         None
     }
 
+    /// A change's transaction; the head is read in it unless the store remembers it. A commit
+    /// waits for what `synchronous = NORMAL` promises, and nothing after.
+    async fn begin_change(&self) -> Result<crate::sql::Began<sqlx::Transaction<'static, Sqlite>>> {
+        Ok((self.write.begin().await?, None, None))
+    }
+
     /// Bulk reads of the audit log (verification and export read every row). sqlx hands each
     /// SQLite row from its connection thread to the caller separately, which costs about 7 µs a
     /// row; rusqlite in a blocking task reads the same rows with the same SQL several times
@@ -169,8 +175,6 @@ impl SqliteWriteTx {
     /// Each write runs at once: no round trip to save.
     const JOINS_WRITES: bool = false;
 
-    const BEGIN: Option<&'static str> = None;
-
     /// Nothing to relax: in WAL mode with `synchronous = NORMAL` a commit does not wait for
     /// its flush already.
     async fn relax(&mut self) -> Result<()> {
@@ -186,4 +190,4 @@ impl SqliteWriteTx {
 /// One process writes SQLite, one statement at a time: a claim needs no lock.
 const CLAIM_LOCK: &str = "";
 
-crate::sql::impl_store!(SqliteStore, SqliteWriteTx, Sqlite, "sqlite", "");
+crate::sql::impl_store!(SqliteStore, SqliteWriteTx, sqlx::Transaction<'static, Sqlite>, Sqlite, "sqlite", "");
