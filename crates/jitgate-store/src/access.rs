@@ -39,6 +39,9 @@ pub struct NotificationRecord {
 #[async_trait]
 pub trait AccessReads: Send + Sync {
     async fn request(&self, id: &str) -> Result<Option<AccessRequest>>;
+    /// A request and whether its requester is an administrator (false for one who no longer
+    /// exists), in one read: what a review weighs before it begins.
+    async fn request_for_review(&self, id: &str) -> Result<Option<(AccessRequest, bool)>>;
     async fn requests(&self, filter: &RequestFilter) -> Result<Vec<AccessRequest>>;
     async fn reviews(&self, request_id: &str) -> Result<Vec<Review>>;
     /// Of the requests `ids`, those `reviewer` has reviewed (one read for a whole inbox).
@@ -216,6 +219,16 @@ macro_rules! access_sql {
         impl crate::AccessReads for $store {
             async fn request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
                 q_request(&self.read, id).await
+            }
+
+            async fn request_for_review(&self, id: &str) -> Result<Option<(AccessRequest, bool)>, StoreError> {
+                static SQL: std::sync::LazyLock<String> =
+                    std::sync::LazyLock::new(|| crate::review_context::request_for_review_sql(REQUEST_COLS));
+                let Some(row) = sqlx::query(SQL.as_str()).bind(id).fetch_optional(&self.read).await? else {
+                    return Ok(None);
+                };
+                let is_admin: Option<bool> = row.try_get("requester_is_admin")?;
+                Ok(Some((request_from(&row)?, is_admin.unwrap_or(false))))
             }
 
             async fn requests(&self, f: &RequestFilter) -> Result<Vec<AccessRequest>, StoreError> {

@@ -1,4 +1,5 @@
-//! What a review weighs, read in one statement while it holds the audit head
+//! What a review weighs, read in one statement before it begins
+//! ([`crate::AccessReads::request_for_review`]) and in one while it holds the audit head
 //! ([`crate::AccessWrites::review_context`]).
 
 use jitgate_core::names::Username;
@@ -43,5 +44,16 @@ pub(crate) fn sql(request_cols: &str) -> String {
          ORDER BY kind, v_created_at, v_reviewer",
         cols.iter().map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", "),
         vec!["NULL"; cols.len() + REVIEWS.len()].join(", ")
+    )
+}
+
+/// The request's columns (`request_cols`) and `requester_is_admin` (NULL for a requester who
+/// no longer exists). `$1` the request.
+pub(crate) fn request_for_review_sql(request_cols: &str) -> String {
+    let cols: Vec<String> = request_cols.split(", ").map(|c| format!("r.{c}")).collect();
+    format!(
+        "SELECT {}, u.is_admin AS requester_is_admin \
+         FROM requests r LEFT JOIN users u ON u.name = r.requester WHERE r.id = $1",
+        cols.join(", ")
     )
 }

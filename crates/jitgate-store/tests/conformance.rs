@@ -799,6 +799,8 @@ async fn review_context(store: &dyn Store) {
     tx.set_member(&g("db-owners"), &u("carol"), true, Source::Api).await.unwrap();
     tx.set_member(&g("db-owners"), &u("dave"), true, Source::Api).await.unwrap();
     tx.insert_request(&request("c1", "alice", 10, 1000)).await.unwrap();
+    tx.insert_request(&request("c4", "erin", 10, 1000)).await.unwrap();
+    tx.insert_request(&request("c5", "ghost", 10, 1000)).await.unwrap();
     let by = |reviewer: jitgate_core::request::Reviewer, at: i64| Review {
         request_id: "c1".into(),
         reviewer,
@@ -816,6 +818,15 @@ async fn review_context(store: &dyn Store) {
     }
     tx.append_audit(ev("setup"), t(13)).await.unwrap();
     tx.commit().await.unwrap();
+
+    // Before the review begins: the request, and whether its requester is an administrator.
+    let (read, admin) = store.request_for_review("c1").await.unwrap().unwrap();
+    assert_eq!((read, admin), (request("c1", "alice", 10, 1000), false));
+    let (read, admin) = store.request_for_review("c4").await.unwrap().unwrap();
+    assert_eq!((read.requester.as_str(), admin), ("erin", true));
+    let (read, admin) = store.request_for_review("c5").await.unwrap().unwrap();
+    assert_eq!((read.requester.as_str(), admin), ("ghost", false), "a requester who is no user");
+    assert!(store.request_for_review("nope").await.unwrap().is_none());
 
     let mut tx = store.write().await.unwrap();
     tx.set_member(&g("security"), &u("bob"), true, Source::Api).await.unwrap();
@@ -1695,4 +1706,86 @@ async fn postgres_a_change_is_on_disk_when_its_commit_returns() {
             "relaxed change {i}: on_disk returned before the log was flushed to {shown}"
         );
     }
+}
+
+/// Backends of this database still inside a transaction (a change not rolled back holds the
+/// audit head's row lock, and every later change waits behind it).
+async fn left_in_transaction(observer: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'",
+    )
+    .fetch_one(observer)
+    .await
+    .unwrap()
+}
+
+/// A PostgreSQL change begins, takes the audit head's lock and reads the head in one round
+/// trip, on a transaction of jitgate's own (see `pg_change.rs`); so every way a change can end
+/// without its commit must still roll it back and give its connection back: dropped after a
+/// refusal (more times than the pool holds connections), given up in the middle of a statement,
+/// and failed in its `BEGIN` because another holds the head past the lock timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_change_that_ends_without_commit_leaves_nothing_behind() {
+    let url = testing::fresh_pg_database().await.unwrap();
+    let store = jitgate_store::PgStore::connect_with(&url, std::time::Duration::from_millis(500))
+        .await
+        .unwrap();
+    let observer = sqlx::PgPool::connect(&url).await.unwrap();
+    let within = std::time::Duration::from_secs(10);
+
+    // Dropped after it wrote and read: 40 of them, with 16 connections in the pool.
+    for i in 0..40 {
+        let mut tx = tokio::time::timeout(within, store.write()).await.expect("a change begins").unwrap();
+        tx.insert_user(&user(&format!("dropped{i}"))).await.unwrap();
+        assert!(tx.user(&u(&format!("dropped{i}"))).await.unwrap().is_some());
+        drop(tx);
+    }
+    assert!(store.users().await.unwrap().is_empty(), "no dropped change wrote anything");
+
+    // Given up while its statement waits for a lock someone else holds.
+    let mut blocker = observer.begin().await.unwrap();
+    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let mut tx = store.write().await.unwrap();
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(100), tx.user(&u("halfway"))).await;
+    assert!(waited.is_err(), "the read waited behind the table lock");
+    drop(tx);
+    blocker.rollback().await.unwrap();
+
+    // Failed in its BEGIN: another holds the audit head for longer than the lock timeout.
+    let mut holder = observer.begin().await.unwrap();
+    sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    assert!(store.write().await.is_err(), "the head is held elsewhere past the lock timeout");
+    holder.rollback().await.unwrap();
+
+    // Every connection is back and out of its transaction, and the next change commits.
+    eventually("no connection left in a transaction", within, async || {
+        left_in_transaction(&observer).await == 0
+    })
+    .await;
+    for i in 0..20 {
+        let mut tx = tokio::time::timeout(within, store.write()).await.expect("a change begins").unwrap();
+        tx.insert_user(&user(&format!("kept{i}"))).await.unwrap();
+        tx.append_audit(
+            NewEvent::new("admin", "user.create", format!("kept{i}"), Outcome::Success, json!({})),
+            t(i),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let names: Vec<String> = store.users().await.unwrap().into_iter().map(|u| u.name.to_string()).collect();
+    assert_eq!(names.len(), 20, "only the committed changes wrote: {names:?}");
+    assert!(names.iter().all(|n| n.starts_with("kept")));
+    assert_eq!(
+        store.audit_head().await.unwrap().seq,
+        20,
+        "the chain moved by the committed changes only"
+    );
 }

@@ -20,7 +20,11 @@ impl Reviews<'_> {
         let action = format!("review.{}", decision.as_str());
         // The second factor comes first, outside the review's transaction: checking it is a
         // change of its own (the code is used up, the attempt counted) whatever the review does.
-        let pending = self.store.request(id).await?.ok_or_else(|| ServiceError::not_found("request"))?;
+        let (pending, requester_is_admin) = self
+            .store
+            .request_for_review(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("request"))?;
         let resource = self.store.resource(&pending.resource).await?;
         // One who may not see it learns nothing, not even that it exists.
         if !self.requests().sees(caller, &pending, resource.as_ref()) {
@@ -44,7 +48,7 @@ impl Reviews<'_> {
         // too). The reviewer and the requester are weighed before the transaction begins, since
         // every writer waits while a transaction holds the audit head; what they are is then
         // confirmed inside it (a request's resource, role, window and reason never change).
-        let mut requester = self.policies().subject(&pending.requester).await?;
+        let mut requester = self.policies().subject_known(&pending.requester, requester_is_admin).await?;
         let (mut me, mut forbids) = self
             .approver(Subject::of(caller), &requester, &pending, &resource, policy, now)
             .await?;
