@@ -14,6 +14,11 @@
 //!
 //! Writers share flushes: one at a time runs, and it covers every change whose commit had
 //! returned when it began; a writer whose change it covers returns without a flush of its own.
+//! A flush is a round trip and a transaction, and it takes less time than a change holds the
+//! head, so under load each would carry only its own change. So a flush waits a moment first
+//! when another change is on its way (waiting for the head or holding it): until that change
+//! commits, or [`GROUP_WITHIN`] at most. One flush then carries both, and the ones that
+//! committed meanwhile (group commit, as PostgreSQL's `commit_delay` does inside the server).
 //! A crash between a commit and its flush loses the change unacknowledged, with everything that
 //! came after it in the log.
 //!
@@ -24,7 +29,14 @@
 
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, Notify};
+
+/// The longest a flush waits for a change on its way to commit, so that it carries that one
+/// too: about what a change holds the head for under load. A change waits for it only while
+/// another change is on its way, never when it is alone.
+pub(crate) const GROUP_WITHIN: Duration = Duration::from_millis(2);
 
 #[derive(Debug)]
 pub(crate) struct LogFlusher {
@@ -35,6 +47,38 @@ pub(crate) struct LogFlusher {
     flushed: AtomicU64,
     /// Held by the one flush in flight.
     flushing: Mutex<()>,
+    /// Changes on their way to commit: from before they wait for the head until they commit
+    /// or end without.
+    on_their_way: AtomicU64,
+    /// Told at every commit counted and every change that ends without.
+    moved: Notify,
+}
+
+/// A change on its way to commit, counted as such until it has committed or ends otherwise.
+#[derive(Debug)]
+pub(crate) struct OnItsWay {
+    flusher: Arc<LogFlusher>,
+    done: bool,
+}
+
+impl OnItsWay {
+    /// After the change's commit, with the head let go: returns once the change is on disk.
+    pub(crate) async fn committed(mut self) -> crate::Result<()> {
+        let mine = self.flusher.committed.fetch_add(1, Ordering::AcqRel) + 1;
+        self.done = true;
+        self.flusher.on_their_way.fetch_sub(1, Ordering::AcqRel);
+        self.flusher.moved.notify_waiters();
+        self.flusher.flush_through(mine).await
+    }
+}
+
+impl Drop for OnItsWay {
+    fn drop(&mut self) {
+        if !self.done {
+            self.flusher.on_their_way.fetch_sub(1, Ordering::AcqRel);
+            self.flusher.moved.notify_waiters();
+        }
+    }
 }
 
 impl LogFlusher {
@@ -44,13 +88,29 @@ impl LogFlusher {
             committed: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             flushing: Mutex::new(()),
+            on_their_way: AtomicU64::new(0),
+            moved: Notify::new(),
         }
     }
 
-    /// Returns once everything committed before the call is on disk: a change whose commit
-    /// has just returned, or every change a read answered before it.
+    /// Counts a change as on its way, from before it waits for the head.
+    pub(crate) fn on_its_way(self: &Arc<Self>) -> OnItsWay {
+        self.on_their_way.fetch_add(1, Ordering::AcqRel);
+        OnItsWay {
+            flusher: self.clone(),
+            done: false,
+        }
+    }
+
+    /// Returns once everything committed before the call is on disk: every change a read
+    /// answered before it.
     pub(crate) async fn everything_shown_on_disk(&self) -> crate::Result<()> {
         let mine = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
+        self.flush_through(mine).await
+    }
+
+    /// Returns once the first `mine` commits counted are on disk.
+    async fn flush_through(&self, mine: u64) -> crate::Result<()> {
         if self.flushed.load(Ordering::Acquire) >= mine {
             return Ok(());
         }
@@ -58,6 +118,12 @@ impl LogFlusher {
         // The flush that ran while this one waited may have begun after this change's commit.
         if self.flushed.load(Ordering::Acquire) >= mine {
             return Ok(());
+        }
+        let moved = self.moved.notified();
+        tokio::pin!(moved);
+        moved.as_mut().enable();
+        if self.on_their_way.load(Ordering::Acquire) > 0 {
+            let _ = tokio::time::timeout(GROUP_WITHIN, moved).await;
         }
         // Every change counted by now had committed before this flush begins.
         let covers = self.committed.load(Ordering::Acquire);

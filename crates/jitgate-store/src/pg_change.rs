@@ -17,9 +17,12 @@ use sqlx::{Executor, PgConnection, PgPool, Postgres, Row};
 use std::time::Duration;
 
 /// `synchronous_commit = off`: the change commits without waiting for its log flush, and
-/// waits for it once it has let the head go (see [`crate::durable`]).
-const BEGIN_AND_LOCK: &str = "BEGIN; SET LOCAL synchronous_commit = off; \
+/// waits for it once it has let the head go (see [`crate::durable`]). A `&str` with no
+/// arguments goes by the simple query protocol: the statements in one message, one answer.
+const BEGIN_AND_LOCK_FLUSH_AFTER: &str = "BEGIN; SET LOCAL synchronous_commit = off; \
      SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE";
+/// The same, committing with the session's durability.
+const BEGIN_AND_LOCK: &str = "BEGIN; SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE";
 
 /// The longest a rollback after an abandoned change may take before its connection is closed
 /// instead: a database that stopped answering must not keep the connection out of the pool.
@@ -34,13 +37,15 @@ pub(crate) struct PgChange {
 
 impl PgChange {
     /// Takes a connection, begins, and locks the audit head: the head it returns stays the
-    /// chain's last link until this change ends.
-    pub(crate) async fn begin(pool: &PgPool) -> Result<(Self, ChainHead), sqlx::Error> {
+    /// chain's last link until this change ends. With `flush_after`, the commit does not wait
+    /// for the log flush: the caller does.
+    pub(crate) async fn begin(pool: &PgPool, flush_after: bool) -> Result<(Self, ChainHead), sqlx::Error> {
         let mut change = Self {
             conn: Some(pool.acquire().await?),
             open: true,
         };
-        let rows = Executor::fetch_all(&mut *change, BEGIN_AND_LOCK).await?;
+        let begin = if flush_after { BEGIN_AND_LOCK_FLUSH_AFTER } else { BEGIN_AND_LOCK };
+        let rows = Executor::fetch_all(&mut *change, begin).await?;
         let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
         let head = ChainHead {
             seq: row.try_get("seq")?,

@@ -232,13 +232,11 @@ impl PgStore {
     }
 
     /// A change's transaction, begun holding the audit head's row lock, and the head, in one
-    /// round trip; and the flush it waits for: the transaction commits without waiting for
-    /// its log flush, and the change waits for it once it has let the audit head go (see
-    /// [`crate::durable`]). The two come from here together: one without the other loses
-    /// acknowledged changes in a crash, or waits for the disk twice.
-    async fn begin_change(&self) -> Result<crate::sql::Began<crate::pg_change::PgChange>> {
-        let (change, head) = crate::pg_change::PgChange::begin(&self.write).await?;
-        Ok((change, Some(head), self.log_flusher()))
+    /// round trip. With `flush_after_head` it commits without waiting for its log flush, and
+    /// the change waits for it once it has let the head go (see [`crate::durable`]).
+    async fn begin_change(&self, flush_after_head: bool) -> Result<crate::sql::Began<crate::pg_change::PgChange>> {
+        let (change, head) = crate::pg_change::PgChange::begin(&self.write, flush_after_head).await?;
+        Ok((change, Some(head)))
     }
 
     fn kill_feed(&self) -> Option<KillFeed> {

@@ -22,14 +22,9 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreErro
     crate::StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-/// A change's transaction as a backend begins it: the transaction, the audit head when it was
-/// read in the same round trip, and the flush to wait for once the head is let go (see
-/// [`crate::durable`]).
-pub(crate) type Began<T> = (
-    T,
-    Option<jitgate_core::audit::ChainHead>,
-    Option<std::sync::Arc<crate::durable::LogFlusher>>,
-);
+/// A change's transaction as a backend begins it, and the audit head when it was read in the
+/// same round trip.
+pub(crate) type Began<T> = (T, Option<jitgate_core::audit::ChainHead>);
 
 macro_rules! impl_store {
     ($store:ident, $tx:ident, $change:ty, $db:ty, $backend:literal, $lock:literal) => {
@@ -120,8 +115,12 @@ macro_rules! impl_store {
             }
 
             async fn write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+                // On its way from before it waits for the head: a change that has just
+                // committed may wait a moment for this one, so that one flush carries both (see
+                // `crate::durable`). A backend with no flush to wait for commits durably.
+                let flush_after_head = self.log_flusher().map(|flusher| flusher.on_its_way());
                 let slot = self.cache.hold_head().await;
-                let (mut tx, locked, flush_after_head) = self.begin_change().await?;
+                let (mut tx, locked) = self.begin_change(flush_after_head.is_some()).await?;
                 let head = match slot.known().or(locked) {
                     Some(head) => head,
                     None => {
@@ -173,7 +172,7 @@ macro_rules! impl_store {
             /// Where to wait for the log flush once the head is let go, for a backend that
             /// commits under the head without waiting for it (see [`crate::durable`]); `None`
             /// once the change's durability is relaxed.
-            flush_after_head: Option<std::sync::Arc<crate::durable::LogFlusher>>,
+            flush_after_head: Option<crate::durable::OnItsWay>,
         }
 
         /// Writes held back at most; a request's or a review's change holds four.
@@ -385,8 +384,8 @@ macro_rules! impl_store {
                 this.tx.commit().await?;
                 this.slot.committed(&this.head, this.directory_changed);
                 // Acknowledged only once on disk (see `crate::durable`).
-                if let Some(flusher) = this.flush_after_head {
-                    flusher.everything_shown_on_disk().await?;
+                if let Some(on_its_way) = this.flush_after_head {
+                    on_its_way.committed().await?;
                 }
                 Ok(this.appended)
             }

@@ -108,9 +108,11 @@ impl SqliteStore {
     }
 
     /// A change's transaction; the head is read in it unless the store remembers it. A commit
-    /// waits for what `synchronous = NORMAL` promises, and nothing after.
-    async fn begin_change(&self) -> Result<crate::sql::Began<sqlx::Transaction<'static, Sqlite>>> {
-        Ok((self.write.begin().await?, None, None))
+    /// waits for what `synchronous = NORMAL` promises, under the head: there is no flush to
+    /// wait for after it (`log_flusher`).
+    async fn begin_change(&self, flush_after_head: bool) -> Result<crate::sql::Began<sqlx::Transaction<'static, Sqlite>>> {
+        debug_assert!(!flush_after_head, "SQLite has no flush to wait for after the head");
+        Ok((self.write.begin().await?, None))
     }
 
     /// Bulk reads of the audit log (verification and export read every row). sqlx hands each

@@ -1789,3 +1789,43 @@ async fn postgres_a_change_that_ends_without_commit_leaves_nothing_behind() {
         "the chain moved by the committed changes only"
     );
 }
+
+/// Changes made together share their log flushes (a flush waits a moment for a change on its
+/// way, see `durable.rs`), and still each is on disk before its commit returns: eight writers at
+/// once, each change checked against the log's positions as in the test above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_changes_made_together_are_each_on_disk_when_their_commits_return() {
+    let url = testing::fresh_pg_database().await.unwrap();
+    let store = jitgate_store::PgStore::connect(&url).await.unwrap();
+    let observer = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let (store, observer) = (store.clone(), observer.clone());
+        writers.spawn(async move {
+            for i in 0..25 {
+                let name = format!("w{w}c{i}");
+                let mut tx = store.write().await.unwrap();
+                tx.insert_user(&user(&name)).await.unwrap();
+                tx.append_audit(NewEvent::new("admin", "user.create", &name, Outcome::Success, json!({})), t(i))
+                    .await
+                    .unwrap();
+                let before: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+                    .fetch_one(&observer)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                let flushed: bool = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() > $1::pg_lsn")
+                    .bind(&before)
+                    .fetch_one(&observer)
+                    .await
+                    .unwrap();
+                assert!(flushed, "{name}: its commit returned before the log was flushed past {before}");
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(store.users().await.unwrap().len(), 200);
+    assert_eq!(store.audit_head().await.unwrap().seq, 200);
+}
