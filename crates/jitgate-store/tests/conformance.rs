@@ -1650,6 +1650,23 @@ async fn postgres_a_writer_that_waits_too_long_for_the_head_leaves_no_connection
     assert_eq!(waiter.audit_head().await.unwrap().seq, 20);
 }
 
+/// Where the log ends now (PostgreSQL).
+async fn wal_written(observer: &sqlx::PgPool) -> String {
+    sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+        .fetch_one(observer)
+        .await
+        .unwrap()
+}
+
+/// Whether the log is flushed past `lsn`.
+async fn wal_flushed_past(observer: &sqlx::PgPool, lsn: &str) -> bool {
+    sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() > $1::pg_lsn")
+        .bind(lsn)
+        .fetch_one(observer)
+        .await
+        .unwrap()
+}
+
 /// A PostgreSQL change commits without waiting for the disk while it holds the audit head, and
 /// waits for the disk once it has let the head go: either way, its commit returns only once its
 /// commit record is flushed (what the log holds is what was acknowledged). Checked against the
@@ -1670,16 +1687,9 @@ async fn postgres_a_change_is_on_disk_when_its_commit_returns() {
         )
         .await
         .unwrap();
-        let before: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
-            .fetch_one(&observer)
-            .await
-            .unwrap();
+        let before = wal_written(&observer).await;
         tx.commit().await.unwrap();
-        let flushed: bool = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() > $1::pg_lsn")
-            .bind(&before)
-            .fetch_one(&observer)
-            .await
-            .unwrap();
+        let flushed = wal_flushed_past(&observer, &before).await;
         assert!(flushed, "change {i}: its commit returned before the log was flushed past {before}");
     }
     // A change whose durability is relaxed (the expiry engine's) does not wait, yet is visible:
@@ -1691,10 +1701,7 @@ async fn postgres_a_change_is_on_disk_when_its_commit_returns() {
         tx.insert_user(&user(&format!("relaxed{i}"))).await.unwrap();
         tx.commit().await.unwrap();
         assert!(store.user(&u(&format!("relaxed{i}"))).await.unwrap().is_some());
-        let shown: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
-            .fetch_one(&observer)
-            .await
-            .unwrap();
+        let shown = wal_written(&observer).await;
         store.on_disk().await.unwrap();
         let flushed: bool = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn")
             .bind(&shown)
@@ -1809,16 +1816,9 @@ async fn postgres_changes_made_together_are_each_on_disk_when_their_commits_retu
                 tx.append_audit(NewEvent::new("admin", "user.create", &name, Outcome::Success, json!({})), t(i))
                     .await
                     .unwrap();
-                let before: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
-                    .fetch_one(&observer)
-                    .await
-                    .unwrap();
+                let before = wal_written(&observer).await;
                 tx.commit().await.unwrap();
-                let flushed: bool = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() > $1::pg_lsn")
-                    .bind(&before)
-                    .fetch_one(&observer)
-                    .await
-                    .unwrap();
+                let flushed = wal_flushed_past(&observer, &before).await;
                 assert!(flushed, "{name}: its commit returned before the log was flushed past {before}");
             }
         });
