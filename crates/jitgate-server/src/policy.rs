@@ -80,6 +80,15 @@ impl Subject {
         }
     }
 
+    /// The subject with the roles they hold now read already (with something else, a round
+    /// trip less), as `RESOURCE/ROLE`.
+    pub(crate) fn holding(self, live_roles: Vec<String>) -> Self {
+        Self {
+            live_roles: tokio::sync::OnceCell::new_with(Some(live_roles.into_iter().collect())),
+            ..self
+        }
+    }
+
     pub(crate) fn person(&self) -> Person<'_> {
         Person {
             name: &self.name,

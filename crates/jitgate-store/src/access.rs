@@ -39,9 +39,8 @@ pub struct NotificationRecord {
 #[async_trait]
 pub trait AccessReads: Send + Sync {
     async fn request(&self, id: &str) -> Result<Option<AccessRequest>>;
-    /// A request and whether its requester is an administrator (false for one who no longer
-    /// exists), in one read: what a review weighs before it begins.
-    async fn request_for_review(&self, id: &str) -> Result<Option<(AccessRequest, bool)>>;
+    /// What a review weighs before it begins, in one read (see [`crate::ReviewFacts`]).
+    async fn request_for_review(&self, id: &str, reviewer: &Username, now: Timestamp) -> Result<Option<crate::ReviewFacts>>;
     async fn requests(&self, filter: &RequestFilter) -> Result<Vec<AccessRequest>>;
     async fn reviews(&self, request_id: &str) -> Result<Vec<Review>>;
     /// Of the requests `ids`, those `reviewer` has reviewed (one read for a whole inbox).
@@ -221,14 +220,13 @@ macro_rules! access_sql {
                 q_request(&self.read, id).await
             }
 
-            async fn request_for_review(&self, id: &str) -> Result<Option<(AccessRequest, bool)>, StoreError> {
-                static SQL: std::sync::LazyLock<String> =
-                    std::sync::LazyLock::new(|| crate::review_context::request_for_review_sql(REQUEST_COLS));
-                let Some(row) = sqlx::query(SQL.as_str()).bind(id).fetch_optional(&self.read).await? else {
-                    return Ok(None);
-                };
-                let is_admin: Option<bool> = row.try_get("requester_is_admin")?;
-                Ok(Some((request_from(&row)?, is_admin.unwrap_or(false))))
+            async fn request_for_review(
+                &self,
+                id: &str,
+                reviewer: &Username,
+                now: Timestamp,
+            ) -> Result<Option<crate::ReviewFacts>, StoreError> {
+                q_request_for_review(&self.read, id, reviewer, now).await
             }
 
             async fn requests(&self, f: &RequestFilter) -> Result<Vec<AccessRequest>, StoreError> {
@@ -290,7 +288,9 @@ macro_rules! access_sql {
 
             async fn active_roles_of(&self, user: &Username, now: Timestamp) -> Result<Vec<String>, StoreError> {
                 // A skip scan over the live-grants index, written per backend.
-                let rows = sqlx::query(Self::ACTIVE_ROLES_SQL)
+                static SQL: std::sync::LazyLock<String> =
+                    std::sync::LazyLock::new(|| format!("{} SELECT resource, role FROM held", held("$1", "$2")));
+                let rows = sqlx::query(SQL.as_str())
                     .bind(user.as_str())
                     .bind(now.as_millis())
                     .fetch_all(&self.read)

@@ -157,7 +157,7 @@ bounded_reads! {
         }
         each {
             request(id: &str) -> Option<AccessRequest>;
-            request_for_review(id: &str) -> Option<(AccessRequest, bool)>;
+            request_for_review(id: &str, reviewer: &Username, now: Timestamp) -> Option<crate::ReviewFacts>;
             requests(filter: &RequestFilter) -> Vec<AccessRequest>;
             reviews(request_id: &str) -> Vec<Review>;
             reviewed_by(reviewer: &Username, ids: &[String]) -> std::collections::BTreeSet<String>;

@@ -43,7 +43,7 @@ pub use identity::{IdentityReads, IdentityWrites, SessionRecord, Source, Standin
 pub use mfa::{AttemptRecord, ChallengeRecord, MfaReads, MfaWrites, PasskeyRecord, TotpRecord};
 pub use outbox::{ChannelSecretRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, OutboxReads, OutboxWrites};
 pub use resources::{ResourceReads, ResourceWrites};
-pub use review_context::ReviewContext;
+pub use review_context::{ReviewContext, ReviewFacts};
 pub use sso::{SsoIdentityRecord, SsoReads, SsoSignInRecord, SsoWrites};
 pub use tokens::{ApiTokenRecord, TokenReads, TokenWrites};
 

@@ -312,20 +312,20 @@ async fn run_listener(
 }
 
 impl PgStore {
-    /// The distinct `RESOURCE/ROLE` of a user's live grants, by a skip scan over the
+    /// The distinct `RESOURCE/ROLE` of a user's live grants as the CTE `held(resource, role)`,
+    /// the user and the time as `$USER` and `$NOW` (see `held` in `access.rs`), by a skip scan over the
     /// live-grants index: one probe per role held, however many grants of it there are (a
     /// DISTINCT reads them all). The next role is taken by LATERAL.
-    const ACTIVE_ROLES_SQL: &'static str = "WITH RECURSIVE held(resource, role) AS ( \
+    const HELD_CTE: &'static str = "WITH RECURSIVE held(resource, role) AS ( \
            (SELECT resource, role FROM grants \
-            WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+            WHERE username = $USER AND next_deadline IS NOT NULL AND ends_at > $NOW \
             ORDER BY resource, role LIMIT 1) \
            UNION ALL \
            SELECT n.resource, n.role FROM held, LATERAL ( \
              SELECT resource, role FROM grants \
-             WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+             WHERE username = $USER AND next_deadline IS NOT NULL AND ends_at > $NOW \
                AND (resource, role) > (held.resource, held.role) \
-             ORDER BY resource, role LIMIT 1) n) \
-         SELECT resource, role FROM held";
+             ORDER BY resource, role LIMIT 1) n)";
 
     async fn read_audit_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<jitgate_core::audit::StoredEvent>> {
         let sql = format!(

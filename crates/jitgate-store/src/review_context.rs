@@ -47,13 +47,75 @@ pub(crate) fn sql(request_cols: &str) -> String {
     )
 }
 
-/// The request's columns (`request_cols`) and `requester_is_admin` (NULL for a requester who
-/// no longer exists). `$1` the request.
-pub(crate) fn request_for_review_sql(request_cols: &str) -> String {
+/// What a review weighs before it begins, read in one statement: the request, whether its
+/// requester is an administrator (false for one who no longer exists), and the reviewer's live
+/// roles (`RESOURCE/ROLE`) at the time given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewFacts {
+    pub request: AccessRequest,
+    pub requester_is_admin: bool,
+    pub reviewer_live_roles: Vec<String>,
+}
+
+/// Rows of two kinds: `r`, the request's columns (`request_cols`) and `requester_is_admin`
+/// (NULL for a requester who no longer exists); then `g`, one per live role of the reviewer
+/// (`held_resource`, `held_role`) from the backend's `held` CTE. `$1` the request, `$2` the
+/// reviewer, `$3` the time.
+pub(crate) fn request_for_review_sql(request_cols: &str, held: &str) -> String {
     let cols: Vec<String> = request_cols.split(", ").map(|c| format!("r.{c}")).collect();
     format!(
-        "SELECT {}, u.is_admin AS requester_is_admin \
-         FROM requests r LEFT JOIN users u ON u.name = r.requester WHERE r.id = $1",
-        cols.join(", ")
+        "{held} SELECT 'r' AS kind, {}, u.is_admin AS requester_is_admin, \
+         NULL AS held_resource, NULL AS held_role \
+         FROM requests r LEFT JOIN users u ON u.name = r.requester WHERE r.id = $1 \
+         UNION ALL SELECT 'g', {}, NULL, resource, role FROM held",
+        cols.join(", "),
+        vec!["NULL"; cols.len()].join(", ")
     )
 }
+
+/// The reads of a review for one backend, stamped out by `crate::sql::impl_store!` in the
+/// backend's module (which supplies the imports and the row helpers).
+macro_rules! review_sql {
+    ($store:ident, $db:ty) => {
+        /// A user's live roles as the CTE `held(resource, role)`, with the placeholders given
+        /// for the user and the time (the skip scan is written per backend: `HELD_CTE`).
+        fn held(user: &str, now: &str) -> String {
+            $store::HELD_CTE.replace("$USER", user).replace("$NOW", now)
+        }
+
+        async fn q_request_for_review(
+            pool: &sqlx::Pool<$db>,
+            id: &str,
+            reviewer: &Username,
+            now: Timestamp,
+        ) -> Result<Option<crate::ReviewFacts>, StoreError> {
+            static SQL: std::sync::LazyLock<String> =
+                std::sync::LazyLock::new(|| crate::review_context::request_for_review_sql(REQUEST_COLS, &held("$2", "$3")));
+            let rows = sqlx::query(SQL.as_str())
+                .bind(id)
+                .bind(reviewer.as_str())
+                .bind(now.as_millis())
+                .fetch_all(pool)
+                .await?;
+            let mut found = None;
+            let mut reviewer_live_roles = Vec::new();
+            for row in &rows {
+                if row.try_get::<String, _>("kind")? == "r" {
+                    let is_admin: Option<bool> = row.try_get("requester_is_admin")?;
+                    found = Some((request_from(row)?, is_admin.unwrap_or(false)));
+                } else {
+                    let resource: String = row.try_get("held_resource")?;
+                    let role: String = row.try_get("held_role")?;
+                    reviewer_live_roles.push(format!("{resource}/{role}"));
+                }
+            }
+            Ok(found.map(|(request, requester_is_admin)| crate::ReviewFacts {
+                request,
+                requester_is_admin,
+                reviewer_live_roles,
+            }))
+        }
+    };
+}
+
+pub(crate) use review_sql;

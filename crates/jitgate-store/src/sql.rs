@@ -6,7 +6,7 @@
 //! one SQL text serves both; `impl_store!` stamps out an implementation per backend, in the
 //! backend's module, because sqlx's row and executor types differ per database. Each
 //! aggregate's SQL lives in the aggregate's own file (`identity.rs`, `access.rs`, ...). What
-//! differs between the backends is written in the backend's file: `ACTIVE_ROLES_SQL`,
+//! differs between the backends is written in the backend's file: `HELD_CTE`,
 //! `CLAIM_LOCK`, `SHARED`, `relax` and `announce_kill`.
 
 pub(crate) const USER_COLS: &str = "name, display_name, password_hash, is_admin, disabled, created_at";
@@ -81,6 +81,7 @@ macro_rules! impl_store {
         crate::identity::identity_sql!($store, $tx, $db, $lock);
         crate::resources::resources_sql!($store, $tx, $db, $lock);
         crate::access::access_sql!($store, $tx, $db, $lock);
+        crate::review_context::review_sql!($store, $db);
         crate::audit::audit_sql!($store, $tx, $db, $lock);
         crate::mfa::mfa_sql!($store, $tx, $db, $lock);
         crate::gateway::gateway_sql!($store, $tx, $db, $lock);

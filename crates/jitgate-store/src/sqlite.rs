@@ -155,20 +155,20 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// The distinct `RESOURCE/ROLE` of a user's live grants, by a skip scan over the
+    /// The distinct `RESOURCE/ROLE` of a user's live grants as the CTE `held(resource, role)`,
+    /// the user and the time as `$USER` and `$NOW` (see `held` in `access.rs`), by a skip scan over the
     /// live-grants index: one probe per role held, however many grants of it there are (a
     /// DISTINCT reads them all). SQLite has no LATERAL, so the next role is found by rowid.
-    const ACTIVE_ROLES_SQL: &'static str = "WITH RECURSIVE held(resource, role) AS ( \
+    const HELD_CTE: &'static str = "WITH RECURSIVE held(resource, role) AS ( \
            SELECT resource, role FROM (SELECT resource, role FROM grants \
-             WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+             WHERE username = $USER AND next_deadline IS NOT NULL AND ends_at > $NOW \
              ORDER BY resource, role LIMIT 1) \
            UNION ALL \
            SELECT g.resource, g.role FROM held JOIN grants g ON g.rowid = ( \
              SELECT rowid FROM grants \
-             WHERE username = $1 AND next_deadline IS NOT NULL AND ends_at > $2 \
+             WHERE username = $USER AND next_deadline IS NOT NULL AND ends_at > $NOW \
                AND (resource, role) > (held.resource, held.role) \
-             ORDER BY resource, role LIMIT 1)) \
-         SELECT resource, role FROM held";
+             ORDER BY resource, role LIMIT 1))";
 }
 
 impl SqliteWriteTx {

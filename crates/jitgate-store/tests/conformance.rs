@@ -779,6 +779,18 @@ async fn live_roles(store: &dyn Store) {
     assert_eq!(held, vec!["a-db/admin", "a-db/write", "b-db/read", "zz-db/read"]);
     assert!(store.active_roles_of(&u("alice"), t(5_500)).await.unwrap() == vec!["b-db/read"]);
     assert!(store.active_roles_of(&u("dave"), t(100)).await.unwrap().is_empty());
+
+    // A review's first read carries the reviewer's live roles, the same as above.
+    let facts = store.request_for_review("r2", &u("alice"), t(100)).await.unwrap().unwrap();
+    assert_eq!(facts.request.requester.as_str(), "carol");
+    let mut roles = facts.reviewer_live_roles;
+    roles.sort();
+    assert_eq!(roles, held);
+    let later = store.request_for_review("r2", &u("alice"), t(5_500)).await.unwrap().unwrap();
+    assert_eq!(later.reviewer_live_roles, vec!["b-db/read"]);
+    let none = store.request_for_review("r2", &u("dave"), t(100)).await.unwrap().unwrap();
+    assert!(none.reviewer_live_roles.is_empty());
+    assert!(store.request_for_review("nope", &u("alice"), t(100)).await.unwrap().is_none());
 }
 
 /// What a review weighs, in one read inside its change: the request, its reviews in order,
@@ -820,13 +832,19 @@ async fn review_context(store: &dyn Store) {
     tx.commit().await.unwrap();
 
     // Before the review begins: the request, and whether its requester is an administrator.
-    let (read, admin) = store.request_for_review("c1").await.unwrap().unwrap();
-    assert_eq!((read, admin), (request("c1", "alice", 10, 1000), false));
-    let (read, admin) = store.request_for_review("c4").await.unwrap().unwrap();
-    assert_eq!((read.requester.as_str(), admin), ("erin", true));
-    let (read, admin) = store.request_for_review("c5").await.unwrap().unwrap();
-    assert_eq!((read.requester.as_str(), admin), ("ghost", false), "a requester who is no user");
-    assert!(store.request_for_review("nope").await.unwrap().is_none());
+    let facts = |id: &'static str| async move { store.request_for_review(id, &u("bob"), t(100)).await.unwrap() };
+    let read = facts("c1").await.unwrap();
+    assert_eq!((read.request, read.requester_is_admin), (request("c1", "alice", 10, 1000), false));
+    assert!(read.reviewer_live_roles.is_empty());
+    let read = facts("c4").await.unwrap();
+    assert_eq!((read.request.requester.as_str(), read.requester_is_admin), ("erin", true));
+    let read = facts("c5").await.unwrap();
+    assert_eq!(
+        (read.request.requester.as_str(), read.requester_is_admin),
+        ("ghost", false),
+        "a requester who is no user"
+    );
+    assert!(facts("nope").await.is_none());
 
     let mut tx = store.write().await.unwrap();
     tx.set_member(&g("security"), &u("bob"), true, Source::Api).await.unwrap();

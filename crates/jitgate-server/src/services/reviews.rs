@@ -20,9 +20,16 @@ impl Reviews<'_> {
         let action = format!("review.{}", decision.as_str());
         // The second factor comes first, outside the review's transaction: checking it is a
         // change of its own (the code is used up, the attempt counted) whatever the review does.
-        let (pending, requester_is_admin) = self
+        // The request, its requester's standing and the reviewer's live roles in one read; the
+        // roles are those of this moment, a second factor's check before `now` (as a subject
+        // read for one operation holds them).
+        let jitgate_store::ReviewFacts {
+            request: pending,
+            requester_is_admin,
+            reviewer_live_roles,
+        } = self
             .store
-            .request_for_review(id)
+            .request_for_review(id, &caller.user.name, self.now())
             .await?
             .ok_or_else(|| ServiceError::not_found("request"))?;
         let resource = self.store.resource(&pending.resource).await?;
@@ -50,7 +57,14 @@ impl Reviews<'_> {
         // confirmed inside it (a request's resource, role, window and reason never change).
         let mut requester = self.policies().subject_known(&pending.requester, requester_is_admin).await?;
         let (mut me, mut forbids) = self
-            .approver(Subject::of(caller), &requester, &pending, &resource, policy, now)
+            .approver(
+                Subject::of(caller).holding(reviewer_live_roles),
+                &requester,
+                &pending,
+                &resource,
+                policy,
+                now,
+            )
             .await?;
         let mut tx = self.begin().await?;
         // The request, its reviews and who everyone is, confirmed in this transaction with one
