@@ -36,7 +36,7 @@ use tokio::sync::{Mutex, Notify};
 /// The longest a flush waits for a change on its way to commit, so that it carries that one
 /// too: about what a change holds the head for under load. A change waits for it only while
 /// another change is on its way, never when it is alone.
-pub(crate) const GROUP_WITHIN: Duration = Duration::from_millis(2);
+const GROUP_WITHIN: Duration = Duration::from_millis(2);
 
 #[derive(Debug)]
 pub(crate) struct LogFlusher {
@@ -65,19 +65,22 @@ impl OnItsWay {
     /// After the change's commit, with the head let go: returns once the change is on disk.
     pub(crate) async fn committed(mut self) -> crate::Result<()> {
         let mine = self.flusher.committed.fetch_add(1, Ordering::AcqRel) + 1;
-        self.done = true;
-        self.flusher.on_their_way.fetch_sub(1, Ordering::AcqRel);
-        self.flusher.moved.notify_waiters();
+        self.arrive();
         self.flusher.flush_through(mine).await
+    }
+
+    /// No longer on its way: a flush waiting for it goes on.
+    fn arrive(&mut self) {
+        if !std::mem::replace(&mut self.done, true) {
+            self.flusher.on_their_way.fetch_sub(1, Ordering::AcqRel);
+            self.flusher.moved.notify_waiters();
+        }
     }
 }
 
 impl Drop for OnItsWay {
     fn drop(&mut self) {
-        if !self.done {
-            self.flusher.on_their_way.fetch_sub(1, Ordering::AcqRel);
-            self.flusher.moved.notify_waiters();
-        }
+        self.arrive();
     }
 }
 

@@ -313,8 +313,8 @@ async fn run_listener(
 
 impl PgStore {
     /// The distinct `RESOURCE/ROLE` of a user's live grants as the CTE `held(resource, role)`,
-    /// the user and the time as `$USER` and `$NOW` (see `held` in `access.rs`), by a skip scan over the
-    /// live-grants index: one probe per role held, however many grants of it there are (a
+    /// the user and the time as `$USER` and `$NOW` (filled in by `held` in
+    /// `review_context.rs`), by a skip scan over the live-grants index: one probe per role held, however many grants of it there are (a
     /// DISTINCT reads them all). The next role is taken by LATERAL.
     const HELD_CTE: &'static str = "WITH RECURSIVE held(resource, role) AS ( \
            (SELECT resource, role FROM grants \

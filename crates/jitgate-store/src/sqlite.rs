@@ -156,8 +156,8 @@ impl SqliteStore {
 
 impl SqliteStore {
     /// The distinct `RESOURCE/ROLE` of a user's live grants as the CTE `held(resource, role)`,
-    /// the user and the time as `$USER` and `$NOW` (see `held` in `access.rs`), by a skip scan over the
-    /// live-grants index: one probe per role held, however many grants of it there are (a
+    /// the user and the time as `$USER` and `$NOW` (filled in by `held` in
+    /// `review_context.rs`), by a skip scan over the live-grants index: one probe per role held, however many grants of it there are (a
     /// DISTINCT reads them all). SQLite has no LATERAL, so the next role is found by rowid.
     const HELD_CTE: &'static str = "WITH RECURSIVE held(resource, role) AS ( \
            SELECT resource, role FROM (SELECT resource, role FROM grants \

@@ -20,9 +20,9 @@ impl Reviews<'_> {
         let action = format!("review.{}", decision.as_str());
         // The second factor comes first, outside the review's transaction: checking it is a
         // change of its own (the code is used up, the attempt counted) whatever the review does.
-        // The request, its requester's standing and the reviewer's live roles in one read; the
-        // roles are those of this moment, a second factor's check before `now` (as a subject
-        // read for one operation holds them).
+        // The request, whether its requester is an administrator and the reviewer's live roles,
+        // in one read. The roles are those of this moment, which comes before `now` by the
+        // second factor's check.
         let jitgate_store::ReviewFacts {
             request: pending,
             requester_is_admin,
