@@ -13,7 +13,9 @@ export JITGATE_TEST_PG_URL="$url"
 b="${JITGATE_BENCH:-target/release/jitgate-bench}"
 [ -x "$b" ] || cargo build --release -p jitgate-bench
 flows="${FLOWS:-4000}"
+setup_flows=20
 hz=$(getconf CLK_TCK)
+[ -x /usr/bin/time ] || { echo "head-held.sh needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
 # Prints "busy idle bench_cpu" in seconds for one run of the bench with the given flow count.
 measure() {
@@ -29,7 +31,7 @@ measure() {
 
 samples=$(mktemp); small=$(mktemp); big=$(mktemp)
 trap 'rm -f "$samples" "$small" "$big"' EXIT
-read -r busy_s idle_s bench_s <<<"$(measure 20 "$small")"
+read -r busy_s idle_s bench_s <<<"$(measure "$setup_flows" "$small")"
 # Sample while the big run goes: open write transactions, and backends waiting for jitgate.
 (
   sleep 2
@@ -45,7 +47,7 @@ read -r busy idle bench <<<"$(measure "$flows" "$big")"
 wait "$sampler"
 grep -o 'flows=[0-9]*.*p99_ms=[0-9.]*' "$big"
 awk -v b="$busy" -v i="$idle" -v c="$bench" -v b0="$busy_s" -v i0="$idle_s" -v c0="$bench_s" \
-  -v n="$flows" 'BEGIN {
+  -v n=$((flows - setup_flows)) 'BEGIN {
     printf "cpu per flow: jitgate+load %.2f ms, the rest (PostgreSQL) %.2f ms; machine idle %.0f %%\n",
       (c - c0) / n * 1000, ((b - b0) - (c - c0)) / n * 1000, (i - i0) / ((b - b0) + (i - i0)) * 100 }'
 awk -F'|' '{ n++; if ($1 > 0) open++; waiting += $2; active += $3 }
