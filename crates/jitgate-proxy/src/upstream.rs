@@ -375,7 +375,7 @@ impl Conn {
             }
         }
         match failed {
-            Some(e) => Err(UpstreamError::Refused(format!("{e} (in: {sql})"))),
+            Some(e) => Err(UpstreamError::Refused(format!("{e} (in: {})", without_literals(sql)))),
             None => Ok(rows),
         }
     }
@@ -410,6 +410,33 @@ pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// `sql` with the text of each string literal left out: errors name the statement that failed,
+/// and literals are where a statement carries a secret (an ephemeral role's password), which
+/// must not reach a log or the audit record. Literals are as [`quote_literal`] writes them.
+fn without_literals(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut in_literal = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (in_literal, c) {
+            (false, '\'') => {
+                in_literal = true;
+                out.push_str("'…");
+            }
+            (true, '\'') if chars.peek() == Some(&'\'') => {
+                chars.next();
+            }
+            (true, '\'') => {
+                in_literal = false;
+                out.push('\'');
+            }
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn quote_identifier(name: &str) -> String {
     quote_ident(name)
 }
@@ -420,5 +447,19 @@ mod tests {
     fn identifiers_are_quoted() {
         assert_eq!(super::quote_ident("read_only"), "\"read_only\"");
         assert_eq!(super::quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn an_error_names_its_statement_without_the_literals_in_it() {
+        let sql = format!(
+            "CREATE ROLE \"jit_a\" LOGIN PASSWORD {} VALID UNTIL {}",
+            super::quote_literal("jitpw_s'ecret''x"),
+            super::quote_literal("2026-01-01")
+        );
+        assert_eq!(
+            super::without_literals(&sql),
+            "CREATE ROLE \"jit_a\" LOGIN PASSWORD '…' VALID UNTIL '…'"
+        );
+        assert_eq!(super::without_literals("DROP OWNED BY \"x\""), "DROP OWNED BY \"x\"");
     }
 }

@@ -96,6 +96,8 @@ pub struct Core {
     pub metrics: crate::metrics::Metrics,
     /// The OpenID Connect relying party: the providers' discovery documents and keys.
     pub oidc: jitgate_sso::RelyingParty,
+    /// Who is making which grant's ephemeral role right now.
+    pub(crate) role_making: crate::ephemeral::RoleMaking,
 }
 
 /// One log line per committed audit event: every request, decision, grant change, session
@@ -178,6 +180,7 @@ impl Core {
             witness_http: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
             oidc: jitgate_sso::RelyingParty::new(),
+            role_making: crate::ephemeral::RoleMaking::default(),
         }
     }
 

@@ -22,11 +22,35 @@ use jitgate_proxy::upstream::{execute, query_all, quote_identifier as ident, quo
 use jitgate_store::EphemeralRoleRecord;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 const RETRY_EVERY: Duration = Duration::from_secs(5);
 /// The application name the provisioner's upstream logins carry.
 const PROVISIONER: &str = "jitgate-provisioner";
+/// How long a CREATE ROLE that failed waits for another instance's record of the same role.
+const MADE_ELSEWHERE_POLL: Duration = Duration::from_millis(100);
+const MADE_ELSEWHERE_POLLS: u32 = 20;
+
+/// One lock per grant whose role is being made in this process. The provisioner (on the
+/// grant's event) and the gateway (at a first connect) both make a missing role; without it
+/// both would find no record, and the second CREATE ROLE would fail the connect.
+#[derive(Default)]
+pub struct RoleMaking(std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl RoleMaking {
+    fn lock_for(&self, grant: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.retain(|_, lock| lock.strong_count() > 0);
+        if let Some(lock) = locks.get(grant).and_then(Weak::upgrade) {
+            return lock;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(grant.to_owned(), Arc::downgrade(&lock));
+        lock
+    }
+}
 
 /// `jit_<user>_<grant id>`, in the characters PostgreSQL keeps without quoting.
 pub fn role_name(grant: &Grant) -> String {
@@ -63,20 +87,10 @@ impl Core {
         let Some((resource, memberships)) = self.ephemeral_spec(grant).await? else {
             return Ok(None);
         };
+        let making = self.role_making.lock_for(&grant.id);
+        let _making = making.lock().await;
         if let Some(existing) = self.store.ephemeral_role(&grant.id).await? {
-            if existing.state != DbRoleState::Active {
-                return Err(ServiceError::conflict("grant_ended", "the grant's database role was removed"));
-            }
-            let sealed = jitgate_auth::secret_box::Sealed {
-                key_version: existing.key_version,
-                data: existing.sealed_password,
-            };
-            let password = self
-                .secrets
-                .open(&sealed, &existing.role_name)
-                .map_err(|e| ServiceError::new(crate::error::ErrorKind::Internal, "internal", e.to_string()))?;
-            let password = String::from_utf8_lossy(&password).into_owned();
-            return Ok(Some((existing.role_name, SecretString::from(password))));
+            return self.open_role(existing).map(Some);
         }
         let name = role_name(grant);
         let password = jitgate_auth::new_token("jitpw");
@@ -97,9 +111,17 @@ impl Core {
             .await
             .map_err(|e| ServiceError::conflict("upstream", e))?;
         create.push_str(&format!(" ROLE {}", ident(&target.user)));
-        execute(&target, &[create])
-            .await
-            .map_err(|e| ServiceError::new(crate::error::ErrorKind::Upstream, "upstream", e.to_string()))?;
+        if let Err(e) = execute(&target, &[create]).await {
+            // Another instance may be making the same role (its provisioner on the grant's
+            // event, this one at a first connect): its record follows its CREATE ROLE.
+            for _ in 0..MADE_ELSEWHERE_POLLS {
+                if let Some(existing) = self.store.ephemeral_role(&grant.id).await? {
+                    return self.open_role(existing).map(Some);
+                }
+                tokio::time::sleep(MADE_ELSEWHERE_POLL).await;
+            }
+            return Err(ServiceError::new(crate::error::ErrorKind::Upstream, "upstream", e.to_string()));
+        }
         let sealed = self.secrets.seal(password.expose_secret().as_bytes(), &name);
         let now = self.now();
         let mut tx = self.begin().await?;
@@ -128,6 +150,23 @@ impl Core {
         .await?;
         self.commit(tx).await?;
         Ok(Some((name, SecretString::from(password.expose_secret().to_owned()))))
+    }
+
+    /// The name and password of a role made before, while it is active.
+    fn open_role(&self, existing: EphemeralRoleRecord) -> Result<(String, SecretString), ServiceError> {
+        if existing.state != DbRoleState::Active {
+            return Err(ServiceError::conflict("grant_ended", "the grant's database role was removed"));
+        }
+        let sealed = jitgate_auth::secret_box::Sealed {
+            key_version: existing.key_version,
+            data: existing.sealed_password,
+        };
+        let password = self
+            .secrets
+            .open(&sealed, &existing.role_name)
+            .map_err(|e| ServiceError::new(crate::error::ErrorKind::Internal, "internal", e.to_string()))?;
+        let password = String::from_utf8_lossy(&password).into_owned();
+        Ok((existing.role_name, SecretString::from(password)))
     }
 
     /// Removes the grant's database role; records it confirmed, or pending with the error.
@@ -244,7 +283,7 @@ fn retry_delay(attempts: u32) -> Duration {
 pub async fn run_provisioner(core: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut events = core.grant_events.subscribe();
     let mut retry = tokio::time::interval(RETRY_EVERY);
-    let mut backoff: std::collections::HashMap<String, Backoff> = std::collections::HashMap::new();
+    let mut backoff: HashMap<String, Backoff> = HashMap::new();
     loop {
         if *stop.borrow() {
             break;

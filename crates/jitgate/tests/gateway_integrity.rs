@@ -461,6 +461,51 @@ async fn an_ephemeral_grant_leaves_nothing_behind_with_a_createrole_only_service
 }
 
 #[tokio::test]
+async fn a_first_connect_racing_the_provisioner_gets_the_one_role_made() {
+    let s = TestServer::spawn(true).await;
+    let up = fresh_upstream().await;
+    let app = format!("{}_app", up.db);
+    up.sql(&format!("CREATE ROLE {app} NOLOGIN"));
+    let (alice, grant) = ephemeral_grant(&s, &up, &up.user, "", &[app]).await;
+    // The approval's event has the provisioner make the role; connects made at once race it,
+    // and each other.
+    let mut makers = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (core, grant) = (s.core.clone(), grant.clone());
+        makers.spawn(async move {
+            use secrecy::ExposeSecret;
+            let made = core.ensure_ephemeral(&grant).await;
+            made.map(|m| m.map(|(role, password)| (role, password.expose_secret().to_owned())))
+                .map_err(|e| e.message)
+        });
+    }
+    let made = makers.join_all().await;
+    assert!(made.iter().all(|m| m == &made[0]), "{made:?}");
+    let (role, _) = made[0].clone().unwrap().expect("an ephemeral role");
+    let t = alice.connect(&connect_body("eph")).await.unwrap();
+    let out = run(psql(&s, "alice", "eph", t.token.expose(), "SELECT current_user")).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), role);
+}
+
+#[tokio::test]
+async fn a_role_that_cannot_be_made_fails_the_connect_without_its_password_on_the_record() {
+    let s = TestServer::spawn(true).await;
+    let up = fresh_upstream().await;
+    let weak = format!("{}_weak", up.db);
+    up.sql(&format!("CREATE ROLE {weak} LOGIN"));
+    let (alice, _grant) = ephemeral_grant(&s, &up, &weak, "", &[]).await;
+    let t = alice.connect(&connect_body("eph")).await.unwrap();
+    let out = run(psql(&s, "alice", "eph", t.token.expose(), "SELECT 1")).await;
+    assert!(!out.status.success(), "{out:?}");
+    let events = s.admin.all_audit_events(0).await.unwrap();
+    let record = serde_json::to_string(&events).unwrap();
+    assert!(record.contains("permission denied to create role"), "the refusal is on the record");
+    assert!(!record.contains("jitpw_"), "no password on the record: {record}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("jitpw_"), "{out:?}");
+}
+
+#[tokio::test]
 async fn a_quarantine_role_keeps_what_a_grant_made_powerless() {
     let s = TestServer::spawn(true).await;
     let up = fresh_upstream().await;
