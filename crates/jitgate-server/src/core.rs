@@ -96,8 +96,10 @@ pub struct Core {
     pub metrics: crate::metrics::Metrics,
     /// The OpenID Connect relying party: the providers' discovery documents and keys.
     pub oidc: jitgate_sso::RelyingParty,
-    /// Who is making which grant's ephemeral role right now.
-    pub(crate) role_making: crate::ephemeral::RoleMaking,
+    /// One lock per grant whose ephemeral role is being made: the provisioner (on the grant's
+    /// event) and the gateway (at a first connect) both make a missing role, and without it
+    /// both would find no record and the second CREATE ROLE would fail the connect.
+    pub(crate) role_making: crate::keyed_lock::KeyedLocks,
 }
 
 /// One log line per committed audit event: every request, decision, grant change, session
@@ -180,7 +182,7 @@ impl Core {
             witness_http: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::default(),
             oidc: jitgate_sso::RelyingParty::new(),
-            role_making: crate::ephemeral::RoleMaking::default(),
+            role_making: crate::keyed_lock::KeyedLocks::default(),
         }
     }
 

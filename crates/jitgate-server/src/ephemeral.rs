@@ -23,7 +23,6 @@ use jitgate_store::EphemeralRoleRecord;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 const RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -32,25 +31,6 @@ const PROVISIONER: &str = "jitgate-provisioner";
 /// How long a CREATE ROLE that failed waits for another instance's record of the same role.
 const MADE_ELSEWHERE_POLL: Duration = Duration::from_millis(100);
 const MADE_ELSEWHERE_POLLS: u32 = 20;
-
-/// One lock per grant whose role is being made in this process. The provisioner (on the
-/// grant's event) and the gateway (at a first connect) both make a missing role; without it
-/// both would find no record, and the second CREATE ROLE would fail the connect.
-#[derive(Default)]
-pub struct RoleMaking(std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
-
-impl RoleMaking {
-    fn lock_for(&self, grant: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        locks.retain(|_, lock| lock.strong_count() > 0);
-        if let Some(lock) = locks.get(grant).and_then(Weak::upgrade) {
-            return lock;
-        }
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        locks.insert(grant.to_owned(), Arc::downgrade(&lock));
-        lock
-    }
-}
 
 /// `jit_<user>_<grant id>`, in the characters PostgreSQL keeps without quoting.
 pub fn role_name(grant: &Grant) -> String {

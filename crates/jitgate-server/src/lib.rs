@@ -11,6 +11,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod gateway;
 mod integration_secrets;
+mod keyed_lock;
 pub mod limits;
 pub mod live_sessions;
 pub mod metrics;
