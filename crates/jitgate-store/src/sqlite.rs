@@ -158,17 +158,26 @@ impl SqliteStore {
     /// The distinct `RESOURCE/ROLE` of a user's live grants as the CTE `held(resource, role)`,
     /// the user and the time as `$USER` and `$NOW` (filled in by `held` in
     /// `review_context.rs`), by a skip scan over the live-grants index: one probe per role held, however many grants of it there are (a
-    /// DISTINCT reads them all). SQLite has no LATERAL, so the next role is found by rowid.
+    /// DISTINCT reads them all). SQLite has no LATERAL, so the next role is found by rowid:
+    /// the next role of the same resource, else the first of the next resource. Each of the
+    /// two is one index seek; the row-value comparison `(resource, role) > (…)` that
+    /// PostgreSQL seeks with, SQLite uses on `resource` only when its right side comes from
+    /// the recursion, and so walked every live grant of the role held: 0.75 ms a decision for
+    /// a person with 8,000 live grants, against 0.06 ms now (`sqlite3`, `.timer on`).
     const HELD_CTE: &'static str = "WITH RECURSIVE held(resource, role) AS ( \
            SELECT resource, role FROM (SELECT resource, role FROM grants \
              WHERE username = $USER AND next_deadline IS NOT NULL AND ends_at > $NOW \
              ORDER BY resource, role LIMIT 1) \
            UNION ALL \
-           SELECT g.resource, g.role FROM held JOIN grants g ON g.rowid = ( \
-             SELECT rowid FROM grants \
-             WHERE username = $USER AND next_deadline IS NOT NULL AND ends_at > $NOW \
-               AND (resource, role) > (held.resource, held.role) \
-             ORDER BY resource, role LIMIT 1))";
+           SELECT g.resource, g.role FROM held JOIN grants g ON g.rowid = COALESCE( \
+             (SELECT rowid FROM grants \
+              WHERE username = $USER AND next_deadline IS NOT NULL AND ends_at > $NOW \
+                AND resource = held.resource AND role > held.role \
+              ORDER BY role LIMIT 1), \
+             (SELECT rowid FROM grants \
+              WHERE username = $USER AND next_deadline IS NOT NULL AND ends_at > $NOW \
+                AND resource > held.resource \
+              ORDER BY resource, role LIMIT 1)))";
 }
 
 impl SqliteWriteTx {
