@@ -460,18 +460,12 @@ async fn an_ephemeral_grant_leaves_nothing_behind_with_a_createrole_only_service
     );
 }
 
-#[tokio::test]
-async fn a_first_connect_racing_the_provisioner_gets_the_one_role_made() {
-    let s = TestServer::spawn(true).await;
-    let up = fresh_upstream().await;
-    let app = format!("{}_app", up.db);
-    up.sql(&format!("CREATE ROLE {app} NOLOGIN"));
-    let (alice, grant) = ephemeral_grant(&s, &up, &up.user, "", &[app]).await;
-    // The approval's event has the provisioner make the role; connects made at once race it,
-    // and each other.
+/// Makes `grant`'s role three times at once on each of `instances`, racing the provisioner of
+/// the instance that approved it; every call must get the one role made, with its password.
+async fn made_at_once(instances: &[&TestServer], grant: &jitgate_core::grant::Grant) -> String {
     let mut makers = tokio::task::JoinSet::new();
-    for _ in 0..6 {
-        let (core, grant) = (s.core.clone(), grant.clone());
+    for core in instances.iter().flat_map(|s| [s.core.clone(), s.core.clone(), s.core.clone()]) {
+        let grant = grant.clone();
         makers.spawn(async move {
             use secrecy::ExposeSecret;
             let made = core.ensure_ephemeral(&grant).await;
@@ -481,9 +475,36 @@ async fn a_first_connect_racing_the_provisioner_gets_the_one_role_made() {
     }
     let made = makers.join_all().await;
     assert!(made.iter().all(|m| m == &made[0]), "{made:?}");
-    let (role, _) = made[0].clone().unwrap().expect("an ephemeral role");
+    made[0].clone().unwrap().expect("an ephemeral role").0
+}
+
+#[tokio::test]
+async fn a_first_connect_racing_the_provisioner_gets_the_one_role_made() {
+    let s = TestServer::spawn(true).await;
+    let up = fresh_upstream().await;
+    let app = format!("{}_app", up.db);
+    up.sql(&format!("CREATE ROLE {app} NOLOGIN"));
+    let (alice, grant) = ephemeral_grant(&s, &up, &up.user, "", &[app]).await;
+    let role = made_at_once(&[&s], &grant).await;
     let t = alice.connect(&connect_body("eph")).await.unwrap();
     let out = run(psql(&s, "alice", "eph", t.token.expose(), "SELECT current_user")).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), role);
+}
+
+#[tokio::test]
+async fn two_instances_making_a_grants_role_at_once_agree_on_it() {
+    let s = TestServer::spawn_pg(true).await;
+    let other = s.another_instance().await;
+    let up = fresh_upstream().await;
+    let app = format!("{}_app", up.db);
+    up.sql(&format!("CREATE ROLE {app} NOLOGIN"));
+    let (_alice, grant) = ephemeral_grant(&s, &up, &up.user, "", &[app]).await;
+    // The loser's CREATE ROLE fails on the other instance; it takes the winner's record.
+    let role = made_at_once(&[&s, &other], &grant).await;
+    let alice = other.login("alice").await;
+    let t = alice.connect(&connect_body("eph")).await.unwrap();
+    let out = run(psql(&other, "alice", "eph", t.token.expose(), "SELECT current_user")).await;
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), role);
 }
