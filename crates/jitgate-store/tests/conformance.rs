@@ -14,6 +14,7 @@ use jitgate_store::{
     ResourceCredentialRecord, SessionKill, SessionRecord, Source, StoreError, TotpRecord, UserRecord,
 };
 use serde_json::json;
+use std::collections::BTreeSet;
 
 fn u(n: &str) -> Username {
     Username::parse(n).unwrap()
@@ -793,6 +794,64 @@ async fn live_roles(store: &dyn Store) {
     assert!(store.request_for_review("nope", &u("alice"), t(100)).await.unwrap().is_none());
 }
 
+/// The live roles a decision sees, against a plain count over the same grants: many grants of
+/// a few people on names that sort close together (`a`, `a-b`, `a.b`, `a_b`, `ab`), some ended
+/// before the time asked, some revoked; every person at three times, by both reads.
+async fn live_roles_match_a_plain_count(store: &dyn Store) {
+    const RESOURCES: [&str; 6] = ["a", "a-b", "a.b", "a_b", "ab", "b"];
+    const ROLES: [&str; 6] = ["read", "read-only", "read.x", "read_x", "readx", "write"];
+    const USERS: [&str; 3] = ["alice", "bob", "carol"];
+    // A fixed sequence (a linear congruential generator): the same grants every run.
+    let mut seed: u64 = 0x5eed;
+    let mut next = |n: usize| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(seed >> 33).unwrap() % n
+    };
+    let mut grants = Vec::new();
+    let mut tx = store.write().await.unwrap();
+    for i in 0..600 {
+        let user = USERS[next(USERS.len())];
+        let r = request(&format!("lr{i}"), user, 10, 1000);
+        tx.insert_request(&r).await.unwrap();
+        let mut g = Grant::from_request(format!("lg{i}"), &r, None, t(10));
+        g.resource = ResourceName::parse(RESOURCES[next(RESOURCES.len())]).unwrap();
+        g.role = RoleName::parse(ROLES[next(ROLES.len())]).unwrap();
+        g.ends_at = t([50, 3_000, 6_000][next(3)]);
+        tx.insert_grant(&g).await.unwrap();
+        let revoked = next(5) == 0;
+        if revoked {
+            tx.set_grants_status(std::slice::from_ref(&g.id), GrantStatus::Revoked)
+                .await
+                .unwrap();
+        }
+        grants.push((g, revoked));
+    }
+    tx.commit().await.unwrap();
+    let r = request("lr-review", "alice", 10, 1000);
+    let mut tx = store.write().await.unwrap();
+    tx.insert_request(&r).await.unwrap();
+    tx.commit().await.unwrap();
+    for user in USERS {
+        for now in [100, 4_000, 7_000] {
+            let mut expected: Vec<String> = grants
+                .iter()
+                .filter(|(g, revoked)| g.user.as_str() == user && !revoked && g.ends_at > t(now))
+                .map(|(g, _)| format!("{}/{}", g.resource, g.role))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            expected.sort();
+            let mut held = store.active_roles_of(&u(user), t(now)).await.unwrap();
+            held.sort();
+            assert_eq!(held, expected, "{user} at {now}");
+            let facts = store.request_for_review("lr-review", &u(user), t(now)).await.unwrap().unwrap();
+            let mut seen = facts.reviewer_live_roles;
+            seen.sort();
+            assert_eq!(seen, expected, "{user} at {now}, as a reviewer");
+        }
+    }
+}
+
 /// What a review weighs, in one read inside its change: the request, its reviews in order,
 /// and the standing of the reviewer, the requester and everyone who reviewed before, with the
 /// change's own uncommitted membership; nobody else, and no name that is no user.
@@ -1456,6 +1515,7 @@ async fn run(case: &str, store: std::sync::Arc<dyn Store>) {
         "break_glass_and_notifications" => break_glass_and_notifications(&*store).await,
         "session_kills" => session_kills(&*store).await,
         "live_roles" => live_roles(&*store).await,
+        "live_roles_match_a_plain_count" => live_roles_match_a_plain_count(&*store).await,
         "directory_is_never_stale_here" => directory_is_never_stale_here(&*store).await,
         "ephemeral_roles" => ephemeral_roles(&*store).await,
         "batched_reads" => batched_reads(&*store).await,
@@ -1479,6 +1539,7 @@ conformance!(
     break_glass_and_notifications,
     session_kills,
     live_roles,
+    live_roles_match_a_plain_count,
     directory_is_never_stale_here,
     ephemeral_roles,
     batched_reads,
