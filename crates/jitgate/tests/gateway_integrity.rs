@@ -478,35 +478,38 @@ async fn made_at_once(instances: &[&TestServer], grant: &jitgate_core::grant::Gr
     made[0].clone().unwrap().expect("an ephemeral role").0
 }
 
-#[tokio::test]
-async fn a_first_connect_racing_the_provisioner_gets_the_one_role_made() {
-    let s = TestServer::spawn(true).await;
+/// Alice's approved grant on `eph` through `s`, whose role is a member of a fresh NOLOGIN role.
+async fn grant_on_a_fresh_upstream(s: &TestServer) -> jitgate_core::grant::Grant {
     let up = fresh_upstream().await;
     let app = format!("{}_app", up.db);
     up.sql(&format!("CREATE ROLE {app} NOLOGIN"));
-    let (alice, grant) = ephemeral_grant(&s, &up, &up.user, "", &[app]).await;
-    let role = made_at_once(&[&s], &grant).await;
-    let t = alice.connect(&connect_body("eph")).await.unwrap();
-    let out = run(psql(&s, "alice", "eph", t.token.expose(), "SELECT current_user")).await;
+    ephemeral_grant(s, &up, &up.user, "", &[app]).await.1
+}
+
+/// Alice connects to `eph` through `s`'s gateway and is `role` there.
+async fn connects_as(s: &TestServer, role: &str) {
+    let t = s.login("alice").await.connect(&connect_body("eph")).await.unwrap();
+    let out = run(psql(s, "alice", "eph", t.token.expose(), "SELECT current_user")).await;
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), role);
+}
+
+#[tokio::test]
+async fn a_first_connect_racing_the_provisioner_gets_the_one_role_made() {
+    let s = TestServer::spawn(true).await;
+    let grant = grant_on_a_fresh_upstream(&s).await;
+    let role = made_at_once(&[&s], &grant).await;
+    connects_as(&s, &role).await;
 }
 
 #[tokio::test]
 async fn two_instances_making_a_grants_role_at_once_agree_on_it() {
     let s = TestServer::spawn_pg(true).await;
     let other = s.another_instance().await;
-    let up = fresh_upstream().await;
-    let app = format!("{}_app", up.db);
-    up.sql(&format!("CREATE ROLE {app} NOLOGIN"));
-    let (_alice, grant) = ephemeral_grant(&s, &up, &up.user, "", &[app]).await;
+    let grant = grant_on_a_fresh_upstream(&s).await;
     // The loser's CREATE ROLE fails on the other instance; it takes the winner's record.
     let role = made_at_once(&[&s, &other], &grant).await;
-    let alice = other.login("alice").await;
-    let t = alice.connect(&connect_body("eph")).await.unwrap();
-    let out = run(psql(&other, "alice", "eph", t.token.expose(), "SELECT current_user")).await;
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), role);
+    connects_as(&other, &role).await;
 }
 
 #[tokio::test]
