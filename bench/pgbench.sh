@@ -20,6 +20,7 @@
 # JITGATE_BIN=PATH runs another build of jitgate (to compare two side by side).
 # GATEWAY_THREADS=N sets gateway.threads (default: one per four cores).
 # PERF_STAT=1 adds each proxy's context switches and system calls per transaction (perf stat).
+# WAYS="jitgate norec" runs only those of the six (the ratios need all six).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=${SECONDS_PER_RUN:-15}
@@ -127,14 +128,20 @@ target/release/jitgate-bench bare-relay --listen 127.0.0.1:16546 --upstream "$re
 declare -A TPS P50 CPU
 # CPU time (user + system, in clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Of that, the system's (kernel) part.
+sys_ticks() { awk '{print $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Of that, the threads other than the gateway's (the server's workers and the store's: in the
+# gateway's runs, the statement record's writer).
+off_relay_ticks() { cat /proc/"$1"/task/*/stat 2>/dev/null | awk '$2 != "(jitgate-gateway)" {t += $14 + $15} END {print t + 0}'; }
 proxy_pid() { case $1 in jitgate|norec|tls) echo "$jpid";; pgbouncer) cat "$work/pgbouncer.pid";; relay) echo "$rpid";; *) echo "";; esac; }
 run() { # run NAME PORT USER DB PASSWORD ARGS... (SSLMODE: the client's, disable by default)
   local name=$1 port=$2 user=$3 db=$4 pass=$5; shift 5
+  [[ " ${WAYS:-direct jitgate norec tls pgbouncer relay} " == *" $name "* ]] || return 0
   local out tps lat p50="" log=()
   # One client: log every transaction, for the median latency (pgbench prints only averages).
   [[ " $* " == *" -c 1 "* ]] && { rm -f "$work"/lat.*; log=(-l --log-prefix="$work/lat"); }
-  local pid before cpu=""
-  pid=$(proxy_pid "$name"); [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  local pid before sys_before off_before cpu=""
+  pid=$(proxy_pid "$name"); [ -n "$pid" ] && { before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid"); off_before=$(off_relay_ticks "$pid"); }
   # PERF_STAT=1: the proxy's context switches and system calls over the run (perf stat).
   local perf_pid=""
   if [ -n "${PERF_STAT:-}" ] && [ -n "$pid" ]; then
@@ -156,7 +163,11 @@ run() { # run NAME PORT USER DB PASSWORD ARGS... (SSLMODE: the client's, disable
     local tx; tx=$(awk '/^number of transactions actually processed: /{print $6; exit}' <<<"$out")
     cpu=$(python3 -c "print(round(($(cpu_ticks "$pid") - $before) * 1e6 / $(getconf CLK_TCK) / max($tx, 1), 2))")
     CPU["$name $*"]="${CPU["$name $*"]:-} $cpu"
-    cpu=" proxy_cpu_us_per_tx=$cpu"
+    local sys; sys=$(python3 -c "print(round(($(sys_ticks "$pid") - $sys_before) * 1e6 / $(getconf CLK_TCK) / max($tx, 1), 2))")
+    cpu=" proxy_cpu_us_per_tx=$cpu (kernel $sys)"
+    case $name in jitgate|norec|tls)
+      cpu="$cpu off_relay_us_per_tx=$(python3 -c "print(round(($(off_relay_ticks "$pid") - $off_before) * 1e6 / $(getconf CLK_TCK) / max($tx, 1), 2))")";;
+    esac
     if [ -n "$perf_pid" ]; then
       kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null || true
       cpu="$cpu$(awk -F, -v tx="$tx" '$3 ~ /context-switches|cpu-migrations|sys_enter/ {n=$3; sub(/.*:/, "", n); printf " %s_per_tx=%.2f", n, $1 / (tx > 0 ? tx : 1)}' "$work/perf.$name")"

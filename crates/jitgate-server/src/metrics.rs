@@ -119,14 +119,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts statements once their events are committed. The statement writer calls this:
+    /// the committed events it hands over carry no details to count from.
+    pub fn statements_recorded(&self, n: u64) {
+        self.statements.inc_by(n);
+    }
+
     /// Counts what committed audit events say (called with every commit).
     pub fn observe_events(&self, events: &[AuditEvent]) {
         for e in events {
             match e.action.as_str() {
-                actions::SESSION_STATEMENTS => {
-                    let n = e.details["statements"].as_array().map_or(0, Vec::len);
-                    self.statements.inc_by(n as u64);
-                }
                 actions::AUTH_LOGIN | actions::MFA_VERIFY if e.outcome != "success" => {
                     self.login_failures.inc();
                 }

@@ -10,7 +10,7 @@ use jitgate_core::actions;
 use jitgate_core::audit::{NewEvent, Outcome};
 use jitgate_proxy::protocol::statement::RecordedStatement;
 use jitgate_proxy::relay::StatementBatch;
-use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -23,15 +23,19 @@ const PER_TRANSACTION: usize = 256;
 const GATHER: Duration = Duration::from_millis(50);
 
 /// The text as the session's client encoding says, with undecodable bytes as `\xNN`.
-pub fn decode(bytes: &[u8], encoding: &str) -> String {
+pub fn decode<'a>(bytes: &'a [u8], encoding: &str) -> Cow<'a, str> {
     if encoding == "UTF8" {
-        return escaped(bytes, true);
+        // The common case, borrowed: no copy of the text.
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return Cow::Borrowed(text);
+        }
+        return escaped(bytes, true).into();
     }
     let name = encoding.to_ascii_uppercase().replace(['-', '_'], "");
     // LATIN1 is ISO 8859-1 exactly (byte = code point); the WHATWG tables encoding_rs has map
     // that label to windows-1252, which differs in 0x80-0x9F.
     if name == "LATIN1" {
-        return bytes.iter().map(|&b| char::from(b)).collect();
+        return bytes.iter().map(|&b| char::from(b)).collect::<String>().into();
     }
     let label = match name.as_str() {
         "UTF8" | "UNICODE" | "SQLASCII" => None,
@@ -59,15 +63,15 @@ pub fn decode(bytes: &[u8], encoding: &str) -> String {
             "866" => Some("ibm866"),
             "874" => Some("windows-874"),
             n @ ("1250" | "1251" | "1252" | "1253" | "1254" | "1255" | "1256" | "1257" | "1258") => {
-                return decode_with(bytes, &format!("windows-{n}"));
+                return decode_with(bytes, &format!("windows-{n}")).into();
             }
             _ => None,
         },
-        _ => return escaped(bytes, false),
+        _ => return escaped(bytes, false).into(),
     };
     match label {
-        Some(l) => decode_with(bytes, l),
-        None => escaped(bytes, true),
+        Some(l) => decode_with(bytes, l).into(),
+        None => escaped(bytes, true).into(),
     }
 }
 
@@ -116,18 +120,109 @@ fn escaped(bytes: &[u8], utf8: bool) -> String {
     out
 }
 
-/// One statement as the audit event shows it. The keys go in in sorted order, so the canonical
-/// form is written straight from the map, without sorting a copy (one event carries up to 256
-/// of these, and the writer makes thousands a second).
-pub fn statement_json(s: &RecordedStatement) -> Value {
+/// A batch's details, `{"statements":[...]}`, written straight as their canonical text
+/// (compact, keys in sorted order), each statement as [`statement_json`] shows it: no
+/// `serde_json::Value` per statement to build, walk and free (one event carries up to 256
+/// statements, and the writer makes thousands a second).
+pub fn statements_details(statements: &[RecordedStatement]) -> String {
+    let mut out = Vec::with_capacity(16 + statements.iter().map(|s| 48 + s.head.len() + s.tail.len()).sum::<usize>());
+    out.extend_from_slice(b"{\"statements\":[");
+    for (i, s) in statements.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_statement(s, &mut out);
+    }
+    out.extend_from_slice(b"]}");
+    // Only UTF-8 went in: ASCII here, and strings as serde_json writes them.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// One statement's object in canonical form; the keys are written in sorted order. Values go
+/// through serde_json (its escaping and number formatting are the canonical form's); writing to
+/// a Vec cannot fail, so its results are not looked at.
+fn write_statement(s: &RecordedStatement, out: &mut Vec<u8>) {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut v = serde_json::Map::with_capacity(4);
+    let (raw, truncated) = statement_shape(s);
+    let key = |out: &mut Vec<u8>, k: &str| {
+        if out.last() != Some(&b'{') {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b"\":");
+    };
+    let string = |out: &mut Vec<u8>, text: &str| {
+        let _ = serde_json::to_writer(&mut *out, text);
+    };
+    let number = |out: &mut Vec<u8>, n: u64| {
+        let _ = serde_json::to_writer(&mut *out, &n);
+    };
+    out.push(b'{');
+    if let Some((_, sizes)) = &s.function {
+        key(out, "argument_sizes");
+        let _ = serde_json::to_writer(&mut *out, sizes);
+    }
+    if !s.encoding.eq_ignore_ascii_case("UTF8") {
+        key(out, "encoding");
+        string(out, &s.encoding);
+    }
+    if let Some((oid, _)) = &s.function {
+        key(out, "function_oid");
+        number(out, u64::from(*oid));
+    }
+    key(out, "kind");
+    string(out, s.kind.as_str());
+    if truncated {
+        key(out, "length");
+        number(out, s.len);
+    }
+    key(out, "n");
+    number(out, s.seq);
+    if raw {
+        key(out, "raw");
+        string(out, &b64.encode(&s.head));
+        if !s.tail.is_empty() {
+            key(out, "raw_tail");
+            string(out, &b64.encode(&s.tail));
+        }
+    }
+    if let Some(hash) = s.sha256 {
+        key(out, "sha256");
+        string(out, &hex::encode(hash));
+        key(out, "tail");
+        string(out, &decode(&s.tail, &s.encoding));
+    }
+    if s.function.is_none() {
+        key(out, "text");
+        string(out, &decode(&s.head, &s.encoding));
+    }
+    if truncated {
+        key(out, "truncated");
+        out.extend_from_slice(b"true");
+    }
+    out.push(b'}');
+}
+
+/// Whether the statement's bytes are kept as sent too (`raw`), and whether only its head and
+/// tail are (`truncated`).
+fn statement_shape(s: &RecordedStatement) -> (bool, bool) {
     // Bytes beyond ASCII are kept as sent too: what the server made of them depends on an
     // encoding the record may have learnt too late (a SET client_encoding in the same packet)
     // or read differently (a multibyte character hiding a quote or a backslash).
-    let raw = !s.head.is_ascii() || !s.tail.is_ascii();
-    let truncated = s.sha256.is_some();
+    (!s.head.is_ascii() || !s.tail.is_ascii(), s.sha256.is_some())
+}
+
+/// One statement as the audit event shows it, as a `Value`: what [`statements_details`] writes
+/// as text, kept as the reference its output is checked against.
+#[cfg(test)]
+pub fn statement_json(s: &RecordedStatement) -> serde_json::Value {
+    use base64::Engine;
+    use serde_json::{json, Value};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut v = serde_json::Map::with_capacity(4);
+    let (raw, truncated) = statement_shape(s);
     if let Some((_, sizes)) = &s.function {
         v.insert("argument_sizes".into(), json!(sizes));
     }
@@ -150,10 +245,10 @@ pub fn statement_json(s: &RecordedStatement) -> Value {
     }
     if let Some(hash) = s.sha256 {
         v.insert("sha256".into(), Value::String(hex::encode(hash)));
-        v.insert("tail".into(), Value::String(decode(&s.tail, &s.encoding)));
+        v.insert("tail".into(), Value::String(decode(&s.tail, &s.encoding).into_owned()));
     }
     if s.function.is_none() {
-        v.insert("text".into(), Value::String(decode(&s.head, &s.encoding)));
+        v.insert("text".into(), Value::String(decode(&s.head, &s.encoding).into_owned()));
     }
     if truncated {
         v.insert("truncated".into(), Value::Bool(true));
@@ -194,22 +289,22 @@ pub async fn write_statements(core: AppState, mut rx: mpsc::Receiver<StatementBa
 async fn write(core: &AppState, batches: &[StatementBatch]) -> Result<(), crate::error::ServiceError> {
     let mut tx = core.begin().await?;
     for b in batches {
-        let statements: Vec<Value> = b.statements.iter().map(statement_json).collect();
-        let mut details = serde_json::Map::with_capacity(1);
-        details.insert("statements".into(), Value::Array(statements));
         tx.append_audit(
-            NewEvent::new(
+            NewEvent::with_canonical_details(
                 "gateway",
                 actions::SESSION_STATEMENTS,
                 &*b.session,
                 Outcome::Success,
-                Value::Object(details),
+                statements_details(&b.statements),
             ),
             core.now(),
         )
         .await?;
     }
-    core.commit(tx).await.map(|_| ())
+    core.commit(tx).await?;
+    let statements: usize = batches.iter().map(|b| b.statements.len()).sum();
+    core.metrics.statements_recorded(statements as u64);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -231,45 +326,89 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_statements_keys_go_in_sorted_so_its_canonical_form_is_written_as_built() {
-        use jitgate_proxy::protocol::statement::StatementKind;
-        let plain = RecordedStatement {
-            seq: 7,
-            kind: StatementKind::Query,
-            head: b"SELECT 1".to_vec(),
+    fn statement(seq: u64, head: &[u8]) -> RecordedStatement {
+        RecordedStatement {
+            seq,
+            kind: jitgate_proxy::protocol::statement::StatementKind::Query,
+            head: head.to_vec(),
             tail: Vec::new(),
-            len: 8,
+            len: head.len() as u64,
             sha256: None,
             function: None,
             encoding: "UTF8".into(),
-        };
-        let long = RecordedStatement {
-            head: b"SELECT '\xe9'".to_vec(),
-            tail: b"UPDATE t \xff".to_vec(),
-            len: 9000,
-            sha256: Some([1; 32]),
-            encoding: "LATIN1".into(),
-            ..plain.clone()
-        };
-        let call = RecordedStatement {
-            kind: StatementKind::FunctionCall,
-            head: Vec::new(),
-            function: Some((2048, vec![4, -1])),
-            ..plain.clone()
-        };
-        for s in [&plain, &long, &call] {
-            let v = statement_json(s);
-            let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
-            // The canonical text is serde_json's own with the keys sorted.
-            let sorted: std::collections::BTreeMap<&String, &Value> = v.as_object().unwrap().iter().collect();
-            assert_eq!(jitgate_core::audit::canonical_json(&v), serde_json::to_string(&sorted).unwrap());
         }
-        let long = statement_json(&long);
+    }
+
+    /// Statements of every shape the record knows, and text that needs escaping.
+    fn every_shape() -> Vec<RecordedStatement> {
+        use jitgate_proxy::protocol::statement::StatementKind;
+        let plain = statement(7, b"SELECT 1");
+        vec![
+            plain.clone(),
+            statement(
+                8,
+                b"SELECT '\"quoted\"', E'\\x', '\t\n\r\x01\x1f\x7f' -- </script> \xe2\x80\xa8 \xf0\x9f\x94\x91",
+            ),
+            statement(9, b"SELECT 1 \xff; DROP TABLE t"),
+            statement(u64::MAX, b""),
+            RecordedStatement {
+                head: b"SELECT '\xe9'".to_vec(),
+                tail: b"UPDATE t \xff".to_vec(),
+                len: 9000,
+                sha256: Some([1; 32]),
+                encoding: "LATIN1".into(),
+                ..plain.clone()
+            },
+            RecordedStatement {
+                tail: b"; UPDATE t SET x = 1".to_vec(),
+                len: 9000,
+                sha256: Some([2; 32]),
+                kind: StatementKind::Parse,
+                ..plain.clone()
+            },
+            RecordedStatement {
+                head: b"SELECT '\x8e\xa1'".to_vec(),
+                encoding: "MULE_INTERNAL".into(),
+                ..plain.clone()
+            },
+            RecordedStatement {
+                kind: StatementKind::FunctionCall,
+                head: Vec::new(),
+                function: Some((2048, vec![4, -1])),
+                ..plain.clone()
+            },
+            RecordedStatement {
+                kind: StatementKind::FunctionCall,
+                head: Vec::new(),
+                function: Some((u32::MAX, Vec::new())),
+                encoding: "SQL_ASCII".into(),
+                ..plain
+            },
+        ]
+    }
+
+    #[test]
+    fn a_batchs_details_are_written_as_the_canonical_form_of_its_statements() {
+        let all = every_shape();
+        let reference = serde_json::json!({ "statements": all.iter().map(statement_json).collect::<Vec<_>>() });
+        assert_eq!(statements_details(&all), jitgate_core::audit::canonical_json(&reference));
+        for s in &all {
+            let one = serde_json::json!({ "statements": [statement_json(s)] });
+            assert_eq!(
+                statements_details(std::slice::from_ref(s)),
+                jitgate_core::audit::canonical_json(&one),
+                "{s:?}"
+            );
+        }
+        assert_eq!(statements_details(&[]), r#"{"statements":[]}"#);
+        let written: serde_json::Value = serde_json::from_str(&statements_details(&all)).unwrap();
+        let long = &written["statements"][4];
         assert_eq!(long["truncated"], true);
         assert_eq!(long["length"], 9000);
         assert_eq!(long["text"], "SELECT '\u{e9}'");
-        assert_eq!(statement_json(&call)["function_oid"], 2048);
+        assert_eq!(written["statements"][7]["function_oid"], 2048);
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD.decode(written["statements"][1]["raw"].as_str().unwrap());
+        assert_eq!(raw.unwrap(), all[1].head, "the bytes as sent");
     }
 }

@@ -203,6 +203,13 @@ async fn a_grant_opens_a_session_and_tokens_are_single_use_and_bound() {
         recorded_statements(&s).await.iter().any(|st| st["text"] == "SELECT 1")
     })
     .await;
+    // The statements metric counts what the record holds (the writer counts them at commit).
+    crate::support::eventually("the statements metric counts the record", || async {
+        let metrics = reqwest::get(format!("{}/metrics", s.url)).await.unwrap().text().await.unwrap();
+        let counted = metrics.lines().find_map(|l| l.strip_prefix("jitgate_statements_recorded_total ")).map(str::to_owned);
+        counted == Some(recorded_statements(&s).await.len().to_string())
+    })
+    .await;
     let events = s.admin.all_audit_events(0).await.unwrap();
     assert!(events.iter().any(|e| e.action == "session.start" && e.outcome.as_str() == "denied"));
     let sessions = alice.db_sessions(false, false).await.unwrap();

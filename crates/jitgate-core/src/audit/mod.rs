@@ -27,6 +27,10 @@ pub struct NewEvent {
     pub target: String,
     pub outcome: Outcome,
     pub details: serde_json::Value,
+    /// The details as canonical text already, when the caller wrote them so
+    /// ([`NewEvent::with_canonical_details`]); `details` is `Null` then.
+    #[serde(skip)]
+    canonical_details: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +79,30 @@ impl NewEvent {
             target: target.into(),
             outcome,
             details,
+            canonical_details: None,
         }
+    }
+
+    /// An event whose details the caller wrote as their canonical text (what
+    /// [`canonical_json`] makes of them): for events built in bulk, such as a gateway session's
+    /// batch of hundreds of statements, where building a `Value` per item, walking it and
+    /// freeing it cost more than the rest of the event. The text is hashed and stored as it is;
+    /// the committed event handed back carries `Null` details (read back from the store, it has
+    /// them). Debug builds check that the text is canonical.
+    pub fn with_canonical_details(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        target: impl Into<String>,
+        outcome: Outcome,
+        details_json: String,
+    ) -> Self {
+        debug_assert!(
+            serde_json::from_str(&details_json).is_ok_and(|v| canonical_json(&v) == details_json),
+            "details not in canonical form: {details_json}"
+        );
+        let mut event = Self::new(actor, action, target, outcome, serde_json::Value::Null);
+        event.canonical_details = Some(details_json);
+        event
     }
 }
 
@@ -159,24 +186,30 @@ impl StoredEvent {
 /// The hash of an event from its parts (`texts`: actor, action, target, outcome), as
 /// [`StoredEvent::compute_hash`] describes.
 fn hash_of(seq: i64, ts: i64, texts: [&String; 4], details_json: &str, prev_hash: &str) -> String {
-    let mut buf = Vec::with_capacity(160 + details_json.len() + texts[0].len() + texts[2].len());
-    buf.extend_from_slice(b"{\"v\":1,\"seq\":");
-    buf.extend_from_slice(seq.to_string().as_bytes());
-    buf.extend_from_slice(b",\"ts\":");
-    buf.extend_from_slice(ts.to_string().as_bytes());
+    // Fed to the hash in pieces: the details (a gateway batch's run to tens of KiB) are not
+    // copied into a buffer first.
+    let mut head = Vec::with_capacity(96 + texts[0].len() + texts[2].len());
+    head.extend_from_slice(b"{\"v\":1,\"seq\":");
+    head.extend_from_slice(seq.to_string().as_bytes());
+    head.extend_from_slice(b",\"ts\":");
+    head.extend_from_slice(ts.to_string().as_bytes());
     for (key, value) in ["actor", "action", "target", "outcome"].into_iter().zip(texts) {
-        buf.extend_from_slice(b",\"");
-        buf.extend_from_slice(key.as_bytes());
-        buf.extend_from_slice(b"\":");
+        head.extend_from_slice(b",\"");
+        head.extend_from_slice(key.as_bytes());
+        head.extend_from_slice(b"\":");
         // Writing a &str to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut buf, value);
+        let _ = serde_json::to_writer(&mut head, value);
     }
-    buf.extend_from_slice(b",\"details\":");
-    buf.extend_from_slice(details_json.as_bytes());
-    buf.extend_from_slice(b",\"prev_hash\":");
-    let _ = serde_json::to_writer(&mut buf, prev_hash);
-    buf.push(b'}');
-    hex::encode(Sha256::digest(&buf))
+    head.extend_from_slice(b",\"details\":");
+    let mut tail = Vec::with_capacity(16 + prev_hash.len());
+    tail.extend_from_slice(b",\"prev_hash\":");
+    let _ = serde_json::to_writer(&mut tail, prev_hash);
+    tail.push(b'}');
+    let mut hasher = Sha256::new();
+    hasher.update(&head);
+    hasher.update(details_json.as_bytes());
+    hasher.update(&tail);
+    hex::encode(hasher.finalize())
 }
 
 /// The one text a JSON value is hashed and stored as: compact, object keys sorted at every
@@ -265,7 +298,8 @@ impl ChainHead {
 
     /// Like [`ChainHead::append`], also returning the details as the canonical text they are
     /// hashed as (and stored as: written once, not again at commit).
-    pub fn append_stored(&mut self, event: NewEvent, ts_ms: i64) -> (AuditEvent, String) {
+    pub fn append_stored(&mut self, mut event: NewEvent, ts_ms: i64) -> (AuditEvent, String) {
+        let written = event.canonical_details.take();
         let mut out = AuditEvent {
             seq: self.seq + 1,
             ts: ts_ms,
@@ -277,7 +311,7 @@ impl ChainHead {
             prev_hash: self.hash.clone(),
             hash: String::new(),
         };
-        let details_json = canonical_json(&out.details);
+        let details_json = written.unwrap_or_else(|| canonical_json(&out.details));
         out.hash = hash_of(
             out.seq,
             out.ts,
@@ -373,6 +407,42 @@ mod tests {
         let r = verify(&events, vec![cp], Some(key().verifying_key())).unwrap();
         assert_eq!(r.events, 50);
         assert_eq!(r.checkpoints, 1);
+    }
+
+    #[test]
+    fn details_written_as_canonical_text_chain_as_the_same_details_given_as_a_value() {
+        let details = json!({"statements": [{"kind": "query", "n": 1, "text": "SELECT \"x\" -- \u{e9}"}]});
+        let event = |d: Option<&str>| match d {
+            Some(text) => NewEvent::with_canonical_details("gateway", "session.statements", "ses_1", Outcome::Success, text.to_owned()),
+            None => NewEvent::new("gateway", "session.statements", "ses_1", Outcome::Success, details.clone()),
+        };
+        let (mut by_value, mut by_text) = (ChainHead::genesis(), ChainHead::genesis());
+        let (from_value, value_text) = by_value.append_stored(event(None), 5);
+        let (from_text, text) = by_text.append_stored(event(Some(&canonical_json(&details))), 5);
+        assert_eq!(text, value_text);
+        assert_eq!(from_text.hash, from_value.hash);
+        assert_eq!(by_text, by_value);
+        // Read back from the store, the event verifies as any other.
+        let stored = StoredEvent {
+            details_json: text,
+            ..StoredEvent::from_event(&from_value)
+        };
+        assert_eq!(compute_hash(&stored.into_event()), from_value.hash);
+        // The event handed back does not carry the details a second time.
+        assert_eq!(from_text.details, serde_json::Value::Null);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "details not in canonical form")]
+    fn details_written_out_of_canonical_order_are_caught_in_debug_builds() {
+        let _ = NewEvent::with_canonical_details(
+            "gateway",
+            "session.statements",
+            "ses_1",
+            Outcome::Success,
+            r#"{"n":1,"kind":"query"}"#.to_owned(),
+        );
     }
 
     #[test]
