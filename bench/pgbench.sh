@@ -132,6 +132,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 sys_ticks() { awk '{print $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # Of that, the threads other than the gateway's (the server's workers and the store's: in the
 # gateway's runs, the statement record's writer).
+# Context switches of all its threads so far (voluntary and not).
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
 off_relay_ticks() { cat /proc/"$1"/task/*/stat 2>/dev/null | awk '$2 != "(jitgate-gateway)" {t += $14 + $15} END {print t + 0}'; }
 proxy_pid() { case $1 in jitgate|norec|tls) echo "$jpid";; pgbouncer) cat "$work/pgbouncer.pid";; relay) echo "$rpid";; *) echo "";; esac; }
 run() { # run NAME PORT USER DB PASSWORD ARGS... (SSLMODE: the client's, disable by default)
@@ -140,8 +142,8 @@ run() { # run NAME PORT USER DB PASSWORD ARGS... (SSLMODE: the client's, disable
   local out tps lat p50="" log=()
   # One client: log every transaction, for the median latency (pgbench prints only averages).
   [[ " $* " == *" -c 1 "* ]] && { rm -f "$work"/lat.*; log=(-l --log-prefix="$work/lat"); }
-  local pid before sys_before off_before cpu=""
-  pid=$(proxy_pid "$name"); [ -n "$pid" ] && { before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid"); off_before=$(off_relay_ticks "$pid"); }
+  local pid before sys_before off_before cs_before cpu=""
+  pid=$(proxy_pid "$name"); [ -n "$pid" ] && { before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid"); off_before=$(off_relay_ticks "$pid"); cs_before=$(switches "$pid"); }
   # PERF_STAT=1: the proxy's context switches and system calls over the run (perf stat).
   local perf_pid=""
   if [ -n "${PERF_STAT:-}" ] && [ -n "$pid" ]; then
@@ -164,7 +166,7 @@ run() { # run NAME PORT USER DB PASSWORD ARGS... (SSLMODE: the client's, disable
     cpu=$(python3 -c "print(round(($(cpu_ticks "$pid") - $before) * 1e6 / $(getconf CLK_TCK) / max($tx, 1), 2))")
     CPU["$name $*"]="${CPU["$name $*"]:-} $cpu"
     local sys; sys=$(python3 -c "print(round(($(sys_ticks "$pid") - $sys_before) * 1e6 / $(getconf CLK_TCK) / max($tx, 1), 2))")
-    cpu=" proxy_cpu_us_per_tx=$cpu (kernel $sys)"
+    cpu=" proxy_cpu_us_per_tx=$cpu (kernel $sys) switches_per_tx=$(python3 -c "print(round(($(switches "$pid") - $cs_before) / max($tx, 1), 3))")"
     case $name in jitgate|norec|tls)
       cpu="$cpu off_relay_us_per_tx=$(python3 -c "print(round(($(off_relay_ticks "$pid") - $off_before) * 1e6 / $(getconf CLK_TCK) / max($tx, 1), 2))")";;
     esac

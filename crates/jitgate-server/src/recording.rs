@@ -261,11 +261,16 @@ pub async fn write_statements(core: AppState, mut rx: mpsc::Receiver<StatementBa
     let mut batches = Vec::new();
     let mut delay = Duration::from_millis(100);
     while rx.recv_many(&mut batches, PER_TRANSACTION).await > 0 {
-        let deadline = tokio::time::Instant::now() + GATHER;
-        while batches.len() < PER_TRANSACTION {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(b)) => batches.push(b),
-                Ok(None) | Err(_) => break,
+        // Gathered by sleeping once and taking what came meanwhile, not by waiting on the
+        // queue: a writer waiting on it is woken by every batch (a thread woken from the relay's
+        // own thread), sleeping it is woken once per transaction. A backlog is written at once.
+        if batches.len() < PER_TRANSACTION {
+            tokio::time::sleep(GATHER).await;
+            while batches.len() < PER_TRANSACTION {
+                match rx.try_recv() {
+                    Ok(b) => batches.push(b),
+                    Err(_) => break,
+                }
             }
         }
         loop {

@@ -206,7 +206,10 @@ async fn a_grant_opens_a_session_and_tokens_are_single_use_and_bound() {
     // The statements metric counts what the record holds (the writer counts them at commit).
     crate::support::eventually("the statements metric counts the record", || async {
         let metrics = reqwest::get(format!("{}/metrics", s.url)).await.unwrap().text().await.unwrap();
-        let counted = metrics.lines().find_map(|l| l.strip_prefix("jitgate_statements_recorded_total ")).map(str::to_owned);
+        let counted = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("jitgate_statements_recorded_total "))
+            .map(str::to_owned);
         counted == Some(recorded_statements(&s).await.len().to_string())
     })
     .await;
