@@ -121,7 +121,7 @@ fn escaped(bytes: &[u8], utf8: bool) -> String {
 }
 
 /// A batch's details, `{"statements":[...]}`, written straight as their canonical text
-/// (compact, keys in sorted order), each statement as [`statement_json`] shows it: no
+/// (compact, keys in sorted order), each statement as the audit event shows it: no
 /// `serde_json::Value` per statement to build, walk and free (one event carries up to 256
 /// statements, and the writer makes thousands a second).
 pub fn statements_details(statements: &[RecordedStatement]) -> String {
