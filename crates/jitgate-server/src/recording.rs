@@ -134,8 +134,9 @@ pub fn statements_details(statements: &[RecordedStatement]) -> String {
         write_statement(s, &mut out);
     }
     out.extend_from_slice(b"]}");
-    // Only UTF-8 went in: ASCII here, and strings as serde_json writes them.
-    String::from_utf8(out).unwrap_or_default()
+    // Only UTF-8 went in: ASCII here, and strings as serde_json writes them. Were that ever
+    // wrong, the record would keep a replacement character, never lose the batch.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// One statement's object in canonical form; the keys are written in sorted order. Values go

@@ -20,7 +20,7 @@ pub use verify::*;
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// An event before it is placed in the chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub actor: String,
     pub action: String,
@@ -29,7 +29,6 @@ pub struct NewEvent {
     pub details: serde_json::Value,
     /// The details as canonical text already, when the caller wrote them so
     /// ([`NewEvent::with_canonical_details`]); `details` is `Null` then.
-    #[serde(skip)]
     canonical_details: Option<String>,
 }
 
