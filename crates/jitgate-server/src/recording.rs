@@ -417,4 +417,66 @@ mod tests {
         let raw = base64::engine::general_purpose::STANDARD.decode(written["statements"][1]["raw"].as_str().unwrap());
         assert_eq!(raw.unwrap(), all[1].head, "the bytes as sent");
     }
+
+    #[test]
+    fn any_bytes_in_any_encoding_are_written_as_their_canonical_form() {
+        use jitgate_proxy::protocol::statement::StatementKind;
+        // A fixed xorshift: the same thousands of statements every run, any byte anywhere.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let encodings = [
+            "UTF8",
+            "utf8",
+            "LATIN1",
+            "WIN1251",
+            "KOI8R",
+            "EUC_JP",
+            "SJIS",
+            "SQL_ASCII",
+            "MULE_INTERNAL",
+            "BIG5",
+        ];
+        const SPECIAL: &[u8] = b"'\"\\\x00\n\t{}[],:";
+        let bytes = |n: u64, next: &mut dyn FnMut() -> u64| -> Vec<u8> {
+            (0..next() % n)
+                .map(|_| match next() % 4 {
+                    0 => (next() % 128) as u8,
+                    1 => SPECIAL[(next() % SPECIAL.len() as u64) as usize],
+                    _ => next() as u8,
+                })
+                .collect()
+        };
+        let all: Vec<RecordedStatement> = (0..3000)
+            .map(|i| {
+                let kind = [StatementKind::Query, StatementKind::Parse, StatementKind::FunctionCall][(next() % 3) as usize];
+                let truncated = kind != StatementKind::FunctionCall && next() % 4 == 0;
+                RecordedStatement {
+                    seq: if i % 7 == 0 { next() } else { i },
+                    kind,
+                    head: if kind == StatementKind::FunctionCall {
+                        Vec::new()
+                    } else {
+                        bytes(200, &mut next)
+                    },
+                    tail: if truncated { bytes(100, &mut next) } else { Vec::new() },
+                    len: next() % 100_000,
+                    sha256: truncated.then(|| [(next() % 256) as u8; 32]),
+                    function: (kind == StatementKind::FunctionCall).then(|| {
+                        let args = next() % 5;
+                        ((next() % u64::from(u32::MAX)) as u32, (0..args).map(|_| next() as i32).collect())
+                    }),
+                    encoding: encodings[(next() % encodings.len() as u64) as usize].into(),
+                }
+            })
+            .collect();
+        for batch in all.chunks(256) {
+            let reference = serde_json::json!({ "statements": batch.iter().map(statement_json).collect::<Vec<_>>() });
+            assert_eq!(statements_details(batch), jitgate_core::audit::canonical_json(&reference));
+        }
+    }
 }
