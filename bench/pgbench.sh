@@ -130,11 +130,14 @@ declare -A TPS P50 CPU
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # Of that, the system's (kernel) part.
 sys_ticks() { awk '{print $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# Of that, the threads other than the gateway's (the server's workers and the store's: in the
-# gateway's runs, the statement record's writer).
 # Context switches of all its threads so far (voluntary and not).
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
+# Of its CPU, the threads other than the gateway's (the server's workers and the store's: in the
+# gateway's runs, the statement record's writer).
 off_relay_ticks() { cat /proc/"$1"/task/*/stat 2>/dev/null | awk '$2 != "(jitgate-gateway)" {t += $14 + $15} END {print t + 0}'; }
+# per_tx AMOUNT TX: AMOUNT per transaction; ticks_per_tx TICKS TX: clock ticks as µs per transaction.
+per_tx() { python3 -c "print(round($1 / max($2, 1), 3))"; }
+ticks_per_tx() { python3 -c "print(round($1 * 1e6 / $(getconf CLK_TCK) / max($2, 1), 2))"; }
 proxy_pid() { case $1 in jitgate|norec|tls) echo "$jpid";; pgbouncer) cat "$work/pgbouncer.pid";; relay) echo "$rpid";; *) echo "";; esac; }
 run() { # run NAME PORT USER DB PASSWORD ARGS... (SSLMODE: the client's, disable by default)
   local name=$1 port=$2 user=$3 db=$4 pass=$5; shift 5
@@ -163,12 +166,12 @@ run() { # run NAME PORT USER DB PASSWORD ARGS... (SSLMODE: the client's, disable
   # not depend on how the scheduler shared them out during the run.
   if [ -n "$pid" ]; then
     local tx; tx=$(awk '/^number of transactions actually processed: /{print $6; exit}' <<<"$out")
-    cpu=$(python3 -c "print(round(($(cpu_ticks "$pid") - $before) * 1e6 / $(getconf CLK_TCK) / max($tx, 1), 2))")
+    cpu=$(ticks_per_tx "$(($(cpu_ticks "$pid") - before))" "$tx")
     CPU["$name $*"]="${CPU["$name $*"]:-} $cpu"
-    local sys; sys=$(python3 -c "print(round(($(sys_ticks "$pid") - $sys_before) * 1e6 / $(getconf CLK_TCK) / max($tx, 1), 2))")
-    cpu=" proxy_cpu_us_per_tx=$cpu (kernel $sys) switches_per_tx=$(python3 -c "print(round(($(switches "$pid") - $cs_before) / max($tx, 1), 3))")"
+    cpu=" proxy_cpu_us_per_tx=$cpu (kernel $(ticks_per_tx "$(($(sys_ticks "$pid") - sys_before))" "$tx"))"
+    cpu="$cpu switches_per_tx=$(per_tx "$(($(switches "$pid") - cs_before))" "$tx")"
     case $name in jitgate|norec|tls)
-      cpu="$cpu off_relay_us_per_tx=$(python3 -c "print(round(($(off_relay_ticks "$pid") - $off_before) * 1e6 / $(getconf CLK_TCK) / max($tx, 1), 2))")";;
+      cpu="$cpu off_relay_us_per_tx=$(ticks_per_tx "$(($(off_relay_ticks "$pid") - off_before))" "$tx")";;
     esac
     if [ -n "$perf_pid" ]; then
       kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null || true
